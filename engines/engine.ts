@@ -1,0 +1,98 @@
+/**
+ * The Engine contract. An engine turns a source tree into one byte stream per backup (plus an engine
+ * state that the next level compares against) and applies such streams to a target directory.
+ * Engines never import `storage/`: the pipeline joins the two.
+ * @module
+ */
+
+/** Running counts an engine reports while it works. */
+export interface Progress {
+  /** Entries (files, dirs, links, …) written to or applied from the stream so far. */
+  files: number;
+  /** File content bytes read (backup) or written (restore) so far. */
+  bytes: number;
+}
+
+/** A non-fatal problem (file vanished, changed while read, unreadable). The run goes on. */
+export interface Warning {
+  path: string;
+  message: string;
+}
+
+/** Options of `Engine.backup()`. */
+export interface BackupOptions {
+  /**
+   * The parent backup's engine state, decoded (decompressed, decrypted) — absent for level 0.
+   * The engine reads it as it walks, so memory stays flat in the number of files.
+   */
+  previous?: ReadableStream<Uint8Array>;
+  /** Glob patterns to leave out. Default: none. */
+  exclude?: string[];
+  /** Descend into other file systems. Default: false (stay on the source's file system). */
+  crossFileSystems?: boolean;
+  /** Aborts the walk; the stream then errors with an AbortedError. */
+  signal?: AbortSignal;
+  /** Called now and then with running totals. */
+  onProgress?: (progress: Progress) => void;
+  /** Called for every non-fatal problem. */
+  onWarning?: (warning: Warning) => void;
+}
+
+/** Totals of a finished backup stream. */
+export interface BackupStats {
+  /** Entries written to the archive. */
+  files: number;
+  /** File content bytes read. */
+  bytes: number;
+  /** Entries looked at (unchanged ones included). */
+  scanned: number;
+  /** Number of warnings. */
+  warnings: number;
+}
+
+/** What `Engine.backup()` returns. Both streams must be read concurrently. */
+export interface BackupRun {
+  /** The backup's data (e.g. a GNU incremental tar archive), uncompressed. */
+  stream: ReadableStream<Uint8Array>;
+  /** This backup's engine state, produced as the walk goes on; closes after `stream` ends. */
+  state: ReadableStream<Uint8Array>;
+  /** Resolves with totals once both streams have ended; rejects if the backup failed. */
+  done: Promise<BackupStats>;
+}
+
+/** Options of `Engine.restore()`. */
+export interface RestoreOptions {
+  /** Restore owners (uid/gid). Default: only when running as root. */
+  owners?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (progress: Progress) => void;
+  onWarning?: (warning: Warning) => void;
+}
+
+/** Totals of one applied stream. */
+export interface RestoreStats {
+  files: number;
+  bytes: number;
+  /** Entries removed because a later level recorded their deletion. */
+  deleted: number;
+}
+
+/** What `Engine.restore()` returns: write one backup's stream into `writable`, then await `done`. */
+export interface RestoreRun {
+  writable: WritableStream<Uint8Array>;
+  /** Resolves once the stream is fully applied (directory times fixed up), rejects on any error. */
+  done: Promise<RestoreStats>;
+}
+
+/** A backup engine. */
+export interface Engine {
+  /** Recorded in manifests; selects the engine on restore. */
+  readonly name: string;
+  /** Backs up `source` (a directory or a single file). */
+  backup(source: string, options?: BackupOptions): BackupRun;
+  /**
+   * Applies one backup's stream to `target` (an existing directory). Called once per chain member,
+   * oldest first. Never writes outside `target`.
+   */
+  restore(target: string, options?: RestoreOptions): RestoreRun;
+}

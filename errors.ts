@@ -1,0 +1,32 @@
+/**
+ * Error classes shared by the CLI, the pipeline, engines and storages, and the exit codes they map to.
+ * @module
+ */
+
+/** Exit codes of the `frost` command. */
+export const ExitCode = {
+  ok: 0,
+  failure: 1,
+  usage: 2,
+  warnings: 3,
+} as const;
+
+/** A mistake in how frost was called: shown with a hint to `--help`, exit code 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** A failure of the operation itself (missing backup, corrupt segment, …): exit code 1. */
+export class FrostError extends Error {
+  override name = "FrostError";
+}
+
+/** The run was interrupted by a signal or an AbortSignal. */
+export class AbortedError extends Error {
+  override name = "AbortedError";
+}
+
+/** Returns the message of any thrown value. */
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

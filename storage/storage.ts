@@ -1,0 +1,90 @@
+/**
+ * The Storage contract (after restic's backend contract). Every storage — local, memory, and the remote
+ * ones — implements it and passes the shared conformance suite in `tests/storage_conformance.ts`.
+ *
+ * Keys are relative, `/`-separated paths such as `web1_etc/manifests/20261127T101500.123Z.json`. They never
+ * start with `/`, never contain empty, `.` or `..` components, and are otherwise arbitrary UTF-8.
+ * @module
+ */
+
+/** What `stat()` and `list()` report of one stored object. */
+export interface ObjectInfo {
+  /** The key, relative to the storage root. */
+  key: string;
+  /** Size in bytes. */
+  size: number;
+  /** Last modification time, where the storage knows it. */
+  modified?: Date;
+}
+
+/** A byte range for `get()`: `length` omitted means "to the end". */
+export interface Range {
+  offset: number;
+  length?: number;
+}
+
+/** Options every call accepts. */
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+/**
+ * A place where frost keeps objects.
+ *
+ * Rules every implementation keeps:
+ * - `put` is all-or-nothing: a reader never sees a partly written object, and a failed or aborted put
+ *   leaves either nothing or the previous object. It may be called again with the same bytes (retry).
+ * - `get` and `stat` reject with `NotFoundError` for a missing key.
+ * - `list(prefix)` yields every object whose key starts with `prefix` exactly once, in no set order.
+ *   `prefix` is `""` or ends with `/`, so `host_web/` never matches `host_web2/`.
+ * - `delete` of a missing key succeeds (idempotent).
+ * - Every other failure is a `StorageError` saying whether a retry may help, with the original as `cause`.
+ * - No retry loops inside an adapter: retries are a decorator composed once in main.ts.
+ */
+export interface Storage {
+  /** A display form of where this storage is (no secrets), e.g. `file:///var/backups/frost`. */
+  readonly url: string;
+  put(key: string, data: Uint8Array, options?: CallOptions): Promise<void>;
+  get(key: string, options?: CallOptions & { range?: Range }): Promise<ReadableStream<Uint8Array>>;
+  stat(key: string, options?: CallOptions): Promise<ObjectInfo>;
+  list(prefix: string, options?: CallOptions): AsyncIterable<ObjectInfo>;
+  delete(key: string, options?: CallOptions): Promise<void>;
+  /** Releases connections. Safe to call more than once. */
+  close(): Promise<void>;
+}
+
+/** A storage failure. `retriable` says whether trying the same call again may succeed. */
+export class StorageError extends Error {
+  override name = "StorageError";
+  readonly retriable: boolean;
+  constructor(message: string, options: { cause?: unknown; retriable?: boolean } = {}) {
+    super(message, { cause: options.cause });
+    this.retriable = options.retriable ?? false;
+  }
+}
+
+/** The key does not exist. Never retriable. */
+export class NotFoundError extends StorageError {
+  override name = "NotFoundError";
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, { cause: options.cause, retriable: false });
+  }
+}
+
+/** Reads a whole object into memory (for small objects: manifests, states). */
+export async function getBytes(storage: Storage, key: string, options?: CallOptions): Promise<Uint8Array> {
+  const stream = await storage.get(key, options);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    chunks.push(chunk);
+    size += chunk.byteLength;
+  }
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
