@@ -1,0 +1,146 @@
+/**
+ * `frost remove --name NAME --older-than 30d`: removes whole chains all of whose backups are older than the
+ * cut-off, then orphans (data of failed runs) older than a day.
+ * @module
+ */
+import {
+  type Command,
+  hostnameOption,
+  nameOption,
+  openStorageOption,
+  parse,
+  STORAGE_OPTIONS,
+} from "../cli.ts";
+import { ExitCode, UsageError } from "../errors.ts";
+import { loadManifests, type Manifest, manifestKey, seriesName } from "../manifest.ts";
+import { formatBytes, parseDate, parseDuration } from "../units.ts";
+import { deleteBackupObjects, idToIso } from "../pipeline.ts";
+import type { Storage } from "../storage/storage.ts";
+
+const USAGE = `Usage: frost remove --name NAME (--older-than AGE | --before DATE) [options]
+
+Removes every chain of <hostname>_<name> whose backups are ALL older than the cut-off, so a backup newer
+than the cut-off always stays restorable. Then removes orphaned data of failed runs older than a day.
+
+Options:
+  --name NAME            backup name (required)
+  --older-than AGE       cut-off = now - AGE: 30d, 12h, 90m, 2w (a bare number is days)
+  --before DATE          cut-off = DATE (ISO 8601, local time unless a zone is given)
+  --dry-run              show what would be removed, remove nothing
+  --storage PATH|URL     where backups live (default: $FROST_STORAGE or the default folder)
+  --hostname HOST        another machine's backups (default: this machine's)
+  --json                 print what was (or would be) removed as JSON
+  -h, --help             this help`;
+
+const ORPHAN_AGE_MS = 24 * 3600 * 1000;
+
+/** The remove command. */
+export const removeCommand: Command = {
+  summary: "remove old backup chains",
+  usage: USAGE,
+  async run(ctx) {
+    const { values, positionals } = parse(ctx.args, {
+      ...STORAGE_OPTIONS,
+      "older-than": { type: "string" },
+      before: { type: "string" },
+      "dry-run": { type: "boolean" },
+    }, true);
+    if (values.help) {
+      ctx.stdout(USAGE);
+      return ExitCode.ok;
+    }
+    if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
+    const name = nameOption(values.name, "remove");
+    const hostname = hostnameOption(values.hostname);
+    if ((values["older-than"] === undefined) === (values.before === undefined)) {
+      throw new UsageError("frost remove needs one of --older-than AGE or --before DATE");
+    }
+    const now = Date.now();
+    const cutoff = values.before !== undefined
+      ? parseDate(values.before)
+      : new Date(now - parseDuration(values["older-than"]!));
+    const dryRun = values["dry-run"] ?? false;
+
+    const storage = await openStorageOption(values.storage, false);
+    try {
+      const series = seriesName(hostname, name);
+      const history = await loadManifests(storage, series, (key, err) => {
+        ctx.stderr(`frost: warning: ignoring unreadable manifest "${key}": ${(err as Error).message}`);
+      });
+      const chains = new Map<string, Manifest[]>();
+      for (const m of history) chains.set(m.chain, [...chains.get(m.chain) ?? [], m]);
+      const doomed: Manifest[] = [];
+      for (const members of chains.values()) {
+        if (members.every((m) => new Date(m.created) < cutoff)) doomed.push(...members);
+      }
+      // Newest first: if we stop halfway, no listed backup has lost its parent.
+      doomed.sort((a, b) => b.id.localeCompare(a.id));
+      const orphans = await findOrphans(storage, series, new Set(history.map((m) => m.id)), now);
+      const freed = doomed.reduce((n, m) => n + m.totals.bytesStored + m.totals.stateBytes, 0) +
+        orphans.reduce((n, o) => n + o.bytes, 0);
+
+      const verb = dryRun ? "Would remove" : "Removed";
+      if (!dryRun) {
+        for (const m of doomed) {
+          await storage.delete(manifestKey(series, m.id));
+          await deleteBackupObjects(storage, series, m.id);
+        }
+        for (const o of orphans) await deleteKeys(storage, o.keys);
+      }
+      if (values.json) {
+        ctx.stdout(JSON.stringify({
+          dryRun,
+          cutoff: cutoff.toISOString(),
+          removed: doomed.map((m) => ({ id: m.id, level: m.level, chain: m.chain, created: m.created })),
+          orphans: orphans.map((o) => o.id),
+          bytes: freed,
+        }));
+      } else {
+        for (const m of doomed) ctx.stdout(`${verb} ${series} ${m.id} (level ${m.level}, chain ${m.chain})`);
+        for (const o of orphans) ctx.stdout(`${verb} orphaned data of failed run ${series} ${o.id}`);
+        const kept = history.length - doomed.length;
+        ctx.stdout(
+          `${verb} ${doomed.length} backup${doomed.length === 1 ? "" : "s"} and ${orphans.length} orphan${
+            orphans.length === 1 ? "" : "s"
+          } (${formatBytes(freed)}) older than ${cutoff.toISOString()}; ${kept} backup${
+            kept === 1 ? "" : "s"
+          } kept`,
+        );
+      }
+      return ExitCode.ok;
+    } finally {
+      await storage.close();
+    }
+  },
+};
+
+interface Orphan {
+  id: string;
+  keys: string[];
+  bytes: number;
+}
+
+/** Data of backups that have no manifest and are older than a day (a run in progress is younger). */
+async function findOrphans(storage: Storage, series: string, committed: Set<string>, now: number) {
+  const byId = new Map<string, Orphan>();
+  for await (const info of storage.list(`${series}/backups/`)) {
+    const id = info.key.slice(`${series}/backups/`.length).split("/")[0]!;
+    if (committed.has(id)) continue;
+    let created: number;
+    try {
+      created = Date.parse(idToIso(id));
+    } catch {
+      continue; // not ours
+    }
+    if (now - created < ORPHAN_AGE_MS) continue;
+    const o = byId.get(id) ?? { id, keys: [], bytes: 0 };
+    o.keys.push(info.key);
+    o.bytes += info.size;
+    byId.set(id, o);
+  }
+  return [...byId.values()];
+}
+
+async function deleteKeys(storage: Storage, keys: string[]): Promise<void> {
+  for (const key of keys) await storage.delete(key);
+}

@@ -1,0 +1,243 @@
+/**
+ * Private helpers of the tar engine: the walk order, and reading and writing the engine state
+ * (format described at the top of tar_backup.ts).
+ * @module
+ */
+import { FrostError, messageOf } from "../errors.ts";
+
+/** `format` value of a state's header line. */
+export const STATE_FORMAT = "frost-tar-state";
+/** Version of the state format this code writes and reads. */
+export const STATE_VERSION = 1;
+
+/** Entry types in state records: file, directory, symlink, fifo, char device, block device. */
+export type Kind = "f" | "d" | "l" | "p" | "c" | "b";
+
+const KINDS = new Set<string>(["f", "d", "l", "p", "c", "b"]);
+
+/**
+ * Compares two names in the byte order of their UTF-8 encoding (= code point order). JavaScript's `<`
+ * compares UTF-16 code units, which differs only between surrogates and U+E000..U+FFFF.
+ */
+export function compareNames(a: string, b: string): number {
+  if (a === b) return 0;
+  const n = a.length < b.length ? a.length : b.length;
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x >= 0xd800 && y >= 0xd800) {
+      // Move surrogates (code points above U+FFFF) above U+E000..U+FFFF.
+      x = x < 0xe000 ? x + 0x2000 : x - 0x800;
+      y = y < 0xe000 ? y + 0x2000 : y - 0x800;
+    }
+    return x - y;
+  }
+  return a.length - b.length;
+}
+
+const HIGH_UNITS = /[\ud800-\uffff]/;
+
+/** Sorts names in place in UTF-8 byte order (the default sort when no name needs the slow comparison). */
+export function sortNames(names: string[]): string[] {
+  for (const name of names) {
+    if (HIGH_UNITS.test(name)) return names.sort(compareNames);
+  }
+  return names.sort();
+}
+
+/**
+ * The walk order of entries, given as path components plus "is a directory". Depth first; inside a
+ * directory, non-directories come first, then directories, each group sorted by `compareNames`. So a
+ * directory's own record precedes its subtree, and the records of its non-directory children directly
+ * follow it, which lets the backup learn their fate (for the directory's dumpdir) before descending.
+ * `b` is given as its parent's components plus its own name, to avoid building an array per entry.
+ */
+export function compareKey(
+  a: readonly string[],
+  aIsDir: boolean,
+  bParent: readonly string[],
+  bName: string,
+  bIsDir: boolean,
+): number {
+  const aLen = a.length;
+  const bLen = bParent.length + 1;
+  const n = aLen < bLen ? aLen : bLen;
+  for (let i = 0; i < n; i++) {
+    const ad = i < aLen - 1 || aIsDir;
+    const bd = i < bLen - 1 || bIsDir;
+    if (ad !== bd) return ad ? 1 : -1;
+    const c = compareNames(a[i]!, i < bLen - 1 ? bParent[i]! : bName);
+    if (c !== 0) return c;
+  }
+  return aLen - bLen;
+}
+
+/** The first line of a state. */
+export function stateHeader(startedNs: bigint): string {
+  return `{"format":"${STATE_FORMAT}","version":${STATE_VERSION},"started":"${startedNs}"}\n`;
+}
+
+/** One record line of a state. All numbers are decimal strings so that 64-bit values survive JSON. */
+export function stateRecord(
+  path: string,
+  kind: Kind,
+  dev: bigint,
+  ino: string,
+  size: string,
+  mtimeNs: string,
+  ctimeNs: string,
+): string {
+  return `[${JSON.stringify(path)},"${kind}","${dev}","${ino}","${size}","${mtimeNs}","${ctimeNs}"]\n`;
+}
+
+/** A record of the parent's state, as the merge needs it. */
+export interface ParentRecord {
+  parts: string[];
+  kind: Kind;
+  ino: string;
+  size: string;
+  mtime: string;
+  ctime: string;
+}
+
+/** Returned by `StateReader.match()` when it must `await more()` before it can answer. */
+export const MORE = Symbol("more");
+
+const DIGITS = /^-?\d+$/;
+
+/**
+ * Reads a parent's state as a streaming merge: `match()` is called with keys in walk order and consumes
+ * the parent's records up to that key, so memory holds one input chunk, never the whole state.
+ */
+export class StateReader {
+  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #decoder = new TextDecoder("utf-8", { fatal: true });
+  #text = "";
+  #pos = 0;
+  #ended = false;
+  #lineNo = 0;
+  #next: ParentRecord | undefined;
+  /** When the parent backup started (wall clock, ns); set by `open()`. */
+  started = 0n;
+
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.#reader = stream.getReader();
+  }
+
+  /** Reads and checks the header line. */
+  async open(): Promise<void> {
+    let line = this.#line();
+    while (line === undefined && !this.#ended) {
+      await this.more();
+      line = this.#line();
+    }
+    let header: unknown;
+    try {
+      header = JSON.parse(line ?? "");
+    } catch {
+      header = undefined;
+    }
+    const h = header as { format?: unknown; version?: unknown; started?: unknown } | undefined;
+    if (h?.format !== STATE_FORMAT || typeof h.started !== "string" || !DIGITS.test(h.started)) {
+      throw new FrostError("Cannot read the parent backup's state: it is not a frost tar state");
+    }
+    if (h.version !== STATE_VERSION) {
+      throw new FrostError(
+        `Cannot read the parent backup's state: version ${
+          String(h.version)
+        } is not supported (this frost reads ${STATE_VERSION})`,
+      );
+    }
+    this.started = BigInt(h.started);
+  }
+
+  /**
+   * Returns the parent's record for the entry (`parent` components + `name`), undefined when the parent
+   * had none, or MORE when the buffered input ran out. Keys must come in walk order.
+   */
+  match(parent: readonly string[], name: string, isDir: boolean): ParentRecord | undefined | typeof MORE {
+    for (;;) {
+      if (this.#next === undefined) {
+        const line = this.#line();
+        if (line === undefined) return this.#ended ? undefined : MORE;
+        if (line === "") continue;
+        this.#next = this.#parse(line);
+      }
+      const c = compareKey(this.#next.parts, this.#next.kind === "d", parent, name, isDir);
+      if (c > 0) return undefined;
+      const rec = this.#next;
+      this.#next = undefined;
+      if (c === 0) return rec;
+    }
+  }
+
+  /** Buffers the next chunk of input. */
+  async more(): Promise<void> {
+    let result: ReadableStreamReadResult<Uint8Array>;
+    try {
+      result = await this.#reader.read();
+    } catch (err) {
+      throw new FrostError(`Cannot read the parent backup's state: ${messageOf(err)}`, { cause: err });
+    }
+    let text: string;
+    try {
+      text = result.done ? this.#decoder.decode() : this.#decoder.decode(result.value, { stream: true });
+    } catch (err) {
+      throw new FrostError("Cannot read the parent backup's state: it is not valid UTF-8", { cause: err });
+    }
+    this.#text = this.#text.slice(this.#pos) + text;
+    this.#pos = 0;
+    if (result.done) this.#ended = true;
+  }
+
+  /** Stops reading (the rest of the parent's state is not needed). */
+  async close(): Promise<void> {
+    try {
+      await this.#reader.cancel();
+    } catch {
+      // The parent's stream failing now cannot change this backup.
+    }
+  }
+
+  #line(): string | undefined {
+    const i = this.#text.indexOf("\n", this.#pos);
+    if (i < 0) {
+      if (!this.#ended || this.#pos >= this.#text.length) return undefined;
+      const last = this.#text.slice(this.#pos);
+      this.#pos = this.#text.length;
+      this.#lineNo++;
+      return last;
+    }
+    const line = this.#text.slice(this.#pos, i);
+    this.#pos = i + 1;
+    this.#lineNo++;
+    return line;
+  }
+
+  #parse(line: string): ParentRecord {
+    let v: unknown;
+    try {
+      v = JSON.parse(line);
+    } catch {
+      v = undefined;
+    }
+    if (
+      !Array.isArray(v) || v.length < 7 || typeof v[0] !== "string" || !KINDS.has(v[1]) ||
+      !v.slice(2, 7).every((x) => typeof x === "string")
+    ) {
+      throw new FrostError(
+        `Cannot read the parent backup's state: line ${this.#lineNo} is not a state record`,
+      );
+    }
+    const path = v[0] as string;
+    return {
+      parts: path === "." ? [] : path.split("/"),
+      kind: v[1] as Kind,
+      ino: v[3],
+      size: v[4],
+      mtime: v[5],
+      ctime: v[6],
+    };
+  }
+}

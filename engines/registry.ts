@@ -1,0 +1,26 @@
+/**
+ * The engines frost knows, by the name recorded in manifests.
+ * @module
+ */
+import type { Engine } from "./engine.ts";
+import { tarEngine } from "./tar.ts";
+import { FrostError, UsageError } from "../errors.ts";
+
+const ENGINES: Record<string, Engine> = { tar: tarEngine };
+
+/** Names accepted by `--engine`. */
+export const ENGINE_NAMES = Object.keys(ENGINES);
+
+/** The engine for `--engine NAME` (a usage error when unknown). */
+export function engineForOption(name: string): Engine {
+  const engine = ENGINES[name];
+  if (!engine) throw new UsageError(`Unknown engine "${name}": choose one of ${ENGINE_NAMES.join(", ")}`);
+  return engine;
+}
+
+/** The engine a manifest names (a failure when this frost lacks it). */
+export function engineForBackup(name: string): Engine {
+  const engine = ENGINES[name];
+  if (!engine) throw new FrostError(`Cannot restore: the backup was made with engine "${name}", unknown to this frost`);
+  return engine;
+}

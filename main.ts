@@ -1,0 +1,106 @@
+/**
+ * frost — back up a tree as a chain of levels to a storage, and restore it.
+ *
+ * The entry point: the only module that reads argv, prints, handles signals and exits.
+ * @module
+ */
+import { AbortedError, ExitCode, FrostError, messageOf, UsageError } from "./errors.ts";
+import type { Command, CommandContext } from "./cli.ts";
+import { backupCommand } from "./commands/backup.ts";
+import { restoreCommand } from "./commands/restore.ts";
+import { listCommand } from "./commands/list.ts";
+import { removeCommand } from "./commands/remove.ts";
+import { StorageError } from "./storage/storage.ts";
+import { VERSION } from "./version.ts";
+
+const COMMANDS: Record<string, Command> = {
+  backup: backupCommand,
+  restore: restoreCommand,
+  list: listCommand,
+  remove: removeCommand,
+};
+
+const HELP = `frost ${VERSION} — backups as chains of levels (full, then changes), restored in one step
+
+Usage: frost COMMAND [options]
+
+Commands:
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`).join("\n")}
+
+Examples:
+  frost backup /etc --name etc --storage /var/backups/frost --max-level 3
+  frost list --storage /var/backups/frost --name etc
+  frost restore --name etc --storage /var/backups/frost --to /srv/restore/etc [--date 2026-11-20T10:00]
+  frost remove --name etc --storage /var/backups/frost --older-than 30d [--dry-run]
+
+Run "frost COMMAND --help" for a command's options.
+Exit codes: 0 ok, 1 failure, 2 usage error, 3 completed with warnings, 130/143 interrupted.`;
+
+/** Runs frost with `args`; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const stdout = (line: string) => process.stdout.write(line + "\n");
+  const stderr = (line: string) => process.stderr.write(line + "\n");
+  const [first, ...rest] = args;
+  if (first === undefined || first === "--help" || first === "-h" || first === "help") {
+    (first === undefined ? stderr : stdout)(HELP);
+    return first === undefined ? ExitCode.usage : ExitCode.ok;
+  }
+  if (first === "--version" || first === "-V" || first === "version") {
+    stdout(`frost ${VERSION}`);
+    return ExitCode.ok;
+  }
+  const command = COMMANDS[first];
+  if (!command) {
+    stderr(`frost: unknown command "${first}" (commands: ${Object.keys(COMMANDS).join(", ")}); see frost --help`);
+    return ExitCode.usage;
+  }
+
+  const controller = new AbortController();
+  let signalCode = 0;
+  const onSignal = (name: "SIGINT" | "SIGTERM") => () => {
+    if (signalCode) process.exit(signalCode); // a second signal: leave now
+    signalCode = name === "SIGINT" ? 130 : 143;
+    stderr(`frost: ${name} received, stopping (nothing of this run will be committed)`);
+    controller.abort(new AbortedError(`Interrupted by ${name}`));
+  };
+  const handlers = { SIGINT: onSignal("SIGINT"), SIGTERM: onSignal("SIGTERM") };
+  process.on("SIGINT", handlers.SIGINT);
+  process.on("SIGTERM", handlers.SIGTERM);
+  const ctx: CommandContext = {
+    args: rest,
+    signal: controller.signal,
+    stdout,
+    stderr,
+    interactive: Boolean(process.stderr.isTTY),
+  };
+  try {
+    const code = await command.run(ctx);
+    return signalCode || code;
+  } catch (err) {
+    if (signalCode) {
+      stderr(`frost: ${first} interrupted; nothing of this run was committed`);
+      return signalCode;
+    }
+    if (err instanceof UsageError) {
+      stderr(`frost: ${err.message} (see frost ${first} --help)`);
+      return ExitCode.usage;
+    }
+    if (err instanceof FrostError || err instanceof StorageError || err instanceof AbortedError) {
+      stderr(`frost: ${err.message}`);
+      return ExitCode.failure;
+    }
+    // Unexpected: still one line for the user; the stack with FROST_DEBUG=1.
+    stderr(`frost: ${first} failed: ${messageOf(err)}`);
+    if (process.env.FROST_DEBUG) stderr(String((err as Error)?.stack ?? err));
+    return ExitCode.failure;
+  } finally {
+    process.off("SIGINT", handlers.SIGINT);
+    process.off("SIGTERM", handlers.SIGTERM);
+  }
+}
+
+if (import.meta.main) {
+  const code = await main(process.argv.slice(2));
+  // Let stdout drain before exiting (a pipe may be slow).
+  process.stdout.write("", () => process.exit(code));
+}

@@ -1,0 +1,348 @@
+/**
+ * Where engine and storage meet: the backup and restore data flows of DESIGN.md.
+ *
+ * Backup:  engine stream → compressor → segmenter → storage writer (CountQueuingStrategy(queueSize)),
+ *          and the same for the engine state, concurrently; then the manifest, last.
+ * Restore: per chain member, oldest first: segments (SHA-256 checked) → decompressor → engine.restore().
+ * @module
+ */
+import type { Storage } from "./storage/storage.ts";
+import { getBytes, NotFoundError } from "./storage/storage.ts";
+import type { Engine, Progress, RestoreStats, Warning } from "./engines/engine.ts";
+import type { Compression } from "./compression.ts";
+import { createCompressor, createDecompressor } from "./compression.ts";
+import type { Manifest, SegmentRef } from "./manifest.ts";
+import {
+  backupPrefix,
+  encodeManifest,
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  manifestKey,
+  segmentKey,
+  seriesName,
+} from "./manifest.ts";
+import { AbortedError, FrostError, messageOf } from "./errors.ts";
+
+/** Cuts a byte stream into pieces of exactly `size` bytes (the last one shorter). */
+export class Segmenter extends TransformStream<Uint8Array, Uint8Array> {
+  constructor(size: number) {
+    let pieces: Uint8Array[] = [];
+    let total = 0;
+    const emit = (controller: TransformStreamDefaultController<Uint8Array>, length: number) => {
+      const segment = new Uint8Array(length);
+      let filled = 0;
+      while (filled < length) {
+        const piece = pieces[0]!;
+        const n = Math.min(piece.byteLength, length - filled);
+        segment.set(piece.subarray(0, n), filled);
+        filled += n;
+        if (n === piece.byteLength) pieces.shift();
+        else pieces[0] = piece.subarray(n);
+      }
+      total -= length;
+      controller.enqueue(segment);
+    };
+    super({
+      transform(chunk, controller) {
+        if (chunk.byteLength === 0) return;
+        pieces.push(chunk);
+        total += chunk.byteLength;
+        while (total >= size) emit(controller, size);
+      },
+      flush(controller) {
+        if (total > 0) emit(controller, total);
+        pieces = [];
+      },
+    });
+  }
+}
+
+/** SHA-256 of bytes, hex. WebCrypto runs it off the main thread in Deno and Bun. */
+async function sha256(bytes: Uint8Array): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
+  let hex = "";
+  for (const b of digest) hex += b.toString(16).padStart(2, "0");
+  return hex;
+}
+
+/**
+ * A WritableStream of segments over a storage: each write hashes and uploads one segment and resolves when
+ * the put is done, so the queue (highWaterMark = queueSize) bounds memory and backpressure reaches the
+ * engine. `refs` lists what was stored, in order.
+ */
+export class SegmentWriter extends WritableStream<Uint8Array> {
+  readonly refs: SegmentRef[] = [];
+  constructor(
+    storage: Storage,
+    keyOf: (n: number) => string,
+    options: { queueSize: number; signal?: AbortSignal; onStored?: (bytes: number) => void },
+  ) {
+    const refs: SegmentRef[] = [];
+    super({
+      async write(segment) {
+        const key = keyOf(refs.length);
+        const [hash] = await Promise.all([sha256(segment), storage.put(key, segment, { signal: options.signal })]);
+        refs.push({ key, size: segment.byteLength, sha256: hash });
+        options.onStored?.(segment.byteLength);
+      },
+    }, new CountQueuingStrategy({ highWaterMark: options.queueSize }));
+    this.refs = refs;
+  }
+}
+
+/**
+ * A ReadableStream of the verified bytes of `segments`, read one segment ahead. A segment whose size or
+ * SHA-256 differs from the manifest is never passed on: the stream errors naming the object.
+ */
+export function readSegments(
+  storage: Storage,
+  segments: readonly SegmentRef[],
+  options: { signal?: AbortSignal; onRead?: (bytes: number) => void } = {},
+): ReadableStream<Uint8Array> {
+  const fetchOne = async (ref: SegmentRef): Promise<Uint8Array> => {
+    let bytes: Uint8Array;
+    try {
+      bytes = await getBytes(storage, ref.key, { signal: options.signal });
+    } catch (err) {
+      if (err instanceof NotFoundError) {
+        throw new FrostError(`Cannot read segment "${ref.key}": it is missing from ${storage.url}`, { cause: err });
+      }
+      throw new FrostError(`Cannot read segment "${ref.key}": ${messageOf(err)}`, { cause: err });
+    }
+    if (bytes.byteLength !== ref.size) {
+      throw new FrostError(
+        `Cannot read segment "${ref.key}": it holds ${bytes.byteLength} bytes, the manifest says ${ref.size}`,
+      );
+    }
+    if (await sha256(bytes) !== ref.sha256) {
+      throw new FrostError(`Cannot read segment "${ref.key}": checksum mismatch (the object is corrupt)`);
+    }
+    return bytes;
+  };
+  let next = 0;
+  let ahead: Promise<Uint8Array> | null = null;
+  const start = () => {
+    const ref = segments[next++];
+    if (!ref) return null;
+    const job = fetchOne(ref);
+    job.catch(() => {}); // surfaces when awaited in pull()
+    return job;
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const current = ahead ?? start();
+      if (!current) {
+        controller.close();
+        return;
+      }
+      const bytes = await current;
+      ahead = start();
+      options.onRead?.(bytes.byteLength);
+      controller.enqueue(bytes);
+      if (!ahead) controller.close();
+    },
+    cancel() {
+      ahead = null;
+    },
+  }, new CountQueuingStrategy({ highWaterMark: 0 }));
+}
+
+/** Everything a backup run needs. */
+export interface BackupJob {
+  storage: Storage;
+  engine: Engine;
+  /** Absolute source path. */
+  source: string;
+  hostname: string;
+  name: string;
+  id: string;
+  level: number;
+  parent: Manifest | null;
+  compression: Compression;
+  segmentSize: number;
+  queueSize: number;
+  exclude?: string[];
+  crossFileSystems?: boolean;
+  signal?: AbortSignal;
+  frostVersion: string;
+  onProgress?: (progress: Progress & { stored: number }) => void;
+  onWarning?: (warning: Warning) => void;
+}
+
+/**
+ * Runs one backup: data and state segments first, the manifest last. On any failure (or abort) nothing is
+ * committed; the objects this run wrote are deleted as far as possible (leftovers are orphans that
+ * `frost remove` cleans), and every earlier backup stays as it was.
+ */
+export async function runBackup(job: BackupJob): Promise<Manifest> {
+  const started = performance.now();
+  const series = seriesName(job.hostname, job.name);
+  const controller = new AbortController();
+  const signal = job.signal ? AbortSignal.any([job.signal, controller.signal]) : controller.signal;
+  let stored = 0;
+  let last: Progress = { files: 0, bytes: 0 };
+
+  const previous = job.parent
+    ? readSegments(job.storage, job.parent.state, { signal }).pipeThrough(
+      createDecompressor(job.parent.compression),
+    )
+    : undefined;
+  const run = job.engine.backup(job.source, {
+    previous,
+    exclude: job.exclude,
+    crossFileSystems: job.crossFileSystems,
+    signal,
+    onProgress: (p) => {
+      last = p;
+      job.onProgress?.({ ...p, stored });
+    },
+    onWarning: job.onWarning,
+  });
+  const dataWriter = new SegmentWriter(job.storage, (n) => segmentKey(series, job.id, "data", n), {
+    queueSize: job.queueSize,
+    signal,
+    onStored: (bytes) => {
+      stored += bytes;
+      job.onProgress?.({ ...last, stored });
+    },
+  });
+  const stateWriter = new SegmentWriter(job.storage, (n) => segmentKey(series, job.id, "state", n), {
+    queueSize: job.queueSize,
+    signal,
+  });
+  const flows = [
+    run.stream.pipeThrough(createCompressor(job.compression)).pipeThrough(new Segmenter(job.segmentSize))
+      .pipeTo(dataWriter, { signal }),
+    run.state.pipeThrough(createCompressor(job.compression)).pipeThrough(new Segmenter(job.segmentSize))
+      .pipeTo(stateWriter, { signal }),
+    run.done,
+  ];
+  try {
+    // allSettled-then-throw: when one flow fails, abort the others and report the first real cause.
+    const results = await Promise.allSettled(flows.map((p) =>
+      p.catch((err) => {
+        controller.abort(err);
+        throw err;
+      })
+    ));
+    const failure = results.find((r) => r.status === "rejected") as PromiseRejectedResult | undefined;
+    if (failure) throw job.signal?.aborted ? new AbortedError("Backup interrupted") : failure.reason;
+    const stats = await run.done;
+    const manifest: Manifest = {
+      format: MANIFEST_FORMAT,
+      version: MANIFEST_VERSION,
+      id: job.id,
+      name: job.name,
+      hostname: job.hostname,
+      level: job.level,
+      parent: job.parent?.id ?? null,
+      chain: job.parent?.chain ?? job.id,
+      created: idToIso(job.id),
+      engine: job.engine.name,
+      compression: job.compression,
+      encryption: null,
+      source: job.source,
+      frost: job.frostVersion,
+      segments: dataWriter.refs,
+      state: stateWriter.refs,
+      totals: {
+        files: stats.files,
+        bytesIn: stats.bytes,
+        bytesStored: sum(dataWriter.refs),
+        stateBytes: sum(stateWriter.refs),
+        warnings: stats.warnings,
+        seconds: Math.round(performance.now() - started) / 1000,
+      },
+    };
+    if (job.signal?.aborted) throw new AbortedError("Backup interrupted");
+    // The commit point.
+    await job.storage.put(manifestKey(series, job.id), encodeManifest(manifest));
+    return manifest;
+  } catch (err) {
+    controller.abort(err);
+    await deleteBackupObjects(job.storage, series, job.id).catch(() => {});
+    throw err;
+  }
+}
+
+function sum(refs: readonly SegmentRef[]): number {
+  return refs.reduce((n, r) => n + r.size, 0);
+}
+
+/** `20261127T101500.123Z` → `2026-11-27T10:15:00.123Z`. */
+export function idToIso(id: string): string {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})\.(\d{3})Z$/.exec(id);
+  if (!m) throw new FrostError(`Invalid backup id "${id}"`);
+  return `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}.${m[7]}Z`;
+}
+
+/** Deletes a backup's data and state objects (not its manifest). */
+export async function deleteBackupObjects(storage: Storage, series: string, id: string): Promise<number> {
+  const keys: string[] = [];
+  for await (const info of storage.list(backupPrefix(series, id))) keys.push(info.key);
+  for (const key of keys) await storage.delete(key);
+  return keys.length;
+}
+
+/** Everything a restore run needs. */
+export interface RestoreJob {
+  storage: Storage;
+  engines: (name: string) => Engine;
+  /** The chain, oldest (level 0) first. */
+  chain: readonly Manifest[];
+  /** An existing directory. */
+  target: string;
+  signal?: AbortSignal;
+  onProgress?: (progress: Progress & { level: number; read: number }) => void;
+  onWarning?: (warning: Warning) => void;
+}
+
+/** Applies every backup of a chain to the target, oldest first. */
+export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
+  const total: RestoreStats = { files: 0, bytes: 0, deleted: 0 };
+  let read = 0;
+  for (const manifest of job.chain) {
+    const engine = job.engines(manifest.engine);
+    let last: Progress = { files: 0, bytes: 0 };
+    const run = engine.restore(job.target, {
+      signal: job.signal,
+      onProgress: (p) => {
+        last = p;
+        job.onProgress?.({ files: total.files + p.files, bytes: total.bytes + p.bytes, level: manifest.level, read });
+      },
+      onWarning: job.onWarning,
+    });
+    const segments = readSegments(job.storage, manifest.segments, {
+      signal: job.signal,
+      onRead: (bytes) => {
+        read += bytes;
+        job.onProgress?.({
+          files: total.files + last.files,
+          bytes: total.bytes + last.bytes,
+          level: manifest.level,
+          read,
+        });
+      },
+    });
+    const flow = segments.pipeThrough(createDecompressor(manifest.compression)).pipeTo(run.writable, {
+      signal: job.signal,
+    });
+    const [flowResult, doneResult] = await Promise.allSettled([flow, run.done]);
+    if (flowResult.status === "rejected" || doneResult.status === "rejected") {
+      if (job.signal?.aborted) throw new AbortedError("Restore interrupted");
+      const reason = flowResult.status === "rejected"
+        ? flowResult.reason
+        : (doneResult as PromiseRejectedResult).reason;
+      if (reason instanceof FrostError) throw reason;
+      throw new FrostError(
+        `Cannot restore backup "${manifest.id}" (level ${manifest.level}): ${messageOf(reason)}`,
+        { cause: reason },
+      );
+    }
+    const stats = doneResult.value;
+    total.files += stats.files;
+    total.bytes += stats.bytes;
+    total.deleted += stats.deleted;
+  }
+  return total;
+}
