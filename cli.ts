@@ -10,6 +10,10 @@ import { UsageError } from "./errors.ts";
 import { checkName } from "./manifest.ts";
 import type { Storage } from "./storage/storage.ts";
 import { defaultStoragePath, openStorage } from "./storage/registry.ts";
+import { RetryStorage } from "./storage/retry.ts";
+import { MultiStorage } from "./storage/multi.ts";
+import { LimitStorage } from "./storage/limit.ts";
+import { parseSize } from "./units.ts";
 
 /** What every command receives: its arguments and a place to print. */
 export interface CommandContext {
@@ -32,7 +36,9 @@ type Options = NonNullable<ParseArgsConfig["options"]>;
 
 /** Options that every command accepting a storage shares. */
 export const STORAGE_OPTIONS = {
-  storage: { type: "string" },
+  storage: { type: "string", multiple: true },
+  "upload-limit": { type: "string" },
+  "download-limit": { type: "string" },
   hostname: { type: "string" },
   name: { type: "string" },
   json: { type: "boolean" },
@@ -50,14 +56,53 @@ export function parse<T extends Options>(args: string[], options: T, positionals
   }
 }
 
-/** The storage spec from `--storage`, `$FROST_STORAGE`, or the documented default folder. */
-export function storageSpec(value: string | undefined): string {
-  return value ?? defaultStoragePath();
+/** The storage specs from `--storage` (repeatable), else `$FROST_STORAGE`, else the default folder. */
+export function storageSpecs(values: string[] | undefined): string[] {
+  return values && values.length > 0 ? values : [defaultStoragePath()];
 }
 
-/** Opens the storage named by `--storage` (or the default). */
-export function openStorageOption(value: string | undefined, create: boolean): Promise<Storage> {
-  return openStorage(storageSpec(value), { create });
+/** The parsed storage options every command shares. */
+export interface StorageValues {
+  storage?: string[];
+  "upload-limit"?: string;
+  "download-limit"?: string;
+}
+
+/**
+ * Opens the storages named by `--storage` and composes the decorators, once, here: retry with backoff for
+ * each storage, several storages as one, then the bandwidth limits.
+ */
+export async function openStorages(
+  values: StorageValues,
+  options: { create: boolean; ctx: CommandContext },
+): Promise<Storage> {
+  const upload = values["upload-limit"] === undefined
+    ? undefined
+    : parseSize(values["upload-limit"], "--upload-limit");
+  const download = values["download-limit"] === undefined
+    ? undefined
+    : parseSize(values["download-limit"], "--download-limit");
+  const opened: Storage[] = [];
+  try {
+    for (const spec of storageSpecs(values.storage)) {
+      const storage = await openStorage(spec, { create: options.create });
+      opened.push(
+        new RetryStorage(storage, {
+          onRetry: (what, attempt, err, delay) =>
+            options.ctx.stderr(
+              `frost: warning: ${storage.url}: ${what} failed (${err.message}); retry ${attempt} in ${
+                (delay / 1000).toFixed(1)
+              } s`,
+            ),
+        }),
+      );
+    }
+  } catch (err) {
+    await Promise.allSettled(opened.map((s) => s.close()));
+    throw err;
+  }
+  const one = opened.length === 1 ? opened[0]! : new MultiStorage(opened);
+  return upload || download ? new LimitStorage(one, { upload, download }) : one;
 }
 
 /** This machine's hostname made key-safe (dots and dashes stay; anything else becomes "-"). */

@@ -8,6 +8,7 @@
  */
 import type { Storage } from "./storage/storage.ts";
 import { getBytes, NotFoundError } from "./storage/storage.ts";
+import { MultiStorage } from "./storage/multi.ts";
 import type { Engine, Progress, RestoreStats, Warning } from "./engines/engine.ts";
 import type { Compression } from "./compression.ts";
 import { createCompressor, createDecompressor } from "./compression.ts";
@@ -99,7 +100,21 @@ export function readSegments(
   segments: readonly SegmentRef[],
   options: { signal?: AbortSignal; onRead?: (bytes: number) => void } = {},
 ): ReadableStream<Uint8Array> {
+  // With several storages, a segment that is missing, unreadable or corrupt on one is read from the next.
+  const sources = storage instanceof MultiStorage ? storage.storages : [storage];
   const fetchOne = async (ref: SegmentRef): Promise<Uint8Array> => {
+    let failure: unknown;
+    for (const source of sources) {
+      try {
+        return await fetchFrom(source, ref);
+      } catch (err) {
+        failure ??= err;
+        if (options.signal?.aborted) break;
+      }
+    }
+    throw failure;
+  };
+  const fetchFrom = async (storage: Storage, ref: SegmentRef): Promise<Uint8Array> => {
     let bytes: Uint8Array;
     try {
       bytes = await getBytes(storage, ref.key, { signal: options.signal });
@@ -260,6 +275,8 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
     return manifest;
   } catch (err) {
     controller.abort(err);
+    // A manifest put that failed on one of several storages may have landed on another: un-commit first.
+    await job.storage.delete(manifestKey(series, job.id)).catch(() => {});
     await deleteBackupObjects(job.storage, series, job.id).catch(() => {});
     throw err;
   }

@@ -10,7 +10,7 @@ import {
   intOption,
   nameOption,
   numberOption,
-  openStorageOption,
+  openStorages,
   parse,
   ProgressLine,
   STORAGE_OPTIONS,
@@ -87,7 +87,7 @@ export const backupCommand: Command = {
     const source = absolute(positionals[0]!);
     checkSource(source);
 
-    const storage = await openStorageOption(values.storage, true);
+    const storage = await openStorages(values, { create: true, ctx });
     try {
       const series = seriesName(hostname, name);
       const history = await loadManifests(storage, series, (key, err) => {

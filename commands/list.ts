@@ -2,7 +2,7 @@
  * `frost list [--name NAME]`: the committed backups on a storage.
  * @module
  */
-import { type Command, hostnameOption, openStorageOption, parse, STORAGE_OPTIONS } from "../cli.ts";
+import { type Command, hostnameOption, openStorages, parse, STORAGE_OPTIONS } from "../cli.ts";
 import { ExitCode, UsageError } from "../errors.ts";
 import { checkName, listSeries, loadManifests, type Manifest, seriesName } from "../manifest.ts";
 import { formatBytes } from "../units.ts";
@@ -29,7 +29,7 @@ export const listCommand: Command = {
       return ExitCode.ok;
     }
     if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
-    const storage = await openStorageOption(values.storage, false);
+    const storage = await openStorages(values, { create: false, ctx });
     try {
       let series: string[];
       if (values.name !== undefined) {

@@ -7,7 +7,7 @@ import {
   type Command,
   hostnameOption,
   nameOption,
-  openStorageOption,
+  openStorages,
   parse,
   STORAGE_OPTIONS,
 } from "../cli.ts";
@@ -61,7 +61,7 @@ export const removeCommand: Command = {
       : new Date(now - parseDuration(values["older-than"]!));
     const dryRun = values["dry-run"] ?? false;
 
-    const storage = await openStorageOption(values.storage, false);
+    const storage = await openStorages(values, { create: false, ctx });
     try {
       const series = seriesName(hostname, name);
       const history = await loadManifests(storage, series, (key, err) => {

@@ -8,7 +8,7 @@ import {
   type Command,
   hostnameOption,
   nameOption,
-  openStorageOption,
+  openStorages,
   parse,
   ProgressLine,
   STORAGE_OPTIONS,
@@ -58,7 +58,7 @@ export const restoreCommand: Command = {
     const target = absolute(values.to);
     const at = values.date === undefined ? undefined : parseDate(values.date);
 
-    const storage = await openStorageOption(values.storage, false);
+    const storage = await openStorages(values, { create: false, ctx });
     try {
       const series = seriesName(hostname, name);
       const history = await loadManifests(storage, series, (key, err) => {

@@ -71,15 +71,20 @@ export class NotFoundError extends StorageError {
   }
 }
 
-/** Reads a whole object into memory (for small objects: manifests, states). */
+/** Reads a whole object into memory (for small objects: manifests, states, segments). */
 export async function getBytes(storage: Storage, key: string, options?: CallOptions): Promise<Uint8Array> {
-  const stream = await storage.get(key, options);
+  return readAll(await storage.get(key, options));
+}
+
+/** Collects a byte stream into one array. */
+export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let size = 0;
   for await (const chunk of stream) {
     chunks.push(chunk);
     size += chunk.byteLength;
   }
+  if (chunks.length === 1) return chunks[0]!;
   const out = new Uint8Array(size);
   let offset = 0;
   for (const chunk of chunks) {

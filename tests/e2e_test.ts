@@ -66,7 +66,9 @@ describe("frost backup and restore through the command line", () => {
       copyTree(src, dst);
       expected.push(dst);
     };
-    // Level 0.
+    // Level 0. Files changed within a second of a backup's start are read again by the next level (their
+    // times cannot tell a later change apart), so the tree settles for a second before "unchanged" matters.
+    await sleepMs(1100);
     snap(0);
     points.push(await backupJson([src, ...common]));
     // Level 1: add, modify, delete, rename, chmod.
@@ -93,6 +95,7 @@ describe("frost backup and restore through the command line", () => {
     snap(2);
     points.push(await backupJson([src, ...common]));
     // Level 3: nothing changed.
+    await sleepMs(1100);
     snap(3);
     points.push(await backupJson([src, ...common]));
   });
@@ -342,8 +345,10 @@ describe("frost refuses bad input with one clear line and the right exit code", 
         }, 5);
       },
     });
-    assert.equal(r.code, 143, r.stderr);
-    assert.match(r.stderr, /SIGTERM/);
+    // Deno's child_process reports an exit status of 143 as "killed by SIGTERM", so the stderr line (printed
+    // by frost's handler just before it exits with 143) is what proves the orderly stop.
+    assert.ok(r.code === 143 || (r.code === null && r.signal === "SIGTERM"), `exit ${r.code} ${r.signal}`);
+    assert.match(r.stderr, /SIGTERM received[\s\S]*nothing of this run was committed/);
     const listed = await list(s3, "s");
     assert.deepEqual(listed.map((l) => l.id), [first.id]);
     const to = path.join(work, "sig-restored");
