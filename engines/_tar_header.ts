@@ -56,13 +56,7 @@ export function writeString(buf: Uint8Array, off: number, max: number, s: string
     if (c >= 0x80) return encoder.encodeInto(s, buf.subarray(off, off + max)).written;
     buf[off + i] = c;
   }
-  if (n < s.length) {
-    // Truncated ASCII prefix: fine only if the cut-off part is ASCII too, else let TextEncoder decide.
-    for (let i = n; i < s.length; i++) {
-      if (s.charCodeAt(i) >= 0x80) return encoder.encodeInto(s, buf.subarray(off, off + max)).written;
-    }
-  }
-  return n;
+  return n; // an ASCII prefix: the first `max` bytes whatever follows
 }
 
 /** Writes `value` as `width - 1` zero-padded octal digits and a NUL (the ustar numeric field format). */
@@ -133,8 +127,8 @@ export function writeHeader(buf: Uint8Array, off: number, h: HeaderFields): void
   buf[off + 261] = 0x72;
   buf[off + 263] = 0x30;
   buf[off + 264] = 0x30;
-  if (h.uname !== "") writeString(buf, off + 265, 32, h.uname);
-  if (h.gname !== "") writeString(buf, off + 297, 32, h.gname);
+  if (h.uname !== "") writeString(buf, off + 265, 31, h.uname);
+  if (h.gname !== "") writeString(buf, off + 297, 31, h.gname);
   writeOctal(buf, off + 329, 8, h.devmajor <= MAX_OCTAL_7 ? h.devmajor : 0);
   writeOctal(buf, off + 337, 8, h.devminor <= MAX_OCTAL_7 ? h.devminor : 0);
   // The checksum field counts as eight spaces while summing; it is still zero here.
@@ -175,20 +169,20 @@ export function writePaxRecord(
   return len;
 }
 
-const NS_PER_S = 1_000_000_000n;
-
-/** A time in nanoseconds as a PAX time value with nine decimals: `1700000000.123456789`, `-1.500000000`. */
-export function paxTime(ns: bigint): string {
-  const neg = ns < 0n;
-  const abs = neg ? -ns : ns;
-  const frac = String(abs % NS_PER_S);
-  return `${neg ? "-" : ""}${abs / NS_PER_S}.${"000000000".slice(frac.length)}${frac}`;
+/**
+ * A time in nanoseconds (a decimal string, as kept in the state) as a PAX time value with nine
+ * decimals: `1700000000.123456789`, `-1.500000000`.
+ */
+export function paxTime(ns: string): string {
+  const neg = ns.startsWith("-");
+  const digits = neg ? ns.slice(1) : ns;
+  const padded = digits.length > 9 ? digits : "0000000000".slice(digits.length) + digits;
+  return `${neg ? "-" : ""}${padded.slice(0, -9)}.${padded.slice(-9)}`;
 }
 
-/** Whole seconds of a time in nanoseconds, rounded down. */
-export function floorSeconds(ns: bigint): number {
-  const s = ns / NS_PER_S;
-  return Number(ns < 0n && s * NS_PER_S !== ns ? s - 1n : s);
+/** Whole seconds of a time in nanoseconds (decimal string) for the ustar field; -1 before 1970. */
+export function wholeSeconds(ns: string): number {
+  return ns.startsWith("-") ? -1 : Number(ns.slice(0, -9) || "0");
 }
 
 /** Linux major number of a device id (glibc's gnu_dev_major). */

@@ -134,11 +134,6 @@ export class TarReader {
     this.#h = handler;
   }
 
-  /** Stream bytes consumed so far. */
-  get offset(): number {
-    return this.#base;
-  }
-
   /** Feeds the next chunk of the archive. Throws a FrostError on a corrupt header. */
   push(chunk: Uint8Array): void {
     const n = chunk.length;
@@ -267,8 +262,9 @@ export class TarReader {
       return;
     }
 
-    const gnu = b[o + 257] === 0x75 && b[o + 262] === 0x20; // "ustar  \0": GNU, no prefix field
-    const ustar = b[o + 257] === 0x75 && b[o + 262] === 0; // "ustar\0": POSIX, with prefix field
+    const magic = isUstar(b, o);
+    const gnu = magic && b[o + 262] === 0x20; // "ustar  \0": GNU, atime/ctime where POSIX has the prefix
+    const ustar = magic && b[o + 262] === 0; // "ustar\0": POSIX, with a prefix field
     let name = this.#longName ?? "";
     if (name === "") {
       name = str(b, o, 100, this.#h);
@@ -450,6 +446,11 @@ function unsupported(name: string, what: string): FrostError {
   return new FrostError(`Cannot restore "${name}": ${what} is not supported`);
 }
 
+function isUstar(b: Uint8Array, o: number): boolean {
+  return b[o + 257] === 0x75 && b[o + 258] === 0x73 && b[o + 259] === 0x74 && b[o + 260] === 0x61 &&
+    b[o + 261] === 0x72;
+}
+
 function isZeroBlock(b: Uint8Array, o: number): boolean {
   for (let i = o; i < o + BLOCK; i++) if (b[i] !== 0) return false;
   return true;
@@ -536,7 +537,7 @@ function parsePax(data: Uint8Array, headerName: string): Pax {
     }
     let eq = j + 1;
     while (eq < end - 1 && data[eq] !== 0x3d) eq++;
-    if (eq >= end - 1 && data[eq] !== 0x3d) {
+    if (data[eq] !== 0x3d) {
       throw new FrostError(`Cannot read archive: malformed pax record in "${headerName}"`);
     }
     const key = utf8Lossy.decode(data.subarray(j + 1, eq));

@@ -82,7 +82,7 @@ export function stateHeader(startedNs: bigint): string {
 export function stateRecord(
   path: string,
   kind: Kind,
-  dev: bigint,
+  dev: string,
   ino: string,
   size: string,
   mtimeNs: string,
@@ -91,14 +91,29 @@ export function stateRecord(
   return `[${JSON.stringify(path)},"${kind}","${dev}","${ino}","${size}","${mtimeNs}","${ctimeNs}"]\n`;
 }
 
+/**
+ * Where the "tail" of a record line starts: its last four fields `"<ino>","<size>","<mtime>","<ctime>"]`.
+ * Two records describe an unchanged entry when their tails are equal (the device is not compared).
+ * Found from the end, since only the path can contain `","`.
+ */
+export function tailStart(line: string): number {
+  let i = line.length;
+  for (let n = 0; n < 4; n++) i = line.lastIndexOf('","', i - 1);
+  return i + 2;
+}
+
+/** The fields of a record's tail: [ino, size, mtime, ctime]. */
+export function tailFields(line: string, start: number): string[] {
+  const end = line.lastIndexOf('"]');
+  return line.slice(start + 1, end).split('","');
+}
+
 /** A record of the parent's state, as the merge needs it. */
 export interface ParentRecord {
   parts: string[];
   kind: Kind;
-  ino: string;
-  size: string;
-  mtime: string;
-  ctime: string;
+  /** `"<ino>","<size>","<mtime>","<ctime>"]` */
+  tail: string;
 }
 
 /** Returned by `StateReader.match()` when it must `await more()` before it can answer. */
@@ -216,6 +231,19 @@ export class StateReader {
   }
 
   #parse(line: string): ParentRecord {
+    // Fast path: without backslashes no JSON string has escapes, and `","` only separates fields.
+    if (line.indexOf("\\") < 0 && line.startsWith('["') && line.endsWith('"]')) {
+      const end = line.indexOf('","', 2);
+      const fields = line.slice(end + 3, -2).split('","');
+      if (end > 0 && fields.length === 6 && KINDS.has(fields[0]!)) {
+        const path = line.slice(2, end);
+        return {
+          parts: path === "." ? [] : path.split("/"),
+          kind: fields[0] as Kind,
+          tail: line.slice(tailStart(line)),
+        };
+      }
+    }
     let v: unknown;
     try {
       v = JSON.parse(line);
@@ -234,10 +262,7 @@ export class StateReader {
     return {
       parts: path === "." ? [] : path.split("/"),
       kind: v[1] as Kind,
-      ino: v[3],
-      size: v[4],
-      mtime: v[5],
-      ctime: v[6],
+      tail: line.slice(tailStart(line)),
     };
   }
 }

@@ -11,18 +11,29 @@
  *   (sorted by the UTF-8 bytes of their names), then its subdirectories (same order), each followed by
  *   its own subtree.
  * - Every member has a pax `x` header, named `<dir>/PaxHeaders/<name>` like GNU tar's, holding
- *   `mtime=<seconds>.<9 digits>` and, where ustar cannot hold a value, `path`, `linkpath`, `size`,
+ *   `mtime=<seconds>.<9 digits>` (as precise as the runtime's lstat: nanoseconds in Bun and Node,
+ *   milliseconds in Deno) and, where ustar cannot hold a value, `path`, `linkpath`, `size`,
  *   `uid`, `gid`, `uname`, `gname`. The ustar header repeats what fits (whole-second mtime, uname/gname
  *   from /etc/passwd and /etc/group, mode incl. setuid/setgid/sticky, devmajor/devminor).
  * - Every directory is a type `5` member whose pax header holds `GNU.dumpdir`: its children sorted by
  *   UTF-8 bytes, each as `<flag><name>\0` (`Y` in this archive, `N` unchanged since the parent level and
  *   not in this archive, `D` directory), then one more `\0`. This is what GNU tar 1.34 itself writes with
  *   `--format=posix --listed-incremental`; on `--incremental -x` it deletes what the dumpdir lacks.
- * - Second and later names of an inode with more than one link are type `1` links to the first name
- *   written in this archive. Fifos, and char/block devices when running as root, are stored; sockets
- *   and (when not root) devices are left out with a warning, and are absent from the dumpdir.
+ * - Names of an inode with more than one link, after the first one in the walk, are type `1` links to
+ *   that first name when they are in the archive. At level N the first name may be unchanged (`N`): the
+ *   link then points to a file that is not in this archive but exists where the earlier levels were
+ *   restored. An unchanged name of an inode whose first name is in the archive is stored as a link
+ *   too, so that links stay whole from level to level (a renamed directory changes the paths of its
+ *   files, not their ctimes).
+ * - Fifos, and char/block devices when running as root, are stored; sockets and (when not root)
+ *   devices are left out with a warning, and are absent from the dumpdir.
  * - Mount points below the source are stored as empty directories unless `crossFileSystems`.
- * - Excluded entries are absent, and excluded directories are not descended into.
+ * - `exclude` takes picomatch globs (with `dot: true`): a pattern without `/` matches any entry's name,
+ *   one with `/` the path below the source (a leading `./` or `/` is ignored); a trailing `/` limits a
+ *   pattern to directories. Excluded entries are absent (from dumpdirs too); excluded directories are not
+ *   descended into.
+ * - Names that are not valid UTF-8 cannot be read through `node:fs` strings: they are left out with a
+ *   warning.
  * - The archive ends with two zero blocks (no padding to a 10 KiB record).
  *
  * ## Engine state, format `frost-tar-state` version 1
@@ -53,10 +64,16 @@
  * ## Errors
  *
  * `tarBackup()` throws a FrostError synchronously when the source is missing, not a directory or regular
- * file, or not readable. Failures later (the source's listing, the parent's state, an I/O error on the
- * output) error both streams. A child that vanishes or cannot be read, or a file that changes size
- * while read, is a warning: a file that shrank is padded with zeros, one that grew is cut at the size
- * in its header.
+ * file, or not readable. Later failures (listing the source itself, a parent state that cannot be read)
+ * error both streams with a FrostError; an abort or a cancelled archive stream errors them with an
+ * AbortedError. A child that vanishes or cannot be read, or a file that changes size while read, is a
+ * warning: a file that shrank is padded with zeros, one that grew is cut at the size in its header.
+ *
+ * ## Streams
+ *
+ * The archive is produced on demand (`pull()`), in fresh chunks of about 2 MiB that file data is read
+ * into directly, with two chunks read ahead; memory stays flat whatever the tree. The state is enqueued
+ * as it is produced, in pieces of about 64 KiB, without waiting for its reader.
  * @module
  */
 import fs from "node:fs";
@@ -71,7 +88,6 @@ import {
   devMajor,
   devMinor,
   emptyHeader,
-  floorSeconds,
   type HeaderFields,
   MAX_OCTAL_11,
   MAX_OCTAL_7,
@@ -79,6 +95,7 @@ import {
   paxTime,
   TYPE,
   utf8Length,
+  wholeSeconds,
   writeHeader,
   writePaxRecord,
   writeString,
@@ -91,6 +108,8 @@ import {
   stateHeader,
   StateReader,
   stateRecord,
+  tailFields,
+  tailStart,
 } from "./_tar_state.ts";
 
 /** Output chunk size: big enough that per-chunk costs vanish, small enough to keep memory low. */
@@ -114,15 +133,53 @@ const S_IFSOCK = 0o140000;
 
 const OPEN_FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0); // never block on a swapped-in fifo
 
-/** One child of a directory being walked. */
+/**
+ * One child of a directory being walked, reduced to what the backup needs: a directory's whole listing
+ * stays in memory while its subtree is walked, and Stats objects (a dozen BigInts each) would make
+ * the garbage collector the bottleneck in big directories.
+ */
 interface Item {
   name: string;
   kind: Kind;
-  st: fs.BigIntStats;
   /** In this archive (level 0: always; level N: differs from the parent's record). */
   changed: boolean;
   /** A directory on another file system than the source. */
   mount: boolean;
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  size: number;
+  /** Device of char/block devices (0n for others). */
+  rdev: bigint;
+  /** `dev:ino` of non-directories with several links. */
+  linkKey: string | undefined;
+  /** The entry's state record, and where its tail (ino, size, mtime, ctime) starts. */
+  line: string;
+  tailAt: number;
+}
+
+function makeItem(name: string, rel: string, kind: Kind, st: fs.BigIntStats, rootDev: bigint): Item {
+  const dev = String(st.dev);
+  const ino = String(st.ino);
+  const size = Number(st.size);
+  const nlink = Number(st.nlink);
+  const line = stateRecord(rel, kind, dev, ino, String(size), String(st.mtimeNs), String(st.ctimeNs));
+  return {
+    name,
+    kind,
+    changed: true,
+    mount: kind === "d" && st.dev !== rootDev,
+    mode: Number(st.mode) & 0o7777,
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    nlink,
+    size,
+    rdev: kind === "c" || kind === "b" ? st.rdev : 0n,
+    linkKey: nlink > 1 && kind !== "d" ? `${dev}:${ino}` : undefined,
+    line,
+    tailAt: tailStart(line),
+  };
 }
 
 /** A directory being walked: its children in walk order and where the walk is. */
@@ -141,12 +198,10 @@ interface Frame {
 
 /** An entry ready to be written: everything that decides its headers. */
 interface Entry {
-  rel: string;
   abs: string;
   member: string;
   paxName: string;
-  kind: Kind;
-  st: fs.BigIntStats;
+  item: Item;
   typeflag: number;
   /** Bytes of data after the header. */
   size: number;
@@ -251,6 +306,18 @@ function newChunk(size: number): Uint8Array {
   return new Uint8Array(new ArrayBuffer(size));
 }
 
+/** `a < b` for decimal integer strings without leading zeros (a minus sign sorts first). */
+function decimalLess(a: string, b: string): boolean {
+  const an = a.startsWith("-");
+  const bn = b.startsWith("-");
+  if (an !== bn) return an;
+  if (an) return decimalLess(b.slice(1), a.slice(1));
+  return a.length !== b.length ? a.length < b.length : a < b;
+}
+
+/** "No chunk yet": the next pull allocates one. */
+const NO_CHUNK = new Uint8Array(0);
+
 const roundUp = (n: number) => Math.ceil(n / BLOCK) * BLOCK;
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -278,14 +345,18 @@ class TarBackup {
 
   #reader: StateReader | undefined;
   #readerOpen = false;
-  /** Parent records with a ctime at or after this (ns) count as changed; see "Change detection". */
-  #racyLimit = 0n;
+  /** Parent records with a ctime at or after this (ns, decimal) count as changed; see "Change detection". */
+  #racyLimit = "0";
 
   #stack: Frame[];
-  #chunk: Uint8Array = new Uint8Array(0);
+  #chunk: Uint8Array = NO_CHUNK;
   #off = 0;
   #pending: Entry | undefined;
-  #links = new Map<string, string>();
+  /**
+   * First name seen in this walk of each inode with several links (`dev:ino`), and whether that name is
+   * in this archive. Later changed names become type `1` links to it; see #keepLinks().
+   */
+  #links = new Map<string, { member: string; written: boolean }>();
   #header: HeaderFields = emptyHeader();
   #users: Map<number, string> | undefined;
   #groups: Map<number, string> | undefined;
@@ -298,6 +369,7 @@ class TarBackup {
   /** Data bytes still owed to the archive for the current file (read, or zeros once it failed). */
   #remaining = 0;
   #lastProgress = 0;
+  #lastYield = performance.now();
 
   constructor(source: string, rootStat: fs.BigIntStats, options: BackupOptions) {
     this.#source = source;
@@ -307,13 +379,8 @@ class TarBackup {
     const started = BigInt(Date.now()) * 1_000_000n;
     if (options.previous) this.#reader = new StateReader(options.previous);
 
-    const rootItem: Item = {
-      name: rootStat.isDirectory() ? "." : path.basename(source),
-      kind: rootStat.isDirectory() ? "d" : "f",
-      st: rootStat,
-      changed: true,
-      mount: false,
-    };
+    const name = rootStat.isDirectory() ? "." : path.basename(source);
+    const rootItem = makeItem(name, name, rootStat.isDirectory() ? "d" : "f", rootStat, rootStat.dev);
     const dir = rootStat.isDirectory() ? source : path.dirname(source);
     this.#stack = [{
       parts: [],
@@ -380,14 +447,20 @@ class TarBackup {
       await this.#reader.open();
       this.#readerOpen = true;
       const limit = this.#reader.started - 100_000_000n;
-      this.#racyLimit = (limit / 1_000_000_000n) * 1_000_000_000n;
+      this.#racyLimit = String((limit / 1_000_000_000n) * 1_000_000_000n);
       const top = this.#stack[0];
       if (top?.items[0]?.kind === "f") await this.#merge([], top.items, 0); // a single-file source
     }
-    this.#chunk = newChunk(CHUNK_SIZE);
+    // A fast consumer keeps pulling through microtasks alone: give timers and I/O (abort, progress
+    // reporting, uploads) a turn now and then.
+    if (performance.now() - this.#lastYield >= SLICE_MS) {
+      await yieldToEventLoop();
+      this.#lastYield = performance.now();
+      if (this.#ended) return;
+    }
+    if (this.#chunk === NO_CHUNK) this.#chunk = newChunk(CHUNK_SIZE);
     this.#off = 0;
     const signal = this.#options.signal;
-    let sliceStart = performance.now();
     let count = 0;
     while (!this.#ended) {
       if (this.#remaining > 0) {
@@ -416,21 +489,24 @@ class TarBackup {
       } else if (item.changed) {
         this.#pending = this.#prepare(frame, item);
       } else {
-        this.#record(frame.relPrefix + item.name, item);
+        if (item.linkKey !== undefined && !this.#links.has(item.linkKey)) {
+          this.#links.set(item.linkKey, { member: frame.memberPrefix + item.name, written: false });
+        }
+        this.#record(item.line);
       }
       if ((++count & 63) === 0) {
         if (signal?.aborted) throw this.#aborted();
         const now = performance.now();
         if (now - this.#lastProgress >= PROGRESS_MS) this.#progress(now);
-        if (now - sliceStart >= SLICE_MS) {
+        if (now - this.#lastYield >= SLICE_MS) {
           if (this.#off > 0) break;
           await yieldToEventLoop();
-          sliceStart = performance.now();
+          this.#lastYield = performance.now();
         }
       }
     }
     if (this.#ended) return;
-    this.#data.enqueue(this.#chunk.subarray(0, this.#off));
+    this.#emit();
     const now = performance.now();
     if (now - this.#lastProgress >= PROGRESS_MS) this.#progress(now);
   }
@@ -470,12 +546,10 @@ class TarBackup {
     child.items = files.concat(dirs);
 
     const make = (): Entry => ({
-      rel,
       abs,
       member: isRoot ? "./" : child.memberPrefix,
       paxName: isRoot ? "./PaxHeaders/." : `${frame.memberPrefix}PaxHeaders/${item.name}`,
-      kind: "d",
-      st: item.st,
+      item,
       typeflag: TYPE.dir,
       size: 0,
       linkname: "",
@@ -485,7 +559,13 @@ class TarBackup {
     });
     if (this.#reader && files.length > 0) {
       const waiting = this.#merge(parts, files, 0);
-      if (waiting) return waiting.then(make);
+      if (waiting) {
+        return waiting.then(() => {
+          this.#keepLinks(files);
+          return make();
+        });
+      }
+      this.#keepLinks(files);
     }
     return make();
   }
@@ -509,7 +589,9 @@ class TarBackup {
         // Names that are not UTF-8 reach us with U+FFFD in them (Deno cannot give their bytes at all).
         this.#warn(
           abs,
-          name.includes("\uFFFD") ? "name is not valid UTF-8; left out" : "vanished before it was read; left out",
+          name.includes("\uFFFD")
+            ? "name is not valid UTF-8; left out"
+            : "vanished before it was read; left out",
         );
         continue;
       }
@@ -526,7 +608,7 @@ class TarBackup {
         this.#warn(abs, "device left out: only root can back up and restore devices");
         continue;
       }
-      items.push({ name, kind, st, changed: true, mount: kind === "d" && st.dev !== this.#rootDev });
+      items.push(makeItem(name, rel, kind, st, this.#rootDev));
     }
     return items;
   }
@@ -543,26 +625,43 @@ class TarBackup {
     return undefined;
   }
 
+  /**
+   * Keeps hard links whole across levels. An unchanged name of an inode whose first name in this walk is
+   * in this archive (a renamed or new name, say) must be written too, as a link to it: left out, the
+   * restore would keep it as a separate file. Its directory's dumpdir is not written yet, so it can
+   * still change to `Y`. The opposite order is handled in #prepare(): a changed name whose first name
+   * is unchanged becomes a link to that name.
+   */
+  #keepLinks(files: Item[]): void {
+    let local: Map<string, boolean> | undefined;
+    for (const it of files) {
+      const key = it.linkKey;
+      if (key === undefined) continue;
+      const known = this.#links.get(key);
+      const firstWritten = known ? known.written : local?.get(key);
+      if (!it.changed && firstWritten === true) it.changed = true;
+      if (firstWritten === undefined) (local ??= new Map()).set(key, it.changed);
+    }
+  }
+
   #unchanged(rec: ParentRecord | undefined, it: Item): boolean {
-    if (!rec || rec.kind !== it.kind) return false;
-    const st = it.st;
-    return rec.ino === String(st.ino) && rec.size === String(st.size) && rec.mtime === String(st.mtimeNs) &&
-      rec.ctime === String(st.ctimeNs) && st.ctimeNs < this.#racyLimit;
+    if (rec === undefined || rec.kind !== it.kind) return false;
+    // Same inode, size, mtime and ctime: the parent's tail equals ours (our line ends with "\n").
+    const tail = rec.tail;
+    if (it.line.length - 1 - it.tailAt !== tail.length || !it.line.startsWith(tail, it.tailAt)) return false;
+    const ctime = tail.slice(tail.lastIndexOf('","') + 3, -2);
+    return decimalLess(ctime, this.#racyLimit);
   }
 
   /** Prepares a changed non-directory: opens the file or reads the link now, so failures leave no header. */
   #prepare(frame: Frame, item: Item): Entry | undefined {
-    const st = item.st;
-    const rel = frame.relPrefix + item.name;
     const abs = frame.absPrefix + item.name;
     const member = frame.memberPrefix + item.name;
     const entry: Entry = {
-      rel,
       abs,
       member,
       paxName: `${frame.memberPrefix}PaxHeaders/${item.name}`,
-      kind: item.kind,
-      st,
+      item,
       typeflag: TYPE.file,
       size: 0,
       linkname: "",
@@ -570,19 +669,20 @@ class TarBackup {
       fd: -1,
       frame: undefined,
     };
-    let linkKey: string | undefined;
-    if (st.nlink > 1n) {
-      linkKey = `${st.dev}:${st.ino}`;
+    const linkKey = item.linkKey;
+    if (linkKey !== undefined) {
       const first = this.#links.get(linkKey);
       if (first !== undefined) {
+        // Also when the first name is unchanged (not in this archive): it exists where this level is
+        // restored, since the levels before it are restored first.
         entry.typeflag = TYPE.hardlink;
-        entry.linkname = first;
+        entry.linkname = first.member;
         return entry;
       }
     }
     switch (item.kind) {
       case "f":
-        entry.size = Number(st.size);
+        entry.size = item.size;
         if (entry.size > 0) {
           try {
             entry.fd = fs.openSync(abs, OPEN_FLAGS);
@@ -617,17 +717,17 @@ class TarBackup {
         entry.typeflag = item.kind === "c" ? TYPE.char : TYPE.block;
         break;
     }
-    if (linkKey !== undefined) this.#links.set(linkKey, member);
+    if (linkKey !== undefined) this.#links.set(linkKey, { member, written: true });
     return entry;
   }
 
   /** Writes an entry's pax and ustar headers if they fit in the chunk; false when the chunk is full. */
   #commit(e: Entry): boolean {
-    const st = e.st;
+    const item = e.item;
     const h = this.#header;
-    h.mode = Number(st.mode) & 0o7777;
-    h.uid = Number(st.uid);
-    h.gid = Number(st.gid);
+    h.mode = item.mode;
+    h.uid = item.uid;
+    h.gid = item.gid;
     h.uname = this.#userName(h.uid);
     h.gname = this.#groupName(h.gid);
 
@@ -647,15 +747,17 @@ class TarBackup {
     }
     if (h.uid > MAX_OCTAL_7) records.push(["uid", String(h.uid), String(h.uid).length]);
     if (h.gid > MAX_OCTAL_7) records.push(["gid", String(h.gid), String(h.gid).length]);
+    // uname/gname need their terminating NUL within the 32-byte field.
     if (h.uname.length > 10) {
       const n = utf8Length(h.uname);
-      if (n > 32) records.push(["uname", h.uname, n]);
+      if (n > 31) records.push(["uname", h.uname, n]);
     }
     if (h.gname.length > 10) {
       const n = utf8Length(h.gname);
-      if (n > 32) records.push(["gname", h.gname, n]);
+      if (n > 31) records.push(["gname", h.gname, n]);
     }
-    const mtime = paxTime(st.mtimeNs);
+    const mtimeNs = tailFields(item.line, item.tailAt)[2]!;
+    const mtime = paxTime(mtimeNs);
     records.push(["mtime", mtime, mtime.length]);
     if (e.dumpdir) records.push(["GNU.dumpdir", e.dumpdir, e.dumpdir.length]);
     let paxSize = 0;
@@ -667,7 +769,7 @@ class TarBackup {
       this.#chunk = newChunk(roundUp(need));
     }
     const buf = this.#chunk;
-    const seconds = floorSeconds(st.mtimeNs);
+    const seconds = wholeSeconds(mtimeNs);
 
     // The pax header's own ustar header, as GNU tar writes it.
     h.name = e.paxName;
@@ -697,14 +799,14 @@ class TarBackup {
     h.typeflag = e.typeflag;
     h.linkname = e.linkname;
     if (e.typeflag === TYPE.char || e.typeflag === TYPE.block) {
-      h.devmajor = devMajor(st.rdev);
-      h.devminor = devMinor(st.rdev);
+      h.devmajor = devMajor(item.rdev);
+      h.devminor = devMinor(item.rdev);
     }
     writeHeader(buf, this.#off + BLOCK + roundUp(paxSize), h);
     this.#off += need;
 
     this.#stats.files++;
-    this.#record(e.rel, e);
+    this.#record(item.line);
     if (e.frame) this.#stack.push(e.frame);
     if (e.size > 0 && e.typeflag === TYPE.file) {
       this.#fd = e.fd;
@@ -773,18 +875,9 @@ class TarBackup {
     }
   }
 
-  /** Appends the entry's state record. */
-  #record(rel: string, e: { kind: Kind; st: fs.BigIntStats }): void {
-    const st = e.st;
-    this.#stateText += stateRecord(
-      rel,
-      e.kind,
-      st.dev,
-      String(st.ino),
-      String(st.size),
-      String(st.mtimeNs),
-      String(st.ctimeNs),
-    );
+  /** Appends an entry's state record. */
+  #record(line: string): void {
+    this.#stateText += line;
     if (this.#stateText.length >= STATE_BATCH) this.#flushState();
   }
 
@@ -794,15 +887,31 @@ class TarBackup {
     this.#stateText = "";
   }
 
+  /**
+   * Enqueues the filled part of the chunk: the chunk itself when mostly full, else a copy, so that
+   * small outputs (an unchanged tree yields little) do not each pin a whole chunk in the consumer; the
+   * chunk, zeroed again, is then reused.
+   */
+  #emit(): void {
+    const chunk = this.#chunk;
+    if (this.#off >= chunk.length / 4) {
+      this.#data.enqueue(chunk.subarray(0, this.#off));
+      this.#chunk = NO_CHUNK;
+    } else if (this.#off > 0) {
+      this.#data.enqueue(chunk.slice(0, this.#off));
+      chunk.fill(0, 0, this.#off);
+    }
+    this.#off = 0;
+  }
+
   /** Ends the archive with two zero blocks and closes both streams. */
   async #finish(): Promise<void> {
     if (this.#off + 2 * BLOCK > this.#chunk.length) {
-      this.#data.enqueue(this.#chunk.subarray(0, this.#off));
-      this.#chunk = newChunk(2 * BLOCK);
-      this.#off = 0;
+      this.#emit();
+      if (this.#chunk.length < 2 * BLOCK) this.#chunk = newChunk(2 * BLOCK);
     }
     this.#off += 2 * BLOCK;
-    this.#data.enqueue(this.#chunk.subarray(0, this.#off));
+    this.#emit();
     this.#flushState();
     this.#ended = true;
     this.#data.close();

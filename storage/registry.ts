@@ -9,12 +9,21 @@ import { fileURLToPath } from "node:url";
 import { messageOf, UsageError } from "../errors.ts";
 import { LocalStorage } from "./local.ts";
 import { MemoryStorage } from "./memory.ts";
+import type { FtpSettings } from "./ftp.ts";
+import type { S3Settings } from "./s3.ts";
+import type { SftpSettings } from "./sftp.ts";
 import { type Storage, StorageError } from "./storage.ts";
 
 /** Options of `openStorage()`. */
 export interface OpenStorageOptions {
   /** Create a missing storage (backup) instead of failing (restore, list). */
   create: boolean;
+  /** Endpoint, region and addressing for `s3://` (`--s3-*` options); each defaults to its `FROST_S3_*` variable. */
+  s3?: S3Settings;
+  /** Key, known_hosts file and host key acceptance for `sftp://` (`--sftp-*` options); see `SftpSettings`. */
+  sftp?: SftpSettings;
+  /** Password file and CA file for `ftp://` and `ftps://` (`--ftp-*` options); see `FtpSettings`. */
+  ftp?: FtpSettings;
 }
 
 type Opener = (spec: string, options: OpenStorageOptions) => Promise<Storage>;
@@ -26,8 +35,13 @@ type Opener = (spec: string, options: OpenStorageOptions) => Promise<Storage>;
 const SCHEMES: Record<string, { shown: string; open: Opener }> = {
   file: { shown: "file:// paths", open: openFileUrl },
   memory: { shown: "memory://", open: openMemory },
+  s3: { shown: "s3://bucket/prefix", open: openS3 },
+  swift: { shown: "swift://container/prefix", open: openSwift },
+  sftp: { shown: "sftp://user@host/path", open: openSftp },
+  ftp: { shown: "ftp://user@host/path", open: openFtp },
+  ftps: { shown: "ftps://user@host/path", open: openFtp },
 };
-const PLANNED_SCHEMES = ["s3", "swift", "sftp", "ftp"];
+const PLANNED_SCHEMES: string[] = [];
 
 /** Process-wide named memory storages, so that several commands in one test process share one. */
 const memoryStorages = new Map<string, MemoryStorage>();
@@ -37,7 +51,15 @@ const memoryStorages = new Map<string, MemoryStorage>();
  * - a path (relative ones are resolved against the current folder) or a `file:///abs/path` URL: a
  *   `LocalStorage`, checked by `LocalStorage.open()`;
  * - `memory://name`: a `MemoryStorage` shared by every `openStorage()` of that name in this process (for
- *   tests); with `create: false` it must have been opened with `create: true` before.
+ *   tests); with `create: false` it must have been opened with `create: true` before;
+ * - `s3://bucket[/prefix]`: an `S3Storage` (`S3Storage.open()`) with `options.s3`, credentials from the AWS
+ *   SDK's default chain;
+ * - `swift://container[/prefix]`: a `SwiftStorage` (`SwiftStorage.open()`), credentials from the `ST_*` or
+ *   `OS_*` variables;
+ * - `sftp://user@host[:port]/path`: an `SftpStorage` (`SftpStorage.open()`) with `options.sftp`, key
+ *   authentication, host key checked against known_hosts;
+ * - `ftp://user@host[:port]/path` and `ftps://…` (explicit TLS): an `FtpStorage` (`FtpStorage.open()`) with
+ *   `options.ftp`, password from `$FROST_FTP_PASSWORD` or a file.
  *
  * Rejects with `UsageError` for an empty spec or an unknown scheme, and with `StorageError` when the
  * storage is missing or unusable.
@@ -81,11 +103,12 @@ export function defaultStoragePath(
 }
 
 function supportedText(): string {
-  const supported = Object.values(SCHEMES).map((s) => s.shown).join(" and ");
-  const planned = PLANNED_SCHEMES.length > 1
-    ? `${PLANNED_SCHEMES.slice(0, -1).join(", ")} and ${PLANNED_SCHEMES.at(-1)} are planned`
-    : `${PLANNED_SCHEMES.join("")} is planned`;
-  return `frost supports ${supported} (${planned})`;
+  const and = (items: string[]) =>
+    items.length > 1 ? `${items.slice(0, -1).join(", ")} and ${items.at(-1)}` : items.join("");
+  const supported = and(Object.values(SCHEMES).map((s) => s.shown));
+  if (PLANNED_SCHEMES.length === 0) return `frost supports ${supported}`;
+  const verb = PLANNED_SCHEMES.length > 1 ? "are" : "is";
+  return `frost supports ${supported} (${and(PLANNED_SCHEMES)} ${verb} planned)`;
 }
 
 async function openFileUrl(spec: string, options: OpenStorageOptions): Promise<Storage> {
@@ -109,4 +132,38 @@ function openMemory(spec: string, options: OpenStorageOptions): Promise<Storage>
     memoryStorages.set(name, storage);
   }
   return Promise.resolve(storage);
+}
+
+// The SDKs load only when their scheme is used, so that local backups start fast.
+async function openS3(spec: string, options: OpenStorageOptions): Promise<Storage> {
+  const { S3Storage } = await import("./s3.ts");
+  return await openRemote(() => S3Storage.open(spec, { ...options.s3, create: options.create }));
+}
+
+async function openSwift(spec: string, options: OpenStorageOptions): Promise<Storage> {
+  const { SwiftStorage } = await import("./swift.ts");
+  return await openRemote(() => SwiftStorage.open(spec, { create: options.create }));
+}
+
+async function openSftp(spec: string, options: OpenStorageOptions): Promise<Storage> {
+  const { SftpStorage } = await import("./sftp.ts");
+  return await openRemote(() => SftpStorage.open(spec, { ...options.sftp, create: options.create }));
+}
+
+async function openFtp(spec: string, options: OpenStorageOptions): Promise<Storage> {
+  const { FtpStorage } = await import("./ftp.ts");
+  return await openRemote(() => FtpStorage.open(spec, { ...options.ftp, create: options.create }));
+}
+
+/** Runs `open`, reporting a malformed URL or option (a TypeError or RangeError) as a UsageError. */
+async function openRemote(open: () => Promise<Storage>): Promise<Storage> {
+  try {
+    return await open();
+  } catch (err) {
+    // The adapters' messages already name the storage or the option.
+    if (err instanceof TypeError || err instanceof RangeError) {
+      throw new UsageError(messageOf(err), { cause: err });
+    }
+    throw err;
+  }
 }

@@ -68,7 +68,7 @@ describe("frost backup and restore through the command line", () => {
     };
     // Level 0. Files changed within a second of a backup's start are read again by the next level (their
     // times cannot tell a later change apart), so the tree settles for a second before "unchanged" matters.
-    await sleepMs(1100);
+    await sleepMs(1500);
     snap(0);
     points.push(await backupJson([src, ...common]));
     // Level 1: add, modify, delete, rename, chmod.
@@ -79,6 +79,7 @@ describe("frost backup and restore through the command line", () => {
     fs.renameSync(path.join(src, "with space"), path.join(src, "renamed dir"));
     fs.chmodSync(path.join(src, "bin/setgid-sticky"), 0o1750);
     fs.rmSync(path.join(src, "empty-dir"), { recursive: true });
+    await sleepMs(1500);
     snap(1);
     points.push(await backupJson([src, ...common]));
     // Level 2: replace a file by a directory, a directory by a file, delete a hard link, touch the big file.
@@ -92,10 +93,10 @@ describe("frost backup and restore through the command line", () => {
     const fd = fs.openSync(path.join(src, "big.bin"), "r+");
     fs.writeSync(fd, new TextEncoder().encode("changed"), 0, 7, 50 * 1024 * 1024);
     fs.closeSync(fd);
+    await sleepMs(1500);
     snap(2);
     points.push(await backupJson([src, ...common]));
     // Level 3: nothing changed.
-    await sleepMs(1100);
     snap(3);
     points.push(await backupJson([src, ...common]));
   });
@@ -368,7 +369,7 @@ describe("frost remove", () => {
       const args = [src, "--name", "r", "--hostname", "h1", "--storage", store, "--max-level", "1"];
       const a0 = await backupJson(args);
       const a1 = await backupJson(args);
-      await sleepMs(1100);
+      await sleepMs(1500);
       const b0 = await backupJson(args); // a new chain
       const cutoffArgs = ["--before", new Date(Date.now() - 500).toISOString()];
       const common = ["remove", "--name", "r", "--hostname", "h1", "--storage", store];

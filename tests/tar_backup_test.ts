@@ -13,7 +13,16 @@ import { execFileSync } from "node:child_process";
 import { describe, test } from "node:test";
 import type { BackupOptions, BackupStats, Progress, Warning } from "../engines/engine.ts";
 import { tarBackup } from "../engines/tar_backup.ts";
-import { compareKey, compareNames, sortNames } from "../engines/_tar_state.ts";
+import {
+  compareKey,
+  compareNames,
+  MORE,
+  type ParentRecord,
+  sortNames,
+  stateHeader,
+  StateReader,
+  stateRecord,
+} from "../engines/_tar_state.ts";
 import { paxRecordLength, paxTime } from "../engines/_tar_header.ts";
 import { AbortedError, FrostError } from "../errors.ts";
 import { assertSameTree } from "./_tree.ts";
@@ -328,7 +337,7 @@ describe("tarBackup()", () => {
       for (const m of members) assert.match(decoder.decode(m.pax.get("mtime")), /^\d+\.\d{9}$/, m.name);
       const ns = members.find((m) => m.name === "./ns")!;
       const seen = fs.lstatSync(path.join(src, "ns"), { bigint: true }).mtimeNs;
-      assert.equal(decoder.decode(ns.pax.get("mtime")), paxTime(seen));
+      assert.equal(decoder.decode(ns.pax.get("mtime")), paxTime(String(seen)));
       const out = extract(dir, save(dir, "a.tar", r.archive));
       assert.equal(fs.lstatSync(path.join(out, "ns"), { bigint: true }).mtimeNs, seen);
       if (seen % 1_000_000n !== 0n) {
@@ -430,6 +439,11 @@ describe("tarBackup()", () => {
       // A directory that becomes a file.
       fs.rmSync(path.join(src, "sgid-dir"), { recursive: true });
       fs.writeFileSync(path.join(src, "sgid-dir"), "now a file");
+      // A directory that becomes a symlink.
+      fs.rmSync(path.join(src, "sticky"), { recursive: true });
+      fs.symlinkSync("sub", path.join(src, "sticky"));
+      // New content for an inode with three names.
+      fs.appendFileSync(path.join(src, "hard1"), ", changed");
       await settle();
 
       // The parent's state arrives in small pieces, splitting lines: the merge must not care.
@@ -441,24 +455,34 @@ describe("tarBackup()", () => {
       assert.deepEqual(
         nonDirs,
         [
+          "./hard1",
+          "./hard3",
           "./hash2#.txt",
           "./new.txt",
           "./newdir/x",
           "./sgid-dir",
           "./sp ace.txt",
           "./star*.txt",
+          "./sticky",
+          "./sub/hard2",
           "./\uFF21.txt/inner",
-        ]
-          .sort(),
+        ].sort(),
       );
       assert.equal(names.length - nonDirs.length, countDirs(src), "every directory is in the archive");
       assert.equal(l1.stats.files, names.length);
       assert.ok(l1.stats.scanned > l1.stats.files);
 
-      const rootDump = dumpdirOf(parseArchive(l1.archive)[0]!);
+      const l1Members = parseArchive(l1.archive);
+      assert.equal(l1Members.find((m) => m.name === "./hard1")!.type, "0");
+      assert.deepEqual(
+        l1Members.filter((m) => m.type === "1").map((m) => [m.name, m.linkname]),
+        [["./hard3", "./hard1"], ["./sub/hard2", "./hard1"]],
+      );
+      const rootDump = dumpdirOf(l1Members[0]!);
       assert.ok(rootDump.includes("Ynew.txt"));
       assert.ok(rootDump.includes("Nbig.bin"));
-      assert.ok(rootDump.includes("Nhard1"));
+      assert.ok(rootDump.includes("Yhard1"));
+      assert.ok(rootDump.includes("Nsetuid"));
       assert.ok(rootDump.includes("D\uFF21.txt"));
       assert.ok(rootDump.includes("Ysgid-dir"));
       assert.ok(!rootDump.some((e) => e.slice(1) === "what?.txt"));
@@ -471,6 +495,34 @@ describe("tarBackup()", () => {
       const f2 = save(dir, "l2.tar", l2.archive);
       assert.deepEqual(tarNames(f2).filter((n) => !n.endsWith("/")), []);
       assertSameTree(src, extract(dir, f0, f1, f2));
+    } finally {
+      cleanup(dir);
+    }
+  });
+
+  test("hard links stay whole when a directory holding one of the names is renamed", async () => {
+    const dir = scratch();
+    try {
+      const src = path.join(dir, "src");
+      for (const d of ["d1", "z1", "d2"]) fs.mkdirSync(path.join(src, d), { recursive: true });
+      fs.writeFileSync(path.join(src, "d1", "f"), "inode X");
+      fs.linkSync(path.join(src, "d1", "f"), path.join(src, "z1", "h"));
+      fs.writeFileSync(path.join(src, "d2", "k"), "inode Y");
+      fs.linkSync(path.join(src, "d2", "k"), path.join(src, "g"));
+      await settle();
+      const l0 = await backup(src);
+      // Renaming a directory leaves its files' ctimes alone: only the new paths look changed.
+      fs.renameSync(path.join(src, "d1"), path.join(src, "a1")); // a1/f now comes before the unchanged z1/h
+      fs.renameSync(path.join(src, "d2"), path.join(src, "a2")); // a2/k comes after the unchanged g
+      const l1 = await backup(src, { previous: streamOf(l0.state) });
+      const members = parseArchive(l1.archive).filter((m) => m.type !== "5");
+      assert.deepEqual(members.map((m) => [m.name, m.type, m.linkname]), [
+        ["./a1/f", "0", ""],
+        ["./a2/k", "1", "./g"], // a link to a name that is not in this archive, only in the restored tree
+        ["./z1/h", "1", "./a1/f"],
+      ]);
+      const out = extract(dir, save(dir, "l0.tar", l0.archive), save(dir, "l1.tar", l1.archive));
+      assertSameTree(src, out);
     } finally {
       cleanup(dir);
     }
@@ -834,10 +886,43 @@ describe("tar backup helpers", () => {
     }
   });
 
+  test("StateReader merges a parent state streamed in small pieces, in walk order", async () => {
+    const rec = (p: string, kind: "f" | "d") => stateRecord(p, kind, "1", `ino-${p}`, "0", "1", "2");
+    const text = stateHeader(1_000_000_000_000n) +
+      [
+        rec(".", "d"),
+        rec("a", "f"),
+        rec("c", "f"),
+        rec("d", "d"),
+        rec("d/x", "f"),
+        rec("e", "d"),
+        rec("e/y", "f"),
+      ]
+        .join("");
+    const reader = new StateReader(streamOf(new TextEncoder().encode(text), 5));
+    await reader.open();
+    assert.equal(reader.started, 1_000_000_000_000n);
+    const lookup = async (parent: string[], name: string): Promise<ParentRecord | undefined> => {
+      for (;;) {
+        const r = reader.match(parent, name, false);
+        if (r !== MORE) return r;
+        await reader.more();
+      }
+    };
+    // The current tree: "a" deleted, "b" new, "c" kept, dir "d" deleted, "e/y" kept, "e/z" new.
+    assert.equal(await lookup([], "b"), undefined);
+    assert.equal((await lookup([], "c"))?.tail, '"ino-c","0","1","2"]');
+    assert.equal((await lookup(["e"], "y"))?.tail, '"ino-e/y","0","1","2"]');
+    assert.equal(await lookup(["e"], "z"), undefined);
+    await reader.close();
+  });
+
   test("paxTime() and paxRecordLength() format like GNU tar", () => {
-    assert.equal(paxTime(1_795_797_177_876_795_991n), "1795797177.876795991");
-    assert.equal(paxTime(5n), "0.000000005");
-    assert.equal(paxTime(-1_500_000_000n), "-1.500000000");
+    assert.equal(paxTime("1795797177876795991"), "1795797177.876795991");
+    assert.equal(paxTime("5"), "0.000000005");
+    assert.equal(paxTime("0"), "0.000000000");
+    assert.equal(paxTime("-1500000000"), "-1.500000000");
+    assert.equal(paxTime("-5"), "-0.000000005");
     assert.equal(paxRecordLength("mtime".length, 20), 30); // "30 mtime=1795797177.876795991\n"
     assert.equal(paxRecordLength(1, 93), 99); // "99 k=…\n"
     assert.equal(paxRecordLength(1, 94), 101); // the length gains a digit by counting itself

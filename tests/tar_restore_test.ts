@@ -22,8 +22,14 @@ function scratch(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), "frost-tar-restore-"));
 }
 
-function run(cmd: string, args: string[], cwd?: string): Buffer {
-  return execFileSync(cmd, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+/** Removes a scratch tree, read-only directories included (restores make some, by design). */
+function cleanup(dir: string): void {
+  if (!root) execFileSync("chmod", ["-R", "u+rwx", dir], { stdio: "ignore" });
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+function run(cmd: string, args: string[]): Buffer {
+  return execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"], maxBuffer: 256 * MiB });
 }
 
 /** Sets an exact time (nanoseconds included) on a path, not following symlinks. */
@@ -32,8 +38,8 @@ function touch(p: string, sec: number, nsec = 0): void {
 }
 
 /** Archives `src` with GNU tar as one incremental level (`snar` is created or updated). */
-function gnuTar(src: string, snar: string, format: "gnu" | "posix", extra: string[] = []): Uint8Array {
-  return run("tar", ["-C", src, "-g", snar, `--format=${format}`, ...extra, "-cf", "-", "."]);
+function gnuTar(src: string, snar: string, format: "gnu" | "posix"): Uint8Array {
+  return run("tar", ["-C", src, "-g", snar, `--format=${format}`, "-cf", "-", "."]);
 }
 
 interface Outcome {
@@ -96,7 +102,7 @@ function header(m: Member, size: number): Uint8Array {
   const h = new Uint8Array(512);
   const enc = new TextEncoder();
   h.set(enc.encode(m.name).subarray(0, 100), 0);
-  octal(h, 100, 8, m.mode ?? 0o644);
+  octal(h, 100, 8, m.mode ?? (m.type === "5" || m.type === "D" ? 0o755 : 0o644));
   octal(h, 108, 8, 0);
   octal(h, 116, 8, 0);
   octal(h, 124, 12, size);
@@ -185,7 +191,11 @@ function makeHostileTree(src: string, nanos: boolean): void {
     w("daemon owned", "daemon");
     run("chown", ["daemon:daemon", path.join(src, "daemon owned")]);
     run("mknod", [path.join(src, "null device"), "c", "1", "3"]);
+    // Beyond the 7 octal digits of a ustar id field: GNU tar writes base-256 (gnu) or pax (posix).
+    w("huge ids", "3000000");
+    fs.chownSync(path.join(src, "huge ids"), 3_000_000, 3_000_001);
   }
+  w("before 1970", "negative mtime");
   // Distinct times everywhere, set deepest first so that directory times stay put.
   const all: string[] = [];
   const walk = (rel: string) => {
@@ -195,6 +205,8 @@ function makeHostileTree(src: string, nanos: boolean): void {
   };
   walk(".");
   all.forEach((abs, i) => touch(abs, 1_500_000_000 + i * 1000, nanos ? 123_456_789 + i * 1001 : 0));
+  touch(path.join(src, "before 1970"), -31_536_000, nanos ? 250_000_000 : 0);
+  touch(src, 1_500_000_000);
 }
 
 /** Bytes of regular-file content in a tree, each inode once (hard links carry no data in an archive). */
@@ -233,7 +245,7 @@ for (const format of ["gnu", "posix"] as const) {
         assert.equal(stats.bytes, contentBytes(src));
       }
     } finally {
-      fs.rmSync(base, { recursive: true, force: true });
+      cleanup(base);
     }
   });
 }
@@ -349,7 +361,7 @@ for (const format of ["gnu", "posix"] as const) {
       assert.ok(deleted[1]! >= 8, `level 1 deleted ${deleted[1]}`);
       assert.ok(deleted[2]! >= 4, `level 2 deleted ${deleted[2]}`);
     } finally {
-      fs.rmSync(base, { recursive: true, force: true });
+      cleanup(base);
     }
   });
 }
@@ -376,7 +388,7 @@ test("tarRestore() keeps unchanged files ('N' in the dumpdir) and moves renamed 
     assert.ok(!fs.existsSync(path.join(target, "old")));
     assertSameTree(src, target, { mtimePrecisionNs: SECONDS });
   } finally {
-    fs.rmSync(base, { recursive: true, force: true });
+    cleanup(base);
   }
 });
 
@@ -403,7 +415,7 @@ test("tarRestore() restores plain ustar and pax archives, global headers include
       assertSameTree(src, target, { mtimePrecisionNs: args.length === 1 ? SECONDS : undefined });
     }
   } finally {
-    fs.rmSync(base, { recursive: true, force: true });
+    cleanup(base);
   }
 });
 
@@ -422,7 +434,11 @@ test("tarRestore() replaces existing entries without writing through symlinks or
     fs.writeFileSync(path.join(target, "was dir/sub/x"), "x");
     fs.writeFileSync(path.join(target, "was file"), "file");
     fs.writeFileSync(path.join(target, "old"), "existing from an earlier level");
+    fs.writeFileSync(path.join(sentinel, "keep"), "not purged");
+    fs.symlinkSync("../sentinel", path.join(target, "purge me"));
     const archive = tarOf([
+      // A directory with an empty dumpdir where the target has a symlink: replaced, never purged through.
+      { name: "purge me/", type: "D", data: "\0" },
       { name: "f", data: "new content" },
       { name: "shared", data: "replaced" },
       { name: "was dir", data: "now a file" },
@@ -442,8 +458,10 @@ test("tarRestore() replaces existing entries without writing through symlinks or
       fs.statSync(path.join(target, "link to old")).ino,
       fs.statSync(path.join(target, "old")).ino,
     );
+    assert.ok(fs.lstatSync(path.join(target, "purge me")).isDirectory());
+    assert.equal(fs.readFileSync(path.join(sentinel, "keep"), "utf8"), "not purged");
   } finally {
-    fs.rmSync(base, { recursive: true, force: true });
+    cleanup(base);
   }
 });
 
@@ -468,7 +486,7 @@ async function assertRefused(
     assert.ok(!fs.existsSync("/tmp/frost-abs-evil"));
     assert.ok(!fs.existsSync(path.join(os.tmpdir(), "pwned")));
   } finally {
-    fs.rmSync(base, { recursive: true, force: true });
+    cleanup(base);
   }
 }
 
@@ -494,7 +512,7 @@ test("tarRestore() refuses absolute names, also from GNU tar --absolute-names", 
     const archive = run("tar", ["-P", "--format=posix", "-cf", "-", path.join(base, "abs")]);
     await assertRefused(archive, /^Refusing to restore "\/.*\/abs": path leaves the target/);
   } finally {
-    fs.rmSync(base, { recursive: true, force: true });
+    cleanup(base);
   }
 });
 
@@ -592,7 +610,7 @@ test("tarRestore() rejects a truncated archive naming the member or the offset",
     await rejectsWith(restore(target, archive.subarray(0, at + 10_240)), /without an end-of-archive block/);
     await rejectsWith(restore(target, new Uint8Array(0)), /the stream is empty/);
   } finally {
-    fs.rmSync(base, { recursive: true, force: true });
+    cleanup(base);
   }
 });
 
@@ -610,7 +628,7 @@ test("tarRestore() rejects a flipped header byte as a bad checksum", async () =>
     first[0] = first[0]! ^ 1;
     await rejectsWith(restore(target, first, [1]), /bad header checksum at byte 0$/);
   } finally {
-    fs.rmSync(target, { recursive: true, force: true });
+    cleanup(target);
   }
 });
 
@@ -639,7 +657,7 @@ test("tarRestore() rejects GNU sparse and multi-volume members as not supported"
       /^Cannot restore "part": a multi-volume continuation is not supported/,
     );
   } finally {
-    fs.rmSync(base, { recursive: true, force: true });
+    cleanup(base);
   }
 });
 
@@ -664,7 +682,7 @@ test("tarRestore() makes devices as root and warns instead otherwise", async () 
       assert.match(warnings[0]!.message, /^skipped:/);
     }
   } finally {
-    fs.rmSync(target, { recursive: true, force: true });
+    cleanup(target);
   }
 });
 
@@ -685,7 +703,7 @@ test(
       assert.equal(fs.statSync(path.join(target2, "f")).uid, 1234);
       assert.equal(fs.statSync(path.join(target2, "f")).gid, 5678);
     } finally {
-      fs.rmSync(target, { recursive: true, force: true });
+      cleanup(target);
     }
   },
 );
@@ -701,7 +719,7 @@ test("tarRestore() stops with AbortedError when its signal aborts", async () => 
     await assert.rejects(r.done, AbortedError);
     await assert.rejects(writer.write(new Uint8Array(512)));
   } finally {
-    fs.rmSync(target, { recursive: true, force: true });
+    cleanup(target);
   }
 });
 
@@ -717,6 +735,22 @@ test("tarRestore() reports progress and totals", async () => {
     assert.deepEqual(stats, { files: 3, bytes: 5, deleted: 0 });
     assert.equal(seen.at(-1), 3);
   } finally {
-    fs.rmSync(target, { recursive: true, force: true });
+    cleanup(target);
+  }
+});
+
+test("tarRestore() keeps a pre-1970 time, down to the second at least for symlinks", async () => {
+  const target = scratch();
+  try {
+    const archive = tarOf([
+      { name: "old file", data: "x", pax: { mtime: "-1.5" } },
+      { name: "old link", type: "2", linkname: "old file", pax: { mtime: "-1.5" } },
+    ]);
+    await restore(target, archive);
+    assert.equal(fs.lstatSync(path.join(target, "old file"), { bigint: true }).mtimeNs, -1_500_000_000n);
+    const link = fs.lstatSync(path.join(target, "old link"), { bigint: true }).mtimeNs;
+    assert.ok(link === -1_500_000_000n || link === -2_000_000_000n, `symlink mtime ${link}`);
+  } finally {
+    cleanup(target);
   }
 });

@@ -1,0 +1,136 @@
+/**
+ * Helpers shared by the object-store storages, S3 and Swift (private to `storage/`): their URLs, network
+ * error texts, and the stream wrappers of `get()`.
+ * @module
+ */
+import { checkKey, checkPrefix } from "./_key.ts";
+
+/** Where `s3://bucket/prefix` or `swift://container/prefix` points. */
+export interface ObjectStoreLocation {
+  /** The bucket or container. */
+  container: string;
+  /** The key prefix without leading or trailing `/`; `""` for the top of the container. */
+  prefix: string;
+  /** The display form `<scheme>://<container>[/<prefix>]`. */
+  url: string;
+}
+
+/**
+ * Parses `<scheme>://<container>[/<prefix>][/]`. The prefix is taken as written (no percent-decoding), so
+ * what the user types is the key prefix. Throws `TypeError` for another scheme, an empty or odd container
+ * name (credentials such as `user@` included: they never belong in a URL), or a prefix with empty, `.` or
+ * `..` components.
+ */
+export function parseObjectStoreUrl(spec: string, scheme: string): ObjectStoreLocation {
+  const head = `${scheme}://`;
+  if (typeof spec !== "string" || spec.slice(0, head.length).toLowerCase() !== head) {
+    throw new TypeError(`Cannot use storage "${spec}": it does not start with ${head}`);
+  }
+  const rest = spec.slice(head.length);
+  const slash = rest.indexOf("/");
+  const container = slash === -1 ? rest : rest.slice(0, slash);
+  const prefix = slash === -1 ? "" : rest.slice(slash + 1).replace(/\/+$/, "");
+  const what = scheme === "s3" ? "bucket" : "container";
+  if (container === "") throw new TypeError(`Cannot use storage "${spec}": the ${what} name is empty`);
+  if (!/^[A-Za-z0-9._-]+$/.test(container)) {
+    // Not echoed: a mistyped "user:secret@" must not end up in a log.
+    throw new TypeError(
+      `Cannot use storage "${head}…": the ${what} name may only have letters, digits, ".", "_" and "-"`,
+    );
+  }
+  if (prefix !== "") {
+    try {
+      checkPrefix(`${prefix}/`);
+    } catch (err) {
+      throw new TypeError(`Cannot use storage "${spec}": the prefix is not a valid key path`, { cause: err });
+    }
+  }
+  return { container, prefix, url: `${head}${container}${prefix === "" ? "" : `/${prefix}`}` };
+}
+
+/** Error codes of a failed connection or transfer after which the same call may succeed. */
+const NETWORK_CODES: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset",
+  ECONNABORTED: "connection aborted",
+  EPIPE: "connection closed",
+  ETIMEDOUT: "timed out",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  ENETDOWN: "network down",
+  EAI_AGAIN: "name lookup failed temporarily",
+  UND_ERR_SOCKET: "connection closed",
+  UND_ERR_CONNECT_TIMEOUT: "connect timed out",
+  UND_ERR_HEADERS_TIMEOUT: "timed out waiting for the response",
+  UND_ERR_BODY_TIMEOUT: "timed out reading the response",
+  ConnectionRefused: "connection refused", // Bun
+  ConnectionClosed: "connection closed", // Bun
+};
+
+/** The `code` of an error or of its causes, if any. */
+export function errorCode(err: unknown): string | undefined {
+  for (let e = err, depth = 0; typeof e === "object" && e !== null && depth < 4; depth++) {
+    if ("code" in e && typeof e.code === "string") return e.code;
+    e = "cause" in e ? e.cause : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Describes a failure below HTTP (refused, reset, timed out, DNS) and says whether a retry may help, or
+ * returns `undefined` when `err` is not one.
+ */
+export function networkFailure(err: unknown): { reason: string; retriable: boolean } | undefined {
+  const code = errorCode(err);
+  if (code !== undefined && code in NETWORK_CODES) {
+    return { reason: `${NETWORK_CODES[code]} (${code})`, retriable: true };
+  }
+  if (code === "ENOTFOUND") return { reason: `unknown host (${code})`, retriable: false };
+  if (typeof err === "object" && err !== null && "name" in err && err.name === "TimeoutError") {
+    return { reason: "timed out", retriable: true };
+  }
+  return undefined;
+}
+
+/** An empty byte stream. */
+export function emptyStream(): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({ start: (controller) => controller.close() });
+}
+
+/** Passes `source` through, turning its errors with `map`. */
+export function mapStreamErrors(
+  source: ReadableStream<Uint8Array>,
+  map: (err: unknown) => unknown,
+): ReadableStream<Uint8Array> {
+  const reader = source.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (err) {
+        controller.error(map(err));
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
+
+/** The first line of a message, at most 200 characters (server error pages can be long). */
+export function oneLine(text: string): string {
+  const line = text.trim().split(/\r?\n/, 1)[0] ?? "";
+  return line.length > 200 ? `${line.slice(0, 197)}...` : line;
+}
+
+/** Whether `key` is a valid storage key (listings skip the names of other programs that are not). */
+export function isKey(key: string): boolean {
+  try {
+    checkKey(key);
+    return true;
+  } catch {
+    return false;
+  }
+}

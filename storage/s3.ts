@@ -1,0 +1,420 @@
+/**
+ * A storage in an S3 bucket (AWS, Ceph RGW, MinIO, Swift's s3api, …) over `@aws-sdk/client-s3`: each key is
+ * an object `<prefix>/<key>` of the bucket.
+ *
+ * Credentials come from the SDK's default chain (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE`
+ * and the shared config files, SSO, web identity, instance roles), never from the command line.
+ * @module
+ */
+import process from "node:process";
+import {
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from "@aws-sdk/client-s3";
+import { messageOf } from "../errors.ts";
+import { checkKey, checkPrefix, checkRange } from "./_key.ts";
+import {
+  emptyStream,
+  isKey,
+  mapStreamErrors,
+  networkFailure,
+  oneLine,
+  parseObjectStoreUrl,
+} from "./_object_store.ts";
+import {
+  type CallOptions,
+  NotFoundError,
+  type ObjectInfo,
+  type Range,
+  type Storage,
+  StorageError,
+} from "./storage.ts";
+
+/** The settings a user gives on the command line (`--s3-endpoint`, `--s3-region`, `--s3-path-style`). */
+export interface S3Settings {
+  /**
+   * URL of an S3-compatible server, e.g. `http://127.0.0.1:18080`. Default: `$FROST_S3_ENDPOINT`, else
+   * AWS's endpoint for the region.
+   */
+  endpoint?: string;
+  /** Region. Default: `$FROST_S3_REGION`, else `$AWS_REGION`, else `$AWS_DEFAULT_REGION`, else `us-east-1`. */
+  region?: string;
+  /**
+   * Address the bucket in the path (`http://host/bucket/key`) rather than in the host name, as most
+   * S3-compatible servers need. Default: `$FROST_S3_PATH_STYLE` is `1` or `true`, else false.
+   */
+  pathStyle?: boolean;
+}
+
+/** Options of `new S3Storage()`. */
+export interface S3Options extends S3Settings {
+  /**
+   * Static credentials, for tests and programs that embed frost (the CLI never sets them). Default: the
+   * SDK's default credential chain.
+   */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** Where the `FROST_S3_*` and `AWS_REGION` settings are read. Default: `process.env`. */
+  env?: Record<string, string | undefined>;
+  /** Keys per `ListObjectsV2` page, 1 to 1000 (small values exercise paging in tests). Default: 1000. */
+  pageSize?: number;
+  /** Milliseconds to wait for a connection. Default: 30 000. */
+  connectionTimeout?: number;
+  /**
+   * Milliseconds a request may go without progress (no byte sent or received) before it fails with a
+   * retriable `StorageError`. Default: 120 000.
+   */
+  idleTimeout?: number;
+}
+
+/** Error codes S3 servers send for wrong, expired or insufficient credentials. */
+const ACCESS_CODES = new Set([
+  "AccessDenied",
+  "AllAccessDisabled",
+  "InvalidAccessKeyId",
+  "SignatureDoesNotMatch",
+  "ExpiredToken",
+  "InvalidToken",
+  "TokenRefreshRequired",
+  "InvalidSecurity",
+  "AccountProblem",
+  "Forbidden",
+]);
+/** Error codes after which the same call may succeed. */
+const RETRIABLE_CODES = new Set([
+  "SlowDown",
+  "Throttling",
+  "ThrottlingException",
+  "RequestLimitExceeded",
+  "TooManyRequestsException",
+  "RequestThrottled",
+  "RequestTimeout",
+  "InternalError",
+  "ServiceUnavailable",
+  "OperationAborted",
+]);
+/** Codes the SDK gives to errors without a body (HEAD requests); they say nothing beyond the HTTP status. */
+const EMPTY_CODES = new Set(["Unknown", "UnknownError", "NotFound", "Forbidden", "BadRequest"]);
+
+/**
+ * A storage under `s3://bucket/prefix`. Use `S3Storage.open()` to check (or create) the bucket first.
+ *
+ * @example
+ * ```ts ignore
+ * import { S3Storage } from "./s3.ts";
+ * const storage = await S3Storage.open("s3://backups/frost", {
+ *   create: true,
+ *   endpoint: "http://127.0.0.1:18080",
+ *   pathStyle: true,
+ * });
+ * await storage.put("host_etc/hello", new TextEncoder().encode("hello"));
+ * await storage.close();
+ * ```
+ */
+export class S3Storage implements Storage {
+  /** `s3://bucket[/prefix]`. */
+  readonly url: string;
+  /** The bucket. */
+  readonly bucket: string;
+  /** The key prefix of every object, `""` or ending with `/`. */
+  readonly #root: string;
+  readonly #client: S3Client;
+  readonly #pageSize: number;
+  /** How the endpoint shows in messages. */
+  readonly #server: string;
+  /** Whether the endpoint is AWS's own. */
+  readonly #aws: boolean;
+  #closed = false;
+
+  /** Uses the bucket and prefix of `spec` (`s3://bucket[/prefix]`) without checking them. */
+  constructor(spec: string, options: S3Options = {}) {
+    const location = parseObjectStoreUrl(spec, "s3");
+    this.url = location.url;
+    this.bucket = location.container;
+    this.#root = location.prefix === "" ? "" : `${location.prefix}/`;
+    const env = options.env ?? process.env;
+    const endpoint = options.endpoint ?? nonEmpty(env.FROST_S3_ENDPOINT);
+    if (endpoint !== undefined && !/^https?:\/\/[^/]/i.test(endpoint)) {
+      throw new TypeError(`Cannot use S3 endpoint "${endpoint}": it is not an http:// or https:// URL`);
+    }
+    const region = options.region ?? nonEmpty(env.FROST_S3_REGION) ?? nonEmpty(env.AWS_REGION) ??
+      nonEmpty(env.AWS_DEFAULT_REGION) ?? "us-east-1";
+    const pathStyle = options.pathStyle ?? /^(1|true|yes)$/i.test(env.FROST_S3_PATH_STYLE ?? "");
+    const pageSize = options.pageSize ?? 1000;
+    if (!Number.isSafeInteger(pageSize) || pageSize < 1 || pageSize > 1000) {
+      throw new RangeError(`Cannot use S3 page size ${pageSize}: it is not a whole number from 1 to 1000`);
+    }
+    this.#pageSize = pageSize;
+    this.#server = endpoint ?? `AWS S3 (${region})`;
+    this.#aws = endpoint === undefined;
+    this.#client = new S3Client({
+      region,
+      endpoint,
+      forcePathStyle: pathStyle,
+      credentials: options.credentials,
+      // Retries are frost's decorator, composed once in main.ts.
+      maxAttempts: 1,
+      followRegionRedirects: true,
+      requestHandler: {
+        connectionTimeout: options.connectionTimeout ?? 30_000,
+        socketTimeout: options.idleTimeout ?? 120_000,
+      },
+    });
+  }
+
+  /**
+   * Checks that the bucket exists and is readable with the credentials and returns a storage in it. With
+   * `create: true` a missing bucket is created. Rejects with `StorageError` when the bucket is missing (and
+   * not creatable), the credentials are refused, or the server cannot be reached (retriable).
+   */
+  static async open(spec: string, options: S3Options & { create: boolean }): Promise<S3Storage> {
+    const storage = new S3Storage(spec, options);
+    try {
+      await storage.#check(options.create);
+      return storage;
+    } catch (err) {
+      await storage.close();
+      throw err;
+    }
+  }
+
+  /** Stores `data` with one PutObject: S3 shows either the whole object or the previous one. */
+  async put(key: string, data: Uint8Array, options: CallOptions = {}): Promise<void> {
+    const objectKey = this.#key(key);
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const action = `Cannot write "${key}" to ${this.url}`;
+    try {
+      await this.#client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: objectKey,
+          Body: data,
+          ContentLength: data.byteLength,
+          ContentType: "application/octet-stream",
+        }),
+        { abortSignal: signal },
+      );
+    } catch (err) {
+      throw this.#error(action, err, signal);
+    }
+  }
+
+  /** Streams the object, or `range` of it (a ranged GetObject). */
+  async get(key: string, options: CallOptions & { range?: Range } = {}): Promise<ReadableStream<Uint8Array>> {
+    const objectKey = this.#key(key);
+    const { signal, range } = options;
+    checkRange(key, range);
+    signal?.throwIfAborted();
+    const action = `Cannot read "${key}" from ${this.url}`;
+    if (range?.length === 0) {
+      await this.stat(key, { signal }); // a missing key still rejects
+      return emptyStream();
+    }
+    const offset = range?.offset ?? 0;
+    const header = range === undefined || (offset === 0 && range.length === undefined)
+      ? undefined
+      : `bytes=${offset}-${range.length === undefined ? "" : offset + range.length - 1}`;
+    try {
+      const response = await this.#client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: objectKey, Range: header }),
+        { abortSignal: signal },
+      );
+      const body = response.Body;
+      if (header !== undefined && response.ContentRange === undefined) {
+        await body?.transformToWebStream().cancel().catch(() => {});
+        throw new StorageError(`${action}: the server ignored the requested range`);
+      }
+      if (body === undefined) return emptyStream();
+      return mapStreamErrors(body.transformToWebStream(), (err) => this.#error(action, err, signal));
+    } catch (err) {
+      // 416: the object exists but the range starts at or after its end.
+      if (statusOf(err) === 416 && !signal?.aborted) return emptyStream();
+      throw this.#error(action, err, signal, true);
+    }
+  }
+
+  /** Reports the size and modification time of `key` (HeadObject). */
+  async stat(key: string, options: CallOptions = {}): Promise<ObjectInfo> {
+    const objectKey = this.#key(key);
+    const { signal } = options;
+    signal?.throwIfAborted();
+    try {
+      const head = await this.#client.send(
+        new HeadObjectCommand({ Bucket: this.bucket, Key: objectKey }),
+        { abortSignal: signal },
+      );
+      return { key, size: head.ContentLength ?? 0, modified: head.LastModified };
+    } catch (err) {
+      throw this.#error(`Cannot stat "${key}" in ${this.url}`, err, signal, true);
+    }
+  }
+
+  /** Pages through ListObjectsV2 with continuation tokens; objects whose names are not valid keys are skipped. */
+  async *list(prefix: string, options: CallOptions = {}): AsyncGenerator<ObjectInfo> {
+    checkPrefix(prefix);
+    const { signal } = options;
+    const action = `Cannot list "${prefix}" in ${this.url}`;
+    let token: string | undefined;
+    do {
+      signal?.throwIfAborted();
+      let page;
+      try {
+        page = await this.#client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: this.#root + prefix,
+            MaxKeys: this.#pageSize,
+            ContinuationToken: token,
+          }),
+          { abortSignal: signal },
+        );
+      } catch (err) {
+        throw this.#error(action, err, signal);
+      }
+      for (const item of page.Contents ?? []) {
+        const key = item.Key?.startsWith(this.#root) ? item.Key.slice(this.#root.length) : undefined;
+        if (key === undefined || !isKey(key)) continue; // e.g. a "folder/" marker made by a console
+        yield { key, size: item.Size ?? 0, modified: item.LastModified };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      if (page.IsTruncated && token === undefined) {
+        throw new StorageError(`${action}: the server sent a truncated listing without a continuation token`);
+      }
+    } while (token !== undefined);
+  }
+
+  /** Removes `key`; a missing key is fine. */
+  async delete(key: string, options: CallOptions = {}): Promise<void> {
+    const objectKey = this.#key(key);
+    const { signal } = options;
+    signal?.throwIfAborted();
+    try {
+      await this.#client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: objectKey }), {
+        abortSignal: signal,
+      });
+    } catch (err) {
+      if (statusOf(err) === 404 && codeOf(err) !== "NoSuchBucket" && !signal?.aborted) return;
+      throw this.#error(`Cannot delete "${key}" from ${this.url}`, err, signal);
+    }
+  }
+
+  /** Closes the SDK's connections. */
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#client.destroy();
+    }
+    return Promise.resolve();
+  }
+
+  /** Lists one key to check bucket and credentials (its errors carry a reason, HeadBucket's do not). */
+  async #check(create: boolean): Promise<void> {
+    const action = `Cannot open ${this.url}`;
+    try {
+      await this.#client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.#root, MaxKeys: 1 }),
+      );
+      return;
+    } catch (err) {
+      if (codeOf(err) !== "NoSuchBucket") throw this.#error(action, err, undefined);
+      if (!create) {
+        throw new StorageError(`${action}: bucket "${this.bucket}" does not exist (NoSuchBucket)`, {
+          cause: err,
+        });
+      }
+    }
+    try {
+      const region = await this.#client.config.region();
+      await this.#client.send(
+        new CreateBucketCommand({
+          Bucket: this.bucket,
+          // AWS wants the region named, except for us-east-1.
+          CreateBucketConfiguration: region === "us-east-1" || !this.#aws
+            ? undefined
+            : { LocationConstraint: region as never },
+        }),
+      );
+    } catch (err) {
+      const code = codeOf(err);
+      if (code === "BucketAlreadyOwnedByYou") return; // created meanwhile
+      if (code === "BucketAlreadyExists") {
+        throw new StorageError(
+          `Cannot create bucket "${this.bucket}" for ${this.url}: the name is taken by another account (${code})`,
+          { cause: err },
+        );
+      }
+      throw this.#error(`Cannot create bucket "${this.bucket}" for ${this.url}`, err, undefined);
+    }
+  }
+
+  /** Checks `key` and returns its object key. */
+  #key(key: string): string {
+    checkKey(key);
+    return this.#root + key;
+  }
+
+  /** Turns an SDK failure into `NotFoundError`/`StorageError`; an abort rejects with the signal's reason. */
+  #error(action: string, err: unknown, signal: AbortSignal | undefined, notFound = false): unknown {
+    if (signal?.aborted) return signal.reason;
+    if (err instanceof StorageError) return err;
+    const status = statusOf(err);
+    const code = codeOf(err);
+    if (status === undefined) {
+      if (err instanceof Error && err.name === "CredentialsProviderError") {
+        return new StorageError(
+          `${action}: no S3 credentials: ${oneLine(err.message)} ` +
+            `(set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)`,
+          { cause: err },
+        );
+      }
+      const network = networkFailure(err);
+      if (network !== undefined) {
+        return new StorageError(`${action}: cannot reach ${this.#server}: ${network.reason}`, {
+          cause: err,
+          retriable: network.retriable,
+        });
+      }
+      return new StorageError(`${action}: ${oneLine(messageOf(err))}`, { cause: err });
+    }
+    // HEAD responses have no body: their code only repeats the status.
+    const known = code !== undefined && !EMPTY_CODES.has(code);
+    const reason = known ? code : `HTTP ${status}`;
+    if (code === "NoSuchBucket") {
+      return new StorageError(`${action}: bucket "${this.bucket}" does not exist (${reason})`, {
+        cause: err,
+      });
+    }
+    if (notFound && (status === 404 || code === "NoSuchKey")) {
+      return new NotFoundError(`${action}: not found`, { cause: err });
+    }
+    if (status === 401 || status === 403 || (code !== undefined && ACCESS_CODES.has(code))) {
+      return new StorageError(`${action}: access denied (${reason})`, { cause: err });
+    }
+    const retriable = status >= 500 || status === 429 || (code !== undefined && RETRIABLE_CODES.has(code));
+    const text = known ? `${oneLine(messageOf(err))} (${code}, HTTP ${status})` : `HTTP ${status}`;
+    return new StorageError(`${action}: ${text}`, { cause: err, retriable });
+  }
+}
+
+/** The HTTP status of an SDK service error. */
+function statusOf(err: unknown): number | undefined {
+  if (typeof err !== "object" || err === null || !("$metadata" in err)) return undefined;
+  const metadata = err.$metadata as { httpStatusCode?: unknown } | undefined;
+  return typeof metadata?.httpStatusCode === "number" ? metadata.httpStatusCode : undefined;
+}
+
+/** The S3 error code of an SDK service error (`NoSuchKey`, `SlowDown`, …). */
+function codeOf(err: unknown): string | undefined {
+  if (typeof err !== "object" || err === null) return undefined;
+  if ("Code" in err && typeof err.Code === "string") return err.Code;
+  return "$metadata" in err && err instanceof Error ? err.name : undefined;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === "" ? undefined : value;
+}
