@@ -134,7 +134,9 @@ export function intOption(value: string | undefined, option: string, min = 0): n
 /** Parses a non-negative decimal option (days). */
 export function numberOption(value: string | undefined, option: string): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^\d+(\.\d+)?$/.test(value)) throw new UsageError(`Invalid ${option} "${value}": expected a number ≥ 0`);
+  if (!/^\d+(\.\d+)?$/.test(value)) {
+    throw new UsageError(`Invalid ${option} "${value}": expected a number ≥ 0`);
+  }
   return Number(value);
 }
 

@@ -8,6 +8,8 @@
  */
 import zlib from "node:zlib";
 import { Duplex } from "node:stream";
+import os from "node:os";
+import { Worker } from "node:worker_threads";
 import { UsageError } from "./errors.ts";
 
 /** The compression names frost accepts. */
@@ -28,19 +30,96 @@ const IN_FLIGHT = 3;
 
 type Compress = (input: Uint8Array) => Promise<Uint8Array>;
 
-function compressor(kind: Exclude<Compression, "none">): Compress {
+/** Output buffer size for one call: the whole compressed block fits (zlib's 16 KiB default pieces, joined
+ * afterwards, cost Bun more than the compression itself). */
+function chunkSizeFor(input: Uint8Array): number {
+  return input.byteLength + (input.byteLength >> 7) + (64 << 10);
+}
+
+function zlibCompressor(kind: Exclude<Compression, "none">): Compress {
   if (kind === "zstd") {
-    const options = { params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 } };
+    const params = { [zlib.constants.ZSTD_c_compressionLevel]: 1 };
     return (input) =>
       new Promise((resolve, reject) =>
-        zlib.zstdCompress(input, options, (err, out) => err ? reject(err) : resolve(out))
+        zlib.zstdCompress(
+          input,
+          { params, chunkSize: chunkSizeFor(input) },
+          (err, out) => err ? reject(err) : resolve(out),
+        )
       );
   }
-  const options = { level: 6 };
   return (input) =>
     new Promise((resolve, reject) =>
-      zlib.gzip(input, options, (err, out) => err ? reject(err) : resolve(out))
+      zlib.gzip(
+        input,
+        { level: 6, chunkSize: chunkSizeFor(input) },
+        (err, out) => err ? reject(err) : resolve(out),
+      )
     );
+}
+
+// Bun runs zlib's async calls on the main thread, where the engine reads files: there, frames are
+// compressed by worker threads instead (measured: ~2x the backup speed on 2 cores). Deno's zlib calls are
+// already off the main thread, and its eval workers are slow, so Deno keeps the zlib path.
+const WORKER_SOURCE = `
+const { parentPort } = require("node:worker_threads");
+const zlib = require("node:zlib");
+parentPort.on("message", ({ id, kind, input }) => {
+  try {
+    const chunkSize = input.byteLength + (input.byteLength >> 7) + 65536;
+    const out = kind === "zstd"
+      ? zlib.zstdCompressSync(input, { params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 }, chunkSize })
+      : zlib.gzipSync(input, { level: 6, chunkSize });
+    const copy = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength ? out : new Uint8Array(out);
+    parentPort.postMessage({ id, out: copy }, [copy.buffer]);
+  } catch (err) {
+    parentPort.postMessage({ id, error: String(err && err.message || err) });
+  }
+});`;
+
+interface Job {
+  resolve: (out: Uint8Array) => void;
+  reject: (err: Error) => void;
+}
+
+class WorkerPool {
+  readonly #workers: Worker[] = [];
+  readonly #jobs = new Map<number, Job>();
+  #next = 0;
+  constructor(size: number) {
+    for (let i = 0; i < size; i++) {
+      const worker = new Worker(WORKER_SOURCE, { eval: true });
+      worker.unref();
+      worker.on("message", (m: { id: number; out?: Uint8Array; error?: string }) => {
+        const job = this.#jobs.get(m.id)!;
+        this.#jobs.delete(m.id);
+        if (m.out) job.resolve(m.out);
+        else job.reject(new Error(`Cannot compress: ${m.error}`));
+      });
+      this.#workers.push(worker);
+    }
+  }
+  run(kind: string, input: Uint8Array): Promise<Uint8Array> {
+    // Transfer when the chunk owns its whole buffer (the engine's chunks do); copy otherwise.
+    const owned = input.byteOffset === 0 && input.byteLength === input.buffer.byteLength
+      ? input
+      : input.slice();
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#jobs.set(id, { resolve, reject });
+      this.#workers[id % this.#workers.length]!.postMessage({ id, kind, input: owned }, [
+        owned.buffer as ArrayBuffer,
+      ]);
+    });
+  }
+}
+
+let pool: WorkerPool | null = null;
+
+function compressor(kind: Exclude<Compression, "none">): Compress {
+  if (!process.versions.bun) return zlibCompressor(kind);
+  pool ??= new WorkerPool(Math.max(1, Math.min(4, os.availableParallelism())));
+  return (input) => pool!.run(kind, input);
 }
 
 /**

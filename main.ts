@@ -51,7 +51,9 @@ export async function main(args: string[]): Promise<number> {
   }
   const command = COMMANDS[first];
   if (!command) {
-    stderr(`frost: unknown command "${first}" (commands: ${Object.keys(COMMANDS).join(", ")}); see frost --help`);
+    stderr(
+      `frost: unknown command "${first}" (commands: ${Object.keys(COMMANDS).join(", ")}); see frost --help`,
+    );
     return ExitCode.usage;
   }
 

@@ -24,35 +24,63 @@ import {
 } from "./manifest.ts";
 import { AbortedError, FrostError, messageOf } from "./errors.ts";
 
-/** Cuts a byte stream into pieces of exactly `size` bytes (the last one shorter). */
+/**
+ * Reusable segment buffers: a stored segment's buffer goes back to the pool and is filled again, so a backup
+ * of any size allocates only a few segments' worth of memory (instead of leaving the garbage collector one
+ * dead 32 MiB buffer per segment).
+ */
+export class BufferPool {
+  readonly #free: Uint8Array[] = [];
+  constructor(readonly size: number, readonly keep = 4) {}
+  /** A buffer of `size` bytes (contents undefined). */
+  take(): Uint8Array {
+    return this.#free.pop() ?? new Uint8Array(this.size);
+  }
+  /** Returns a buffer once nothing refers to it any more; others are left to the garbage collector. */
+  give(buffer: Uint8Array): void {
+    if (buffer.byteOffset === 0 && buffer.buffer.byteLength === this.size && this.#free.length < this.keep) {
+      this.#free.push(new Uint8Array(buffer.buffer, 0, this.size));
+    }
+  }
+}
+
+/**
+ * Cuts a byte stream into pieces of exactly `size` bytes (the last one shorter), copying each chunk into the
+ * segment being filled at once so that no chunk is held longer than needed. With a `pool`, full-size
+ * segments come from it; a stream that ends before filling its first segment gets a right-sized copy.
+ */
 export class Segmenter extends TransformStream<Uint8Array, Uint8Array> {
-  constructor(size: number) {
-    let pieces: Uint8Array[] = [];
-    let total = 0;
-    const emit = (controller: TransformStreamDefaultController<Uint8Array>, length: number) => {
-      const segment = new Uint8Array(length);
-      let filled = 0;
-      while (filled < length) {
-        const piece = pieces[0]!;
-        const n = Math.min(piece.byteLength, length - filled);
-        segment.set(piece.subarray(0, n), filled);
-        filled += n;
-        if (n === piece.byteLength) pieces.shift();
-        else pieces[0] = piece.subarray(n);
-      }
-      total -= length;
-      controller.enqueue(segment);
+  constructor(size: number, pool?: BufferPool) {
+    let current: Uint8Array | null = null;
+    let filled = 0;
+    // Small streams (an engine state) never take a full segment: grow from 1 MiB by doubling.
+    let capacity = Math.min(size, 1 << 20);
+    const room = (need: number) => {
+      if (current && current.byteLength >= Math.min(size, filled + need)) return;
+      while (capacity < size && capacity < filled + need) capacity = Math.min(size, capacity * 2);
+      const next = capacity === size && pool ? pool.take() : new Uint8Array(capacity);
+      if (current) next.set(current.subarray(0, filled));
+      current = next;
     };
     super({
       transform(chunk, controller) {
-        if (chunk.byteLength === 0) return;
-        pieces.push(chunk);
-        total += chunk.byteLength;
-        while (total >= size) emit(controller, size);
+        let offset = 0;
+        while (offset < chunk.byteLength) {
+          room(chunk.byteLength - offset);
+          const n = Math.min(size - filled, chunk.byteLength - offset);
+          current!.set(chunk.subarray(offset, offset + n), filled);
+          filled += n;
+          offset += n;
+          if (filled === size) {
+            controller.enqueue(current!);
+            current = null;
+            filled = 0;
+          }
+        }
       },
       flush(controller) {
-        if (total > 0) emit(controller, total);
-        pieces = [];
+        if (filled > 0) controller.enqueue(current!.subarray(0, filled));
+        current = null;
       },
     });
   }
@@ -67,26 +95,60 @@ async function sha256(bytes: Uint8Array): Promise<string> {
 }
 
 /**
- * A WritableStream of segments over a storage: each write hashes and uploads one segment and resolves when
- * the put is done, so the queue (highWaterMark = queueSize) bounds memory and backpressure reaches the
- * engine. `refs` lists what was stored, in order.
+ * A WritableStream of segments over a storage. Each segment is hashed and uploaded; up to `queueSize` uploads
+ * run at once (so a high-latency store, or a local disk's fsync, is not waited for serially), and a write
+ * resolves only once fewer than `queueSize` are in flight, so memory stays near (queueSize + 2) segments and
+ * backpressure reaches the engine. `refs` lists what was stored, in stream order.
  */
 export class SegmentWriter extends WritableStream<Uint8Array> {
   readonly refs: SegmentRef[] = [];
   constructor(
     storage: Storage,
     keyOf: (n: number) => string,
-    options: { queueSize: number; signal?: AbortSignal; onStored?: (bytes: number) => void },
+    options: {
+      queueSize: number;
+      signal?: AbortSignal;
+      onStored?: (bytes: number) => void;
+      pool?: BufferPool;
+    },
   ) {
     const refs: SegmentRef[] = [];
+    const inFlight = new Set<Promise<void>>();
+    let failure: { error: unknown } | null = null;
+    const upload = async (n: number, segment: Uint8Array) => {
+      const key = keyOf(n);
+      const [hash] = await Promise.all([
+        sha256(segment),
+        storage.put(key, segment, { signal: options.signal }),
+      ]);
+      refs[n] = { key, size: segment.byteLength, sha256: hash };
+      options.onStored?.(segment.byteLength);
+      options.pool?.give(segment);
+    };
+    const settle = async (limit: number) => {
+      while (inFlight.size > limit && !failure) await Promise.race(inFlight);
+      if (failure) throw failure.error;
+    };
+    let next = 0;
     super({
       async write(segment) {
-        const key = keyOf(refs.length);
-        const [hash] = await Promise.all([sha256(segment), storage.put(key, segment, { signal: options.signal })]);
-        refs.push({ key, size: segment.byteLength, sha256: hash });
-        options.onStored?.(segment.byteLength);
+        const job = upload(next++, segment).then(
+          () => void inFlight.delete(job),
+          (error) => {
+            failure ??= { error };
+            inFlight.delete(job);
+          },
+        );
+        inFlight.add(job);
+        await settle(options.queueSize - 1);
       },
-    }, new CountQueuingStrategy({ highWaterMark: options.queueSize }));
+      async close() {
+        await settle(0);
+      },
+      async abort() {
+        await Promise.allSettled(inFlight);
+      },
+    }, new CountQueuingStrategy({ highWaterMark: 1 }));
     this.refs = refs;
   }
 }
@@ -120,7 +182,9 @@ export function readSegments(
       bytes = await getBytes(storage, ref.key, { signal: options.signal });
     } catch (err) {
       if (err instanceof NotFoundError) {
-        throw new FrostError(`Cannot read segment "${ref.key}": it is missing from ${storage.url}`, { cause: err });
+        throw new FrostError(`Cannot read segment "${ref.key}": it is missing from ${storage.url}`, {
+          cause: err,
+        });
       }
       throw new FrostError(`Cannot read segment "${ref.key}": ${messageOf(err)}`, { cause: err });
     }
@@ -213,9 +277,11 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
     },
     onWarning: job.onWarning,
   });
+  const pool = new BufferPool(job.segmentSize, job.queueSize + 2);
   const dataWriter = new SegmentWriter(job.storage, (n) => segmentKey(series, job.id, "data", n), {
     queueSize: job.queueSize,
     signal,
+    pool,
     onStored: (bytes) => {
       stored += bytes;
       job.onProgress?.({ ...last, stored });
@@ -226,7 +292,9 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
     signal,
   });
   const flows = [
-    run.stream.pipeThrough(createCompressor(job.compression)).pipeThrough(new Segmenter(job.segmentSize))
+    run.stream.pipeThrough(createCompressor(job.compression)).pipeThrough(
+      new Segmenter(job.segmentSize, pool),
+    )
       .pipeTo(dataWriter, { signal }),
     run.state.pipeThrough(createCompressor(job.compression)).pipeThrough(new Segmenter(job.segmentSize))
       .pipeTo(stateWriter, { signal }),
@@ -325,7 +393,12 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
       signal: job.signal,
       onProgress: (p) => {
         last = p;
-        job.onProgress?.({ files: total.files + p.files, bytes: total.bytes + p.bytes, level: manifest.level, read });
+        job.onProgress?.({
+          files: total.files + p.files,
+          bytes: total.bytes + p.bytes,
+          level: manifest.level,
+          read,
+        });
       },
       onWarning: job.onWarning,
     });

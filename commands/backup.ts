@@ -82,7 +82,9 @@ export const backupCommand: Command = {
     const engine = engineForOption(values.engine);
     const compression = parseCompression(values.compression);
     const segmentSize = parseSize(values["segment-size"], "--segment-size");
-    if (segmentSize < 4096) throw new UsageError(`Invalid --segment-size "${values["segment-size"]}": at least 4K`);
+    if (segmentSize < 4096) {
+      throw new UsageError(`Invalid --segment-size "${values["segment-size"]}": at least 4K`);
+    }
     const queueSize = intOption(values["queue-size"], "--queue-size", 1)!;
     const source = absolute(positionals[0]!);
     checkSource(source);
@@ -148,7 +150,9 @@ export const backupCommand: Command = {
         ctx.stdout(
           `Backed up ${source} as ${series} ${manifest.id}: level ${manifest.level}` +
             `${manifest.parent ? ` on ${manifest.parent}` : ""}, ${t.files} files, ` +
-            `${formatBytes(t.bytesIn)} read, ${formatBytes(t.bytesStored)} stored in ${t.seconds.toFixed(1)} s` +
+            `${formatBytes(t.bytesIn)} read, ${formatBytes(t.bytesStored)} stored in ${
+              t.seconds.toFixed(1)
+            } s` +
             (t.warnings ? `, ${t.warnings} warning${t.warnings === 1 ? "" : "s"}` : ""),
         );
       }
@@ -165,7 +169,11 @@ function checkSource(source: string): void {
     st = fs.statSync(source);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === "ENOENT" ? "no such file or directory" : code === "EACCES" ? "permission denied" : code;
+    const why = code === "ENOENT"
+      ? "no such file or directory"
+      : code === "EACCES"
+      ? "permission denied"
+      : code;
     throw new FrostError(`Cannot back up "${source}": ${why}`, { cause: err });
   }
   if (!st.isDirectory() && !st.isFile()) {

@@ -43,9 +43,11 @@ export const listCommand: Command = {
       }
       const all: Manifest[] = [];
       for (const s of series) {
-        all.push(...await loadManifests(storage, s, (key, err) => {
-          ctx.stderr(`frost: warning: ignoring unreadable manifest "${key}": ${(err as Error).message}`);
-        }));
+        all.push(
+          ...await loadManifests(storage, s, (key, err) => {
+            ctx.stderr(`frost: warning: ignoring unreadable manifest "${key}": ${(err as Error).message}`);
+          }),
+        );
       }
       all.sort((a, b) =>
         a.hostname.localeCompare(b.hostname) || a.name.localeCompare(b.name) || a.id.localeCompare(b.id)

@@ -3,14 +3,7 @@
  * cut-off, then orphans (data of failed runs) older than a day.
  * @module
  */
-import {
-  type Command,
-  hostnameOption,
-  nameOption,
-  openStorages,
-  parse,
-  STORAGE_OPTIONS,
-} from "../cli.ts";
+import { type Command, hostnameOption, nameOption, openStorages, parse, STORAGE_OPTIONS } from "../cli.ts";
 import { ExitCode, UsageError } from "../errors.ts";
 import { loadManifests, type Manifest, manifestKey, seriesName } from "../manifest.ts";
 import { formatBytes, parseDate, parseDuration } from "../units.ts";

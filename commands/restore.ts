@@ -112,7 +112,9 @@ export const restoreCommand: Command = {
         ctx.stdout(
           `Restored ${series} ${newest.id} (level ${newest.level}, ${chain.length} backup${
             chain.length === 1 ? "" : "s"
-          } applied) into ${target}: ${stats.files} entries, ${formatBytes(stats.bytes)} in ${seconds.toFixed(1)} s`,
+          } applied) into ${target}: ${stats.files} entries, ${formatBytes(stats.bytes)} in ${
+            seconds.toFixed(1)
+          } s`,
         );
       }
       return warnings > 0 ? ExitCode.warnings : ExitCode.ok;
@@ -135,12 +137,16 @@ function prepareTarget(target: string, overwrite: boolean): void {
     try {
       fs.mkdirSync(target, { recursive: true });
     } catch (err) {
-      throw new FrostError(`Cannot create restore target "${target}": ${(err as Error).message}`, { cause: err });
+      throw new FrostError(`Cannot create restore target "${target}": ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     return;
   }
   if (!st.isDirectory()) throw new FrostError(`Cannot restore into "${target}": not a directory`);
   if (!overwrite && fs.readdirSync(target).length > 0) {
-    throw new FrostError(`Cannot restore into "${target}": it is not empty (use --overwrite to restore into it)`);
+    throw new FrostError(
+      `Cannot restore into "${target}": it is not empty (use --overwrite to restore into it)`,
+    );
   }
 }

@@ -4,9 +4,10 @@
  */
 import type { Engine } from "./engine.ts";
 import { tarEngine } from "./tar.ts";
+import { rsyncEngine } from "./rsync.ts";
 import { FrostError, UsageError } from "../errors.ts";
 
-const ENGINES: Record<string, Engine> = { tar: tarEngine };
+const ENGINES: Record<string, Engine> = { tar: tarEngine, rsync: rsyncEngine };
 
 /** Names accepted by `--engine`. */
 export const ENGINE_NAMES = Object.keys(ENGINES);
@@ -21,6 +22,8 @@ export function engineForOption(name: string): Engine {
 /** The engine a manifest names (a failure when this frost lacks it). */
 export function engineForBackup(name: string): Engine {
   const engine = ENGINES[name];
-  if (!engine) throw new FrostError(`Cannot restore: the backup was made with engine "${name}", unknown to this frost`);
+  if (!engine) {
+    throw new FrostError(`Cannot restore: the backup was made with engine "${name}", unknown to this frost`);
+  }
   return engine;
 }

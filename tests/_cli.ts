@@ -3,7 +3,7 @@
  * build the hostile fixture tree.
  * @module
  */
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -93,7 +93,7 @@ export function makeHostileTree(root: string, options: { bigFile?: number } = {}
   };
   fs.mkdirSync(root, { recursive: true });
   w("plain.txt", "hello\n");
-  w("with space/it's \"quoted\".txt", "quotes\n");
+  w('with space/it\'s "quoted".txt', "quotes\n");
   w("q?/hash#and*star", "glob chars\n");
   w("ünïcødé/日本語.txt", "unicode\n");
   w(`deep/${"d".repeat(90)}/${"e".repeat(90)}/${LONG_NAME}`, "long path\n");
@@ -113,7 +113,9 @@ export function makeHostileTree(root: string, options: { bigFile?: number } = {}
     const fd = fs.openSync(path.join(root, "big.bin"), "w");
     for (let off = 0; off < options.bigFile; off += chunk.byteLength) {
       // Half random, half text, so compression has something to do.
-      const piece = (off / chunk.byteLength) % 2 === 0 ? chunk : new TextEncoder().encode("abc ".repeat(1 << 18));
+      const piece = (off / chunk.byteLength) % 2 === 0
+        ? chunk
+        : new TextEncoder().encode("abc ".repeat(1 << 18));
       fs.writeSync(fd, piece.subarray(0, Math.min(piece.byteLength, options.bigFile - off)));
     }
     fs.closeSync(fd);

@@ -121,7 +121,19 @@ describe("frost backup and restore through the command line", () => {
     for (let i = 0; i < 4; i++) {
       const to = path.join(work, `restored${i}`);
       const created = listed.find((l) => l.id === points[i]!.id)!.created;
-      await ok(["restore", "--name", "tree", "--hostname", "h1", "--storage", store, "--to", to, "--date", created]);
+      await ok([
+        "restore",
+        "--name",
+        "tree",
+        "--hostname",
+        "h1",
+        "--storage",
+        store,
+        "--to",
+        to,
+        "--date",
+        created,
+      ]);
       assertSameTree(expected[i]!, to);
     }
   });
@@ -260,7 +272,12 @@ describe("frost refuses bad input with one clear line and the right exit code", 
   const cases: [string, string[], number, RegExp][] = [
     ["a missing source", ["backup", "/nonexistent/x", "--name", "b"], 1, /Cannot back up "\/nonexistent\/x"/],
     ["an unknown option", ["backup", "/tmp", "--name", "b", "--bogus"], 2, /bogus/],
-    ["an unknown compression", ["backup", "/tmp", "--name", "b", "--compression", "lz4"], 2, /compression "lz4"/],
+    [
+      "an unknown compression",
+      ["backup", "/tmp", "--name", "b", "--compression", "lz4"],
+      2,
+      /compression "lz4"/,
+    ],
     [
       "--max-level with --always-level",
       ["backup", "/tmp", "--name", "b", "--max-level", "2", "--always-level", "1"],
@@ -311,11 +328,31 @@ describe("frost refuses bad input with one clear line and the right exit code", 
     const bytes = fs.readFileSync(seg);
     bytes[Math.floor(bytes.length / 2)]! ^= 0x40;
     fs.writeFileSync(seg, bytes);
-    const r = await frost(["restore", "--name", "c", "--hostname", "h1", "--storage", s2, "--to", path.join(work, "c")]);
+    const r = await frost([
+      "restore",
+      "--name",
+      "c",
+      "--hostname",
+      "h1",
+      "--storage",
+      s2,
+      "--to",
+      path.join(work, "c"),
+    ]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /h1_c\/backups\/.*\/data\/00000000.*checksum/);
     fs.rmSync(seg);
-    const r2 = await frost(["restore", "--name", "c", "--hostname", "h1", "--storage", s2, "--to", path.join(work, "c2")]);
+    const r2 = await frost([
+      "restore",
+      "--name",
+      "c",
+      "--hostname",
+      "h1",
+      "--storage",
+      s2,
+      "--to",
+      path.join(work, "c2"),
+    ]);
     assert.equal(r2.code, 1);
     assert.match(r2.stderr, /data\/00000000.*missing/);
   });
@@ -405,8 +442,9 @@ describe("frost help and version", () => {
     }
   });
 
-  it("runs with an empty environment from any folder", async () => {
-    if (!process.env.FROST_BIN) return; // only meaningful for the standalone binary
+  it("runs with an empty environment from any folder (the standalone binary)", {
+    skip: !process.env.FROST_BIN && "only for the binary (FROST_BIN=dist/frost)",
+  }, () => {
     const bin = path.resolve(process.env.FROST_BIN);
     const out = execFileSync("env", ["-i", bin, "--version"], { cwd: "/" }).toString();
     assert.match(out, /^frost /);

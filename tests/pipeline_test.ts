@@ -83,7 +83,9 @@ describe("compression", () => {
     fs.writeFileSync(file, bytes);
     const compressed = execFileSync("zstd", ["-c", "-19", file], { maxBuffer: 64 << 20 });
     fs.rmSync(file);
-    const back = await collect(streamOf([new Uint8Array(compressed)]).pipeThrough(createDecompressor("zstd")));
+    const back = await collect(
+      streamOf([new Uint8Array(compressed)]).pipeThrough(createDecompressor("zstd")),
+    );
     assert.ok(Buffer.from(back).equals(Buffer.from(bytes)));
   });
 

@@ -1,0 +1,941 @@
+/**
+ * The rsync engine's restore half: applies one rsync data stream (docs/RSYNC.md) to a target directory.
+ * Levels are applied oldest first on the same target; a changed file is rebuilt from the version the
+ * previous level restored (its base, in the target) plus its delta, into a temporary file beside it, and
+ * replaces the base only once the rebuilt file's hash matches the one recorded at backup time. A base that
+ * is missing or differs (the restored tree was changed between levels, or the chain is wrong) is an error
+ * naming the file, never a silently wrong file.
+ *
+ * Safety rules are the tar engine's: nothing is written outside the target; absolute paths, `..` and paths
+ * through symlinks are refused; files are created with O_EXCL (never written through an existing link).
+ * All file system calls are synchronous on purpose (see tar_restore.ts).
+ * @module
+ */
+import fs from "node:fs";
+import path from "node:path";
+import crypto from "node:crypto";
+import process from "node:process";
+import { execFileSync } from "node:child_process";
+import type { RestoreOptions, RestoreRun, RestoreStats } from "./engine.ts";
+import { AbortedError, FrostError, messageOf } from "../errors.ts";
+import { sha256 } from "./_rsync_delta.ts";
+import { DELETED_DIR, DELETED_OTHER, KIND, STREAM_MAGIC, TAG } from "./_rsync_format.ts";
+import { code, fsTime, IdMap, safeRel } from "./_rsync_fs.ts";
+
+/**
+ * Applies one rsync data stream, written into `writable` in chunks of any size, to the existing directory
+ * `target`. `done` resolves once directory modes and times are applied (at the end of the stream) and
+ * rejects with a {@linkcode FrostError} naming the entry on a corrupt or truncated stream, on an entry that
+ * would leave the target, and on a delta whose base in the target is missing or not the expected version.
+ * Owners are restored when `options.owners` (default: running as root), by name through this machine's
+ * /etc/passwd and /etc/group, else by number.
+ *
+ * @example
+ * ```ts ignore
+ * const run = rsyncRestore("/restore/here");
+ * await dataStream.pipeTo(run.writable);
+ * const { files, bytes, deleted } = await run.done;
+ * ```
+ */
+export function rsyncRestore(target: string, options: RestoreOptions = {}): RestoreRun {
+  const applier = new Applier(path.resolve(target), options);
+  const signal = options.signal;
+  let resolveDone!: (stats: RestoreStats) => void;
+  let rejectDone!: (err: unknown) => void;
+  const done = new Promise<RestoreStats>((resolve, reject) => {
+    resolveDone = resolve;
+    rejectDone = reject;
+  });
+  done.catch(() => {});
+  let settled = false;
+  let onAbort: (() => void) | undefined;
+  const settle = (err?: unknown, stats?: RestoreStats) => {
+    if (settled) return;
+    settled = true;
+    if (onAbort) signal?.removeEventListener("abort", onAbort);
+    if (stats) {
+      resolveDone(stats);
+    } else {
+      applier.abandon();
+      rejectDone(err);
+    }
+  };
+  const aborted = () => new AbortedError(`Restore into "${target}" aborted`, { cause: signal?.reason });
+
+  const writable = new WritableStream<Uint8Array>({
+    start(controller) {
+      if (!signal) return;
+      if (signal.aborted) {
+        const err = aborted();
+        settle(err);
+        throw err;
+      }
+      onAbort = () => {
+        const err = aborted();
+        settle(err);
+        controller.error(err);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+    },
+    write(chunk) {
+      try {
+        if (signal?.aborted) throw aborted();
+        if (!(chunk instanceof Uint8Array)) {
+          throw new TypeError("rsyncRestore() accepts Uint8Array chunks only");
+        }
+        applier.push(chunk);
+        applier.tick();
+      } catch (err) {
+        settle(err);
+        throw err;
+      }
+    },
+    close() {
+      try {
+        if (signal?.aborted) throw aborted();
+        settle(undefined, applier.finish());
+      } catch (err) {
+        settle(err);
+        throw err;
+      }
+    },
+    abort(reason) {
+      settle(reason ?? aborted());
+    },
+  });
+  return { writable, done };
+}
+
+/** Thrown by the field readers when the buffered bytes end inside a record. */
+const INCOMPLETE = Symbol("incomplete");
+/** Longest record header accepted (paths, link targets); beyond, the stream is corrupt. */
+const MAX_HEADER = 16 << 20;
+
+// Parser states.
+const START = 0;
+const RECORDS = 1;
+const OPS = 2;
+const LITERAL = 3;
+const ENDED = 4;
+
+const CREATE = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
+const OPEN_BASE = fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW ?? 0);
+
+/** An entry record's common fields. */
+interface Header {
+  kind: number;
+  path: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  uname: string;
+  gname: string;
+  mtime: bigint;
+}
+
+/** Directory attributes applied once the stream has ended. */
+interface DirFix {
+  name: string;
+  depth: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: bigint;
+}
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** The file being rebuilt: output, base, staging buffer and running hash. */
+interface FileJob {
+  header: Header;
+  rel: string;
+  abs: string;
+  /** Where the data goes: `abs` itself (no base), or a temporary file beside it. */
+  out: string;
+  fd: number;
+  baseFd: number;
+  baseBlock: number;
+  baseSize: number;
+  /** Block size of the file hash. */
+  block: number;
+  /** Bytes produced so far. */
+  size: number;
+  /** SHA-256 of the full blocks (over their SHA-256s). */
+  list: crypto.Hash | undefined;
+}
+
+/** Parses the stream and applies it under `root`. */
+class Applier {
+  #root: string;
+  #options: RestoreOptions;
+  #owners: boolean;
+  #superuser: boolean;
+  #umask: number;
+  #verified = new Set<string>([""]);
+  #fixups = new Map<string, DirFix>();
+  #ids = new IdMap();
+  #files = 0;
+  #bytes = 0;
+  #deleted = 0;
+  #lastProgress = performance.now();
+
+  // Parser.
+  #state = START;
+  #carry: Uint8Array | undefined;
+  #buf: Uint8Array = new Uint8Array(0);
+  #dv: DataView = new DataView(this.#buf.buffer);
+  #p = 0;
+  #literal = 0;
+  #offset = 0;
+
+  // Output.
+  #job: FileJob | undefined;
+  #stage = new Uint8Array(0);
+  #stageOff = 0;
+  #digests = new Uint8Array(0);
+
+  constructor(root: string, options: RestoreOptions) {
+    this.#root = root;
+    this.#options = options;
+    this.#superuser = process.getuid?.() === 0;
+    this.#owners = options.owners ?? this.#superuser;
+    this.#umask = process.umask();
+  }
+
+  /** Applies the next bytes of the stream. */
+  push(chunk: Uint8Array): void {
+    let off = 0;
+    if (this.#carry) {
+      // A record was cut by the chunk boundary: join its start with as little of the chunk as parses.
+      const carry = this.#carry;
+      let take = Math.min(chunk.length, Math.max(4096, carry.length));
+      for (;;) {
+        const joined = new Uint8Array(carry.length + take);
+        joined.set(carry);
+        joined.set(chunk.subarray(0, take), carry.length);
+        const used = this.#step(joined, 0);
+        if (used >= 0) {
+          this.#carry = undefined;
+          off = used - carry.length;
+          break;
+        }
+        if (take === chunk.length) {
+          if (joined.length > MAX_HEADER) throw this.#corrupt("a record header is too long");
+          this.#carry = joined;
+          this.#offset += chunk.length;
+          return;
+        }
+        take = Math.min(chunk.length, 2 * take);
+      }
+    }
+    while (off < chunk.length) {
+      const used = this.#step(chunk, off);
+      if (used < 0) {
+        this.#carry = chunk.slice(off);
+        break;
+      }
+      off += used;
+    }
+    this.#offset += chunk.length;
+  }
+
+  /**
+   * Parses and applies one item (record header, op, or literal bytes) at `buf[off]`; returns the bytes
+   * used, or -1 when the item is incomplete (nothing was applied then).
+   */
+  #step(buf: Uint8Array, off: number): number {
+    if (this.#state === LITERAL) {
+      const n = Math.min(this.#literal, buf.length - off);
+      this.#put(buf, off, off + n);
+      this.#literal -= n;
+      if (this.#literal === 0) this.#state = OPS;
+      return n;
+    }
+    if (buf !== this.#buf) {
+      this.#buf = buf;
+      this.#dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    }
+    this.#p = off;
+    try {
+      switch (this.#state) {
+        case START:
+          this.#magic();
+          break;
+        case RECORDS:
+          this.#record();
+          break;
+        case OPS:
+          this.#op();
+          break;
+        default:
+          throw this.#corrupt("data follows the end record");
+      }
+    } catch (err) {
+      if (err === INCOMPLETE) return -1;
+      throw err;
+    }
+    return this.#p - off;
+  }
+
+  // Field readers: throw INCOMPLETE when the bytes run out (the caller retries with more).
+  #need(n: number): void {
+    if (this.#p + n > this.#buf.length) throw INCOMPLETE;
+  }
+  #u8(): number {
+    this.#need(1);
+    return this.#buf[this.#p++]!;
+  }
+  #u32(): number {
+    this.#need(4);
+    const v = this.#dv.getUint32(this.#p, true);
+    this.#p += 4;
+    return v;
+  }
+  #u64(): number {
+    this.#need(8);
+    const v = this.#dv.getUint32(this.#p, true) + this.#dv.getUint32(this.#p + 4, true) * 0x1_0000_0000;
+    this.#p += 8;
+    if (v > Number.MAX_SAFE_INTEGER) throw this.#corrupt("a size is out of range");
+    return v;
+  }
+  #i64(): bigint {
+    this.#need(8);
+    const v = this.#dv.getBigInt64(this.#p, true);
+    this.#p += 8;
+    return v;
+  }
+  #str(n: number): string {
+    if (n > MAX_HEADER) throw this.#corrupt("a name is too long");
+    this.#need(n);
+    const bytes = this.#buf.subarray(this.#p, this.#p + n);
+    this.#p += n;
+    try {
+      return decoder.decode(bytes);
+    } catch {
+      throw this.#corrupt("a name is not valid UTF-8");
+    }
+  }
+
+  #corrupt(why: string): FrostError {
+    return new FrostError(`Cannot restore: the rsync stream is corrupt near byte ${this.#offset}: ${why}`);
+  }
+
+  #magic(): void {
+    this.#need(STREAM_MAGIC.length);
+    const ok = STREAM_MAGIC.every((b, i) => this.#buf[this.#p + i] === b);
+    if (!ok) {
+      const sameFormat = STREAM_MAGIC.subarray(0, 7).every((b, i) => this.#buf[this.#p + i] === b);
+      throw new FrostError(
+        sameFormat
+          ? `Cannot restore: rsync stream version ${
+            this.#buf[this.#p + 7]
+          } is not supported (this frost reads 1)`
+          : "Cannot restore: the data is not an rsync engine stream",
+      );
+    }
+    this.#p += STREAM_MAGIC.length;
+    this.#state = RECORDS;
+  }
+
+  #record(): void {
+    const tag = this.#u8();
+    if (tag === TAG.end) {
+      this.#state = ENDED;
+      return;
+    }
+    if (tag === TAG.delete) {
+      const cls = this.#u8();
+      const path = this.#str(this.#u32());
+      if (cls !== DELETED_DIR && cls !== DELETED_OTHER) throw this.#corrupt(`unknown deletion class ${cls}`);
+      this.#delete(path, cls === DELETED_DIR);
+      return;
+    }
+    if (tag !== TAG.entry) throw this.#corrupt(`unknown record tag ${tag}`);
+    const kind = this.#u8();
+    const h: Header = {
+      kind,
+      path: this.#str(this.#u32()),
+      mode: this.#u32() & 0o7777,
+      uid: this.#u32(),
+      gid: this.#u32(),
+      uname: this.#str(this.#u8()),
+      gname: this.#str(this.#u8()),
+      mtime: this.#i64(),
+    };
+    switch (kind) {
+      case KIND.file: {
+        const block = this.#u32();
+        const hasBase = this.#u8();
+        let baseBlock = 0;
+        let baseSize = 0;
+        if (hasBase === 1) {
+          baseBlock = this.#u32();
+          baseSize = this.#u64();
+        } else if (hasBase !== 0) {
+          throw this.#corrupt(`"${h.path}" has an unknown base flag`);
+        }
+        if (block === 0 || (hasBase === 1 && baseBlock === 0)) {
+          throw this.#corrupt(`"${h.path}" has no block size`);
+        }
+        this.#wrap(h.path, () => this.#openFile(h, block, hasBase === 1, baseBlock, baseSize));
+        this.#state = OPS;
+        return;
+      }
+      case KIND.dir:
+        this.#wrap(h.path, () => this.#dir(h));
+        break;
+      case KIND.symlink: {
+        const target = this.#str(this.#u32());
+        this.#wrap(h.path, () => this.#symlink(h, target));
+        break;
+      }
+      case KIND.hardlink: {
+        const target = this.#str(this.#u32());
+        this.#wrap(h.path, () => this.#hardlink(h, target));
+        break;
+      }
+      case KIND.fifo:
+        if (!this.#wrap(h.path, () => this.#special(h, 0, 0))) return;
+        break;
+      case KIND.char:
+      case KIND.block: {
+        const major = this.#u32();
+        const minor = this.#u32();
+        if (!this.#wrap(h.path, () => this.#special(h, major, minor))) return;
+        break;
+      }
+      default:
+        throw this.#corrupt(`"${h.path}" has an unknown kind ${kind}`);
+    }
+    this.#files++;
+  }
+
+  #op(): void {
+    const tag = this.#u8();
+    const job = this.#job!;
+    switch (tag) {
+      case TAG.literal:
+        this.#literal = this.#u32();
+        if (this.#literal > 0) this.#state = LITERAL;
+        return;
+      case TAG.copy: {
+        const first = this.#u32();
+        const count = this.#u32();
+        this.#wrap(job.header.path, () => this.#copy(job, first, count));
+        return;
+      }
+      case TAG.fileEnd: {
+        const size = this.#u64();
+        this.#need(32);
+        const hash = this.#buf.subarray(this.#p, this.#p + 32);
+        this.#p += 32;
+        this.#wrap(job.header.path, () => this.#closeFile(job, size, hash));
+        this.#state = RECORDS;
+        return;
+      }
+      default:
+        throw this.#corrupt(`unknown operation ${tag} in "${job.header.path}"`);
+    }
+  }
+
+  #wrap<T>(name: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof FrostError || err instanceof AbortedError) throw err;
+      throw new FrostError(`Cannot restore "${name}": ${messageOf(err)}`, { cause: err });
+    }
+  }
+
+  tick(): void {
+    const now = performance.now();
+    if (now - this.#lastProgress >= 100 && this.#options.onProgress) {
+      this.#lastProgress = now;
+      this.#options.onProgress({ files: this.#files, bytes: this.#bytes });
+    }
+  }
+
+  /** Checks that the stream ended properly, applies directory attributes (deepest first), returns totals. */
+  finish(): RestoreStats {
+    if (this.#state !== ENDED) {
+      throw new FrostError(
+        this.#state === START && !this.#carry
+          ? "Cannot restore: the rsync stream is empty"
+          : `Cannot restore: the rsync stream is truncated${
+            this.#job ? ` (inside "${this.#job.header.path}")` : ""
+          }`,
+      );
+    }
+    const dirs = [...this.#fixups.entries()].sort((a, b) => b[1].depth - a[1].depth);
+    for (const [rel, fix] of dirs) {
+      this.#wrap(fix.name, () => {
+        if (rel !== "" && !this.#parentsSafe(rel)) return;
+        const abs = this.#abs(rel);
+        if (!fs.lstatSync(abs, { throwIfNoEntry: false })?.isDirectory()) return;
+        if (this.#owners) fs.lchownSync(abs, fix.uid, fix.gid);
+        fs.chmodSync(abs, fix.mode);
+        fs.utimesSync(abs, fsTime(undefined), fsTime(fix.mtime));
+      });
+    }
+    this.#options.onProgress?.({ files: this.#files, bytes: this.#bytes });
+    return { files: this.#files, bytes: this.#bytes, deleted: this.#deleted };
+  }
+
+  /** Releases the open files after a failure and removes a half-written file. */
+  abandon(): void {
+    const job = this.#job;
+    if (!job) return;
+    this.#job = undefined;
+    for (const fd of [job.fd, job.baseFd]) {
+      if (fd < 0) continue;
+      try {
+        fs.closeSync(fd);
+      } catch {
+        // Already failing: the first error is the one to report.
+      }
+    }
+    try {
+      fs.unlinkSync(job.out);
+    } catch {
+      // Never created, or gone.
+    }
+  }
+
+  #abs(rel: string): string {
+    return rel === "" ? this.#root : this.#root + "/" + rel;
+  }
+
+  #uid(h: Header): number {
+    return this.#ids.uid(h.uname, h.uid);
+  }
+
+  #gid(h: Header): number {
+    return this.#ids.gid(h.gname, h.gid);
+  }
+
+  // ---- regular files
+
+  #openFile(h: Header, block: number, hasBase: boolean, baseBlock: number, baseSize: number): void {
+    const rel = safeRel(h.path, h.path);
+    if (rel === "") throw new FrostError(`Cannot restore "${h.path}": the target root is not a file`);
+    this.#parents(rel, h.path);
+    const abs = this.#abs(rel);
+    const job: FileJob = {
+      header: h,
+      rel,
+      abs,
+      out: abs,
+      fd: -1,
+      baseFd: -1,
+      baseBlock,
+      baseSize,
+      block,
+      size: 0,
+      list: undefined,
+    };
+    if (hasBase) {
+      const st = fs.lstatSync(abs, { throwIfNoEntry: false });
+      const changed = "was the restored tree changed between levels, or a level skipped?";
+      if (!st) {
+        throw new FrostError(
+          `Cannot restore "${h.path}": it is stored as changes to its previous version, which is missing from the target (${changed})`,
+        );
+      }
+      if (!st.isFile()) {
+        throw new FrostError(
+          `Cannot restore "${h.path}": it is stored as changes to its previous version, but the target holds a ${
+            describe(st)
+          } there (${changed})`,
+        );
+      }
+      if (st.size !== baseSize) {
+        throw new FrostError(
+          `Cannot restore "${h.path}": its previous version in the target has ${st.size} bytes, the backup's changes apply to ${baseSize} bytes (${changed})`,
+        );
+      }
+      try {
+        job.baseFd = fs.openSync(abs, OPEN_BASE);
+      } catch (err) {
+        // A file restored without read permission (mode 0200, say) by a non-root user: it is ours and
+        // about to be replaced, so let us read it.
+        if (code(err) !== "EACCES") throw err;
+        fs.chmodSync(abs, (st.mode & 0o7777) | 0o400);
+        job.baseFd = fs.openSync(abs, OPEN_BASE);
+      }
+      const dir = rel.includes("/") ? abs.slice(0, abs.lastIndexOf("/")) : this.#root;
+      for (let attempt = 0;; attempt++) {
+        job.out = `${dir}/.frost-rsync-${crypto.randomBytes(6).toString("hex")}`;
+        try {
+          job.fd = fs.openSync(job.out, CREATE, 0o600);
+          break;
+        } catch (err) {
+          if (code(err) !== "EEXIST" || attempt > 10) throw err;
+        }
+      }
+    } else {
+      const mode = h.mode & 0o777;
+      try {
+        job.fd = fs.openSync(abs, CREATE, mode);
+      } catch (err) {
+        if (code(err) !== "EEXIST") throw err;
+        this.#remove(rel, abs);
+        job.fd = fs.openSync(abs, CREATE, mode);
+      }
+    }
+    this.#job = job;
+    const stageSize = Math.max(1 << 20, block);
+    if (this.#stage.length < stageSize + 12) {
+      this.#stage = new Uint8Array(stageSize + 12);
+      this.#digests = new Uint8Array((stageSize / MIN_STAGE_BLOCK) * 32);
+    }
+    this.#stageOff = 0;
+  }
+
+  /** Usable staging bytes for the current file: a whole number of its blocks. */
+  #stageLimit(job: FileJob): number {
+    const usable = this.#stage.length - 12;
+    return usable - (usable % job.block);
+  }
+
+  /** Appends output bytes `src[start, end)`. */
+  #put(src: Uint8Array, start: number, end: number): void {
+    const job = this.#job!;
+    const limit = this.#stageLimit(job);
+    while (start < end) {
+      const n = Math.min(end - start, limit - this.#stageOff);
+      this.#stage.set(src.subarray(start, start + n), this.#stageOff);
+      this.#stageOff += n;
+      start += n;
+      if (this.#stageOff === limit) this.#wrap(job.header.path, () => this.#flushStage(job));
+    }
+  }
+
+  /** Appends `count` blocks of the base from block `first`. */
+  #copy(job: FileJob, first: number, count: number): void {
+    if (job.baseFd < 0) {
+      throw this.#corrupt(`"${job.header.path}" refers to a previous version it has none of`);
+    }
+    let pos = first * job.baseBlock;
+    const end = Math.min((first + count) * job.baseBlock, job.baseSize);
+    if (count === 0 || pos >= job.baseSize) {
+      throw this.#corrupt(`"${job.header.path}" refers to blocks beyond its previous version`);
+    }
+    const limit = this.#stageLimit(job);
+    while (pos < end) {
+      const want = Math.min(end - pos, limit - this.#stageOff);
+      const n = fs.readSync(job.baseFd, this.#stage, this.#stageOff, want, pos);
+      if (n === 0) {
+        throw new FrostError(
+          `Cannot restore "${job.header.path}": its previous version in the target shrank while it was read`,
+        );
+      }
+      this.#stageOff += n;
+      pos += n;
+      if (this.#stageOff === limit) this.#flushStage(job);
+    }
+  }
+
+  /** Hashes the staged blocks (the stage is full: a whole number of blocks) and writes them. */
+  #flushStage(job: FileJob): void {
+    this.#hashBlocks(job, this.#stageOff);
+    let done = 0;
+    while (done < this.#stageOff) done += fs.writeSync(job.fd, this.#stage, done, this.#stageOff - done);
+    job.size += this.#stageOff;
+    this.#bytes += this.#stageOff;
+    this.#stageOff = 0;
+  }
+
+  /** Adds the SHA-256 of each full block in `stage[0, n)` to the file's hash list; returns their count. */
+  #hashBlocks(job: FileJob, n: number): number {
+    const bs = job.block;
+    const full = Math.floor(n / bs);
+    if (full === 0) return 0;
+    job.list ??= crypto.createHash("sha256");
+    if (this.#digests.length < full * 32) this.#digests = new Uint8Array(full * 32);
+    const digests = this.#digests;
+    for (let k = 0; k < full; k++) digests.set(sha256(this.#stage.subarray(k * bs, (k + 1) * bs)), k * 32);
+    job.list.update(digests.subarray(0, full * 32));
+    return full;
+  }
+
+  #closeFile(job: FileJob, size: number, hash: Uint8Array): void {
+    // The tail (bytes after the last full block) and the trailer are hashed straight from the stage.
+    const bs = job.block;
+    const tailStart = this.#hashBlocks(job, this.#stageOff) * bs;
+    const total = job.size + this.#stageOff;
+    const dv = new DataView(this.#stage.buffer, this.#stage.byteOffset + this.#stageOff, 12);
+    dv.setUint32(0, total >>> 0, true);
+    dv.setUint32(4, Math.floor(total / 0x1_0000_0000), true);
+    dv.setUint32(8, bs, true);
+    const tail = this.#stage.subarray(tailStart, this.#stageOff + 12);
+    const got = job.list ? job.list.update(tail).digest() : sha256(tail);
+    let done = 0;
+    while (done < this.#stageOff) done += fs.writeSync(job.fd, this.#stage, done, this.#stageOff - done);
+    this.#bytes += this.#stageOff;
+    this.#stageOff = 0;
+    if (total !== size || !equalBytes(got, hash)) {
+      throw new FrostError(
+        job.baseFd >= 0
+          ? `Cannot restore "${job.header.path}": rebuilt from its previous version in the target, it does not match the backup (${
+            total !== size ? `${total} bytes instead of ${size}` : "hash mismatch"
+          }): that version is not the one this level was made against (was the restored tree changed between levels?)`
+          : `Cannot restore "${job.header.path}": its data does not match its recorded hash (corrupt stream)`,
+      );
+    }
+    const h = job.header;
+    const fd = job.fd;
+    // chown before chmod: chown clears setuid/setgid.
+    if (this.#owners) fs.fchownSync(fd, this.#uid(h), this.#gid(h));
+    if (job.baseFd >= 0 || (h.mode & 0o7000) !== 0 || (h.mode & this.#umask & 0o777) !== 0) {
+      fs.fchmodSync(fd, h.mode);
+    }
+    // Deno's futimes fails (EINVAL) on negative times with a fraction; its path-based utimes does not.
+    const negative = h.mtime < 0n;
+    if (!negative) fs.futimesSync(fd, fsTime(undefined), fsTime(h.mtime));
+    job.fd = -1;
+    fs.closeSync(fd);
+    if (job.baseFd >= 0) {
+      fs.closeSync(job.baseFd);
+      job.baseFd = -1;
+      fs.renameSync(job.out, job.abs);
+    }
+    if (negative) fs.utimesSync(job.abs, fsTime(undefined), fsTime(h.mtime));
+    this.#job = undefined;
+    this.#files++;
+  }
+
+  // ---- other entries
+
+  #dir(h: Header): void {
+    const rel = safeRel(h.path, h.path);
+    const abs = this.#abs(rel);
+    if (rel === "") {
+      this.#makeWritable(abs);
+    } else {
+      this.#parents(rel, h.path);
+      try {
+        // Created private; the stored mode comes at the end, so a read-only directory can still be filled.
+        fs.mkdirSync(abs, 0o700);
+      } catch (err) {
+        if (code(err) !== "EEXIST") throw err;
+        const st = fs.lstatSync(abs);
+        if (st.isDirectory()) {
+          this.#makeWritable(abs, st.mode);
+        } else {
+          this.#remove(rel, abs);
+          fs.mkdirSync(abs, 0o700);
+        }
+      }
+      this.#verified.add(rel);
+    }
+    this.#fixups.set(rel, {
+      name: h.path,
+      depth: rel === "" ? -1 : count(rel, "/"),
+      mode: h.mode,
+      uid: this.#owners ? this.#uid(h) : h.uid,
+      gid: this.#owners ? this.#gid(h) : h.gid,
+      mtime: h.mtime,
+    });
+  }
+
+  /** As non-root, an existing directory must let us create and remove entries until the end. */
+  #makeWritable(abs: string, mode?: number): void {
+    if (this.#superuser) return;
+    const m = mode ?? fs.lstatSync(abs).mode;
+    if ((m & 0o700) !== 0o700) fs.chmodSync(abs, (m & 0o7777) | 0o700);
+  }
+
+  #symlink(h: Header, target: string): void {
+    const rel = safeRel(h.path, h.path);
+    if (rel === "") throw new FrostError(`Cannot restore "${h.path}": the target root is not a symlink`);
+    this.#parents(rel, h.path);
+    const abs = this.#abs(rel);
+    try {
+      fs.symlinkSync(target, abs);
+    } catch (err) {
+      if (code(err) !== "EEXIST") throw err;
+      this.#remove(rel, abs);
+      fs.symlinkSync(target, abs);
+    }
+    this.#verified.delete(rel);
+    if (this.#owners) fs.lchownSync(abs, this.#uid(h), this.#gid(h));
+    try {
+      fs.lutimesSync(abs, fsTime(undefined), fsTime(h.mtime));
+    } catch (err) {
+      // Deno's lutimes fails (EINVAL) on negative times with a fraction: keep the whole second there.
+      if (h.mtime >= 0n) throw err;
+      const whole = -((-h.mtime + 999_999_999n) / 1_000_000_000n) * 1_000_000_000n;
+      fs.lutimesSync(abs, fsTime(undefined), fsTime(whole));
+    }
+  }
+
+  #hardlink(h: Header, linkname: string): void {
+    const rel = safeRel(h.path, h.path);
+    if (rel === "") throw new FrostError(`Cannot restore "${h.path}": the target root is not a hard link`);
+    let to: string;
+    try {
+      to = safeRel(linkname, h.path);
+    } catch {
+      throw new FrostError(
+        `Refusing to restore "${h.path}": its link target "${linkname}" leaves the target`,
+      );
+    }
+    if (to === "") throw new FrostError(`Cannot restore "${h.path}": it is a hard link to the target root`);
+    this.#parents(rel, h.path);
+    if (!this.#parentsSafe(to)) {
+      throw new FrostError(
+        `Refusing to restore "${h.path}": its link target "${linkname}" goes through a symlink or is missing`,
+      );
+    }
+    const abs = this.#abs(rel);
+    const absTo = this.#abs(to);
+    const st = fs.lstatSync(absTo, { throwIfNoEntry: false });
+    if (!st) throw new FrostError(`Cannot restore "${h.path}": its link target "${linkname}" does not exist`);
+    if (st.isDirectory()) {
+      throw new FrostError(`Cannot restore "${h.path}": its link target "${linkname}" is a directory`);
+    }
+    try {
+      fs.linkSync(absTo, abs);
+    } catch (err) {
+      if (code(err) !== "EEXIST") throw err;
+      const have = fs.lstatSync(abs, { bigint: true });
+      const want = fs.lstatSync(absTo, { bigint: true });
+      if (have.ino === want.ino && have.dev === want.dev) return; // already that link
+      this.#remove(rel, abs);
+      fs.linkSync(absTo, abs);
+    }
+  }
+
+  /** Fifos and devices: node has no mkfifo/mknod, so the coreutils commands make them. */
+  #special(h: Header, major: number, minor: number): boolean {
+    const rel = safeRel(h.path, h.path);
+    const type = h.kind === KIND.fifo ? "fifo" : h.kind === KIND.char ? "char" : "block";
+    if (rel === "") throw new FrostError(`Cannot restore "${h.path}": the target root is not a ${type}`);
+    if (type !== "fifo" && !this.#superuser) {
+      this.#warn(h.path, `skipped: restoring a ${type} device needs root`);
+      return false;
+    }
+    this.#parents(rel, h.path);
+    const abs = this.#abs(rel);
+    if (fs.lstatSync(abs, { throwIfNoEntry: false })) this.#remove(rel, abs);
+    const mode = (h.mode & 0o777).toString(8);
+    const args = type === "fifo"
+      ? ["-m", mode, "--", abs]
+      : ["-m", mode, "--", abs, type === "char" ? "c" : "b", String(major), String(minor)];
+    try {
+      execFileSync(type === "fifo" ? "mkfifo" : "mknod", args, { stdio: ["ignore", "ignore", "pipe"] });
+    } catch (err) {
+      const stderr = (err as { stderr?: Uint8Array }).stderr;
+      const why = stderr?.length ? new TextDecoder().decode(stderr).trim() : messageOf(err);
+      this.#warn(h.path, `skipped: cannot create the ${type}: ${why}`);
+      return false;
+    }
+    if (this.#owners) fs.lchownSync(abs, this.#uid(h), this.#gid(h));
+    if (h.mode & 0o7000) fs.chmodSync(abs, h.mode);
+    fs.utimesSync(abs, fsTime(undefined), fsTime(h.mtime));
+    return true;
+  }
+
+  /** A deletion: removes the entry when it is still of the deleted class (a directory, or not). */
+  #delete(path: string, isDir: boolean): void {
+    const rel = safeRel(path, path);
+    if (rel === "" || !this.#parentsSafe(rel)) return; // never the target itself; nothing through symlinks
+    const abs = this.#abs(rel);
+    const st = fs.lstatSync(abs, { throwIfNoEntry: false });
+    if (!st || st.isDirectory() !== isDir) return;
+    this.#wrap(path, () => this.#deleted += this.#remove(rel, abs));
+  }
+
+  #warn(name: string, message: string): void {
+    this.#options.onWarning?.({ path: name, message });
+  }
+
+  /**
+   * Makes sure every parent of `rel` is a real directory inside the root, creating missing ones.
+   * Refuses a path through a symlink: the stream could have planted one pointing anywhere.
+   */
+  #parents(rel: string, name: string): void {
+    const slash = rel.lastIndexOf("/");
+    if (slash < 0 || this.#verified.has(rel.slice(0, slash))) return;
+    let i = rel.indexOf("/");
+    while (i > 0 && i <= slash) {
+      const dir = rel.slice(0, i);
+      if (!this.#verified.has(dir)) {
+        const abs = this.#abs(dir);
+        const st = fs.lstatSync(abs, { throwIfNoEntry: false });
+        if (!st) {
+          fs.mkdirSync(abs, 0o777);
+        } else if (st.isSymbolicLink()) {
+          throw new FrostError(
+            `Refusing to restore "${name}": path leaves the target (through symlink "${dir}")`,
+          );
+        } else if (!st.isDirectory()) {
+          throw new FrostError(`Cannot restore "${name}": "${dir}" is not a directory`);
+        }
+        this.#verified.add(dir);
+      }
+      i = rel.indexOf("/", i + 1);
+    }
+  }
+
+  /** Like #parents but only checks: true when every parent of `rel` exists and is a real directory. */
+  #parentsSafe(rel: string): boolean {
+    let i = rel.indexOf("/");
+    while (i > 0) {
+      const dir = rel.slice(0, i);
+      if (!this.#verified.has(dir)) {
+        if (!fs.lstatSync(this.#abs(dir), { throwIfNoEntry: false })?.isDirectory()) return false;
+        this.#verified.add(dir);
+      }
+      i = rel.indexOf("/", i + 1);
+    }
+    return true;
+  }
+
+  /** Removes a file or a directory tree without following symlinks; returns the number of entries removed. */
+  #remove(rel: string, abs: string): number {
+    const st = fs.lstatSync(abs, { throwIfNoEntry: false });
+    if (!st) return 0;
+    if (!st.isDirectory()) {
+      fs.unlinkSync(abs);
+      return 1;
+    }
+    this.#makeWritable(abs, st.mode);
+    let n = 0;
+    for (const d of fs.readdirSync(abs, { withFileTypes: true })) {
+      const childAbs = abs + "/" + d.name;
+      if (d.isDirectory()) {
+        n += this.#remove(rel + "/" + d.name, childAbs);
+      } else {
+        fs.unlinkSync(childAbs);
+        n++;
+      }
+    }
+    fs.rmdirSync(abs);
+    this.#verified.delete(rel);
+    this.#fixups.delete(rel);
+    return n + 1;
+  }
+}
+
+/** Smallest block size a file hash uses (sizes the digest scratch). */
+const MIN_STAGE_BLOCK = 8 << 10;
+
+function describe(st: fs.Stats): string {
+  if (st.isDirectory()) return "directory";
+  if (st.isSymbolicLink()) return "symlink";
+  if (st.isFIFO()) return "fifo";
+  return "special file";
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function count(s: string, ch: string): number {
+  let n = 0;
+  for (let i = s.indexOf(ch); i >= 0; i = s.indexOf(ch, i + 1)) n++;
+  return n;
+}
