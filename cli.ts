@@ -14,6 +14,8 @@ import { RetryStorage } from "./storage/retry.ts";
 import { MultiStorage } from "./storage/multi.ts";
 import { LimitStorage } from "./storage/limit.ts";
 import { parseSize } from "./units.ts";
+import type { KeyOptions } from "./backup_keys.ts";
+import { readIdentityFile, readPassFile, readRecipientFile } from "./encryption.ts";
 
 /** What every command receives: its arguments and a place to print. */
 export interface CommandContext {
@@ -162,4 +164,27 @@ export class ProgressLine {
     if (this.#shown) process.stderr.write("\r\x1b[K");
     this.#shown = false;
   }
+}
+
+/** Options that select or open encryption keys. Secrets come from files or the environment, never argv. */
+export const KEY_OPTIONS = {
+  "encrypt-pass-file": { type: "string" },
+  "encrypt-recipient-file": { type: "string" },
+  "encrypt-identity-file": { type: "string" },
+} as const satisfies Options;
+
+/** Reads the key files named by the options (and `$FROST_PASSPHRASE`). */
+export async function keyOptions(
+  values: { "encrypt-pass-file"?: string; "encrypt-recipient-file"?: string; "encrypt-identity-file"?: string },
+): Promise<KeyOptions> {
+  const out: KeyOptions = {};
+  if (values["encrypt-pass-file"] !== undefined) out.passphrase = await readPassFile(values["encrypt-pass-file"]);
+  else if (process.env.FROST_PASSPHRASE) out.passphrase = process.env.FROST_PASSPHRASE;
+  if (values["encrypt-recipient-file"] !== undefined) {
+    out.recipient = await readRecipientFile(values["encrypt-recipient-file"]);
+  }
+  if (values["encrypt-identity-file"] !== undefined) {
+    out.identity = await readIdentityFile(values["encrypt-identity-file"]);
+  }
+  return out;
 }

@@ -10,6 +10,7 @@ import { backupCommand } from "./commands/backup.ts";
 import { restoreCommand } from "./commands/restore.ts";
 import { listCommand } from "./commands/list.ts";
 import { removeCommand } from "./commands/remove.ts";
+import { keyCommand } from "./commands/key.ts";
 import { StorageError } from "./storage/storage.ts";
 import { VERSION } from "./version.ts";
 
@@ -18,6 +19,7 @@ const COMMANDS: Record<string, Command> = {
   restore: restoreCommand,
   list: listCommand,
   remove: removeCommand,
+  key: keyCommand,
 };
 
 const HELP = `frost ${VERSION} — backups as chains of levels (full, then changes), restored in one step
@@ -32,6 +34,8 @@ Examples:
   frost list --storage /var/backups/frost --name etc
   frost restore --name etc --storage /var/backups/frost --to /srv/restore/etc [--date 2026-11-20T10:00]
   frost remove --name etc --storage /var/backups/frost --older-than 30d [--dry-run]
+  frost backup /srv --name srv --encrypt-pass-file /root/frost.pass
+  frost key generate --out /root/frost.key
 
 Run "frost COMMAND --help" for a command's options.
 Exit codes: 0 ok, 1 failure, 2 usage error, 3 completed with warnings, 130/143 interrupted.`;

@@ -15,6 +15,7 @@ import { getBytes } from "./storage/storage.ts";
 import { FrostError, UsageError } from "./errors.ts";
 import type { Compression } from "./compression.ts";
 import { COMPRESSIONS } from "./compression.ts";
+import { checkManifestEncryption, type ManifestEncryption } from "./backup_keys.ts";
 
 /** The manifest format's name and version, checked on read. */
 export const MANIFEST_FORMAT = "frost-manifest";
@@ -45,10 +46,12 @@ export interface Manifest {
   created: string;
   engine: string;
   compression: Compression;
-  /** Encryption parameters; null when the backup is not encrypted. */
-  encryption: null;
-  /** The backed-up path as given (absolute). */
-  source: string;
+  /** The wrapped keys (docs/FORMAT.md, "Encryption"); null when the backup is not encrypted. */
+  encryption: ManifestEncryption | null;
+  /** The backed-up path (absolute); null when encrypted: it is then in `sealedSource`. */
+  source: string | null;
+  /** Encrypted backups: the source path, encrypted with the data key (stream id `<id>/manifest`). */
+  sealedSource?: string;
   /** The frost version that wrote it. */
   frost: string;
   /** Data segments in stream order. */
@@ -136,6 +139,7 @@ export function decodeManifest(bytes: Uint8Array, where: string): Manifest {
     throw bad(`unknown compression "${m.compression}"`);
   }
   if (!Array.isArray(m.segments) || !Array.isArray(m.state)) throw bad("segment list missing");
+  m.encryption = checkManifestEncryption(m.encryption, where);
   return m as Manifest;
 }
 

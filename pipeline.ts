@@ -23,6 +23,8 @@ import {
   seriesName,
 } from "./manifest.ts";
 import { AbortedError, FrostError, messageOf } from "./errors.ts";
+import { createDecryptor, createEncryptor, type DataKey, sealText, streamId } from "./encryption.ts";
+import type { BackupKeys } from "./backup_keys.ts";
 
 /**
  * Reusable segment buffers: a stored segment's buffer goes back to the pool and is filled again, so a backup
@@ -237,6 +239,10 @@ export interface BackupJob {
   id: string;
   level: number;
   parent: Manifest | null;
+  /** The parent's state key when the parent is encrypted. */
+  parentStateKey?: DataKey | null;
+  /** This backup's keys; absent for an unencrypted backup. */
+  keys?: BackupKeys | null;
   compression: Compression;
   segmentSize: number;
   queueSize: number;
@@ -262,8 +268,11 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
   let last: Progress = { files: 0, bytes: 0 };
 
   const previous = job.parent
-    ? readSegments(job.storage, job.parent.state, { signal }).pipeThrough(
-      createDecompressor(job.parent.compression),
+    ? decode(
+      readSegments(job.storage, job.parent.state, { signal }),
+      job.parent,
+      "state",
+      job.parentStateKey ?? null,
     )
     : undefined;
   const run = job.engine.backup(job.source, {
@@ -292,12 +301,12 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
     signal,
   });
   const flows = [
-    run.stream.pipeThrough(createCompressor(job.compression)).pipeThrough(
-      new Segmenter(job.segmentSize, pool),
-    )
-      .pipeTo(dataWriter, { signal }),
-    run.state.pipeThrough(createCompressor(job.compression)).pipeThrough(new Segmenter(job.segmentSize))
-      .pipeTo(stateWriter, { signal }),
+    encode(run.stream, job, "data").pipeThrough(new Segmenter(job.segmentSize, pool)).pipeTo(dataWriter, {
+      signal,
+    }),
+    encode(run.state, job, "state").pipeThrough(new Segmenter(job.segmentSize)).pipeTo(stateWriter, {
+      signal,
+    }),
     run.done,
   ];
   try {
@@ -323,8 +332,10 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
       created: idToIso(job.id),
       engine: job.engine.name,
       compression: job.compression,
-      encryption: null,
-      source: job.source,
+      encryption: job.keys?.manifest ?? null,
+      source: job.keys ? null : job.source,
+      ...job.keys &&
+        { sealedSource: await sealText(job.keys.dataKey, streamId(job.id, "manifest"), job.source) },
       frost: job.frostVersion,
       segments: dataWriter.refs,
       state: stateWriter.refs,
@@ -348,6 +359,38 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
     await deleteBackupObjects(job.storage, series, job.id).catch(() => {});
     throw err;
   }
+}
+
+/** engine bytes → compressed → (encrypted): what is cut into segments. */
+function encode(
+  stream: ReadableStream<Uint8Array>,
+  job: BackupJob,
+  kind: "data" | "state",
+): ReadableStream<Uint8Array> {
+  const compressed = stream.pipeThrough(createCompressor(job.compression));
+  if (!job.keys) return compressed;
+  const key = kind === "data" ? job.keys.dataKey : job.keys.stateKey;
+  return compressed.pipeThrough(createEncryptor(key, streamId(job.id, kind)));
+}
+
+/** Verified segment bytes → (decrypted) → decompressed: the engine's bytes again. */
+function decode(
+  segments: ReadableStream<Uint8Array>,
+  manifest: Manifest,
+  kind: "data" | "state",
+  key: DataKey | null,
+): ReadableStream<Uint8Array> {
+  if (manifest.encryption && !key) {
+    throw new FrostError(
+      `Cannot read the ${kind} of backup "${manifest.id}": it is encrypted and no key was given`,
+    );
+  }
+  const plain = key
+    ? segments.pipeThrough(
+      createDecryptor(key, streamId(manifest.id, kind), { label: `the ${kind} of backup "${manifest.id}"` }),
+    )
+    : segments;
+  return plain.pipeThrough(createDecompressor(manifest.compression));
 }
 
 function sum(refs: readonly SegmentRef[]): number {
@@ -375,6 +418,8 @@ export interface RestoreJob {
   engines: (name: string) => Engine;
   /** The chain, oldest (level 0) first. */
   chain: readonly Manifest[];
+  /** The data keys of the chain's encrypted backups, by id (unwrapped before anything is written). */
+  keys?: ReadonlyMap<string, DataKey>;
   /** An existing directory. */
   target: string;
   signal?: AbortSignal;
@@ -414,7 +459,7 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
         });
       },
     });
-    const flow = segments.pipeThrough(createDecompressor(manifest.compression)).pipeTo(run.writable, {
+    const flow = decode(segments, manifest, "data", job.keys?.get(manifest.id) ?? null).pipeTo(run.writable, {
       signal: job.signal,
     });
     const [flowResult, doneResult] = await Promise.allSettled([flow, run.done]);

@@ -8,6 +8,8 @@ import {
   type Command,
   hostnameOption,
   intOption,
+  KEY_OPTIONS,
+  keyOptions,
   nameOption,
   numberOption,
   openStorages,
@@ -22,6 +24,7 @@ import { loadManifests, type Manifest, seriesName } from "../manifest.ts";
 import { chooseParent, type LevelPolicy, newBackupId, validatePolicy } from "../levels.ts";
 import { formatBytes, parseSize } from "../units.ts";
 import { runBackup } from "../pipeline.ts";
+import { cacheDir, kdfOf, newBackupKeys, stateKeyOf } from "../backup_keys.ts";
 import { VERSION } from "../version.ts";
 import type { Warning } from "../engines/engine.ts";
 
@@ -38,12 +41,15 @@ Options:
   --always-level N            levels 0..N, then every backup is level N against level N-1
   --restart-always-level D    new chain when the chain's level 0 is older than D days
   --incremental               unlimited levels, each one above the last
-  --engine NAME               tar (default)
+  --engine NAME               tar (default) or rsync (block deltas for large files that change a little)
   --compression KIND          zstd (default), gzip, none
   --segment-size SIZE         bytes per stored object (default 32MiB; K, M, G suffixes)
   --queue-size N              segments buffered for upload (default 2)
   --exclude GLOB              leave out matching paths (repeatable; no "/" = any basename)
   --cross-file-systems        descend into other file systems (default: stay on the source's)
+  --encrypt-pass-file FILE    encrypt with the passphrase on the file's first line (or set FROST_PASSPHRASE)
+  --encrypt-recipient-file F  encrypt to a public recipient (frost key generate): this host cannot read it
+  --encrypt-identity-file F   the identity, to read the parent's state when the host key is not available
   --json                      print a one-object summary on stdout
   -h, --help                  this help`;
 
@@ -64,6 +70,7 @@ export const backupCommand: Command = {
       "queue-size": { type: "string", default: "2" },
       exclude: { type: "string", multiple: true },
       "cross-file-systems": { type: "boolean" },
+      ...KEY_OPTIONS,
     }, true);
     if (values.help) {
       ctx.stdout(USAGE);
@@ -88,6 +95,12 @@ export const backupCommand: Command = {
     const queueSize = intOption(values["queue-size"], "--queue-size", 1)!;
     const source = absolute(positionals[0]!);
     checkSource(source);
+    const keyOpts = await keyOptions(values);
+    if (keyOpts.passphrase !== undefined && keyOpts.recipient !== undefined) {
+      throw new UsageError(
+        "Choose one of --encrypt-pass-file (or FROST_PASSPHRASE) and --encrypt-recipient-file",
+      );
+    }
 
     const storage = await openStorages(values, { create: true, ctx });
     try {
@@ -98,7 +111,22 @@ export const backupCommand: Command = {
       const now = new Date();
       const byId = new Map(history.map((m) => [m.id, m]));
       const choice = chooseParent(history.map(toRecord), policy, now);
-      const parent: Manifest | null = choice.parent ? byId.get(choice.parent.id)! : null;
+      let parent: Manifest | null = choice.parent ? byId.get(choice.parent.id)! : null;
+      // Open the parent's state first: a wrong passphrase stops the run before anything is written.
+      let parentStateKey = parent ? await stateKeyOf(parent.id, parent.encryption, keyOpts) : null;
+      if (parentStateKey === "unavailable") {
+        ctx.stderr(
+          `frost: warning: this host cannot read the state of ${series} ${parent!.id} (no host key in ` +
+            `${cacheDir()}, or another host made it): starting a new chain at level 0`,
+        );
+        parent = null;
+        parentStateKey = null;
+      }
+      const level = parent ? choice.level : 0;
+      const latestKdf = kdfOf(
+        parent?.encryption ?? [...history].sort((a, b) => b.id.localeCompare(a.id))[0]?.encryption ?? null,
+      );
+      const keys = await newBackupKeys(keyOpts, latestKdf);
       const id = newBackupId(now, byId.keys());
       const warnings: Warning[] = [];
       const progress = new ProgressLine(ctx);
@@ -109,8 +137,10 @@ export const backupCommand: Command = {
         hostname,
         name,
         id,
-        level: choice.level,
+        level,
         parent,
+        parentStateKey,
+        keys,
         compression,
         segmentSize,
         queueSize,
@@ -120,7 +150,7 @@ export const backupCommand: Command = {
         frostVersion: VERSION,
         onProgress: (p) =>
           progress.update(() =>
-            `backup ${series} level ${choice.level}: ${p.files} files, ${formatBytes(p.bytes)} read, ${
+            `backup ${series} level ${level}: ${p.files} files, ${formatBytes(p.bytes)} read, ${
               formatBytes(p.stored)
             } stored`
           ),

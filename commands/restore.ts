@@ -7,6 +7,8 @@ import {
   absolute,
   type Command,
   hostnameOption,
+  KEY_OPTIONS,
+  keyOptions,
   nameOption,
   openStorages,
   parse,
@@ -20,6 +22,8 @@ import { formatBytes, parseDate } from "../units.ts";
 import { runRestore } from "../pipeline.ts";
 import { engineForBackup } from "../engines/registry.ts";
 import { toRecord } from "./backup.ts";
+import { dataKeyOf } from "../backup_keys.ts";
+import type { DataKey } from "../encryption.ts";
 
 const USAGE = `Usage: frost restore --name NAME --to DIR [options]
 
@@ -33,6 +37,8 @@ Options:
   --overwrite            restore into a non-empty DIR, replacing what the backup holds
   --storage PATH|URL     where backups live (default: $FROST_STORAGE or the default folder)
   --hostname HOST        restore another machine's backups (default: this machine's)
+  --encrypt-pass-file F  the passphrase of encrypted backups (first line of F; or set FROST_PASSPHRASE)
+  --encrypt-identity-file F  the identity of backups encrypted to a recipient (frost key generate)
   --json                 print a one-object summary on stdout
   -h, --help             this help`;
 
@@ -46,6 +52,7 @@ export const restoreCommand: Command = {
       to: { type: "string" },
       date: { type: "string" },
       overwrite: { type: "boolean" },
+      ...KEY_OPTIONS,
     }, true);
     if (values.help) {
       ctx.stdout(USAGE);
@@ -67,6 +74,13 @@ export const restoreCommand: Command = {
       if (history.length === 0) throw new FrostError(`No backup of "${series}" in ${storage.url}`);
       const byId = new Map(history.map((m) => [m.id, m]));
       const chain: Manifest[] = restoreChain(history.map(toRecord), at, series).map((r) => byId.get(r.id)!);
+      // Every key is opened before the target is touched: a wrong passphrase writes nothing.
+      const keyOpts = await keyOptions(values);
+      const keys = new Map<string, DataKey>();
+      for (const m of chain) {
+        const key = await dataKeyOf(m.id, m.encryption, keyOpts);
+        if (key) keys.set(m.id, key);
+      }
       prepareTarget(target, values.overwrite ?? false);
 
       const progress = new ProgressLine(ctx);
@@ -77,6 +91,7 @@ export const restoreCommand: Command = {
         storage,
         engines: engineForBackup,
         chain,
+        keys,
         target,
         signal: ctx.signal,
         onProgress: (p) =>
