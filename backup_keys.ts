@@ -81,7 +81,10 @@ async function hostIdentity(create: boolean): Promise<{ identity: string; recipi
  * Makes the keys of a new backup, or null when no encryption was asked for. `previousKdf` (a passphrase
  * backup's scrypt parameters from the same series) lets one key derivation serve the whole run.
  */
-export async function newBackupKeys(options: KeyOptions, previousKdf?: ScryptParams): Promise<BackupKeys | null> {
+export async function newBackupKeys(
+  options: KeyOptions,
+  previousKdf?: ScryptParams,
+): Promise<BackupKeys | null> {
   if (options.passphrase === undefined && options.recipient === undefined) return null;
   const [dataKey, stateKey] = await Promise.all([generateDataKey(), generateDataKey()]);
   if (options.passphrase !== undefined) {
@@ -153,4 +156,3 @@ export function checkManifestEncryption(value: unknown, where: string): Manifest
   if (v.hostState) out.hostState = checkEncryptionInfo(v.hostState, where);
   return out;
 }
-

@@ -41,6 +41,14 @@ export const STORAGE_OPTIONS = {
   storage: { type: "string", multiple: true },
   "upload-limit": { type: "string" },
   "download-limit": { type: "string" },
+  "s3-endpoint": { type: "string" },
+  "s3-region": { type: "string" },
+  "s3-path-style": { type: "boolean" },
+  "sftp-key": { type: "string" },
+  "sftp-known-hosts": { type: "string" },
+  "sftp-accept-new-host-key": { type: "boolean" },
+  "ftp-password-file": { type: "string" },
+  "ftp-ca-file": { type: "string" },
   hostname: { type: "string" },
   name: { type: "string" },
   json: { type: "boolean" },
@@ -68,7 +76,36 @@ export interface StorageValues {
   storage?: string[];
   "upload-limit"?: string;
   "download-limit"?: string;
+  "s3-endpoint"?: string;
+  "s3-region"?: string;
+  "s3-path-style"?: boolean;
+  "sftp-key"?: string;
+  "sftp-known-hosts"?: string;
+  "sftp-accept-new-host-key"?: boolean;
+  "ftp-password-file"?: string;
+  "ftp-ca-file"?: string;
 }
+
+/** Help text for the storage options every command shares. */
+export const STORAGE_HELP = `Storage options (every command):
+  --storage PATH|URL          where backups live; repeat it to keep every backup on several storages.
+                              A folder path or file:///path, s3://bucket/prefix, swift://container/prefix,
+                              sftp://user@host[:port]/path, ftp://user@host/path, ftps://user@host/path.
+                              Default: $FROST_STORAGE, else /var/backups/frost as root, else
+                              ~/.local/share/frost
+  --s3-endpoint URL           S3-compatible server (MinIO, Ceph RGW, Swift s3api); credentials come from
+                              AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE
+  --s3-region REGION          (default $AWS_REGION or us-east-1)
+  --s3-path-style             bucket in the path, as most S3-compatible servers need
+                              (Swift: ST_AUTH/ST_USER/ST_KEY or OS_AUTH_URL/OS_USERNAME/OS_PASSWORD/... )
+  --sftp-key FILE             private key (default ~/.ssh/id_ed25519, id_ecdsa, id_rsa)
+  --sftp-known-hosts FILE     host keys to check against (default ~/.ssh/known_hosts)
+  --sftp-accept-new-host-key  accept and remember the key of a host not yet in known_hosts
+  --ftp-password-file FILE    FTP password on the file's first line (or set FROST_FTP_PASSWORD)
+  --ftp-ca-file FILE          CA certificates for an ftps:// server with a private CA
+  --upload-limit SIZE         at most SIZE bytes per second up (e.g. 10M)
+  --download-limit SIZE       at most SIZE bytes per second down
+  --hostname HOST             the host part of backup names (default: this machine's)`;
 
 /**
  * Opens the storages named by `--storage` and composes the decorators, once, here: retry with backoff for
@@ -87,7 +124,20 @@ export async function openStorages(
   const opened: Storage[] = [];
   try {
     for (const spec of storageSpecs(values.storage)) {
-      const storage = await openStorage(spec, { create: options.create });
+      const storage = await openStorage(spec, {
+        create: options.create,
+        s3: {
+          endpoint: values["s3-endpoint"],
+          region: values["s3-region"],
+          pathStyle: values["s3-path-style"],
+        },
+        sftp: {
+          key: values["sftp-key"],
+          knownHosts: values["sftp-known-hosts"],
+          acceptNewHostKey: values["sftp-accept-new-host-key"],
+        },
+        ftp: { passwordFile: values["ftp-password-file"], caFile: values["ftp-ca-file"] },
+      });
       opened.push(
         new RetryStorage(storage, {
           onRetry: (what, attempt, err, delay) =>
@@ -175,11 +225,16 @@ export const KEY_OPTIONS = {
 
 /** Reads the key files named by the options (and `$FROST_PASSPHRASE`). */
 export async function keyOptions(
-  values: { "encrypt-pass-file"?: string; "encrypt-recipient-file"?: string; "encrypt-identity-file"?: string },
+  values: {
+    "encrypt-pass-file"?: string;
+    "encrypt-recipient-file"?: string;
+    "encrypt-identity-file"?: string;
+  },
 ): Promise<KeyOptions> {
   const out: KeyOptions = {};
-  if (values["encrypt-pass-file"] !== undefined) out.passphrase = await readPassFile(values["encrypt-pass-file"]);
-  else if (process.env.FROST_PASSPHRASE) out.passphrase = process.env.FROST_PASSPHRASE;
+  if (values["encrypt-pass-file"] !== undefined) {
+    out.passphrase = await readPassFile(values["encrypt-pass-file"]);
+  } else if (process.env.FROST_PASSPHRASE) out.passphrase = process.env.FROST_PASSPHRASE;
   if (values["encrypt-recipient-file"] !== undefined) {
     out.recipient = await readRecipientFile(values["encrypt-recipient-file"]);
   }

@@ -15,6 +15,7 @@ import {
   openStorages,
   parse,
   ProgressLine,
+  STORAGE_HELP,
   STORAGE_OPTIONS,
 } from "../cli.ts";
 import { ExitCode, FrostError, UsageError } from "../errors.ts";
@@ -34,9 +35,6 @@ Backs up SOURCE (a directory, or one file) as <hostname>_<name> on the storage.
 
 Options:
   --name NAME                 backup name (required)
-  --storage PATH|URL          where backups live (default: $FROST_STORAGE, else /var/backups/frost as root,
-                              ~/.local/share/frost otherwise)
-  --hostname HOST             host part of the backup's name (default: this machine's)
   --max-level N               levels 0..N, then a new chain
   --always-level N            levels 0..N, then every backup is level N against level N-1
   --restart-always-level D    new chain when the chain's level 0 is older than D days
@@ -51,7 +49,9 @@ Options:
   --encrypt-recipient-file F  encrypt to a public recipient (frost key generate): this host cannot read it
   --encrypt-identity-file F   the identity, to read the parent's state when the host key is not available
   --json                      print a one-object summary on stdout
-  -h, --help                  this help`;
+  -h, --help                  this help
+
+${STORAGE_HELP}`;
 
 /** The backup command. */
 export const backupCommand: Command = {

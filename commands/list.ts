@@ -2,7 +2,7 @@
  * `frost list [--name NAME]`: the committed backups on a storage.
  * @module
  */
-import { type Command, hostnameOption, openStorages, parse, STORAGE_OPTIONS } from "../cli.ts";
+import { type Command, hostnameOption, openStorages, parse, STORAGE_HELP, STORAGE_OPTIONS } from "../cli.ts";
 import { ExitCode, UsageError } from "../errors.ts";
 import { checkName, listSeries, loadManifests, type Manifest, seriesName } from "../manifest.ts";
 import { formatBytes } from "../units.ts";
@@ -14,9 +14,10 @@ Lists committed backups: all series on the storage, or one with --name (and --ho
 Options:
   --name NAME            only this backup name (of --hostname, default this machine)
   --hostname HOST        with --name: another machine's backups; alone: all names of that host
-  --storage PATH|URL     where backups live (default: $FROST_STORAGE or the default folder)
   --json                 print a JSON array (id, name, hostname, level, parent, chain, created, bytes, files)
-  -h, --help             this help`;
+  -h, --help             this help
+
+${STORAGE_HELP}`;
 
 /** The list command. */
 export const listCommand: Command = {

@@ -3,7 +3,15 @@
  * cut-off, then orphans (data of failed runs) older than a day.
  * @module
  */
-import { type Command, hostnameOption, nameOption, openStorages, parse, STORAGE_OPTIONS } from "../cli.ts";
+import {
+  type Command,
+  hostnameOption,
+  nameOption,
+  openStorages,
+  parse,
+  STORAGE_HELP,
+  STORAGE_OPTIONS,
+} from "../cli.ts";
 import { ExitCode, UsageError } from "../errors.ts";
 import { loadManifests, type Manifest, manifestKey, seriesName } from "../manifest.ts";
 import { formatBytes, parseDate, parseDuration } from "../units.ts";
@@ -20,10 +28,10 @@ Options:
   --older-than AGE       cut-off = now - AGE: 30d, 12h, 90m, 2w (a bare number is days)
   --before DATE          cut-off = DATE (ISO 8601, local time unless a zone is given)
   --dry-run              show what would be removed, remove nothing
-  --storage PATH|URL     where backups live (default: $FROST_STORAGE or the default folder)
-  --hostname HOST        another machine's backups (default: this machine's)
   --json                 print what was (or would be) removed as JSON
-  -h, --help             this help`;
+  -h, --help             this help
+
+${STORAGE_HELP}`;
 
 const ORPHAN_AGE_MS = 24 * 3600 * 1000;
 

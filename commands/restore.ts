@@ -13,6 +13,7 @@ import {
   openStorages,
   parse,
   ProgressLine,
+  STORAGE_HELP,
   STORAGE_OPTIONS,
 } from "../cli.ts";
 import { ExitCode, FrostError, UsageError } from "../errors.ts";
@@ -35,12 +36,12 @@ Options:
   --to DIR               target directory; created if missing, must be empty unless --overwrite
   --date T               ISO 8601 date/time (local time unless a zone is given), e.g. 2026-11-20T10:00
   --overwrite            restore into a non-empty DIR, replacing what the backup holds
-  --storage PATH|URL     where backups live (default: $FROST_STORAGE or the default folder)
-  --hostname HOST        restore another machine's backups (default: this machine's)
   --encrypt-pass-file F  the passphrase of encrypted backups (first line of F; or set FROST_PASSPHRASE)
   --encrypt-identity-file F  the identity of backups encrypted to a recipient (frost key generate)
   --json                 print a one-object summary on stdout
-  -h, --help             this help`;
+  -h, --help             this help
+
+${STORAGE_HELP}`;
 
 /** The restore command. */
 export const restoreCommand: Command = {
