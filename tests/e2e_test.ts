@@ -445,7 +445,7 @@ describe("frost help and version", () => {
   it("runs with an empty environment from any folder (the standalone binary)", {
     skip: !process.env.FROST_BIN && "only for the binary (FROST_BIN=dist/frost)",
   }, () => {
-    const bin = path.resolve(process.env.FROST_BIN);
+    const bin = path.resolve(process.env.FROST_BIN ?? "dist/frost");
     const out = execFileSync("env", ["-i", bin, "--version"], { cwd: "/" }).toString();
     assert.match(out, /^frost /);
   });
