@@ -1,7 +1,7 @@
 /**
  * The streaming AEAD of frost (private to encryption.ts): AES-256-GCM over fixed-size chunks, STREAM-style
  * nonces `prefix(7) ‖ counter(4, BE) ‖ final(1)`, and `header ‖ UTF-8(streamId)` as additional data of
- * every chunk. docs/FORMAT.md ("Encryption") specifies the bytes.
+ * every chunk. docs/FORMAT.md (section Encryption) specifies the bytes.
  * @module
  */
 import { FrostError } from "./errors.ts";

@@ -9,7 +9,7 @@
  *          segments.pipeThrough(createDecryptor(key, streamId(id, "data")))
  * ```
  * Only WebCrypto (AES-GCM, HKDF, X25519) and `node:crypto` scrypt are used: both are fast in Deno and Bun.
- * docs/FORMAT.md ("Encryption") specifies every byte.
+ * docs/FORMAT.md (section Encryption) specifies every byte.
  * @module
  */
 import nodeCrypto from "node:crypto";

@@ -11,6 +11,9 @@ import { restoreCommand } from "./commands/restore.ts";
 import { listCommand } from "./commands/list.ts";
 import { removeCommand } from "./commands/remove.ts";
 import { keyCommand } from "./commands/key.ts";
+import { verifyCommand } from "./commands/verify.ts";
+import { lsCommand } from "./commands/ls.ts";
+import { freezerCommand } from "./commands/freezer.ts";
 import { StorageError } from "./storage/storage.ts";
 import { VERSION } from "./version.ts";
 
@@ -19,7 +22,10 @@ const COMMANDS: Record<string, Command> = {
   restore: restoreCommand,
   list: listCommand,
   remove: removeCommand,
+  verify: verifyCommand,
+  ls: lsCommand,
   key: keyCommand,
+  freezer: freezerCommand,
 };
 
 const HELP = `frost ${VERSION} — backups as chains of levels (full, then changes), restored in one step
@@ -34,6 +40,9 @@ Examples:
   frost list --storage /var/backups/frost --name etc
   frost restore --name etc --storage /var/backups/frost --to /srv/restore/etc [--date 2026-11-20T10:00]
   frost remove --name etc --storage /var/backups/frost --older-than 30d [--dry-run]
+  frost remove --name etc --keep-last 3 --keep-daily 7 --keep-weekly 4 --keep-monthly 12 [--dry-run]
+  frost verify --name etc --storage /var/backups/frost [--read-data [--sample 10%]] [--all]
+  frost ls --name etc --storage /var/backups/frost [--date 2026-11-20T10:00] [etc/nginx]
   frost backup /srv --name srv --encrypt-pass-file /root/frost.pass
   frost key generate --out /root/frost.key
 

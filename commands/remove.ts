@@ -1,11 +1,13 @@
 /**
  * `frost remove --name NAME --older-than 30d`: removes whole chains all of whose backups are older than the
- * cut-off, then orphans (data of failed runs) older than a day.
+ * cut-off, then orphans (data of failed runs) older than a day. With `--keep-last/-daily/-weekly/-monthly`,
+ * chain-aware retention instead (retention.ts): what a rule keeps, and every ancestor it needs, stays.
  * @module
  */
 import {
   type Command,
   hostnameOption,
+  intOption,
   nameOption,
   openStorages,
   parse,
@@ -17,17 +19,32 @@ import { loadManifests, type Manifest, manifestKey, seriesName } from "../manife
 import { formatBytes, parseDate, parseDuration } from "../units.ts";
 import { deleteBackupObjects, idToIso } from "../pipeline.ts";
 import type { Storage } from "../storage/storage.ts";
+import { describeDecision, hasRules, planRetention, type RetentionPolicy } from "../retention.ts";
 
-const USAGE = `Usage: frost remove --name NAME (--older-than AGE | --before DATE) [options]
+const USAGE = `Usage: frost remove --name NAME (--older-than AGE | --before DATE | --keep-… N) [options]
 
-Removes every chain of <hostname>_<name> whose backups are ALL older than the cut-off, so a backup newer
-than the cut-off always stays restorable. Then removes orphaned data of failed runs older than a day.
+With --older-than/--before alone: removes every chain of <hostname>_<name> whose backups are ALL older than
+the cut-off, so a backup newer than the cut-off always stays restorable.
+
+With keep rules (restic's policy, UTC): --keep-last N keeps the N newest backups; --keep-daily N the newest
+backup of each of the N newest days with backups; --keep-weekly (ISO weeks) and --keep-monthly likewise.
+Rules combine; with --older-than/--before too, backups newer than the cut-off are also kept. A kept backup
+keeps every ancestor it needs (its parent, the parent's parent, … down to level 0); all else is removed,
+newest first. Removing every backup this way is refused unless --all.
+
+Then, in both modes, removes orphaned data of failed runs older than a day.
 
 Options:
   --name NAME            backup name (required)
   --older-than AGE       cut-off = now - AGE: 30d, 12h, 90m, 2w (a bare number is days)
   --before DATE          cut-off = DATE (ISO 8601, local time unless a zone is given)
-  --dry-run              show what would be removed, remove nothing
+  --keep-last N          keep the N newest backups
+  --keep-daily N         keep the newest backup of each of the last N days that have backups
+  --keep-weekly N        … of each of the last N weeks (ISO weeks, Monday to Sunday, UTC)
+  --keep-monthly N       … of each of the last N months
+  --all                  with keep rules: allow removing every backup of the series
+  --dry-run              show what would be removed (and, with keep rules, why each backup stays), remove
+                         nothing
   --json                 print what was (or would be) removed as JSON
   -h, --help             this help
 
@@ -45,6 +62,11 @@ export const removeCommand: Command = {
       "older-than": { type: "string" },
       before: { type: "string" },
       "dry-run": { type: "boolean" },
+      "keep-last": { type: "string" },
+      "keep-daily": { type: "string" },
+      "keep-weekly": { type: "string" },
+      "keep-monthly": { type: "string" },
+      all: { type: "boolean" },
     }, true);
     if (values.help) {
       ctx.stdout(USAGE);
@@ -53,13 +75,28 @@ export const removeCommand: Command = {
     if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
     const name = nameOption(values.name, "remove");
     const hostname = hostnameOption(values.hostname);
-    if ((values["older-than"] === undefined) === (values.before === undefined)) {
-      throw new UsageError("frost remove needs one of --older-than AGE or --before DATE");
+    const policy: RetentionPolicy = {
+      last: intOption(values["keep-last"], "--keep-last"),
+      daily: intOption(values["keep-daily"], "--keep-daily"),
+      weekly: intOption(values["keep-weekly"], "--keep-weekly"),
+      monthly: intOption(values["keep-monthly"], "--keep-monthly"),
+    };
+    const keepRules = hasRules(policy);
+    if (values["older-than"] !== undefined && values.before !== undefined) {
+      throw new UsageError("--older-than and --before cannot be used together");
+    }
+    if (!keepRules && values["older-than"] === undefined && values.before === undefined) {
+      throw new UsageError(
+        "frost remove needs --older-than AGE, --before DATE or a keep rule (--keep-last, --keep-daily, …)",
+      );
     }
     const now = Date.now();
     const cutoff = values.before !== undefined
       ? parseDate(values.before)
-      : new Date(now - parseDuration(values["older-than"]!));
+      : values["older-than"] !== undefined
+      ? new Date(now - parseDuration(values["older-than"]))
+      : undefined;
+    if (keepRules && cutoff) policy.keepNewerThan = cutoff;
     const dryRun = values["dry-run"] ?? false;
 
     const storage = await openStorages(values, { create: false, ctx });
@@ -68,11 +105,32 @@ export const removeCommand: Command = {
       const history = await loadManifests(storage, series, (key, err) => {
         ctx.stderr(`frost: warning: ignoring unreadable manifest "${key}": ${(err as Error).message}`);
       });
-      const chains = new Map<string, Manifest[]>();
-      for (const m of history) chains.set(m.chain, [...chains.get(m.chain) ?? [], m]);
+      const byId = new Map(history.map((m) => [m.id, m]));
       const doomed: Manifest[] = [];
-      for (const members of chains.values()) {
-        if (members.every((m) => new Date(m.created) < cutoff)) doomed.push(...members);
+      const plan = keepRules
+        ? planRetention(
+          history.map((m) => ({
+            id: m.id,
+            parent: m.parent,
+            created: new Date(m.created),
+            bytes: m.totals.bytesStored + m.totals.stateBytes,
+          })),
+          policy,
+        )
+        : undefined;
+      if (plan) {
+        if (history.length > 0 && plan.remove.length === history.length && !values.all) {
+          throw new UsageError(
+            `These keep rules would remove every backup of "${series}" (${history.length}); add --all to do that`,
+          );
+        }
+        doomed.push(...plan.remove.map((id) => byId.get(id)!));
+      } else {
+        const chains = new Map<string, Manifest[]>();
+        for (const m of history) chains.set(m.chain, [...chains.get(m.chain) ?? [], m]);
+        for (const members of chains.values()) {
+          if (members.every((m) => new Date(m.created) < cutoff!)) doomed.push(...members);
+        }
       }
       // Newest first: if we stop halfway, no listed backup has lost its parent.
       doomed.sort((a, b) => b.id.localeCompare(a.id));
@@ -91,21 +149,40 @@ export const removeCommand: Command = {
       if (values.json) {
         ctx.stdout(JSON.stringify({
           dryRun,
-          cutoff: cutoff.toISOString(),
+          cutoff: cutoff?.toISOString() ?? null,
+          ...plan && {
+            decisions: plan.decisions.map((d) => ({
+              id: d.id,
+              level: byId.get(d.id)!.level,
+              action: d.action,
+              ...d.action === "keep" && { rules: d.rules },
+              ..."neededBy" in d && { neededBy: d.neededBy },
+            })),
+          },
           removed: doomed.map((m) => ({ id: m.id, level: m.level, chain: m.chain, created: m.created })),
           orphans: orphans.map((o) => o.id),
           bytes: freed,
         }));
       } else {
-        for (const m of doomed) ctx.stdout(`${verb} ${series} ${m.id} (level ${m.level}, chain ${m.chain})`);
+        if (plan) {
+          for (const d of plan.decisions) {
+            const m = byId.get(d.id)!;
+            const what = d.action === "remove" && !dryRun ? "removed" : describeDecision(d);
+            ctx.stdout(`${series} ${m.id} level ${m.level}: ${what}`);
+          }
+        } else {
+          for (const m of doomed) {
+            ctx.stdout(`${verb} ${series} ${m.id} (level ${m.level}, chain ${m.chain})`);
+          }
+        }
         for (const o of orphans) ctx.stdout(`${verb} orphaned data of failed run ${series} ${o.id}`);
         const kept = history.length - doomed.length;
         ctx.stdout(
           `${verb} ${doomed.length} backup${doomed.length === 1 ? "" : "s"} and ${orphans.length} orphan${
             orphans.length === 1 ? "" : "s"
-          } (${formatBytes(freed)}) older than ${cutoff.toISOString()}; ${kept} backup${
-            kept === 1 ? "" : "s"
-          } kept`,
+          } (${formatBytes(freed)} freed)${
+            plan ? "" : ` older than ${cutoff!.toISOString()}`
+          }; ${kept} backup${kept === 1 ? "" : "s"} kept`,
         );
       }
       return ExitCode.ok;

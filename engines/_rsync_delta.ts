@@ -2,7 +2,7 @@
  * The rsync engine's block machinery: the block-size rule, rsync's weak rolling checksum, block
  * signatures, and the scanner that reads a file once and, against the parent's signatures, turns it into
  * copy-from-parent block references and literal bytes while computing the new signatures and the file
- * hash (format in docs/RSYNC.md).
+ * hash (format in docs/FORMAT.md (section "The rsync engine")).
  *
  * The hot loops avoid allocations: the file streams through one reusable buffer, signatures live in
  * typed arrays, and the strong hash is computed only to confirm a weak-checksum hit (or the block that
@@ -126,7 +126,7 @@ export interface ScanResult {
   /** Bytes scanned (the file's content as stored). */
   size: number;
   signatures: Signatures;
-  /** The file hash (docs/RSYNC.md): SHA-256 over the blocks' SHA-256s, the tail, size and block size. */
+  /** The file hash (docs/FORMAT.md (section "The rsync engine")): SHA-256 over the blocks' SHA-256s, the tail, size and block size. */
   hash: Uint8Array;
   /** Bytes sent as literals, and as block references. */
   literalBytes: number;

@@ -1,5 +1,5 @@
 /**
- * The rsync engine's byte formats (data stream and engine state, both specified in docs/RSYNC.md): the
+ * The rsync engine's byte formats (data stream and engine state, both specified in docs/FORMAT.md (section "The rsync engine")): the
  * chunked writer both are produced with, and the streaming reader of a parent's state.
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * The rsync engine: block-level deltas for large files that change a little (formats in docs/RSYNC.md).
+ * The rsync engine: block-level deltas for large files that change a little (formats in docs/FORMAT.md (section "The rsync engine")).
  * @module
  */
 import type { Engine } from "./engine.ts";

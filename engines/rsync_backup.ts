@@ -1,6 +1,6 @@
 /**
  * The rsync engine's backup half: walks a directory (or one regular file) in the tar engine's order and
- * writes the rsync data stream and engine state of docs/RSYNC.md. Level 0 stores every file whole; level N
+ * writes the rsync data stream and engine state of docs/FORMAT.md (section "The rsync engine"). Level 0 stores every file whole; level N
  * skips unchanged files without reading them, stores new files whole, and sends changed files as
  * references to blocks of the parent's version plus literal bytes, found by a rolling search against the
  * parent's block signatures (see _rsync_delta.ts). Deleted entries are recorded.
@@ -14,10 +14,10 @@ import fs from "node:fs";
 import path from "node:path";
 import process from "node:process";
 import { setImmediate } from "node:timers";
-import type { BackupOptions, BackupRun, BackupStats } from "./engine.ts";
+import type { BackupOptions, BackupRun } from "./engine.ts";
 import { AbortedError, FrostError, messageOf } from "../errors.ts";
 import { sortNames } from "./_tar_state.ts";
-import { utf8Length } from "./_tar_header.ts";
+import { devMajor, devMinor, utf8Length } from "./_tar_header.ts";
 import { blockSizeFor, decodeSignatures, encodeSignatures, type OpSink, Scanner } from "./_rsync_delta.ts";
 import {
   ByteOut,
@@ -34,7 +34,9 @@ import {
   STREAM_MAGIC,
   TAG,
 } from "./_rsync_format.ts";
-import { code, errnoText, excludeMatcher, readIdNames } from "./_rsync_fs.ts";
+import { code, errnoText, excludeMatcher, OwnerNames } from "./_fs_common.ts";
+import { BackupControl, closeRead, entryKind, listDir, lstatChild, statSource } from "./_walk.ts";
+import { type FileKind, OPEN_FLAGS, PROGRESS_MS, SLICE_MS } from "./_walk.ts";
 
 /** Data chunk size: big enough that per-chunk costs vanish, small enough to keep memory low. */
 const CHUNK_SIZE = 2 << 20;
@@ -42,33 +44,15 @@ const CHUNK_SIZE = 2 << 20;
 const READ_AHEAD = 2;
 /** The state is enqueued in pieces of about this size. */
 const STATE_CHUNK = 64 << 10;
-/** Longest stretch of work without giving the event loop a turn (abort, progress, state consumer). */
-const SLICE_MS = 50;
-const PROGRESS_MS = 100;
-
-const S_IFMT = 0o170000;
-const OPEN_FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0); // never block on a swapped-in fifo
-
-function kindOf(mode: number): number | "socket" | undefined {
-  switch (mode & S_IFMT) {
-    case 0o100000:
-      return KIND.file;
-    case 0o040000:
-      return KIND.dir;
-    case 0o120000:
-      return KIND.symlink;
-    case 0o010000:
-      return KIND.fifo;
-    case 0o020000:
-      return KIND.char;
-    case 0o060000:
-      return KIND.block;
-    case 0o140000:
-      return "socket";
-    default:
-      return undefined;
-  }
-}
+/** The stream's kind of each entry kind of the walk. */
+const KIND_OF: Record<FileKind, number> = {
+  f: KIND.file,
+  d: KIND.dir,
+  l: KIND.symlink,
+  p: KIND.fifo,
+  c: KIND.char,
+  b: KIND.block,
+};
 
 /**
  * One child of a directory being walked. Its dev, ino, size, mtime and ctime live in its frame's `meta`
@@ -133,14 +117,6 @@ function makeItem(name: string, kind: number, st: fs.BigIntStats, rootDev: bigin
   };
 }
 
-/** `major`/`minor` of a Linux dev_t. */
-function devMajor(rdev: bigint): number {
-  return Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
-}
-function devMinor(rdev: bigint): number {
-  return Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
-}
-
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** One backup run: the walk, the stream writer and the state writer. */
@@ -152,7 +128,7 @@ class RsyncBackup {
   #rootStat: fs.BigIntStats;
   #isRoot = process.getuid?.() === 0;
   #exclude: ((rel: string, name: string, isDir: boolean) => boolean) | undefined;
-  #stats: BackupStats = { files: 0, bytes: 0, scanned: 0, warnings: 0 };
+  #c: BackupControl;
   #started: bigint;
 
   #data!: ReadableStreamDefaultController<Uint8Array>;
@@ -163,9 +139,6 @@ class RsyncBackup {
   #wake: (() => void) | undefined;
   #running = false;
   #ended = false;
-  #resolve!: (stats: BackupStats) => void;
-  #reject!: (err: unknown) => void;
-  #onAbort: (() => void) | undefined;
 
   #reader: StateReader | undefined;
   /** Parent records with a ctime before this (ns) can be trusted; see tar_backup.ts "Change detection". */
@@ -174,16 +147,15 @@ class RsyncBackup {
 
   /** First name of each inode with several links (`dev:ino`) and whether it is in this stream. */
   #links = new Map<string, { rel: string; written: boolean }>();
-  #users: Map<number, string> | undefined;
-  #groups: Map<number, string> | undefined;
+  #names = new OwnerNames();
   #scanBuffer: Uint8Array | undefined;
   #fd = -1;
-  #lastProgress = 0;
   #lastYield = performance.now();
 
   constructor(source: string, rootStat: fs.BigIntStats, options: BackupOptions) {
     this.#source = source;
     this.#options = options;
+    this.#c = new BackupControl(source, options);
     this.#rootStat = rootStat;
     this.#exclude = options.exclude ? excludeMatcher(options.exclude) : undefined;
     this.#started = BigInt(Date.now()) * 1_000_000n;
@@ -192,13 +164,6 @@ class RsyncBackup {
     this.#stateOut = new ByteOut((bytes) => {
       if (!this.#stateCancelled) this.#state.enqueue(bytes);
     }, STATE_CHUNK);
-
-    const done = new Promise<BackupStats>((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
-    // Callers that only read the streams still see the failure there; this keeps it from being unhandled.
-    done.catch(() => {});
 
     const state = new ReadableStream<Uint8Array>({
       start: (controller) => {
@@ -225,14 +190,9 @@ class RsyncBackup {
         this.#fail(new AbortedError(`Backup of "${source}" cancelled`, { cause: reason }));
       },
     }, new CountQueuingStrategy({ highWaterMark: READ_AHEAD }));
-    this.run = { stream, state, done };
+    this.run = { stream, state, done: this.#c.done };
 
-    const signal = options.signal;
-    if (signal) {
-      this.#onAbort = () => this.#fail(this.#aborted());
-      if (signal.aborted) queueMicrotask(this.#onAbort);
-      else signal.addEventListener("abort", this.#onAbort, { once: true });
-    }
+    this.#c.listen((err) => this.#fail(err));
   }
 
   async #main(): Promise<void> {
@@ -256,9 +216,7 @@ class RsyncBackup {
       this.#ended = true;
       this.#data.close();
       if (!this.#stateCancelled) this.#state.close();
-      this.#detach();
-      this.#progress(performance.now());
-      this.#resolve({ ...this.#stats });
+      this.#c.succeed();
       await this.#reader?.close();
     } catch (err) {
       this.#fail(
@@ -274,7 +232,7 @@ class RsyncBackup {
     while (!this.#ended && (this.#data.desiredSize ?? 1) <= 0) {
       await new Promise<void>((resolve) => this.#wake = resolve);
     }
-    if (this.#ended) throw this.#aborted();
+    if (this.#ended) throw this.#c.aborted();
   }
 
   /** The parent's record for an entry, reading more of the parent's state as needed. */
@@ -308,7 +266,7 @@ class RsyncBackup {
         stack.pop();
         continue;
       }
-      this.#stats.scanned++;
+      this.#c.stats.scanned++;
       if (item.kind === KIND.dir) {
         const child = await this.#dir(frame, item);
         if (child) stack.push(child);
@@ -325,9 +283,9 @@ class RsyncBackup {
         if (writing) await writing;
       }
       if ((++count & 63) === 0) {
-        if (signal?.aborted) throw this.#aborted();
+        if (signal?.aborted) throw this.#c.aborted();
         const now = performance.now();
-        if (now - this.#lastProgress >= PROGRESS_MS) this.#progress(now);
+        if (now - this.#c.lastProgress >= PROGRESS_MS) this.#c.progress(now);
         if (now - this.#lastYield >= SLICE_MS) {
           await yieldToEventLoop();
           this.#lastYield = performance.now();
@@ -346,16 +304,12 @@ class RsyncBackup {
     const rec = isRoot ? await this.#matchRoot() : await this.#match(frame.parts, item.name, true);
     let names: string[] = [];
     if (!item.mount || this.#options.crossFileSystems) {
-      try {
-        names = fs.readdirSync(abs);
-      } catch (err) {
-        if (isRoot) {
-          throw new FrostError(`Cannot back up "${this.#source}": ${errnoText(err)}`, { cause: err });
-        }
-        this.#warn(abs, `cannot list directory: ${errnoText(err)}; left out`);
+      const listed = listDir(abs, isRoot, this.#source, this.#c);
+      if (listed === undefined) {
         if (rec) this.#deleted(rec);
         return undefined;
       }
+      names = listed;
     }
     const child = this.#list(
       parts,
@@ -365,7 +319,7 @@ class RsyncBackup {
     );
     this.#entry(KIND.dir, rel, item, frame);
     this.#stateRecord(KIND.dir, 0, rel, frame.meta, item.at, undefined);
-    this.#stats.files++;
+    this.#c.stats.files++;
     return child;
   }
 
@@ -389,41 +343,16 @@ class RsyncBackup {
       const rel = relPrefix + name;
       if (exclude?.(rel, name, false)) continue;
       const abs = absPrefix + name;
-      let st: fs.BigIntStats | undefined;
-      try {
-        st = fs.lstatSync(abs, { bigint: true, throwIfNoEntry: false });
-      } catch (err) {
-        this.#warn(abs, `cannot stat: ${errnoText(err)}; left out`);
-        continue;
-      }
-      if (!st) {
-        this.#warn(
-          abs,
-          name.includes("\uFFFD")
-            ? "name is not valid UTF-8; left out"
-            : "vanished before it was read; left out",
-        );
-        continue;
-      }
-      const kind = kindOf(Number(st.mode));
-      if (kind === KIND.dir) {
+      const st = lstatChild(abs, name, this.#c);
+      if (!st) continue;
+      const kind = entryKind(Number(st.mode), abs, this.#isRoot, this.#c);
+      if (kind === undefined) continue;
+      if (kind === "d") {
         if (exclude?.(rel, name, true)) continue;
-        dirs.push([name, kind, st]);
+        dirs.push([name, KIND.dir, st]);
         continue;
       }
-      if (kind === "socket") {
-        this.#warn(abs, "socket ignored");
-        continue;
-      }
-      if (kind === undefined) {
-        this.#warn(abs, "unknown file type; left out");
-        continue;
-      }
-      if ((kind === KIND.char || kind === KIND.block) && !this.#isRoot) {
-        this.#warn(abs, "device left out: only root can back up and restore devices");
-        continue;
-      }
-      files.push([name, kind, st]);
+      files.push([name, KIND_OF[kind], st]);
     }
     const all = files.concat(dirs);
     const frame = newFrame(parts, relPrefix, absPrefix, all.map((x) => x[2]));
@@ -449,14 +378,14 @@ class RsyncBackup {
       this.#entry(KIND.hardlink, rel, item, frame);
       this.#out.str32(first.rel);
       this.#stateRecord(item.kind, 0, rel, frame.meta, item.at, undefined);
-      this.#stats.files++;
+      this.#c.stats.files++;
       return undefined;
     }
     const abs = frame.absPrefix + item.name;
     if (item.kind === KIND.file) {
       return this.#file(frame, item, rel, abs, rec).then((ok) => {
         if (!ok) return;
-        this.#stats.files++;
+        this.#c.stats.files++;
         if (key !== undefined) this.#links.set(key, { rel, written: true });
       });
     }
@@ -482,7 +411,7 @@ class RsyncBackup {
         }
         this.#stateRecord(item.kind, 0, rel, frame.meta, item.at, undefined);
     }
-    this.#stats.files++;
+    this.#c.stats.files++;
     if (key !== undefined) this.#links.set(key, { rel, written: true });
     return undefined;
   }
@@ -564,33 +493,33 @@ class RsyncBackup {
       try {
         n = fs.readSync(fd, buffer, offset, want, scanner.fileOffset);
       } catch (err) {
-        this.#warn(abs, `cannot read: ${errnoText(err)}; stored the first ${scanner.fileOffset} bytes`);
+        this.#c.warn(abs, `cannot read: ${errnoText(err)}; stored the first ${scanner.fileOffset} bytes`);
         flags |= FLAG_REREAD;
         break;
       }
       if (n === 0) {
-        this.#warn(abs, `file shrank while read; stored its ${scanner.fileOffset} bytes`);
+        this.#c.warn(abs, `file shrank while read; stored its ${scanner.fileOffset} bytes`);
         flags |= FLAG_REREAD;
         break;
       }
       if (n > remaining) {
         n = remaining;
-        this.#warn(abs, `file grew while read; cut at ${item.size} bytes`);
+        this.#c.warn(abs, `file grew while read; cut at ${item.size} bytes`);
         flags |= FLAG_REREAD;
       }
       scanner.advance(n);
       remaining -= n;
-      this.#stats.bytes += n;
+      this.#c.stats.bytes += n;
       if ((this.#data.desiredSize ?? 1) <= 0) await this.#drain();
-      if (this.#options.signal?.aborted) throw this.#aborted();
+      if (this.#options.signal?.aborted) throw this.#c.aborted();
       // An unchanged stretch of a big file produces next to no output, so the queue never fills: give
       // timers and I/O (abort, progress, the state's consumer) a turn now and then anyway.
       const now = performance.now();
-      if (now - this.#lastProgress >= PROGRESS_MS) this.#progress(now);
+      if (now - this.#c.lastProgress >= PROGRESS_MS) this.#c.progress(now);
       if (now - this.#lastYield >= SLICE_MS) {
         await yieldToEventLoop();
         this.#lastYield = performance.now();
-        if (this.#ended) throw this.#aborted();
+        if (this.#ended) throw this.#c.aborted();
       }
     }
     this.#closeFile();
@@ -610,23 +539,16 @@ class RsyncBackup {
    */
   #unreadable(abs: string, message: string, err: unknown, rec: ParentRecord | undefined): void {
     if (code(err) === "ENOENT") {
-      this.#warn(abs, "vanished before it was read; left out");
+      this.#c.warn(abs, "vanished before it was read; left out");
       if (rec) this.#deleted(rec);
       return;
     }
-    this.#warn(abs, `${message}; left out`);
+    this.#c.warn(abs, `${message}; left out`);
     if (rec) this.#keepRecord(rec);
   }
 
   #closeFile(): void {
-    if (this.#fd >= 0) {
-      try {
-        fs.closeSync(this.#fd);
-      } catch {
-        // Nothing left to lose: the data is read.
-      }
-      this.#fd = -1;
-    }
+    this.#fd = closeRead(this.#fd);
   }
 
   /** Writes an entry record's common part: tag, kind, path, mode, owner, mtime. */
@@ -638,8 +560,8 @@ class RsyncBackup {
     out.u32(item.mode);
     out.u32(item.uid);
     out.u32(item.gid);
-    out.str8(this.#userName(item.uid));
-    out.str8(this.#groupName(item.gid));
+    out.str8(this.#names.user(item.uid));
+    out.str8(this.#names.group(item.gid));
     const o = item.at * META_BYTES;
     out.bytes(frame.meta, o + 24, o + 32); // mtime, already little-endian
   }
@@ -694,43 +616,14 @@ class RsyncBackup {
         // Already closed or errored.
       }
     }
-    this.#detach();
     void this.#reader?.close();
-    this.#reject(err);
-  }
-
-  #aborted(): AbortedError {
-    return new AbortedError(`Backup of "${this.#source}" aborted`, { cause: this.#options.signal?.reason });
-  }
-
-  #detach(): void {
-    if (this.#onAbort) this.#options.signal?.removeEventListener("abort", this.#onAbort);
-  }
-
-  #warn(abs: string, message: string): void {
-    this.#stats.warnings++;
-    this.#options.onWarning?.({ path: abs, message });
-  }
-
-  #progress(now: number): void {
-    this.#lastProgress = now;
-    this.#options.onProgress?.({ files: this.#stats.files, bytes: this.#stats.bytes });
-  }
-
-  #userName(uid: number): string {
-    this.#users ??= readIdNames("/etc/passwd");
-    return this.#users.get(uid) ?? "";
-  }
-
-  #groupName(gid: number): string {
-    this.#groups ??= readIdNames("/etc/group");
-    return this.#groups.get(gid) ?? "";
+    this.#c.fail(err);
   }
 }
 
 /**
  * Backs up `source` (a directory, or a single regular file) as an rsync data stream on `stream`, and this
- * backup's engine state on `state` (formats in docs/RSYNC.md). With `options.previous` (the parent's
+ * backup's engine state on `state` (formats in docs/FORMAT.md (section "The rsync engine")). With `options.previous` (the parent's
  * state) only what changed is stored, changed files as deltas against the parent's version.
  * Throws a FrostError right away when the source is missing or unreadable.
  *
@@ -745,16 +638,5 @@ class RsyncBackup {
  * ```
  */
 export function rsyncBackup(source: string, options: BackupOptions = {}): BackupRun {
-  let st: fs.BigIntStats;
-  try {
-    st = fs.statSync(source, { bigint: true });
-    if (st.isDirectory()) fs.accessSync(source, fs.constants.R_OK | fs.constants.X_OK);
-    else if (st.isFile()) fs.accessSync(source, fs.constants.R_OK);
-  } catch (err) {
-    throw new FrostError(`Cannot back up "${source}": ${errnoText(err)}`, { cause: err });
-  }
-  if (!st.isDirectory() && !st.isFile()) {
-    throw new FrostError(`Cannot back up "${source}": not a directory or a regular file`);
-  }
-  return new RsyncBackup(source, st, options).run;
+  return new RsyncBackup(source, statSource(source), options).run;
 }

@@ -1,5 +1,5 @@
 /**
- * The rsync engine's restore half: applies one rsync data stream (docs/RSYNC.md) to a target directory.
+ * The rsync engine's restore half: applies one rsync data stream (docs/FORMAT.md (section "The rsync engine")) to a target directory.
  * Levels are applied oldest first on the same target; a changed file is rebuilt from the version the
  * previous level restored (its base, in the target) plus its delta, into a temporary file beside it, and
  * replaces the base only once the rebuilt file's hash matches the one recorded at backup time. A base that
@@ -14,13 +14,12 @@
 import fs from "node:fs";
 import path from "node:path";
 import crypto from "node:crypto";
-import process from "node:process";
-import { execFileSync } from "node:child_process";
 import type { RestoreOptions, RestoreRun, RestoreStats } from "./engine.ts";
 import { AbortedError, FrostError, messageOf } from "../errors.ts";
 import { sha256 } from "./_rsync_delta.ts";
 import { DELETED_DIR, DELETED_OTHER, KIND, STREAM_MAGIC, TAG } from "./_rsync_format.ts";
-import { code, fsTime, IdMap, safeRel } from "./_rsync_fs.ts";
+import { code, fsTimeNs as fsTime, safeRel } from "./_fs_common.ts";
+import { type DirFix, restoreRun, RestoreTally, RestoreTarget } from "./_restore_fs.ts";
 
 /**
  * Applies one rsync data stream, written into `writable` in chunks of any size, to the existing directory
@@ -39,71 +38,14 @@ import { code, fsTime, IdMap, safeRel } from "./_rsync_fs.ts";
  */
 export function rsyncRestore(target: string, options: RestoreOptions = {}): RestoreRun {
   const applier = new Applier(path.resolve(target), options);
-  const signal = options.signal;
-  let resolveDone!: (stats: RestoreStats) => void;
-  let rejectDone!: (err: unknown) => void;
-  const done = new Promise<RestoreStats>((resolve, reject) => {
-    resolveDone = resolve;
-    rejectDone = reject;
+  return restoreRun(target, options, "rsyncRestore", {
+    push(chunk) {
+      applier.push(chunk);
+      applier.tick();
+    },
+    finish: () => applier.finish(),
+    abandon: () => applier.abandon(),
   });
-  done.catch(() => {});
-  let settled = false;
-  let onAbort: (() => void) | undefined;
-  const settle = (err?: unknown, stats?: RestoreStats) => {
-    if (settled) return;
-    settled = true;
-    if (onAbort) signal?.removeEventListener("abort", onAbort);
-    if (stats) {
-      resolveDone(stats);
-    } else {
-      applier.abandon();
-      rejectDone(err);
-    }
-  };
-  const aborted = () => new AbortedError(`Restore into "${target}" aborted`, { cause: signal?.reason });
-
-  const writable = new WritableStream<Uint8Array>({
-    start(controller) {
-      if (!signal) return;
-      if (signal.aborted) {
-        const err = aborted();
-        settle(err);
-        throw err;
-      }
-      onAbort = () => {
-        const err = aborted();
-        settle(err);
-        controller.error(err);
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
-    },
-    write(chunk) {
-      try {
-        if (signal?.aborted) throw aborted();
-        if (!(chunk instanceof Uint8Array)) {
-          throw new TypeError("rsyncRestore() accepts Uint8Array chunks only");
-        }
-        applier.push(chunk);
-        applier.tick();
-      } catch (err) {
-        settle(err);
-        throw err;
-      }
-    },
-    close() {
-      try {
-        if (signal?.aborted) throw aborted();
-        settle(undefined, applier.finish());
-      } catch (err) {
-        settle(err);
-        throw err;
-      }
-    },
-    abort(reason) {
-      settle(reason ?? aborted());
-    },
-  });
-  return { writable, done };
 }
 
 /** Thrown by the field readers when the buffered bytes end inside a record. */
@@ -133,16 +75,6 @@ interface Header {
   mtime: bigint;
 }
 
-/** Directory attributes applied once the stream has ended. */
-interface DirFix {
-  name: string;
-  depth: number;
-  mode: number;
-  uid: number;
-  gid: number;
-  mtime: bigint;
-}
-
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** The file being rebuilt: output, base, staging buffer and running hash. */
@@ -166,18 +98,9 @@ interface FileJob {
 
 /** Parses the stream and applies it under `root`. */
 class Applier {
-  #root: string;
+  #t: RestoreTarget<DirFix<bigint>>;
   #options: RestoreOptions;
-  #owners: boolean;
-  #superuser: boolean;
-  #umask: number;
-  #verified = new Set<string>([""]);
-  #fixups = new Map<string, DirFix>();
-  #ids = new IdMap();
-  #files = 0;
-  #bytes = 0;
-  #deleted = 0;
-  #lastProgress = performance.now();
+  #n: RestoreTally;
 
   // Parser.
   #state = START;
@@ -195,11 +118,9 @@ class Applier {
   #digests = new Uint8Array(0);
 
   constructor(root: string, options: RestoreOptions) {
-    this.#root = root;
+    this.#t = new RestoreTarget(root, options);
     this.#options = options;
-    this.#superuser = process.getuid?.() === 0;
-    this.#owners = options.owners ?? this.#superuser;
-    this.#umask = process.umask();
+    this.#n = new RestoreTally(options);
   }
 
   /** Applies the next bytes of the stream. */
@@ -407,7 +328,7 @@ class Applier {
       default:
         throw this.#corrupt(`"${h.path}" has an unknown kind ${kind}`);
     }
-    this.#files++;
+    this.#n.files++;
   }
 
   #op(): void {
@@ -448,11 +369,7 @@ class Applier {
   }
 
   tick(): void {
-    const now = performance.now();
-    if (now - this.#lastProgress >= 100 && this.#options.onProgress) {
-      this.#lastProgress = now;
-      this.#options.onProgress({ files: this.#files, bytes: this.#bytes });
-    }
+    this.#n.tick();
   }
 
   /** Checks that the stream ended properly, applies directory attributes (deepest first), returns totals. */
@@ -466,19 +383,18 @@ class Applier {
           }`,
       );
     }
-    const dirs = [...this.#fixups.entries()].sort((a, b) => b[1].depth - a[1].depth);
+    const dirs = [...this.#t.fixups.entries()].sort((a, b) => b[1].depth - a[1].depth);
     for (const [rel, fix] of dirs) {
       this.#wrap(fix.name, () => {
-        if (rel !== "" && !this.#parentsSafe(rel)) return;
-        const abs = this.#abs(rel);
+        if (rel !== "" && !this.#t.parentsSafe(rel)) return;
+        const abs = this.#t.abs(rel);
         if (!fs.lstatSync(abs, { throwIfNoEntry: false })?.isDirectory()) return;
-        if (this.#owners) fs.lchownSync(abs, fix.uid, fix.gid);
+        if (this.#t.owners) fs.lchownSync(abs, fix.uid, fix.gid);
         fs.chmodSync(abs, fix.mode);
         fs.utimesSync(abs, fsTime(undefined), fsTime(fix.mtime));
       });
     }
-    this.#options.onProgress?.({ files: this.#files, bytes: this.#bytes });
-    return { files: this.#files, bytes: this.#bytes, deleted: this.#deleted };
+    return this.#n.totals();
   }
 
   /** Releases the open files after a failure and removes a half-written file. */
@@ -501,16 +417,12 @@ class Applier {
     }
   }
 
-  #abs(rel: string): string {
-    return rel === "" ? this.#root : this.#root + "/" + rel;
-  }
-
   #uid(h: Header): number {
-    return this.#ids.uid(h.uname, h.uid);
+    return this.#t.ids.uid(h.uname, h.uid);
   }
 
   #gid(h: Header): number {
-    return this.#ids.gid(h.gname, h.gid);
+    return this.#t.ids.gid(h.gname, h.gid);
   }
 
   // ---- regular files
@@ -518,8 +430,8 @@ class Applier {
   #openFile(h: Header, block: number, hasBase: boolean, baseBlock: number, baseSize: number): void {
     const rel = safeRel(h.path, h.path);
     if (rel === "") throw new FrostError(`Cannot restore "${h.path}": the target root is not a file`);
-    this.#parents(rel, h.path);
-    const abs = this.#abs(rel);
+    this.#t.parents(rel, h.path);
+    const abs = this.#t.abs(rel);
     const job: FileJob = {
       header: h,
       rel,
@@ -562,7 +474,7 @@ class Applier {
         fs.chmodSync(abs, (st.mode & 0o7777) | 0o400);
         job.baseFd = fs.openSync(abs, OPEN_BASE);
       }
-      const dir = rel.includes("/") ? abs.slice(0, abs.lastIndexOf("/")) : this.#root;
+      const dir = rel.includes("/") ? abs.slice(0, abs.lastIndexOf("/")) : this.#t.root;
       for (let attempt = 0;; attempt++) {
         job.out = `${dir}/.frost-rsync-${crypto.randomBytes(6).toString("hex")}`;
         try {
@@ -573,14 +485,7 @@ class Applier {
         }
       }
     } else {
-      const mode = h.mode & 0o777;
-      try {
-        job.fd = fs.openSync(abs, CREATE, mode);
-      } catch (err) {
-        if (code(err) !== "EEXIST") throw err;
-        this.#remove(rel, abs);
-        job.fd = fs.openSync(abs, CREATE, mode);
-      }
+      job.fd = this.#t.createFile(rel, abs, h.mode & 0o777);
     }
     this.#job = job;
     const stageSize = Math.max(1 << 20, block);
@@ -641,7 +546,7 @@ class Applier {
     let done = 0;
     while (done < this.#stageOff) done += fs.writeSync(job.fd, this.#stage, done, this.#stageOff - done);
     job.size += this.#stageOff;
-    this.#bytes += this.#stageOff;
+    this.#n.bytes += this.#stageOff;
     this.#stageOff = 0;
   }
 
@@ -671,7 +576,7 @@ class Applier {
     const got = job.list ? job.list.update(tail).digest() : sha256(tail);
     let done = 0;
     while (done < this.#stageOff) done += fs.writeSync(job.fd, this.#stage, done, this.#stageOff - done);
-    this.#bytes += this.#stageOff;
+    this.#n.bytes += this.#stageOff;
     this.#stageOff = 0;
     if (total !== size || !equalBytes(got, hash)) {
       throw new FrostError(
@@ -685,8 +590,8 @@ class Applier {
     const h = job.header;
     const fd = job.fd;
     // chown before chmod: chown clears setuid/setgid.
-    if (this.#owners) fs.fchownSync(fd, this.#uid(h), this.#gid(h));
-    if (job.baseFd >= 0 || (h.mode & 0o7000) !== 0 || (h.mode & this.#umask & 0o777) !== 0) {
+    if (this.#t.owners) fs.fchownSync(fd, this.#uid(h), this.#gid(h));
+    if (job.baseFd >= 0 || (h.mode & 0o7000) !== 0 || (h.mode & this.#t.umask & 0o777) !== 0) {
       fs.fchmodSync(fd, h.mode);
     }
     // Deno's futimes fails (EINVAL) on negative times with a fraction; its path-based utimes does not.
@@ -701,64 +606,27 @@ class Applier {
     }
     if (negative) fs.utimesSync(job.abs, fsTime(undefined), fsTime(h.mtime));
     this.#job = undefined;
-    this.#files++;
+    this.#n.files++;
   }
 
   // ---- other entries
 
   #dir(h: Header): void {
     const rel = safeRel(h.path, h.path);
-    const abs = this.#abs(rel);
-    if (rel === "") {
-      this.#makeWritable(abs);
-    } else {
-      this.#parents(rel, h.path);
-      try {
-        // Created private; the stored mode comes at the end, so a read-only directory can still be filled.
-        fs.mkdirSync(abs, 0o700);
-      } catch (err) {
-        if (code(err) !== "EEXIST") throw err;
-        const st = fs.lstatSync(abs);
-        if (st.isDirectory()) {
-          this.#makeWritable(abs, st.mode);
-        } else {
-          this.#remove(rel, abs);
-          fs.mkdirSync(abs, 0o700);
-        }
-      }
-      this.#verified.add(rel);
-    }
-    this.#fixups.set(rel, {
+    this.#t.dir(rel, h.path);
+    this.#t.fixups.set(rel, {
       name: h.path,
-      depth: rel === "" ? -1 : count(rel, "/"),
+      depth: RestoreTarget.depth(rel),
       mode: h.mode,
-      uid: this.#owners ? this.#uid(h) : h.uid,
-      gid: this.#owners ? this.#gid(h) : h.gid,
+      uid: this.#t.owners ? this.#uid(h) : h.uid,
+      gid: this.#t.owners ? this.#gid(h) : h.gid,
       mtime: h.mtime,
     });
   }
 
-  /** As non-root, an existing directory must let us create and remove entries until the end. */
-  #makeWritable(abs: string, mode?: number): void {
-    if (this.#superuser) return;
-    const m = mode ?? fs.lstatSync(abs).mode;
-    if ((m & 0o700) !== 0o700) fs.chmodSync(abs, (m & 0o7777) | 0o700);
-  }
-
   #symlink(h: Header, target: string): void {
-    const rel = safeRel(h.path, h.path);
-    if (rel === "") throw new FrostError(`Cannot restore "${h.path}": the target root is not a symlink`);
-    this.#parents(rel, h.path);
-    const abs = this.#abs(rel);
-    try {
-      fs.symlinkSync(target, abs);
-    } catch (err) {
-      if (code(err) !== "EEXIST") throw err;
-      this.#remove(rel, abs);
-      fs.symlinkSync(target, abs);
-    }
-    this.#verified.delete(rel);
-    if (this.#owners) fs.lchownSync(abs, this.#uid(h), this.#gid(h));
+    const abs = this.#t.symlink(safeRel(h.path, h.path), h.path, target);
+    if (this.#t.owners) fs.lchownSync(abs, this.#uid(h), this.#gid(h));
     try {
       fs.lutimesSync(abs, fsTime(undefined), fsTime(h.mtime));
     } catch (err) {
@@ -770,67 +638,17 @@ class Applier {
   }
 
   #hardlink(h: Header, linkname: string): void {
-    const rel = safeRel(h.path, h.path);
-    if (rel === "") throw new FrostError(`Cannot restore "${h.path}": the target root is not a hard link`);
-    let to: string;
-    try {
-      to = safeRel(linkname, h.path);
-    } catch {
-      throw new FrostError(
-        `Refusing to restore "${h.path}": its link target "${linkname}" leaves the target`,
-      );
-    }
-    if (to === "") throw new FrostError(`Cannot restore "${h.path}": it is a hard link to the target root`);
-    this.#parents(rel, h.path);
-    if (!this.#parentsSafe(to)) {
-      throw new FrostError(
-        `Refusing to restore "${h.path}": its link target "${linkname}" goes through a symlink or is missing`,
-      );
-    }
-    const abs = this.#abs(rel);
-    const absTo = this.#abs(to);
-    const st = fs.lstatSync(absTo, { throwIfNoEntry: false });
-    if (!st) throw new FrostError(`Cannot restore "${h.path}": its link target "${linkname}" does not exist`);
-    if (st.isDirectory()) {
-      throw new FrostError(`Cannot restore "${h.path}": its link target "${linkname}" is a directory`);
-    }
-    try {
-      fs.linkSync(absTo, abs);
-    } catch (err) {
-      if (code(err) !== "EEXIST") throw err;
-      const have = fs.lstatSync(abs, { bigint: true });
-      const want = fs.lstatSync(absTo, { bigint: true });
-      if (have.ino === want.ino && have.dev === want.dev) return; // already that link
-      this.#remove(rel, abs);
-      fs.linkSync(absTo, abs);
-    }
+    this.#t.hardlink(safeRel(h.path, h.path), h.path, linkname);
   }
 
-  /** Fifos and devices: node has no mkfifo/mknod, so the coreutils commands make them. */
+  /** Fifos and devices. */
   #special(h: Header, major: number, minor: number): boolean {
     const rel = safeRel(h.path, h.path);
     const type = h.kind === KIND.fifo ? "fifo" : h.kind === KIND.char ? "char" : "block";
-    if (rel === "") throw new FrostError(`Cannot restore "${h.path}": the target root is not a ${type}`);
-    if (type !== "fifo" && !this.#superuser) {
-      this.#warn(h.path, `skipped: restoring a ${type} device needs root`);
-      return false;
-    }
-    this.#parents(rel, h.path);
-    const abs = this.#abs(rel);
-    if (fs.lstatSync(abs, { throwIfNoEntry: false })) this.#remove(rel, abs);
-    const mode = (h.mode & 0o777).toString(8);
-    const args = type === "fifo"
-      ? ["-m", mode, "--", abs]
-      : ["-m", mode, "--", abs, type === "char" ? "c" : "b", String(major), String(minor)];
-    try {
-      execFileSync(type === "fifo" ? "mkfifo" : "mknod", args, { stdio: ["ignore", "ignore", "pipe"] });
-    } catch (err) {
-      const stderr = (err as { stderr?: Uint8Array }).stderr;
-      const why = stderr?.length ? new TextDecoder().decode(stderr).trim() : messageOf(err);
-      this.#warn(h.path, `skipped: cannot create the ${type}: ${why}`);
-      return false;
-    }
-    if (this.#owners) fs.lchownSync(abs, this.#uid(h), this.#gid(h));
+    const warn = (name: string, message: string) => this.#warn(name, message);
+    const abs = this.#t.special(rel, h.path, type, h.mode, major, minor, warn);
+    if (abs === undefined) return false;
+    if (this.#t.owners) fs.lchownSync(abs, this.#uid(h), this.#gid(h));
     if (h.mode & 0o7000) fs.chmodSync(abs, h.mode);
     fs.utimesSync(abs, fsTime(undefined), fsTime(h.mtime));
     return true;
@@ -839,82 +657,15 @@ class Applier {
   /** A deletion: removes the entry when it is still of the deleted class (a directory, or not). */
   #delete(path: string, isDir: boolean): void {
     const rel = safeRel(path, path);
-    if (rel === "" || !this.#parentsSafe(rel)) return; // never the target itself; nothing through symlinks
-    const abs = this.#abs(rel);
+    if (rel === "" || !this.#t.parentsSafe(rel)) return; // never the target itself; nothing through symlinks
+    const abs = this.#t.abs(rel);
     const st = fs.lstatSync(abs, { throwIfNoEntry: false });
     if (!st || st.isDirectory() !== isDir) return;
-    this.#wrap(path, () => this.#deleted += this.#remove(rel, abs));
+    this.#wrap(path, () => this.#n.deleted += this.#t.remove(rel, abs));
   }
 
   #warn(name: string, message: string): void {
     this.#options.onWarning?.({ path: name, message });
-  }
-
-  /**
-   * Makes sure every parent of `rel` is a real directory inside the root, creating missing ones.
-   * Refuses a path through a symlink: the stream could have planted one pointing anywhere.
-   */
-  #parents(rel: string, name: string): void {
-    const slash = rel.lastIndexOf("/");
-    if (slash < 0 || this.#verified.has(rel.slice(0, slash))) return;
-    let i = rel.indexOf("/");
-    while (i > 0 && i <= slash) {
-      const dir = rel.slice(0, i);
-      if (!this.#verified.has(dir)) {
-        const abs = this.#abs(dir);
-        const st = fs.lstatSync(abs, { throwIfNoEntry: false });
-        if (!st) {
-          fs.mkdirSync(abs, 0o777);
-        } else if (st.isSymbolicLink()) {
-          throw new FrostError(
-            `Refusing to restore "${name}": path leaves the target (through symlink "${dir}")`,
-          );
-        } else if (!st.isDirectory()) {
-          throw new FrostError(`Cannot restore "${name}": "${dir}" is not a directory`);
-        }
-        this.#verified.add(dir);
-      }
-      i = rel.indexOf("/", i + 1);
-    }
-  }
-
-  /** Like #parents but only checks: true when every parent of `rel` exists and is a real directory. */
-  #parentsSafe(rel: string): boolean {
-    let i = rel.indexOf("/");
-    while (i > 0) {
-      const dir = rel.slice(0, i);
-      if (!this.#verified.has(dir)) {
-        if (!fs.lstatSync(this.#abs(dir), { throwIfNoEntry: false })?.isDirectory()) return false;
-        this.#verified.add(dir);
-      }
-      i = rel.indexOf("/", i + 1);
-    }
-    return true;
-  }
-
-  /** Removes a file or a directory tree without following symlinks; returns the number of entries removed. */
-  #remove(rel: string, abs: string): number {
-    const st = fs.lstatSync(abs, { throwIfNoEntry: false });
-    if (!st) return 0;
-    if (!st.isDirectory()) {
-      fs.unlinkSync(abs);
-      return 1;
-    }
-    this.#makeWritable(abs, st.mode);
-    let n = 0;
-    for (const d of fs.readdirSync(abs, { withFileTypes: true })) {
-      const childAbs = abs + "/" + d.name;
-      if (d.isDirectory()) {
-        n += this.#remove(rel + "/" + d.name, childAbs);
-      } else {
-        fs.unlinkSync(childAbs);
-        n++;
-      }
-    }
-    fs.rmdirSync(abs);
-    this.#verified.delete(rel);
-    this.#fixups.delete(rel);
-    return n + 1;
   }
 }
 
@@ -932,10 +683,4 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-function count(s: string, ch: string): number {
-  let n = 0;
-  for (let i = s.indexOf(ch); i >= 0; i = s.indexOf(ch, i + 1)) n++;
-  return n;
 }

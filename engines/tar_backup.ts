@@ -80,8 +80,7 @@ import fs from "node:fs";
 import path from "node:path";
 import process from "node:process";
 import { setImmediate } from "node:timers";
-import picomatch from "picomatch";
-import type { BackupOptions, BackupRun, BackupStats } from "./engine.ts";
+import type { BackupOptions, BackupRun } from "./engine.ts";
 import { AbortedError, FrostError, messageOf } from "../errors.ts";
 import {
   BLOCK,
@@ -111,6 +110,9 @@ import {
   tailFields,
   tailStart,
 } from "./_tar_state.ts";
+import { errnoText, excludeMatcher, OwnerNames } from "./_fs_common.ts";
+import { BackupControl, closeRead, entryKind, listDir, lstatChild, statSource } from "./_walk.ts";
+import { OPEN_FLAGS, PROGRESS_MS, SLICE_MS } from "./_walk.ts";
 
 /** Output chunk size: big enough that per-chunk costs vanish, small enough to keep memory low. */
 const CHUNK_SIZE = 2 << 20;
@@ -118,20 +120,6 @@ const CHUNK_SIZE = 2 << 20;
 const READ_AHEAD = 2;
 /** State text is enqueued in pieces of about this many characters. */
 const STATE_BATCH = 64 << 10;
-/** Longest stretch of work without giving the event loop a turn (abort, progress, state consumer). */
-const SLICE_MS = 50;
-const PROGRESS_MS = 100;
-
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
-const S_IFLNK = 0o120000;
-const S_IFIFO = 0o010000;
-const S_IFCHR = 0o020000;
-const S_IFBLK = 0o060000;
-const S_IFSOCK = 0o140000;
-
-const OPEN_FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0); // never block on a swapped-in fifo
 
 /**
  * One child of a directory being walked, reduced to what the backup needs: a directory's whole listing
@@ -212,94 +200,6 @@ interface Entry {
   frame: Frame | undefined;
 }
 
-/** Message text for a system error: "no such file or directory" rather than "ENOENT: …, lstat '/x'". */
-function errnoText(err: unknown): string {
-  const code = (err as { code?: unknown })?.code;
-  switch (code) {
-    case "ENOENT":
-      return "no such file or directory";
-    case "EACCES":
-    case "EPERM":
-      return "permission denied";
-    case "ENOTDIR":
-      return "not a directory";
-    case "ELOOP":
-      return "too many levels of symbolic links";
-    case "EIO":
-      return "input/output error";
-    default:
-      return messageOf(err);
-  }
-}
-
-function kindOf(mode: number): Kind | "s" | undefined {
-  switch (mode & S_IFMT) {
-    case S_IFREG:
-      return "f";
-    case S_IFDIR:
-      return "d";
-    case S_IFLNK:
-      return "l";
-    case S_IFIFO:
-      return "p";
-    case S_IFCHR:
-      return "c";
-    case S_IFBLK:
-      return "b";
-    case S_IFSOCK:
-      return "s";
-    default:
-      return undefined;
-  }
-}
-
-/** Reads /etc/passwd or /etc/group into id → name (first name wins, as getpwuid does). */
-function readIdNames(file: string): Map<number, string> {
-  const names = new Map<number, string>();
-  let text = "";
-  try {
-    text = fs.readFileSync(file, "utf8");
-  } catch {
-    return names;
-  }
-  for (const line of text.split("\n")) {
-    const fields = line.split(":");
-    const name = fields[0];
-    const id = Number(fields[2]);
-    if (name && fields.length >= 3 && Number.isInteger(id) && !names.has(id)) names.set(id, name);
-  }
-  return names;
-}
-
-/** Builds the exclude test: patterns without "/" match basenames, others the path below the source. */
-function excludeMatcher(
-  patterns: readonly string[],
-): ((rel: string, name: string, isDir: boolean) => boolean) | undefined {
-  const base: string[] = [];
-  const full: string[] = [];
-  const dirBase: string[] = [];
-  const dirFull: string[] = [];
-  for (const raw of patterns) {
-    let p = raw;
-    while (p.startsWith("./")) p = p.slice(2);
-    while (p.startsWith("/")) p = p.slice(1);
-    // A trailing "/" matches directories only, as in .gitignore.
-    const dirOnly = p.length > 1 && p.endsWith("/");
-    if (dirOnly) p = p.replace(/\/+$/, "");
-    if (p === "") continue;
-    (p.includes("/") ? (dirOnly ? dirFull : full) : (dirOnly ? dirBase : base)).push(p);
-  }
-  const compile = (list: string[]) => list.length > 0 ? picomatch(list, { dot: true }) : undefined;
-  const b = compile(base);
-  const f = compile(full);
-  const db = compile(dirBase);
-  const df = compile(dirFull);
-  if (!b && !f && !db && !df) return undefined;
-  return (rel, name, isDir) =>
-    (b?.(name) ?? false) || (f?.(rel) ?? false) ||
-    (isDir && ((db?.(name) ?? false) || (df?.(rel) ?? false)));
-}
-
 function newChunk(size: number): Uint8Array {
   // A fresh ArrayBuffer is zeroed by the allocator (calloc/mmap), cheaper than Uint8Array(n) in Deno,
   // and the encoder relies on the zeros for empty header fields and padding.
@@ -331,17 +231,14 @@ class TarBackup {
   #rootDev: bigint;
   #isRoot = process.getuid?.() === 0;
   #exclude: ((rel: string, name: string, isDir: boolean) => boolean) | undefined;
-  #stats: BackupStats = { files: 0, bytes: 0, scanned: 0, warnings: 0 };
+  #c: BackupControl;
 
   #data!: ReadableStreamDefaultController<Uint8Array>;
   #state!: ReadableStreamDefaultController<Uint8Array>;
   #stateCancelled = false;
   #stateText = "";
   #encoder = new TextEncoder();
-  #resolve!: (stats: BackupStats) => void;
-  #reject!: (err: unknown) => void;
   #ended = false;
-  #onAbort: (() => void) | undefined;
 
   #reader: StateReader | undefined;
   #readerOpen = false;
@@ -358,8 +255,7 @@ class TarBackup {
    */
   #links = new Map<string, { member: string; written: boolean }>();
   #header: HeaderFields = emptyHeader();
-  #users: Map<number, string> | undefined;
-  #groups: Map<number, string> | undefined;
+  #names = new OwnerNames();
 
   // The file whose data is being copied.
   #fd = -1;
@@ -368,12 +264,12 @@ class TarBackup {
   #filePos = 0;
   /** Data bytes still owed to the archive for the current file (read, or zeros once it failed). */
   #remaining = 0;
-  #lastProgress = 0;
   #lastYield = performance.now();
 
   constructor(source: string, rootStat: fs.BigIntStats, options: BackupOptions) {
     this.#source = source;
     this.#options = options;
+    this.#c = new BackupControl(source, options);
     this.#rootDev = rootStat.dev;
     this.#exclude = options.exclude ? excludeMatcher(options.exclude) : undefined;
     const started = BigInt(Date.now()) * 1_000_000n;
@@ -391,13 +287,6 @@ class TarBackup {
       index: 0,
       top: true,
     }];
-
-    const done = new Promise<BackupStats>((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
-    // Callers that only read the streams still see the failure there; this keeps it from being unhandled.
-    done.catch(() => {});
 
     const state = new ReadableStream<Uint8Array>({
       start: (controller) => {
@@ -417,14 +306,9 @@ class TarBackup {
         this.#fail(new AbortedError(`Backup of "${source}" cancelled`, { cause: reason }));
       },
     }, { highWaterMark: READ_AHEAD });
-    this.run = { stream, state, done };
+    this.run = { stream, state, done: this.#c.done };
 
-    const signal = options.signal;
-    if (signal) {
-      this.#onAbort = () => this.#fail(this.#aborted());
-      if (signal.aborted) queueMicrotask(this.#onAbort);
-      else signal.addEventListener("abort", this.#onAbort, { once: true });
-    }
+    this.#c.listen((err) => this.#fail(err));
   }
 
   async #pull(): Promise<void> {
@@ -442,7 +326,7 @@ class TarBackup {
 
   /** Fills one chunk (or finishes the archive) and enqueues it. */
   async #fill(): Promise<void> {
-    if (this.#options.signal?.aborted) throw this.#aborted();
+    if (this.#options.signal?.aborted) throw this.#c.aborted();
     if (this.#reader && !this.#readerOpen) {
       await this.#reader.open();
       this.#readerOpen = true;
@@ -482,7 +366,7 @@ class TarBackup {
         this.#stack.pop();
         continue;
       }
-      this.#stats.scanned++;
+      this.#c.stats.scanned++;
       if (item.kind === "d") {
         const entry = this.#enterDir(frame, item);
         this.#pending = entry instanceof Promise ? await entry : entry;
@@ -495,9 +379,9 @@ class TarBackup {
         this.#record(item.line);
       }
       if ((++count & 63) === 0) {
-        if (signal?.aborted) throw this.#aborted();
+        if (signal?.aborted) throw this.#c.aborted();
         const now = performance.now();
-        if (now - this.#lastProgress >= PROGRESS_MS) this.#progress(now);
+        if (now - this.#c.lastProgress >= PROGRESS_MS) this.#c.progress(now);
         if (now - this.#lastYield >= SLICE_MS) {
           if (this.#off > 0) break;
           await yieldToEventLoop();
@@ -508,7 +392,7 @@ class TarBackup {
     if (this.#ended) return;
     this.#emit();
     const now = performance.now();
-    if (now - this.#lastProgress >= PROGRESS_MS) this.#progress(now);
+    if (now - this.#c.lastProgress >= PROGRESS_MS) this.#c.progress(now);
   }
 
   /** Lists a directory and prepares its entry (header with dumpdir, frame of its children). */
@@ -528,16 +412,8 @@ class TarBackup {
     };
     let byName: Item[] = [];
     if (!item.mount || this.#options.crossFileSystems) {
-      let names: string[];
-      try {
-        names = fs.readdirSync(abs);
-      } catch (err) {
-        if (isRoot) {
-          throw new FrostError(`Cannot back up "${this.#source}": ${errnoText(err)}`, { cause: err });
-        }
-        this.#warn(abs, `cannot list directory: ${errnoText(err)}; left out`);
-        return undefined;
-      }
+      const names = listDir(abs, isRoot, this.#source, this.#c);
+      if (names === undefined) return undefined;
       byName = this.#list(child, sortNames(names));
     }
     const files: Item[] = [];
@@ -578,36 +454,10 @@ class TarBackup {
       const rel = dir.relPrefix + name;
       if (exclude?.(rel, name, false)) continue;
       const abs = dir.absPrefix + name;
-      let st: fs.BigIntStats | undefined;
-      try {
-        st = fs.lstatSync(abs, { bigint: true, throwIfNoEntry: false });
-      } catch (err) {
-        this.#warn(abs, `cannot stat: ${errnoText(err)}; left out`);
-        continue;
-      }
-      if (!st) {
-        // Names that are not UTF-8 reach us with U+FFFD in them (Deno cannot give their bytes at all).
-        this.#warn(
-          abs,
-          name.includes("\uFFFD")
-            ? "name is not valid UTF-8; left out"
-            : "vanished before it was read; left out",
-        );
-        continue;
-      }
-      const kind = kindOf(Number(st.mode));
-      if (kind === "d") {
-        if (exclude?.(rel, name, true)) continue;
-      } else if (kind === "s") {
-        this.#warn(abs, "socket ignored");
-        continue;
-      } else if (kind === undefined) {
-        this.#warn(abs, "unknown file type; left out");
-        continue;
-      } else if ((kind === "c" || kind === "b") && !this.#isRoot) {
-        this.#warn(abs, "device left out: only root can back up and restore devices");
-        continue;
-      }
+      const st = lstatChild(abs, name, this.#c);
+      if (!st) continue;
+      const kind = entryKind(Number(st.mode), abs, this.#isRoot, this.#c);
+      if (kind === undefined || (kind === "d" && exclude?.(rel, name, true))) continue;
       items.push(makeItem(name, rel, kind, st, this.#rootDev));
     }
     return items;
@@ -687,7 +537,7 @@ class TarBackup {
           try {
             entry.fd = fs.openSync(abs, OPEN_FLAGS);
           } catch (err) {
-            this.#warn(
+            this.#c.warn(
               abs,
               (err as { code?: string }).code === "ENOENT"
                 ? "vanished before it was read; left out"
@@ -705,7 +555,7 @@ class TarBackup {
         try {
           entry.linkname = fs.readlinkSync(abs);
         } catch (err) {
-          this.#warn(abs, `cannot read link: ${errnoText(err)}; left out`);
+          this.#c.warn(abs, `cannot read link: ${errnoText(err)}; left out`);
           return undefined;
         }
         break;
@@ -728,8 +578,8 @@ class TarBackup {
     h.mode = item.mode;
     h.uid = item.uid;
     h.gid = item.gid;
-    h.uname = this.#userName(h.uid);
-    h.gname = this.#groupName(h.gid);
+    h.uname = this.#names.user(h.uid);
+    h.gname = this.#names.group(h.gid);
 
     // pax records: [key, value, value bytes]; mtime always, the rest when ustar cannot hold them.
     const records: [string, string | Uint8Array, number][] = [];
@@ -805,7 +655,7 @@ class TarBackup {
     writeHeader(buf, this.#off + BLOCK + roundUp(paxSize), h);
     this.#off += need;
 
-    this.#stats.files++;
+    this.#c.stats.files++;
     this.#record(item.line);
     if (e.frame) this.#stack.push(e.frame);
     if (e.size > 0 && e.typeflag === TYPE.file) {
@@ -838,12 +688,12 @@ class TarBackup {
         n = fs.readSync(this.#fd, buf, this.#off, want, this.#filePos);
       } catch (err) {
         this.#closeFile();
-        this.#warn(this.#fileAbs, `cannot read: ${errnoText(err)}; padded with zeros`);
+        this.#c.warn(this.#fileAbs, `cannot read: ${errnoText(err)}; padded with zeros`);
         continue;
       }
       if (n === 0) {
         this.#closeFile();
-        this.#warn(
+        this.#c.warn(
           this.#fileAbs,
           `file shrank by ${this.#remaining} bytes while read; padded with zeros to ${this.#fileSize} bytes`,
         );
@@ -852,12 +702,12 @@ class TarBackup {
       if (n > this.#remaining) {
         buf[this.#off + this.#remaining] = 0;
         n = this.#remaining;
-        this.#warn(this.#fileAbs, `file grew while read; cut at ${this.#fileSize} bytes`);
+        this.#c.warn(this.#fileAbs, `file grew while read; cut at ${this.#fileSize} bytes`);
       }
       this.#off += n;
       this.#filePos += n;
       this.#remaining -= n;
-      this.#stats.bytes += n;
+      this.#c.stats.bytes += n;
     }
     this.#closeFile();
     this.#off = roundUp(this.#off); // chunk sizes are block multiples, so padding always fits
@@ -865,14 +715,7 @@ class TarBackup {
   }
 
   #closeFile(): void {
-    if (this.#fd >= 0) {
-      try {
-        fs.closeSync(this.#fd);
-      } catch {
-        // Nothing left to lose: the data is read.
-      }
-      this.#fd = -1;
-    }
+    this.#fd = closeRead(this.#fd);
   }
 
   /** Appends an entry's state record. */
@@ -916,9 +759,7 @@ class TarBackup {
     this.#ended = true;
     this.#data.close();
     if (!this.#stateCancelled) this.#state.close();
-    this.#detach();
-    this.#progress(performance.now());
-    this.#resolve({ ...this.#stats });
+    this.#c.succeed();
     await this.#reader?.close();
   }
 
@@ -936,37 +777,8 @@ class TarBackup {
     this.#pending = undefined;
     this.#data.error(err);
     if (!this.#stateCancelled) this.#state.error(err);
-    this.#detach();
     void this.#reader?.close();
-    this.#reject(err);
-  }
-
-  #aborted(): AbortedError {
-    return new AbortedError(`Backup of "${this.#source}" aborted`, { cause: this.#options.signal?.reason });
-  }
-
-  #detach(): void {
-    if (this.#onAbort) this.#options.signal?.removeEventListener("abort", this.#onAbort);
-  }
-
-  #warn(abs: string, message: string): void {
-    this.#stats.warnings++;
-    this.#options.onWarning?.({ path: abs, message });
-  }
-
-  #progress(now: number): void {
-    this.#lastProgress = now;
-    this.#options.onProgress?.({ files: this.#stats.files, bytes: this.#stats.bytes });
-  }
-
-  #userName(uid: number): string {
-    this.#users ??= readIdNames("/etc/passwd");
-    return this.#users.get(uid) ?? "";
-  }
-
-  #groupName(gid: number): string {
-    this.#groups ??= readIdNames("/etc/group");
-    return this.#groups.get(gid) ?? "";
+    this.#c.fail(err);
   }
 }
 
@@ -1000,16 +812,5 @@ function dumpdir(byName: readonly Item[]): Uint8Array {
  * ```
  */
 export function tarBackup(source: string, options: BackupOptions = {}): BackupRun {
-  let st: fs.BigIntStats;
-  try {
-    st = fs.statSync(source, { bigint: true });
-    if (st.isDirectory()) fs.accessSync(source, fs.constants.R_OK | fs.constants.X_OK);
-    else if (st.isFile()) fs.accessSync(source, fs.constants.R_OK);
-  } catch (err) {
-    throw new FrostError(`Cannot back up "${source}": ${errnoText(err)}`, { cause: err });
-  }
-  if (!st.isDirectory() && !st.isFile()) {
-    throw new FrostError(`Cannot back up "${source}": not a directory or a regular file`);
-  }
-  return new TarBackup(source, st, options).run;
+  return new TarBackup(source, statSource(source), options).run;
 }

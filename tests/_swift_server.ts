@@ -58,14 +58,7 @@ export function uniqueName(): string {
   return `frost-test-${Date.now().toString(36)}-${crypto.randomBytes(4).toString("hex")}`;
 }
 
-/** A loopback port nothing listens on (it was free a moment ago). */
-export async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+export { closedPort } from "./_file_servers.ts";
 
 /** A loopback server that accepts connections and never answers, for timeout tests. */
 export async function silentServer(): Promise<{ url: string; close: () => Promise<void> }> {

@@ -194,7 +194,7 @@ describe("streaming AEAD", () => {
     assert.notDeepEqual(a.subarray(HEADER), b.subarray(HEADER));
   });
 
-  it("matches an independent decoder built from docs/FORMAT.md ("Encryption")", async () => {
+  it("matches an independent decoder built from docs/FORMAT.md (section Encryption)", async () => {
     const raw = bytesOf(32, 77);
     const key = await DataKey.fromBytes(raw);
     const plain = bytesOf(2500, 5);
@@ -609,7 +609,7 @@ describe("recipient wrapping (X25519)", () => {
   });
 });
 
-/** The test vectors of docs/FORMAT.md ("Encryption") (data key = bytes 0x00…0x1f). */
+/** The test vectors of docs/FORMAT.md (section Encryption) (data key = bytes 0x00…0x1f). */
 const VECTORS = {
   key: Uint8Array.from({ length: 32 }, (_, i) => i),
   frost: "46524f5354454e430112db1b76e750075d615ddea81dc856e8ec451be3b741d0ed7ae9fcaaa3",

@@ -378,7 +378,8 @@ withSwiftServer("SwiftStorage on the Swift all-in-one server", (server: SwiftSer
       });
 
       it("SwiftStorage authenticates with application credentials, and a dead endpoint is retriable", async () => {
-        const dead = `http://127.0.0.1:${await closedPort()}`;
+        // The closed port is picked while the stand-in listens, so the two can never be the same port.
+        let dead = "";
         const keystone = await fakeKeystone({
           token: "unused",
           catalog: () => [{
@@ -386,6 +387,7 @@ withSwiftServer("SwiftStorage on the Swift all-in-one server", (server: SwiftSer
             endpoints: [{ interface: "public", region: "RegionOne", url: `${dead}/v1/AUTH_x` }],
           }],
         });
+        dead = `http://127.0.0.1:${await closedPort()}`;
         try {
           const env3 = {
             OS_AUTH_URL: keystone.url.replace(/\/v3$/, ""), // "/v3" is added when missing

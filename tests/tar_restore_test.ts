@@ -558,6 +558,14 @@ test("tarRestore() refuses a path through a symlink the archive planted", async 
     ]),
     /"d\/pwned"/,
   );
+  // Doubled slashes after "./" must not skip the check (a bug found in review: ".//l/pwned" once became
+  // "/l/pwned" and bypassed the parent-directory check).
+  for (const name of [".//l/pwned", "././/l/pwned", "l//pwned", ".///l/./pwned"]) {
+    await assertRefused(
+      tarOf([{ name: "./l", type: "2", linkname: "../sentinel" }, { name, data: "x" }]),
+      /path leaves the target/,
+    );
+  }
   // A symlink left in the target by an earlier level.
   await assertRefused(
     tarOf([{ name: "old/pwned", data: "x" }]),

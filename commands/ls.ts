@@ -1,0 +1,316 @@
+/**
+ * `frost ls --name NAME [--date T] [PATH]`: the files of a backup point as a restore would produce them.
+ *
+ * Reads the chain's archives (segments checked, decrypted, decompressed) and replays them on a tree in
+ * memory the way the tar restore replays them on disk: members add or replace entries, GNU dumpdirs of
+ * directories that already existed remove what the source no longer had (and replay renames). Nothing is
+ * written. File data is skipped, not kept.
+ * @module
+ */
+import {
+  type Command,
+  hostnameOption,
+  KEY_OPTIONS,
+  keyOptions,
+  nameOption,
+  openStorages,
+  parse,
+  STORAGE_HELP,
+  STORAGE_OPTIONS,
+} from "../cli.ts";
+import { ExitCode, FrostError, UsageError } from "../errors.ts";
+import { loadManifests, type Manifest, seriesName } from "../manifest.ts";
+import { restoreChain } from "../levels.ts";
+import { formatBytes, parseDate } from "../units.ts";
+import { readSegments } from "../pipeline.ts";
+import { toRecord } from "./backup.ts";
+import { dataKeyOf } from "../backup_keys.ts";
+import { createDecryptor, type DataKey, streamId } from "../encryption.ts";
+import { createDecompressor } from "../compression.ts";
+import { Dumpdir, type EntryType, parseDumpdir, type TarEntry, TarReader } from "../engines/_tar_read.ts";
+
+const USAGE = `Usage: frost ls --name NAME [--date T] [PATH] [options]
+
+Lists the files of the newest backup of <hostname>_<name> (or of the newest at or before --date) as a
+restore would produce them, after applying the whole chain: type and mode, size, modification time (UTC)
+and path. With PATH, only that path and what is below it. Nothing is written. Tar-engine backups only.
+
+Options:
+  --name NAME            backup name (required)
+  --date T               ISO 8601 date/time (local time unless a zone is given)
+  --encrypt-pass-file F  the passphrase of encrypted backups (or set FROST_PASSPHRASE)
+  --encrypt-identity-file F  the identity of backups encrypted to a recipient
+  --json                 print a JSON array of {path, type, mode, size, mtime, linkname}
+  -h, --help             this help
+
+${STORAGE_HELP}`;
+
+/** One entry of the replayed tree. */
+interface Node {
+  type: EntryType;
+  mode: number;
+  size: number;
+  /** Seconds since the epoch (UTC); NaN when only implied by a deeper member. */
+  mtime: number;
+  linkname: string;
+  children?: Map<string, Node>;
+}
+
+/** The ls command. */
+export const lsCommand: Command = {
+  summary: "list the files of a backup point as restore would produce them",
+  usage: USAGE,
+  async run(ctx) {
+    const { values, positionals } = parse(ctx.args, {
+      ...STORAGE_OPTIONS,
+      date: { type: "string" },
+      ...KEY_OPTIONS,
+    }, true);
+    if (values.help) {
+      ctx.stdout(USAGE);
+      return ExitCode.ok;
+    }
+    if (positionals.length > 1) throw new UsageError(`Unexpected argument "${positionals[1]}"`);
+    const name = nameOption(values.name, "ls");
+    const hostname = hostnameOption(values.hostname);
+    const at = values.date === undefined ? undefined : parseDate(values.date);
+    const prefix = positionals[0] === undefined ? "" : normalize(positionals[0], positionals[0]);
+
+    const storage = await openStorages(values, { create: false, ctx });
+    try {
+      const series = seriesName(hostname, name);
+      const history = await loadManifests(storage, series, (key, err) => {
+        ctx.stderr(`frost: warning: ignoring unreadable manifest "${key}": ${(err as Error).message}`);
+      });
+      if (history.length === 0) throw new FrostError(`No backup of "${series}" in ${storage.url}`);
+      const byId = new Map(history.map((m) => [m.id, m]));
+      const chain: Manifest[] = restoreChain(history.map(toRecord), at, series).map((r) => byId.get(r.id)!);
+      for (const m of chain) {
+        if (m.engine !== "tar") {
+          throw new FrostError(`frost ls reads tar-engine backups only; backup "${m.id}" uses "${m.engine}"`);
+        }
+      }
+      const keyOpts = await keyOptions(values);
+      const keys = new Map<string, DataKey>();
+      for (const m of chain) {
+        const key = await dataKeyOf(m.id, m.encryption, keyOpts);
+        if (key) keys.set(m.id, key);
+      }
+
+      const tree = new Tree();
+      for (const m of chain) {
+        let stream = readSegments(storage, m.segments, { signal: ctx.signal });
+        const key = keys.get(m.id);
+        if (m.encryption && !key) {
+          throw new FrostError(
+            `Cannot read the data of backup "${m.id}": it is encrypted and no key was given`,
+          );
+        }
+        if (key) {
+          stream = stream.pipeThrough(
+            createDecryptor(key, streamId(m.id, "data"), { label: `the data of backup "${m.id}"` }),
+          );
+        }
+        const reader = new TarReader({
+          entry: (e) => {
+            tree.apply(e);
+            return false;
+          },
+          data: () => {},
+          end: () => {},
+          warn: () => {},
+        });
+        for await (const chunk of stream.pipeThrough(createDecompressor(m.compression))) reader.push(chunk);
+        reader.finish();
+      }
+
+      const rows = tree.list(prefix);
+      if (prefix !== "" && rows.length === 0) {
+        throw new FrostError(
+          `"${positionals[0]}" is not in backup ${chain[chain.length - 1]!.id} of "${series}"`,
+        );
+      }
+      if (values.json) {
+        ctx.stdout(JSON.stringify(
+          rows.map(([path, n]) => ({
+            path,
+            type: n.type,
+            mode: n.mode,
+            size: n.size,
+            mtime: Number.isNaN(n.mtime) ? null : new Date(n.mtime * 1000).toISOString(),
+            ...n.linkname && { linkname: n.linkname },
+          })),
+          null,
+          2,
+        ));
+        return ExitCode.ok;
+      }
+      for (const [path, n] of rows) {
+        const time = Number.isNaN(n.mtime)
+          ? "-".padEnd(19)
+          : new Date(n.mtime * 1000).toISOString().slice(0, 19).replace("T", " ");
+        const link = n.type === "symlink"
+          ? ` -> ${n.linkname}`
+          : n.type === "hardlink"
+          ? ` (hard link of ${n.linkname})`
+          : "";
+        ctx.stdout(
+          `${typeChar(n.type)}${modeString(n.mode)} ${String(n.size).padStart(12)} ${time} ${path}${link}`,
+        );
+      }
+      const files = rows.filter(([, n]) => n.type === "file").length;
+      const bytes = rows.reduce((sum, [, n]) => sum + (n.type === "file" ? n.size : 0), 0);
+      ctx.stderr(`${rows.length} entries, ${files} files, ${formatBytes(bytes)}`);
+      return ExitCode.ok;
+    } finally {
+      await storage.close();
+    }
+  },
+};
+
+/** An archive name (or a user's PATH) as a path relative to the restore target: "./a//b/" → "a/b". */
+function normalize(name: string, entry: string): string {
+  const out: string[] = [];
+  for (const part of name.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") throw new FrostError(`Refusing "${entry}": the path leaves the target ("..")`);
+    out.push(part);
+  }
+  return out.join("/");
+}
+
+/** The restore target, in memory. */
+class Tree {
+  readonly root: Node = { type: "dir", mode: 0o755, size: 0, mtime: NaN, linkname: "", children: new Map() };
+  #tempCount = 0;
+
+  /** The directory holding `rel` (created as needed, like the restore's parent directories). */
+  #parent(rel: string, entry: string): [Map<string, Node>, string] {
+    const parts = rel.split("/");
+    const last = parts.pop()!;
+    let dir = this.root;
+    for (const part of parts) {
+      let next = dir.children!.get(part);
+      if (!next) {
+        next = { type: "dir", mode: 0o755, size: 0, mtime: NaN, linkname: "", children: new Map() };
+        dir.children!.set(part, next);
+      } else if (next.type !== "dir") {
+        throw new FrostError(
+          `Refusing "${entry}": its path goes through "${part}", which is not a directory`,
+        );
+      }
+      dir = next;
+    }
+    return [dir.children!, last];
+  }
+
+  #find(rel: string): Node | undefined {
+    if (rel === "") return this.root;
+    let node: Node | undefined = this.root;
+    for (const part of rel.split("/")) {
+      node = node?.children?.get(part);
+      if (!node) return undefined;
+    }
+    return node;
+  }
+
+  apply(e: TarEntry): void {
+    const rel = normalize(e.name, e.name);
+    const node: Node = {
+      type: e.type,
+      mode: e.mode,
+      size: e.type === "file" ? e.size : 0,
+      mtime: e.mtime.sec + e.mtime.nsec / 1e9,
+      linkname: e.linkname,
+    };
+    if (e.type === "hardlink") {
+      const target = this.#find(normalize(e.linkname, e.name));
+      node.size = target?.size ?? 0;
+      node.linkname = normalize(e.linkname, e.name);
+    }
+    if (rel === "") {
+      if (e.type !== "dir") throw new FrostError(`Cannot restore "${e.name}": the target root is not a file`);
+      this.#dir(this.root, node, e);
+      return;
+    }
+    const [siblings, last] = this.#parent(rel, e.name);
+    const existing = siblings.get(last);
+    if (e.type === "dir") {
+      if (existing?.type === "dir") {
+        this.#dir(existing, node, e);
+        return;
+      }
+      node.children = new Map();
+    }
+    siblings.set(last, node);
+  }
+
+  /** An existing directory met again: new attributes, and its dumpdir's renames and deletions replayed. */
+  #dir(dir: Node, attrs: Node, e: TarEntry): void {
+    dir.mode = attrs.mode;
+    dir.mtime = attrs.mtime;
+    if (!e.dumpdir) return;
+    const records = parseDumpdir(e.dumpdir);
+    const keep = new Map<string, number>();
+    let temp: string | undefined;
+    for (let k = 0; k < records.length; k++) {
+      const r = records[k]!;
+      if (r.code === Dumpdir.X) {
+        temp = `${normalize(r.name, e.name)}/tar.${++this.#tempCount}`.replace(/^\//, "");
+      } else if (r.code === Dumpdir.R) {
+        const t = records[++k];
+        if (!t || t.code !== Dumpdir.T) {
+          throw new FrostError(`Cannot restore "${e.name}": malformed rename records in its dumpdir`);
+        }
+        const from = r.name === "" ? temp : normalize(r.name, e.name);
+        const to = t.name === "" ? temp : normalize(t.name, e.name);
+        if (from && to) this.#rename(from, to, e.name);
+      } else if (r.code !== Dumpdir.T) {
+        keep.set(r.name, r.code);
+      }
+    }
+    for (const [name, child] of dir.children!) {
+      const c = keep.get(name);
+      const isDir = child.type === "dir";
+      if (c === undefined || (c === Dumpdir.D && !isDir) || (c === Dumpdir.Y && isDir)) {
+        dir.children!.delete(name);
+      }
+    }
+  }
+
+  #rename(from: string, to: string, entry: string): void {
+    const [fromSiblings, fromLast] = this.#parent(from, entry);
+    const node = fromSiblings.get(fromLast);
+    if (!node) return; // as the restore: nothing to move
+    fromSiblings.delete(fromLast);
+    const [toSiblings, toLast] = this.#parent(to, entry);
+    toSiblings.set(toLast, node);
+  }
+
+  /** Every entry at or below `prefix`, in path order. */
+  list(prefix: string): [string, Node][] {
+    const out: [string, Node][] = [];
+    const walk = (path: string, node: Node) => {
+      out.push([path, node]);
+      if (!node.children) return;
+      for (const name of [...node.children.keys()].sort()) {
+        walk(path === "." ? name : `${path}/${name}`, node.children.get(name)!);
+      }
+    };
+    const start = this.#find(prefix);
+    if (start) walk(prefix === "" ? "." : prefix, start);
+    return out;
+  }
+}
+
+function typeChar(type: EntryType): string {
+  return { file: "-", dir: "d", symlink: "l", hardlink: "-", char: "c", block: "b", fifo: "p" }[type];
+}
+
+function modeString(mode: number): string {
+  const rwx = (bits: number, special: boolean, char: string) =>
+    (bits & 4 ? "r" : "-") + (bits & 2 ? "w" : "-") +
+    (special ? (bits & 1 ? char : char.toUpperCase()) : bits & 1 ? "x" : "-");
+  return rwx(mode >> 6, (mode & 0o4000) !== 0, "s") + rwx(mode >> 3, (mode & 0o2000) !== 0, "s") +
+    rwx(mode, (mode & 0o1000) !== 0, "t");
+}

@@ -1,0 +1,447 @@
+/**
+ * `frost verify --name NAME [--date T | --all] [--read-data [--sample P%]]`: checks that a backup point (or
+ * every backup of the series) is intact on the storage, without writing anything.
+ *
+ * Quick mode stats every object (manifests, data and state segments) and compares the size with the
+ * manifest; nothing is downloaded. `--read-data` downloads every segment, checks its SHA-256, and decodes
+ * the data and state streams to the end (decrypt, decompress, and for the tar engine parse the archive).
+ * With several storages each one is checked on its own, so a bad copy is found even when another is good.
+ * @module
+ */
+import {
+  type Command,
+  hostnameOption,
+  KEY_OPTIONS,
+  keyOptions,
+  nameOption,
+  openStorages,
+  parse,
+  STORAGE_HELP,
+  STORAGE_OPTIONS,
+} from "../cli.ts";
+import { ExitCode, FrostError, messageOf, UsageError } from "../errors.ts";
+import { loadManifests, type Manifest, manifestKey, type SegmentRef, seriesName } from "../manifest.ts";
+import { NoBackupError, restoreChain } from "../levels.ts";
+import { formatBytes, parseDate } from "../units.ts";
+import { readSegments } from "../pipeline.ts";
+import { toRecord } from "./backup.ts";
+import { dataKeyOf, stateKeyOf } from "../backup_keys.ts";
+import { createDecryptor, type DataKey, streamId } from "../encryption.ts";
+import { createDecompressor } from "../compression.ts";
+import { TarReader } from "../engines/_tar_read.ts";
+import { NotFoundError, readAll, type Storage } from "../storage/storage.ts";
+import { MultiStorage } from "../storage/multi.ts";
+
+const USAGE = `Usage: frost verify --name NAME [--date T | --all] [--read-data [--sample P%]] [options]
+
+Checks the backups of <hostname>_<name> without writing anything: by default the chain a restore of the
+newest backup (or of --date) would apply, with --all every backup of the series.
+
+Quick mode (the default) checks that every object (manifests, data and engine-state segments) exists with
+the size its manifest records; nothing is downloaded. --read-data downloads every segment, checks its
+SHA-256, and decodes the data and state streams to the end (decryption, decompression and, for the tar
+engine, the archive structure) — the same reading a restore does, with no writes.
+
+Exit code 0 only when everything checked is good; otherwise 1, with each bad object named on stderr.
+
+Options:
+  --name NAME            backup name (required)
+  --date T               verify the chain of the newest backup at or before T (ISO 8601)
+  --all                  verify every backup of the series (and that every parent exists)
+  --read-data            download and check every segment, decode the archives to the end
+  --sample P%            with --read-data: check only a random share of the segments (e.g. 10%); their
+                         checksums are checked, the archives are not decoded
+  --encrypt-pass-file F  with --read-data: the passphrase of encrypted backups (or set FROST_PASSPHRASE)
+  --encrypt-identity-file F  with --read-data: the identity of backups encrypted to a recipient
+  --json                 print the result as one JSON object on stdout
+  -h, --help             this help
+
+${STORAGE_HELP}`;
+
+/** One bad object. */
+export interface Problem {
+  /** The storage key of the object (or of the manifest a problem belongs to). */
+  key: string;
+  problem: string;
+  /** The storage it was found on, when several are checked. */
+  storage?: string;
+}
+
+/** The verify command. */
+export const verifyCommand: Command = {
+  summary: "check that backups are intact (sizes, or --read-data: checksums and archives)",
+  usage: USAGE,
+  async run(ctx) {
+    const { values, positionals } = parse(ctx.args, {
+      ...STORAGE_OPTIONS,
+      date: { type: "string" },
+      all: { type: "boolean" },
+      "read-data": { type: "boolean" },
+      sample: { type: "string" },
+      ...KEY_OPTIONS,
+    }, true);
+    if (values.help) {
+      ctx.stdout(USAGE);
+      return ExitCode.ok;
+    }
+    if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
+    const name = nameOption(values.name, "verify");
+    const hostname = hostnameOption(values.hostname);
+    if (values.all && values.date !== undefined) {
+      throw new UsageError("--all and --date cannot be used together");
+    }
+    const at = values.date === undefined ? undefined : parseDate(values.date);
+    const readData = values["read-data"] ?? false;
+    if (values.sample !== undefined && !readData) throw new UsageError("--sample needs --read-data");
+    const sample = values.sample === undefined ? undefined : parseShare(values.sample);
+
+    const storage = await openStorages(values, { create: false, ctx });
+    try {
+      const series = seriesName(hostname, name);
+      const problems: Problem[] = [];
+      const history = await loadManifests(storage, series, (key, err) => {
+        problems.push({ key, problem: `unreadable manifest: ${messageOf(err)}` });
+      });
+      if (history.length === 0 && problems.length === 0) {
+        throw new FrostError(`No backup of "${series}" in ${storage.url}`);
+      }
+      // With every manifest unreadable there is nothing more to check: the problems say why.
+      const selected = values.all || history.length === 0
+        ? [...history].sort((a, b) => a.id.localeCompare(b.id))
+        : chainOf(history, at, series, problems);
+
+      // Every key is opened before anything is read: a wrong passphrase is one clear error.
+      const keys = new Map<string, { data: DataKey | null; state: DataKey | null }>();
+      if (readData && sample === undefined) {
+        const keyOpts = await keyOptions(values);
+        for (const m of selected) {
+          if (!m.encryption) continue;
+          if (keyOpts.passphrase === undefined && keyOpts.identity === undefined) {
+            throw new UsageError(
+              `Backup "${m.id}" is encrypted: --read-data needs --encrypt-pass-file or --encrypt-identity-file`,
+            );
+          }
+          const state = await stateKeyOf(m.id, m.encryption, keyOpts);
+          keys.set(m.id, {
+            data: await dataKeyOf(m.id, m.encryption, keyOpts),
+            state: state === "unavailable" ? null : state,
+          });
+        }
+      }
+
+      const sources = storage instanceof MultiStorage ? storage.storages : [storage];
+      let objects = 0;
+      let bytes = 0;
+      for (const source of sources) {
+        const where = sources.length > 1 ? source.url : undefined;
+        const found: Problem[] = [];
+        const counts = await verifyOn(source, series, selected, {
+          readData,
+          sample,
+          keys,
+          signal: ctx.signal,
+        }, found);
+        objects += counts.objects;
+        bytes += counts.bytes;
+        for (const p of found) problems.push(where ? { ...p, storage: where } : p);
+      }
+
+      const what = values.all ? `all ${selected.length}` : `chain of ${selected.length}`;
+      const mode = !readData
+        ? "sizes"
+        : sample !== undefined
+        ? `SHA-256 of a ${Math.round(sample * 1000) / 10}% sample`
+        : "SHA-256 and archives decoded";
+      for (const p of problems) {
+        ctx.stderr(`frost: BAD ${p.key}${p.storage ? ` on ${p.storage}` : ""}: ${p.problem}`);
+      }
+      const summary = `${problems.length === 0 ? "OK" : "FAILED"}: ${series}, ${what} backup${
+        selected.length === 1 ? "" : "s"
+      }, ${objects} objects (${formatBytes(bytes)}) checked (${mode})${
+        problems.length === 0 ? "" : `; ${problems.length} bad object${problems.length === 1 ? "" : "s"}`
+      }`;
+      if (values.json) {
+        ctx.stdout(JSON.stringify({
+          ok: problems.length === 0,
+          series,
+          backups: selected.map((m) => m.id),
+          mode: readData ? (sample !== undefined ? "sample" : "read-data") : "quick",
+          objects,
+          bytes,
+          problems,
+        }));
+      } else if (problems.length === 0) {
+        ctx.stdout(summary);
+      }
+      if (problems.length > 0) {
+        ctx.stderr(`frost: verify ${summary}`);
+        return ExitCode.failure;
+      }
+      return ExitCode.ok;
+    } finally {
+      await storage.close();
+    }
+  },
+};
+
+/** `10%`, `10` or `0.1`… as a share in (0, 1]. */
+function parseShare(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)%?$/.exec(text.trim());
+  const share = m ? Number(m[1]) / 100 : NaN;
+  if (!(share > 0 && share <= 1)) {
+    throw new UsageError(
+      `Invalid --sample "${text}": expected a percentage above 0 and at most 100, e.g. 10%`,
+    );
+  }
+  return share;
+}
+
+/**
+ * The chain a restore at `at` applies (oldest first). When a parent manifest is missing, the problem is
+ * recorded and the part of the chain that exists is returned.
+ */
+function chainOf(history: Manifest[], at: Date | undefined, series: string, problems: Problem[]): Manifest[] {
+  const byId = new Map(history.map((m) => [m.id, m]));
+  try {
+    return restoreChain(history.map(toRecord), at, series).map((r) => byId.get(r.id)!);
+  } catch (err) {
+    if (err instanceof NoBackupError || !(err instanceof FrostError)) throw err;
+  }
+  // A broken chain: walk from the backup a restore would pick as far as the parents go.
+  const limit = at?.getTime() ?? Infinity;
+  const candidates = history.filter((m) => Date.parse(m.created) <= limit).sort((a, b) =>
+    Date.parse(a.created) - Date.parse(b.created) || a.id.localeCompare(b.id)
+  );
+  const out: Manifest[] = [];
+  const seen = new Set<string>();
+  let current = candidates[candidates.length - 1];
+  while (current && !seen.has(current.id)) {
+    seen.add(current.id);
+    out.push(current);
+    if (current.parent === null) break;
+    const parent = byId.get(current.parent);
+    if (!parent) {
+      problems.push({
+        key: manifestKey(series, current.parent),
+        problem: `missing: backup ${current.id} needs its parent ${current.parent}`,
+      });
+    }
+    current = parent;
+  }
+  return out.reverse();
+}
+
+interface VerifyOptions {
+  readData: boolean;
+  sample: number | undefined;
+  keys: Map<string, { data: DataKey | null; state: DataKey | null }>;
+  signal: AbortSignal;
+}
+
+/** Checks `selected` on one storage; appends what is wrong to `problems`. */
+async function verifyOn(
+  storage: Storage,
+  series: string,
+  selected: Manifest[],
+  options: VerifyOptions,
+  problems: Problem[],
+): Promise<{ objects: number; bytes: number }> {
+  let objects = 0;
+  let bytes = 0;
+  const ids = new Set(selected.map((m) => m.id));
+  // Manifests: present on this storage (they may have been read from another), and parents present.
+  for (const m of selected) {
+    const key = manifestKey(series, m.id);
+    objects++;
+    try {
+      bytes += (await storage.stat(key, { signal: options.signal })).size;
+    } catch (err) {
+      problems.push({ key, problem: statProblem(err) });
+    }
+    if (m.parent !== null && !ids.has(m.parent)) {
+      // --all: the parent must be one of the series' backups (chain mode reports it while walking).
+      const parentKey = manifestKey(series, m.parent);
+      if (!problems.some((p) => p.key === parentKey)) {
+        try {
+          await storage.stat(parentKey, { signal: options.signal });
+        } catch {
+          problems.push({ key: parentKey, problem: `missing: backup ${m.id} needs its parent ${m.parent}` });
+        }
+      }
+    }
+  }
+
+  if (!options.readData) {
+    for (const m of selected) {
+      for (const ref of [...m.segments, ...m.state]) {
+        objects++;
+        try {
+          const info = await storage.stat(ref.key, { signal: options.signal });
+          bytes += info.size;
+          if (info.size !== ref.size) {
+            problems.push({
+              key: ref.key,
+              problem: `holds ${info.size} bytes, the manifest says ${ref.size}`,
+            });
+          }
+        } catch (err) {
+          problems.push({ key: ref.key, problem: statProblem(err) });
+        }
+      }
+    }
+    return { objects, bytes };
+  }
+
+  if (options.sample !== undefined) {
+    const all = selected.flatMap((m) => [...m.segments, ...m.state]);
+    for (const ref of pickSample(all, options.sample)) {
+      objects++;
+      const got = await fetchVerified(storage, ref, options.signal, problems);
+      if (got) bytes += got.byteLength;
+    }
+    return { objects, bytes };
+  }
+
+  for (const m of selected) {
+    const keys = options.keys.get(m.id);
+    for (const kind of ["data", "state"] as const) {
+      const refs = kind === "data" ? m.segments : m.state;
+      const key = kind === "data" ? keys?.data ?? null : keys?.state ?? null;
+      // A write-only host without the identity cannot open the state: its checksums are still checked.
+      const decodeIt = !m.encryption || key !== null;
+      const counts = await readStream(
+        storage,
+        series,
+        m,
+        kind,
+        refs,
+        decodeIt ? key : undefined,
+        options,
+        problems,
+      );
+      objects += counts.objects;
+      bytes += counts.bytes;
+    }
+  }
+  return { objects, bytes };
+}
+
+function statProblem(err: unknown): string {
+  return err instanceof NotFoundError ? "missing" : `cannot be checked: ${messageOf(err)}`;
+}
+
+/** A random `share` of `refs` (at least one when there are any), in their original order. */
+function pickSample(refs: SegmentRef[], share: number): SegmentRef[] {
+  const want = Math.min(refs.length, Math.max(1, Math.ceil(refs.length * share)));
+  const order = refs.map((_, i) => i);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  return order.slice(0, want).sort((a, b) => a - b).map((i) => refs[i]!);
+}
+
+/** Downloads one segment and checks size and SHA-256 (readSegments does); records a problem on failure. */
+async function fetchVerified(
+  storage: Storage,
+  ref: SegmentRef,
+  signal: AbortSignal,
+  problems: Problem[],
+): Promise<Uint8Array | null> {
+  try {
+    return await readAll(readSegments(storage, [ref], { signal }));
+  } catch (err) {
+    if (signal.aborted) throw err;
+    const message = messageOf(err).replace(`Cannot read segment "${ref.key}": `, "").replace(
+      /^it is missing from .*$/,
+      "missing",
+    );
+    problems.push({ key: ref.key, problem: message });
+    return null;
+  }
+}
+
+/**
+ * Reads one stream of a backup segment by segment, checking each one, and (when `key` is not undefined)
+ * decodes it to the end as a restore would. Every bad segment is named; a stream whose segments are all good
+ * but that does not decode is named by its backup and kind.
+ */
+async function readStream(
+  storage: Storage,
+  series: string,
+  m: Manifest,
+  kind: "data" | "state",
+  refs: SegmentRef[],
+  key: DataKey | null | undefined,
+  options: VerifyOptions,
+  problems: Problem[],
+): Promise<{ objects: number; bytes: number }> {
+  let objects = 0;
+  let bytes = 0;
+  let broken = false;
+  const decoding = key === undefined ? null : startDecoder(m, kind, key);
+  const writer = decoding?.input.getWriter();
+  let decodeError: unknown;
+  for (const ref of refs) {
+    objects++;
+    const got = await fetchVerified(storage, ref, options.signal, problems);
+    if (!got) {
+      broken = true;
+      continue;
+    }
+    bytes += got.byteLength;
+    if (writer && !broken && decodeError === undefined) {
+      try {
+        await writer.write(got);
+      } catch (err) {
+        decodeError = err;
+      }
+    }
+  }
+  if (writer && decoding) {
+    if (broken || decodeError !== undefined) {
+      writer.abort(new Error("not decoded")).catch(() => {});
+      const result = await decoding.done.then(() => undefined, (err) => err);
+      if (!broken) decodeError = result ?? decodeError;
+    } else {
+      try {
+        await writer.close();
+        await decoding.done;
+      } catch (err) {
+        decodeError = err;
+      }
+    }
+    if (!broken && decodeError !== undefined) {
+      if (options.signal.aborted) throw decodeError;
+      problems.push({
+        key: manifestKey(series, m.id),
+        problem: `the ${kind} stream of backup ${m.id} does not decode: ${messageOf(decodeError)}`,
+      });
+    }
+  }
+  return { objects, bytes };
+}
+
+/**
+ * A writable for the stored bytes of a stream and a promise that settles once they are decrypted,
+ * decompressed and (tar data) parsed to the end-of-archive block. Nothing is kept or written.
+ */
+function startDecoder(m: Manifest, kind: "data" | "state", key: DataKey | null) {
+  const entry = new TransformStream<Uint8Array, Uint8Array>();
+  let stream = entry.readable;
+  if (key) {
+    stream = stream.pipeThrough(
+      createDecryptor(key, streamId(m.id, kind), { label: `the ${kind} of backup "${m.id}"` }),
+    );
+  }
+  stream = stream.pipeThrough(createDecompressor(m.compression));
+  const tar = kind === "data" && m.engine === "tar"
+    ? new TarReader({ entry: () => false, data: () => {}, end: () => {}, warn: () => {} })
+    : null;
+  const done = (async () => {
+    for await (const chunk of stream) tar?.push(chunk);
+    tar?.finish();
+  })();
+  done.catch(() => {});
+  return { input: entry.writable, done };
+}

@@ -1,0 +1,389 @@
+/**
+ * The restore side shared by the tar and rsync engines: the writable stream a restore is fed through,
+ * and the target tree, which creates entries without ever writing outside the target (paths through
+ * symlinks are refused; files are created with O_EXCL, never written through an existing link).
+ * @module
+ */
+import fs from "node:fs";
+import process from "node:process";
+import { execFileSync } from "node:child_process";
+import type { RestoreOptions, RestoreRun, RestoreStats } from "./engine.ts";
+import { AbortedError, FrostError, messageOf } from "../errors.ts";
+import { code, count, IdMap, safeRel } from "./_fs_common.ts";
+
+/** What a restore's stream drives: one engine's parser and applier. */
+export interface RestoreSink {
+  /** Applies the next chunk of the stream (and reports progress). */
+  push(chunk: Uint8Array): void;
+  /** Checks that the stream ended properly, applies directory attributes and returns the totals. */
+  finish(): RestoreStats;
+  /** Releases what is open after a failure. */
+  abandon(): void;
+}
+
+/**
+ * The writable stream and `done` promise of a restore into `target`: chunks go to `sink`, which must
+ * be Uint8Arrays (`fn` names the function in that error); an abort of `options.signal`, a cancelled
+ * stream or a failing sink settles `done` and abandons the sink.
+ */
+export function restoreRun(
+  target: string,
+  options: RestoreOptions,
+  fn: string,
+  sink: RestoreSink,
+): RestoreRun {
+  const signal = options.signal;
+  let resolveDone!: (stats: RestoreStats) => void;
+  let rejectDone!: (err: unknown) => void;
+  const done = new Promise<RestoreStats>((resolve, reject) => {
+    resolveDone = resolve;
+    rejectDone = reject;
+  });
+  // The caller may be awaiting the pipe when the restore fails; the error still reaches it through `done`.
+  done.catch(() => {});
+  let settled = false;
+  let onAbort: (() => void) | undefined;
+  const settle = (err?: unknown, stats?: RestoreStats) => {
+    if (settled) return;
+    settled = true;
+    if (onAbort) signal?.removeEventListener("abort", onAbort);
+    if (stats) {
+      resolveDone(stats);
+    } else {
+      sink.abandon();
+      rejectDone(err);
+    }
+  };
+  const aborted = () => new AbortedError(`Restore into "${target}" aborted`, { cause: signal?.reason });
+
+  const writable = new WritableStream<Uint8Array>({
+    start(controller) {
+      if (!signal) return;
+      if (signal.aborted) {
+        const err = aborted();
+        settle(err);
+        throw err;
+      }
+      onAbort = () => {
+        const err = aborted();
+        settle(err);
+        controller.error(err);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+    },
+    write(chunk) {
+      try {
+        if (signal?.aborted) throw aborted();
+        if (!(chunk instanceof Uint8Array)) {
+          throw new TypeError(`${fn}() accepts Uint8Array chunks only`);
+        }
+        sink.push(chunk);
+      } catch (err) {
+        settle(err);
+        throw err;
+      }
+    },
+    close() {
+      try {
+        if (signal?.aborted) throw aborted();
+        settle(undefined, sink.finish());
+      } catch (err) {
+        settle(err);
+        throw err;
+      }
+    },
+    abort(reason) {
+      settle(reason ?? aborted());
+    },
+  });
+  return { writable, done };
+}
+
+/** A restore's counts, reported through `options.onProgress`. */
+export class RestoreTally {
+  files = 0;
+  bytes = 0;
+  deleted = 0;
+  #options: RestoreOptions;
+  #lastProgress = performance.now();
+
+  constructor(options: RestoreOptions) {
+    this.#options = options;
+  }
+
+  /** Reports progress at most every 100 ms. */
+  tick(): void {
+    const now = performance.now();
+    if (now - this.#lastProgress >= 100 && this.#options.onProgress) {
+      this.#lastProgress = now;
+      this.#options.onProgress({ files: this.files, bytes: this.bytes });
+    }
+  }
+
+  /** Reports the final progress and returns the totals. */
+  totals(): RestoreStats {
+    this.#options.onProgress?.({ files: this.files, bytes: this.bytes });
+    return { files: this.files, bytes: this.bytes, deleted: this.deleted };
+  }
+}
+
+/** Directory attributes applied once the stream has ended; `T` is the engine's time. */
+export interface DirFix<T> {
+  name: string;
+  depth: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: T;
+  atime?: T;
+}
+
+const CREATE = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
+
+/** A special file's type, as the restore messages name it. */
+export type SpecialType = "fifo" | "char" | "block";
+
+/**
+ * The target directory of a restore: creates and removes entries under `root`, checking every parent
+ * on the way. `F` is what the engine keeps per directory until the end (its attributes, in `fixups`).
+ */
+export class RestoreTarget<F> {
+  readonly root: string;
+  readonly superuser = process.getuid?.() === 0;
+  /** Whether owners are restored (`options.owners`, default: running as root). */
+  readonly owners: boolean;
+  readonly umask = process.umask();
+  /** Owner names to this machine's ids. */
+  readonly ids = new IdMap();
+  /**
+   * Relative paths (under root) already checked in this run to be real directories, not symlinks.
+   * Entries leave when the restore removes a directory or puts a symlink in its place.
+   */
+  readonly verified = new Set<string>([""]);
+  /** Directory attributes applied at the end, by relative path; a removed directory leaves. */
+  readonly fixups = new Map<string, F>();
+
+  constructor(root: string, options: RestoreOptions) {
+    this.root = root;
+    this.owners = options.owners ?? this.superuser;
+  }
+
+  /** The depth of a directory's fixup: deepest are applied first, the root (-1) last. */
+  static depth(rel: string): number {
+    return rel === "" ? -1 : count(rel, "/");
+  }
+
+  abs(rel: string): string {
+    return rel === "" ? this.root : this.root + "/" + rel;
+  }
+
+  /**
+   * Makes sure every parent of `rel` is a real directory inside the root, creating missing ones.
+   * Refuses a path through a symlink: the backup could have planted one pointing anywhere.
+   */
+  parents(rel: string, name: string): void {
+    const slash = rel.lastIndexOf("/");
+    if (slash < 0 || this.verified.has(rel.slice(0, slash))) return;
+    let i = rel.indexOf("/");
+    while (i > 0 && i <= slash) {
+      const dir = rel.slice(0, i);
+      if (!this.verified.has(dir)) {
+        const abs = this.abs(dir);
+        const st = fs.lstatSync(abs, { throwIfNoEntry: false });
+        if (!st) {
+          fs.mkdirSync(abs, 0o777);
+        } else if (st.isSymbolicLink()) {
+          throw new FrostError(
+            `Refusing to restore "${name}": path leaves the target (through symlink "${dir}")`,
+          );
+        } else if (!st.isDirectory()) {
+          throw new FrostError(`Cannot restore "${name}": "${dir}" is not a directory`);
+        }
+        this.verified.add(dir);
+      }
+      i = rel.indexOf("/", i + 1);
+    }
+  }
+
+  /** Like parents() but only checks: true when every parent of `rel` exists and is a real directory. */
+  parentsSafe(rel: string): boolean {
+    let i = rel.indexOf("/");
+    while (i > 0) {
+      const dir = rel.slice(0, i);
+      if (!this.verified.has(dir)) {
+        if (!fs.lstatSync(this.abs(dir), { throwIfNoEntry: false })?.isDirectory()) return false;
+        this.verified.add(dir);
+      }
+      i = rel.indexOf("/", i + 1);
+    }
+    return true;
+  }
+
+  /** Removes a file or a directory tree without following symlinks; returns the number of entries removed. */
+  remove(rel: string, abs: string): number {
+    const st = fs.lstatSync(abs, { throwIfNoEntry: false });
+    if (!st) return 0;
+    if (!st.isDirectory()) {
+      fs.unlinkSync(abs);
+      return 1;
+    }
+    this.makeWritable(abs, st.mode);
+    let n = 0;
+    for (const d of fs.readdirSync(abs, { withFileTypes: true })) {
+      const childAbs = abs + "/" + d.name;
+      if (d.isDirectory()) {
+        n += this.remove(rel + "/" + d.name, childAbs);
+      } else {
+        fs.unlinkSync(childAbs);
+        n++;
+      }
+    }
+    fs.rmdirSync(abs);
+    this.verified.delete(rel);
+    this.fixups.delete(rel);
+    return n + 1;
+  }
+
+  /** As non-root, an existing directory must let us create and remove entries until the end. */
+  makeWritable(abs: string, mode?: number): void {
+    if (this.superuser) return;
+    const m = mode ?? fs.lstatSync(abs).mode;
+    if ((m & 0o700) !== 0o700) fs.chmodSync(abs, (m & 0o7777) | 0o700);
+  }
+
+  /**
+   * Makes `rel` a directory (the root: makes it writable), replacing a non-directory; true when the
+   * directory existed already.
+   */
+  dir(rel: string, name: string): boolean {
+    const abs = this.abs(rel);
+    if (rel === "") {
+      this.makeWritable(abs);
+      return true;
+    }
+    let existed = true;
+    this.parents(rel, name);
+    try {
+      // Created private; the stored mode comes at the end, so a read-only directory can still be filled.
+      fs.mkdirSync(abs, 0o700);
+      existed = false;
+    } catch (err) {
+      if (code(err) !== "EEXIST") throw err;
+      const st = fs.lstatSync(abs);
+      if (st.isDirectory()) {
+        this.makeWritable(abs, st.mode);
+      } else {
+        this.remove(rel, abs);
+        fs.mkdirSync(abs, 0o700);
+        existed = false;
+      }
+    }
+    this.verified.add(rel);
+    return existed;
+  }
+
+  /** Creates the file `abs` (at `rel`, parents checked) for writing, replacing what was there; its fd. */
+  createFile(rel: string, abs: string, mode: number): number {
+    try {
+      // O_EXCL: one call in the common case, never writes through an existing symlink or hard link.
+      return fs.openSync(abs, CREATE, mode);
+    } catch (err) {
+      if (code(err) !== "EEXIST") throw err;
+      this.remove(rel, abs);
+      return fs.openSync(abs, CREATE, mode);
+    }
+  }
+
+  /** Makes `rel` a symlink to `target`, replacing what was there; returns its absolute path. */
+  symlink(rel: string, name: string, target: string): string {
+    if (rel === "") throw new FrostError(`Cannot restore "${name}": the target root is not a symlink`);
+    this.parents(rel, name);
+    const abs = this.abs(rel);
+    try {
+      fs.symlinkSync(target, abs);
+    } catch (err) {
+      if (code(err) !== "EEXIST") throw err;
+      this.remove(rel, abs);
+      fs.symlinkSync(target, abs);
+    }
+    this.verified.delete(rel);
+    return abs;
+  }
+
+  /** Makes `rel` a hard link to the stored path `linkname` (inside the target, not a directory). */
+  hardlink(rel: string, name: string, linkname: string): void {
+    if (rel === "") throw new FrostError(`Cannot restore "${name}": the target root is not a hard link`);
+    let to: string;
+    try {
+      to = safeRel(linkname, name);
+    } catch {
+      throw new FrostError(
+        `Refusing to restore "${name}": its link target "${linkname}" leaves the target`,
+      );
+    }
+    if (to === "") throw new FrostError(`Cannot restore "${name}": it is a hard link to the target root`);
+    this.parents(rel, name);
+    if (!this.parentsSafe(to)) {
+      throw new FrostError(
+        `Refusing to restore "${name}": its link target "${linkname}" goes through a symlink or is missing`,
+      );
+    }
+    const abs = this.abs(rel);
+    const absTo = this.abs(to);
+    const missing = () =>
+      new FrostError(`Cannot restore "${name}": its link target "${linkname}" does not exist`);
+    const st = fs.lstatSync(absTo, { throwIfNoEntry: false });
+    if (!st) throw missing();
+    if (st.isDirectory()) {
+      throw new FrostError(`Cannot restore "${name}": its link target "${linkname}" is a directory`);
+    }
+    try {
+      fs.linkSync(absTo, abs);
+    } catch (err) {
+      if (code(err) === "ENOENT") throw missing();
+      if (code(err) !== "EEXIST") throw err;
+      const have = fs.lstatSync(abs, { bigint: true });
+      const want = fs.lstatSync(absTo, { bigint: true });
+      if (have.ino === want.ino && have.dev === want.dev) return; // already that link
+      this.remove(rel, abs);
+      fs.linkSync(absTo, abs);
+    }
+  }
+
+  /**
+   * Makes `rel` a fifo or device (node has no mkfifo/mknod, so the coreutils commands make them),
+   * replacing what was there. Returns its absolute path, or undefined when it was skipped with a warning
+   * (devices need root; the command failed).
+   */
+  special(
+    rel: string,
+    name: string,
+    type: SpecialType,
+    mode: number,
+    major: number,
+    minor: number,
+    warn: (name: string, message: string) => void,
+  ): string | undefined {
+    if (rel === "") throw new FrostError(`Cannot restore "${name}": the target root is not a ${type}`);
+    if (type !== "fifo" && !this.superuser) {
+      warn(name, `skipped: restoring a ${type} device needs root`);
+      return undefined;
+    }
+    this.parents(rel, name);
+    const abs = this.abs(rel);
+    if (fs.lstatSync(abs, { throwIfNoEntry: false })) this.remove(rel, abs);
+    const m = (mode & 0o777).toString(8);
+    const args = type === "fifo"
+      ? ["-m", m, "--", abs]
+      : ["-m", m, "--", abs, type === "char" ? "c" : "b", String(major), String(minor)];
+    try {
+      execFileSync(type === "fifo" ? "mkfifo" : "mknod", args, { stdio: ["ignore", "ignore", "pipe"] });
+    } catch (err) {
+      const stderr = (err as { stderr?: Uint8Array }).stderr;
+      const why = stderr?.length ? new TextDecoder().decode(stderr).trim() : messageOf(err);
+      warn(name, `skipped: cannot create the ${type}: ${why}`);
+      return undefined;
+    }
+    return abs;
+  }
+}
