@@ -8,7 +8,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Storage } from "./storage/storage.ts";
-import { getBytes, NotFoundError } from "./storage/storage.ts";
+import { NotFoundError } from "./storage/storage.ts";
 import { MultiStorage } from "./storage/multi.ts";
 import type { Engine, Progress, RestoreStats, Warning } from "./engines/engine.ts";
 import type { Compression } from "./compression.ts";

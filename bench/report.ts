@@ -3,6 +3,7 @@
  * printed on the terminal and docs/BENCHMARKS.md.
  * @module
  */
+import fs from "node:fs";
 import type { Machine } from "./measure.ts";
 import { type Scenario, SCENARIO_TITLES } from "./tools.ts";
 
@@ -331,6 +332,13 @@ export function markdown(results: Results): string {
     if (r.notes?.length) out.push(...r.notes.map((n) => `- ${n}`), "");
   } else {
     out.push("Not run yet: `deno task bench --rss-sizes 1G,4G`.", "");
+  }
+  // The other benches (rsync engine, remote storages, encryption) print their tables; their latest figures
+  // are kept by hand in bench/results/other.md and carried into this page.
+  try {
+    out.push(fs.readFileSync(new URL("./results/other.md", import.meta.url), "utf8").trimEnd(), "");
+  } catch {
+    // none recorded yet
   }
   return out.join("\n");
 }
