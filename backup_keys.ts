@@ -47,7 +47,11 @@ export interface KeyOptions {
 export interface BackupKeys {
   dataKey: DataKey;
   stateKey: DataKey;
-  manifest: ManifestEncryption;
+  /**
+   * The wrapped keys for the manifest. Wrapping to a passphrase runs scrypt (a third of a second or more),
+   * so it is a promise: the backup streams meanwhile, and the manifest, written last, awaits it.
+   */
+  manifest: Promise<ManifestEncryption>;
 }
 
 /** Where frost keeps its host key: `$FROST_CACHE_DIR`, else /var/cache/frost as root, else ~/.cache/frost. */
@@ -87,20 +91,25 @@ export async function newBackupKeys(
 ): Promise<BackupKeys | null> {
   if (options.passphrase === undefined && options.recipient === undefined) return null;
   const [dataKey, stateKey] = await Promise.all([generateDataKey(), generateDataKey()]);
+  let manifest: Promise<ManifestEncryption>;
   if (options.passphrase !== undefined) {
-    const data = await wrapDataKey(dataKey, { passphrase: options.passphrase, kdf: previousKdf });
-    const kdf = data.scheme === "passphrase" ? data.kdf : undefined;
-    const state = await wrapDataKey(stateKey, { passphrase: options.passphrase, kdf });
-    return { dataKey, stateKey, manifest: { data, state } };
+    const passphrase = options.passphrase;
+    manifest = (async () => {
+      const data = await wrapDataKey(dataKey, { passphrase, kdf: previousKdf });
+      const kdf = data.scheme === "passphrase" ? data.kdf : undefined;
+      return { data, state: await wrapDataKey(stateKey, { passphrase, kdf }) };
+    })();
+  } else {
+    const recipient = options.recipient!;
+    const host = await hostIdentity(true);
+    manifest = Promise.all([
+      wrapDataKey(dataKey, { recipient }),
+      wrapDataKey(stateKey, { recipient }),
+      wrapDataKey(stateKey, { recipient: host!.recipient }),
+    ]).then(([data, state, hostState]) => ({ data, state, hostState }));
   }
-  const recipient = options.recipient!;
-  const host = await hostIdentity(true);
-  const [data, state, hostState] = await Promise.all([
-    wrapDataKey(dataKey, { recipient }),
-    wrapDataKey(stateKey, { recipient }),
-    wrapDataKey(stateKey, { recipient: host!.recipient }),
-  ]);
-  return { dataKey, stateKey, manifest: { data, state, hostState } };
+  manifest.catch(() => {}); // awaited (and reported) when the manifest is written
+  return { dataKey, stateKey, manifest };
 }
 
 /** The scrypt parameters of a passphrase backup (to reuse their salt), if any. */
