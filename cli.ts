@@ -6,8 +6,8 @@
 import os from "node:os";
 import path from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { UsageError } from "./errors.ts";
-import { checkName } from "./manifest.ts";
+import { messageOf, UsageError } from "./errors.ts";
+import { checkName, loadManifests, type Manifest } from "./manifest.ts";
 import type { Storage } from "./storage/storage.ts";
 import { defaultStoragePath, openStorage } from "./storage/registry.ts";
 import { RetryStorage } from "./storage/retry.ts";
@@ -242,4 +242,11 @@ export async function keyOptions(
     out.identity = await readIdentityFile(values["encrypt-identity-file"]);
   }
   return out;
+}
+
+/** Every committed manifest of a series; unreadable ones are skipped with a warning line. */
+export function loadHistory(storage: Storage, series: string, ctx: CommandContext): Promise<Manifest[]> {
+  return loadManifests(storage, series, (key, err) => {
+    ctx.stderr(`frost: warning: ignoring unreadable manifest "${key}": ${messageOf(err)}`);
+  });
 }

@@ -10,6 +10,7 @@ import {
   intOption,
   KEY_OPTIONS,
   keyOptions,
+  loadHistory,
   nameOption,
   numberOption,
   openStorages,
@@ -21,7 +22,7 @@ import {
 import { ExitCode, FrostError, UsageError } from "../errors.ts";
 import { parseCompression } from "../compression.ts";
 import { engineForOption } from "../engines/registry.ts";
-import { loadManifests, type Manifest, seriesName } from "../manifest.ts";
+import { type Manifest, seriesName } from "../manifest.ts";
 import { chooseParent, type LevelPolicy, newBackupId, validatePolicy } from "../levels.ts";
 import { formatBytes, parseSize } from "../units.ts";
 import { runBackup } from "../pipeline.ts";
@@ -105,9 +106,7 @@ export const backupCommand: Command = {
     const storage = await openStorages(values, { create: true, ctx });
     try {
       const series = seriesName(hostname, name);
-      const history = await loadManifests(storage, series, (key, err) => {
-        ctx.stderr(`frost: warning: ignoring unreadable manifest "${key}": ${(err as Error).message}`);
-      });
+      const history = await loadHistory(storage, series, ctx);
       const now = new Date();
       const byId = new Map(history.map((m) => [m.id, m]));
       const choice = chooseParent(history.map(toRecord), policy, now);

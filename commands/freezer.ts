@@ -4,6 +4,7 @@
  */
 import fs from "node:fs";
 import os from "node:os";
+import { prepareTarget } from "./restore.ts";
 import {
   absolute,
   type Command,
@@ -280,31 +281,4 @@ function describe(err: unknown): string {
     e = (e as { cause?: unknown }).cause;
   }
   return "corrupt or truncated stream";
-}
-
-function prepareTarget(target: string, overwrite: boolean): void {
-  let st: fs.Stats | undefined;
-  try {
-    st = fs.statSync(target);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") {
-      throw new FrostError(`Cannot restore into "${target}": ${(err as Error).message}`, { cause: err });
-    }
-  }
-  if (!st) {
-    try {
-      fs.mkdirSync(target, { recursive: true });
-    } catch (err) {
-      throw new FrostError(`Cannot create restore target "${target}": ${(err as Error).message}`, {
-        cause: err,
-      });
-    }
-    return;
-  }
-  if (!st.isDirectory()) throw new FrostError(`Cannot restore into "${target}": not a directory`);
-  if (!overwrite && fs.readdirSync(target).length > 0) {
-    throw new FrostError(
-      `Cannot restore into "${target}": it is not empty (use --overwrite to restore into it)`,
-    );
-  }
 }

@@ -2,9 +2,17 @@
  * `frost list [--name NAME]`: the committed backups on a storage.
  * @module
  */
-import { type Command, hostnameOption, openStorages, parse, STORAGE_HELP, STORAGE_OPTIONS } from "../cli.ts";
+import {
+  type Command,
+  hostnameOption,
+  loadHistory,
+  openStorages,
+  parse,
+  STORAGE_HELP,
+  STORAGE_OPTIONS,
+} from "../cli.ts";
 import { ExitCode, UsageError } from "../errors.ts";
-import { checkName, listSeries, loadManifests, type Manifest, seriesName } from "../manifest.ts";
+import { checkName, listSeries, type Manifest, seriesName } from "../manifest.ts";
 import { formatBytes } from "../units.ts";
 
 const USAGE = `Usage: frost list [--name NAME] [options]
@@ -45,9 +53,7 @@ export const listCommand: Command = {
       const all: Manifest[] = [];
       for (const s of series) {
         all.push(
-          ...await loadManifests(storage, s, (key, err) => {
-            ctx.stderr(`frost: warning: ignoring unreadable manifest "${key}": ${(err as Error).message}`);
-          }),
+          ...await loadHistory(storage, s, ctx),
         );
       }
       all.sort((a, b) =>

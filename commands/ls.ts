@@ -12,6 +12,7 @@ import {
   hostnameOption,
   KEY_OPTIONS,
   keyOptions,
+  loadHistory,
   nameOption,
   openStorages,
   parse,
@@ -19,7 +20,7 @@ import {
   STORAGE_OPTIONS,
 } from "../cli.ts";
 import { ExitCode, FrostError, UsageError } from "../errors.ts";
-import { loadManifests, type Manifest, seriesName } from "../manifest.ts";
+import { type Manifest, seriesName } from "../manifest.ts";
 import { restoreChain } from "../levels.ts";
 import { formatBytes, parseDate } from "../units.ts";
 import { readSegments } from "../pipeline.ts";
@@ -79,9 +80,7 @@ export const lsCommand: Command = {
     const storage = await openStorages(values, { create: false, ctx });
     try {
       const series = seriesName(hostname, name);
-      const history = await loadManifests(storage, series, (key, err) => {
-        ctx.stderr(`frost: warning: ignoring unreadable manifest "${key}": ${(err as Error).message}`);
-      });
+      const history = await loadHistory(storage, series, ctx);
       if (history.length === 0) throw new FrostError(`No backup of "${series}" in ${storage.url}`);
       const byId = new Map(history.map((m) => [m.id, m]));
       const chain: Manifest[] = restoreChain(history.map(toRecord), at, series).map((r) => byId.get(r.id)!);

@@ -8,6 +8,7 @@ import {
   type Command,
   hostnameOption,
   intOption,
+  loadHistory,
   nameOption,
   openStorages,
   parse,
@@ -15,7 +16,7 @@ import {
   STORAGE_OPTIONS,
 } from "../cli.ts";
 import { ExitCode, UsageError } from "../errors.ts";
-import { loadManifests, type Manifest, manifestKey, seriesName } from "../manifest.ts";
+import { type Manifest, manifestKey, seriesName } from "../manifest.ts";
 import { formatBytes, parseDate, parseDuration } from "../units.ts";
 import { deleteBackupObjects, idToIso } from "../pipeline.ts";
 import type { Storage } from "../storage/storage.ts";
@@ -102,9 +103,7 @@ export const removeCommand: Command = {
     const storage = await openStorages(values, { create: false, ctx });
     try {
       const series = seriesName(hostname, name);
-      const history = await loadManifests(storage, series, (key, err) => {
-        ctx.stderr(`frost: warning: ignoring unreadable manifest "${key}": ${(err as Error).message}`);
-      });
+      const history = await loadHistory(storage, series, ctx);
       const byId = new Map(history.map((m) => [m.id, m]));
       const doomed: Manifest[] = [];
       const plan = keepRules
