@@ -31,7 +31,7 @@ With keep rules (restic's policy, UTC): --keep-last N keeps the N newest backups
 backup of each of the N newest days with backups; --keep-weekly (ISO weeks) and --keep-monthly likewise.
 Rules combine; with --older-than/--before too, backups newer than the cut-off are also kept. A kept backup
 keeps every ancestor it needs (its parent, the parent's parent, … down to level 0); all else is removed,
-newest first. Removing every backup this way is refused unless --all.
+newest first. Removing every backup of a series (by keep rules or by a cut-off) is refused unless --all.
 
 Then, in both modes, removes orphaned data of failed runs older than a day.
 
@@ -43,7 +43,7 @@ Options:
   --keep-daily N         keep the newest backup of each of the last N days that have backups
   --keep-weekly N        … of each of the last N weeks (ISO weeks, Monday to Sunday, UTC)
   --keep-monthly N       … of each of the last N months
-  --all                  with keep rules: allow removing every backup of the series
+  --all                  allow removing every backup of the series (refused otherwise)
   --dry-run              show what would be removed (and, with keep rules, why each backup stays), remove
                          nothing
   --json                 print what was (or would be) removed as JSON
@@ -118,11 +118,6 @@ export const removeCommand: Command = {
         )
         : undefined;
       if (plan) {
-        if (history.length > 0 && plan.remove.length === history.length && !values.all) {
-          throw new UsageError(
-            `These keep rules would remove every backup of "${series}" (${history.length}); add --all to do that`,
-          );
-        }
         doomed.push(...plan.remove.map((id) => byId.get(id)!));
       } else {
         const chains = new Map<string, Manifest[]>();
@@ -130,6 +125,12 @@ export const removeCommand: Command = {
         for (const members of chains.values()) {
           if (members.every((m) => new Date(m.created) < cutoff!)) doomed.push(...members);
         }
+      }
+      if (history.length > 0 && doomed.length === history.length && !values.all) {
+        throw new UsageError(
+          `${plan ? "These keep rules" : "This cut-off"} would remove every backup of "${series}" ` +
+            `(${history.length}); add --all to do that`,
+        );
       }
       // Newest first: if we stop halfway, no listed backup has lost its parent.
       doomed.sort((a, b) => b.id.localeCompare(a.id));

@@ -424,6 +424,13 @@ describe("frost remove", () => {
       assert.deepEqual((await list(store, "r")).map((l) => l.id), [b0.id, b1.id]);
       const to = path.join(work, "to");
       await ok(["restore", "--name", "r", "--hostname", "h1", "--storage", store, "--to", to]);
+      // A cut-off that would take every backup is refused unless --all.
+      const everything = await frost([...common, "--older-than", "0"]);
+      assert.equal(everything.code, 2);
+      assert.match(everything.stderr, /would remove every backup of "h1_r" \(2\); add --all/);
+      assert.equal((await list(store, "r")).length, 2);
+      await ok([...common, "--older-than", "0", "--all"]);
+      assert.equal((await list(store, "r")).length, 0);
     } finally {
       cleanup(work);
     }
