@@ -1,5 +1,6 @@
 /**
- * Argument checks shared by the storages (private to `storage/`): keys, list prefixes and ranges.
+ * Helpers shared by the storages (private to `storage/`): checks of keys, list prefixes and ranges, and
+ * the mapping of a read stream's errors.
  * @module
  */
 import type { Range } from "./storage.ts";
@@ -48,4 +49,26 @@ function checkPath(value: string, what: "key" | "prefix"): void {
       throw new TypeError(`Cannot use ${what} ${shown}: it has an empty, "." or ".." component`);
     }
   }
+}
+
+/** Passes `source` through, turning its errors with `map`. */
+export function mapStreamErrors(
+  source: ReadableStream<Uint8Array>,
+  map: (err: unknown) => unknown,
+): ReadableStream<Uint8Array> {
+  const reader = source.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (err) {
+        controller.error(map(err));
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
 }

@@ -97,28 +97,6 @@ export function emptyStream(): ReadableStream<Uint8Array> {
   return new ReadableStream<Uint8Array>({ start: (controller) => controller.close() });
 }
 
-/** Passes `source` through, turning its errors with `map`. */
-export function mapStreamErrors(
-  source: ReadableStream<Uint8Array>,
-  map: (err: unknown) => unknown,
-): ReadableStream<Uint8Array> {
-  const reader = source.getReader();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const { done, value } = await reader.read();
-        if (done) controller.close();
-        else controller.enqueue(value);
-      } catch (err) {
-        controller.error(map(err));
-      }
-    },
-    cancel(reason) {
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
-}
-
 /** The first line of a message, at most 200 characters (server error pages can be long). */
 export function oneLine(text: string): string {
   const line = text.trim().split(/\r?\n/, 1)[0] ?? "";

@@ -12,7 +12,7 @@ import crypto from "node:crypto";
 import { Readable } from "node:stream";
 import { pathToFileURL } from "node:url";
 import { messageOf } from "../errors.ts";
-import { checkKey, checkPrefix, checkRange } from "./_key.ts";
+import { checkKey, checkPrefix, checkRange, mapStreamErrors } from "./_key.ts";
 import {
   type CallOptions,
   NotFoundError,
@@ -186,7 +186,7 @@ export class LocalStorage implements Storage {
       const stream = fs.createReadStream("", { fd: handle, highWaterMark: CHUNK_SIZE, start, end, signal });
       handle = undefined; // the stream closes it
       const web = Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>;
-      return mapErrors(web, (err) => this.#error(action, err, signal));
+      return mapStreamErrors(web, (err) => this.#error(action, err, signal));
     } catch (err) {
       await handle?.close().catch(() => {});
       throw this.#error(action, err, signal, true);
@@ -355,28 +355,6 @@ export class LocalStorage implements Storage {
     }
     return new StorageError(`${action}: ${describe(err)}`, { cause: err, retriable: isRetriable(err) });
   }
-}
-
-/** Passes `source` through, turning its errors with `map`. */
-function mapErrors(
-  source: ReadableStream<Uint8Array>,
-  map: (err: unknown) => unknown,
-): ReadableStream<Uint8Array> {
-  const reader = source.getReader();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const { done, value } = await reader.read();
-        if (done) controller.close();
-        else controller.enqueue(value);
-      } catch (err) {
-        controller.error(map(err));
-      }
-    },
-    cancel(reason) {
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
 }
 
 /** fsyncs a folder so that renames and new entries in it are durable. */

@@ -17,15 +17,8 @@ import {
   S3Client,
 } from "@aws-sdk/client-s3";
 import { messageOf } from "../errors.ts";
-import { checkKey, checkPrefix, checkRange } from "./_key.ts";
-import {
-  emptyStream,
-  isKey,
-  mapStreamErrors,
-  networkFailure,
-  oneLine,
-  parseObjectStoreUrl,
-} from "./_object_store.ts";
+import { checkKey, checkPrefix, checkRange, mapStreamErrors } from "./_key.ts";
+import { emptyStream, isKey, networkFailure, oneLine, parseObjectStoreUrl } from "./_object_store.ts";
 import {
   type CallOptions,
   NotFoundError,

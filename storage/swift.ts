@@ -16,15 +16,8 @@
 import crypto from "node:crypto";
 import process from "node:process";
 import { messageOf } from "../errors.ts";
-import { checkKey, checkPrefix, checkRange } from "./_key.ts";
-import {
-  emptyStream,
-  isKey,
-  mapStreamErrors,
-  networkFailure,
-  oneLine,
-  parseObjectStoreUrl,
-} from "./_object_store.ts";
+import { checkKey, checkPrefix, checkRange, mapStreamErrors } from "./_key.ts";
+import { emptyStream, isKey, networkFailure, oneLine, parseObjectStoreUrl } from "./_object_store.ts";
 import {
   type CallOptions,
   NotFoundError,
