@@ -16,6 +16,7 @@ import { FrostError, UsageError } from "./errors.ts";
 import type { Compression } from "./compression.ts";
 import { COMPRESSIONS } from "./compression.ts";
 import { checkManifestEncryption, type ManifestEncryption } from "./backup_keys.ts";
+import { type BackupRecord, restoreChain } from "./levels.ts";
 
 /** The manifest format's name and version, checked on read. */
 export const MANIFEST_FORMAT = "frost-manifest";
@@ -183,4 +184,19 @@ export async function loadManifests(
     });
   }
   return out;
+}
+
+/** The fields of a manifest the level rules look at. */
+export function toRecord(m: Manifest): BackupRecord {
+  return { id: m.id, level: m.level, parent: m.parent, chain: m.chain, created: new Date(m.created) };
+}
+
+/** The manifests a restore at `at` applies, oldest first (see `restoreChain` for the errors). */
+export function manifestChain(
+  history: readonly Manifest[],
+  at: Date | undefined,
+  series: string,
+): Manifest[] {
+  const byId = new Map(history.map((m) => [m.id, m]));
+  return restoreChain(history.map(toRecord), at, series).map((r) => byId.get(r.id)!);
 }

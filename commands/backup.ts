@@ -22,7 +22,7 @@ import {
 import { ExitCode, FrostError, UsageError } from "../errors.ts";
 import { parseCompression } from "../compression.ts";
 import { engineForOption } from "../engines/registry.ts";
-import { type Manifest, seriesName } from "../manifest.ts";
+import { type Manifest, seriesName, toRecord } from "../manifest.ts";
 import { chooseParent, type LevelPolicy, newBackupId, validatePolicy } from "../levels.ts";
 import { formatBytes, parseSize } from "../units.ts";
 import { runBackup } from "../pipeline.ts";
@@ -208,9 +208,4 @@ function checkSource(source: string): void {
   if (!st.isDirectory() && !st.isFile()) {
     throw new FrostError(`Cannot back up "${source}": not a directory or regular file`);
   }
-}
-
-/** The fields of a manifest the level rules look at. */
-export function toRecord(m: Manifest) {
-  return { id: m.id, level: m.level, parent: m.parent, chain: m.chain, created: new Date(m.created) };
 }

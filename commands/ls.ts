@@ -20,11 +20,9 @@ import {
   STORAGE_OPTIONS,
 } from "../cli.ts";
 import { ExitCode, FrostError, UsageError } from "../errors.ts";
-import { type Manifest, seriesName } from "../manifest.ts";
-import { restoreChain } from "../levels.ts";
+import { manifestChain, seriesName } from "../manifest.ts";
 import { formatBytes, parseDate } from "../units.ts";
 import { readSegments } from "../pipeline.ts";
-import { toRecord } from "./backup.ts";
 import { dataKeyOf } from "../backup_keys.ts";
 import { createDecryptor, type DataKey, streamId } from "../encryption.ts";
 import { createDecompressor } from "../compression.ts";
@@ -82,8 +80,7 @@ export const lsCommand: Command = {
       const series = seriesName(hostname, name);
       const history = await loadHistory(storage, series, ctx);
       if (history.length === 0) throw new FrostError(`No backup of "${series}" in ${storage.url}`);
-      const byId = new Map(history.map((m) => [m.id, m]));
-      const chain: Manifest[] = restoreChain(history.map(toRecord), at, series).map((r) => byId.get(r.id)!);
+      const chain = manifestChain(history, at, series);
       for (const m of chain) {
         if (m.engine !== "tar") {
           throw new FrostError(`frost ls reads tar-engine backups only; backup "${m.id}" uses "${m.engine}"`);

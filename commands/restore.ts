@@ -18,12 +18,10 @@ import {
   STORAGE_OPTIONS,
 } from "../cli.ts";
 import { ExitCode, FrostError, UsageError } from "../errors.ts";
-import { type Manifest, seriesName } from "../manifest.ts";
-import { restoreChain } from "../levels.ts";
+import { manifestChain, seriesName } from "../manifest.ts";
 import { formatBytes, parseDate } from "../units.ts";
 import { runRestore } from "../pipeline.ts";
 import { engineForBackup } from "../engines/registry.ts";
-import { toRecord } from "./backup.ts";
 import { dataKeyOf } from "../backup_keys.ts";
 import type { DataKey } from "../encryption.ts";
 
@@ -72,8 +70,7 @@ export const restoreCommand: Command = {
       const series = seriesName(hostname, name);
       const history = await loadHistory(storage, series, ctx);
       if (history.length === 0) throw new FrostError(`No backup of "${series}" in ${storage.url}`);
-      const byId = new Map(history.map((m) => [m.id, m]));
-      const chain: Manifest[] = restoreChain(history.map(toRecord), at, series).map((r) => byId.get(r.id)!);
+      const chain = manifestChain(history, at, series);
       // Every key is opened before the target is touched: a wrong passphrase writes nothing.
       const keyOpts = await keyOptions(values);
       const keys = new Map<string, DataKey>();

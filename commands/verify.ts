@@ -20,11 +20,17 @@ import {
   STORAGE_OPTIONS,
 } from "../cli.ts";
 import { ExitCode, FrostError, messageOf, UsageError } from "../errors.ts";
-import { loadManifests, type Manifest, manifestKey, type SegmentRef, seriesName } from "../manifest.ts";
-import { NoBackupError, restoreChain } from "../levels.ts";
+import {
+  loadManifests,
+  type Manifest,
+  manifestChain,
+  manifestKey,
+  type SegmentRef,
+  seriesName,
+} from "../manifest.ts";
+import { NoBackupError } from "../levels.ts";
 import { formatBytes, parseDate } from "../units.ts";
 import { readSegments } from "../pipeline.ts";
-import { toRecord } from "./backup.ts";
 import { dataKeyOf, stateKeyOf } from "../backup_keys.ts";
 import { createDecryptor, type DataKey, streamId } from "../encryption.ts";
 import { createDecompressor } from "../compression.ts";
@@ -203,7 +209,7 @@ function parseShare(text: string): number {
 function chainOf(history: Manifest[], at: Date | undefined, series: string, problems: Problem[]): Manifest[] {
   const byId = new Map(history.map((m) => [m.id, m]));
   try {
-    return restoreChain(history.map(toRecord), at, series).map((r) => byId.get(r.id)!);
+    return manifestChain(history, at, series);
   } catch (err) {
     if (err instanceof NoBackupError || !(err instanceof FrostError)) throw err;
   }
