@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { messageOf, UsageError } from "./errors.ts";
-import { checkName, loadManifests, type Manifest } from "./manifest.ts";
+import { checkName, loadManifests, type Manifest, manifestKey, manifestsPrefix } from "./manifest.ts";
 import type { Storage } from "./storage/storage.ts";
 import { defaultStoragePath, openStorage } from "./storage/registry.ts";
 import { RetryStorage } from "./storage/retry.ts";
@@ -25,6 +25,10 @@ export interface CommandContext {
   stderr: (line: string) => void;
   /** True when stderr is a terminal (progress lines are shown then). */
   interactive: boolean;
+  /** Standard input as bytes (`backup --stdin`); undefined when it is a terminal or not available. */
+  stdin?: () => ReadableStream<Uint8Array> | undefined;
+  /** Standard output as bytes (`restore --stdout`). */
+  stdoutBytes?: () => WritableStream<Uint8Array>;
 }
 
 /** A subcommand: returns the exit code. */
@@ -242,6 +246,36 @@ export async function keyOptions(
     out.identity = await readIdentityFile(values["encrypt-identity-file"]);
   }
   return out;
+}
+
+/**
+ * With several storages, the backups of `history` that every storage holds, with their whole chain: the
+ * only ones a new level may build on, or the storages that lack one would get a level without its base.
+ * With one storage, `history` itself.
+ */
+export async function onEveryStorage(
+  storage: Storage,
+  series: string,
+  history: Manifest[],
+): Promise<Manifest[]> {
+  const unwrapped = storage instanceof LimitStorage ? storage.inner : storage;
+  if (!(unwrapped instanceof MultiStorage)) return history;
+  const counts = new Map<string, number>();
+  for (const member of unwrapped.storages) {
+    for await (const info of member.list(manifestsPrefix(series))) {
+      counts.set(info.key, (counts.get(info.key) ?? 0) + 1);
+    }
+  }
+  const n = unwrapped.storages.length;
+  const byId = new Map(history.map((m) => [m.id, m]));
+  const everywhere = (m: Manifest | undefined): boolean => {
+    for (let cur = m, steps = 0; cur; cur = cur.parent ? byId.get(cur.parent) : undefined, steps++) {
+      if (counts.get(manifestKey(series, cur.id)) !== n || steps > history.length) return false;
+      if (cur.parent === null) return true;
+    }
+    return false;
+  };
+  return history.filter((m) => everywhere(m));
 }
 
 /** Every committed manifest of a series; unreadable ones are skipped with a warning line. */

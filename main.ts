@@ -14,8 +14,11 @@ import { keyCommand } from "./commands/key.ts";
 import { verifyCommand } from "./commands/verify.ts";
 import { lsCommand } from "./commands/ls.ts";
 import { freezerCommand } from "./commands/freezer.ts";
+import { runFreezerAgent } from "./freezer/agent_args.ts";
+import { unlockCommand } from "./commands/unlock.ts";
 import { StorageError } from "./storage/storage.ts";
 import { VERSION } from "./version.ts";
+import { Readable } from "node:stream";
 
 const COMMANDS: Record<string, Command> = {
   backup: backupCommand,
@@ -24,6 +27,7 @@ const COMMANDS: Record<string, Command> = {
   remove: removeCommand,
   verify: verifyCommand,
   ls: lsCommand,
+  unlock: unlockCommand,
   key: keyCommand,
   freezer: freezerCommand,
 };
@@ -46,7 +50,8 @@ Examples:
   frost backup /srv --name srv --encrypt-pass-file /root/frost.pass
   frost key generate --out /root/frost.key
 
-Run "frost COMMAND --help" for a command's options.
+Run "frost COMMAND --help" for a command's options. Freezer's agent options are accepted too
+(frost --action backup|restore|info|admin …, --config FILE): see "frost --action backup --help".
 Exit codes: 0 ok, 1 failure, 2 usage error, 3 completed with warnings, 130/143 interrupted.`;
 
 /** Runs frost with `args`; returns the exit code. */
@@ -63,6 +68,8 @@ export async function main(args: string[]): Promise<number> {
     return ExitCode.ok;
   }
   const command = COMMANDS[first];
+  // A Freezer-style command line (--action backup -F /etc -N etc --container …, --config FILE).
+  if (!command && first.startsWith("-")) return await runFreezerAgent(args, main);
   if (!command) {
     stderr(
       `frost: unknown command "${first}" (commands: ${Object.keys(COMMANDS).join(", ")}); see frost --help`,
@@ -87,6 +94,9 @@ export async function main(args: string[]): Promise<number> {
     stdout,
     stderr,
     interactive: Boolean(process.stderr.isTTY),
+    stdin: () =>
+      process.stdin.isTTY ? undefined : Readable.toWeb(process.stdin) as ReadableStream<Uint8Array>,
+    stdoutBytes: () => stdoutWritable(),
   };
   try {
     const code = await command.run(ctx);
@@ -112,6 +122,21 @@ export async function main(args: string[]): Promise<number> {
     process.off("SIGINT", handlers.SIGINT);
     process.off("SIGTERM", handlers.SIGTERM);
   }
+}
+
+/** process.stdout as a WritableStream of bytes, with its backpressure; a closed pipe is an error. */
+function stdoutWritable(): WritableStream<Uint8Array> {
+  return new WritableStream<Uint8Array>({
+    write(chunk) {
+      return new Promise<void>((resolve, reject) => {
+        process.stdout.write(
+          chunk,
+          (err) =>
+            err ? reject(new FrostError(`Cannot write to standard output: ${messageOf(err)}`)) : resolve(),
+        );
+      });
+    },
+  });
 }
 
 if (import.meta.main) {

@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import type { Storage } from "./storage/storage.ts";
 import { NotFoundError } from "./storage/storage.ts";
 import { MultiStorage } from "./storage/multi.ts";
-import type { Engine, Progress, RestoreStats, Warning } from "./engines/engine.ts";
+import type { Engine, Progress, RestoreOptions, RestoreStats, Warning } from "./engines/engine.ts";
 import type { Compression } from "./compression.ts";
 import { createCompressor, createDecompressor } from "./compression.ts";
 import type { Manifest, SegmentRef } from "./manifest.ts";
@@ -385,6 +385,16 @@ function encode(
   return compressed.pipeThrough(createEncryptor(key, streamId(job.id, kind)));
 }
 
+/** A backup's engine state, read back (checked, decrypted, decompressed). */
+export function readState(
+  storage: Storage,
+  manifest: Manifest,
+  key: DataKey | null,
+  signal?: AbortSignal,
+): ReadableStream<Uint8Array> {
+  return decode(readSegments(storage, manifest.state, { signal }), manifest, "state", key);
+}
+
 /** Verified segment bytes → (decrypted) → decompressed: the engine's bytes again. */
 function decode(
   segments: ReadableStream<Uint8Array>,
@@ -434,6 +444,8 @@ export interface RestoreJob {
   keys?: ReadonlyMap<string, DataKey>;
   /** An existing directory. */
   target: string;
+  /** Partial restore: the entries to restore (`RestoreOptions.select`). Default: all. */
+  select?: RestoreOptions["select"];
   signal?: AbortSignal;
   onProgress?: (progress: Progress & { level: number; read: number }) => void;
   onWarning?: (warning: Warning) => void;
@@ -447,6 +459,7 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
     const engine = job.engines(manifest.engine);
     let last: Progress = { files: 0, bytes: 0 };
     const run = engine.restore(job.target, {
+      select: job.select,
       signal: job.signal,
       onProgress: (p) => {
         last = p;

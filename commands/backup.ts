@@ -13,6 +13,7 @@ import {
   loadHistory,
   nameOption,
   numberOption,
+  onEveryStorage,
   openStorages,
   parse,
   ProgressLine,
@@ -22,15 +23,19 @@ import {
 import { ExitCode, FrostError, UsageError } from "../errors.ts";
 import { parseCompression } from "../compression.ts";
 import { engineForOption } from "../engines/registry.ts";
-import { type Manifest, seriesName, toRecord } from "../manifest.ts";
+import { checkName, type Manifest, seriesName, toRecord } from "../manifest.ts";
+import { stdinEngine } from "../engines/stdin.ts";
+import { describeHookEnd, runHook } from "../hooks.ts";
 import { chooseParent, type LevelPolicy, newBackupId, validatePolicy } from "../levels.ts";
 import { formatBytes, parseSize } from "../units.ts";
 import { runBackup } from "../pipeline.ts";
 import { cacheDir, kdfOf, newBackupKeys, stateKeyOf } from "../backup_keys.ts";
 import { VERSION } from "../version.ts";
 import type { Warning } from "../engines/engine.ts";
+import { acquireLock, type Lock, releaseAndClose } from "../lock.ts";
 
 const USAGE = `Usage: frost backup SOURCE --name NAME [options]
+       frost backup --stdin --name NAME [options]        (e.g. pg_dump db | frost backup --stdin --name db)
 
 Backs up SOURCE (a directory, or one file) as <hostname>_<name> on the storage.
 
@@ -46,6 +51,13 @@ Options:
   --queue-size N              segments buffered for upload (default 2)
   --exclude GLOB              leave out matching paths (repeatable; no "/" = any basename)
   --cross-file-systems        descend into other file systems (default: stay on the source's)
+  --stdin                     back up standard input (a dump piped in) instead of SOURCE: always a full
+                              backup; restores to one file (named by --stdin-name, default NAME) or --stdout
+  --stdin-name FILE           the file name a --stdin backup restores to
+  --pre-command CMD           run CMD (sh -c) before reading the source; if it fails, nothing is backed up
+  --post-command CMD          run CMD after the backup, also when it failed ($FROST_BACKUP_STATUS is ok or
+                              failed); a failing CMD makes the exit code 3. Both get $FROST_BACKUP_NAME,
+                              $FROST_BACKUP_ID and $FROST_BACKUP_LEVEL
   --encrypt-pass-file FILE    encrypt with the passphrase on the file's first line (or set FROST_PASSPHRASE)
   --encrypt-recipient-file F  encrypt to a public recipient (frost key generate): this host cannot read it
   --encrypt-identity-file F   the identity, to read the parent's state when the host key is not available
@@ -71,13 +83,26 @@ export const backupCommand: Command = {
       "queue-size": { type: "string", default: "2" },
       exclude: { type: "string", multiple: true },
       "cross-file-systems": { type: "boolean" },
+      stdin: { type: "boolean" },
+      "stdin-name": { type: "string" },
+      "pre-command": { type: "string" },
+      "post-command": { type: "string" },
       ...KEY_OPTIONS,
     }, true);
     if (values.help) {
       ctx.stdout(USAGE);
       return ExitCode.ok;
     }
-    if (positionals.length !== 1) throw new UsageError("frost backup needs exactly one SOURCE path");
+    const fromStdin = values.stdin ?? false;
+    if (fromStdin && positionals.length > 0) {
+      throw new UsageError(`--stdin backs up standard input: no SOURCE path ("${positionals[0]}") with it`);
+    }
+    if (!fromStdin && positionals.length !== 1) {
+      throw new UsageError("frost backup needs exactly one SOURCE path");
+    }
+    if (!fromStdin && values["stdin-name"] !== undefined) {
+      throw new UsageError("--stdin-name goes with --stdin");
+    }
     const name = nameOption(values.name, "backup");
     const hostname = hostnameOption(values.hostname);
     const policy: LevelPolicy = {
@@ -87,15 +112,29 @@ export const backupCommand: Command = {
       incremental: values.incremental,
     };
     validatePolicy(policy);
-    const engine = engineForOption(values.engine);
+    let engine = engineForOption(values.engine);
+    if (fromStdin) {
+      const levels = ["max-level", "always-level", "restart-always-level", "incremental"] as const;
+      const given = levels.find((o) => values[o] !== undefined);
+      if (given) throw new UsageError(`--${given}: a --stdin backup is always a full one (level 0)`);
+      const input = ctx.stdin?.();
+      if (!input) {
+        throw new UsageError("--stdin reads a stream piped into frost, and standard input is a terminal");
+      }
+      const file = values["stdin-name"] ?? name;
+      checkName(file, "--stdin-name");
+      engine = stdinEngine({ input, file });
+    }
     const compression = parseCompression(values.compression);
     const segmentSize = parseSize(values["segment-size"], "--segment-size");
     if (segmentSize < 4096) {
       throw new UsageError(`Invalid --segment-size "${values["segment-size"]}": at least 4K`);
     }
     const queueSize = intOption(values["queue-size"], "--queue-size", 1)!;
-    const source = absolute(positionals[0]!);
-    checkSource(source);
+    // A --stdin backup records "-" as its source.
+    const source = fromStdin ? "-" : absolute(positionals[0]!);
+    // Checked now, and again after a --pre-command (which may make it).
+    if (values["pre-command"] === undefined && !fromStdin) checkSource(source);
     const keyOpts = await keyOptions(values);
     if (keyOpts.passphrase !== undefined && keyOpts.recipient !== undefined) {
       throw new UsageError(
@@ -104,13 +143,34 @@ export const backupCommand: Command = {
     }
 
     const storage = await openStorages(values, { create: true, ctx });
+    let lock: Lock | undefined;
     try {
       const series = seriesName(hostname, name);
+      lock = await acquireLock(storage, { hostname, name }, "backup", ctx); // before reading the history
       const history = await loadHistory(storage, series, ctx);
       const now = new Date();
       const byId = new Map(history.map((m) => [m.id, m]));
-      const choice = chooseParent(history.map(toRecord), policy, now);
+      // With several storages a new level builds only on backups that every one of them holds.
+      const usable = await onEveryStorage(storage, series, history);
+      if (usable.length < history.length) {
+        ctx.stderr(
+          `frost: ${history.length - usable.length} backup${
+            history.length - usable.length === 1 ? " is" : "s are"
+          } ` +
+            `not on every storage (or lack part of their chain there): the new backup builds only on those that are`,
+        );
+      }
+      const choice = chooseParent(usable.map(toRecord), policy, now);
       let parent: Manifest | null = choice.parent ? byId.get(choice.parent.id)! : null;
+      if (fromStdin) {
+        parent = null;
+      } else if (parent && parent.engine !== engine.name) {
+        ctx.stderr(
+          `frost: ${series} ${parent.id} was made with the ${parent.engine} engine, this backup uses ${engine.name}: ` +
+            `starting a new chain at level 0`,
+        );
+        parent = null;
+      }
       // Open the parent's state first: a wrong passphrase stops the run before anything is written.
       let parentStateKey = parent ? await stateKeyOf(parent.id, parent.encryption, keyOpts) : null;
       if (parentStateKey === "unavailable") {
@@ -128,6 +188,23 @@ export const backupCommand: Command = {
       const keys = await newBackupKeys(keyOpts, latestKdf);
       const id = newBackupId(now, byId.keys());
       const warnings: Warning[] = [];
+      const hookEnv = { FROST_BACKUP_NAME: name, FROST_BACKUP_ID: id, FROST_BACKUP_LEVEL: String(level) };
+      const pre = values["pre-command"];
+      if (pre !== undefined) {
+        const result = await runHook(pre, hookEnv, ctx.stderr, lock.signal);
+        if (result.code !== 0) {
+          throw new FrostError(`--pre-command failed (${describeHookEnd(result)}): nothing was backed up`);
+        }
+        if (!fromStdin) checkSource(source);
+      }
+      const post = values["post-command"];
+      const runPost = async (status: "ok" | "failed"): Promise<boolean> => {
+        if (post === undefined) return true;
+        const result = await runHook(post, { ...hookEnv, FROST_BACKUP_STATUS: status }, ctx.stderr);
+        if (result.code === 0) return true;
+        ctx.stderr(`frost: warning: --post-command failed (${describeHookEnd(result)})`);
+        return false;
+      };
       const progress = new ProgressLine(ctx);
       const manifest = await runBackup({
         storage,
@@ -145,7 +222,7 @@ export const backupCommand: Command = {
         queueSize,
         exclude: values.exclude,
         crossFileSystems: values["cross-file-systems"],
-        signal: ctx.signal,
+        signal: lock.signal,
         frostVersion: VERSION,
         onProgress: (p) =>
           progress.update(() =>
@@ -158,8 +235,13 @@ export const backupCommand: Command = {
           progress.clear();
           ctx.stderr(`frost: warning: ${w.path}: ${w.message}`);
         },
+      }).catch(async (err) => {
+        progress.clear();
+        await runPost("failed");
+        throw err;
       });
       progress.clear();
+      const postOk = await runPost("ok");
       const t = manifest.totals;
       if (values.json) {
         ctx.stdout(JSON.stringify({
@@ -177,7 +259,9 @@ export const backupCommand: Command = {
         }));
       } else {
         ctx.stdout(
-          `Backed up ${source} as ${series} ${manifest.id}: level ${manifest.level}` +
+          `Backed up ${
+            fromStdin ? "standard input" : source
+          } as ${series} ${manifest.id}: level ${manifest.level}` +
             `${manifest.parent ? ` on ${manifest.parent}` : ""}, ${t.files} files, ` +
             `${formatBytes(t.bytesIn)} read, ${formatBytes(t.bytesStored)} stored in ${
               t.seconds.toFixed(1)
@@ -185,9 +269,9 @@ export const backupCommand: Command = {
             (t.warnings ? `, ${t.warnings} warning${t.warnings === 1 ? "" : "s"}` : ""),
         );
       }
-      return t.warnings > 0 ? ExitCode.warnings : ExitCode.ok;
+      return t.warnings > 0 || !postOk ? ExitCode.warnings : ExitCode.ok;
     } finally {
-      await storage.close();
+      await releaseAndClose(lock, storage);
     }
   },
 };

@@ -21,6 +21,7 @@ import { formatBytes, parseDate, parseDuration } from "../units.ts";
 import { deleteBackupObjects, idToIso } from "../pipeline.ts";
 import type { Storage } from "../storage/storage.ts";
 import { describeDecision, hasRules, planRetention, type RetentionPolicy } from "../retention.ts";
+import { acquireLock, type Lock, releaseAndClose } from "../lock.ts";
 
 const USAGE = `Usage: frost remove --name NAME (--older-than AGE | --before DATE | --keep-… N) [options]
 
@@ -101,8 +102,11 @@ export const removeCommand: Command = {
     const dryRun = values["dry-run"] ?? false;
 
     const storage = await openStorages(values, { create: false, ctx });
+    let lock: Lock | undefined;
     try {
       const series = seriesName(hostname, name);
+      // A dry run only reads; a real one must not interleave with a backup of the series.
+      if (!dryRun) lock = await acquireLock(storage, { hostname, name }, "remove", ctx);
       const history = await loadHistory(storage, series, ctx);
       const byId = new Map(history.map((m) => [m.id, m]));
       const doomed: Manifest[] = [];
@@ -187,7 +191,7 @@ export const removeCommand: Command = {
       }
       return ExitCode.ok;
     } finally {
-      await storage.close();
+      await releaseAndClose(lock, storage);
     }
   },
 };

@@ -6,6 +6,7 @@ import fs from "node:fs";
 import {
   absolute,
   type Command,
+  type CommandContext,
   hostnameOption,
   KEY_OPTIONS,
   keyOptions,
@@ -18,14 +19,20 @@ import {
   STORAGE_OPTIONS,
 } from "../cli.ts";
 import { ExitCode, FrostError, UsageError } from "../errors.ts";
-import { manifestChain, seriesName } from "../manifest.ts";
+import { type Manifest, manifestChain, manifestsPrefix, seriesName } from "../manifest.ts";
 import { formatBytes, parseDate } from "../units.ts";
-import { runRestore } from "../pipeline.ts";
+import { readState, runRestore } from "../pipeline.ts";
 import { engineForBackup } from "../engines/registry.ts";
-import { dataKeyOf } from "../backup_keys.ts";
-import type { DataKey } from "../encryption.ts";
+import { dataKeyOf, stateKeyOf } from "../backup_keys.ts";
+import { type IncludeSelector, includeSelector } from "../engines/_fs_common.ts";
+import type { StateEntry } from "../engines/engine.ts";
+import { STDIN_ENGINE, stdinEngine } from "../engines/stdin.ts";
+import type { Storage } from "../storage/storage.ts";
+import { type DataKey, openText, streamId } from "../encryption.ts";
 
 const USAGE = `Usage: frost restore --name NAME --to DIR [options]
+       frost restore --name NAME --stdout [options]       (a backup made with frost backup --stdin)
+       frost restore --name NAME --plan [--json] [options]
 
 Restores the newest backup of <hostname>_<name> (or the newest at or before --date) into DIR,
 applying its chain from level 0.
@@ -35,6 +42,11 @@ Options:
   --to DIR               target directory; created if missing, must be empty unless --overwrite
   --date T               ISO 8601 date/time (local time unless a zone is given), e.g. 2026-11-20T10:00
   --overwrite            restore into a non-empty DIR, replacing what the backup holds
+  --include PATTERN      restore only matching paths and what is below them (repeatable): paths as
+                         "frost ls" shows them, globs * ? [..] ** allowed, e.g. etc/nginx 'etc/ssl/**'
+  --dry-run              list what would be written into DIR, with sizes; write nothing
+  --plan                 show the objects and bytes the restore would read (no --to needed)
+  --stdout               write a --stdin backup to standard output instead of a file in DIR
   --encrypt-pass-file F  the passphrase of encrypted backups (first line of F; or set FROST_PASSPHRASE)
   --encrypt-identity-file F  the identity of backups encrypted to a recipient (frost key generate)
   --json                 print a one-object summary on stdout
@@ -52,6 +64,10 @@ export const restoreCommand: Command = {
       to: { type: "string" },
       date: { type: "string" },
       overwrite: { type: "boolean" },
+      include: { type: "string", multiple: true },
+      "dry-run": { type: "boolean" },
+      plan: { type: "boolean" },
+      stdout: { type: "boolean" },
       ...KEY_OPTIONS,
     }, true);
     if (values.help) {
@@ -61,8 +77,21 @@ export const restoreCommand: Command = {
     if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
     const name = nameOption(values.name, "restore");
     const hostname = hostnameOption(values.hostname);
-    if (values.to === undefined) throw new UsageError("frost restore needs --to DIR");
-    const target = absolute(values.to);
+    const includes = values.include ?? [];
+    for (const p of includes) {
+      if (p.trim() === "") throw new UsageError("--include needs a path or pattern");
+      if (p.split("/").includes("..")) throw new UsageError(`Invalid --include "${p}": ".." is not allowed`);
+    }
+    const plan = values.plan ?? false;
+    const dryRun = values["dry-run"] ?? false;
+    const toStdout = values.stdout ?? false;
+    if (plan && (dryRun || toStdout)) {
+      throw new UsageError("--plan cannot be combined with --dry-run or --stdout");
+    }
+    if (toStdout && values.to !== undefined) throw new UsageError("Choose one of --to DIR and --stdout");
+    if (toStdout && dryRun) throw new UsageError("--dry-run lists what would be written into --to DIR");
+    if (!plan && !toStdout && values.to === undefined) throw new UsageError("frost restore needs --to DIR");
+    const target = values.to === undefined ? undefined : absolute(values.to);
     const at = values.date === undefined ? undefined : parseDate(values.date);
 
     const storage = await openStorages(values, { create: false, ctx });
@@ -71,6 +100,13 @@ export const restoreCommand: Command = {
       const history = await loadHistory(storage, series, ctx);
       if (history.length === 0) throw new FrostError(`No backup of "${series}" in ${storage.url}`);
       const chain = manifestChain(history, at, series);
+      const newest = chain[chain.length - 1]!;
+      if (plan) return await printPlan(ctx, storage, series, chain, values.json ?? false);
+      if (toStdout && newest.engine !== STDIN_ENGINE) {
+        throw new UsageError(
+          `--stdout restores backups made with "frost backup --stdin"; ${series} ${newest.id} is a ${newest.engine}-engine backup (use --to DIR)`,
+        );
+      }
       // Every key is opened before the target is touched: a wrong passphrase writes nothing.
       const keyOpts = await keyOptions(values);
       const keys = new Map<string, DataKey>();
@@ -78,7 +114,46 @@ export const restoreCommand: Command = {
         const key = await dataKeyOf(m.id, m.encryption, keyOpts);
         if (key) keys.set(m.id, key);
       }
-      prepareTarget(target, values.overwrite ?? false);
+
+      // The newest backup's state lists the tree this restore produces: what --dry-run shows, what each
+      // --include must match, and the file a stdin backup restores to.
+      // An absolute pattern under the backed-up path is taken relative to it: /etc/nginx → nginx.
+      const source = await sourceOf(newest, keys.get(newest.id));
+      const patterns = includes.map((p) =>
+        source && source !== "/" && p.startsWith(source + "/") ? p.slice(source.length + 1) : p
+      );
+      const selector = patterns.length > 0 ? includeSelector(patterns) : undefined;
+      let entries: StateEntry[] | undefined;
+      if (selector || dryRun || newest.engine === STDIN_ENGINE) {
+        const stateKey = await stateKeyOf(newest.id, newest.encryption, keyOpts);
+        if (stateKey === "unavailable") {
+          throw new FrostError(`Cannot read the state of ${series} ${newest.id}: no key for it was given`);
+        }
+        entries = await listEntries(storage, newest, stateKey, selector, ctx.signal);
+        for (const [i, p] of patterns.entries()) {
+          if (!entries.some((e) => selector!.covers(p, e.path))) {
+            throw new FrostError(
+              `--include "${includes[i]}" matches nothing in ${series} ${newest.id}; nothing was restored ` +
+                `(patterns are paths inside the backup${
+                  source ? ` of ${source}` : ""
+                }, as frost ls shows them)`,
+            );
+          }
+        }
+      }
+      const engines = (engine: string) =>
+        engine === STDIN_ENGINE
+          ? stdinEngine({
+            file: entries?.find((e) => e.type === "file")?.path,
+            output: toStdout ? stdoutOf(ctx) : undefined,
+          })
+          : engineForBackup(engine);
+
+      if (dryRun) {
+        checkTarget(target!, values.overwrite ?? false);
+        return printDryRun(ctx, series, chain, target!, entries!, selector, values.json ?? false);
+      }
+      if (target !== undefined) prepareTarget(target, values.overwrite ?? false);
 
       const progress = new ProgressLine(ctx);
       const total = chain.reduce((n, m) => n + m.totals.bytesStored, 0);
@@ -86,10 +161,11 @@ export const restoreCommand: Command = {
       let warnings = 0;
       const stats = await runRestore({
         storage,
-        engines: engineForBackup,
+        engines,
         chain,
         keys,
-        target,
+        target: target ?? process.cwd(),
+        select: selector ? (p, isDir) => selector.select(p, isDir) : undefined,
         signal: ctx.signal,
         onProgress: (p) =>
           progress.update(() => {
@@ -106,14 +182,16 @@ export const restoreCommand: Command = {
         },
       });
       progress.clear();
-      const newest = chain[chain.length - 1]!;
       const seconds = Math.round(performance.now() - started) / 1000;
+      const where = target ?? "standard output";
+      // With --stdout the summary goes to stderr: stdout carries the restored bytes.
+      const say = toStdout ? ctx.stderr : ctx.stdout;
       if (values.json) {
-        ctx.stdout(JSON.stringify({
+        say(JSON.stringify({
           id: newest.id,
           level: newest.level,
           chain: chain.map((m) => m.id),
-          target,
+          target: where,
           files: stats.files,
           bytes: stats.bytes,
           deleted: stats.deleted,
@@ -121,10 +199,10 @@ export const restoreCommand: Command = {
           warnings,
         }));
       } else {
-        ctx.stdout(
+        say(
           `Restored ${series} ${newest.id} (level ${newest.level}, ${chain.length} backup${
             chain.length === 1 ? "" : "s"
-          } applied) into ${target}: ${stats.files} entries, ${formatBytes(stats.bytes)} in ${
+          } applied) into ${where}: ${stats.files} entries, ${formatBytes(stats.bytes)} in ${
             seconds.toFixed(1)
           } s`,
         );
@@ -135,6 +213,163 @@ export const restoreCommand: Command = {
     }
   },
 };
+
+/** The backed-up path of a backup (unsealed with its data key when encrypted), if known. */
+async function sourceOf(m: Manifest, key: DataKey | undefined): Promise<string | null> {
+  if (m.source !== null) return m.source;
+  if (!m.sealedSource || !key) return null;
+  return await openText(
+    key,
+    streamId(m.id, "manifest"),
+    m.sealedSource,
+    `the source path of backup "${m.id}"`,
+  );
+}
+
+function stdoutOf(ctx: CommandContext): WritableStream<Uint8Array> {
+  if (!ctx.stdoutBytes) throw new FrostError("Standard output is not available here");
+  return ctx.stdoutBytes();
+}
+
+/** The entries of a backup point's tree (from its engine state), those a selector restores only. */
+async function listEntries(
+  storage: Storage,
+  manifest: Manifest,
+  key: DataKey | null,
+  selector: IncludeSelector | undefined,
+  signal: AbortSignal,
+): Promise<StateEntry[]> {
+  const out: StateEntry[] = [];
+  const engine = engineForBackup(manifest.engine);
+  for await (const e of engine.entries(readState(storage, manifest, key, signal))) {
+    if (!selector || selector.select(e.path, e.type === "dir") === "in") out.push(e);
+  }
+  return out;
+}
+
+const TYPE_CHARS: Record<StateEntry["type"], string> = {
+  file: "-",
+  dir: "d",
+  symlink: "l",
+  fifo: "p",
+  char: "c",
+  block: "b",
+};
+
+/** `restore --dry-run`: what the restore would write, with sizes. */
+function printDryRun(
+  ctx: CommandContext,
+  series: string,
+  chain: readonly Manifest[],
+  target: string,
+  entries: readonly StateEntry[],
+  selector: IncludeSelector | undefined,
+  json: boolean,
+): number {
+  const newest = chain[chain.length - 1]!;
+  // The root entry is the target itself: shown only when the whole tree is restored.
+  const shown = entries.filter((e) => e.path !== "" || !selector);
+  const files = shown.filter((e) => e.type === "file");
+  const bytes = files.reduce((n, e) => n + e.size, 0);
+  if (json) {
+    ctx.stdout(JSON.stringify({
+      id: newest.id,
+      level: newest.level,
+      chain: chain.map((m) => m.id),
+      target,
+      entries: shown.map((e) => ({ path: e.path === "" ? "." : e.path, type: e.type, size: e.size })),
+      files: files.length,
+      bytes,
+    }));
+    return ExitCode.ok;
+  }
+  for (const e of shown) {
+    ctx.stdout(`${TYPE_CHARS[e.type]} ${String(e.size).padStart(12)} ${e.path === "" ? "." : e.path}`);
+  }
+  ctx.stdout(
+    `Would restore ${series} ${newest.id} (level ${newest.level}, ${chain.length} backup${
+      chain.length === 1 ? "" : "s"
+    }) into ${target}: ${shown.length} entries, ${files.length} files, ${
+      formatBytes(bytes)
+    } (dry run: nothing written)`,
+  );
+  return ExitCode.ok;
+}
+
+/** `restore --plan`: the objects a restore of this point reads, and their bytes. */
+async function printPlan(
+  ctx: CommandContext,
+  storage: Storage,
+  series: string,
+  chain: readonly Manifest[],
+  json: boolean,
+): Promise<number> {
+  // A restore lists and reads the series' manifests to find the chain, then the chain's data segments.
+  let manifestCount = 0;
+  let manifestBytes = 0;
+  for await (const info of storage.list(manifestsPrefix(series))) {
+    if (!info.key.endsWith(".json")) continue;
+    manifestCount++;
+    manifestBytes += info.size;
+  }
+  const members = chain.map((m) => ({
+    id: m.id,
+    level: m.level,
+    created: m.created,
+    engine: m.engine,
+    compression: m.compression,
+    encrypted: m.encryption !== null,
+    objects: m.segments.map((s) => ({ key: s.key, size: s.size })),
+    bytes: m.segments.reduce((n, s) => n + s.size, 0),
+  }));
+  const dataBytes = members.reduce((n, m) => n + m.bytes, 0);
+  const dataObjects = members.reduce((n, m) => n + m.objects.length, 0);
+  const newest = chain[chain.length - 1]!;
+  if (json) {
+    ctx.stdout(JSON.stringify(
+      {
+        id: newest.id,
+        series,
+        storage: storage.url,
+        manifests: { objects: manifestCount, bytes: manifestBytes },
+        chain: members,
+        objects: manifestCount + dataObjects,
+        bytes: manifestBytes + dataBytes,
+      },
+      null,
+      2,
+    ));
+    return ExitCode.ok;
+  }
+  ctx.stdout(`Restore of ${series} ${newest.id} from ${storage.url} reads:`);
+  ctx.stdout(`  ${manifestCount} manifests of ${series}, ${formatBytes(manifestBytes)} (to find the chain)`);
+  for (const m of members) {
+    ctx.stdout(
+      `  level ${m.level} ${m.id}: ${m.objects.length} object${m.objects.length === 1 ? "" : "s"}, ${
+        formatBytes(m.bytes)
+      } (${m.engine}, ${m.compression}${m.encrypted ? ", encrypted" : ""})`,
+    );
+    for (const o of m.objects) ctx.stdout(`    ${o.key}  ${o.size}`);
+  }
+  ctx.stdout(
+    `Total: ${manifestCount + dataObjects} objects, ${formatBytes(manifestBytes + dataBytes)} (${
+      formatBytes(dataBytes)
+    } of data in ${chain.length} backup${chain.length === 1 ? "" : "s"}, applied oldest first)`,
+  );
+  return ExitCode.ok;
+}
+
+/** Checks, writing nothing, that a restore could go into `target`: a directory, empty unless `overwrite`. */
+function checkTarget(target: string, overwrite: boolean): void {
+  const st = fs.statSync(target, { throwIfNoEntry: false });
+  if (!st) return;
+  if (!st.isDirectory()) throw new FrostError(`Cannot restore into "${target}": not a directory`);
+  if (!overwrite && fs.readdirSync(target).length > 0) {
+    throw new FrostError(
+      `Cannot restore into "${target}": it is not empty (use --overwrite to restore into it)`,
+    );
+  }
+}
 
 /** Creates the restore target, or checks that it is a directory and empty unless `overwrite`. */
 export function prepareTarget(target: string, overwrite: boolean): void {

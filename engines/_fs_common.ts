@@ -6,6 +6,7 @@
 import fs from "node:fs";
 import picomatch from "picomatch";
 import { FrostError, messageOf } from "../errors.ts";
+import type { Selection } from "./engine.ts";
 
 /** The `code` of a system error. */
 export function code(err: unknown): string | undefined {
@@ -69,6 +70,62 @@ export function excludeMatcher(
   return (rel, name, isDir) =>
     (b?.(name) ?? false) || (f?.(rel) ?? false) ||
     (isDir && ((db?.(name) ?? false) || (df?.(rel) ?? false)));
+}
+
+/** A partial restore's path test, built from `--include` patterns by {@linkcode includeSelector}. */
+export interface IncludeSelector {
+  /** Where `path` (relative to the backup's root) stands: see `Selection` in engine.ts. */
+  select(path: string, isDir: boolean): Selection;
+  /** Whether `path` itself matches `pattern` (one of the patterns given) or lies below a match. */
+  covers(pattern: string, path: string): boolean;
+}
+
+/**
+ * Builds the partial-restore test: every pattern is a path relative to the backup's root (a leading
+ * `./` or `/` is ignored, as is a trailing `/`) with picomatch globs (`*`, `?`, `[…]`, `**`, dot files
+ * included). An entry is restored when it or one of its parent directories matches a pattern; the
+ * directories leading to a pattern's fixed part (or below it, when the pattern has globs) are "parent".
+ */
+export function includeSelector(patterns: readonly string[]): IncludeSelector {
+  const compiled = patterns.map((raw) => {
+    let p = raw;
+    while (p.startsWith("./")) p = p.slice(2);
+    while (p.startsWith("/")) p = p.slice(1);
+    p = p.replace(/\/+$/, "");
+    if (p === "" || p === ".") {
+      return { raw, test: () => true, base: [] as string[], glob: true };
+    }
+    const scan = picomatch.scan(p);
+    const base = scan.base === "" ? [] : scan.base.split("/");
+    return { raw, test: picomatch(p, { dot: true }), base, glob: scan.isGlob };
+  });
+  const matches = (path: string, test: (p: string) => boolean): boolean => {
+    if (test(path)) return true;
+    for (let i = path.indexOf("/"); i > 0; i = path.indexOf("/", i + 1)) {
+      if (test(path.slice(0, i))) return true;
+    }
+    return false;
+  };
+  return {
+    select(path, isDir) {
+      if (path === "") return compiled.some((c) => c.test("")) ? "in" : "parent";
+      for (const c of compiled) if (matches(path, c.test)) return "in";
+      if (!isDir) return "out";
+      const parts = path.split("/");
+      for (const c of compiled) {
+        const n = Math.min(parts.length, c.base.length);
+        let same = true;
+        for (let i = 0; i < n && same; i++) same = parts[i] === c.base[i];
+        // A directory on the way to the pattern's fixed part, or below it when globs may match deeper.
+        if (same && (parts.length < c.base.length || c.glob)) return "parent";
+      }
+      return "out";
+    },
+    covers(pattern, path) {
+      const c = compiled.find((x) => x.raw === pattern);
+      return c !== undefined && matches(path, c.test);
+    },
+  };
 }
 
 /** Reads /etc/passwd or /etc/group into id → name (first name wins, as getpwuid does). */

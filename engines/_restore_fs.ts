@@ -7,7 +7,7 @@
 import fs from "node:fs";
 import process from "node:process";
 import { execFileSync } from "node:child_process";
-import type { RestoreOptions, RestoreRun, RestoreStats } from "./engine.ts";
+import type { RestoreOptions, RestoreRun, RestoreStats, Selection } from "./engine.ts";
 import { AbortedError, FrostError, messageOf } from "../errors.ts";
 import { code, count, IdMap, safeRel } from "./_fs_common.ts";
 
@@ -162,10 +162,72 @@ export class RestoreTarget<F> {
   readonly verified = new Set<string>([""]);
   /** Directory attributes applied at the end, by relative path; a removed directory leaves. */
   readonly fixups = new Map<string, F>();
+  /** A partial restore's path test (`options.select`); undefined when everything is restored. */
+  readonly select: ((path: string, isDir: boolean) => Selection) | undefined;
 
   constructor(root: string, options: RestoreOptions) {
     this.root = root;
     this.owners = options.owners ?? this.superuser;
+    this.select = options.select;
+  }
+
+  /** Where `rel` stands in this restore ("in" when it is not partial). */
+  selection(rel: string, isDir: boolean): Selection {
+    return this.select ? this.select(rel, isDir) : "in";
+  }
+
+  /**
+   * Where a directory's stored attributes go at the end of a restore: its absolute path, or undefined
+   * when it is gone, was replaced (by a later member, or a symlink on its path), or, in a partial
+   * restore, was not made or walked through by this restore.
+   */
+  fixupPath(rel: string): string | undefined {
+    if (rel !== "" && !this.parentsSafe(rel)) return undefined;
+    if (this.select && !this.verified.has(rel)) return undefined;
+    const abs = this.abs(rel);
+    return fs.lstatSync(abs, { throwIfNoEntry: false })?.isDirectory() ? abs : undefined;
+  }
+
+  /**
+   * A hard link's message when its target is left out of a partial restore (the link cannot be made),
+   * else undefined.
+   */
+  linkLeftOut(linkname: string, name: string): string | undefined {
+    if (!this.select) return undefined;
+    let to: string;
+    try {
+      to = safeRel(linkname, name);
+    } catch {
+      return undefined; // hardlink() refuses it with the right error
+    }
+    return this.select(to, false) === "out"
+      ? `not restored: it is a hard link to "${linkname}", which the --include patterns leave out`
+      : undefined;
+  }
+
+  /**
+   * A deletion recorded by the backup, in a partial restore: removes `rel` when it is selected, and
+   * only the selected entries below it when it is a directory on the way to some ("parent"), then the
+   * directory itself if that left it empty. Returns the number of entries removed.
+   */
+  removeSelected(rel: string, abs: string): number {
+    const st = fs.lstatSync(abs, { throwIfNoEntry: false });
+    if (!st) return 0;
+    const s = this.selection(rel, st.isDirectory());
+    if (s === "in") return this.remove(rel, abs);
+    if (s === "out") return 0;
+    this.makeWritable(abs, st.mode);
+    let n = 0;
+    for (const name of fs.readdirSync(abs)) n += this.removeSelected(rel + "/" + name, abs + "/" + name);
+    try {
+      fs.rmdirSync(abs);
+    } catch (err) {
+      if (code(err) === "ENOTEMPTY" || code(err) === "EEXIST") return n;
+      throw err;
+    }
+    this.verified.delete(rel);
+    this.fixups.delete(rel);
+    return n + 1;
   }
 
   /** The depth of a directory's fixup: deepest are applied first, the root (-1) last. */

@@ -5,6 +5,7 @@
  */
 import { FrostError, messageOf } from "../errors.ts";
 import { compareKey } from "./_tar_state.ts";
+import type { StateEntry } from "./engine.ts";
 
 /** First 8 bytes of a data stream: "FRSYNC", NUL, version 1. */
 export const STREAM_MAGIC = new Uint8Array([0x46, 0x52, 0x53, 0x59, 0x4e, 0x43, 0x00, 0x01]);
@@ -262,6 +263,17 @@ export class StateReader {
     return rec;
   }
 
+  /** The next record in order (for listing a state), undefined at the end, MORE when input ran out. */
+  next(): ParentRecord | undefined | typeof MORE {
+    if (this.#next !== undefined) {
+      const rec = this.#next;
+      this.#next = undefined;
+      return rec;
+    }
+    const rec = this.#parse();
+    return rec ?? (this.#ended ? undefined : MORE);
+  }
+
   /** Hands every record left to `onMissing`; MORE when it must `await more()` first. */
   rest(onMissing: (rec: ParentRecord) => void): typeof MORE | undefined {
     for (;;) {
@@ -365,5 +377,38 @@ export class StateReader {
       meta: this.#buf.subarray(metaAt, sigAt),
       signatures,
     };
+  }
+}
+
+const RSYNC_TYPES = new Map<number, StateEntry["type"]>([
+  [KIND.file, "file"],
+  [KIND.dir, "dir"],
+  [KIND.symlink, "symlink"],
+  [KIND.fifo, "fifo"],
+  [KIND.char, "char"],
+  [KIND.block, "block"],
+]);
+
+/** Lists an rsync state's entries (the tree its backup restores to). */
+export async function* rsyncStateEntries(state: ReadableStream<Uint8Array>): AsyncGenerator<StateEntry> {
+  const reader = new StateReader(state);
+  await reader.open();
+  try {
+    for (;;) {
+      const rec = reader.next();
+      if (rec === MORE) {
+        await reader.more();
+        continue;
+      }
+      if (rec === undefined) return;
+      const type = RSYNC_TYPES.get(rec.kind)!;
+      // meta: dev, ino, size, mtime, ctime (8 bytes each, little-endian).
+      const size = type === "file"
+        ? Number(new DataView(rec.meta.buffer, rec.meta.byteOffset + 16, 8).getBigUint64(0, true))
+        : 0;
+      yield { path: rec.parts.join("/"), type, size };
+    }
+  } finally {
+    await reader.close();
   }
 }

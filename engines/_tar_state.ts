@@ -4,6 +4,7 @@
  * @module
  */
 import { FrostError, messageOf } from "../errors.ts";
+import type { StateEntry } from "./engine.ts";
 
 /** `format` value of a state's header line. */
 export const STATE_FORMAT = "frost-tar-state";
@@ -187,6 +188,20 @@ export class StateReader {
     }
   }
 
+  /** The next record in order (for listing a state), undefined at the end, MORE when input ran out. */
+  next(): ParentRecord | undefined | typeof MORE {
+    for (;;) {
+      if (this.#next !== undefined) {
+        const rec = this.#next;
+        this.#next = undefined;
+        return rec;
+      }
+      const line = this.#line();
+      if (line === undefined) return this.#ended ? undefined : MORE;
+      if (line !== "") return this.#parse(line);
+    }
+  }
+
   /** Buffers the next chunk of input. */
   async more(): Promise<void> {
     let result: ReadableStreamReadResult<Uint8Array>;
@@ -264,5 +279,27 @@ export class StateReader {
       kind: v[1] as Kind,
       tail: line.slice(tailStart(line)),
     };
+  }
+}
+
+const TAR_TYPES = { f: "file", d: "dir", l: "symlink", p: "fifo", c: "char", b: "block" } as const;
+
+/** Lists a tar state's entries (the tree its backup restores to). */
+export async function* tarStateEntries(state: ReadableStream<Uint8Array>): AsyncGenerator<StateEntry> {
+  const reader = new StateReader(state);
+  await reader.open();
+  try {
+    for (;;) {
+      const rec = reader.next();
+      if (rec === MORE) {
+        await reader.more();
+        continue;
+      }
+      if (rec === undefined) return;
+      const size = rec.kind === "f" ? Number(tailFields(rec.tail, 0)[1]) : 0;
+      yield { path: rec.parts.join("/"), type: TAR_TYPES[rec.kind], size };
+    }
+  } finally {
+    await reader.close();
   }
 }

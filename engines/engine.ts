@@ -60,10 +60,22 @@ export interface BackupRun {
   done: Promise<BackupStats>;
 }
 
+/**
+ * Where a path stands in a partial restore: "in" (restored, with everything below it), "parent" (a
+ * directory that may lead to selected entries: made only when one of them needs it, deletions inside
+ * it applied only to selected entries) or "out" (left alone).
+ */
+export type Selection = "in" | "parent" | "out";
+
 /** Options of `Engine.restore()`. */
 export interface RestoreOptions {
   /** Restore owners (uid/gid). Default: only when running as root. */
   owners?: boolean;
+  /**
+   * Partial restore: which entries (paths relative to the backup's root, as `frost ls` shows them) to
+   * restore. Default: all.
+   */
+  select?: (path: string, isDir: boolean) => Selection;
   signal?: AbortSignal;
   onProgress?: (progress: Progress) => void;
   onWarning?: (warning: Warning) => void;
@@ -84,6 +96,15 @@ export interface RestoreRun {
   done: Promise<RestoreStats>;
 }
 
+/** One entry of a backup point, as listed from its engine state. */
+export interface StateEntry {
+  /** Path relative to the backup's root ("" for the root itself). */
+  path: string;
+  type: "file" | "dir" | "symlink" | "fifo" | "char" | "block";
+  /** Content bytes (files), 0 otherwise. */
+  size: number;
+}
+
 /** A backup engine. */
 export interface Engine {
   /** Recorded in manifests; selects the engine on restore. */
@@ -95,4 +116,9 @@ export interface Engine {
    * oldest first. Never writes outside `target`.
    */
   restore(target: string, options?: RestoreOptions): RestoreRun;
+  /**
+   * The entries of the tree a backup point restores to, read from that backup's engine state (decoded):
+   * what a restore of it would write, without reading its data.
+   */
+  entries(state: ReadableStream<Uint8Array>): AsyncIterable<StateEntry>;
 }

@@ -5,6 +5,7 @@
 import type { Engine } from "./engine.ts";
 import { tarEngine } from "./tar.ts";
 import { rsyncEngine } from "./rsync.ts";
+import { STDIN_ENGINE, stdinEngine } from "./stdin.ts";
 import { FrostError, UsageError } from "../errors.ts";
 
 const ENGINES: Record<string, Engine> = { tar: tarEngine, rsync: rsyncEngine };
@@ -21,7 +22,8 @@ export function engineForOption(name: string): Engine {
 
 /** The engine a manifest names (a failure when this frost lacks it). */
 export function engineForBackup(name: string): Engine {
-  const engine = ENGINES[name];
+  // stdin backups (`frost backup --stdin`) are made by their own option, not by --engine.
+  const engine = name === STDIN_ENGINE ? stdinEngine() : ENGINES[name];
   if (!engine) {
     throw new FrostError(`Cannot restore: the backup was made with engine "${name}", unknown to this frost`);
   }

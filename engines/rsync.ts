@@ -3,6 +3,7 @@
  * @module
  */
 import type { Engine } from "./engine.ts";
+import { rsyncStateEntries } from "./_rsync_format.ts";
 import { rsyncBackup } from "./rsync_backup.ts";
 import { rsyncRestore } from "./rsync_restore.ts";
 
@@ -14,4 +15,5 @@ export const rsyncEngine: Engine = {
   name: "rsync",
   backup: rsyncBackup,
   restore: rsyncRestore,
+  entries: rsyncStateEntries,
 };

@@ -14,7 +14,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import crypto from "node:crypto";
-import type { RestoreOptions, RestoreRun, RestoreStats } from "./engine.ts";
+import type { RestoreOptions, RestoreRun, RestoreStats, Selection } from "./engine.ts";
 import { AbortedError, FrostError, messageOf } from "../errors.ts";
 import { sha256 } from "./_rsync_delta.ts";
 import { DELETED_DIR, DELETED_OTHER, KIND, STREAM_MAGIC, TAG } from "./_rsync_format.ts";
@@ -94,6 +94,8 @@ interface FileJob {
   size: number;
   /** SHA-256 of the full blocks (over their SHA-256s). */
   list: crypto.Hash | undefined;
+  /** Left out of a partial restore: its operations are read and dropped. */
+  skip?: boolean;
 }
 
 /** Parses the stream and applies it under `root`. */
@@ -298,30 +300,47 @@ class Applier {
         if (block === 0 || (hasBase === 1 && baseBlock === 0)) {
           throw this.#corrupt(`"${h.path}" has no block size`);
         }
-        this.#wrap(h.path, () => this.#openFile(h, block, hasBase === 1, baseBlock, baseSize));
+        if (this.#selection(h.path, false) === "out") {
+          this.#skipFile(h, block);
+        } else {
+          this.#wrap(h.path, () => this.#openFile(h, block, hasBase === 1, baseBlock, baseSize));
+        }
         this.#state = OPS;
         return;
       }
-      case KIND.dir:
-        this.#wrap(h.path, () => this.#dir(h));
+      case KIND.dir: {
+        const s = this.#selection(h.path, true);
+        if (s === "out") return;
+        this.#wrap(h.path, () => s === "parent" ? this.#fixup(h, safeRel(h.path, h.path)) : this.#dir(h));
+        if (s === "parent") return;
         break;
+      }
       case KIND.symlink: {
         const target = this.#str(this.#u32());
+        if (this.#selection(h.path, false) === "out") return;
         this.#wrap(h.path, () => this.#symlink(h, target));
         break;
       }
       case KIND.hardlink: {
         const target = this.#str(this.#u32());
+        if (this.#selection(h.path, false) === "out") return;
+        const why = this.#t.linkLeftOut(target, h.path);
+        if (why !== undefined) {
+          this.#warn(h.path, why);
+          return;
+        }
         this.#wrap(h.path, () => this.#hardlink(h, target));
         break;
       }
       case KIND.fifo:
+        if (this.#selection(h.path, false) === "out") return;
         if (!this.#wrap(h.path, () => this.#special(h, 0, 0))) return;
         break;
       case KIND.char:
       case KIND.block: {
         const major = this.#u32();
         const minor = this.#u32();
+        if (this.#selection(h.path, false) === "out") return;
         if (!this.#wrap(h.path, () => this.#special(h, major, minor))) return;
         break;
       }
@@ -386,9 +405,8 @@ class Applier {
     const dirs = [...this.#t.fixups.entries()].sort((a, b) => b[1].depth - a[1].depth);
     for (const [rel, fix] of dirs) {
       this.#wrap(fix.name, () => {
-        if (rel !== "" && !this.#t.parentsSafe(rel)) return;
-        const abs = this.#t.abs(rel);
-        if (!fs.lstatSync(abs, { throwIfNoEntry: false })?.isDirectory()) return;
+        const abs = this.#t.fixupPath(rel);
+        if (abs === undefined) return;
         if (this.#t.owners) fs.lchownSync(abs, fix.uid, fix.gid);
         fs.chmodSync(abs, fix.mode);
         fs.utimesSync(abs, fsTime(undefined), fsTime(fix.mtime));
@@ -400,7 +418,7 @@ class Applier {
   /** Releases the open files after a failure and removes a half-written file. */
   abandon(): void {
     const job = this.#job;
-    if (!job) return;
+    if (!job || job.skip) return;
     this.#job = undefined;
     for (const fd of [job.fd, job.baseFd]) {
       if (fd < 0) continue;
@@ -496,6 +514,24 @@ class Applier {
     this.#stageOff = 0;
   }
 
+  /** A file a partial restore leaves out: its operations are parsed and dropped. */
+  #skipFile(h: Header, block: number): void {
+    this.#job = {
+      header: h,
+      rel: "",
+      abs: "",
+      out: "",
+      fd: -1,
+      baseFd: -1,
+      baseBlock: 0,
+      baseSize: 0,
+      block,
+      size: 0,
+      list: undefined,
+      skip: true,
+    };
+  }
+
   /** Usable staging bytes for the current file: a whole number of its blocks. */
   #stageLimit(job: FileJob): number {
     const usable = this.#stage.length - 12;
@@ -505,6 +541,7 @@ class Applier {
   /** Appends output bytes `src[start, end)`. */
   #put(src: Uint8Array, start: number, end: number): void {
     const job = this.#job!;
+    if (job.skip) return;
     const limit = this.#stageLimit(job);
     while (start < end) {
       const n = Math.min(end - start, limit - this.#stageOff);
@@ -517,6 +554,7 @@ class Applier {
 
   /** Appends `count` blocks of the base from block `first`. */
   #copy(job: FileJob, first: number, count: number): void {
+    if (job.skip) return;
     if (job.baseFd < 0) {
       throw this.#corrupt(`"${job.header.path}" refers to a previous version it has none of`);
     }
@@ -564,6 +602,10 @@ class Applier {
   }
 
   #closeFile(job: FileJob, size: number, hash: Uint8Array): void {
+    if (job.skip) {
+      this.#job = undefined;
+      return;
+    }
     // The tail (bytes after the last full block) and the trailer are hashed straight from the stage.
     const bs = job.block;
     const tailStart = this.#hashBlocks(job, this.#stageOff) * bs;
@@ -611,9 +653,19 @@ class Applier {
 
   // ---- other entries
 
+  /** Where an entry stands in a partial restore (its path checked as the restore would). */
+  #selection(path: string, isDir: boolean): Selection {
+    return this.#t.select ? this.#wrap(path, () => this.#t.selection(safeRel(path, path), isDir)) : "in";
+  }
+
   #dir(h: Header): void {
     const rel = safeRel(h.path, h.path);
     this.#t.dir(rel, h.path);
+    this.#fixup(h, rel);
+  }
+
+  /** Directory attributes, applied at the end (in a partial restore, only if the directory was made). */
+  #fixup(h: Header, rel: string): void {
     this.#t.fixups.set(rel, {
       name: h.path,
       depth: RestoreTarget.depth(rel),
@@ -661,7 +713,10 @@ class Applier {
     const abs = this.#t.abs(rel);
     const st = fs.lstatSync(abs, { throwIfNoEntry: false });
     if (!st || st.isDirectory() !== isDir) return;
-    this.#wrap(path, () => this.#n.deleted += this.#t.remove(rel, abs));
+    this.#wrap(
+      path,
+      () => this.#n.deleted += this.#t.select ? this.#t.removeSelected(rel, abs) : this.#t.remove(rel, abs),
+    );
   }
 
   #warn(name: string, message: string): void {

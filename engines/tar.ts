@@ -3,6 +3,7 @@
  * @module
  */
 import type { Engine } from "./engine.ts";
+import { tarStateEntries } from "./_tar_state.ts";
 import { tarBackup } from "./tar_backup.ts";
 import { tarRestore } from "./tar_restore.ts";
 
@@ -11,4 +12,5 @@ export const tarEngine: Engine = {
   name: "tar",
   backup: tarBackup,
   restore: tarRestore,
+  entries: tarStateEntries,
 };

@@ -77,6 +77,21 @@ class Applier implements TarHandler {
   entry(e: TarEntry): boolean {
     try {
       const rel = safeRel(e.name, e.name);
+      if (this.#t.select) {
+        const s = this.#t.select(rel, e.type === "dir");
+        if (s === "out") return false;
+        if (s === "parent") {
+          this.#parentDir(e, rel);
+          return false;
+        }
+        if (e.type === "hardlink") {
+          const why = this.#t.linkLeftOut(e.linkname, e.name);
+          if (why !== undefined) {
+            this.warn(e.name, why);
+            return false;
+          }
+        }
+      }
       switch (e.type) {
         case "file":
           return this.#openFile(e, rel);
@@ -145,10 +160,8 @@ class Applier implements TarHandler {
     const dirs = [...this.#t.fixups.entries()].sort((a, b) => b[1].depth - a[1].depth);
     for (const [rel, fix] of dirs) {
       try {
-        // A later member may have replaced the directory or one of its parents by a symlink.
-        if (rel !== "" && !this.#t.parentsSafe(rel)) continue;
-        const abs = this.#t.abs(rel);
-        if (!fs.lstatSync(abs, { throwIfNoEntry: false })?.isDirectory()) continue;
+        const abs = this.#t.fixupPath(rel);
+        if (abs === undefined) continue;
         if (this.#t.owners) fs.lchownSync(abs, fix.uid, fix.gid);
         fs.chmodSync(abs, fix.mode);
         fs.utimesSync(abs, fsTime(fix.atime), fsTime(fix.mtime));
@@ -184,6 +197,22 @@ class Applier implements TarHandler {
   #dir(e: TarEntry, rel: string): void {
     const existed = this.#t.dir(rel, e.name);
     if (existed && e.dumpdir) this.#purge(rel, this.#t.abs(rel), e);
+    this.#fixup(e, rel);
+  }
+
+  /**
+   * A partial restore's directory on the way to selected entries: made only when one of them needs it
+   * (its attributes are then applied at the end); deletions inside it reach selected entries only.
+   */
+  #parentDir(e: TarEntry, rel: string): void {
+    if (e.dumpdir && this.#t.parentsSafe(rel)) {
+      const abs = this.#t.abs(rel);
+      if (fs.lstatSync(abs, { throwIfNoEntry: false })?.isDirectory()) this.#purge(rel, abs, e);
+    }
+    this.#fixup(e, rel);
+  }
+
+  #fixup(e: TarEntry, rel: string): void {
     this.#t.fixups.set(rel, {
       name: e.name,
       depth: RestoreTarget.depth(rel),
@@ -241,7 +270,10 @@ class Applier implements TarHandler {
       const c = keep.get(d.name);
       const isDir = d.isDirectory();
       if (c === undefined || (c === Dumpdir.D && !isDir) || (c === Dumpdir.Y && isDir)) {
-        this.#n.deleted += this.#t.remove(rel === "" ? d.name : rel + "/" + d.name, abs + "/" + d.name);
+        const childRel = rel === "" ? d.name : rel + "/" + d.name;
+        this.#n.deleted += this.#t.select
+          ? this.#t.removeSelected(childRel, abs + "/" + d.name)
+          : this.#t.remove(childRel, abs + "/" + d.name);
       }
     }
   }

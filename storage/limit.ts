@@ -49,6 +49,11 @@ export class LimitStorage implements Storage {
   readonly #up?: TokenBucket;
   readonly #down?: TokenBucket;
 
+  /** The limited storage. */
+  get inner(): Storage {
+    return this.#inner;
+  }
+
   constructor(inner: Storage, options: LimitOptions) {
     this.#inner = inner;
     this.url = inner.url;

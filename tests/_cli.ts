@@ -29,6 +29,10 @@ export interface RunResult {
 export interface RunOptions {
   env?: Record<string, string>;
   cwd?: string;
+  /** A file whose content is the child's standard input (default: none). */
+  stdinFile?: string;
+  /** A file that receives the child's standard output (then `stdout` is ""). */
+  stdoutFile?: string;
   /** Called with the child once started (to send signals). */
   onSpawn?: (child: ReturnType<typeof spawn>) => void;
 }
@@ -36,18 +40,24 @@ export interface RunOptions {
 /** Runs frost with `args` and resolves when it exits. */
 export function frost(args: string[], options: RunOptions = {}): Promise<RunResult> {
   const [cmd, ...pre] = frostCommand();
+  const input = options.stdinFile === undefined ? undefined : fs.openSync(options.stdinFile, "r");
+  const output = options.stdoutFile === undefined ? undefined : fs.openSync(options.stdoutFile, "w");
   return new Promise((resolve, reject) => {
     const child = spawn(cmd!, [...pre, ...args], {
       cwd: options.cwd ?? os.tmpdir(),
       env: { ...process.env, NO_COLOR: "1", ...options.env },
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: [input ?? "ignore", output ?? "pipe", "pipe"],
     });
     let stdout = "";
     let stderr = "";
-    child.stdout!.on("data", (d) => stdout += d);
+    child.stdout?.on("data", (d) => stdout += d);
     child.stderr!.on("data", (d) => stderr += d);
     child.on("error", reject);
-    child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
+    child.on("close", (code, signal) => {
+      if (input !== undefined) fs.closeSync(input);
+      if (output !== undefined) fs.closeSync(output);
+      resolve({ code, signal, stdout, stderr });
+    });
     options.onSpawn?.(child);
   });
 }
