@@ -4,7 +4,7 @@
  * @module
  */
 import { FrostError, messageOf } from "../errors.ts";
-import { compareKey } from "./_tar_state.ts";
+import { compareKey, recordsOf } from "./_tar_state.ts";
 import type { StateEntry } from "./engine.ts";
 
 /** First 8 bytes of a data stream: "FRSYNC", NUL, version 1. */
@@ -391,24 +391,12 @@ const RSYNC_TYPES = new Map<number, StateEntry["type"]>([
 
 /** Lists an rsync state's entries (the tree its backup restores to). */
 export async function* rsyncStateEntries(state: ReadableStream<Uint8Array>): AsyncGenerator<StateEntry> {
-  const reader = new StateReader(state);
-  await reader.open();
-  try {
-    for (;;) {
-      const rec = reader.next();
-      if (rec === MORE) {
-        await reader.more();
-        continue;
-      }
-      if (rec === undefined) return;
-      const type = RSYNC_TYPES.get(rec.kind)!;
-      // meta: dev, ino, size, mtime, ctime (8 bytes each, little-endian).
-      const size = type === "file"
-        ? Number(new DataView(rec.meta.buffer, rec.meta.byteOffset + 16, 8).getBigUint64(0, true))
-        : 0;
-      yield { path: rec.parts.join("/"), type, size };
-    }
-  } finally {
-    await reader.close();
+  for await (const rec of recordsOf<ParentRecord>(new StateReader(state))) {
+    const type = RSYNC_TYPES.get(rec.kind)!;
+    // meta: dev, ino, size, mtime, ctime (8 bytes each, little-endian).
+    const size = type === "file"
+      ? Number(new DataView(rec.meta.buffer, rec.meta.byteOffset + 16, 8).getBigUint64(0, true))
+      : 0;
+    yield { path: rec.parts.join("/"), type, size };
   }
 }

@@ -282,24 +282,39 @@ export class StateReader {
   }
 }
 
-const TAR_TYPES = { f: "file", d: "dir", l: "symlink", p: "fifo", c: "char", b: "block" } as const;
+/** What `recordsOf` needs of a state reader (both engines' `StateReader`s have it). */
+export interface RecordSource<R> {
+  open(): Promise<void>;
+  /** The next record; undefined at the end; a symbol (the reader's MORE) when input ran out. */
+  next(): R | undefined | symbol;
+  more(): Promise<void>;
+  close(): Promise<void>;
+}
 
-/** Lists a tar state's entries (the tree its backup restores to). */
-export async function* tarStateEntries(state: ReadableStream<Uint8Array>): AsyncGenerator<StateEntry> {
-  const reader = new StateReader(state);
+/** Every record of a state, in order (for listing it, not for a merge). */
+export async function* recordsOf<R>(reader: RecordSource<R>): AsyncGenerator<R> {
   await reader.open();
   try {
     for (;;) {
       const rec = reader.next();
-      if (rec === MORE) {
+      if (typeof rec === "symbol") {
         await reader.more();
         continue;
       }
       if (rec === undefined) return;
-      const size = rec.kind === "f" ? Number(tailFields(rec.tail, 0)[1]) : 0;
-      yield { path: rec.parts.join("/"), type: TAR_TYPES[rec.kind], size };
+      yield rec;
     }
   } finally {
     await reader.close();
+  }
+}
+
+const TAR_TYPES = { f: "file", d: "dir", l: "symlink", p: "fifo", c: "char", b: "block" } as const;
+
+/** Lists a tar state's entries (the tree its backup restores to). */
+export async function* tarStateEntries(state: ReadableStream<Uint8Array>): AsyncGenerator<StateEntry> {
+  for await (const rec of recordsOf<ParentRecord>(new StateReader(state))) {
+    const size = rec.kind === "f" ? Number(tailFields(rec.tail, 0)[1]) : 0;
+    yield { path: rec.parts.join("/"), type: TAR_TYPES[rec.kind], size };
   }
 }
