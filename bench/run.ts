@@ -1,10 +1,12 @@
 /**
- * frost's benchmark against GNU tar | zstd (and restic and borg when installed): full backup, no-change
- * incremental and restore of a generated tree, alternating the tools and keeping the best of N rounds.
- * Prints a table, writes bench/results/latest.json and regenerates docs/BENCHMARKS.md.
+ * frost's benchmark against GNU tar | zstd, restic, borg and duplicity (those installed): on two generated
+ * data sets ("home": many small files and a few large ones; "vm": one disk image), every tool makes a full
+ * backup, restores it, makes four incrementals after 1 % change rounds, restores that 5-level chain and makes
+ * a no-change incremental. Prints a table per set, writes bench/results/latest.json and regenerates the
+ * generated part of docs/BENCHMARKS.md.
  *
- *   deno task bench [--size 1G] [--files 20000] [--runs 3] [--tools frost,tar,restic,borg]
- *   deno task bench --smoke              # ~50 MiB, one round, ~15 s (results go to bench/results/smoke.*)
+ *   deno task bench [--set home,vm] [--size 200M] [--files 10000] [--runs 1] [--tools frost,tar,…]
+ *   deno task bench --smoke              # tiny sets, frost and tar, ~15 s (results go to bench/results/smoke.*)
  *   deno task bench --rss-sizes 1G,4G    # frost's full backup only: peak RSS per data size
  *
  * The bench measures; it never fails a build. It exits 0 even when frost falls short of a bar.
@@ -15,7 +17,20 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { type DataParams, type DataSet, ensureDataSet, formatSize, parseSize, settle } from "./data.ts";
+import {
+  applyChanges,
+  type ChangeSummary,
+  type DataParams,
+  type DataSet,
+  describeSet,
+  ensureDataSet,
+  formatSize,
+  parseSize,
+  revertChanges,
+  SET_KINDS,
+  type SetKind,
+  settle,
+} from "./data.ts";
 import {
   exec,
   haveGnuTime,
@@ -27,28 +42,29 @@ import {
   versionOf,
 } from "./measure.ts";
 import {
-  mainBars,
-  type MainResults,
+  composeDoc,
   markdown,
   type Results,
   type Row,
   rssBars,
   type RssResults,
   type RssRow,
+  setBars,
+  type SetResults,
   textBars,
   textTable,
 } from "./report.ts";
 import {
-  borgTool,
+  CHANGE_ROUNDS,
   CommandError,
-  frostTool,
-  resticTool,
+  type Scenario,
   SCENARIO_TITLES,
   SCENARIOS,
   type StepResult,
-  tarTool,
   type Tool,
-  type ToolContext,
+  TOOL_IDS,
+  type ToolId,
+  TOOLS,
 } from "./tools.ts";
 
 const BENCH = import.meta.dirname!;
@@ -57,37 +73,51 @@ const DATA_DIR = path.join(BENCH, "data");
 const WORK_DIR = path.join(BENCH, "work");
 const RESULTS_DIR = path.join(BENCH, "results");
 const DOCS = path.join(ROOT, "docs", "BENCHMARKS.md");
-const ALL_TOOLS = ["frost", "tar", "restic", "borg"] as const;
+const DEFAULT_SIZE: Record<SetKind, string> = { home: "1.6G", vm: "2G" };
+const SMOKE_SIZE: Record<SetKind, string> = { home: "24M", vm: "16M" };
 
 const USAGE = `Usage: deno task bench [options]
 
-  --size SIZE          data set size (default 1G, or $BENCH_SIZE; K/M/G/T = KiB/MiB/GiB/TiB)
-  --files N            small files (default 20000, or $BENCH_FILES)
-  --runs N             rounds, best of which is kept (default 3, or $BENCH_RUNS)
+  --set LIST           data sets: home, vm or home,vm (default: both)
+  --size SIZE          size of every selected set (default home 1.6G, vm 2G, or $BENCH_SIZE; K/M/G/T binary)
+  --home-size SIZE     size of "home" (overrides --size)
+  --vm-size SIZE       size of "vm" (overrides --size)
+  --files N            small files in "home" (default 100000, or $BENCH_FILES)
+  --runs N             rounds, best of which is kept (default 1, or $BENCH_RUNS)
   --seed N             data generator seed (default 1)
-  --smoke              quick check: 50M, 800 files, 1 round; results in bench/results/smoke.{json,md}
-  --tools LIST         comma-separated subset of frost,tar,restic,borg (default: all installed)
-  --rss-sizes LIST     only frost's full backup at these sizes (e.g. 1G,4G): peak RSS per size
-  --frost PATH         frost binary to measure (default $FROST_BIN, else dist/frost, built when stale)
-  --no-build           do not build dist/frost when it is missing or older than the sources
+  --smoke              quick check: home 24M/400 files, vm 16M, frost and tar only (unless --tools), no waits
+                       between change rounds; results in bench/results/smoke.{json,md}
+  --tools LIST         comma-separated subset of ${TOOL_IDS.join(",")}
+                       (default: every installed one but borg-none; frost-rsync runs on "vm" only)
+  --rss-sizes LIST     only frost's full backup of "home" at these sizes (e.g. 1G,4G): peak RSS per size
+                       (small files: --files, default 20000 here)
+  --frost-bin PATH     frost binary to measure (also --frost, or $FROST_BIN; built there when missing).
+                       Default dist/frost, built when missing or older than the sources
+  --no-build           never build frost
   --timeout SECONDS    kill a command after this long (default 1800)
   --keep               keep bench/work/ (storages and archives) afterwards
+  --clean-data         remove the generated data sets afterwards
+  --no-save            print the tables only: leave bench/results/ and docs/BENCHMARKS.md alone (a saved run
+                       replaces the results of its data sets, also when --tools picks only some tools)
   --report             only rewrite docs/BENCHMARKS.md from bench/results/latest.json
   -h, --help           this help`;
 
 interface Options {
-  size: number;
+  sets: SetKind[];
+  sizes: Record<SetKind, number>;
   files: number;
   runs: number;
   seed: number;
   smoke: boolean;
-  tools: string[];
+  tools: ToolId[];
   rssSizes: number[] | null;
   frost: string | undefined;
   build: boolean;
   timeout: number;
   keep: boolean;
+  cleanData: boolean;
   report: boolean;
+  save: boolean;
 }
 
 function log(line: string): void {
@@ -98,7 +128,10 @@ function options(): Options | null {
   const { values } = parseArgs({
     args: process.argv.slice(2),
     options: {
+      set: { type: "string" },
       size: { type: "string" },
+      "home-size": { type: "string" },
+      "vm-size": { type: "string" },
       files: { type: "string" },
       runs: { type: "string" },
       seed: { type: "string" },
@@ -106,10 +139,13 @@ function options(): Options | null {
       tools: { type: "string" },
       "rss-sizes": { type: "string" },
       frost: { type: "string" },
+      "frost-bin": { type: "string" },
       "no-build": { type: "boolean" },
       timeout: { type: "string" },
       keep: { type: "boolean" },
+      "clean-data": { type: "boolean" },
       report: { type: "boolean" },
+      "no-save": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -123,25 +159,47 @@ function options(): Options | null {
     if (!/^\d+$/.test(v)) throw new Error(`${name}: expected a whole number, got "${v}"`);
     return Number(v);
   };
+  const list = (v: string) => v.split(",").map((t) => t.trim()).filter(Boolean);
   const smoke = values.smoke ?? false;
   const env = process.env;
-  const tools = (values.tools ?? ALL_TOOLS.join(",")).split(",").map((t) => t.trim()).filter(Boolean);
-  for (const t of tools) {
-    if (!(ALL_TOOLS as readonly string[]).includes(t)) throw new Error(`--tools: unknown tool "${t}"`);
+  const sets = values.set === undefined || values.set === "all" ? [...SET_KINDS] : list(values.set);
+  for (const s of sets) {
+    if (!(SET_KINDS as readonly string[]).includes(s)) throw new Error(`--set: unknown data set "${s}"`);
   }
+  const tools = values.tools === undefined
+    ? TOOL_IDS.filter((t) =>
+      !TOOLS[t].optIn && (!smoke || t === "frost" || t === "frost-rsync" || t === "tar")
+    )
+    : values.tools === "all"
+    ? [...TOOL_IDS]
+    : list(values.tools);
+  for (const t of tools) {
+    if (!(TOOL_IDS as readonly string[]).includes(t)) throw new Error(`--tools: unknown tool "${t}"`);
+  }
+  const both = values.size ?? (smoke ? undefined : env.BENCH_SIZE || undefined);
+  const sizeOf = (k: SetKind) =>
+    parseSize(values[`${k}-size`] ?? both ?? (smoke ? SMOKE_SIZE[k] : DEFAULT_SIZE[k]));
+  const frost = values["frost-bin"] ?? values.frost ?? env.FROST_BIN;
   return {
-    size: parseSize(values.size ?? (smoke ? "50M" : env.BENCH_SIZE || "1G")),
-    files: int(values.files ?? (smoke ? "800" : env.BENCH_FILES), 20000, "--files"),
-    runs: Math.max(1, int(values.runs ?? (smoke ? "1" : env.BENCH_RUNS), 3, "--runs")),
+    sets: sets as SetKind[],
+    sizes: { home: sizeOf("home"), vm: sizeOf("vm") },
+    files: int(
+      values.files ?? (smoke ? "400" : env.BENCH_FILES),
+      values["rss-sizes"] ? 20000 : 100000,
+      "--files",
+    ),
+    runs: Math.max(1, int(values.runs ?? (smoke ? "1" : env.BENCH_RUNS), 1, "--runs")),
     seed: int(values.seed, 1, "--seed"),
     smoke,
-    tools,
-    rssSizes: values["rss-sizes"] ? values["rss-sizes"].split(",").map((x) => parseSize(x)) : null,
-    frost: values.frost ?? env.FROST_BIN,
+    tools: tools as ToolId[],
+    rssSizes: values["rss-sizes"] ? list(values["rss-sizes"]).map((x) => parseSize(x)) : null,
+    frost: frost || undefined,
     build: !values["no-build"],
     timeout: int(values.timeout, smoke ? 120 : 1800, "--timeout"),
     keep: values.keep ?? false,
+    cleanData: values["clean-data"] ?? false,
     report: values.report ?? false,
+    save: !values["no-save"],
   };
 }
 
@@ -161,11 +219,45 @@ function newestSource(): number {
   return newest;
 }
 
+/** Builds frost into `bin` with the `build` task's command line (its --outfile replaced); true on success. */
+function build(bin: string): boolean {
+  const env = { ...process.env, PATH: `${path.join(ROOT, "node_modules", ".bin")}:${process.env.PATH}` };
+  const task = (JSON.parse(fs.readFileSync(path.join(ROOT, "deno.json"), "utf8")) as {
+    tasks?: Record<string, string>;
+  }).tasks?.build ?? "bun build --compile --minify main.ts --outfile dist/frost";
+  fs.mkdirSync(path.dirname(bin), { recursive: true });
+  const r = spawnSync(
+    "bash",
+    ["-c", `${task.replace(/\s--outfile\s+\S+/, "")} --outfile "$1"`, "bash", bin],
+    {
+      cwd: ROOT,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  if (r.status !== 0) {
+    log(`frost: build failed: ${String(r.stderr).trim().split("\n").slice(-3).join(" | ")}`);
+  }
+  return r.status === 0 && fs.existsSync(bin);
+}
+
 /** The frost command to measure, and what the report should say about it. */
 function resolveFrost(opts: Options): { cmd: string[]; label: string; notes: string[] } {
   if (opts.frost) {
     const bin = path.resolve(opts.frost);
-    return { cmd: [bin], label: path.relative(ROOT, bin) || bin, notes: [] };
+    const built = !fs.existsSync(bin) && opts.build;
+    if (built) {
+      log(`frost: no ${bin}; building it…`);
+      build(bin);
+    }
+    if (!fs.existsSync(bin)) throw new Error(`frost: ${bin} does not exist`);
+    const rel = path.relative(ROOT, bin);
+    const label = rel && !rel.startsWith("..") ? rel : bin;
+    const notes = built ? [] : [
+      `${label} was given with --frost-bin and built outside the bench: the commit named here is the checkout's ` +
+      "when the bench ran, not necessarily the one the binary was built from.",
+    ];
+    return { cmd: [bin], label, notes };
   }
   const bin = path.join(ROOT, "dist", "frost");
   const stale = !fs.existsSync(bin) || fs.statSync(bin).mtimeMs < newestSource();
@@ -173,19 +265,7 @@ function resolveFrost(opts: Options): { cmd: string[]; label: string; notes: str
     log(
       `frost: ${fs.existsSync(bin) ? "dist/frost is older than the sources" : "no dist/frost"}; building it…`,
     );
-    const env = { ...process.env, PATH: `${path.join(ROOT, "node_modules", ".bin")}:${process.env.PATH}` };
-    // The build task's command line, run by bash: `deno task` here runs node_modules/.bin/bun as a script.
-    const task = (JSON.parse(fs.readFileSync(path.join(ROOT, "deno.json"), "utf8")) as {
-      tasks?: Record<string, string>;
-    }).tasks?.build ?? "bun build --compile --minify main.ts --outfile dist/frost";
-    const r = spawnSync("bash", ["-c", task], {
-      cwd: ROOT,
-      env,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    if (r.status !== 0) {
-      log(`frost: build failed: ${String(r.stderr).trim().split("\n").slice(-3).join(" | ")}`);
-    }
+    build(bin);
   }
   if (fs.existsSync(bin)) {
     const notes = fs.statSync(bin).mtimeMs < newestSource()
@@ -217,7 +297,7 @@ function commitOf(): string {
   }
 }
 
-function versions(frost: string[], tools: string[]): Record<string, string> {
+function versions(frost: string[], tools: ToolId[]): Record<string, string> {
   const v: Record<string, string> = {};
   const put = (k: string, line: string | null) => {
     const m = line ? /\d+\.\d+(\.\d+)?/.exec(line) : null;
@@ -231,7 +311,8 @@ function versions(frost: string[], tools: string[]): Record<string, string> {
     put("zstd", versionOf(["zstd", "--version"]));
   }
   if (tools.includes("restic")) put("restic", versionOf(["restic", "version"]));
-  if (tools.includes("borg")) put("borg", versionOf(["borg", "--version"]));
+  if (tools.includes("borg") || tools.includes("borg-none")) put("borg", versionOf(["borg", "--version"]));
+  if (tools.includes("duplicity")) put("duplicity", versionOf(["duplicity", "--version"]));
   return v;
 }
 
@@ -240,13 +321,6 @@ function warm(data: DataSet): void {
   const started = performance.now();
   exec(["bash", "-c", `tar -C "$1" -cf - . | cat > /dev/null`, "bash", data.root]);
   log(`data: warmed the page cache in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-}
-
-function describe(data: DataSet): string {
-  return `"home-lite", ${formatSize(data.bytes)} (${data.bytes} bytes) in ${data.fileCount} files and ` +
-    `${data.dirCount} folders: ${data.params.files} small files of 0–64 KiB (half pseudo-English text, half random ` +
-    `bytes) in a tree up to 10 folders deep, plus ${data.largeFiles} large files alternating 1 MiB of text and ` +
-    `1 MiB of random bytes; seed ${data.params.seed}`;
 }
 
 function fmtStep(r: StepResult): string {
@@ -265,23 +339,32 @@ function writeJson(file: string, value: unknown): void {
 
 function readResults(file: string): Results {
   try {
-    return JSON.parse(fs.readFileSync(file, "utf8")) as Results;
+    const r = JSON.parse(fs.readFileSync(file, "utf8")) as Results & { main?: unknown };
+    // Results from before the data sets ("main": one home-lite tree) are not comparable: dropped.
+    delete r.main;
+    return r;
   } catch {
     return {};
   }
 }
 
-/** Writes the results (merged with the other kind of run from the last time) and the Markdown. */
+/** Writes the results (merged with the other sets and kinds of run from the last time) and the Markdown. */
 function publish(opts: Options, update: Results): void {
   const jsonFile = path.join(RESULTS_DIR, opts.smoke ? "smoke.json" : "latest.json");
   const mdFile = opts.smoke ? path.join(RESULTS_DIR, "smoke.md") : DOCS;
-  const results = { ...readResults(jsonFile), ...update };
+  const old = readResults(jsonFile);
+  const results: Results = { ...old, ...update, sets: { ...old.sets, ...update.sets } };
   // The verdicts follow the current bars, also for the kept part from an earlier run.
-  if (results.main) results.main.bars = mainBars(results.main.rows);
+  for (const set of Object.values(results.sets ?? {})) {
+    if (set) set.bars = setBars(set.set, set.rows, set.set === "home" ? set.data.smallFiles : 1);
+  }
   if (results.rss) results.rss.bars = rssBars(results.rss.rows);
   writeJson(jsonFile, results);
   fs.mkdirSync(path.dirname(mdFile), { recursive: true });
-  fs.writeFileSync(mdFile, markdown(results));
+  const existing = fs.existsSync(mdFile) ? fs.readFileSync(mdFile, "utf8") : null;
+  const doc = composeDoc(opts.smoke ? null : existing, markdown(results, { other: !opts.smoke }));
+  fs.writeFileSync(mdFile, doc.text);
+  if (doc.kept.length > 0) log(`bench: kept the hand-written sections ${doc.kept.join("; ")}`);
   // Keep `deno fmt --check` clean (tables aligned, lines wrapped at the project's width). Through env(1):
   // Deno's child_process rewrites a spawn of its own executable into `deno run`.
   const fmt = spawnSync("env", [process.execPath, "fmt", "--quiet", jsonFile, mdFile], {
@@ -289,87 +372,118 @@ function publish(opts: Options, update: Results): void {
     stdio: "ignore",
   });
   if (fmt.status !== 0) log("bench: deno fmt of the results failed; run `deno fmt` before committing them");
-  log(`\nwrote ${path.relative(ROOT, jsonFile)} and ${path.relative(ROOT, mdFile)}`);
+  log(`wrote ${path.relative(ROOT, jsonFile)} and ${path.relative(ROOT, mdFile)}`);
 }
 
-function ctxFor(data: DataSet, tool: string, opts: Options, frost: string[]): ToolContext {
-  return { data, work: path.join(WORK_DIR, tool), timeout: opts.timeout, frost };
+/** The tools that run on `set`, with notes for those that cannot. */
+function toolsFor(set: SetKind, opts: Options, notes: string[]): ToolId[] {
+  return opts.tools.filter((t) => {
+    const kind = TOOLS[t];
+    if (kind.sets && !kind.sets.includes(set)) return false;
+    const missing = kind.needs.filter((c) => !onPath(c));
+    if (missing.length > 0) {
+      notes.push(`${t} skipped: ${missing.join(", ")} not installed (bash bench/setup).`);
+      return false;
+    }
+    return true;
+  });
 }
 
-/** The comparison run. */
-function runMain(opts: Options): void {
-  const frost = resolveFrost(opts);
+function best(runs: StepResult[] | undefined): StepResult | undefined {
+  if (!runs || runs.length === 0) return undefined;
+  return runs.reduce((a, b) => b.sample.wall < a.sample.wall ? b : a);
+}
+
+/** One data set: every tool through every scenario, `opts.runs` times. */
+function runSet(kind: SetKind, opts: Options, frost: ReturnType<typeof resolveFrost>): SetResults {
+  const setStarted = performance.now();
   const notes: string[] = [];
   if (!haveGnuTime) {
     notes.push("GNU time (/usr/bin/time) is missing: no CPU time or peak RSS (run bash bench/setup).");
   }
-  const wanted = opts.tools;
-  const available = wanted.filter((t) => {
-    const missing = t === "tar"
-      ? ["tar", "zstd"].filter((c) => !onPath(c))
-      : t === "frost"
-      ? []
-      : [t].filter((c) => !onPath(c));
-    if (missing.length > 0) {
-      notes.push(`${t} skipped: ${missing.join(", ")} not installed (bash bench/setup).`);
-    }
-    return missing.length === 0;
-  });
+  const ids = toolsFor(kind, opts, notes);
   const machine = machineFacts(BENCH);
-  const data = ensureDataSet(DATA_DIR, { size: opts.size, files: opts.files, seed: opts.seed }, log);
+  const params: DataParams = {
+    kind,
+    size: opts.sizes[kind],
+    files: kind === "vm" ? 1 : opts.files,
+    seed: opts.seed,
+  };
+  const data = ensureDataSet(DATA_DIR, params, log);
   fs.mkdirSync(WORK_DIR, { recursive: true });
   warm(data);
-  settle(DATA_DIR, data);
-  const makers: Record<string, (c: ToolContext) => Tool> = {
-    frost: frostTool,
-    tar: tarTool,
-    restic: resticTool,
-    borg: borgTool,
-  };
-  const tools = available.map((t) => makers[t]!(ctxFor(data, t, opts, frost.cmd)));
-  log(`frost: ${shellQuote(frost.cmd)}`);
-  for (const n of frost.notes) log(`frost: ${n}`);
+  const settleSeconds = opts.smoke ? 0 : 2.5;
+  const tools = ids.map((t) =>
+    TOOLS[t].make({ data, work: path.join(WORK_DIR, t), timeout: opts.timeout, frost: frost.cmd })
+  );
+  log(
+    `\n== data set "${kind}": ${formatSize(data.bytes)} in ${data.fileCount} files; tools: ${ids.join(", ")}`,
+  );
 
   const samples = new Map<string, StepResult[]>();
   const failures = new Map<string, string>();
-  const started = performance.now();
+  const changes: ChangeSummary[] = [];
+  const levelWalls: Record<string, number[]> = {};
+  const bytesAt = new Map<Scenario, number>();
   for (let round = 0; round < opts.runs; round++) {
+    if (data.state !== 0) revertChanges(data);
+    settle(data, settleSeconds);
     const failed = new Set<string>();
-    for (const scenario of SCENARIOS) {
-      const order = tools.map((_, i) => tools[(i + round) % tools.length]!);
+    const order = tools.map((_, i) => tools[(i + round) % tools.length]!);
+    const step = (scenario: Scenario | null, what: string, run: (t: Tool) => StepResult) => {
       for (const tool of order) {
         if (failed.has(tool.id)) continue;
-        const key = `${scenario}/${tool.id}`;
         try {
-          const r = tool.step(scenario);
-          samples.set(key, [...(samples.get(key) ?? []), r]);
-          log(
-            `round ${round + 1}/${opts.runs}  ${SCENARIO_TITLES[scenario].padEnd(22)} ${
-              tool.label.padEnd(14)
-            } ${fmtStep(r)}`,
-          );
-          if (r.note) {
-            notes.push(`${tool.label}, ${SCENARIO_TITLES[scenario]}, round ${round + 1}: ${r.note}`);
+          const r = run(tool);
+          if (scenario) {
+            const key = `${scenario}/${tool.id}`;
+            samples.set(key, [...(samples.get(key) ?? []), r]);
+          }
+          log(`round ${round + 1}/${opts.runs}  ${what.padEnd(24)} ${tool.label.padEnd(22)} ${fmtStep(r)}`);
+          if (r.note) notes.push(`${tool.label}, ${what}, round ${round + 1}: ${r.note}`);
+          if (round === 0 && what.startsWith("level")) {
+            (levelWalls[tool.label] ??= []).push(Math.round(r.sample.wall * 1000) / 1000);
           }
         } catch (err) {
           if (!(err instanceof CommandError)) throw err;
           failed.add(tool.id);
-          failures.set(key, err.message);
+          failures.set(`${tool.label}/${what}`, err.message);
           log(
-            `round ${round + 1}/${opts.runs}  ${SCENARIO_TITLES[scenario].padEnd(22)} ${
-              tool.label.padEnd(14)
+            `round ${round + 1}/${opts.runs}  ${what.padEnd(24)} ${
+              tool.label.padEnd(22)
             } FAILED: ${err.message}`,
           );
         }
       }
+      if (scenario) bytesAt.set(scenario, data.bytes);
+    };
+    step("full", SCENARIO_TITLES.full, (t) => t.backup(0));
+    step("restore", SCENARIO_TITLES.restore, (t) => t.restore(0));
+    for (let k = 1; k <= CHANGE_ROUNDS; k++) {
+      const c = applyChanges(data, k);
+      if (round === 0) changes.push(c);
+      log(
+        `data: change round ${k}: ${
+          kind === "vm"
+            ? `${c.blocks} blocks`
+            : `${c.modified} modified, ${c.added} added, ${c.deleted} deleted`
+        } (${(c.bytesWritten / 2 ** 20).toFixed(1)} MiB) in ${c.seconds.toFixed(1)} s`,
+      );
+      settle(data, settleSeconds);
+      step(k === 1 ? "change" : null, `level ${k} (1 % changed)`, (t) => t.backup(k));
+    }
+    step("chain", SCENARIO_TITLES.chain, (t) => t.restore(CHANGE_ROUNDS));
+    settle(data, settleSeconds);
+    step("nochange", SCENARIO_TITLES.nochange, (t) => t.backup(CHANGE_ROUNDS + 1));
+    if (!opts.keep || round < opts.runs - 1) {
+      for (const t of tools) t.cleanup();
     }
   }
+  revertChanges(data);
   for (const [key, message] of failures) {
-    const [scenario, tool] = key.split("/");
-    notes.push(`${tool} failed in ${SCENARIO_TITLES[scenario as keyof typeof SCENARIO_TITLES]}: ${message}`);
+    const [tool, what] = key.split("/");
+    notes.push(`${tool} failed in ${what} (and skipped the rest of that round): ${message}`);
   }
-  if (!opts.keep) { for (const t of tools) t.cleanup(); }
-  log(`bench: ${((performance.now() - started) / 1000).toFixed(0)} s of rounds`);
   busyNote(machine.loadAverage, notes);
 
   const rows: Row[] = [];
@@ -380,6 +494,7 @@ function runMain(opts: Options): void {
       const b = best(runs);
       if (!runs || !b) continue;
       const rss = runs.map((r) => r.sample.rssMiB).filter((x): x is number => x !== null);
+      const throughput = scenario === "full" || scenario === "restore" || scenario === "chain";
       rows.push({
         scenario,
         tool: tool.id,
@@ -388,47 +503,69 @@ function runMain(opts: Options): void {
         cpu: b.sample.cpu,
         rssMiB: rss.length ? Math.max(...rss) : null,
         storedMiB: b.stored === null ? null : b.stored / 2 ** 20,
-        mbps: scenario === "nochange" ? null : data.bytes / 1e6 / b.sample.wall,
-        frostSpeed: tool.id === "frost" || !frostBest ? null : b.sample.wall / frostBest.sample.wall,
+        mbps: throughput ? (bytesAt.get(scenario) ?? data.bytes) / 1e6 / b.sample.wall : null,
+        frostSpeed: tool.id === "frost" || tool.id === "frost-rsync" || !frostBest
+          ? null
+          : b.sample.wall / frostBest.sample.wall,
         walls: runs.map((r) => r.sample.wall),
       });
     }
   }
-  const bars = mainBars(rows);
-  const result: MainResults = {
+  const smallFiles = kind === "home" ? opts.files : 1;
+  const result: SetResults = {
+    set: kind,
     date: new Date().toISOString(),
+    seconds: (performance.now() - setStarted) / 1000,
     machine,
-    versions: versions(frost.cmd, available),
+    versions: versions(frost.cmd, ids),
     frost: { command: frost.label, commit: commitOf(), notes: frost.notes },
     data: {
       id: data.id,
-      bytes: data.bytes,
-      files: data.fileCount,
+      bytes: data.initial.bytes,
+      files: data.initial.fileCount,
       dirs: data.dirCount,
       largeFiles: data.largeFiles,
-      description: describe(data),
+      smallFiles,
+      description: describeSet(data),
     },
     runs: opts.runs,
     rows,
-    bars,
+    bars: setBars(kind, rows, smallFiles),
+    changes,
+    levelWalls,
     commands: Object.fromEntries(tools.map((t) => [t.label, t.commands])),
     notes,
   };
-
   console.log(
-    `\nfrost bench, ${result.date}: ${
-      formatSize(data.bytes)
-    } in ${data.fileCount} files, best of ${opts.runs}, warm cache`,
+    `\n"${kind}": ${formatSize(data.bytes)} in ${data.fileCount} files, ${
+      opts.runs === 1 ? "one round" : `best of ${opts.runs}`
+    }, warm cache, ${Math.round(result.seconds)} s in all`,
   );
-  console.log(
-    `machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, kernel ${machine.kernel}`,
-  );
-  console.log(`versions: ${Object.entries(result.versions).map(([k, v]) => `${k} ${v}`).join("; ")}`);
-  console.log(`frost: ${frost.label}${frost.notes.length ? ` (${frost.notes.join(" ")})` : ""}\n`);
   console.log(textTable(rows));
-  console.log("\n" + textBars(bars));
+  console.log("\n" + textBars(result.bars));
   if (notes.length) console.log("\nnotes:\n" + notes.map((n) => `- ${n}`).join("\n"));
-  publish(opts, { main: result });
+  if (opts.cleanData) {
+    fs.rmSync(data.root, { recursive: true, force: true });
+    fs.rmSync(path.join(DATA_DIR, `${data.id}.json`), { force: true });
+  }
+  return result;
+}
+
+/** The comparison run: each selected data set in turn, published after each. */
+function runMain(opts: Options): void {
+  const frost = resolveFrost(opts);
+  const machine = machineFacts(BENCH);
+  log(`frost: ${shellQuote(frost.cmd)}`);
+  for (const n of frost.notes) log(`frost: ${n}`);
+  console.log(
+    `frost bench: machine ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, kernel ${machine.kernel}`,
+  );
+  const started = performance.now();
+  for (const kind of opts.sets) {
+    const result = runSet(kind, opts, frost);
+    if (opts.save) publish(opts, { sets: { [kind]: result } });
+  }
+  log(`bench: ${((performance.now() - started) / 1000).toFixed(0)} s in all`);
 }
 
 /** A note when something else kept the CPUs busy while the bench ran. */
@@ -442,26 +579,26 @@ function busyNote(loadAtStart: number, notes: string[]): void {
   }
 }
 
-function best(runs: StepResult[] | undefined): StepResult | undefined {
-  if (!runs || runs.length === 0) return undefined;
-  return runs.reduce((a, b) => b.sample.wall < a.sample.wall ? b : a);
-}
-
-/** The memory-flatness run: frost's full backup at each size. */
+/** The memory-flatness run: frost's full backup of "home" at each size. */
 function runRss(opts: Options, sizes: number[]): void {
   const frost = resolveFrost(opts);
   const machine = machineFacts(BENCH);
   const rows: RssRow[] = [];
   for (const size of sizes) {
-    const params: DataParams = { size, files: opts.files, seed: opts.seed };
+    const params: DataParams = { kind: "home", size, files: opts.files, seed: opts.seed };
     const data = ensureDataSet(DATA_DIR, params, log);
     warm(data);
-    settle(DATA_DIR, data);
-    const tool = frostTool(ctxFor(data, "frost", opts, frost.cmd));
+    settle(data);
+    const tool = TOOLS.frost.make({
+      data,
+      work: path.join(WORK_DIR, "frost"),
+      timeout: opts.timeout,
+      frost: frost.cmd,
+    });
     const runs: StepResult[] = [];
     for (let round = 0; round < opts.runs; round++) {
       try {
-        const r = tool.step("full");
+        const r = tool.backup(0);
         runs.push(r);
         log(`rss ${formatSize(size)} round ${round + 1}/${opts.runs}: ${fmtStep(r)}`);
       } catch (err) {
@@ -476,7 +613,7 @@ function runRss(opts: Options, sizes: number[]): void {
     if (!b) continue;
     const rss = runs.map((r) => r.sample.rssMiB).filter((x): x is number => x !== null);
     rows.push({
-      size: formatSize(size),
+      size: formatSize(data.bytes),
       bytes: data.bytes,
       files: data.fileCount,
       wall: b.sample.wall,
@@ -484,6 +621,10 @@ function runRss(opts: Options, sizes: number[]): void {
       mbps: data.bytes / 1e6 / b.sample.wall,
       walls: runs.map((r) => r.sample.wall),
     });
+    if (opts.cleanData) {
+      fs.rmSync(data.root, { recursive: true, force: true });
+      fs.rmSync(path.join(DATA_DIR, `${data.id}.json`), { force: true });
+    }
   }
   const bars = rssBars(rows);
   const notes: string[] = [];
@@ -506,7 +647,7 @@ function runRss(opts: Options, sizes: number[]): void {
   }
   console.log("\n" + textBars(bars));
   if (notes.length) console.log("\nnotes:\n" + notes.map((n) => `- ${n}`).join("\n"));
-  publish(opts, { rss: result });
+  if (opts.save) publish(opts, { rss: result });
 }
 
 const opts = options();

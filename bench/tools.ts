@@ -1,17 +1,18 @@
 /**
- * The tools the bench runs, each with the same three steps: a full backup into an empty storage, a second
- * backup of the unchanged tree (incremental where the tool has levels), and a restore of the newest backup
- * into an empty folder. Untimed preparation (init, level 0 for tar -g, clean-up) and a `sync` happen
- * before each timed command.
+ * The tools the bench runs. Each has two operations, driven by bench/run.ts in the same order for every tool:
+ * `backup(k)` makes backup number k (0 = a full backup into an empty storage, k ≥ 1 = an incremental level on
+ * backup k − 1), `restore(k)` restores the newest backup (number k) into an empty folder and checks it
+ * against the data set. Untimed preparation (init, tar's snapshot file, clean-up) and a `sync` happen before
+ * each timed command.
  * @module
  */
 import fs from "node:fs";
 import path from "node:path";
-import { countTree, type DataSet } from "./data.ts";
+import { type DataSet, type SetKind, verifyRestore } from "./data.ts";
 import { CommandError, duBytes, exec, freshDir, measure, type Sample, syncDisks } from "./measure.ts";
 
-/** The measured scenarios, in the order they run. */
-export const SCENARIOS = ["full", "nochange", "restore"] as const;
+/** The measured scenarios, in the table's order. */
+export const SCENARIOS = ["full", "nochange", "change", "restore", "chain"] as const;
 /** One of the measured scenarios. */
 export type Scenario = typeof SCENARIOS[number];
 
@@ -19,13 +20,18 @@ export type Scenario = typeof SCENARIOS[number];
 export const SCENARIO_TITLES: Record<Scenario, string> = {
   full: "full backup",
   nochange: "no-change incremental",
+  change: "1 % change incremental",
   restore: "full restore (newest)",
+  chain: "restore 5-level chain",
 };
+
+/** Change rounds after the full backup: the chain is level 0 + this many levels. */
+export const CHANGE_ROUNDS = 4;
 
 /** What one step measured. */
 export interface StepResult {
   sample: Sample;
-  /** Bytes the step added to the storage (du -sb), or null. */
+  /** Backups: bytes the step added to the storage. Restores: bytes of the storage read. Null if unknown. */
   stored: number | null;
   /** Something to report about this step (a failed check). */
   note?: string;
@@ -42,17 +48,35 @@ export interface ToolContext {
   frost: string[];
 }
 
+/** The ids of the tools. */
+export const TOOL_IDS = ["frost", "frost-rsync", "tar", "restic", "borg", "borg-none", "duplicity"] as const;
+/** One tool id. */
+export type ToolId = typeof TOOL_IDS[number];
+
 /** A tool under test. */
 export interface Tool {
-  id: "frost" | "tar" | "restic" | "borg";
+  id: ToolId;
   /** Name in the table. */
   label: string;
   /** The timed commands, for the report (DATA = the tree, paths shortened). */
   commands: Record<Scenario, string>;
-  /** Runs one step; the steps of one round run in SCENARIOS order. */
-  step(scenario: Scenario): StepResult;
+  /** Makes backup number k (0: full, into an empty storage; k ≥ 1: incremental on backup k − 1). */
+  backup(k: number): StepResult;
+  /** Restores the newest backup, number k, into an empty folder and checks it. */
+  restore(k: number): StepResult;
   /** Removes what the tool wrote. */
   cleanup(): void;
+}
+
+/** How to make a tool, what it needs installed, and where it runs. */
+export interface ToolKind {
+  make: (ctx: ToolContext) => Tool;
+  /** Commands that must be on PATH. */
+  needs: string[];
+  /** The data sets it runs on (all when absent). */
+  sets?: SetKind[];
+  /** Run only when asked for with --tools. */
+  optIn?: boolean;
 }
 
 const BASH = ["bash", "-c"];
@@ -62,64 +86,95 @@ function timed(ctx: ToolContext, cmd: string[], opts: { cwd?: string; env?: Reco
   return measure(cmd, { ...opts, timeout: ctx.timeout, scratch: path.dirname(ctx.work) });
 }
 
-/** Checks a restored tree against the data set; returns a note when it differs. */
-function checkRestore(root: string, data: DataSet): string | undefined {
-  if (!fs.existsSync(root)) return `restore: ${root} is missing`;
-  const got = countTree(root);
-  if (got.files === data.fileCount && got.bytes === data.bytes) return undefined;
-  return `restore: got ${got.files} files / ${got.bytes} bytes, expected ${data.fileCount} / ${data.bytes}`;
+/** A backup step against a storage folder: stored = what it added. */
+function backupStep(
+  ctx: ToolContext,
+  storage: string,
+  cmd: string[],
+  opts: { cwd?: string; env?: Record<string, string> } = {},
+): StepResult {
+  const before = duBytes(storage);
+  const sample = timed(ctx, cmd, opts);
+  return { sample, stored: duBytes(storage) - before };
 }
 
-/** frost: `--max-level 5` so that the second backup is level 1 on the first. */
-export function frostTool(ctx: ToolContext): Tool {
+/** A restore step: a fresh `target`, the timed command, the check of `restored`, clean-up. */
+function restoreStep(
+  ctx: ToolContext,
+  target: string,
+  cmd: string[],
+  opts: { cwd?: string; env?: Record<string, string>; restored?: string; create?: boolean; stored: number },
+): StepResult {
+  fs.rmSync(target, { recursive: true, force: true });
+  if (opts.create) fs.mkdirSync(target, { recursive: true });
+  const sample = timed(ctx, cmd, { cwd: opts.cwd, env: opts.env });
+  const note = verifyRestore(opts.restored ?? target, ctx.data);
+  fs.rmSync(target, { recursive: true, force: true });
+  return { sample, stored: opts.stored, note };
+}
+
+function frostLike(ctx: ToolContext, id: "frost" | "frost-rsync", engine: string[]): Tool {
   const store = path.join(ctx.work, "store");
   const target = path.join(ctx.work, "restore");
   const common = ["--name", "bench", "--hostname", "bench", "--storage", store];
-  const backup = [...ctx.frost, "backup", ctx.data.root, ...common, "--max-level", "5", "--json"];
-  const parse = (s: Sample, level: number): string | undefined => {
+  const backup = [...ctx.frost, "backup", ctx.data.root, ...common, "--max-level", "5", ...engine, "--json"];
+  const check = (s: Sample, level: number): string | undefined => {
     const line = s.stdout.trim().split("\n").at(-1) ?? "";
     try {
-      const summary = JSON.parse(line) as { level?: number; files?: number };
+      const summary = JSON.parse(line) as { level?: number };
       if (summary.level !== level) return `frost made level ${summary.level}, expected ${level}`;
       return undefined;
     } catch {
       return `frost --json printed no summary: ${line.slice(0, 200)}`;
     }
   };
+  const e = engine.length ? ` ${engine.join(" ")}` : "";
+  const cmd = `frost backup DATA --name bench --storage STORE --max-level 5${e} --json`;
   return {
-    id: "frost",
-    label: "frost",
+    id,
+    label: id === "frost" ? "frost" : "frost --engine rsync",
     commands: {
-      full: "frost backup DATA --name bench --storage STORE --max-level 5 --json   (empty STORE)",
-      nochange: "frost backup DATA --name bench --storage STORE --max-level 5 --json   (again: level 1)",
-      restore: "frost restore --name bench --storage STORE --to OUT   (level 0 + level 1)",
+      full: `${cmd}   (empty STORE: level 0)`,
+      nochange: `${cmd}   (after level 4, nothing changed: level 5)`,
+      change: `${cmd}   (after 1 % changed: level 1; levels 2–4 likewise, untimed)`,
+      restore: "frost restore --name bench --storage STORE --to OUT   (newest = level 0)",
+      chain: "frost restore --name bench --storage STORE --to OUT   (newest = level 4: applies levels 0–4)",
     },
-    step(scenario) {
-      if (scenario === "full") {
-        freshDir(ctx.work);
-        const sample = timed(ctx, backup);
-        return { sample, stored: duBytes(store), note: parse(sample, 0) };
-      }
-      if (scenario === "nochange") {
-        const before = duBytes(store);
-        const sample = timed(ctx, backup);
-        return { sample, stored: duBytes(store) - before, note: parse(sample, 1) };
-      }
-      fs.rmSync(target, { recursive: true, force: true });
-      const sample = timed(ctx, [...ctx.frost, "restore", ...common, "--to", target]);
-      const note = checkRestore(target, ctx.data);
-      fs.rmSync(target, { recursive: true, force: true });
-      return { sample, stored: null, note };
+    backup(k) {
+      if (k === 0) freshDir(ctx.work);
+      const r = backupStep(ctx, store, backup);
+      return { ...r, note: check(r.sample, k) };
     },
+    restore: () =>
+      restoreStep(ctx, target, [...ctx.frost, "restore", ...common, "--to", target], {
+        stored: duBytes(store),
+      }),
     cleanup: () => fs.rmSync(ctx.work, { recursive: true, force: true }),
   };
 }
 
-/** GNU tar piped into zstd -1 (zstd's default: one compression thread, so two processes in all). */
+/** frost with its default (tar) engine; `--max-level 5`, so backups 0–5 are levels 0–5 of one chain. */
+export function frostTool(ctx: ToolContext): Tool {
+  return frostLike(ctx, "frost", []);
+}
+
+/** frost's rsync engine (block deltas within large files), on its own storage. */
+export function frostRsyncTool(ctx: ToolContext): Tool {
+  return frostLike(ctx, "frost-rsync", ["--engine", "rsync"]);
+}
+
+/**
+ * GNU tar piped into zstd -1 (zstd's default: one compression thread, so two processes in all). The full
+ * backup is a plain `tar -c`; right after it, untimed, `tar -g l0.snar -cf /dev/null` records the level-0
+ * snapshot of the same tree (GNU tar does not read file contents when writing to /dev/null). Level k copies
+ * the snapshot of level k − 1 and runs `tar --listed-incremental`; the chain restore extracts the full
+ * archive and levels 1–k in order with `--incremental` (which also deletes what a level's dumpdir lacks).
+ */
 export function tarTool(ctx: ToolContext): Tool {
   const out = ctx.work;
   const target = path.join(ctx.work, "restore");
-  const full = path.join(out, "full.tar.zst");
+  const archive = (k: number) => path.join(out, `l${k}.tar.zst`);
+  const snar = (k: number) => path.join(out, `l${k}.snar`);
   const pipe = (tarArgs: string, file: string) => [
     ...BASH,
     `set -o pipefail; tar -C "$1" ${tarArgs} -cf - . | zstd -1 -q -o "$2"`,
@@ -127,41 +182,47 @@ export function tarTool(ctx: ToolContext): Tool {
     ctx.data.root,
     file,
   ];
+  const sizes = (k: number) => {
+    let n = fs.statSync(snar(k)).size;
+    for (let i = 0; i <= k; i++) n += fs.statSync(archive(i)).size;
+    return n;
+  };
   return {
     id: "tar",
     label: "tar | zstd -1",
     commands: {
-      full: "tar -C DATA -cf - . | zstd -1 -q -o full.tar.zst",
-      nochange: "tar -C DATA --listed-incremental=l1.snar -cf - . | zstd -1 -q -o l1.tar.zst   " +
-        "(l1.snar = copy of the snar of an untimed level 0)",
-      restore: "zstd -dc full.tar.zst | tar -x -C OUT",
+      full: "tar -C DATA -cf - . | zstd -1 -q -o l0.tar.zst   " +
+        "(then, untimed: tar -C DATA --listed-incremental=l0.snar -cf /dev/null .)",
+      nochange: "tar -C DATA --listed-incremental=l5.snar -cf - . | zstd -1 -q -o l5.tar.zst   " +
+        "(l5.snar = copy of l4.snar; nothing changed)",
+      change: "tar -C DATA --listed-incremental=l1.snar -cf - . | zstd -1 -q -o l1.tar.zst   " +
+        "(l1.snar = copy of l0.snar; levels 2–4 likewise, untimed)",
+      restore: "zstd -dc l0.tar.zst | tar -x -C OUT",
+      chain: "for k in 0 1 2 3 4; do zstd -dc l$k.tar.zst | tar -x --incremental -C OUT; done",
     },
-    step(scenario) {
-      if (scenario === "full") {
+    backup(k) {
+      if (k === 0) {
         freshDir(out);
-        const sample = timed(ctx, pipe("", full));
-        return { sample, stored: fs.statSync(full).size };
+        const sample = timed(ctx, pipe("", archive(0)));
+        exec(["tar", "-C", ctx.data.root, `--listed-incremental=${snar(0)}`, "-cf", "/dev/null", "."]);
+        return { sample, stored: fs.statSync(archive(0)).size };
       }
-      if (scenario === "nochange") {
-        const snar0 = path.join(out, "l0.snar"), snar1 = path.join(out, "l1.snar");
-        const l0 = path.join(out, "l0.tar.zst"), l1 = path.join(out, "l1.tar.zst");
-        exec(pipe(`--listed-incremental="${snar0}"`, l0)); // untimed level 0
-        fs.rmSync(l0);
-        fs.copyFileSync(snar0, snar1);
-        const sample = timed(ctx, pipe(`--listed-incremental="${snar1}"`, l1));
-        return { sample, stored: fs.statSync(l1).size + fs.statSync(snar1).size };
-      }
-      freshDir(target);
-      const sample = timed(ctx, [
-        ...BASH,
-        `set -o pipefail; zstd -dc "$1" | tar -x -C "$2"`,
-        "bash",
-        full,
-        target,
-      ]);
-      const note = checkRestore(target, ctx.data);
-      fs.rmSync(target, { recursive: true, force: true });
-      return { sample, stored: null, note };
+      fs.copyFileSync(snar(k - 1), snar(k));
+      const sample = timed(ctx, pipe(`--listed-incremental="${snar(k)}"`, archive(k)));
+      return { sample, stored: fs.statSync(archive(k)).size + fs.statSync(snar(k)).size };
+    },
+    restore(k) {
+      const files = Array.from({ length: k + 1 }, (_, i) => archive(i));
+      const cmd = k === 0
+        ? [...BASH, `set -o pipefail; zstd -dc "$1" | tar -x -C "$2"`, "bash", files[0]!, target]
+        : [
+          ...BASH,
+          `set -o pipefail; out="$1"; shift; for f; do zstd -dc "$f" | tar -x --incremental -C "$out" || exit 1; done`,
+          "bash",
+          target,
+          ...files,
+        ];
+      return restoreStep(ctx, target, cmd, { create: true, stored: sizes(k) });
     },
     cleanup: () => fs.rmSync(ctx.work, { recursive: true, force: true }),
   };
@@ -177,40 +238,36 @@ export function resticTool(ctx: ToolContext): Tool {
     RESTIC_CACHE_DIR: path.join(ctx.work, "cache"),
   };
   const backup = ["restic", "backup", "--quiet", "--host", "bench", ctx.data.root];
+  const cmd = "restic backup --host bench DATA";
   return {
     id: "restic",
     label: "restic",
     commands: {
-      full: "restic init; restic backup --host bench DATA   (RESTIC_PASSWORD=x; init untimed)",
-      nochange: "restic backup --host bench DATA   (again)",
-      restore: "restic restore latest --target OUT",
+      full: `restic init; ${cmd}   (RESTIC_PASSWORD=x; init untimed)`,
+      nochange: `${cmd}   (6th snapshot, nothing changed)`,
+      change: `${cmd}   (2nd snapshot, after 1 % changed)`,
+      restore: "restic restore latest --target OUT   (1st snapshot)",
+      chain: "restic restore latest --target OUT   (5th snapshot)",
     },
-    step(scenario) {
-      if (scenario === "full") {
+    backup(k) {
+      if (k === 0) {
         freshDir(ctx.work);
         exec(["restic", "init", "--quiet"], { env });
-        const before = duBytes(repo);
-        const sample = timed(ctx, backup, { env });
-        return { sample, stored: duBytes(repo) - before };
       }
-      if (scenario === "nochange") {
-        const before = duBytes(repo);
-        const sample = timed(ctx, backup, { env });
-        return { sample, stored: duBytes(repo) - before };
-      }
-      fs.rmSync(target, { recursive: true, force: true });
-      const sample = timed(ctx, ["restic", "restore", "latest", "--quiet", "--target", target], { env });
-      // restic restores the absolute path below the target.
-      const note = checkRestore(path.join(target, ctx.data.root), ctx.data);
-      fs.rmSync(target, { recursive: true, force: true });
-      return { sample, stored: null, note };
+      return backupStep(ctx, repo, backup, { env });
     },
+    restore: () =>
+      restoreStep(ctx, target, ["restic", "restore", "latest", "--quiet", "--target", target], {
+        env,
+        // restic restores the absolute path below the target.
+        restored: path.join(target, ctx.data.root),
+        stored: duBytes(repo),
+      }),
     cleanup: () => fs.rmSync(ctx.work, { recursive: true, force: true }),
   };
 }
 
-/** borg with an unencrypted repository and zstd level 1, run from inside the tree. */
-export function borgTool(ctx: ToolContext): Tool {
+function borgLike(ctx: ToolContext, id: "borg" | "borg-none", compression: string): Tool {
   const repo = path.join(ctx.work, "repo");
   const target = path.join(ctx.work, "restore");
   const env = {
@@ -219,38 +276,101 @@ export function borgTool(ctx: ToolContext): Tool {
     BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: "yes",
     BORG_RELOCATED_REPO_ACCESS_IS_OK: "yes",
   };
-  const create = (
-    archive: string,
-  ) => ["borg", "create", "--compression", "zstd,1", `${repo}::${archive}`, "."];
+  const create = `cd DATA && borg create --compression ${compression} REPO::a`;
   return {
-    id: "borg",
-    label: "borg",
+    id,
+    label: id === "borg" ? "borg" : "borg (no compression)",
     commands: {
-      full: "borg init -e none REPO; cd DATA && borg create --compression zstd,1 REPO::a1 .   (init untimed)",
-      nochange: "cd DATA && borg create --compression zstd,1 REPO::a2 .",
-      restore: "cd OUT && borg extract REPO::a2",
+      full: `borg init -e none REPO; ${create}0 .   (init untimed)`,
+      nochange: `${create}5 .   (nothing changed)`,
+      change: `${create}1 .   (after 1 % changed; a2–a4 likewise, untimed)`,
+      restore: "cd OUT && borg extract REPO::a0",
+      chain: "cd OUT && borg extract REPO::a4",
     },
-    step(scenario) {
-      if (scenario === "full") {
+    backup(k) {
+      if (k === 0) {
         freshDir(ctx.work);
         exec(["borg", "init", "-e", "none", repo], { env });
-        const before = duBytes(repo);
-        const sample = timed(ctx, create("a1"), { env, cwd: ctx.data.root });
-        return { sample, stored: duBytes(repo) - before };
       }
-      if (scenario === "nochange") {
-        const before = duBytes(repo);
-        const sample = timed(ctx, create("a2"), { env, cwd: ctx.data.root });
-        return { sample, stored: duBytes(repo) - before };
-      }
-      freshDir(target);
-      const sample = timed(ctx, ["borg", "extract", `${repo}::a2`], { env, cwd: target });
-      const note = checkRestore(target, ctx.data);
-      fs.rmSync(target, { recursive: true, force: true });
-      return { sample, stored: null, note };
+      return backupStep(ctx, repo, ["borg", "create", "--compression", compression, `${repo}::a${k}`, "."], {
+        env,
+        cwd: ctx.data.root,
+      });
     },
+    restore: (k) =>
+      restoreStep(ctx, target, ["borg", "extract", `${repo}::a${k}`], {
+        env,
+        cwd: target,
+        create: true,
+        stored: duBytes(repo),
+      }),
     cleanup: () => fs.rmSync(ctx.work, { recursive: true, force: true }),
   };
 }
+
+/** borg with an unencrypted repository and zstd level 1, run from inside the tree. */
+export function borgTool(ctx: ToolContext): Tool {
+  return borgLike(ctx, "borg", "zstd,1");
+}
+
+/** borg without compression (`--compression none`). */
+export function borgNoneTool(ctx: ToolContext): Tool {
+  return borgLike(ctx, "borg-none", "none");
+}
+
+/**
+ * duplicity without encryption on a local file:// target: a full backup, then incrementals (librsync deltas
+ * against the previous signatures); restore applies the full backup and every incremental. Its local
+ * archive (signature cache) and temporary files stay inside the work folder.
+ */
+export function duplicityTool(ctx: ToolContext): Tool {
+  const target = path.join(ctx.work, "target");
+  const out = path.join(ctx.work, "restore");
+  const url = `file://${target}`;
+  const common = [
+    "--no-encryption",
+    "--archive-dir",
+    path.join(ctx.work, "archive"),
+    "--name",
+    "bench",
+    "--tempdir",
+    path.join(ctx.work, "tmp"),
+  ];
+  const env = { HOME: ctx.work };
+  const cmd = (kind: string) => `duplicity ${kind} --no-encryption --name bench DATA file://TARGET`;
+  return {
+    id: "duplicity",
+    label: "duplicity",
+    commands: {
+      full: cmd("full"),
+      nochange: `${cmd("incremental")}   (6th backup, nothing changed)`,
+      change: `${cmd("incremental")}   (after 1 % changed; 3rd–5th likewise, untimed)`,
+      restore: "duplicity restore --no-encryption --name bench file://TARGET OUT   (the full backup)",
+      chain: "duplicity restore --no-encryption --name bench file://TARGET OUT   (full + 4 incrementals)",
+    },
+    backup(k) {
+      if (k === 0) {
+        freshDir(ctx.work);
+        fs.mkdirSync(path.join(ctx.work, "tmp"));
+      }
+      const kind = k === 0 ? "full" : "incremental";
+      return backupStep(ctx, target, ["duplicity", kind, ...common, ctx.data.root, url], { env });
+    },
+    restore: () =>
+      restoreStep(ctx, out, ["duplicity", "restore", ...common, url, out], { env, stored: duBytes(target) }),
+    cleanup: () => fs.rmSync(ctx.work, { recursive: true, force: true }),
+  };
+}
+
+/** Every tool, by id. */
+export const TOOLS: Record<ToolId, ToolKind> = {
+  frost: { make: frostTool, needs: [] },
+  "frost-rsync": { make: frostRsyncTool, needs: [], sets: ["vm"] },
+  tar: { make: tarTool, needs: ["tar", "zstd"] },
+  restic: { make: resticTool, needs: ["restic"] },
+  borg: { make: borgTool, needs: ["borg"] },
+  "borg-none": { make: borgNoneTool, needs: ["borg"], optIn: true },
+  duplicity: { make: duplicityTool, needs: ["duplicity"] },
+};
 
 export { CommandError };
