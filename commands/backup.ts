@@ -28,7 +28,7 @@ import { stdinEngine } from "../engines/stdin.ts";
 import { describeHookEnd, runHook } from "../hooks.ts";
 import { chooseParent, type LevelPolicy, newBackupId, validatePolicy } from "../levels.ts";
 import { formatBytes, parseSize } from "../units.ts";
-import { runBackup } from "../pipeline.ts";
+import { backupTimesJson, formatBackupTimes, newBackupTimes, runBackup } from "../pipeline.ts";
 import { cacheDir, kdfOf, newBackupKeys, stateKeyOf } from "../backup_keys.ts";
 import { VERSION } from "../version.ts";
 import type { Warning } from "../engines/engine.ts";
@@ -62,6 +62,8 @@ Options:
   --encrypt-recipient-file F  encrypt to a public recipient (frost key generate): this host cannot read it
   --encrypt-identity-file F   the identity, to read the parent's state when the host key is not available
   --json                      print a one-object summary on stdout
+  --stats                     print where the time went (walk, read, tar, compress, encrypt, hash, store,
+                              waiting) on stderr after the backup; with --json also as "stats"
   -h, --help                  this help
 
 ${STORAGE_HELP}`;
@@ -87,6 +89,7 @@ export const backupCommand: Command = {
       "stdin-name": { type: "string" },
       "pre-command": { type: "string" },
       "post-command": { type: "string" },
+      stats: { type: "boolean" },
       ...KEY_OPTIONS,
     }, true);
     if (values.help) {
@@ -206,6 +209,7 @@ export const backupCommand: Command = {
         return false;
       };
       const progress = new ProgressLine(ctx);
+      const stats = values.stats ? newBackupTimes() : undefined;
       const manifest = await runBackup({
         storage,
         engine,
@@ -224,6 +228,7 @@ export const backupCommand: Command = {
         crossFileSystems: values["cross-file-systems"],
         signal: lock.signal,
         frostVersion: VERSION,
+        stats,
         onProgress: (p) =>
           progress.update(() =>
             `backup ${series} level ${level}: ${p.files} files, ${formatBytes(p.bytes)} read, ${
@@ -256,6 +261,7 @@ export const backupCommand: Command = {
           bytesStored: t.bytesStored,
           seconds: t.seconds,
           warnings: t.warnings,
+          ...stats && { stats: backupTimesJson(stats) },
         }));
       } else {
         ctx.stdout(
@@ -269,6 +275,7 @@ export const backupCommand: Command = {
             (t.warnings ? `, ${t.warnings} warning${t.warnings === 1 ? "" : "s"}` : ""),
         );
       }
+      if (stats) ctx.stderr(`frost: ${formatBackupTimes(stats)}`);
       return t.warnings > 0 || !postOk ? ExitCode.warnings : ExitCode.ok;
     } finally {
       await releaseAndClose(lock, storage);

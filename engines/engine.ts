@@ -36,6 +36,22 @@ export interface BackupOptions {
   onProgress?: (progress: Progress) => void;
   /** Called for every non-fatal problem. */
   onWarning?: (warning: Warning) => void;
+  /** When given, the engine adds the time it spends in each part of its work (ms) and the bytes read. */
+  stats?: EngineTimes;
+}
+
+/** Where an engine's time goes (`BackupOptions.stats`); every field is a running sum. */
+export interface EngineTimes {
+  /** Listing directories and stat()ing entries. */
+  walkMs: number;
+  /** Opening and reading files. */
+  readMs: number;
+  /** File bytes read. */
+  readBytes: number;
+  /** All the time spent producing data, walk and read included (the rest is headers, state, bookkeeping). */
+  busyMs: number;
+  /** Time between producing one chunk and being asked for the next: waiting for the reader (backpressure). */
+  waitMs: number;
 }
 
 /** Totals of a finished backup stream. */
@@ -58,6 +74,12 @@ export interface BackupRun {
   state: ReadableStream<Uint8Array>;
   /** Resolves with totals once both streams have ended; rejects if the backup failed. */
   done: Promise<BackupStats>;
+  /**
+   * Optional: gives a chunk of `stream` back once its reader is done with it (the same bytes and length;
+   * it may be a new view, e.g. after a trip to a worker thread), so that the engine can fill its buffer
+   * again instead of allocating a new one. A reader that calls it must not use the chunk afterwards.
+   */
+  recycle?: (chunk: Uint8Array) => void;
 }
 
 /**
@@ -92,6 +114,11 @@ export interface RestoreStats {
 /** What `Engine.restore()` returns: write one backup's stream into `writable`, then await `done`. */
 export interface RestoreRun {
   writable: WritableStream<Uint8Array>;
+  /**
+   * True when `writable` is done with a chunk once its `write()` has resolved (it keeps no reference to
+   * it), so that the writer may fill the chunk's buffer again.
+   */
+  releasesChunks?: boolean;
   /** Resolves once the stream is fully applied (directory times fixed up), rejects on any error. */
   done: Promise<RestoreStats>;
 }

@@ -71,8 +71,10 @@
  *
  * ## Streams
  *
- * The archive is produced on demand (`pull()`), in fresh chunks of about 2 MiB that file data is read
- * into directly, with two chunks read ahead; memory stays flat whatever the tree. The state is enqueued
+ * The archive is produced on demand (`pull()`), in chunks of 1 MiB that file data is read into directly,
+ * with two chunks read ahead; memory stays flat whatever the tree. A reader that calls `run.recycle()` with
+ * the chunks it is done with gets the same buffers again (zeroed), so that a backup of any size allocates
+ * only a few chunks (the garbage collectors of Deno and Bun free big buffers late). The state is enqueued
  * as it is produced, in pieces of about 64 KiB, without waiting for its reader.
  * @module
  */
@@ -80,7 +82,7 @@ import fs from "node:fs";
 import path from "node:path";
 import process from "node:process";
 import { setImmediate } from "node:timers";
-import type { BackupOptions, BackupRun } from "./engine.ts";
+import type { BackupOptions, BackupRun, EngineTimes } from "./engine.ts";
 import { AbortedError, FrostError, messageOf } from "../errors.ts";
 import {
   BLOCK,
@@ -114,8 +116,11 @@ import { errnoText, excludeMatcher, OwnerNames } from "./_fs_common.ts";
 import { BackupControl, closeRead, entryKind, listDir, lstatChild, statSource } from "./_walk.ts";
 import { OPEN_FLAGS, PROGRESS_MS, SLICE_MS } from "./_walk.ts";
 
-/** Output chunk size: big enough that per-chunk costs vanish, small enough to keep memory low. */
-const CHUNK_SIZE = 2 << 20;
+/** Output chunk size: big enough that per-chunk costs vanish, small enough to keep memory low; one
+ * compressed frame each. */
+const CHUNK_SIZE = 1 << 20;
+/** Recycled chunks kept for reuse: the read-ahead, frames being compressed, and one more. */
+const KEEP_CHUNKS = 8;
 /** Chunks of the archive prepared ahead of the consumer, so reading overlaps compression. */
 const READ_AHEAD = 2;
 /** State text is enqueued in pieces of about this many characters. */
@@ -248,6 +253,9 @@ class TarBackup {
   #stack: Frame[];
   #chunk: Uint8Array = NO_CHUNK;
   #off = 0;
+  /** Recycled chunks, zeroed. */
+  #free: Uint8Array[] = [];
+  #times: EngineTimes | undefined;
   #pending: Entry | undefined;
   /**
    * First name seen in this walk of each inode with several links (`dev:ino`), and whether that name is
@@ -265,11 +273,15 @@ class TarBackup {
   /** Data bytes still owed to the archive for the current file (read, or zeros once it failed). */
   #remaining = 0;
   #lastYield = performance.now();
+  /** Time spent yielding to the event loop during this fill (not busy), and when the last fill ended. */
+  #idleMs = 0;
+  #filled = 0;
 
   constructor(source: string, rootStat: fs.BigIntStats, options: BackupOptions) {
     this.#source = source;
     this.#options = options;
     this.#c = new BackupControl(source, options);
+    this.#times = options.stats;
     this.#rootDev = rootStat.dev;
     this.#exclude = options.exclude ? excludeMatcher(options.exclude) : undefined;
     const started = BigInt(Date.now()) * 1_000_000n;
@@ -306,15 +318,35 @@ class TarBackup {
         this.#fail(new AbortedError(`Backup of "${source}" cancelled`, { cause: reason }));
       },
     }, { highWaterMark: READ_AHEAD });
-    this.run = { stream, state, done: this.#c.done };
+    this.run = { stream, state, done: this.#c.done, recycle: (chunk) => this.#recycle(chunk) };
 
     this.#c.listen((err) => this.#fail(err));
+  }
+
+  /** Takes back a chunk of `stream` (see BackupRun.recycle): only full-size ones, zeroed for reuse. */
+  #recycle(chunk: Uint8Array): void {
+    const buffer = chunk.buffer;
+    if (chunk.byteOffset !== 0 || buffer.byteLength !== CHUNK_SIZE || this.#free.length >= KEEP_CHUNKS) {
+      return;
+    }
+    const whole = new Uint8Array(buffer, 0, CHUNK_SIZE);
+    whole.fill(0, 0, chunk.byteLength);
+    this.#free.push(whole);
   }
 
   async #pull(): Promise<void> {
     if (this.#ended) return;
     try {
-      await this.#fill();
+      const times = this.#times;
+      if (times) {
+        const t0 = performance.now();
+        if (this.#filled > 0) times.waitMs += t0 - this.#filled;
+        this.#idleMs = 0;
+        await this.#fill();
+        this.#filled = performance.now();
+        times.busyMs += this.#filled - t0 - this.#idleMs;
+        times.readBytes = this.#c.stats.bytes;
+      } else await this.#fill();
     } catch (err) {
       this.#fail(
         err instanceof FrostError || err instanceof AbortedError
@@ -338,17 +370,22 @@ class TarBackup {
     // A fast consumer keeps pulling through microtasks alone: give timers and I/O (abort, progress
     // reporting, uploads) a turn now and then.
     if (performance.now() - this.#lastYield >= SLICE_MS) {
-      await yieldToEventLoop();
-      this.#lastYield = performance.now();
+      await this.#yield();
       if (this.#ended) return;
     }
-    if (this.#chunk === NO_CHUNK) this.#chunk = newChunk(CHUNK_SIZE);
+    if (this.#chunk === NO_CHUNK) this.#chunk = this.#free.pop() ?? newChunk(CHUNK_SIZE);
     this.#off = 0;
     const signal = this.#options.signal;
+    const times = this.#times;
     let count = 0;
     while (!this.#ended) {
       if (this.#remaining > 0) {
-        if (!this.#copy()) break;
+        if (times) {
+          const t0 = performance.now();
+          const done = this.#copy();
+          times.readMs += performance.now() - t0;
+          if (!done) break;
+        } else if (!this.#copy()) break;
         continue;
       }
       if (this.#pending) {
@@ -368,10 +405,16 @@ class TarBackup {
       }
       this.#c.stats.scanned++;
       if (item.kind === "d") {
+        const t0 = times ? performance.now() : 0;
         const entry = this.#enterDir(frame, item);
+        if (times) times.walkMs += performance.now() - t0;
         this.#pending = entry instanceof Promise ? await entry : entry;
       } else if (item.changed) {
-        this.#pending = this.#prepare(frame, item);
+        if (times) {
+          const t0 = performance.now();
+          this.#pending = this.#prepare(frame, item);
+          times.readMs += performance.now() - t0;
+        } else this.#pending = this.#prepare(frame, item);
       } else {
         if (item.linkKey !== undefined && !this.#links.has(item.linkKey)) {
           this.#links.set(item.linkKey, { member: frame.memberPrefix + item.name, written: false });
@@ -384,8 +427,7 @@ class TarBackup {
         if (now - this.#c.lastProgress >= PROGRESS_MS) this.#c.progress(now);
         if (now - this.#lastYield >= SLICE_MS) {
           if (this.#off > 0) break;
-          await yieldToEventLoop();
-          this.#lastYield = performance.now();
+          await this.#yield();
         }
       }
     }
@@ -393,6 +435,13 @@ class TarBackup {
     this.#emit();
     const now = performance.now();
     if (now - this.#c.lastProgress >= PROGRESS_MS) this.#c.progress(now);
+  }
+
+  async #yield(): Promise<void> {
+    const t0 = performance.now();
+    await yieldToEventLoop();
+    this.#lastYield = performance.now();
+    this.#idleMs += this.#lastYield - t0;
   }
 
   /** Lists a directory and prepares its entry (header with dumpdir, frame of its children). */

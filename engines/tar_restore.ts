@@ -45,7 +45,7 @@ import {
 export function tarRestore(target: string, options: RestoreOptions = {}): RestoreRun {
   const applier = new Applier(path.resolve(target), options);
   const reader = new TarReader(applier);
-  return restoreRun(target, options, "tarRestore", {
+  const run = restoreRun(target, options, "tarRestore", {
     push(chunk) {
       reader.push(chunk);
       applier.tick();
@@ -56,6 +56,8 @@ export function tarRestore(target: string, options: RestoreOptions = {}): Restor
     },
     abandon: () => applier.abandon(),
   });
+  // The reader parses and writes each chunk before push() returns, and keeps no reference to it.
+  return { ...run, releasesChunks: true };
 }
 
 /** Turns archive members into files under `root`. */

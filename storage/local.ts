@@ -17,6 +17,7 @@ import {
   type CallOptions,
   NotFoundError,
   type ObjectInfo,
+  type PutStream,
   type Range,
   type Storage,
   StorageError,
@@ -130,6 +131,21 @@ export class LocalStorage implements Storage {
 
   /** Writes `data` to a temp file beside the key, fsyncs it, renames it over the key and fsyncs the folder. */
   async put(key: string, data: Uint8Array, options: CallOptions = {}): Promise<void> {
+    const put = await this.openPut(key, options);
+    try {
+      await put.write(data);
+      await put.commit();
+    } finally {
+      await put.abort();
+    }
+  }
+
+  /**
+   * The same steps as `put`, with the bytes written to the temp file as they come: temp file → writes →
+   * fsync → rename over the key → fsync the folder. Until the rename the object is a temp file that
+   * `list()` skips; a failure or `abort()` removes it (and the folders this put created, when empty).
+   */
+  async openPut(key: string, options: CallOptions = {}): Promise<PutStream> {
     const file = this.#file(key);
     const { signal } = options;
     signal?.throwIfAborted();
@@ -137,28 +153,75 @@ export class LocalStorage implements Storage {
     const temp = path.join(dir, TEMP_PREFIX + crypto.randomBytes(8).toString("hex"));
     const action = `Cannot write "${key}" to ${this.url}`;
     let handle: fsp.FileHandle | undefined;
-    let renamed = false;
+    let parents: string[];
     try {
-      const opened = await this.#openTemp(dir, temp, action);
-      handle = opened.handle;
-      await handle.writeFile(data, { signal });
-      await handle.sync();
-      const closing = handle;
-      handle = undefined;
-      await closing.close();
-      signal?.throwIfAborted();
-      await fsp.rename(temp, file);
-      renamed = true;
-      // The object is now visible; fsync the folders whose entries changed so it survives a crash.
-      for (const changed of [dir, ...opened.parents]) await syncFolder(changed);
+      ({ handle, parents } = await this.#openTemp(dir, temp, action));
     } catch (err) {
-      await handle?.close().catch(() => {});
-      if (!renamed) {
-        await fsp.rm(temp, { force: true }).catch(() => {});
-        await this.#removeEmptyFolders(dir); // the ones this put created, unless another object is there
-      }
+      await this.#removeEmptyFolders(dir);
       throw this.#error(action, err, signal);
     }
+    /** "open": writing; "failed"/"aborted": temp file gone; "renamed": the object is visible. */
+    let state: "open" | "failed" | "aborted" | "renamed" = "open";
+    let busy: Promise<unknown> = Promise.resolve();
+    const cleanUp = async () => {
+      const h = handle;
+      handle = undefined;
+      await h?.close().catch(() => {});
+      await fsp.rm(temp, { force: true }).catch(() => {});
+      await this.#removeEmptyFolders(dir); // the ones this put created, unless another object is there
+    };
+    const fail = async (err: unknown): Promise<never> => {
+      if (state === "open") {
+        state = "failed";
+        await cleanUp();
+      }
+      throw this.#error(action, err, signal);
+    };
+    const check = () => {
+      if (state !== "open") {
+        throw new StorageError(`${action}: the write was ${state === "renamed" ? "committed" : state}`);
+      }
+    };
+    return {
+      write: async (chunk) => {
+        check();
+        try {
+          signal?.throwIfAborted();
+          for (let done = 0; done < chunk.byteLength;) {
+            done += (await handle!.write(chunk, done, chunk.byteLength - done)).bytesWritten;
+          }
+        } catch (err) {
+          return await fail(err);
+        }
+      },
+      commit: async () => {
+        check();
+        try {
+          await handle!.sync();
+          const closing = handle!;
+          handle = undefined;
+          await closing.close();
+          signal?.throwIfAborted();
+          await fsp.rename(temp, file);
+          state = "renamed";
+        } catch (err) {
+          return await fail(err);
+        }
+        try {
+          // The object is now visible; fsync the folders whose entries changed so it survives a crash.
+          for (const changed of [dir, ...parents]) await syncFolder(changed);
+        } catch (err) {
+          throw this.#error(action, err, signal);
+        }
+      },
+      abort: () => {
+        if (state === "open") {
+          state = "aborted";
+          busy = cleanUp();
+        }
+        return busy.then(() => {});
+      },
+    };
   }
 
   /**
@@ -190,6 +253,30 @@ export class LocalStorage implements Storage {
     } catch (err) {
       await handle?.close().catch(() => {});
       throw this.#error(action, err, signal, true);
+    }
+  }
+
+  /** Reads the file of `key` into `buffer` (see `Storage.getInto`), with no allocation per read. */
+  async getInto(key: string, buffer: Uint8Array, options: CallOptions = {}): Promise<number> {
+    const file = this.#file(key);
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const action = `Cannot read "${key}" from ${this.url}`;
+    let handle: fsp.FileHandle | undefined;
+    try {
+      handle = await fsp.open(file, "r");
+      let size = 0;
+      while (size < buffer.byteLength) {
+        signal?.throwIfAborted();
+        const { bytesRead } = await handle.read(buffer, size, buffer.byteLength - size, size);
+        if (bytesRead === 0) break;
+        size += bytesRead;
+      }
+      return size;
+    } catch (err) {
+      throw this.#error(action, err, signal, true);
+    } finally {
+      await handle?.close().catch(() => {});
     }
   }
 

@@ -3,7 +3,7 @@
  * no retry loops; main.ts wraps every storage in this once.
  * @module
  */
-import type { CallOptions, ObjectInfo, Range, Storage } from "./storage.ts";
+import type { CallOptions, ObjectInfo, PutStream, Range, Storage } from "./storage.ts";
 import { StorageError } from "./storage.ts";
 
 /** Options of `RetryStorage`. */
@@ -53,7 +53,22 @@ export class RetryStorage implements Storage {
     this.#base = options.baseDelayMs ?? 500;
     this.#max = options.maxDelayMs ?? 30_000;
     this.#onRetry = options.onRetry;
+    // A streamed put cannot be replayed: only opening it is retried; its writes and commit pass through.
+    if (inner.openPut) {
+      this.openPut = (key, options) =>
+        this.#retry(`put "${key}"`, options?.signal, () => inner.openPut!(key, options));
+    }
+    if (inner.getInto) {
+      this.getInto = (key, buffer, options) =>
+        this.#retry(`get "${key}"`, options?.signal, () => inner.getInto!(key, buffer, options));
+    }
   }
+
+  /** Present when the inner storage has it (see `Storage.getInto`). */
+  readonly getInto?: (key: string, buffer: Uint8Array, options?: CallOptions) => Promise<number>;
+
+  /** Present when the inner storage has it (see `Storage.openPut`). */
+  readonly openPut?: (key: string, options?: CallOptions) => Promise<PutStream>;
 
   async #retry<T>(what: string, signal: AbortSignal | undefined, call: () => Promise<T>): Promise<T> {
     for (let attempt = 1;; attempt++) {

@@ -51,6 +51,29 @@ export interface Storage {
   delete(key: string, options?: CallOptions): Promise<void>;
   /** Releases connections. Safe to call more than once. */
   close(): Promise<void>;
+  /**
+   * Optional: a put whose bytes arrive in pieces, for a storage that need not hold a whole object in
+   * memory (local folders). The same all-or-nothing rule as `put`: nothing is visible under `key` (and
+   * `list` shows nothing new) until `commit()` resolves; `abort()`, a failed write or a failed commit leave
+   * the key as it was. Unlike `put`, it cannot be replayed, so the retry decorator passes it through once.
+   */
+  openPut?(key: string, options?: CallOptions): Promise<PutStream>;
+  /**
+   * Optional: reads the whole object `key` into `buffer` and returns its size, or `buffer.byteLength` when
+   * the object is at least that big (so a caller that passes one byte more than it expects notices a
+   * bigger object). `NotFoundError` when missing. For storages that can read without allocating.
+   */
+  getInto?(key: string, buffer: Uint8Array, options?: CallOptions): Promise<number>;
+}
+
+/** An object being written by `Storage.openPut`. */
+export interface PutStream {
+  /** Appends bytes; the caller may reuse `chunk` once the promise resolves. */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Makes the object visible under its key, durably where the storage can. */
+  commit(): Promise<void>;
+  /** Drops what was written. Safe to call at any time, also after a failure or a commit (then a no-op). */
+  abort(): Promise<void>;
 }
 
 /** A storage failure. `retriable` says whether trying the same call again may succeed. */
