@@ -9,10 +9,9 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import crypto from "node:crypto";
-import { Readable } from "node:stream";
 import { pathToFileURL } from "node:url";
 import { messageOf } from "../errors.ts";
-import { checkKey, checkPrefix, checkRange, mapStreamErrors } from "./_key.ts";
+import { checkKey, checkPrefix, checkRange } from "./_key.ts";
 import {
   type CallOptions,
   NotFoundError,
@@ -244,12 +243,42 @@ export class LocalStorage implements Storage {
         await handle.close();
         return new ReadableStream({ start: (controller) => controller.close() });
       }
-      // `end` is inclusive in createReadStream.
-      const end = range?.length === undefined ? undefined : start + range.length - 1;
-      const stream = fs.createReadStream("", { fd: handle, highWaterMark: CHUNK_SIZE, start, end, signal });
+      const end = range?.length === undefined ? stats.size : Math.min(stats.size, start + range.length);
+      const fh = handle;
       handle = undefined; // the stream closes it
-      const web = Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>;
-      return mapStreamErrors(web, (err) => this.#error(action, err, signal));
+      // Read by hand rather than with createReadStream({ signal }): under Deno an abort during concurrent
+      // reads made that stream throw an uncaught AbortError that ended the process.
+      let pos = start;
+      let closed = false;
+      const close = async () => {
+        if (closed) return;
+        closed = true;
+        await fh.close().catch(() => {});
+      };
+      return new ReadableStream<Uint8Array>({
+        pull: async (controller) => {
+          try {
+            signal?.throwIfAborted();
+            const want = Math.min(CHUNK_SIZE, end - pos);
+            const chunk = new Uint8Array(want);
+            const { bytesRead } = want > 0 ? await fh.read(chunk, 0, want, pos) : { bytesRead: 0 };
+            signal?.throwIfAborted();
+            if (bytesRead > 0) {
+              pos += bytesRead;
+              controller.enqueue(bytesRead === want ? chunk : chunk.subarray(0, bytesRead));
+            }
+            // The end of the range, or of a file that shrank since it was opened.
+            if (bytesRead === 0 || pos >= end) {
+              await close();
+              controller.close();
+            }
+          } catch (err) {
+            await close();
+            throw this.#error(action, err, signal);
+          }
+        },
+        cancel: close,
+      }, { highWaterMark: 0 });
     } catch (err) {
       await handle?.close().catch(() => {});
       throw this.#error(action, err, signal, true);

@@ -264,3 +264,33 @@ describe("openStorage() for local paths", () => {
     );
   });
 });
+
+describe("LocalStorage reads under abort", () => {
+  it("an abort during many concurrent reads rejects them cleanly; no read returns short bytes", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "frost-local-abort-"));
+    try {
+      const storage = await LocalStorage.open(path.join(dir, "store"), { create: true });
+      const small = new TextEncoder().encode('{"lock":true}\n');
+      const big = new Uint8Array(3 << 20).map((_, i) => i * 7);
+      await storage.put("s/small", small);
+      await storage.put("s/big", big);
+      for (let round = 0; round < 20; round++) {
+        const controller = new AbortController();
+        const reason = new Error("stop");
+        const reads = Array.from({ length: 16 }, (_, i) => {
+          const [key, want] = i % 4 === 0 ? ["s/big", big] : ["s/small", small];
+          return getBytes(storage, key, { signal: controller.signal }).then(
+            (bytes) => assert.deepEqual(bytes, want),
+            (err) => assert.equal(err, reason),
+          );
+        });
+        setTimeout(() => controller.abort(reason), round % 4);
+        await Promise.all(reads);
+      }
+      // An uncaught error from a read stream would have ended the test process before this point.
+      await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
