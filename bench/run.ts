@@ -434,6 +434,9 @@ function runSet(kind: SetKind, opts: Options, frost: ReturnType<typeof resolveFr
       for (const tool of order) {
         if (failed.has(tool.id)) continue;
         try {
+          // Every timed step starts with no dirty pages of earlier steps: a tool that fsyncs (frost
+          // commits durably) must not wait for another step's writeback.
+          syncDisks();
           const r = run(tool);
           if (scenario) {
             const key = `${scenario}/${tool.id}`;
