@@ -128,6 +128,22 @@ export async function dataKeyOf(
 }
 
 /**
+ * The data keys of a chain's encrypted backups, by id, all unwrapped up front (so that a wrong key fails
+ * before anything is written). Unencrypted backups have none.
+ */
+export async function chainDataKeys(
+  chain: readonly { id: string; encryption: ManifestEncryption | null }[],
+  options: KeyOptions,
+): Promise<Map<string, DataKey>> {
+  const keys = new Map<string, DataKey>();
+  for (const m of chain) {
+    const key = await dataKeyOf(m.id, m.encryption, options);
+    if (key) keys.set(m.id, key);
+  }
+  return keys;
+}
+
+/**
  * The state key of a parent backup, for computing the next level: with the passphrase or identity, else
  * (recipient mode) with this host's key. Returns "unavailable" when this host cannot open it (a fresh host
  * with a write-only key): the caller then starts a new chain.

@@ -23,8 +23,8 @@ import { ExitCode, FrostError, UsageError } from "../errors.ts";
 import { manifestChain, seriesName } from "../manifest.ts";
 import { formatBytes, parseDate } from "../units.ts";
 import { readSegments } from "../pipeline.ts";
-import { dataKeyOf } from "../backup_keys.ts";
-import { createDecryptor, type DataKey, streamId } from "../encryption.ts";
+import { chainDataKeys } from "../backup_keys.ts";
+import { createDecryptor, streamId } from "../encryption.ts";
 import { createDecompressor } from "../compression.ts";
 import { Dumpdir, type EntryType, parseDumpdir, type TarEntry, TarReader } from "../engines/_tar_read.ts";
 
@@ -87,11 +87,7 @@ export const lsCommand: Command = {
         }
       }
       const keyOpts = await keyOptions(values);
-      const keys = new Map<string, DataKey>();
-      for (const m of chain) {
-        const key = await dataKeyOf(m.id, m.encryption, keyOpts);
-        if (key) keys.set(m.id, key);
-      }
+      const keys = await chainDataKeys(chain, keyOpts);
 
       const tree = new Tree();
       for (const m of chain) {

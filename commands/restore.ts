@@ -23,7 +23,7 @@ import { type Manifest, manifestChain, manifestsPrefix, seriesName } from "../ma
 import { formatBytes, parseDate } from "../units.ts";
 import { readState, runRestore } from "../pipeline.ts";
 import { engineForBackup } from "../engines/registry.ts";
-import { dataKeyOf, stateKeyOf } from "../backup_keys.ts";
+import { chainDataKeys, stateKeyOf } from "../backup_keys.ts";
 import { type IncludeSelector, includeSelector } from "../engines/_fs_common.ts";
 import type { StateEntry } from "../engines/engine.ts";
 import { STDIN_ENGINE, stdinEngine } from "../engines/stdin.ts";
@@ -109,11 +109,7 @@ export const restoreCommand: Command = {
       }
       // Every key is opened before the target is touched: a wrong passphrase writes nothing.
       const keyOpts = await keyOptions(values);
-      const keys = new Map<string, DataKey>();
-      for (const m of chain) {
-        const key = await dataKeyOf(m.id, m.encryption, keyOpts);
-        if (key) keys.set(m.id, key);
-      }
+      const keys = await chainDataKeys(chain, keyOpts);
 
       // The newest backup's state lists the tree this restore produces: what --dry-run shows, what each
       // --include must match, and the file a stdin backup restores to.
@@ -359,42 +355,35 @@ async function printPlan(
   return ExitCode.ok;
 }
 
-/** Checks, writing nothing, that a restore could go into `target`: a directory, empty unless `overwrite`. */
-function checkTarget(target: string, overwrite: boolean): void {
-  const st = fs.statSync(target, { throwIfNoEntry: false });
-  if (!st) return;
-  if (!st.isDirectory()) throw new FrostError(`Cannot restore into "${target}": not a directory`);
-  if (!overwrite && fs.readdirSync(target).length > 0) {
-    throw new FrostError(
-      `Cannot restore into "${target}": it is not empty (use --overwrite to restore into it)`,
-    );
-  }
-}
-
-/** Creates the restore target, or checks that it is a directory and empty unless `overwrite`. */
-export function prepareTarget(target: string, overwrite: boolean): void {
+/**
+ * Checks, writing nothing, that a restore could go into `target`: a directory, empty unless `overwrite`.
+ * Returns false when it does not exist yet.
+ */
+function checkTarget(target: string, overwrite: boolean): boolean {
   let st: fs.Stats | undefined;
   try {
     st = fs.statSync(target);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") {
-      throw new FrostError(`Cannot restore into "${target}": ${(err as Error).message}`, { cause: err });
-    }
-  }
-  if (!st) {
-    try {
-      fs.mkdirSync(target, { recursive: true });
-    } catch (err) {
-      throw new FrostError(`Cannot create restore target "${target}": ${(err as Error).message}`, {
-        cause: err,
-      });
-    }
-    return;
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw new FrostError(`Cannot restore into "${target}": ${(err as Error).message}`, { cause: err });
   }
   if (!st.isDirectory()) throw new FrostError(`Cannot restore into "${target}": not a directory`);
   if (!overwrite && fs.readdirSync(target).length > 0) {
     throw new FrostError(
       `Cannot restore into "${target}": it is not empty (use --overwrite to restore into it)`,
     );
+  }
+  return true;
+}
+
+/** Creates the restore target, or checks that it is a directory and empty unless `overwrite`. */
+export function prepareTarget(target: string, overwrite: boolean): void {
+  if (checkTarget(target, overwrite)) return;
+  try {
+    fs.mkdirSync(target, { recursive: true });
+  } catch (err) {
+    throw new FrostError(`Cannot create restore target "${target}": ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }
