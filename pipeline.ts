@@ -147,6 +147,44 @@ async function sha256(bytes: Uint8Array): Promise<string> {
 }
 
 /**
+ * Storage jobs (puts, commits) in flight: `settle(limit)` waits until at most `limit` are left and throws
+ * the first failure of any of them; the time spent waiting goes to `stats.queueWaitMs`.
+ */
+class InFlight {
+  readonly #jobs = new Set<Promise<void>>();
+  #failure: { error: unknown } | null = null;
+  constructor(private readonly stats?: BackupTimes) {}
+
+  add(job: Promise<void>): void {
+    const tracked: Promise<void> = job.then(
+      () => void this.#jobs.delete(tracked),
+      (error) => {
+        this.#failure ??= { error };
+        this.#jobs.delete(tracked);
+      },
+    );
+    this.#jobs.add(tracked);
+  }
+
+  /** Throws the first failure, if any. */
+  check(): void {
+    if (this.#failure) throw this.#failure.error;
+  }
+
+  async settle(limit: number): Promise<void> {
+    const t0 = this.stats ? performance.now() : 0;
+    while (this.#jobs.size > limit && !this.#failure) await Promise.race(this.#jobs);
+    if (this.stats) this.stats.queueWaitMs += performance.now() - t0;
+    this.check();
+  }
+
+  /** Waits for every job to end, failed or not. */
+  async drain(): Promise<void> {
+    await Promise.allSettled(this.#jobs);
+  }
+}
+
+/**
  * A WritableStream of segments over a storage. Each segment is hashed and uploaded; up to `queueSize` uploads
  * run at once (so a high-latency store, or a local disk's fsync, is not waited for serially), and a write
  * resolves only once fewer than `queueSize` are in flight, so memory stays near (queueSize + 2) segments and
@@ -166,9 +204,8 @@ export class SegmentWriter extends WritableStream<Uint8Array> {
     },
   ) {
     const refs: SegmentRef[] = [];
-    const inFlight = new Set<Promise<void>>();
-    let failure: { error: unknown } | null = null;
     const stats = options.stats;
+    const jobs = new InFlight(stats);
     const upload = async (n: number, segment: Uint8Array) => {
       const key = keyOf(n);
       const t0 = stats ? performance.now() : 0;
@@ -186,30 +223,17 @@ export class SegmentWriter extends WritableStream<Uint8Array> {
       options.onStored?.(segment.byteLength);
       options.pool?.give(segment);
     };
-    const settle = async (limit: number) => {
-      const t0 = stats ? performance.now() : 0;
-      while (inFlight.size > limit && !failure) await Promise.race(inFlight);
-      if (stats) stats.queueWaitMs += performance.now() - t0;
-      if (failure) throw failure.error;
-    };
     let next = 0;
     super({
       async write(segment) {
-        const job = upload(next++, segment).then(
-          () => void inFlight.delete(job),
-          (error) => {
-            failure ??= { error };
-            inFlight.delete(job);
-          },
-        );
-        inFlight.add(job);
-        await settle(options.queueSize - 1);
+        jobs.add(upload(next++, segment));
+        await jobs.settle(options.queueSize - 1);
       },
       async close() {
-        await settle(0);
+        await jobs.settle(0);
       },
       async abort() {
-        await Promise.allSettled(inFlight);
+        await jobs.drain();
       },
     }, new CountQueuingStrategy({ highWaterMark: 1 }));
     this.refs = refs;
@@ -239,28 +263,11 @@ export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
     },
   ) {
     const refs: SegmentRef[] = [];
-    const inFlight = new Set<Promise<void>>();
-    let failure: { error: unknown } | null = null;
     type Open = { n: number; key: string; put: PutStream; hash: ReturnType<typeof createHash>; size: number };
     let current: Open | null = null;
     let next = 0;
     const stats = options.stats;
-    const track = (job: Promise<void>) => {
-      const tracked: Promise<void> = job.then(
-        () => void inFlight.delete(tracked),
-        (error) => {
-          failure ??= { error };
-          inFlight.delete(tracked);
-        },
-      );
-      inFlight.add(tracked);
-    };
-    const settle = async (limit: number) => {
-      const t0 = stats ? performance.now() : 0;
-      while (inFlight.size > limit && !failure) await Promise.race(inFlight);
-      if (stats) stats.queueWaitMs += performance.now() - t0;
-      if (failure) throw failure.error;
-    };
+    const jobs = new InFlight(stats);
     const commit = async (segment: Open) => {
       const t0 = stats ? performance.now() : 0;
       await segment.put.commit();
@@ -273,7 +280,7 @@ export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
     };
     super({
       async write(chunk) {
-        if (failure) throw failure.error;
+        jobs.check();
         let offset = 0;
         while (offset < chunk.byteLength) {
           if (!current) {
@@ -304,8 +311,8 @@ export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
           if (current.size === size) {
             const full = current;
             current = null;
-            track(commit(full));
-            await settle(options.queueSize - 1);
+            jobs.add(commit(full));
+            await jobs.settle(options.queueSize - 1);
           }
         }
         options.release?.(chunk);
@@ -314,15 +321,15 @@ export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
         if (current) {
           const last = current;
           current = null;
-          track(commit(last));
+          jobs.add(commit(last));
         }
-        await settle(0);
+        await jobs.settle(0);
       },
       async abort() {
         const open = current;
         current = null;
         await open?.put.abort();
-        await Promise.allSettled(inFlight);
+        await jobs.drain();
       },
     }, new CountQueuingStrategy({ highWaterMark: 1 }));
     this.refs = refs;
