@@ -16,7 +16,12 @@ import nodeCrypto from "node:crypto";
 import fsp from "node:fs/promises";
 import { Buffer } from "node:buffer";
 import { FrostError, messageOf, UsageError } from "./errors.ts";
-import { decryptStream, encryptStream } from "./_encryption_stream.ts";
+import {
+  decryptorReleasesInput,
+  decryptStream,
+  encryptStream,
+  type StreamKey,
+} from "./_encryption_stream.ts";
 import type { StreamOptions } from "./_encryption_stream.ts";
 
 export { DecryptionError } from "./_encryption_stream.ts";
@@ -90,7 +95,7 @@ export function createEncryptor(
   streamId: string,
   options?: StreamOptions,
 ): TransformStream<Uint8Array, Uint8Array> {
-  return encryptStream(key, streamId, options);
+  return encryptStream(streamKeyOf(key), streamId, options);
 }
 
 /**
@@ -103,7 +108,19 @@ export function createDecryptor(
   streamId: string,
   options?: StreamOptions,
 ): TransformStream<Uint8Array, Uint8Array> {
-  return decryptStream(key, streamId, options);
+  return decryptStream(streamKeyOf(key), streamId, options);
+}
+
+/**
+ * Whether `createDecryptor(key, …)` hands its input chunks back through `options.giveBack` (under Bun, where
+ * chunks are opened synchronously). Where it does not, its input chunks must not be reused.
+ */
+export function decryptorGivesBack(key: DataKey): boolean {
+  return decryptorReleasesInput(streamKeyOf(key));
+}
+
+function streamKeyOf(key: DataKey): StreamKey {
+  return { cryptoKey: key.cryptoKey, raw: rawKeys.get(key) };
 }
 
 async function transformAll(bytes: Uint8Array, transform: TransformStream<Uint8Array, Uint8Array>) {

@@ -5,6 +5,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import fs from "node:fs";
 import nodeCrypto from "node:crypto";
 import os from "node:os";
@@ -16,6 +17,7 @@ import {
   DataKey,
   decryptBytes,
   DecryptionError,
+  decryptorGivesBack,
   DEFAULT_SCRYPT,
   encryptBytes,
   type EncryptionInfo,
@@ -169,6 +171,73 @@ describe("streaming AEAD", () => {
         const back = await decrypt(key, id, sealed, chunking.map((n) => n + 5));
         assert.equal(back.error, null, `size ${size}: ${back.error}`);
         assert.deepEqual(back.out, plain, `size ${size} chunking ${chunking}`);
+      }
+    }
+  });
+
+  it("hands input chunks back, and input buffers refilled at once do not change what comes out", async () => {
+    const key = await generateDataKey();
+    const id = streamId("20261127T101500.123Z", "data");
+    // (Not deepEqual: its diff of two MiB-sized arrays would take the process's memory.)
+    const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0;
+    /**
+     * Feeds `bytes` through `transform` from ONE buffer, refilled for each piece and scribbled over as soon
+     * as the transform gives it back; returns the output and how many pieces were given back.
+     */
+    const throughOneBuffer = async (
+      bytes: Uint8Array,
+      sizes: number[],
+      make: (giveBack: (chunk: Uint8Array) => void) => TransformStream<Uint8Array, Uint8Array>,
+    ) => {
+      const buffer = new Uint8Array(Math.max(...sizes));
+      let given = 0;
+      let lent = false;
+      const transform = make((chunk) => {
+        assert.equal(chunk.buffer, buffer.buffer, "a chunk that was not handed in was given back");
+        buffer.fill(0xaa);
+        given++;
+        lent = false;
+      });
+      const writer = transform.writable.getWriter();
+      const parts: Uint8Array[] = [];
+      const reading = (async () => {
+        for await (const part of transform.readable) parts.push(part.slice());
+      })();
+      let offset = 0;
+      let i = 0;
+      while (offset < bytes.byteLength) {
+        const n = Math.min(sizes[i++ % sizes.length]!, bytes.byteLength - offset);
+        // Without give-back, each piece gets a buffer of its own (the contract of plain streams).
+        const into: Uint8Array = lent ? new Uint8Array(n) : buffer.subarray(0, n);
+        into.set(bytes.subarray(offset, offset + n));
+        lent = into.buffer === buffer.buffer;
+        offset += n;
+        await writer.write(into);
+      }
+      await writer.close();
+      await reading;
+      return { out: concat(parts), given, pieces: i };
+    };
+    for (const size of [0, 1, CHUNK, 3 * CHUNK + 5, 2 * MiB + 77]) {
+      const plain = bytesOf(size, size + 3);
+      for (const sizes of [[CHUNK], [1000, CHUNK + 1, 5], [MiB]]) {
+        const sealed = await throughOneBuffer(
+          plain,
+          sizes,
+          (giveBack) => createEncryptor(key, id, { giveBack }),
+        );
+        assert.equal(sealed.given, sealed.pieces, `size ${size}: every input chunk is given back`);
+        const back = await decrypt(key, id, sealed.out, [65536]);
+        assert.equal(back.error, null, `size ${size} sizes ${sizes}: ${back.error}`);
+        assert.ok(same(back.out, plain), `size ${size} sizes ${sizes}: the output changed`);
+        const opened = await throughOneBuffer(
+          sealed.out,
+          sizes,
+          (giveBack) => createDecryptor(key, id, { giveBack }),
+        );
+        // The decryptor gives chunks back only where it opens them synchronously (Bun).
+        assert.equal(opened.given, decryptorGivesBack(key) ? opened.pieces : 0);
+        assert.ok(same(opened.out, plain), `decrypted from one buffer: size ${size} sizes ${sizes}`);
       }
     }
   });
