@@ -188,7 +188,8 @@ export interface CompressorOptions {
   stats?: { ms: number; bytesIn: number; bytesOut: number };
   /**
    * The reader promises to hand every output chunk back through `Compressor.giveBack` once done with it,
-   * so that output buffers are reused (under Bun; elsewhere giving back is a no-op).
+   * so that output buffers are reused (zstd and gzip: under Bun; elsewhere giving back is a no-op). With
+   * "none" and `recycle`, the input chunks themselves are passed on, and given back go to `recycle`.
    */
   reuseOutput?: boolean;
 }
@@ -224,6 +225,12 @@ export function createCompressor(kind: Compression, options: CompressorOptions =
   const { recycle, stats } = options;
   if (kind === "none") {
     if (!recycle) return new TransformStream();
+    if (options.reuseOutput) {
+      // The reader gives each chunk back when done with it: straight back to the caller's pool, no copy.
+      const through: Compressor = new TransformStream();
+      through.giveBack = recycle;
+      return through;
+    }
     // Pass copies on, so that the caller's chunks can be reused at once.
     return new TransformStream({
       transform(chunk, controller) {

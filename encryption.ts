@@ -8,7 +8,8 @@
  * restore: key = await unwrapDataKey(manifest.encryption, { passphrase }, id)
  *          segments.pipeThrough(createDecryptor(key, streamId(id, "data")))
  * ```
- * Only WebCrypto (AES-GCM, HKDF, X25519) and `node:crypto` scrypt are used: both are fast in Deno and Bun.
+ * Only WebCrypto (AES-GCM, HKDF, X25519) and `node:crypto` (scrypt; under Bun also the AES-GCM of stream
+ * chunks, see _encryption_stream.ts) are used, each where it is fast: Deno's node:crypto AES-GCM is not.
  * docs/FORMAT.md (section Encryption) specifies every byte.
  * @module
  */

@@ -42,6 +42,7 @@ import {
   streamId,
 } from "./encryption.ts";
 import type { BackupKeys } from "./backup_keys.ts";
+import { HASH_MOVES_BUFFER, type MovedHash, sha256Moving } from "./hashing.ts";
 
 /**
  * Reusable segment buffers: a stored segment's buffer goes back to the pool and is filled again, so a backup
@@ -88,6 +89,16 @@ export class BufferPool {
     const waiter = this.#waiting.shift();
     if (waiter) waiter(whole);
     else if (this.#free.length < this.keep) this.#free.push(whole);
+  }
+  /**
+   * `sha256Moving(bytes)` for a view of one of this pool's buffers: the buffer that comes back (a new
+   * object under Bun) stays the pool's.
+   */
+  async moving(bytes: Uint8Array): Promise<MovedHash> {
+    const mine = this.#mine.has(bytes.buffer);
+    const moved = await sha256Moving(bytes);
+    if (mine) this.#mine.add(moved.bytes.buffer);
+    return moved;
   }
   /**
    * Cuts `bytes` (a view of one of this pool's buffers) into views of at most `size` bytes; the buffer
@@ -145,14 +156,6 @@ export class Segmenter extends TransformStream<Uint8Array, Uint8Array> {
   }
 }
 
-/** SHA-256 of bytes, hex. WebCrypto runs it off the main thread in Deno and Bun. */
-async function sha256(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
-  let hex = "";
-  for (const b of digest) hex += b.toString(16).padStart(2, "0");
-  return hex;
-}
-
 /**
  * Storage jobs (puts, commits) in flight: `settle(limit)` waits until at most `limit` are left and throws
  * the first failure of any of them; the time spent waiting goes to `stats.queueWaitMs`.
@@ -192,7 +195,8 @@ class InFlight {
 }
 
 /**
- * A WritableStream of segments over a storage. Each segment is hashed and uploaded; up to `queueSize` uploads
+ * A WritableStream of segments over a storage; it takes each segment it is given (under Bun its buffer moves
+ * to the hashing thread and back once stored). Each segment is uploaded and hashed; up to `queueSize` uploads
  * run at once (so a high-latency store, or a local disk's fsync, is not waited for serially), and a write
  * resolves only once fewer than `queueSize` are in flight, so memory stays near (queueSize + 2) segments and
  * backpressure reaches the engine. `refs` lists what was stored, in stream order.
@@ -215,20 +219,25 @@ export class SegmentWriter extends WritableStream<Uint8Array> {
     const jobs = new InFlight(stats);
     const upload = async (n: number, segment: Uint8Array) => {
       const key = keyOf(n);
+      const size = segment.byteLength; // (`segment` is detached once moved)
       const t0 = stats ? performance.now() : 0;
-      const [hash] = await Promise.all([
-        stats ? sha256(segment).finally(() => stats.hash.ms += performance.now() - t0) : sha256(segment),
-        storage.put(key, segment, { signal: options.signal }),
-      ]);
+      // WebCrypto (Deno) copies the segment when called and hashes it while the put runs. Under Bun the
+      // buffer moves to the hashing thread and back once stored (a put keeps no reference once resolved).
+      const early = HASH_MOVES_BUFFER ? null : sha256Moving(segment);
+      early?.catch(() => {}); // awaited below, unless the put fails first
+      await storage.put(key, segment, { signal: options.signal });
+      const t1 = stats ? performance.now() : 0;
+      const moved = await (early ?? options.pool?.moving(segment) ?? sha256Moving(segment));
       if (stats) {
-        stats.hash.bytes += segment.byteLength;
-        stats.store.ms += performance.now() - t0;
-        stats.store.bytes += segment.byteLength;
+        stats.hash.ms += performance.now() - t1;
+        stats.hash.bytes += size;
+        stats.store.ms += t1 - t0;
+        stats.store.bytes += size;
         stats.store.objects++;
       }
-      refs[n] = { key, size: segment.byteLength, sha256: hash };
-      options.onStored?.(segment.byteLength);
-      options.pool?.give(segment);
+      refs[n] = { key, size, sha256: moved.hex };
+      options.onStored?.(size);
+      options.pool?.give(moved.bytes);
     };
     let next = 0;
     super({
