@@ -180,7 +180,7 @@ export interface CompressorOptions {
    * Takes back an input chunk once it is compressed. When given, every input chunk is owned by the caller's
    * pool (no other views of its buffer): the compressor may move its buffer to a worker thread, and hands
    * it back through `recycle` (the same bytes and length, maybe a new view) when done with it. Without it,
-   * chunks are copied into the compressor's own blocks.
+   * chunks are copied into the compressor's own blocks. ("none" passes chunks on: see `reuseOutput`.)
    */
   recycle?: (chunk: Uint8Array) => void;
   /** Adds each frame's compression time (ms: a worker's time on it under Bun, else from start to result;
@@ -188,8 +188,8 @@ export interface CompressorOptions {
   stats?: { ms: number; bytesIn: number; bytesOut: number };
   /**
    * The reader promises to hand every output chunk back through `Compressor.giveBack` once done with it,
-   * so that output buffers are reused (zstd and gzip: under Bun; elsewhere giving back is a no-op). With
-   * "none" and `recycle`, the input chunks themselves are passed on, and given back go to `recycle`.
+   * so that output buffers are reused (zstd and gzip: under Bun; elsewhere giving back is a no-op). "none"
+   * passes the input chunks themselves on; with `recycle`, those given back go to it.
    */
   reuseOutput?: boolean;
 }
@@ -224,20 +224,10 @@ function outputPool(size: number): { buffers: Uint8Array[]; giveBack: (chunk: Ui
 export function createCompressor(kind: Compression, options: CompressorOptions = {}): Compressor {
   const { recycle, stats } = options;
   if (kind === "none") {
-    if (!recycle) return new TransformStream();
-    if (options.reuseOutput) {
-      // The reader gives each chunk back when done with it: straight back to the caller's pool, no copy.
-      const through: Compressor = new TransformStream();
-      through.giveBack = recycle;
-      return through;
-    }
-    // Pass copies on, so that the caller's chunks can be reused at once.
-    return new TransformStream({
-      transform(chunk, controller) {
-        controller.enqueue(chunk.slice());
-        recycle(chunk);
-      },
-    });
+    // Chunks pass through as they are; those the reader gives back go straight back to the caller's pool.
+    const through: Compressor = new TransformStream();
+    if (recycle && options.reuseOutput) through.giveBack = recycle;
+    return through;
   }
   const reuse = options.reuseOutput === true && process.versions.bun !== undefined;
   const outputs = reuse ? outputPool(COMPRESSED_SIZE) : undefined;
