@@ -9,7 +9,7 @@
 import zlib from "node:zlib";
 import { Duplex } from "node:stream";
 import os from "node:os";
-import { Worker } from "node:worker_threads";
+import { EvalWorkers } from "./_workers.ts";
 import { UsageError } from "./errors.ts";
 
 /** The compression names frost accepts. */
@@ -102,12 +102,6 @@ parentPort.on("message", ({ id, kind, input, into }) => {
   }
 });`;
 
-interface Job {
-  resolve: (result: Compressed) => void;
-  reject: (err: Error) => void;
-  kind: string;
-}
-
 /** What a worker hands back: the result, the input, and `into` when the result did not use it. */
 interface Reply {
   id: number;
@@ -118,49 +112,35 @@ interface Reply {
   ms?: number;
 }
 
-class WorkerPool {
-  readonly #workers: Worker[] = [];
-  readonly #jobs = new Map<number, Job>();
-  #next = 0;
-  constructor(size: number) {
-    for (let i = 0; i < size; i++) {
-      const worker = new Worker(WORKER_SOURCE, { eval: true });
-      worker.unref();
-      worker.on("message", (m: Reply) => {
-        const job = this.#jobs.get(m.id)!;
-        this.#jobs.delete(m.id);
-        if (m.out) job.resolve({ out: m.out, input: m.input, into: m.into, ms: m.ms });
-        else job.reject(new Error(`Cannot ${job.kind === "unzstd" ? "decompress" : "compress"}: ${m.error}`));
-      });
-      this.#workers.push(worker);
-    }
-  }
-  /**
-   * Compresses (or, kind "unzstd", decompresses into `into` when it fits) `input`. The whole buffers of
-   * `input` and `into` are transferred: the caller must own them (no other views).
-   */
-  run(kind: string, input: Uint8Array, into?: Uint8Array): Promise<Compressed> {
-    const id = this.#next++;
-    const list = [input.buffer as ArrayBuffer];
-    if (into) list.push(into.buffer as ArrayBuffer);
-    return new Promise((resolve, reject) => {
-      this.#jobs.set(id, { resolve, reject, kind });
-      this.#workers[id % this.#workers.length]!.postMessage({ id, kind, input, into }, list);
-    });
-  }
-}
-
+type WorkerPool = EvalWorkers<Reply>;
 let pool: WorkerPool | null = null;
 let decompressPool: WorkerPool | null = null;
 
 function workers(): WorkerPool {
-  return pool ??= new WorkerPool(Math.max(1, Math.min(4, os.availableParallelism())));
+  return pool ??= new EvalWorkers(WORKER_SOURCE, Math.max(1, Math.min(4, os.availableParallelism())));
 }
 
 /** One worker decompresses faster than the main thread writes files (measured: 1 GiB restored in the same
  * 2.0-2.2 s with one or two), and each worker costs memory. */
 function decompressWorkers(): WorkerPool {
-  return decompressPool ??= new WorkerPool(1);
+  return decompressPool ??= new EvalWorkers(WORKER_SOURCE, 1);
+}
+
+/**
+ * Compresses (or, kind "unzstd", decompresses into `into` when it fits) `input` on a worker of `pool`. The
+ * whole buffers of `input` and `into` are transferred: the caller must own them (no other views).
+ */
+async function runFrame(
+  pool: WorkerPool,
+  kind: string,
+  input: Uint8Array,
+  into?: Uint8Array,
+): Promise<Compressed> {
+  const list = [input.buffer as ArrayBuffer];
+  if (into) list.push(into.buffer as ArrayBuffer);
+  const m = await pool.run({ kind, input, into }, list);
+  if (m.out) return { out: m.out, input: m.input, into: m.into, ms: m.ms };
+  throw new Error(`Cannot ${kind === "unzstd" ? "decompress" : "compress"}: ${m.error}`);
 }
 
 /** Output buffers offered to compression workers: a compressed frame of `BLOCK_SIZE` input fits. */
@@ -171,7 +151,7 @@ function compressor(kind: Exclude<Compression, "none">, outputs?: Uint8Array[]):
   if (!process.versions.bun) return zlibCompressor(kind);
   const pool = workers();
   return (input) =>
-    pool.run(kind, input, outputs ? outputs.pop() ?? new Uint8Array(COMPRESSED_SIZE) : undefined);
+    runFrame(pool, kind, input, outputs ? outputs.pop() ?? new Uint8Array(COMPRESSED_SIZE) : undefined);
 }
 
 /** Options of `createCompressor`. */
@@ -419,7 +399,7 @@ function zstdDecompressor(options: DecompressorOptions): Decompressor {
   const { buffers: outputs, giveBack } = outputPool(OUTPUT_SIZE);
   const decompress = (frame: Uint8Array): Promise<Compressed> =>
     pool
-      ? pool.run("unzstd", frame, reuse ? outputs.pop() ?? new Uint8Array(OUTPUT_SIZE) : undefined)
+      ? runFrame(pool, "unzstd", frame, reuse ? outputs.pop() ?? new Uint8Array(OUTPUT_SIZE) : undefined)
       : zstdDecompressFrame(frame);
   const free: Uint8Array[] = [];
   const take = (need: number) => {

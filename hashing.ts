@@ -7,8 +7,9 @@
  * - Elsewhere (Deno): WebCrypto's digest, which copies the bytes and hashes them on Deno's thread pool.
  * @module
  */
+import { Buffer } from "node:buffer";
 import process from "node:process";
-import { Worker } from "node:worker_threads";
+import { EvalWorkers } from "./_workers.ts";
 
 const WORKER_SOURCE = `
 const { parentPort } = require("node:worker_threads");
@@ -31,28 +32,7 @@ interface Reply {
   error: string | null;
 }
 
-class HashWorker {
-  readonly #worker = new Worker(WORKER_SOURCE, { eval: true });
-  readonly #jobs = new Map<number, { resolve: (r: Reply) => void }>();
-  #next = 0;
-  constructor() {
-    this.#worker.unref();
-    this.#worker.on("message", (reply: Reply) => {
-      const job = this.#jobs.get(reply.id)!;
-      this.#jobs.delete(reply.id);
-      job.resolve(reply);
-    });
-  }
-  run(bytes: Uint8Array): Promise<Reply> {
-    const id = this.#next++;
-    return new Promise((resolve) => {
-      this.#jobs.set(id, { resolve });
-      this.#worker.postMessage({ id, bytes }, [bytes.buffer as ArrayBuffer]);
-    });
-  }
-}
-
-let worker: HashWorker | null = null;
+let worker: EvalWorkers<Reply> | null = null;
 
 /**
  * Whether `sha256Moving` moves the buffer to another thread (Bun). Where it does not (WebCrypto copies the
@@ -73,16 +53,11 @@ export interface MovedHash {
  */
 export async function sha256Moving(bytes: Uint8Array): Promise<MovedHash> {
   if (!HASH_MOVES_BUFFER || bytes.byteLength === 0) {
-    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
-    return { hex: hexOf(digest), bytes };
+    const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
+    return { hex: Buffer.from(digest).toString("hex"), bytes };
   }
-  const reply = await (worker ??= new HashWorker()).run(bytes);
+  worker ??= new EvalWorkers<Reply>(WORKER_SOURCE, 1);
+  const reply = await worker.run({ bytes }, [bytes.buffer as ArrayBuffer]);
   if (reply.error !== null) throw new Error(`Cannot hash a segment: ${reply.error}`);
   return { hex: reply.hex!, bytes: reply.bytes };
-}
-
-function hexOf(bytes: Uint8Array): string {
-  let hex = "";
-  for (const b of bytes) hex += b.toString(16).padStart(2, "0");
-  return hex;
 }
