@@ -221,17 +221,30 @@ export class SegmentWriter extends WritableStream<Uint8Array> {
       const key = keyOf(n);
       const size = segment.byteLength; // (`segment` is detached once moved)
       const t0 = stats ? performance.now() : 0;
-      // WebCrypto (Deno) copies the segment when called and hashes it while the put runs. Under Bun the
-      // buffer moves to the hashing thread and back once stored (a put keeps no reference once resolved).
-      const early = HASH_MOVES_BUFFER ? null : sha256Moving(segment);
-      early?.catch(() => {}); // awaited below, unless the put fails first
-      await storage.put(key, segment, { signal: options.signal });
-      const t1 = stats ? performance.now() : 0;
-      const moved = await (early ?? options.pool?.moving(segment) ?? sha256Moving(segment));
+      const hash = () => options.pool?.moving(segment) ?? sha256Moving(segment);
+      let moved: MovedHash;
+      let storeMs: number;
+      if (storage.putHashes) {
+        // The storage would hash the bytes itself (S3's signed payload): hash first and hand it the hash.
+        moved = await hash();
+        const t1 = stats ? performance.now() : 0;
+        await storage.put(key, moved.bytes, { signal: options.signal, sha256: moved.hex });
+        storeMs = stats ? performance.now() - t1 : 0;
+        if (stats) stats.hash.ms += t1 - t0;
+      } else {
+        // WebCrypto (Deno) copies the segment when called and hashes it while the put runs. Under Bun the
+        // buffer moves to the hashing thread and back once stored (a put keeps no reference once resolved).
+        const early = HASH_MOVES_BUFFER ? null : sha256Moving(segment);
+        early?.catch(() => {}); // awaited below, unless the put fails first
+        await storage.put(key, segment, { signal: options.signal });
+        const t1 = stats ? performance.now() : 0;
+        moved = await (early ?? hash());
+        storeMs = t1 - t0;
+        if (stats) stats.hash.ms += performance.now() - t1;
+      }
       if (stats) {
-        stats.hash.ms += performance.now() - t1;
         stats.hash.bytes += size;
-        stats.store.ms += t1 - t0;
+        stats.store.ms += storeMs;
         stats.store.bytes += size;
         stats.store.objects++;
       }

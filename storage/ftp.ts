@@ -26,7 +26,7 @@ import path from "node:path";
 import process from "node:process";
 import { Buffer } from "node:buffer";
 import { Readable, Writable } from "node:stream";
-import { Client, type FileInfo } from "basic-ftp";
+import { Client, type FileInfo, type FTPResponse } from "basic-ftp";
 import { messageOf, UsageError } from "../errors.ts";
 import { checkPrefix, checkRange } from "./_key.ts";
 import {
@@ -204,6 +204,7 @@ export class FtpStorage implements Storage {
           client,
           storage.#root,
           `Cannot create storage folder "${storage.#root}" on ${storage.url}`,
+          "/",
         );
       });
       return storage;
@@ -293,7 +294,8 @@ export class FtpStorage implements Storage {
     const dir = prefix === "" ? this.#root : this.#path(prefix.slice(0, -1));
     yield* walkConcurrently(
       { dir, keyPrefix: prefix },
-      (folder) => this.#withConnection(action, signal, ({ client }) => readFolder(client, folder, action)),
+      (folder) =>
+        this.#withConnection(action, signal, ({ client }) => readFolder(client, folder, this.#root, action)),
       this.#max,
       signal,
     );
@@ -458,16 +460,24 @@ export class FtpStorage implements Storage {
     return new StorageError(`${action}: ${reply}`, { cause: err, retriable: true });
   }
 
-  /** `mkdir -p dir`; returns whether it created any folder. Concurrent calls for one folder are fine. */
-  async #makeFolders(client: Client, dir: string, action: string): Promise<boolean> {
-    if ((await client.sendIgnoringError(`MKD ${dir}`)).code === MKD_DONE) return true;
-    if (await isFolder(client, dir)) return false;
-    const parent = path.posix.dirname(dir);
-    const madeParent = parent !== dir && await this.#makeFolders(client, parent, action);
-    const again = await client.sendIgnoringError(`MKD ${dir}`);
-    if (again.code === MKD_DONE) return true;
-    if (await isFolder(client, dir)) return madeParent;
-    throw new StorageError(`${action}: cannot create folder "${dir}" (${oneLine(again.message)})`);
+  /**
+   * `mkdir -p dir` for a folder below `base` (a folder that exists: the root unless told), top-down with MKD
+   * alone: MKD of a folder that exists fails harmlessly, while probing with CWD first is not free (pure-ftpd
+   * answers each failed CWD in a row 100 ms later than the one before). Concurrent calls for one folder are
+   * fine.
+   */
+  async #makeFolders(client: Client, dir: string, action: string, base = this.#root): Promise<void> {
+    let at = base;
+    let last: FTPResponse | undefined;
+    for (const part of path.posix.relative(base, dir).split("/")) {
+      if (part === "") continue;
+      at = path.posix.join(at, part);
+      last = await client.sendIgnoringError(`MKD ${at}`);
+    }
+    if (last === undefined || last.code === MKD_DONE) return;
+    // Refused: fine when the folder is there (made earlier, or just now by a concurrent call).
+    if (await isFolder(client, dir)) return;
+    throw new StorageError(`${action}: cannot create folder "${dir}" (${oneLine(last.message)})`);
   }
 
   /** Removes `dir` and its parents while they are empty, stopping at the root. Best effort. */
@@ -678,10 +688,15 @@ interface Folder {
   keyPrefix: string;
 }
 
-/** Lists one folder: CWD into it, then MLSD (or LIST) without a path argument, which servers may glob. */
+/**
+ * Lists one folder: CWD into it, then MLSD (or LIST) without a path argument, which servers may glob. A
+ * missing folder is empty; the failed CWD is followed by one into `root` (which exists), because pure-ftpd
+ * delays each failed CWD in a row by 100 ms more than the one before.
+ */
 async function readFolder(
   client: Client,
   folder: Folder,
+  root: string,
   action: string,
 ): Promise<{ objects: ObjectInfo[]; folders: Folder[] }> {
   const objects: ObjectInfo[] = [];
@@ -691,6 +706,7 @@ async function readFolder(
     if (/denied|permission|not allowed/i.test(reply.message)) {
       throw new StorageError(`${action}: cannot enter folder "${folder.dir}" (${oneLine(reply.message)})`);
     }
+    await client.sendIgnoringError(`CWD ${root}`);
     return { objects, folders }; // missing, or not a folder: nothing below it
   }
   const entries: FileInfo[] = await client.list();

@@ -3,7 +3,7 @@
  * shared by every call through it, with a token bucket.
  * @module
  */
-import type { CallOptions, ObjectInfo, Range, Storage } from "./storage.ts";
+import type { CallOptions, ObjectInfo, PutOptions, Range, Storage } from "./storage.ts";
 
 /** A token bucket: `take(n)` resolves once n bytes may pass at `rate` bytes per second. */
 export class TokenBucket {
@@ -61,7 +61,12 @@ export class LimitStorage implements Storage {
     if (options.download) this.#down = new TokenBucket(options.download);
   }
 
-  async put(key: string, data: Uint8Array, options?: CallOptions): Promise<void> {
+  /** As the inner storage's. */
+  get putHashes(): boolean {
+    return this.#inner.putHashes === true;
+  }
+
+  async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     // Pay for the bytes before sending them: a put is one request with a known size.
     await this.#up?.take(data.byteLength);
     return this.#inner.put(key, data, options);

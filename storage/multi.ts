@@ -3,7 +3,7 @@
  * first that has the object and fall back to the next on a read error.
  * @module
  */
-import type { CallOptions, ObjectInfo, Range, Storage } from "./storage.ts";
+import type { CallOptions, ObjectInfo, PutOptions, Range, Storage } from "./storage.ts";
 import { NotFoundError, readAll, StorageError } from "./storage.ts";
 import { messageOf } from "../errors.ts";
 
@@ -21,7 +21,12 @@ export class MultiStorage implements Storage {
     this.url = storages.map((s) => s.url).join(" + ");
   }
 
-  async put(key: string, data: Uint8Array, options?: CallOptions): Promise<void> {
+  /** True when any of the storages hashes what it puts. */
+  get putHashes(): boolean {
+    return this.storages.some((s) => s.putHashes === true);
+  }
+
+  async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     const results = await Promise.allSettled(this.storages.map((s) => s.put(key, data, options)));
     const failed = results.flatMap((r, i) =>
       r.status === "rejected" ? [[this.storages[i]!, r.reason] as const] : []

@@ -3,7 +3,7 @@
  * no retry loops; main.ts wraps every storage in this once.
  * @module
  */
-import type { CallOptions, ObjectInfo, PutStream, Range, Storage } from "./storage.ts";
+import type { CallOptions, ObjectInfo, PutOptions, PutStream, Range, Storage } from "./storage.ts";
 import { StorageError } from "./storage.ts";
 
 /** Options of `RetryStorage`. */
@@ -83,7 +83,12 @@ export class RetryStorage implements Storage {
     }
   }
 
-  put(key: string, data: Uint8Array, options?: CallOptions): Promise<void> {
+  /** As the inner storage's. */
+  get putHashes(): boolean {
+    return this.#inner.putHashes === true;
+  }
+
+  put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     return this.#retry(`put "${key}"`, options?.signal, () => this.#inner.put(key, data, options));
   }
 

@@ -23,6 +23,7 @@ import {
   type CallOptions,
   NotFoundError,
   type ObjectInfo,
+  type PutOptions,
   type Range,
   type Storage,
   StorageError,
@@ -175,23 +176,34 @@ export class S3Storage implements Storage {
     }
   }
 
-  /** Stores `data` with one PutObject: S3 shows either the whole object or the previous one. */
-  async put(key: string, data: Uint8Array, options: CallOptions = {}): Promise<void> {
+  /** The SDK signs the SHA-256 of every put's payload (`x-amz-content-sha256`); `put` takes it when given. */
+  readonly putHashes = true;
+
+  /**
+   * Stores `data` with one PutObject: S3 shows either the whole object or the previous one. With
+   * `options.sha256` the request carries it as the signed payload hash, so the SDK does not hash the bytes
+   * again and the server checks that what it got is what the caller hashed.
+   */
+  async put(key: string, data: Uint8Array, options: PutOptions = {}): Promise<void> {
     const objectKey = this.#key(key);
-    const { signal } = options;
+    const { signal, sha256 } = options;
     signal?.throwIfAborted();
     const action = `Cannot write "${key}" to ${this.url}`;
+    const command = new PutObjectCommand({
+      Bucket: this.bucket,
+      Key: objectKey,
+      Body: data,
+      ContentLength: data.byteLength,
+      ContentType: "application/octet-stream",
+    });
+    if (sha256 !== undefined) {
+      command.middlewareStack.add((next) => (args) => {
+        (args.request as { headers: Record<string, string> }).headers["x-amz-content-sha256"] = sha256;
+        return next(args);
+      }, { step: "build", name: "frostPayloadSha256" });
+    }
     try {
-      await this.#client.send(
-        new PutObjectCommand({
-          Bucket: this.bucket,
-          Key: objectKey,
-          Body: data,
-          ContentLength: data.byteLength,
-          ContentType: "application/octet-stream",
-        }),
-        { abortSignal: signal },
-      );
+      await this.#client.send(command, { abortSignal: signal });
     } catch (err) {
       throw this.#error(action, err, signal);
     }

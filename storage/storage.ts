@@ -28,6 +28,16 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+/** Options of `put`. */
+export interface PutOptions extends CallOptions {
+  /**
+   * The hex SHA-256 of the bytes, when the caller has it. A storage whose protocol sends one (`putHashes`)
+   * uses it instead of hashing the bytes again; the others ignore it. It must be right: the server rejects
+   * the put otherwise.
+   */
+  sha256?: string;
+}
+
 /**
  * A place where frost keeps objects.
  *
@@ -44,7 +54,12 @@ export interface CallOptions {
 export interface Storage {
   /** A display form of where this storage is (no secrets), e.g. `file:///var/backups/frost`. */
   readonly url: string;
-  put(key: string, data: Uint8Array, options?: CallOptions): Promise<void>;
+  /**
+   * True when `put` hashes the bytes itself (SHA-256) unless given `options.sha256`: S3's signature covers
+   * the payload's SHA-256. A caller that needs the hash anyway then hashes first and passes it on.
+   */
+  readonly putHashes?: boolean;
+  put(key: string, data: Uint8Array, options?: PutOptions): Promise<void>;
   get(key: string, options?: CallOptions & { range?: Range }): Promise<ReadableStream<Uint8Array>>;
   stat(key: string, options?: CallOptions): Promise<ObjectInfo>;
   list(prefix: string, options?: CallOptions): AsyncIterable<ObjectInfo>;

@@ -132,6 +132,30 @@ withServer("ftp", (env: ServerEnv) => {
       await storage.close();
     });
 
+    it("FtpStorage.put() makes the missing folders of a deep key, and names the folder it cannot make", async () => {
+      const storage = await FtpStorage.open(url, { create: true, env: withPassword });
+      const p = `folders-${crypto.randomBytes(4).toString("hex")}`;
+      try {
+        // Four new folders at once, written concurrently on several connections.
+        const keys = ["a/b/c/d/1", "a/b/c/d/2", "a/b/e/3", "a/4"].map((k) => `${p}/${k}`);
+        await Promise.all(keys.map((key) => storage.put(key, bytes(key))));
+        for (const key of keys) assert.deepEqual(await getBytes(storage, key), bytes(key));
+        // A file where a folder should be: the put fails with one line naming that folder.
+        const err = await rejection(storage.put(`${p}/a/4/x`, bytes("x")));
+        assert.match(
+          err.message,
+          new RegExp(`^Cannot write "${p}/a/4/x" to ftp://.*cannot create folder ".*/${p}/a/4"`),
+        );
+        assert.deepEqual(await getBytes(storage, `${p}/a/4`), bytes(`${p}/a/4`));
+        for (const key of keys) await storage.delete(key);
+        const left: string[] = [];
+        for await (const info of storage.list(`${p}/`)) left.push(info.key);
+        assert.deepEqual(left, []);
+      } finally {
+        await storage.close();
+      }
+    });
+
     it("FtpStorage stores names the server would change (trailing spaces, %, control characters) encoded", async () => {
       const storage = await FtpStorage.open(url, { create: true, env: withPassword });
       try {

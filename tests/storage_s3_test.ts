@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import net from "node:net";
 import process from "node:process";
+import { createHash } from "node:crypto";
 import { DeleteBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import { S3Storage } from "../storage/s3.ts";
 import { openStorage } from "../storage/registry.ts";
@@ -98,6 +99,20 @@ withSwiftServer("S3Storage on the Swift s3api server", (env: SwiftServerEnv) => 
         await web.close();
         await web2.close();
       }
+    });
+
+    it("S3Storage.put() sends a given SHA-256 as the signed payload hash: the server checks it", async () => {
+      assert.equal(storage.putHashes, true);
+      const data = bytes("hashed by the caller");
+      const sha256 = createHash("sha256").update(data).digest("hex");
+      await storage.put("hashed/right", data, { sha256 });
+      assert.deepEqual(await getBytes(storage, "hashed/right"), data);
+      // A hash that does not match the bytes: the server refuses the put (not retriable), nothing is stored.
+      const wrong = (sha256[0] === "0" ? "1" : "0") + sha256.slice(1);
+      const err = await rejection(storage.put("hashed/wrong", data, { sha256: wrong }));
+      assert.match(err.message, /^Cannot write "hashed\/wrong" to s3:\/\/.*HTTP 400/);
+      assert.equal(err.retriable, false);
+      await assert.rejects(storage.stat("hashed/wrong"), NotFoundError);
     });
 
     it("S3Storage rejects wrong credentials with one clear, non-retriable line", async () => {
