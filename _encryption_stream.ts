@@ -7,6 +7,7 @@
 import nodeCrypto from "node:crypto";
 import process from "node:process";
 import { FrostError } from "./errors.ts";
+import { outputPool } from "./_output_pool.ts";
 
 /** The stream magic, ASCII `FROSTENC`. */
 export const STREAM_MAGIC: Uint8Array = new TextEncoder().encode("FROSTENC");
@@ -81,23 +82,28 @@ export function decryptorReleasesInput(key: StreamKey): boolean {
 }
 
 /**
- * AES-256-GCM of one chunk with node:crypto, handed to `emit` as two parts (ciphertext, then tag): no copy
- * into one buffer, and the stream's reader takes parts of any size.
+ * AES-256-GCM of one chunk with node:crypto, written (ciphertext ‖ tag) into `out` at `at`, which has room
+ * for it; returns the offset after it.
  */
-function sealSync(
+function sealInto(
   raw: Uint8Array,
   iv: Uint8Array,
   aad: Uint8Array,
   piece: Uint8Array,
-  emit: (part: Uint8Array) => void,
-): void {
+  out: Uint8Array,
+  at: number,
+): number {
   const cipher = nodeCrypto.createCipheriv("aes-256-gcm", raw, iv);
   cipher.setAAD(aad);
   const body = cipher.update(piece);
   cipher.final();
-  if (body.byteLength > 0) emit(body);
-  emit(cipher.getAuthTag());
+  out.set(body, at);
+  out.set(cipher.getAuthTag(), at + body.byteLength);
+  return at + body.byteLength + TAG_SIZE;
 }
+
+/** Sealed chunks are gathered into outputs of about this size (node:crypto path). */
+const OUTPUT_TARGET = 1 << 20;
 
 /** Opens one chunk (ciphertext ‖ tag) with node:crypto; throws when it does not authenticate. */
 function openSync(raw: Uint8Array, iv: Uint8Array, aad: Uint8Array, piece: Uint8Array): Uint8Array {
@@ -182,6 +188,11 @@ class Chunker {
     }
   }
 
+  /** Whether the held piece is a view of `bytes` (the last ones pushed): the next push or end() emits it. */
+  holdsViewOf(bytes: Uint8Array): boolean {
+    return this.#held !== null && !this.#heldOwn && this.#held.buffer === bytes.buffer;
+  }
+
   /**
    * Copies a held piece that is a view of the last pushed bytes into a buffer of the chunker's own, so that
    * the caller may reuse the pushed bytes' buffer. Needed only when the push ended on a piece boundary.
@@ -253,27 +264,50 @@ class OrderedJobs {
   }
 }
 
+/** An encrypting TransformStream, and where its reader may give output chunks back for reuse. */
+export interface Encryptor extends TransformStream<Uint8Array, Uint8Array> {
+  /**
+   * Present where output buffers are reused (under Bun): the reader may hand each output chunk back once
+   * done with its bytes. A reader that does not simply leaves them to the garbage collector.
+   */
+  giveBack?: (chunk: Uint8Array) => void;
+}
+
 /** See `createEncryptor` in encryption.ts. */
 export function encryptStream(
   key: StreamKey,
   streamId: string,
   options: StreamOptions = {},
-): TransformStream<Uint8Array, Uint8Array> {
+): Encryptor {
   const chunkLog2 = checkChunkLog2(options.chunkLog2 ?? DEFAULT_CHUNK_LOG2);
   const prefix = crypto.getRandomValues(new Uint8Array(PREFIX_SIZE));
   const header = makeHeader(chunkLog2, prefix);
   const aad = aadOf(header, streamId);
   const giveBack = options.giveBack;
   const raw = nodeChunks ? key.raw : undefined;
+  // node:crypto: sealed chunks are gathered into ~1 MiB outputs from a pool (one write and one stream chunk
+  // per MiB, as unencrypted, instead of two per chunk; the reader's giveBack refills the same buffers).
+  const sealed = 2 ** chunkLog2 + TAG_SIZE;
+  const outputSize = Math.max(1, Math.floor(OUTPUT_TARGET / 2 ** chunkLog2)) * sealed;
+  const outputs = raw ? outputPool(outputSize) : undefined;
+  let out: Uint8Array | null = null;
+  let outFilled = 0;
+  /** The input chunk the chunker's held piece is a view of, given back once that piece is emitted. */
+  let lent: Uint8Array | null = null;
   let jobs: OrderedJobs;
-  let emit: (part: Uint8Array) => void;
+  let flushOut: () => void;
   let index = 0;
   const chunker = new Chunker(2 ** chunkLog2, (piece, final) => {
     if (index >= MAX_CHUNKS) {
       throw new FrostError(`Cannot encrypt "${streamId}": the stream exceeds 2^32 chunks`);
     }
     const iv = nonceOf(prefix, index++, final);
-    if (raw) return sealSync(raw, iv, aad, piece, emit);
+    if (raw) {
+      out ??= outputs!.buffers.pop() ?? new Uint8Array(outputSize);
+      outFilled = sealInto(raw, iv, aad, piece, out, outFilled);
+      if (outputSize - outFilled < sealed) flushOut();
+      return;
+    }
     // crypto.subtle.encrypt copies `piece` before it returns (WebCrypto: "a copy of the bytes held by the
     // data parameter"), so the chunker may refill it at once.
     const job = crypto.subtle.encrypt(
@@ -283,24 +317,39 @@ export function encryptStream(
     ).then((out) => new Uint8Array(out));
     return jobs.add(job);
   }, true);
-  return new TransformStream<Uint8Array, Uint8Array>({
+  const stream: Encryptor = new TransformStream<Uint8Array, Uint8Array>({
     start(controller) {
       jobs = new OrderedJobs(controller);
-      emit = (part) => controller.enqueue(part);
+      flushOut = () => {
+        if (out && outFilled > 0) controller.enqueue(out.subarray(0, outFilled));
+        out = null;
+        outFilled = 0;
+      };
       controller.enqueue(header.slice());
     },
     async transform(chunk) {
       await chunker.push(chunk);
-      if (giveBack) {
-        chunker.detach();
-        giveBack(chunk);
+      if (!giveBack) return;
+      // A non-empty push emitted the piece held before it: the chunk that piece was a view of is free.
+      if (lent && chunk.byteLength > 0) {
+        giveBack(lent);
+        lent = null;
       }
+      // A piece held as a view of this chunk goes out with the next push (or the end): the chunk is given
+      // back then, instead of the piece being copied now.
+      if (chunker.holdsViewOf(chunk)) lent = chunk;
+      else giveBack(chunk);
     },
     async flush() {
       await chunker.end();
+      if (lent) giveBack!(lent);
+      lent = null;
+      flushOut();
       await jobs.drain();
     },
   });
+  if (outputs) stream.giveBack = outputs.giveBack;
+  return stream;
 }
 
 /** See `createDecryptor` in encryption.ts. */

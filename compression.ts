@@ -9,6 +9,7 @@
 import zlib from "node:zlib";
 import { Duplex } from "node:stream";
 import os from "node:os";
+import { outputPool } from "./_output_pool.ts";
 import { EvalWorkers } from "./_workers.ts";
 import { UsageError } from "./errors.ts";
 
@@ -177,20 +178,6 @@ export interface CompressorOptions {
 /** A compressing TransformStream, and where its reader gives output chunks back (`reuseOutput`). */
 export interface Compressor extends TransformStream<Uint8Array, Uint8Array> {
   giveBack?: (chunk: Uint8Array) => void;
-}
-
-/** Output buffers kept for reuse: frames in flight and a few being written. */
-const KEEP_OUTPUTS = 8;
-
-/** A pool of output buffers of one size, and the function that gives chunks back to it. */
-function outputPool(size: number): { buffers: Uint8Array[]; giveBack: (chunk: Uint8Array) => void } {
-  const buffers: Uint8Array[] = [];
-  const giveBack = (chunk: Uint8Array) => {
-    if (chunk.byteOffset === 0 && chunk.buffer.byteLength === size && buffers.length < KEEP_OUTPUTS) {
-      buffers.push(new Uint8Array(chunk.buffer, 0, size));
-    }
-  };
-  return { buffers, giveBack };
 }
 
 /**

@@ -23,10 +23,10 @@ import {
   encryptStream,
   type StreamKey,
 } from "./_encryption_stream.ts";
-import type { StreamOptions } from "./_encryption_stream.ts";
+import type { Encryptor, StreamOptions } from "./_encryption_stream.ts";
 
 export { DecryptionError } from "./_encryption_stream.ts";
-export type { DecryptFailure, StreamOptions } from "./_encryption_stream.ts";
+export type { DecryptFailure, Encryptor, StreamOptions } from "./_encryption_stream.ts";
 
 // ---------------------------------------------------------------------------------------------------------
 // Errors
@@ -85,7 +85,10 @@ export function streamId(backupId: string, kind: StreamKind): string {
 /**
  * A TransformStream that encrypts its input: a 17-byte header, then AES-256-GCM chunks of 256 KiB of plaintext
  * (the last one shorter and marked final; an empty input still gives one final chunk). Several chunks are
- * encrypted at once, output in order. Input chunks must not be modified once written (as usual for streams).
+ * encrypted at once, output in order. Input chunks must not be modified once written (as usual for streams),
+ * unless `options.giveBack` is given: it gets each one back once the encryptor is done with it. Where output
+ * buffers are reused (under Bun: sealed chunks gathered into ~1 MiB outputs), the result has a `giveBack`
+ * that takes each output chunk back once its reader is done with its bytes.
  * @example
  * ```ts
  * const sealed = source.pipeThrough(createEncryptor(key, streamId(id, "data")));
@@ -95,7 +98,7 @@ export function createEncryptor(
   key: DataKey,
   streamId: string,
   options?: StreamOptions,
-): TransformStream<Uint8Array, Uint8Array> {
+): Encryptor {
   return encryptStream(streamKeyOf(key), streamId, options);
 }
 

@@ -744,9 +744,9 @@ function encode(
   if (!job.keys) return { stream: compressed, giveBack: compressor.giveBack };
   const key = kind === "data" ? job.keys.dataKey : job.keys.stateKey;
   const encryptor = createEncryptor(key, streamId(job.id, kind), { giveBack: compressor.giveBack });
-  if (!stats) return { stream: compressed.pipeThrough(encryptor) };
+  if (!stats) return { stream: compressed.pipeThrough(encryptor), giveBack: encryptor.giveBack };
   stats.encrypt = { ms: 0, bytes: 0 };
-  return { stream: compressed.pipeThrough(timed(encryptor, stats.encrypt)) };
+  return { stream: compressed.pipeThrough(timed(encryptor, stats.encrypt)), giveBack: encryptor.giveBack };
 }
 
 /**
