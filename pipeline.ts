@@ -380,7 +380,13 @@ const PIECE_SIZE = 1 << 20;
 export function readSegments(
   storage: Storage,
   segments: readonly SegmentRef[],
-  options: { signal?: AbortSignal; onRead?: (bytes: number) => void; pool?: BufferPool } = {},
+  options: {
+    signal?: AbortSignal;
+    onRead?: (bytes: number) => void;
+    pool?: BufferPool;
+    /** How many segments are fetched ahead of the one being passed on (default 1). */
+    ahead?: number;
+  } = {},
 ): ReadableStream<Uint8Array> {
   // With several storages, a segment that is missing, unreadable or corrupt on one is read from the next.
   const sources = storage instanceof MultiStorage ? storage.storages : [storage];
@@ -451,31 +457,35 @@ export function readSegments(
     return chunks;
   };
   let next = 0;
-  let ahead: Promise<Uint8Array[]> | null = null;
-  const start = () => {
-    const ref = segments[next++];
-    if (!ref) return null;
-    const job = fetchOne(ref);
-    job.catch(() => {}); // surfaces when awaited in pull()
-    return job;
+  /** Segments being fetched, in order: the next one to pass on and up to `depth` more. */
+  const ahead: Promise<Uint8Array[]>[] = [];
+  const depth = Math.max(1, options.ahead ?? 1);
+  const fill = (count: number) => {
+    while (ahead.length < count && next < segments.length) {
+      const job = fetchOne(segments[next++]!);
+      job.catch(() => {}); // surfaces when awaited in pull()
+      ahead.push(job);
+    }
   };
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
-      const current = ahead ?? start();
+      fill(depth);
+      const current = ahead.shift();
       if (!current) {
         controller.close();
         return;
       }
       const chunks = await current;
-      ahead = start();
+      fill(depth);
       for (const chunk of chunks) {
         options.onRead?.(chunk.byteLength);
         controller.enqueue(chunk);
       }
-      if (!ahead) controller.close();
+      if (ahead.length === 0) controller.close();
     },
     cancel() {
-      ahead = null;
+      ahead.length = 0;
+      next = segments.length;
     },
   }, new CountQueuingStrategy({ highWaterMark: 0 }));
 }
@@ -921,6 +931,11 @@ export interface RestoreJob {
   keys?: ReadonlyMap<string, DataKey>;
   /** An existing directory. */
   target: string;
+  /**
+   * Segments downloaded at once from a storage that cannot read in place (the remote ones); default 2. Each
+   * one held costs up to a segment of memory.
+   */
+  queueSize?: number;
   /** Partial restore: the entries to restore (`RestoreOptions.select`). Default: all. */
   select?: RestoreOptions["select"];
   signal?: AbortSignal;
@@ -954,6 +969,9 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
     const segments = readSegments(job.storage, manifest.segments, {
       signal: job.signal,
       pool,
+      // A storage that reads in place (a local folder) reads one segment ahead into the pool; remote
+      // downloads are kept `queueSize` at once, as a backup keeps its uploads.
+      ahead: job.storage.getInto ? 1 : job.queueSize ?? 2,
       onRead: (bytes) => {
         read += bytes;
         job.onProgress?.({

@@ -8,6 +8,7 @@ import {
   type Command,
   type CommandContext,
   hostnameOption,
+  intOption,
   KEY_OPTIONS,
   keyOptions,
   loadHistory,
@@ -47,6 +48,7 @@ Options:
   --dry-run              list what would be written into DIR, with sizes; write nothing
   --plan                 show the objects and bytes the restore would read (no --to needed)
   --stdout               write a --stdin backup to standard output instead of a file in DIR
+  --queue-size N         segments downloaded at once from a remote storage (default 2)
   --encrypt-pass-file F  the passphrase of encrypted backups (first line of F; or set FROST_PASSPHRASE)
   --encrypt-identity-file F  the identity of backups encrypted to a recipient (frost key generate)
   --json                 print a one-object summary on stdout
@@ -68,6 +70,7 @@ export const restoreCommand: Command = {
       "dry-run": { type: "boolean" },
       plan: { type: "boolean" },
       stdout: { type: "boolean" },
+      "queue-size": { type: "string", default: "2" },
       ...KEY_OPTIONS,
     }, true);
     if (values.help) {
@@ -93,6 +96,7 @@ export const restoreCommand: Command = {
     if (!plan && !toStdout && values.to === undefined) throw new UsageError("frost restore needs --to DIR");
     const target = values.to === undefined ? undefined : absolute(values.to);
     const at = values.date === undefined ? undefined : parseDate(values.date);
+    const queueSize = intOption(values["queue-size"], "--queue-size", 1)!;
 
     const storage = await openStorages(values, { create: false, ctx });
     try {
@@ -161,6 +165,7 @@ export const restoreCommand: Command = {
         chain,
         keys,
         target: target ?? process.cwd(),
+        queueSize,
         select: selector ? (p, isDir) => selector.select(p, isDir) : undefined,
         signal: ctx.signal,
         onProgress: (p) =>

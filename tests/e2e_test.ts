@@ -424,6 +424,22 @@ describe("frost remove", () => {
       assert.deepEqual((await list(store, "r")).map((l) => l.id), [b0.id, b1.id]);
       const to = path.join(work, "to");
       await ok(["restore", "--name", "r", "--hostname", "h1", "--storage", store, "--to", to]);
+      const noQueue = await frost([
+        "restore",
+        "--name",
+        "r",
+        "--storage",
+        store,
+        "--to",
+        to,
+        "--queue-size",
+        "0",
+      ]);
+      assert.equal(noQueue.code, 2);
+      assert.match(
+        noQueue.stderr,
+        /^frost: Invalid --queue-size "0": expected a whole number ≥ 1 \(see frost restore --help\)\n$/,
+      );
       // A cut-off that would take every backup is refused unless --all.
       const everything = await frost([...common, "--older-than", "0"]);
       assert.equal(everything.code, 2);

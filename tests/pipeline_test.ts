@@ -164,6 +164,30 @@ describe("SegmentWriter and readSegments", () => {
     await assert.rejects(collect(readSegments(storage, writer.refs)), /"v\/2": it is missing/);
   });
 
+  it("readSegments keeps `ahead` downloads in flight and passes the segments on in order", async () => {
+    const storage = new MemoryStorage("ahead");
+    const { bytes, chunks } = sample(1_000_000);
+    const writer = new SegmentWriter(storage, (n) => `a/${n}`, { queueSize: 2 });
+    await streamOf(chunks).pipeThrough(new Segmenter(100_000)).pipeTo(writer);
+    assert.equal(writer.refs.length, 10);
+    for (const ahead of [1, 2, 4]) {
+      // A slow storage (each get answers after 10 ms, later ones sooner) that counts gets in flight.
+      const slow = Object.create(storage) as Storage;
+      let inFlight = 0;
+      let most = 0;
+      slow.get = async (key, options) => {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        await new Promise((r) => setTimeout(r, 10 - Number(key.slice(2)) % 3));
+        inFlight--;
+        return storage.get(key, options);
+      };
+      const read = await collect(readSegments(slow, writer.refs, { ahead }));
+      assert.ok(Buffer.from(read).equals(Buffer.from(bytes)), `ahead ${ahead}: the bytes, in order`);
+      assert.equal(most, ahead, `ahead ${ahead}: ${most} gets at once`);
+    }
+  });
+
   it("a failing put fails the write", async () => {
     const storage = new FaultyStorage(new MemoryStorage("fail"), { failPutAfter: 1 });
     const writer = new SegmentWriter(storage, (n) => `f/${n}`, { queueSize: 2 });

@@ -72,9 +72,11 @@ async function roundTrip(target: Target | Target[]) {
     assert.equal(second.parent, first.id);
     const listed = JSON.parse((await ok(["list", ...common, "--json"], env)).stdout);
     assert.deepEqual(listed.map((l: { id: string }) => l.id), [first.id, second.id]);
-    await ok(["restore", ...common, "--to", path.join(work, "r0"), "--date", listed[0].created], env);
+    // One download at a time, then four (the level-0 data is three segments).
+    const r0 = ["--to", path.join(work, "r0"), "--date", listed[0].created, "--queue-size", "1"];
+    await ok(["restore", ...common, ...r0], env);
     assertSameTree(path.join(work, "expected0"), path.join(work, "r0"));
-    await ok(["restore", ...common, "--to", path.join(work, "r1")], env);
+    await ok(["restore", ...common, "--to", path.join(work, "r1"), "--queue-size", "4"], env);
     assertSameTree(path.join(work, "expected1"), path.join(work, "r1"));
     // Every storage holds the whole backup on its own.
     for (const t of targets) {
