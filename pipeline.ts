@@ -42,7 +42,7 @@ import {
   streamId,
 } from "./encryption.ts";
 import type { BackupKeys } from "./backup_keys.ts";
-import { HASH_MOVES_BUFFER, type MovedHash, sha256Moving } from "./hashing.ts";
+import { HASH_MOVES_BUFFER, type MovedHash, sha256Moving, StreamSha256 } from "./hashing.ts";
 
 /**
  * Reusable segment buffers: a stored segment's buffer goes back to the pool and is filled again, so a backup
@@ -439,21 +439,25 @@ export function readSegments(
   // The segment is kept as the chunks the storage delivered, hashed as they arrive: no 32 MiB copy.
   const fetchFrom = async (storage: Storage, ref: SegmentRef): Promise<Uint8Array[]> => {
     if (pool && storage.getInto && ref.size < pool.size) return await fetchInto(storage, ref, pool);
-    const chunks: Uint8Array[] = [];
-    const hash = createHash("sha256");
+    const hash = new StreamSha256();
     let size = 0;
     try {
-      for await (const chunk of await storage.get(ref.key, { signal: options.signal })) {
-        size += chunk.byteLength;
-        if (size > ref.size) break;
-        hash.update(chunk);
-        chunks.push(chunk);
+      try {
+        for await (const chunk of await storage.get(ref.key, { signal: options.signal })) {
+          size += chunk.byteLength;
+          if (size > ref.size) break;
+          hash.push(chunk);
+        }
+      } catch (err) {
+        throw readError(storage, ref, err);
       }
+      if (size !== ref.size) throw sizeError(ref, size);
     } catch (err) {
-      throw readError(storage, ref, err);
+      hash.drop();
+      throw err;
     }
-    if (size !== ref.size) throw sizeError(ref, size);
-    if (hash.digest("hex") !== ref.sha256) throw corrupt(ref);
+    const { hex, chunks } = await hash.end();
+    if (hex !== ref.sha256) throw corrupt(ref);
     return chunks;
   };
   let next = 0;
