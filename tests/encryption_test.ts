@@ -44,6 +44,7 @@ import {
   WrongKeyError,
 } from "../encryption.ts";
 import { FrostError, UsageError } from "../errors.ts";
+import { concat, streamOf } from "./_streams.ts";
 
 const MiB = 1 << 20;
 /** The default chunk size (256 KiB). */
@@ -75,27 +76,6 @@ function cut(bytes: Uint8Array, sizes: number[]): Uint8Array[] {
     offset += n;
   }
   return pieces;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.byteLength;
-  }
-  return out;
-}
-
-function streamOf(pieces: Uint8Array[]): ReadableStream<Uint8Array> {
-  let i = 0;
-  return new ReadableStream({
-    pull(controller) {
-      const piece = pieces[i++];
-      if (piece) controller.enqueue(piece);
-      else controller.close();
-    },
-  });
 }
 
 /** Runs pieces through a transform; returns what came out before the end or the error. */

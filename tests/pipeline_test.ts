@@ -14,32 +14,7 @@ import { MemoryStorage } from "../storage/memory.ts";
 import { FaultyStorage } from "./faulty_storage.ts";
 import { pseudoRandom } from "./_cli.ts";
 import { getBytes, type Storage } from "../storage/storage.ts";
-
-function streamOf(chunks: Uint8Array[]): ReadableStream<Uint8Array> {
-  return new ReadableStream({
-    pull(c) {
-      const next = chunks.shift();
-      if (next) c.enqueue(next);
-      else c.close();
-    },
-  });
-}
-
-async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  for await (const c of stream) parts.push(c);
-  return concat(parts);
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.byteLength;
-  }
-  return out;
-}
+import { collect, concat, streamOf } from "./_streams.ts";
 
 /** Mixed data: random and repetitive, cut into uneven chunks. */
 function sample(size: number): { bytes: Uint8Array; chunks: Uint8Array[] } {

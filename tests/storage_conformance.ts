@@ -7,7 +7,8 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import { Buffer } from "node:buffer";
-import { getBytes, NotFoundError, type ObjectInfo, type Storage } from "../storage/storage.ts";
+import { getBytes, NotFoundError, type Storage } from "../storage/storage.ts";
+import { concat, listKeys } from "./_streams.ts";
 
 const MiB = 1 << 20;
 
@@ -119,7 +120,7 @@ export function storageConformance(
       await s().put(key, bytes("short"));
       assertSameBytes(await getBytes(s(), key), bytes("short"));
       assert.equal((await s().stat(key)).size, 5);
-      assert.deepEqual(await keys(s(), key.slice(0, key.lastIndexOf("/") + 1)), [key]);
+      assert.deepEqual(await listKeys(s(), key.slice(0, key.lastIndexOf("/") + 1)), [key]);
     });
 
     it("put() keeps the bytes it was given, whatever the caller does with its buffer afterwards", async () => {
@@ -205,7 +206,7 @@ export function storageConformance(
     // --- list ---
 
     it("list() yields nothing for a prefix without objects", async () => {
-      assert.deepEqual(await keys(s(), fresh("empty")), []);
+      assert.deepEqual(await listKeys(s(), fresh("empty")), []);
     });
 
     it("list() of host_web/ never yields keys of host_web2/ or host_webx", async () => {
@@ -214,8 +215,11 @@ export function storageConformance(
       for (const key of [...inside, `${p}host_web2/c`, `${p}host_web2/host_web/d`, `${p}host_webx`]) {
         await s().put(key, bytes(key));
       }
-      assert.deepEqual(await keys(s(), `${p}host_web/`), inside);
-      assert.deepEqual(await keys(s(), `${p}host_web2/`), [`${p}host_web2/c`, `${p}host_web2/host_web/d`]);
+      assert.deepEqual(await listKeys(s(), `${p}host_web/`), inside);
+      assert.deepEqual(await listKeys(s(), `${p}host_web2/`), [
+        `${p}host_web2/c`,
+        `${p}host_web2/host_web/d`,
+      ]);
     });
 
     it("list() yields nested keys with / separators, each with its size", async () => {
@@ -231,14 +235,14 @@ export function storageConformance(
       const infos = await collect(s().list(p));
       assert.deepEqual(new Map(infos.map((info) => [info.key, info.size])), expected);
       assert.equal(infos.length, expected.size);
-      assert.deepEqual(await keys(s(), `${p}a/b/`), [`${p}a/b/c/d/e/three`, `${p}a/b/two`]);
+      assert.deepEqual(await listKeys(s(), `${p}a/b/`), [`${p}a/b/c/d/e/three`, `${p}a/b/two`]);
     });
 
     it("list() yields each of 1100 keys exactly once", async () => {
       const p = fresh("many");
       const expected = Array.from({ length: 1100 }, (_, i) => `${p}${i % 2 ? "odd" : "even"}/${i}`);
       await inParallel(expected, 16, (key) => s().put(key, bytes(key)));
-      const listed = await keys(s(), p);
+      const listed = await listKeys(s(), p);
       assert.equal(listed.length, expected.length);
       assert.deepEqual(listed, [...expected].sort());
     });
@@ -305,9 +309,9 @@ export function storageConformance(
         assertSameBytes(await getBytes(s(), key), bytes(key), key);
         assert.equal((await s().stat(key)).size, bytes(key).byteLength, key);
       }
-      assert.deepEqual(await keys(s(), p), [...expected].sort());
+      assert.deepEqual(await listKeys(s(), p), [...expected].sort());
       for (const key of expected) await s().delete(key);
-      assert.deepEqual(await keys(s(), p), []);
+      assert.deepEqual(await listKeys(s(), p), []);
     });
 
     it("put(), get(), stat() and delete() reject invalid keys with TypeError", async () => {
@@ -321,7 +325,7 @@ export function storageConformance(
         await assert.rejects(s().stat(key), TypeError, `stat(${shown})`);
         await assert.rejects(s().delete(key), TypeError, `delete(${shown})`);
       }
-      assert.deepEqual(await keys(s(), p), []);
+      assert.deepEqual(await listKeys(s(), p), []);
     });
 
     // --- delete ---
@@ -332,7 +336,7 @@ export function storageConformance(
       await s().delete(`${p}gone`);
       await assert.rejects(s().get(`${p}gone`), NotFoundError);
       await assert.rejects(s().stat(`${p}gone`), NotFoundError);
-      assert.deepEqual(await keys(s(), p), []);
+      assert.deepEqual(await listKeys(s(), p), []);
     });
 
     it("delete() of a missing key succeeds, also twice and inside a missing folder", async () => {
@@ -342,21 +346,21 @@ export function storageConformance(
       await s().delete(`${p}no/such/folder/key`);
       await s().put(`${p}file`, bytes("x"));
       await s().delete(`${p}file/below`);
-      assert.deepEqual(await keys(s(), p), [`${p}file`]);
+      assert.deepEqual(await listKeys(s(), p), [`${p}file`]);
     });
 
     it("delete() leaves other keys alone, those sharing a prefix included", async () => {
       const p = fresh("delete-siblings");
       for (const key of [`${p}d/x`, `${p}d/y`, `${p}dx`, `${p}d2/x`]) await s().put(key, bytes(key));
       await s().delete(`${p}d/x`);
-      assert.deepEqual(await keys(s(), p), [`${p}d/y`, `${p}d2/x`, `${p}dx`]);
+      assert.deepEqual(await listKeys(s(), p), [`${p}d/y`, `${p}d2/x`, `${p}dx`]);
     });
 
     it("put() works again in a folder that delete() emptied", async () => {
       const p = fresh("delete-reuse");
       await s().put(`${p}a/b/c`, bytes("1"));
       await s().delete(`${p}a/b/c`);
-      assert.deepEqual(await keys(s(), p), []);
+      assert.deepEqual(await listKeys(s(), p), []);
       await s().put(`${p}a/b/c`, bytes("2"));
       assertSameBytes(await getBytes(s(), `${p}a/b/c`), bytes("2"));
     });
@@ -367,7 +371,7 @@ export function storageConformance(
       const p = fresh("abort-before");
       await assert.rejects(s().put(`${p}object`, random(1000), { signal: AbortSignal.abort() }));
       await assert.rejects(s().get(`${p}object`), NotFoundError);
-      assert.deepEqual(await keys(s(), p), []);
+      assert.deepEqual(await listKeys(s(), p), []);
     });
 
     it("get(), stat(), list() and delete() with an already aborted signal reject", async () => {
@@ -430,7 +434,7 @@ export function storageConformance(
       );
       await Promise.all(objects.map(({ key, data }) => s().put(key, data)));
       for (const { key, data } of objects) assertSameBytes(await getBytes(s(), key), data, key);
-      assert.equal((await keys(s(), p)).length, objects.length);
+      assert.equal((await listKeys(s(), p)).length, objects.length);
     });
 
     it("concurrent put() calls to one key leave one of the versions whole", async () => {
@@ -439,7 +443,7 @@ export function storageConformance(
       await Promise.all(versions.map((data) => s().put(key, data)));
       const stored = await getBytes(s(), key);
       assert.ok(versions.some((data) => equalBytes(stored, data)), "the object is one of the versions");
-      assert.deepEqual(await keys(s(), key.slice(0, key.lastIndexOf("/") + 1)), [key]);
+      assert.deepEqual(await listKeys(s(), key.slice(0, key.lastIndexOf("/") + 1)), [key]);
     });
   });
 }
@@ -456,11 +460,6 @@ async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const item of items) out.push(item);
   return out;
-}
-
-/** The sorted keys `list(prefix)` yields. */
-async function keys(storage: Storage, prefix: string): Promise<string[]> {
-  return (await collect<ObjectInfo>(storage.list(prefix))).map((info) => info.key).sort();
 }
 
 /** Runs `task` over `items`, at most `limit` at a time. */
@@ -481,16 +480,6 @@ function bytes(text: string): Uint8Array {
 
 function random(size: number): Uint8Array {
   return new Uint8Array(crypto.randomBytes(size));
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { DeleteBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import { S3Storage } from "../storage/s3.ts";
 import { openStorage } from "../storage/registry.ts";
-import { getBytes, NotFoundError, type Storage, StorageError } from "../storage/storage.ts";
+import { getBytes, NotFoundError, StorageError } from "../storage/storage.ts";
 import {
   closedPort,
   silentServer,
@@ -16,6 +16,7 @@ import {
   withSwiftServer,
 } from "./_swift_server.ts";
 import { storageConformance } from "./storage_conformance.ts";
+import { listKeys } from "./_streams.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 
@@ -24,12 +25,6 @@ async function rejection(promise: Promise<unknown>): Promise<StorageError> {
   const err = await promise.then(() => undefined, (e: unknown) => e);
   assert.ok(err instanceof StorageError, `expected a StorageError, got ${String(err)}`);
   return err;
-}
-
-async function keys(storage: Storage, prefix: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const info of storage.list(prefix)) out.push(info.key);
-  return out.sort();
 }
 
 withSwiftServer("S3Storage on the Swift s3api server", (env: SwiftServerEnv) => {
@@ -44,7 +39,7 @@ withSwiftServer("S3Storage on the Swift s3api server", (env: SwiftServerEnv) => 
   /** Deletes every object of `bucket` and the bucket itself. */
   const removeBucket = async (name: string) => {
     const storage = new S3Storage(`s3://${name}`, settings);
-    for (const key of await keys(storage, "")) await storage.delete(key);
+    for (const key of await listKeys(storage, "")) await storage.delete(key);
     await storage.close();
     const client = new S3Client({ endpoint, region: "us-east-1", forcePathStyle: true, credentials });
     try {
@@ -69,7 +64,7 @@ withSwiftServer("S3Storage on the Swift s3api server", (env: SwiftServerEnv) => 
     });
 
     after(async () => {
-      for (const key of await keys(storage, "")) await storage.delete(key);
+      for (const key of await listKeys(storage, "")) await storage.delete(key);
       await storage.close();
     });
 
@@ -91,10 +86,10 @@ withSwiftServer("S3Storage on the Swift s3api server", (env: SwiftServerEnv) => 
         await web.put("a", bytes("web"));
         await web2.put("a", bytes("web2"));
         await web2.put("host_web/b", bytes("web2"));
-        assert.deepEqual(await keys(web, ""), ["a"]);
-        assert.deepEqual(await keys(web2, ""), ["a", "host_web/b"]);
+        assert.deepEqual(await listKeys(web, ""), ["a"]);
+        assert.deepEqual(await listKeys(web2, ""), ["a", "host_web/b"]);
         assert.deepEqual(await getBytes(web, "a"), bytes("web"));
-        assert.deepEqual(await keys(storage, "host_web/"), ["host_web/a"]);
+        assert.deepEqual(await listKeys(storage, "host_web/"), ["host_web/a"]);
       } finally {
         await web.close();
         await web2.close();
@@ -154,7 +149,7 @@ withSwiftServer("S3Storage on the Swift s3api server", (env: SwiftServerEnv) => 
             () => unopened.put("k", bytes("x")),
             () => unopened.get("k"),
             () => unopened.stat("k"),
-            () => keys(unopened, ""),
+            () => listKeys(unopened, ""),
             () => unopened.delete("k"),
           ]
         ) {
@@ -260,7 +255,7 @@ describe("S3Storage without a server", () => {
     });
     await assert.rejects(storage.put("/abs", bytes("x")), TypeError);
     await assert.rejects(storage.get("a//b"), TypeError);
-    await assert.rejects(keys(storage, "no-slash"), TypeError);
+    await assert.rejects(listKeys(storage, "no-slash"), TypeError);
     await storage.close();
   });
 

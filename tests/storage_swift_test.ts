@@ -5,7 +5,7 @@ import net from "node:net";
 import process from "node:process";
 import { SwiftStorage } from "../storage/swift.ts";
 import { openStorage } from "../storage/registry.ts";
-import { getBytes, NotFoundError, type Storage, StorageError } from "../storage/storage.ts";
+import { getBytes, NotFoundError, StorageError } from "../storage/storage.ts";
 import {
   closedPort,
   silentServer,
@@ -14,6 +14,7 @@ import {
   withSwiftServer,
 } from "./_swift_server.ts";
 import { storageConformance } from "./storage_conformance.ts";
+import { listKeys } from "./_streams.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 
@@ -22,12 +23,6 @@ async function rejection(promise: Promise<unknown>): Promise<StorageError> {
   const err = await promise.then(() => undefined, (e: unknown) => e);
   assert.ok(err instanceof StorageError, `expected a StorageError, got ${String(err)}`);
   return err;
-}
-
-async function keys(storage: Storage, prefix: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const info of storage.list(prefix)) out.push(info.key);
-  return out.sort();
 }
 
 /** Counts the requests `fetch` sends to URLs matching `pattern` while `body` runs. */
@@ -113,7 +108,7 @@ withSwiftServer("SwiftStorage on the Swift all-in-one server", (server: SwiftSer
   /** Deletes every object of `name` and the container itself. */
   const removeContainer = async (name: string) => {
     const storage = new SwiftStorage(`swift://${name}`, { env });
-    for (const key of await keys(storage, "")) await storage.delete(key);
+    for (const key of await listKeys(storage, "")) await storage.delete(key);
     await storage.close();
     const { token, url } = await session();
     const response = await fetch(`${url}/${name}`, { method: "DELETE", headers: { "X-Auth-Token": token } });
@@ -136,7 +131,7 @@ withSwiftServer("SwiftStorage on the Swift all-in-one server", (server: SwiftSer
     });
 
     after(async () => {
-      for (const key of await keys(storage, "")) await storage.delete(key);
+      for (const key of await listKeys(storage, "")) await storage.delete(key);
       await storage.close();
     });
 
@@ -161,10 +156,10 @@ withSwiftServer("SwiftStorage on the Swift all-in-one server", (server: SwiftSer
         await web.put("a", bytes("web"));
         await web2.put("a", bytes("web2"));
         await web2.put("host_web/b", bytes("web2"));
-        assert.deepEqual(await keys(web, ""), ["a"]);
-        assert.deepEqual(await keys(web2, ""), ["a", "host_web/b"]);
+        assert.deepEqual(await listKeys(web, ""), ["a"]);
+        assert.deepEqual(await listKeys(web2, ""), ["a", "host_web/b"]);
         assert.deepEqual(await getBytes(web, "a"), bytes("web"));
-        assert.deepEqual(await keys(storage, "host_web/"), ["host_web/a"]);
+        assert.deepEqual(await listKeys(storage, "host_web/"), ["host_web/a"]);
       } finally {
         await web.close();
         await web2.close();
@@ -179,7 +174,7 @@ withSwiftServer("SwiftStorage on the Swift all-in-one server", (server: SwiftSer
       const response = await fetch(`${url}/${path}`, { headers: { "X-Auth-Token": token } });
       assert.equal(response.status, 200);
       assert.equal(await response.text(), "odd");
-      assert.deepEqual(await keys(storage, "odd/"), [key]);
+      assert.deepEqual(await listKeys(storage, "odd/"), [key]);
     });
 
     it("SwiftStorage authenticates again once when the server forgets its token", async () => {
@@ -238,7 +233,7 @@ withSwiftServer("SwiftStorage on the Swift all-in-one server", (server: SwiftSer
           () => unopened.put("k", bytes("x")),
           () => unopened.get("k"),
           () => unopened.stat("k"),
-          () => keys(unopened, ""),
+          () => listKeys(unopened, ""),
           () => unopened.delete("k"),
         ]
       ) {
@@ -460,7 +455,7 @@ describe("SwiftStorage without a server", () => {
     const storage = new SwiftStorage("swift://c", { env });
     await assert.rejects(storage.put("/abs", bytes("x")), TypeError);
     await assert.rejects(storage.get("a/../b"), TypeError);
-    await assert.rejects(keys(storage, "no-slash"), TypeError);
+    await assert.rejects(listKeys(storage, "no-slash"), TypeError);
   });
 
   it("SwiftStorage rejects with a retriable StorageError when the server does not answer in time", async () => {

@@ -24,39 +24,12 @@ import {
 } from "../storage/storage.ts";
 import { cleanup, pseudoRandom, tempDir } from "./_cli.ts";
 import { assertSameTree } from "./_tree.ts";
+import { collect, listKeys, streamOf } from "./_streams.ts";
 
 /** Every path under `dir`, relative, `/`-separated. */
 function walk(dir: string): string[] {
   return (fs.readdirSync(dir, { recursive: true }) as string[]).map((p) => p.split(path.sep).join("/"))
     .sort();
-}
-
-async function keys(storage: Storage, prefix = ""): Promise<string[]> {
-  const out: string[] = [];
-  for await (const info of storage.list(prefix)) out.push(info.key);
-  return out.sort();
-}
-
-async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  for await (const c of stream) parts.push(c.slice());
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.byteLength;
-  }
-  return out;
-}
-
-function streamOf(chunks: Uint8Array[]): ReadableStream<Uint8Array> {
-  return new ReadableStream({
-    pull(c) {
-      const next = chunks.shift();
-      if (next) c.enqueue(next);
-      else c.close();
-    },
-  });
 }
 
 /** A local storage whose streamed puts fail once `failAfter` bytes in all have been written. */
@@ -139,7 +112,7 @@ describe("LocalStorage.openPut() and getInto()", () => {
     const put = await storage.openPut("a/b/obj");
     await put.write(new TextEncoder().encode("hello "));
     await put.write(new TextEncoder().encode("world"));
-    assert.deepEqual(await keys(storage), [], "nothing listed before the commit");
+    assert.deepEqual(await listKeys(storage), [], "nothing listed before the commit");
     await assert.rejects(storage.stat("a/b/obj"), NotFoundError);
     await put.commit();
     await put.abort(); // after a commit: a no-op
@@ -154,7 +127,7 @@ describe("LocalStorage.openPut() and getInto()", () => {
     await put.abort();
     await assert.rejects(put.write(new Uint8Array(1)), StorageError);
     await assert.rejects(put.commit(), StorageError);
-    assert.deepEqual(await keys(storage), []);
+    assert.deepEqual(await listKeys(storage), []);
     assert.deepEqual(walk(root), []);
   });
 
@@ -176,7 +149,7 @@ describe("LocalStorage.openPut() and getInto()", () => {
     const put = await storage.openPut("f/obj");
     await put.write(new Uint8Array([1, 2, 3]));
     await assert.rejects(put.commit(), StorageError);
-    assert.deepEqual(await keys(storage), ["f/obj/inside"]);
+    assert.deepEqual(await listKeys(storage), ["f/obj/inside"]);
     assert.deepEqual(walk(root).filter((p) => p.includes(TEMP_PREFIX)), []);
     await storage.delete("f/obj/inside");
   });
@@ -223,7 +196,7 @@ describe("segments streamed to the storage", () => {
     const writer = new StreamingSegmentWriter(storage, (n) => `s/${n}`, 100_000, { queueSize: 2 });
     await streamOf(chunks).pipeTo(writer);
     assert.deepEqual(writer.refs.map((r) => r.size), [100_000, 100_000, 50_000]);
-    assert.deepEqual(await keys(storage), ["s/0", "s/1", "s/2"]);
+    assert.deepEqual(await listKeys(storage), ["s/0", "s/1", "s/2"]);
     assert.ok(Buffer.from(await collect(readSegments(storage, writer.refs))).equals(Buffer.from(bytes)));
     const pool = new BufferPool(100_001, 1);
     const pooled = readSegments(storage, writer.refs, { pool });
@@ -322,7 +295,7 @@ describe("segments streamed to the storage", () => {
     await assert.rejects(backup(failing, src), /disk on fire/);
     assert.ok(failing.written > 150_000);
     assert.deepEqual((await loadManifests(local, "h_n")).map((x) => x.id), [earlier.id]);
-    const all = await keys(local);
+    const all = await listKeys(local);
     assert.ok(all.every((k) => k.includes(earlier.id)), `only the earlier backup's objects: ${all}`);
     assert.deepEqual(walk(root).filter((p) => p.includes(TEMP_PREFIX)), []);
     const target = path.join(work, "failing-restored");
