@@ -25,9 +25,10 @@ import fs from "node:fs";
 import path from "node:path";
 import process from "node:process";
 import { Buffer } from "node:buffer";
-import { Readable, Writable } from "node:stream";
+import { Writable } from "node:stream";
 import { Client, type FileInfo, type FTPResponse } from "basic-ftp";
 import { messageOf, UsageError } from "../errors.ts";
+import { uploadPieces } from "./_pieces.ts";
 import { checkPrefix, checkRange } from "./_key.ts";
 import {
   checkObjectKey,
@@ -591,19 +592,9 @@ class RangeComplete extends Error {
   override name = "RangeComplete";
 }
 
-/**
- * Bytes an upload hands the data socket at a time, waiting for it to drain in between. One 32 MiB write made
- * Bun copy most of the segment into its own socket buffer: a 1 GiB upload took 1.56–1.61 s and 210–230 MiB
- * of memory, against 1.28–1.35 s and 160–170 MiB in 1 MiB pieces.
- */
-const UPLOAD_PIECE = 1 << 20;
-
 /** Uploads `data` with STOR; an abort destroys the source, which makes basic-ftp drop the connection. */
 async function upload(client: Client, data: Uint8Array, remote: string, signal: AbortSignal | undefined) {
-  const view = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  const pieces: Buffer[] = [];
-  for (let o = 0; o < view.byteLength; o += UPLOAD_PIECE) pieces.push(view.subarray(o, o + UPLOAD_PIECE));
-  const source = Readable.from(pieces);
+  const source = uploadPieces(data);
   const onAbort = () =>
     source.destroy(signal?.reason instanceof Error ? signal.reason : new Error("aborted"));
   signal?.addEventListener("abort", onAbort, { once: true });

@@ -17,6 +17,7 @@ import {
   S3Client,
 } from "@aws-sdk/client-s3";
 import { messageOf } from "../errors.ts";
+import { uploadPieces } from "./_pieces.ts";
 import { checkKey, checkPrefix, checkRange, mapStreamErrors } from "./_key.ts";
 import { emptyStream, isKey, networkFailure, oneLine, parseObjectStoreUrl } from "./_object_store.ts";
 import {
@@ -152,6 +153,11 @@ export class S3Storage implements Storage {
       credentials: options.credentials,
       // Retries are frost's decorator, composed once in main.ts.
       maxAttempts: 1,
+      // Every put's integrity rests on its signed payload hash (x-amz-content-sha256), which the server
+      // checks: frost's own SHA-256 for segments, the SDK's for other objects. A flexible checksum on top
+      // (CRC32 by default) would make the SDK send a streamed body as aws-chunked, which Swift's s3api
+      // refuses ("NotImplemented").
+      requestChecksumCalculation: "WHEN_REQUIRED",
       followRegionRedirects: true,
       requestHandler: {
         connectionTimeout: options.connectionTimeout ?? 30_000,
@@ -182,7 +188,8 @@ export class S3Storage implements Storage {
   /**
    * Stores `data` with one PutObject: S3 shows either the whole object or the previous one. With
    * `options.sha256` the request carries it as the signed payload hash, so the SDK does not hash the bytes
-   * again and the server checks that what it got is what the caller hashed.
+   * again and the server checks that what it got is what the caller hashed; the body then goes out in
+   * 1 MiB pieces, each written once the socket has taken the one before (`uploadPieces`).
    */
   async put(key: string, data: Uint8Array, options: PutOptions = {}): Promise<void> {
     const objectKey = this.#key(key);
@@ -192,7 +199,8 @@ export class S3Storage implements Storage {
     const command = new PutObjectCommand({
       Bucket: this.bucket,
       Key: objectKey,
-      Body: data,
+      // Without a hash the SDK must hash the body, which it can only do whole.
+      Body: sha256 === undefined ? data : uploadPieces(data),
       ContentLength: data.byteLength,
       ContentType: "application/octet-stream",
     });

@@ -4,6 +4,7 @@ import http from "node:http";
 import net from "node:net";
 import process from "node:process";
 import { createHash } from "node:crypto";
+import { Buffer } from "node:buffer";
 import { DeleteBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import { S3Storage } from "../storage/s3.ts";
 import { openStorage } from "../storage/registry.ts";
@@ -16,6 +17,7 @@ import {
   withSwiftServer,
 } from "./_swift_server.ts";
 import { storageConformance } from "./storage_conformance.ts";
+import { pseudoRandom } from "./_cli.ts";
 import { listKeys } from "./_streams.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
@@ -102,6 +104,16 @@ withSwiftServer("S3Storage on the Swift s3api server", (env: SwiftServerEnv) => 
       const sha256 = createHash("sha256").update(data).digest("hex");
       await storage.put("hashed/right", data, { sha256 });
       assert.deepEqual(await getBytes(storage, "hashed/right"), data);
+      // With a hash the body goes out in 1 MiB pieces: empty, and a size just over a piece boundary.
+      const bodies: [string, Uint8Array][] = [["empty", new Uint8Array(0)], [
+        "pieces",
+        pseudoRandom(2 * 1024 * 1024 + 1, 3),
+      ]];
+      for (const [name, body] of bodies) {
+        const hex = createHash("sha256").update(body).digest("hex");
+        await storage.put(`hashed/${name}`, body, { sha256: hex });
+        assert.ok(Buffer.from(await getBytes(storage, `hashed/${name}`)).equals(body), name);
+      }
       // A hash that does not match the bytes: the server refuses the put (not retriable), nothing is stored.
       const wrong = (sha256[0] === "0" ? "1" : "0") + sha256.slice(1);
       const err = await rejection(storage.put("hashed/wrong", data, { sha256: wrong }));
