@@ -26,6 +26,7 @@ import { AbortedError, FrostError } from "../errors.ts";
 import { MemoryStorage } from "../storage/memory.ts";
 import { cleanup, frost, pseudoRandom, tempDir } from "./_cli.ts";
 import { assertSameTree } from "./_tree.ts";
+import { concat } from "./_streams.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -91,16 +92,6 @@ class Series {
 function write(file: string, data: string | Uint8Array): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, data);
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 /** Rewrites `length` bytes of a file in place at `offset`, keeping its size. */
@@ -210,7 +201,7 @@ class StreamBuilder {
     new DataView(trailer.buffer).setUint32(0, data.length, true);
     new DataView(trailer.buffer).setUint32(8, 8192, true);
     // Files under one block: the hash is the SHA-256 of the bytes and the trailer.
-    const hash = crypto.createHash("sha256").update(concat(data, trailer)).digest();
+    const hash = crypto.createHash("sha256").update(concat([data, trailer])).digest();
     return this.u8(TAG.fileEnd).u64(data.length).raw(hash);
   }
   end(): Uint8Array {
@@ -277,7 +268,7 @@ describe("rsync engine round trips", () => {
     let data: Uint8Array = base.slice();
     data.set(pseudoRandom(4 * KiB, 21), 100 * KiB);
     data.set(pseudoRandom(4 * KiB, 22), 2 * MiB + 7);
-    data = concat(new TextEncoder().encode("inserted at the start"), data);
+    data = concat([new TextEncoder().encode("inserted at the start"), data]);
     write(big, data);
     fs.appendFileSync(path.join(src, "data/log.txt"), "appended\n");
     fs.rmSync(path.join(src, "gone"), { recursive: true });
@@ -288,7 +279,7 @@ describe("rsync engine round trips", () => {
     assert.ok(r1 < t1 / 10, `rsync level 1 stored ${r1} bytes, tar ${t1}`);
 
     // Insertion in the middle, deletion at the start, truncation, zeros that shrink to nothing.
-    data = concat(data.subarray(1000, MiB), pseudoRandom(5000, 23), data.subarray(MiB));
+    data = concat([data.subarray(1000, MiB), pseudoRandom(5000, 23), data.subarray(MiB)]);
     write(big, data);
     fs.truncateSync(path.join(src, "data/log.txt"), 50_000);
     fs.truncateSync(path.join(src, "data/zeros.bin"), 0);
@@ -306,7 +297,7 @@ describe("rsync engine round trips", () => {
     // And back to a file; insertion at the end; symlink retargeted; one hard link name removed.
     fs.rmSync(path.join(src, "swap"), { recursive: true });
     write(path.join(src, "swap"), pseudoRandom(40 * KiB, 3));
-    data = concat(data, pseudoRandom(3000, 24));
+    data = concat([data, pseudoRandom(3000, 24)]);
     write(big, data);
     fs.rmSync(path.join(src, "link"));
     fs.symlinkSync("data/log.txt", path.join(src, "link"));
@@ -354,7 +345,7 @@ describe("rsync engine round trips", () => {
     write(file, base);
     const series = new Series(rsyncEngine, "none");
     await series.backup(src);
-    write(file, concat(pseudoRandom(100, 32), base));
+    write(file, concat([pseudoRandom(100, 32), base]));
     const l1 = await series.backup(src);
     // 100 literal bytes, a copy reference, headers and the last partial block (555 bytes).
     assert.ok(
@@ -363,7 +354,7 @@ describe("rsync engine round trips", () => {
     );
 
     // 1 % of 4 KiB blocks rewritten: each costs at most one 8 KiB block.
-    const data = concat(pseudoRandom(100, 32), base);
+    const data = concat([pseudoRandom(100, 32), base]);
     const blocks = Math.floor(data.length / (4 * KiB));
     for (let i = 0; i < blocks / 100; i++) {
       data.set(pseudoRandom(4 * KiB, 40 + i), ((i * 7919) % blocks) * 4 * KiB);
@@ -373,7 +364,7 @@ describe("rsync engine round trips", () => {
     assert.ok(l2.totals.bytesStored < 0.03 * size, `stored ${l2.totals.bytesStored} bytes for 1 % rewritten`);
 
     // A deletion in the middle.
-    write(file, concat(data.subarray(0, 3 * MiB), data.subarray(3 * MiB + 777)));
+    write(file, concat([data.subarray(0, 3 * MiB), data.subarray(3 * MiB + 777)]));
     const l3 = await series.backup(src);
     assert.ok(l3.totals.bytesStored < 20 * KiB, `stored ${l3.totals.bytesStored} bytes for a deletion`);
     const out = path.join(work, "insert-out");
@@ -549,7 +540,7 @@ describe("rsync restore refuses what it cannot apply faithfully", () => {
     flipped[flipped.length - 45] = flipped[flipped.length - 45]! ^ 1; // inside the literal "hello"
     await rejectsWith(directRestore(target, flipped), /"f".*does not match its recorded hash/);
     await rejectsWith(
-      directRestore(target, concat(good, new Uint8Array([1]))),
+      directRestore(target, concat([good, new Uint8Array([1])])),
       /after the end|follows the end/,
     );
   });
@@ -592,7 +583,7 @@ describe("rsync engine streams", () => {
 
   test("the scanner finds a base's blocks whatever their size, and signs the new file as a fresh scan does", () => {
     const base = pseudoRandom(300 * KiB + 17, 61);
-    const changed = concat(base.subarray(0, 100 * KiB), pseudoRandom(5, 62), base.subarray(100 * KiB));
+    const changed = concat([base.subarray(0, 100 * KiB), pseudoRandom(5, 62), base.subarray(100 * KiB)]);
     const scan = (data: Uint8Array, blockSize: number, sigs?: Signatures) => {
       const ops: (Uint8Array | [number, number])[] = [];
       const sink = {
@@ -613,13 +604,13 @@ describe("rsync engine streams", () => {
     for (const blockSize of [8 * KiB, 16 * KiB, 64 * KiB]) {
       const delta = scan(changed, blockSize, sigs);
       const fresh = scan(changed, blockSize);
-      const rebuilt = concat(
+      const rebuilt = concat([
         ...delta.ops.map((op) =>
           op instanceof Uint8Array
             ? op
             : base.subarray(op[0] * 8 * KiB, Math.min((op[0] + op[1]) * 8 * KiB, base.length))
         ),
-      );
+      ]);
       assert.deepEqual(rebuilt, changed);
       // The block holding the insertion, the 5 bytes, and the last partial block of the base.
       assert.ok(delta.literalBytes <= 8 * KiB + 5 + 4 * KiB + 17, `${delta.literalBytes} literal bytes`);
@@ -630,7 +621,7 @@ describe("rsync engine streams", () => {
     // Runs of zeros: one table entry, and copies stay one contiguous reference.
     const zeros = new Uint8Array(MiB);
     const zsigs = scan(zeros, 8 * KiB).signatures;
-    const again = scan(concat(new Uint8Array([1]), zeros), 8 * KiB, zsigs);
+    const again = scan(concat([new Uint8Array([1]), zeros]), 8 * KiB, zsigs);
     assert.equal(again.literalBytes, 1);
     assert.deepEqual(again.ops.slice(1), [[0, 128]]);
   });
@@ -697,7 +688,7 @@ describe("rsync engine through the command line", () => {
     assert.equal(r.code, 0, r.stderr);
     write(
       path.join(src, "vm.img"),
-      concat(new Uint8Array([1, 2, 3]), fs.readFileSync(path.join(src, "vm.img"))),
+      concat([new Uint8Array([1, 2, 3]), fs.readFileSync(path.join(src, "vm.img"))]),
     );
     r = await frost([...args, "--incremental", "--json"]);
     assert.equal(r.code, 0, r.stderr);
