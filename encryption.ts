@@ -17,6 +17,7 @@ import nodeCrypto from "node:crypto";
 import fsp from "node:fs/promises";
 import { Buffer } from "node:buffer";
 import { FrostError, messageOf, UsageError } from "./errors.ts";
+import { concatBytes } from "./storage/storage.ts";
 import {
   decryptorReleasesInput,
   decryptStream,
@@ -141,13 +142,7 @@ async function transformAll(bytes: Uint8Array, transform: TransformStream<Uint8A
   const [read, written] = await Promise.allSettled([reading, writing]);
   if (read.status === "rejected") throw read.reason;
   if (written.status === "rejected") throw written.reason;
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.byteLength;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /** One-shot `createEncryptor` for small objects: the same format, so either side may stream. */

@@ -2,18 +2,10 @@
  * Small helpers the tests share: byte arrays and streams of them, and the keys a storage lists.
  * @module
  */
-import type { Storage } from "../storage/storage.ts";
+import { concatBytes, type Storage } from "../storage/storage.ts";
 
 /** The bytes of `parts` one after another, in a new array. */
-export function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.byteLength;
-  }
-  return out;
-}
+export const concat: (parts: readonly Uint8Array[]) => Uint8Array = concatBytes;
 
 /** A stream of `chunks`, one per pull (the array is left as it is). */
 export function streamOf(chunks: readonly Uint8Array[]): ReadableStream<Uint8Array> {
