@@ -106,7 +106,6 @@ let nextStream = 0;
 export class StreamSha256 {
   /** Set once the first batch decided against the worker. */
   #local: ReturnType<typeof createHash> | null = null;
-  #decided = false;
   readonly #stream = nextStream++;
   readonly #sent: Promise<Reply>[] = [];
   /** Chunks not sent to the worker: the batch being gathered, or all of them when hashing locally. */
@@ -139,10 +138,12 @@ export class StreamSha256 {
     hashWorker().run({ stream: this.#stream, drop: true }, []).catch(() => {});
   }
 
-  /** Sends the batch to the worker, or (first batch, small chunks or not Bun) starts hashing locally. */
+  /**
+   * Sends the batch to the worker, or (first batch, small chunks or not Bun) starts hashing locally. Called
+   * only while not hashing locally, so nothing sent yet means this is the first batch.
+   */
   #flush(end: boolean): void {
-    if (!this.#decided) {
-      this.#decided = true;
+    if (this.#sent.length === 0) {
       const mean = this.#batchBytes / Math.max(1, this.#batch.length);
       if (!HASH_MOVES_BUFFER || mean < MOVE_MIN) {
         this.#local = createHash("sha256");

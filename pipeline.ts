@@ -234,7 +234,7 @@ export class SegmentWriter extends WritableStream<Uint8Array> {
       } else {
         // WebCrypto (Deno) copies the segment when called and hashes it while the put runs. Under Bun the
         // buffer moves to the hashing thread and back once stored (a put keeps no reference once resolved).
-        const early = HASH_MOVES_BUFFER ? null : sha256Moving(segment);
+        const early = HASH_MOVES_BUFFER ? null : hash();
         early?.catch(() => {}); // awaited below, unless the put fails first
         await storage.put(key, segment, { signal: options.signal });
         const t1 = stats ? performance.now() : 0;
