@@ -42,7 +42,7 @@ import {
   streamId,
 } from "./encryption.ts";
 import type { BackupKeys } from "./backup_keys.ts";
-import { HASH_MOVES_BUFFER, type MovedHash, sha256Moving, StreamSha256 } from "./hashing.ts";
+import { hashableBuffer, hashLeavesBuffer, type MovedHash, sha256Moving, StreamSha256 } from "./hashing.ts";
 
 /**
  * Reusable segment buffers: a stored segment's buffer goes back to the pool and is filled again, so a backup
@@ -56,12 +56,13 @@ export class BufferPool {
   /** Buffers handed out in several pieces (`split`): pieces not given back yet. */
   readonly #pieces = new WeakMap<ArrayBufferLike, number>();
   #made = 0;
-  constructor(readonly size: number, readonly keep = 4) {}
+  /** `hashable`: buffers come from `hashableBuffer` (segments to be hashed while they are stored). */
+  constructor(readonly size: number, readonly keep = 4, readonly hashable = false) {}
   /** A buffer of `size` bytes (contents undefined). */
   take(): Uint8Array {
     const free = this.#free.pop();
     if (free) return free;
-    const buffer = new Uint8Array(this.size);
+    const buffer = this.hashable ? hashableBuffer(this.size) : new Uint8Array(this.size);
     this.#mine.add(buffer.buffer);
     this.#made++;
     return buffer;
@@ -195,8 +196,9 @@ class InFlight {
 }
 
 /**
- * A WritableStream of segments over a storage; it takes each segment it is given (under Bun its buffer moves
- * to the hashing thread and back once stored). Each segment is uploaded and hashed; up to `queueSize` uploads
+ * A WritableStream of segments over a storage; it takes each segment it is given. Each is hashed while it is
+ * stored when the hash leaves it readable (Deno; a pool's shared buffers under Bun), else (other buffers under
+ * Bun) it moves to the hashing thread and back once stored. Each segment is uploaded and hashed; up to `queueSize` uploads
  * run at once (so a high-latency store, or a local disk's fsync, is not waited for serially), and a write
  * resolves only once fewer than `queueSize` are in flight, so memory stays near (queueSize + 2) segments and
  * backpressure reaches the engine. `refs` lists what was stored, in stream order.
@@ -232,9 +234,10 @@ export class SegmentWriter extends WritableStream<Uint8Array> {
         storeMs = stats ? performance.now() - t1 : 0;
         if (stats) stats.hash.ms += t1 - t0;
       } else {
-        // WebCrypto (Deno) copies the segment when called and hashes it while the put runs. Under Bun the
-        // buffer moves to the hashing thread and back once stored (a put keeps no reference once resolved).
-        const early = HASH_MOVES_BUFFER ? null : hash();
+        // The hash runs beside the put when it leaves the segment readable: WebCrypto (Deno) copies it, and
+        // under Bun a shared buffer (the pool's) is hashed in place. Other buffers move to the hashing thread
+        // and back once stored (a put keeps no reference once resolved).
+        const early = hashLeavesBuffer(segment) ? hash() : null;
         early?.catch(() => {}); // awaited below, unless the put fails first
         await storage.put(key, segment, { signal: options.signal });
         const t1 = stats ? performance.now() : 0;
@@ -668,7 +671,7 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
     });
     flows.push(data.stream.pipeTo(dataWriter, { signal }), state.stream.pipeTo(stateWriter, { signal }));
   } else {
-    const pool = new BufferPool(job.segmentSize, job.queueSize + 2);
+    const pool = new BufferPool(job.segmentSize, job.queueSize + 2, true);
     dataWriter = new SegmentWriter(storage, dataKey, {
       queueSize: job.queueSize,
       signal,

@@ -6,7 +6,13 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { HASH_MOVES_BUFFER, sha256Moving, StreamSha256 } from "../hashing.ts";
+import {
+  HASH_MOVES_BUFFER,
+  hashableBuffer,
+  hashLeavesBuffer,
+  sha256Moving,
+  StreamSha256,
+} from "../hashing.ts";
 
 const KiB = 1024;
 
@@ -106,5 +112,24 @@ describe("sha256Moving", () => {
     const moved = await sha256Moving(segment!);
     assert.equal(moved.hex, hexOf([copy]));
     assert.equal(Buffer.compare(moved.bytes, copy), 0);
+  });
+
+  it("hashes a hashable buffer in place while it is read (a segment being stored)", async () => {
+    const segment = hashableBuffer(3 * 1024 * KiB);
+    segment.set(chunksOf(1, segment.byteLength, 11)[0]!);
+    const copy = segment.slice();
+    assert.equal(hashLeavesBuffer(segment), true);
+    const hashing = sha256Moving(segment);
+    // Read the whole segment while the worker hashes it: it stays readable and unchanged.
+    assert.equal(segment.byteLength, copy.byteLength);
+    assert.equal(Buffer.compare(segment, copy), 0);
+    const moved = await hashing;
+    assert.equal(moved.hex, hexOf([copy]));
+    assert.equal(moved.bytes, segment);
+  });
+
+  it("moves a plain buffer under Bun, so it may not be read meanwhile", () => {
+    assert.equal(hashLeavesBuffer(new Uint8Array(1024)), !HASH_MOVES_BUFFER);
+    assert.equal(hashLeavesBuffer(new Uint8Array(0)), true);
   });
 });
