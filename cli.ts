@@ -12,7 +12,7 @@ import type { Storage } from "./storage/storage.ts";
 import { defaultStoragePath, openStorage } from "./storage/registry.ts";
 import { RetryStorage } from "./storage/retry.ts";
 import { MultiStorage } from "./storage/multi.ts";
-import { LimitStorage } from "./storage/limit.ts";
+import { LimitStorage, TokenBucket } from "./storage/limit.ts";
 import { parseSize } from "./units.ts";
 import type { KeyOptions } from "./backup_keys.ts";
 import { readIdentityFile, readPassFile, readRecipientFile } from "./encryption.ts";
@@ -113,7 +113,7 @@ export const STORAGE_HELP = `Storage options (every command):
 
 /**
  * Opens the storages named by `--storage` and composes the decorators, once, here: retry with backoff for
- * each storage, several storages as one, then the bandwidth limits.
+ * each storage, then the bandwidth limits (buckets shared by all), then several storages as one.
  */
 export async function openStorages(
   values: StorageValues,
@@ -125,6 +125,15 @@ export async function openStorages(
   const download = values["download-limit"] === undefined
     ? undefined
     : parseSize(values["download-limit"], "--download-limit");
+  // One bucket per direction, shared by every storage: the limit is on the bytes this machine moves. Each
+  // storage gets its own decorator, below the MultiStorage, so that a restore still sees the storages apart
+  // (and reads a segment that is corrupt on one from the next).
+  const limits = upload || download
+    ? {
+      upload: upload ? new TokenBucket(upload) : undefined,
+      download: download ? new TokenBucket(download) : undefined,
+    }
+    : undefined;
   const opened: Storage[] = [];
   try {
     for (const spec of storageSpecs(values.storage)) {
@@ -142,23 +151,21 @@ export async function openStorages(
         },
         ftp: { passwordFile: values["ftp-password-file"], caFile: values["ftp-ca-file"] },
       });
-      opened.push(
-        new RetryStorage(storage, {
-          onRetry: (what, attempt, err, delay) =>
-            options.ctx.stderr(
-              `frost: warning: ${storage.url}: ${what} failed (${err.message}); retry ${attempt} in ${
-                (delay / 1000).toFixed(1)
-              } s`,
-            ),
-        }),
-      );
+      const retrying = new RetryStorage(storage, {
+        onRetry: (what, attempt, err, delay) =>
+          options.ctx.stderr(
+            `frost: warning: ${storage.url}: ${what} failed (${err.message}); retry ${attempt} in ${
+              (delay / 1000).toFixed(1)
+            } s`,
+          ),
+      });
+      opened.push(limits ? new LimitStorage(retrying, limits) : retrying);
     }
   } catch (err) {
     await Promise.allSettled(opened.map((s) => s.close()));
     throw err;
   }
-  const one = opened.length === 1 ? opened[0]! : new MultiStorage(opened);
-  return upload || download ? new LimitStorage(one, { upload, download }) : one;
+  return opened.length === 1 ? opened[0]! : new MultiStorage(opened);
 }
 
 /** This machine's hostname made key-safe (dots and dashes stay; anything else becomes "-"). */
@@ -258,15 +265,14 @@ export async function onEveryStorage(
   series: string,
   history: Manifest[],
 ): Promise<Manifest[]> {
-  const unwrapped = storage instanceof LimitStorage ? storage.inner : storage;
-  if (!(unwrapped instanceof MultiStorage)) return history;
+  if (!(storage instanceof MultiStorage)) return history;
   const counts = new Map<string, number>();
-  for (const member of unwrapped.storages) {
+  for (const member of storage.storages) {
     for await (const info of member.list(manifestsPrefix(series))) {
       counts.set(info.key, (counts.get(info.key) ?? 0) + 1);
     }
   }
-  const n = unwrapped.storages.length;
+  const n = storage.storages.length;
   const byId = new Map(history.map((m) => [m.id, m]));
   const everywhere = (m: Manifest | undefined): boolean => {
     for (let cur = m, steps = 0; cur; cur = cur.parent ? byId.get(cur.parent) : undefined, steps++) {

@@ -36,10 +36,13 @@ export class TokenBucket {
   }
 }
 
-/** Options of `LimitStorage`: bytes per second; undefined means unlimited. */
+/**
+ * Options of `LimitStorage`: bytes per second, or a bucket shared with other storages (so that one limit
+ * covers them all); undefined means unlimited.
+ */
 export interface LimitOptions {
-  upload?: number;
-  download?: number;
+  upload?: number | TokenBucket;
+  download?: number | TokenBucket;
 }
 
 /** Limits the bandwidth of puts and gets. */
@@ -49,16 +52,13 @@ export class LimitStorage implements Storage {
   readonly #up?: TokenBucket;
   readonly #down?: TokenBucket;
 
-  /** The limited storage. */
-  get inner(): Storage {
-    return this.#inner;
-  }
-
   constructor(inner: Storage, options: LimitOptions) {
     this.#inner = inner;
     this.url = inner.url;
-    if (options.upload) this.#up = new TokenBucket(options.upload);
-    if (options.download) this.#down = new TokenBucket(options.download);
+    const bucket = (limit: number | TokenBucket | undefined) =>
+      typeof limit === "number" ? (limit > 0 ? new TokenBucket(limit) : undefined) : limit;
+    this.#up = bucket(options.upload);
+    this.#down = bucket(options.download);
   }
 
   /** As the inner storage's. */

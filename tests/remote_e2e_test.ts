@@ -185,6 +185,18 @@ describe("frost on real storage servers", () => {
           fs.rmSync(path.join(series, id!, "data", "00000001"));
           await ok(["restore", ...common, "--to", path.join(work, "fallback")], env);
           assertSameTree(path.join(work, "expected1"), path.join(work, "fallback"));
+          // A corrupt segment (one flipped byte) is read from the next storage too, also when a bandwidth
+          // limit is set (its decorator sits on each storage, below the several-storages one).
+          const segment = path.join(series, id!, "data", "00000000");
+          const bytes = fs.readFileSync(segment);
+          bytes[bytes.length >> 1]! ^= 0x40;
+          fs.writeFileSync(segment, bytes);
+          const limited = path.join(work, "fallback-limited");
+          await ok(
+            ["restore", ...common, "--to", limited, "--download-limit", "1G", "--upload-limit", "1G"],
+            env,
+          );
+          assertSameTree(path.join(work, "expected1"), limited);
         } finally {
           cleanup(work);
         }
