@@ -224,7 +224,7 @@ function build(bin: string): boolean {
   const env = { ...process.env, PATH: `${path.join(ROOT, "node_modules", ".bin")}:${process.env.PATH}` };
   const task = (JSON.parse(fs.readFileSync(path.join(ROOT, "deno.json"), "utf8")) as {
     tasks?: Record<string, string>;
-  }).tasks?.build ?? "bun build --compile --minify main.ts --outfile dist/frost";
+  }).tasks?.build ?? "bun build --compile --minify --bytecode --format esm main.ts --outfile dist/frost";
   fs.mkdirSync(path.dirname(bin), { recursive: true });
   const r = spawnSync(
     "bash",
