@@ -196,9 +196,9 @@ class InFlight {
 }
 
 /**
- * A WritableStream of segments over a storage; it takes each segment it is given. Each is hashed while it is
- * stored when the hash leaves it readable (Deno; a pool's shared buffers under Bun), else (other buffers under
- * Bun) it moves to the hashing thread and back once stored. Each segment is uploaded and hashed; up to `queueSize` uploads
+ * A WritableStream of segments over a storage; it takes each segment it is given. Each segment is uploaded
+ * and hashed: while it is stored when the hash leaves it readable (Deno; a pool's shared buffers under Bun),
+ * else (other buffers under Bun) it moves to the hashing thread and back once stored. Up to `queueSize` uploads
  * run at once (so a high-latency store, or a local disk's fsync, is not waited for serially), and a write
  * resolves only once fewer than `queueSize` are in flight, so memory stays near (queueSize + 2) segments and
  * backpressure reaches the engine. `refs` lists what was stored, in stream order.
