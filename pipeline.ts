@@ -957,9 +957,12 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
   for (const manifest of job.chain) {
     const engine = job.engines(manifest.engine);
     let last: Progress = { files: 0, bytes: 0 };
+    const key = job.keys?.get(manifest.id) ?? null;
     const run = engine.restore(job.target, {
       select: job.select,
       signal: job.signal,
+      // Only zstd output (and, when encrypted, the decryptor's buffers) is handed back to be filled again.
+      keepsChunks: !key && manifest.compression !== "zstd",
       onProgress: (p) => {
         last = p;
         job.onProgress?.({
@@ -971,7 +974,6 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
       },
       onWarning: job.onWarning,
     });
-    const key = job.keys?.get(manifest.id) ?? null;
     const pool = segmentPool(manifest, key);
     const segments = readSegments(job.storage, manifest.segments, {
       signal: job.signal,

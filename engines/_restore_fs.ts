@@ -13,10 +13,13 @@ import { code, count, IdMap, safeRel } from "./_fs_common.ts";
 
 /** What a restore's stream drives: one engine's parser and applier. */
 export interface RestoreSink {
-  /** Applies the next chunk of the stream (and reports progress). */
-  push(chunk: Uint8Array): void;
+  /**
+   * Applies the next chunk of the stream (and reports progress); a promise when the stream must wait
+   * before the next chunk.
+   */
+  push(chunk: Uint8Array): void | Promise<void>;
   /** Checks that the stream ended properly, applies directory attributes and returns the totals. */
-  finish(): RestoreStats;
+  finish(): RestoreStats | Promise<RestoreStats>;
   /** Releases what is open after a failure. */
   abandon(): void;
 }
@@ -77,16 +80,22 @@ export function restoreRun(
         if (!(chunk instanceof Uint8Array)) {
           throw new TypeError(`${fn}() accepts Uint8Array chunks only`);
         }
-        sink.push(chunk);
+        const wait = sink.push(chunk);
+        if (wait) {
+          return wait.catch((err) => {
+            settle(err);
+            throw err;
+          });
+        }
       } catch (err) {
         settle(err);
         throw err;
       }
     },
-    close() {
+    async close() {
       try {
         if (signal?.aborted) throw aborted();
-        settle(undefined, sink.finish());
+        settle(undefined, await sink.finish());
       } catch (err) {
         settle(err);
         throw err;

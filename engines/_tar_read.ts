@@ -190,6 +190,21 @@ export class TarReader {
     this.#base += n;
   }
 
+  /** Data bytes of the current member still to come through `data()` (0 outside a member's data). */
+  get dataLeft(): number {
+    return this.#state === DATA ? this.#left : 0;
+  }
+
+  /**
+   * Takes the next `n` bytes of the stream as data of the current member without handing them to
+   * `data()`: the caller writes them itself. `n` must be less than `dataLeft`, so the member does not end.
+   */
+  takeData(n: number): void {
+    if (!(n >= 0 && n < this.dataLeft)) throw new Error(`takeData(${n}) with ${this.dataLeft} bytes left`);
+    this.#left -= n;
+    this.#base += n;
+  }
+
   /** Declares the end of the stream: throws a FrostError if the archive is truncated. */
   finish(): void {
     if (this.#state === DATA || (this.#state === META && this.#entry)) {

@@ -101,6 +101,11 @@ export interface RestoreOptions {
   signal?: AbortSignal;
   onProgress?: (progress: Progress) => void;
   onWarning?: (warning: Warning) => void;
+  /**
+   * The writer never reuses a chunk it has written into the restore's stream: the restore may keep chunks
+   * after their `write()` resolved (the tar engine then writes large file data in the background).
+   */
+  keepsChunks?: boolean;
 }
 
 /** Totals of one applied stream. */

@@ -2,8 +2,11 @@
  * The restore half of the tar engine: applies one GNU incremental archive (or a plain ustar/pax one) to a
  * target directory, like `tar --incremental --extract --overwrite`, and never writes outside the target.
  *
- * All file system calls are synchronous on purpose: an awaited promise per open/write/close costs as much
- * as the whole of `tar -x` for 20 000 small files. File data is written straight from the incoming chunks.
+ * File system calls are synchronous on purpose: an awaited promise per open/write/close costs as much as
+ * the whole of `tar -x` for 20 000 small files. File data is written straight from the incoming chunks.
+ * The exception: when the writer never reuses its chunks (`RestoreOptions.keepsChunks`), a large chunk that
+ * lies wholly inside one file's data is written in the background (on the thread pool, at its offset), so
+ * that the main thread meanwhile takes in the next chunks (a remote restore reads its sockets there).
  * @module
  */
 import fs from "node:fs";
@@ -45,20 +48,36 @@ import {
 export function tarRestore(target: string, options: RestoreOptions = {}): RestoreRun {
   const applier = new Applier(path.resolve(target), options);
   const reader = new TarReader(applier);
+  const parse = (chunk: Uint8Array) => {
+    reader.push(chunk);
+    applier.tick();
+  };
   const run = restoreRun(target, options, "tarRestore", {
     push(chunk) {
-      reader.push(chunk);
-      applier.tick();
+      if (options.keepsChunks && chunk.byteLength >= BEHIND_MIN && reader.dataLeft > chunk.byteLength) {
+        reader.takeData(chunk.byteLength);
+        return applier.writeBehind(chunk);
+      }
+      // Anything else is applied once the writes behind are done (a file is closed after its last write).
+      if (applier.behind) return applier.drain().then(() => parse(chunk));
+      parse(chunk);
     },
-    finish() {
+    async finish() {
+      await applier.drain();
       reader.finish();
       return applier.finish();
     },
     abandon: () => applier.abandon(),
   });
-  // The reader parses and writes each chunk before push() returns, and keeps no reference to it.
+  // Without `keepsChunks` the reader parses and writes each chunk before push() returns, and keeps no
+  // reference to it.
   return { ...run, releasesChunks: true };
 }
+
+/** Smallest chunk written in the background (`Applier.writeBehind`); smaller ones are not worth the hop. */
+const BEHIND_MIN = 64 * 1024;
+/** Bytes written in the background at most at once: beyond, the stream waits for the oldest write. */
+const BEHIND_MAX = 16 * 1024 * 1024;
 
 /** Turns archive members into files under `root`. */
 class Applier implements TarHandler {
@@ -69,6 +88,12 @@ class Applier implements TarHandler {
   #fd = -1;
   #file: TarEntry | null = null;
   #fileAbs = "";
+  /** Where the next data of the open file goes. */
+  #pos = 0;
+  /** Writes running in the background (`writeBehind`), oldest first, and their bytes. */
+  #behind = new Set<Promise<void>>();
+  #behindBytes = 0;
+  #behindError: unknown;
 
   constructor(root: string, options: RestoreOptions) {
     this.#t = new RestoreTarget(root, options);
@@ -119,13 +144,61 @@ class Applier implements TarHandler {
   data(bytes: Uint8Array, start: number, end: number): void {
     try {
       while (start < end) {
-        const n = fs.writeSync(this.#fd, bytes, start, end - start);
+        const n = fs.writeSync(this.#fd, bytes, start, end - start, this.#pos);
         start += n;
+        this.#pos += n;
         this.#n.bytes += n;
       }
     } catch (err) {
       throw wrap(err, this.#file?.name ?? "");
     }
+  }
+
+  /** Whether writes started by `writeBehind` are still running. */
+  get behind(): boolean {
+    return this.#behind.size > 0;
+  }
+
+  /**
+   * Writes `bytes` (the next data of the open file, not its end) on the thread pool at their offset, and
+   * keeps them until written. Returns a promise when more than `BEHIND_MAX` bytes are being written: the
+   * stream then waits for the oldest write. A failed write is reported by the next wait or `drain()`.
+   */
+  writeBehind(bytes: Uint8Array): Promise<void> | undefined {
+    const fd = this.#fd;
+    const name = this.#file!.name;
+    const at = this.#pos;
+    this.#pos += bytes.byteLength;
+    const written = new Promise<void>((resolve, reject) => {
+      const from = (offset: number) => {
+        fs.write(fd, bytes, offset, bytes.byteLength - offset, at + offset, (err, n) => {
+          if (err) return reject(wrap(err, name));
+          this.#n.bytes += n;
+          if (offset + n < bytes.byteLength) return from(offset + n);
+          resolve();
+        });
+      };
+      from(0);
+    });
+    const job = written.catch((err) => void (this.#behindError ??= err)).finally(() => {
+      this.#behind.delete(job);
+      this.#behindBytes -= bytes.byteLength;
+      this.#n.tick();
+    });
+    this.#behind.add(job);
+    this.#behindBytes += bytes.byteLength;
+    if (this.#behindBytes > BEHIND_MAX || this.#behindError) return this.#waitOldest();
+  }
+
+  /** Waits until every write behind has ended; throws the first one's failure. */
+  async drain(): Promise<void> {
+    while (this.#behind.size > 0) await Promise.all(this.#behind);
+    if (this.#behindError) throw this.#behindError;
+  }
+
+  async #waitOldest(): Promise<void> {
+    while (this.#behindBytes > BEHIND_MAX) await this.#behind.values().next().value;
+    if (this.#behindError) throw this.#behindError;
   }
 
   end(): void {
@@ -174,14 +247,22 @@ class Applier implements TarHandler {
     return this.#n.totals();
   }
 
-  /** Releases the open file, if any, after a failure. Directory attributes stay unapplied. */
+  /**
+   * Releases the open file, if any, after a failure: once the writes behind have ended, so that none lands
+   * in a file that reuses the descriptor. Directory attributes stay unapplied.
+   */
   abandon(): void {
     if (this.#fd >= 0) {
-      try {
-        fs.closeSync(this.#fd);
-      } catch {
-        // Already failing: the first error is the one to report.
-      }
+      const fd = this.#fd;
+      const close = () => {
+        try {
+          fs.closeSync(fd);
+        } catch {
+          // Already failing: the first error is the one to report.
+        }
+      };
+      if (this.#behind.size > 0) void Promise.all(this.#behind).then(close);
+      else close();
       this.#fd = -1;
     }
   }
@@ -191,6 +272,7 @@ class Applier implements TarHandler {
     this.#t.parents(rel, e.name);
     const abs = this.#t.abs(rel);
     this.#fd = this.#t.createFile(rel, abs, e.mode & 0o777);
+    this.#pos = 0;
     this.#file = e;
     this.#fileAbs = abs;
     return true;

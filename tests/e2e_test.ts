@@ -6,8 +6,8 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { execFileSync, execSync } from "node:child_process";
-import { cleanup, copyTree, frost, makeHostileTree, tempDir } from "./_cli.ts";
+import { execFileSync, execSync, spawnSync } from "node:child_process";
+import { cleanup, copyTree, frost, frostCommand, makeHostileTree, pseudoRandom, tempDir } from "./_cli.ts";
 import { assertSameTree } from "./_tree.ts";
 
 interface Summary {
@@ -355,6 +355,35 @@ describe("frost refuses bad input with one clear line and the right exit code", 
     ]);
     assert.equal(r2.code, 1);
     assert.match(r2.stderr, /data\/00000000.*missing/);
+  });
+
+  it("fails naming the file when the restore cannot write it (a file size limit), exit 1", async () => {
+    // Uncompressed data is written in the background (the restore keeps the chunks): a failed write there
+    // must still stop the restore with the file's name. `ulimit -f` makes writes past 2 MiB fail (EFBIG).
+    const s2 = path.join(work, "efbig-store");
+    const big = path.join(work, "efbig-src");
+    fs.mkdirSync(big);
+    fs.writeFileSync(path.join(big, "big.bin"), pseudoRandom(6 * 1024 * 1024, 9));
+    await backupJson([big, "--name", "efbig", "--hostname", "h1", "--storage", s2, "--compression", "none"]);
+    const [cmd, ...pre] = frostCommand();
+    const args = ["restore", "--name", "efbig", "--hostname", "h1", "--storage", s2];
+    const r = spawnSync(
+      "bash",
+      [
+        "-c",
+        'ulimit -f 2048; trap "" XFSZ; exec "$@"',
+        "bash",
+        cmd!,
+        ...pre,
+        ...args,
+        "--to",
+        path.join(work, "efbig"),
+      ],
+      { encoding: "utf8", env: { ...process.env, NO_COLOR: "1" } },
+    );
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr.trim(), /^frost: Cannot restore "[^"]*big\.bin": .*(too large|EFBIG)/i);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
   });
 
   it("fails clearly on a storage folder that does not exist for list and restore", async () => {

@@ -250,6 +250,60 @@ for (const format of ["gnu", "posix"] as const) {
   });
 }
 
+test("tarRestore() with keepsChunks writes large file data in the background, in any chunking", async () => {
+  const base = scratch();
+  try {
+    const src = path.join(base, "src");
+    fs.mkdirSync(path.join(src, "dir"), { recursive: true });
+    const bytes = (n: number, seed: number) => new Uint8Array(n).map((_, i) => (i * 7919 + seed * 31) % 251);
+    fs.writeFileSync(path.join(src, "big"), bytes(5 * MiB + 1, 1));
+    fs.linkSync(path.join(src, "big"), path.join(src, "dir/big link"));
+    fs.writeFileSync(path.join(src, "dir/setuid"), bytes(300_000, 2));
+    fs.chmodSync(path.join(src, "dir/setuid"), 0o4755);
+    fs.writeFileSync(path.join(src, "small"), "small");
+    fs.writeFileSync(path.join(src, "exactly 1 MiB"), bytes(MiB, 3));
+    fs.writeFileSync(path.join(src, "zz last"), bytes(2 * MiB + 511, 4));
+    touch(path.join(src, "big"), 1_700_000_000, 123_456_789);
+    touch(path.join(src, "dir"), 1_600_000_000);
+    const archive = gnuTar(src, path.join(base, "snar"), "posix");
+    for (const sizes of [[64 * 1024], [200_000, 70_000, MiB + 3], [MiB], [4 * MiB]]) {
+      const target = path.join(base, `target-${sizes.join("-")}`);
+      fs.mkdirSync(target);
+      const { stats } = await restore(target, archive, sizes, { keepsChunks: true });
+      assertSameTree(src, target, { symlinkMtimes: true });
+      assert.equal(stats.bytes, contentBytes(src));
+    }
+    // A truncated archive still names the member, and the restore stops cleanly.
+    const target = path.join(base, "truncated");
+    fs.mkdirSync(target);
+    await rejectsWith(
+      restore(target, archive.subarray(0, archive.length - 1024 - MiB), [100_000], { keepsChunks: true }),
+      /^Cannot restore "\.\/[^"]+": the archive ends inside its data/,
+    );
+  } finally {
+    cleanup(base);
+  }
+});
+
+test("tarRestore() with keepsChunks stops with AbortedError in the middle of a large file", async () => {
+  const target = scratch();
+  try {
+    const controller = new AbortController();
+    const r = tarRestore(target, { signal: controller.signal, keepsChunks: true });
+    const writer = r.writable.getWriter();
+    const archive = tarOf([{ name: "large", data: new Uint8Array(8 * MiB).fill(7) }]);
+    for (let i = 0; i < 4 * MiB; i += 256 * 1024) await writer.write(archive.subarray(i, i + 256 * 1024));
+    controller.abort();
+    await assert.rejects(r.done, AbortedError);
+    await assert.rejects(writer.write(new Uint8Array(512)));
+    // The file was closed once its writes ended: it can be removed and the target cleaned up.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok(fs.statSync(path.join(target, "large")).size <= 4 * MiB);
+  } finally {
+    cleanup(target);
+  }
+});
+
 // ---------------------------------------------------------------------------------------------------
 // Incremental levels.
 
