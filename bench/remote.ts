@@ -2,13 +2,14 @@
  * Remote throughput: frost backup/restore against each real test server on loopback, next to a plain client
  * loop of the same library the storage adapter uses, writing the same bytes as 32 MiB raw objects.
  *
- *   ./node_modules/.bin/deno run -A bench/remote.ts [--size 1G] [--servers s3,swift,sftp,ftp]
+ *   ./node_modules/.bin/deno run -A bench/remote.ts [--size 1G] [--servers s3,swift,sftp,ftp] [--rounds 2]
  *
  * Needs `dist/frost` (`deno task build`) and the servers of `tests/servers/{swift,sshd,ftp}.sh start` (their
  * settings are read from `${FROST_SERVERS_DIR:-/tmp/frost-servers}/*.env`). The source is one file of SIZE
  * incompressible bytes (AES-256-CTR keystream of a fixed seed) in /tmp, kept for the next run.
  *
- * For each server, alternating frost and plain, best of 2 (each round on a fresh prefix, removed after):
+ * For each server, alternating frost and plain, best of `--rounds` (each round on a fresh prefix, removed
+ * after; `sync` before each timed step, so that write-back of the step before is not in its time):
  * - frost up: `frost backup SRC --name b --storage URL --compression none --json`; frost down: `frost restore
  *   --name b --storage URL --to EMPTY` (wall time of the process, so start-up is included);
  * - plain up: the file read in 32 MiB pieces and each stored as one object, 2 at a time (frost's concurrency):
@@ -20,7 +21,7 @@
  * MB/s is 10^6 bytes per second.
  * @module
  */
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
@@ -44,7 +45,6 @@ const FROST = path.join(ROOT, "dist", "frost");
 const WORK = "/tmp/frost-bench-remote";
 const PIECE = 32 * 1024 * 1024;
 const CONCURRENCY = 2;
-const ROUNDS = 2;
 const TARGET = 0.8;
 const SERVERS_DIR = process.env.FROST_SERVERS_DIR || "/tmp/frost-servers";
 
@@ -57,8 +57,9 @@ function parseSize(text: string): number {
   return Math.round(Number(m[1]) * unit);
 }
 
-function parseArgs(argv: string[]): { size: number; servers: string[] } {
+function parseArgs(argv: string[]): { size: number; servers: string[]; rounds: number } {
   let size = 2 ** 30;
+  let rounds = 2;
   let servers = ["s3", "swift", "sftp", "ftp"];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -66,12 +67,13 @@ function parseArgs(argv: string[]): { size: number; servers: string[] } {
     const value = () => inline ?? argv[++i] ?? "";
     if (flag === "--size") size = parseSize(value());
     else if (flag === "--servers") servers = value().split(",").map((s) => s.trim()).filter(Boolean);
+    else if (flag === "--rounds") rounds = Math.max(1, Number.parseInt(value(), 10) || 0);
     else throw new Error(`unknown argument ${a}`);
   }
   for (const s of servers) {
     if (!["s3", "swift", "sftp", "ftp"].includes(s)) throw new Error(`unknown server ${s}`);
   }
-  return { size, servers };
+  return { size, servers, rounds };
 }
 
 function readEnv(name: string): Env {
@@ -429,6 +431,14 @@ async function plainDownload(plain: (w: number) => Plain, to: string, size: numb
   return (performance.now() - start) / 1000;
 }
 
+/**
+ * Writes dirty pages out (`sync`) before a timed step, so that the write-back of the step before (the
+ * server's files, a restored file) does not land in its time.
+ */
+function settle(): void {
+  execFileSync("sync");
+}
+
 interface Result {
   frostUp: number;
   plainUp: number;
@@ -440,6 +450,7 @@ async function benchServer(
   server: Server,
   src: { dir: string; file: string },
   size: number,
+  rounds: number,
 ): Promise<Result> {
   const best = { frostUp: Infinity, plainUp: Infinity, frostDown: Infinity, plainDown: Infinity };
   const plain = await server.open();
@@ -449,7 +460,7 @@ async function benchServer(
   const log = (what: string, s: number) =>
     console.error(`  ${server.name} ${what}: ${s.toFixed(2)} s, ${(size / s / 1e6).toFixed(1)} MB/s`);
   try {
-    for (let round = 0; round < ROUNDS; round++) {
+    for (let round = 0; round < rounds; round++) {
       // Alternate which goes first, so neither always meets a warmer (or fuller) server.
       const order = round % 2 === 0 ? ["frost", "plain"] : ["plain", "frost"];
       for (const who of order) {
@@ -458,6 +469,7 @@ async function benchServer(
           if (who === "frost") {
             const t = server.frost(prefix);
             const common = ["--name", "b", "--storage", t.storage, ...t.args];
+            settle();
             const up = await runFrost(
               ["backup", src.dir, ...common, "--compression", "none", "--json"],
               t.env,
@@ -465,6 +477,7 @@ async function benchServer(
             log("frost up", up);
             fs.rmSync(restoreDir, { recursive: true, force: true });
             fs.mkdirSync(restoreDir);
+            settle();
             const down = await runFrost(["restore", ...common, "--to", restoreDir], t.env);
             log("frost down", down);
             const restored = fs.statSync(path.join(restoreDir, "data.bin")).size;
@@ -472,8 +485,10 @@ async function benchServer(
             best.frostUp = Math.min(best.frostUp, up);
             best.frostDown = Math.min(best.frostDown, down);
           } else {
+            settle();
             const up = await plainUpload(plain, src.file, size, prefix);
             log("plain up", up);
+            settle();
             const down = await plainDownload(plain, plainFile, size, prefix);
             log("plain down", down);
             best.plainUp = Math.min(best.plainUp, up);
@@ -516,7 +531,7 @@ function table(size: number, rows: [string, Result][]): string {
 }
 
 async function main() {
-  const { size, servers } = parseArgs(process.argv.slice(2));
+  const { size, servers, rounds } = parseArgs(process.argv.slice(2));
   if (!fs.existsSync(FROST)) {
     throw new Error(`no ${FROST}: build it with ./node_modules/.bin/deno task build`);
   }
@@ -532,10 +547,10 @@ async function main() {
   const rows: [string, Result][] = [];
   for (const name of servers) {
     console.error(`${name}:`);
-    rows.push([name, await benchServer(make[name]!(), src, size)]);
+    rows.push([name, await benchServer(make[name]!(), src, size, rounds)]);
   }
   console.log(
-    `Remote throughput, ${size} bytes (one incompressible file), MB/s = 10^6 B/s, best of ${ROUNDS}, ` +
+    `Remote throughput, ${size} bytes (one incompressible file), MB/s = 10^6 B/s, best of ${rounds}, ` +
       `plain = ${PIECE / 2 ** 20} MiB objects, ${CONCURRENCY} at a time; PASS = both ratios >= ${TARGET}\n`,
   );
   console.log(table(size, rows));
