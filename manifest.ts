@@ -144,14 +144,20 @@ export function decodeManifest(bytes: Uint8Array, where: string): Manifest {
   return m as Manifest;
 }
 
-/** Lists the ids of the series that have at least one manifest (for `frost list` without `--name`). */
+/**
+ * Lists the ids of the series that have at least one manifest (for `frost list` without `--name`): the
+ * top-level folders, then the manifests folder of each, never the segments (a storage may hold millions).
+ */
 export async function listSeries(storage: Storage): Promise<string[]> {
-  const series = new Set<string>();
-  for await (const info of storage.list("")) {
-    const match = /^([^/]+)\/manifests\/[^/]+\.json$/.exec(info.key);
-    if (match) series.add(match[1]!);
+  const series: string[] = [];
+  for await (const folder of storage.listFolders("")) {
+    let committed = false;
+    for await (const info of storage.list(manifestsPrefix(folder))) {
+      committed ||= /^[^/]+\/manifests\/[^/]+\.json$/.test(info.key);
+    }
+    if (committed) series.push(folder);
   }
-  return [...series].sort();
+  return series.sort();
 }
 
 /** Reads every committed manifest of a series. Unreadable manifests are reported through `onError`. */

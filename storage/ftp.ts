@@ -302,6 +302,21 @@ export class FtpStorage implements Storage {
     );
   }
 
+  /** The sub-folders of the folder of `prefix` (one listing). */
+  async *listFolders(prefix: string, options: CallOptions = {}): AsyncGenerator<string> {
+    checkPrefix(prefix);
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const action = `Cannot list the folders of "${prefix}" in ${this.url}`;
+    const dir = prefix === "" ? this.#root : this.#path(prefix.slice(0, -1));
+    const { folders } = await this.#withConnection(
+      action,
+      signal,
+      ({ client }) => readFolder(client, { dir, keyPrefix: prefix }, this.#root, action),
+    );
+    yield* folders.map((f) => f.keyPrefix.slice(prefix.length, -1)).sort();
+  }
+
   /** Removes `key` (a missing key is fine), then the folders it leaves empty, up to the root (kept). */
   async delete(key: string, options: CallOptions = {}): Promise<void> {
     const file = this.#path(key);

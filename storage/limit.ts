@@ -94,6 +94,10 @@ export class LimitStorage implements Storage {
     return this.#inner.list(prefix, options);
   }
 
+  listFolders(prefix: string, options?: CallOptions): AsyncIterable<string> {
+    return this.#inner.listFolders(prefix, options);
+  }
+
   delete(key: string, options?: CallOptions): Promise<void> {
     return this.#inner.delete(key, options);
   }

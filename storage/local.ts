@@ -332,6 +332,27 @@ export class LocalStorage implements Storage {
     yield* this.#walk(dir, prefix, signal);
   }
 
+  /** The sub-folders of the folder of `prefix` (temp names skipped), sorted. */
+  async *listFolders(prefix: string, options: CallOptions = {}): AsyncGenerator<string> {
+    checkPrefix(prefix);
+    const { signal } = options;
+    signal?.throwIfAborted();
+    let entries: fs.Dirent[];
+    try {
+      entries = await fsp.readdir(prefix === "" ? this.root : path.join(this.root, prefix), {
+        withFileTypes: true,
+      });
+    } catch (err) {
+      const code = codeOf(err);
+      if (code === "ENOENT" || code === "ENOTDIR") return;
+      throw this.#error(`Cannot list the folders of "${prefix}" in ${this.url}`, err, signal);
+    }
+    const names = entries.filter((e) => e.isDirectory() && !e.name.startsWith(TEMP_PREFIX)).map((e) =>
+      e.name
+    );
+    yield* names.sort();
+  }
+
   /** Removes `key` (a missing key is fine), then the folders it leaves empty, up to but not including the root. */
   async delete(key: string, options: CallOptions = {}): Promise<void> {
     const file = this.#file(key);

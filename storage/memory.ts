@@ -89,6 +89,21 @@ export class MemoryStorage implements Storage {
     }
   }
 
+  /** The next key components below `prefix` of the keys that continue below it, sorted. */
+  async *listFolders(prefix: string, options: CallOptions = {}): AsyncGenerator<string> {
+    checkPrefix(prefix);
+    const names = new Set<string>();
+    for (const key of this.#objects.keys()) {
+      if (!key.startsWith(prefix)) continue;
+      const end = key.indexOf("/", prefix.length);
+      if (end > prefix.length) names.add(key.slice(prefix.length, end));
+    }
+    for (const name of [...names].sort()) {
+      options.signal?.throwIfAborted();
+      yield name;
+    }
+  }
+
   /** Removes `key`; a missing key is fine. */
   delete(key: string, options: CallOptions = {}): Promise<void> {
     return settle(() => {

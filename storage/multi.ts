@@ -72,6 +72,18 @@ export class MultiStorage implements Storage {
     }
   }
 
+  /** Every folder present on any storage, once. */
+  async *listFolders(prefix: string, options?: CallOptions): AsyncIterable<string> {
+    const seen = new Set<string>();
+    for (const storage of this.storages) {
+      for await (const name of storage.listFolders(prefix, options)) {
+        if (seen.has(name)) continue;
+        seen.add(name);
+        yield name;
+      }
+    }
+  }
+
   async delete(key: string, options?: CallOptions): Promise<void> {
     const results = await Promise.allSettled(this.storages.map((s) => s.delete(key, options)));
     const failed = results.find((r) => r.status === "rejected") as PromiseRejectedResult | undefined;

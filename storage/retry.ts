@@ -138,20 +138,40 @@ export class RetryStorage implements Storage {
   }
 
   /** Lists with retries; a listing that fails midway starts again and skips keys already yielded. */
-  async *list(prefix: string, options?: CallOptions): AsyncIterable<ObjectInfo> {
+  list(prefix: string, options?: CallOptions): AsyncIterable<ObjectInfo> {
+    return this.#listing(`list "${prefix}"`, options, () => this.#inner.list(prefix, options), (i) => i.key);
+  }
+
+  /** As `list`, for folders. */
+  listFolders(prefix: string, options?: CallOptions): AsyncIterable<string> {
+    return this.#listing(
+      `list the folders of "${prefix}"`,
+      options,
+      () => this.#inner.listFolders(prefix, options),
+      (n) => n,
+    );
+  }
+
+  async *#listing<T>(
+    what: string,
+    options: CallOptions | undefined,
+    source: () => AsyncIterable<T>,
+    idOf: (item: T) => string,
+  ): AsyncIterable<T> {
     const seen = new Set<string>();
     for (let attempt = 1;; attempt++) {
       try {
-        for await (const info of this.#inner.list(prefix, options)) {
-          if (seen.has(info.key)) continue;
-          seen.add(info.key);
-          yield info;
+        for await (const item of source()) {
+          const id = idOf(item);
+          if (seen.has(id)) continue;
+          seen.add(id);
+          yield item;
         }
         return;
       } catch (err) {
         if (!isRetriable(err) || attempt >= this.#attempts || options?.signal?.aborted) throw err;
         const delay = Math.min(this.#max, this.#base * 2 ** (attempt - 1));
-        this.#onRetry?.(`list "${prefix}"`, attempt, err, delay);
+        this.#onRetry?.(what, attempt, err, delay);
         await sleep(delay, options?.signal);
       }
     }

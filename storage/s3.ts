@@ -270,8 +270,32 @@ export class S3Storage implements Storage {
   /** Pages through ListObjectsV2 with continuation tokens; objects whose names are not valid keys are skipped. */
   async *list(prefix: string, options: CallOptions = {}): AsyncGenerator<ObjectInfo> {
     checkPrefix(prefix);
-    const { signal } = options;
-    const action = `Cannot list "${prefix}" in ${this.url}`;
+    for await (
+      const page of this.#pages(prefix, false, options.signal, `Cannot list "${prefix}" in ${this.url}`)
+    ) {
+      for (const item of page.Contents ?? []) {
+        const key = item.Key?.startsWith(this.#root) ? item.Key.slice(this.#root.length) : undefined;
+        if (key === undefined || !isKey(key)) continue; // e.g. a "folder/" marker made by a console
+        yield { key, size: item.Size ?? 0, modified: item.LastModified };
+      }
+    }
+  }
+
+  /** The common prefixes of a ListObjectsV2 with delimiter "/", as folder names. */
+  async *listFolders(prefix: string, options: CallOptions = {}): AsyncGenerator<string> {
+    checkPrefix(prefix);
+    const action = `Cannot list the folders of "${prefix}" in ${this.url}`;
+    const start = this.#root + prefix;
+    for await (const page of this.#pages(prefix, true, options.signal, action)) {
+      for (const common of page.CommonPrefixes ?? []) {
+        const name = common.Prefix?.startsWith(start) ? common.Prefix.slice(start.length, -1) : undefined;
+        if (name !== undefined && isKey(name) && !name.includes("/")) yield name;
+      }
+    }
+  }
+
+  /** The pages of a listing of `prefix` (folders: with delimiter "/", so one level only). */
+  async *#pages(prefix: string, folders: boolean, signal: AbortSignal | undefined, action: string) {
     let token: string | undefined;
     do {
       signal?.throwIfAborted();
@@ -283,17 +307,14 @@ export class S3Storage implements Storage {
             Prefix: this.#root + prefix,
             MaxKeys: this.#pageSize,
             ContinuationToken: token,
+            Delimiter: folders ? "/" : undefined,
           }),
           { abortSignal: signal },
         );
       } catch (err) {
         throw this.#error(action, err, signal);
       }
-      for (const item of page.Contents ?? []) {
-        const key = item.Key?.startsWith(this.#root) ? item.Key.slice(this.#root.length) : undefined;
-        if (key === undefined || !isKey(key)) continue; // e.g. a "folder/" marker made by a console
-        yield { key, size: item.Size ?? 0, modified: item.LastModified };
-      }
+      yield page;
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
       if (page.IsTruncated && token === undefined) {
         throw new StorageError(`${action}: the server sent a truncated listing without a continuation token`);

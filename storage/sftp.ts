@@ -372,6 +372,25 @@ export class SftpStorage implements Storage {
     }
   }
 
+  /** The sub-folders of the folder of `prefix` (one `readdir`). */
+  async *listFolders(prefix: string, options: CallOptions = {}): AsyncGenerator<string> {
+    checkPrefix(prefix);
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const action = `Cannot list the folders of "${prefix}" in ${this.url}`;
+    let session: Session | undefined;
+    let names: string[];
+    try {
+      session = await this.#connection();
+      const dir = prefix === "" ? this.#root : this.#path(prefix.slice(0, -1));
+      const { folders } = await readFolder(session.sftp, { dir, keyPrefix: prefix });
+      names = folders.map((f) => f.keyPrefix.slice(prefix.length, -1));
+    } catch (err) {
+      throw this.#error(action, err, signal, session);
+    }
+    yield* names.sort();
+  }
+
   /** Removes `key` (a missing key is fine), then the folders it leaves empty, up to the root (kept). */
   async delete(key: string, options: CallOptions = {}): Promise<void> {
     const file = this.#path(key);

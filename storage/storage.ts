@@ -47,6 +47,9 @@ export interface PutOptions extends CallOptions {
  * - `get` and `stat` reject with `NotFoundError` for a missing key.
  * - `list(prefix)` yields every object whose key starts with `prefix` exactly once, in no set order.
  *   `prefix` is `""` or ends with `/`, so `host_web/` never matches `host_web2/`.
+ * - `listFolders(prefix)` yields, once each and in no set order, the names of the folders right below
+ *   `prefix`: every `name` such that some key starts with `prefix + name + "/"`. A storage on a file system
+ *   may also yield a folder that holds no object any more. It reads one level, not the whole tree.
  * - `delete` of a missing key succeeds (idempotent).
  * - Every other failure is a `StorageError` saying whether a retry may help, with the original as `cause`.
  * - No retry loops inside an adapter: retries are a decorator composed once in main.ts.
@@ -63,6 +66,7 @@ export interface Storage {
   get(key: string, options?: CallOptions & { range?: Range }): Promise<ReadableStream<Uint8Array>>;
   stat(key: string, options?: CallOptions): Promise<ObjectInfo>;
   list(prefix: string, options?: CallOptions): AsyncIterable<ObjectInfo>;
+  listFolders(prefix: string, options?: CallOptions): AsyncIterable<string>;
   delete(key: string, options?: CallOptions): Promise<void>;
   /** Releases connections. Safe to call more than once. */
   close(): Promise<void>;

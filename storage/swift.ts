@@ -95,6 +95,14 @@ const EXPIRY_MARGIN = 60_000;
  * await storage.close();
  * ```
  */
+/** One entry of a container listing: an object, or (with a delimiter) a folder. */
+interface ListingEntry {
+  name?: unknown;
+  bytes?: unknown;
+  last_modified?: unknown;
+  subdir?: unknown;
+}
+
 export class SwiftStorage implements Storage {
   /** `swift://container[/prefix]`. */
   readonly url: string;
@@ -242,8 +250,42 @@ export class SwiftStorage implements Storage {
    */
   async *list(prefix: string, options: CallOptions = {}): AsyncGenerator<ObjectInfo> {
     checkPrefix(prefix);
-    const { signal } = options;
-    const action = `Cannot list "${prefix}" in ${this.url}`;
+    for await (
+      const item of this.#listing(prefix, false, options.signal, `Cannot list "${prefix}" in ${this.url}`)
+    ) {
+      if (typeof item.name !== "string") continue; // a "subdir" entry: not an object
+      const key = item.name.startsWith(this.#root) ? item.name.slice(this.#root.length) : undefined;
+      if (key === undefined || !isKey(key)) continue;
+      const size = typeof item.bytes === "number" ? item.bytes : 0;
+      // Swift lists UTC times without a zone: "2026-11-27T10:15:00.123450".
+      const modified = typeof item.last_modified === "string"
+        ? new Date(
+          /[zZ]|[+-]\d\d:?\d\d$/.test(item.last_modified) ? item.last_modified : `${item.last_modified}Z`,
+        )
+        : undefined;
+      yield { key, size, modified: modified && !Number.isNaN(modified.getTime()) ? modified : undefined };
+    }
+  }
+
+  /** The `subdir` entries of a listing with `delimiter=/`, as folder names. */
+  async *listFolders(prefix: string, options: CallOptions = {}): AsyncGenerator<string> {
+    checkPrefix(prefix);
+    const action = `Cannot list the folders of "${prefix}" in ${this.url}`;
+    const start = this.#root + prefix;
+    for await (const item of this.#listing(prefix, true, options.signal, action)) {
+      if (typeof item.subdir !== "string" || !item.subdir.startsWith(start)) continue;
+      const name = item.subdir.slice(start.length, -1);
+      if (isKey(name) && !name.includes("/")) yield name;
+    }
+  }
+
+  /** The entries of the listing of `prefix`, page after page (folders: `delimiter=/`, one level only). */
+  async *#listing(
+    prefix: string,
+    folders: boolean,
+    signal: AbortSignal | undefined,
+    action: string,
+  ): AsyncGenerator<ListingEntry> {
     let marker = "";
     for (;;) {
       signal?.throwIfAborted();
@@ -253,6 +295,7 @@ export class SwiftStorage implements Storage {
         limit: String(this.#pageSize),
         marker,
       });
+      if (folders) query.set("delimiter", "/");
       let page: unknown;
       try {
         const response = await this.#request("GET", `${this.#containerPath()}?${query}`, { signal });
@@ -277,19 +320,11 @@ export class SwiftStorage implements Storage {
       }
       if (page.length === 0) return;
       const previous = marker;
-      for (const item of page as { name?: unknown; bytes?: unknown; last_modified?: unknown }[]) {
-        if (typeof item?.name !== "string") continue; // a "subdir" entry: not an object
-        marker = item.name;
-        const key = item.name.startsWith(this.#root) ? item.name.slice(this.#root.length) : undefined;
-        if (key === undefined || !isKey(key)) continue;
-        const size = typeof item.bytes === "number" ? item.bytes : 0;
-        // Swift lists UTC times without a zone: "2026-11-27T10:15:00.123450".
-        const modified = typeof item.last_modified === "string"
-          ? new Date(
-            /[zZ]|[+-]\d\d:?\d\d$/.test(item.last_modified) ? item.last_modified : `${item.last_modified}Z`,
-          )
-          : undefined;
-        yield { key, size, modified: modified && !Number.isNaN(modified.getTime()) ? modified : undefined };
+      for (const item of page as ListingEntry[]) {
+        // The next page starts after the last name or folder of this one.
+        const name = typeof item?.name === "string" ? item.name : item?.subdir;
+        if (typeof name === "string") marker = name;
+        if (item !== null && typeof item === "object") yield item;
       }
       if (marker === previous) {
         throw new StorageError(`${action}: the server sent a listing page without names`);

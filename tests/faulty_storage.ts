@@ -130,6 +130,11 @@ export class FaultyStorage implements Storage {
     yield* all.slice(half);
   }
 
+  /** Folders are listed without faults (listing them is one request). */
+  listFolders(prefix: string, options?: CallOptions): AsyncIterable<string> {
+    return this.#inner.listFolders(prefix, options);
+  }
+
   /** Passes through. */
   delete(key: string, options?: CallOptions): Promise<void> {
     this.calls.delete++;

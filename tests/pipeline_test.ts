@@ -11,6 +11,7 @@ import path from "node:path";
 import { createCompressor, createDecompressor } from "../compression.ts";
 import { readSegments, Segmenter, SegmentWriter } from "../pipeline.ts";
 import { MemoryStorage } from "../storage/memory.ts";
+import { listSeries } from "../manifest.ts";
 import { FaultyStorage } from "./faulty_storage.ts";
 import { pseudoRandom } from "./_cli.ts";
 import { getBytes, type Storage } from "../storage/storage.ts";
@@ -167,5 +168,29 @@ describe("SegmentWriter and readSegments", () => {
     const storage = new FaultyStorage(new MemoryStorage("fail"), { failPutAfter: 1 });
     const writer = new SegmentWriter(storage, (n) => `f/${n}`, { queueSize: 2 });
     await assert.rejects(streamOf([new Uint8Array(300)]).pipeThrough(new Segmenter(100)).pipeTo(writer));
+  });
+});
+
+describe("listSeries", () => {
+  it("finds the series with a committed manifest from the folders, without listing any segment", async () => {
+    const storage = new MemoryStorage();
+    const keys = [
+      "h1_a/manifests/20260101T000000.000Z.json",
+      "h1_a/backups/20260101T000000.000Z/data/00000000",
+      "h1_b/backups/20260102T000000.000Z/data/00000000", // uncommitted: no manifest
+      "h1_b/manifests/notes.txt",
+      "h2_c/manifests/20260103T000000.000Z.json",
+      "h2_c/backups/20260103T000000.000Z/state/00000000",
+      "stray-object",
+    ];
+    for (const key of keys) await storage.put(key, new TextEncoder().encode(key));
+    const listed: string[] = [];
+    const list = storage.list.bind(storage);
+    storage.list = (prefix, options) => {
+      listed.push(prefix);
+      return list(prefix, options);
+    };
+    assert.deepEqual(await listSeries(storage), ["h1_a", "h2_c"]);
+    assert.deepEqual(listed.sort(), ["h1_a/manifests/", "h1_b/manifests/", "h2_c/manifests/"]);
   });
 });

@@ -72,6 +72,12 @@ async function roundTrip(target: Target | Target[]) {
     assert.equal(second.parent, first.id);
     const listed = JSON.parse((await ok(["list", ...common, "--json"], env)).stdout);
     assert.deepEqual(listed.map((l: { id: string }) => l.id), [first.id, second.id]);
+    // Without --name: every series on the storage (found from its folders, not by listing every object).
+    const all = JSON.parse((await ok(["list", ...storageArgs, "--json"], env)).stdout);
+    assert.deepEqual(all.map((l: { id: string; name: string }) => `${l.name} ${l.id}`), [
+      `remote ${first.id}`,
+      `remote ${second.id}`,
+    ]);
     // One download at a time, then four (the level-0 data is three segments).
     const r0 = ["--to", path.join(work, "r0"), "--date", listed[0].created, "--queue-size", "1"];
     await ok(["restore", ...common, ...r0], env);

@@ -25,6 +25,14 @@ const MiB = 1 << 20;
  * storageConformance("MemoryStorage", () => Promise.resolve(new MemoryStorage()));
  * ```
  */
+/** Puts `count` folders of two objects each under "folders/" and checks that listFolders() yields each once. */
+export async function assertFoldersListedAcrossPages(storage: Storage, count: number): Promise<void> {
+  const names = Array.from({ length: count }, (_, i) => `f${String(i).padStart(3, "0")}`);
+  const keys = names.flatMap((n) => [`folders/${n}/a`, `folders/${n}/b/c`]);
+  await Promise.all(keys.map((key) => storage.put(key, new TextEncoder().encode(key))));
+  assert.deepEqual((await collect(storage.listFolders("folders/"))).sort(), names);
+}
+
 export function storageConformance(
   name: string,
   open: () => Promise<Storage>,
@@ -254,6 +262,20 @@ export function storageConformance(
       const all = (await collect(s().list(""))).map((info) => info.key);
       assert.equal(new Set(all).size, all.length, "no key is listed twice");
       for (const key of mine) assert.ok(all.includes(key), `list("") yields ${key}`);
+    });
+
+    it("listFolders() yields each folder right below a prefix once, and nothing for a missing one", async () => {
+      const p = fresh("folders");
+      for (const key of [`${p}a/b/c`, `${p}a/d`, `${p}a/e`, `${p}f/g`, `${p}top`, `${p}host_web2/x`]) {
+        await s().put(key, bytes(key));
+      }
+      const folders = async (prefix: string) => (await collect(s().listFolders(prefix))).sort();
+      assert.deepEqual(await folders(p), ["a", "f", "host_web2"]);
+      assert.deepEqual(await folders(`${p}a/`), ["b"]);
+      assert.deepEqual(await folders(`${p}f/`), []);
+      assert.deepEqual(await folders(`${p}missing/`), []);
+      assert.ok((await folders("")).includes(run), 'listFolders("") yields the folder of this run');
+      await assert.rejects(collect(s().listFolders("no-slash")), TypeError);
     });
 
     it("list() reports the same sizes as stat()", async () => {

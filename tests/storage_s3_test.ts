@@ -16,7 +16,7 @@ import {
   uniqueName,
   withSwiftServer,
 } from "./_swift_server.ts";
-import { storageConformance } from "./storage_conformance.ts";
+import { assertFoldersListedAcrossPages, storageConformance } from "./storage_conformance.ts";
 import { pseudoRandom } from "./_cli.ts";
 import { listKeys } from "./_streams.ts";
 
@@ -68,6 +68,10 @@ withSwiftServer("S3Storage on the Swift s3api server", (env: SwiftServerEnv) => 
     after(async () => {
       for (const key of await listKeys(storage, "")) await storage.delete(key);
       await storage.close();
+    });
+
+    it("S3Storage.listFolders() pages through more than one page of folders, each once", async () => {
+      await assertFoldersListedAcrossPages(storage, 20); // 3 pages of 7
     });
 
     it("S3Storage.list() pages through more than one ListObjectsV2 page, each key once", async () => {

@@ -13,7 +13,7 @@ import {
   uniqueName,
   withSwiftServer,
 } from "./_swift_server.ts";
-import { storageConformance } from "./storage_conformance.ts";
+import { assertFoldersListedAcrossPages, storageConformance } from "./storage_conformance.ts";
 import { listKeys } from "./_streams.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
@@ -133,6 +133,10 @@ withSwiftServer("SwiftStorage on the Swift all-in-one server", (server: SwiftSer
     after(async () => {
       for (const key of await listKeys(storage, "")) await storage.delete(key);
       await storage.close();
+    });
+
+    it("SwiftStorage.listFolders() pages through more than one page of folders, each once", async () => {
+      await assertFoldersListedAcrossPages(storage, 20); // 3 pages of 7
     });
 
     it("SwiftStorage.list() pages through more than one listing page, each key once", async () => {

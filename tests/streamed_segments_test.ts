@@ -51,6 +51,9 @@ class FailingStreams implements Storage {
   list(prefix: string, options?: CallOptions) {
     return this.inner.list(prefix, options);
   }
+  listFolders(prefix: string, options?: CallOptions) {
+    return this.inner.listFolders(prefix, options);
+  }
   delete(key: string, options?: CallOptions) {
     return this.inner.delete(key, options);
   }
