@@ -961,7 +961,8 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
     const run = engine.restore(job.target, {
       select: job.select,
       signal: job.signal,
-      // Only zstd output (and, when encrypted, the decryptor's buffers) is handed back to be filled again.
+      // zstd output buffers are handed back and filled again; encrypted streams are left out too (not checked
+      // for reuse), so chunks are kept (written behind) only for unencrypted none/gzip data.
       keepsChunks: !key && manifest.compression !== "zstd",
       onProgress: (p) => {
         last = p;

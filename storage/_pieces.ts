@@ -1,5 +1,6 @@
 /**
- * Uploads handed to a socket in pieces (private to the storages that write through node sockets).
+ * Uploads handed to a socket in pieces (private to the storages: S3 and FTP stream node sockets this way,
+ * and Swift's fetch body uses the same piece size).
  * @module
  */
 import { Buffer } from "node:buffer";

@@ -18,6 +18,7 @@ import process from "node:process";
 import { messageOf } from "../errors.ts";
 import { checkKey, checkPrefix, checkRange, mapStreamErrors } from "./_key.ts";
 import { emptyStream, isKey, networkFailure, oneLine, parseObjectStoreUrl } from "./_object_store.ts";
+import { UPLOAD_PIECE } from "./_pieces.ts";
 import {
   type CallOptions,
   NotFoundError,
@@ -75,10 +76,16 @@ const FETCH_FAILURES: [RegExp, string, boolean][] = [
 const RETRIABLE_STATUSES = new Set([408, 425, 429, 498, 499]);
 /** Statuses whose responses cannot have a body. */
 const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
-/** Size of the chunks an upload is sent in. */
-const UPLOAD_CHUNK = 1 << 20;
 /** Renew a token this long before it expires. */
 const EXPIRY_MARGIN = 60_000;
+
+/** One entry of a container listing: an object, or (with a delimiter) a folder. */
+interface ListingEntry {
+  name?: unknown;
+  bytes?: unknown;
+  last_modified?: unknown;
+  subdir?: unknown;
+}
 
 /**
  * A storage under `swift://container/prefix`. Use `SwiftStorage.open()` to check (or create) the
@@ -95,14 +102,6 @@ const EXPIRY_MARGIN = 60_000;
  * await storage.close();
  * ```
  */
-/** One entry of a container listing: an object, or (with a delimiter) a folder. */
-interface ListingEntry {
-  name?: unknown;
-  bytes?: unknown;
-  last_modified?: unknown;
-  subdir?: unknown;
-}
-
 export class SwiftStorage implements Storage {
   /** `swift://container[/prefix]`. */
   readonly url: string;
@@ -693,7 +692,7 @@ async function timedFetch(url: string, init: FetchInit, timeout: number): Promis
       pull(controller) {
         arm();
         if (offset >= data.byteLength) return controller.close();
-        const end = Math.min(offset + UPLOAD_CHUNK, data.byteLength);
+        const end = Math.min(offset + UPLOAD_PIECE, data.byteLength);
         controller.enqueue(data.subarray(offset, end));
         offset = end;
       },
