@@ -18,6 +18,7 @@ import {
   generateIdentity,
   recipientOf,
   type ScryptParams,
+  sharedKeyRing,
   unwrapDataKey,
   wrapDataKey,
 } from "./encryption.ts";
@@ -48,10 +49,11 @@ export interface BackupKeys {
   dataKey: DataKey;
   stateKey: DataKey;
   /**
-   * The wrapped keys for the manifest. Wrapping to a passphrase runs scrypt (a third of a second or more),
-   * so it is a promise: the backup streams meanwhile, and the manifest, written last, awaits it.
+   * The wrapped keys for the manifest, which is written last. Wrapping to a passphrase runs scrypt (a third
+   * of a second or more of one CPU): it starts with the backup, at idle priority, so that it takes the CPU
+   * the backup leaves unused. Calling this hurries it (see `KeyRing`).
    */
-  manifest: Promise<ManifestEncryption>;
+  wrapped(): Promise<ManifestEncryption>;
 }
 
 /** Where frost keeps its host key: `$FROST_CACHE_DIR`, else /var/cache/frost as root, else ~/.cache/frost. */
@@ -95,7 +97,7 @@ export async function newBackupKeys(
   if (options.passphrase !== undefined) {
     const passphrase = options.passphrase;
     manifest = (async () => {
-      const data = await wrapDataKey(dataKey, { passphrase, kdf: previousKdf });
+      const data = await wrapDataKey(dataKey, { passphrase, kdf: previousKdf, background: true });
       const kdf = data.scheme === "passphrase" ? data.kdf : undefined;
       return { data, state: await wrapDataKey(stateKey, { passphrase, kdf }) };
     })();
@@ -109,7 +111,14 @@ export async function newBackupKeys(
     ]).then(([data, state, hostState]) => ({ data, state, hostState }));
   }
   manifest.catch(() => {}); // awaited (and reported) when the manifest is written
-  return { dataKey, stateKey, manifest };
+  return {
+    dataKey,
+    stateKey,
+    wrapped: () => {
+      sharedKeyRing.hurry();
+      return manifest;
+    },
+  };
 }
 
 /** The scrypt parameters of a passphrase backup (to reuse their salt), if any. */

@@ -14,6 +14,7 @@
  * @module
  */
 import nodeCrypto from "node:crypto";
+import { Worker } from "node:worker_threads";
 import fsp from "node:fs/promises";
 import { Buffer } from "node:buffer";
 import { FrostError, messageOf, UsageError } from "./errors.ts";
@@ -229,34 +230,125 @@ export type ScryptFunction = (
   passphrase: Uint8Array,
   salt: Uint8Array,
   cost: { N: number; r: number; p: number },
+  signal?: AbortSignal,
 ) => Promise<Uint8Array>;
 
+function scryptMaxmem({ N, r, p }: { N: number; r: number; p: number }): number {
+  return 128 * r * (N + p + 2) + (1 << 20);
+}
+
 /** `node:crypto` scrypt on the thread pool, with `maxmem` sized to the parameters. */
-export const nodeScrypt: ScryptFunction = (passphrase, salt, { N, r, p }) =>
+export const nodeScrypt: ScryptFunction = (passphrase, salt, cost) =>
   new Promise((resolve, reject) => {
-    const maxmem = 128 * r * (N + p + 2) + (1 << 20);
-    nodeCrypto.scrypt(passphrase, salt, 32, { N, r, p, maxmem }, (err, key) => {
+    const { N, r, p } = cost;
+    nodeCrypto.scrypt(passphrase, salt, 32, { N, r, p, maxmem: scryptMaxmem(cost) }, (err, key) => {
       if (err) reject(err);
       else resolve(new Uint8Array(key.buffer, key.byteOffset, key.byteLength));
     });
   });
 
+// Lowers its own thread's priority (on Linux, setpriority with pid 0 applies to the calling thread only),
+// then derives. A failed setPriority (a system that refuses it) still derives, at normal priority.
+const IDLE_SCRYPT_SOURCE = `
+const { parentPort, workerData } = require("node:worker_threads");
+const os = require("node:os");
+const crypto = require("node:crypto");
+let priority = null;
+try {
+  os.setPriority(19);
+  priority = os.getPriority();
+} catch {}
+const { passphrase, salt, N, r, p, maxmem } = workerData;
+try {
+  const key = new Uint8Array(crypto.scryptSync(passphrase, salt, 32, { N, r, p, maxmem }));
+  parentPort.postMessage({ key, priority }, [key.buffer]);
+} catch (err) {
+  parentPort.postMessage({ error: String((err && err.message) || err) });
+}
+`;
+
+/**
+ * scrypt on a thread of its own at the lowest CPU priority (nice 19), so that it takes only the CPU the rest
+ * of the process and the machine leave idle. Resolves with the key and the priority the thread ran at (null
+ * when the system refused to lower it). Aborting `signal` stops the thread.
+ */
+export function idleScryptDetailed(
+  passphrase: Uint8Array,
+  salt: Uint8Array,
+  cost: { N: number; r: number; p: number },
+  signal?: AbortSignal,
+): Promise<{ key: Uint8Array; priority: number | null }> {
+  return new Promise((resolve, reject) => {
+    const { N, r, p } = cost;
+    const worker = new Worker(IDLE_SCRYPT_SOURCE, {
+      eval: true,
+      workerData: { passphrase, salt, N, r, p, maxmem: scryptMaxmem(cost) },
+    });
+    // Each path settles the promise first: terminating emits "exit", which rejects only an unsettled one.
+    const stop = () => {
+      reject(new Error("Key derivation stopped"));
+      void worker.terminate();
+    };
+    if (signal?.aborted) return stop();
+    signal?.addEventListener("abort", stop, { once: true });
+    const settle = (how: () => void) => {
+      signal?.removeEventListener("abort", stop);
+      how();
+      void worker.terminate();
+    };
+    worker.once(
+      "message",
+      (m: { key?: Uint8Array; priority: number | null; error?: string }) =>
+        settle(() => {
+          if (m.key) resolve({ key: m.key, priority: m.priority });
+          else reject(new Error(m.error ?? "scrypt failed"));
+        }),
+    );
+    worker.once("error", (err) => settle(() => reject(err)));
+    // A thread that ended without a word (killed, out of memory): a no-op after a key or an error.
+    worker.once("exit", (code) => reject(new Error(`Key derivation thread exited (${code})`)));
+  });
+}
+
+/** `idleScryptDetailed`'s key alone. */
+export const idleScrypt: ScryptFunction = async (passphrase, salt, cost, signal) =>
+  (await idleScryptDetailed(passphrase, salt, cost, signal)).key;
+
+interface Derivation {
+  kek: Promise<CryptoKey>;
+  /** A background derivation not yet done: starts a normal-priority one that races it. */
+  hurry?: () => void;
+}
+
 /**
  * Derives passphrase key-encryption keys once per (passphrase, salt, parameters) within the process and
  * reuses them, so a run that unwraps a whole chain (whose backups share a salt) and wraps the next backup's
  * key derives once. Concurrent requests share one derivation.
+ *
+ * A backup asks for its key in the background: scrypt then runs at idle priority beside the data stream,
+ * which needs the key only for the manifest. Asking for the same key normally, or `hurry()`, starts a
+ * normal-priority derivation that races the idle one (it matters when other processes keep the CPUs busy).
  */
 export class KeyRing {
-  /** How many scrypt derivations this ring has started. */
+  /** How many keys this ring has started to derive (a hurried key counts once). */
   derivations = 0;
   readonly #scrypt: ScryptFunction;
-  readonly #keks = new Map<string, Promise<CryptoKey>>();
-  constructor(options: { scrypt?: ScryptFunction } = {}) {
+  readonly #idleScrypt: ScryptFunction;
+  readonly #keks = new Map<string, Derivation>();
+  constructor(options: { scrypt?: ScryptFunction; idleScrypt?: ScryptFunction } = {}) {
     this.#scrypt = options.scrypt ?? nodeScrypt;
+    this.#idleScrypt = options.idleScrypt ?? idleScrypt;
   }
 
-  /** The AES-256-GCM key-encryption key for a passphrase and scrypt parameters. */
-  passphraseKek(passphrase: string, kdf: ScryptParams): Promise<CryptoKey> {
+  /**
+   * The AES-256-GCM key-encryption key for a passphrase and scrypt parameters; derived at idle priority
+   * when `background` (see the class comment).
+   */
+  passphraseKek(
+    passphrase: string,
+    kdf: ScryptParams,
+    options: { background?: boolean } = {},
+  ): Promise<CryptoKey> {
     const secret = new TextEncoder().encode(passphrase);
     const id = [
       nodeCrypto.createHash("sha256").update(secret).digest("hex"),
@@ -265,19 +357,49 @@ export class KeyRing {
       kdf.p,
       kdf.salt,
     ].join(":");
-    let kek = this.#keks.get(id);
-    if (!kek) {
-      this.derivations++;
-      kek = this.#scrypt(secret, Buffer.from(kdf.salt, "base64"), kdf).then((bytes) =>
-        crypto.subtle.importKey("raw", bytes as Uint8Array<ArrayBuffer>, "AES-GCM", false, [
+    const known = this.#keks.get(id);
+    if (known) {
+      if (!options.background) known.hurry?.();
+      return known.kek;
+    }
+    this.derivations++;
+    const salt = Buffer.from(kdf.salt, "base64");
+    let bytes: Promise<Uint8Array>;
+    let hurry: (() => void) | undefined;
+    if (options.background) {
+      let urgent: Promise<Uint8Array> | undefined;
+      const derive = () => urgent ??= this.#scrypt(secret, salt, kdf);
+      const hurried = new Promise<Uint8Array>((resolve, reject) => {
+        hurry = () => derive().then(resolve, reject);
+      });
+      const stopIdle = new AbortController();
+      // An idle derivation that fails (no worker threads here) falls back to a normal one.
+      const idle = this.#idleScrypt(secret, salt, kdf, stopIdle.signal).catch(() => derive());
+      bytes = Promise.race([idle, hurried]);
+      bytes.catch(() => {}).finally(() => {
+        entry.hurry = undefined;
+        stopIdle.abort();
+      });
+    } else {
+      bytes = this.#scrypt(secret, salt, kdf);
+    }
+    const entry: Derivation = {
+      hurry,
+      kek: bytes.then((raw) =>
+        crypto.subtle.importKey("raw", raw as Uint8Array<ArrayBuffer>, "AES-GCM", false, [
           "encrypt",
           "decrypt",
         ])
-      );
-      this.#keks.set(id, kek);
-      kek.catch(() => this.#keks.delete(id));
-    }
-    return kek;
+      ),
+    };
+    this.#keks.set(id, entry);
+    entry.kek.catch(() => this.#keks.delete(id));
+    return entry.kek;
+  }
+
+  /** Hurries every background derivation still running (see the class comment). */
+  hurry(): void {
+    for (const entry of this.#keks.values()) entry.hurry?.();
   }
 
   /** Forgets every derived key. */
@@ -335,12 +457,15 @@ async function unseal(
 }
 
 /** Where a data key is wrapped to: a passphrase (optionally reusing a previous backup's `kdf`), or a recipient. */
-export type WrapTarget = { passphrase: string; kdf?: ScryptParams } | { recipient: string };
+export type WrapTarget = { passphrase: string; kdf?: ScryptParams; background?: boolean } | {
+  recipient: string;
+};
 
 /**
  * Wraps a backup's data key for its manifest. With a passphrase, pass the `kdf` of the series' previous
  * backup to reuse its salt and cost, so that one derivation serves the whole chain (the ring caches it).
  * A `kdf` cheaper than `DEFAULT_SCRYPT` (e.g. an altered manifest) is not reused: fresh parameters are made.
+ * `background` derives the passphrase key at idle priority (see `KeyRing`).
  */
 export async function wrapDataKey(
   key: DataKey,
@@ -356,7 +481,7 @@ export async function wrapDataKey(
       previous.N * previous.r * previous.p >= DEFAULT_SCRYPT.N * DEFAULT_SCRYPT.r * DEFAULT_SCRYPT.p &&
       previous.N >= DEFAULT_SCRYPT.N;
     const kdf = strong ? previous : newScryptParams();
-    const kek = await ring.passphraseKek(target.passphrase, kdf);
+    const kek = await ring.passphraseKek(target.passphrase, kdf, { background: target.background });
     return { scheme: "passphrase", version: 1, kdf, wrappedKey: await seal(kek, raw, passphraseAad(kdf)) };
   }
   const recipientKey = parseRecipient(target.recipient);

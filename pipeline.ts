@@ -713,7 +713,7 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
       created: idToIso(job.id),
       engine: job.engine.name,
       compression: job.compression,
-      encryption: job.keys ? await job.keys.manifest : null,
+      encryption: job.keys ? await job.keys.wrapped() : null,
       source: job.keys ? null : job.source,
       ...job.keys &&
         { sealedSource: await sealText(job.keys.dataKey, streamId(job.id, "manifest"), job.source) },

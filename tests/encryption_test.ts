@@ -23,6 +23,7 @@ import {
   type EncryptionInfo,
   generateDataKey,
   generateIdentity,
+  idleScryptDetailed,
   KeyRing,
   MissingKeyError,
   newScryptParams,
@@ -588,6 +589,113 @@ describe("passphrase wrapping", () => {
     }, ring);
     assert.ok(lowR.scheme === "passphrase");
     assert.notEqual(lowR.kdf.salt, weak.salt);
+  });
+});
+
+describe("background key derivation", () => {
+  const cost = { N: 1024, r: 8, p: 1 };
+  const secret = new TextEncoder().encode("pw");
+  const salt = new Uint8Array(16).fill(7);
+
+  it("derives on its own thread at the lowest priority, the same key as the thread pool", async () => {
+    const { key, priority } = await idleScryptDetailed(secret, salt, cost);
+    assert.deepEqual(key, await nodeScrypt(secret, salt, cost));
+    if (process.platform === "linux") assert.equal(priority, 19);
+    assert.equal(os.getPriority(), 0, "the process's own thread keeps its priority");
+  });
+
+  it("stops the thread when aborted", async () => {
+    const stop = new AbortController();
+    const pending = idleScryptDetailed(secret, salt, { N: 2 ** 20, r: 8, p: 1 }, stop.signal);
+    stop.abort();
+    await assert.rejects(pending, /stopped/);
+  });
+
+  it("passes on scrypt's own error (parameters it refuses)", async () => {
+    await assert.rejects(idleScryptDetailed(secret, salt, { N: 1000, r: 8, p: 1 }), /N|param|scrypt/i);
+  });
+
+  /**
+   * A ring whose idle derivation waits until `release` (or fails), counting both kinds of call; both run at
+   * 1/128 of the asked N, as `fastRing()` does, so that their keys match its keys.
+   */
+  function ringWithIdle(idleFails = false) {
+    const counts = { idle: 0, urgent: 0, idleAborted: 0 };
+    const fast = (c: { N: number; r: number; p: number }) => ({ ...c, N: Math.max(2, c.N / 128) });
+    let release!: () => void;
+    const idleScrypt: ScryptFunction = (passphrase, salt, cost, signal) => {
+      counts.idle++;
+      signal?.addEventListener("abort", () => counts.idleAborted++);
+      return new Promise((resolve, reject) => {
+        if (idleFails) reject(new Error("no threads"));
+        release = () => nodeScrypt(passphrase, salt, fast(cost)).then(resolve, reject);
+      });
+    };
+    const scrypt: ScryptFunction = (passphrase, salt, cost) => {
+      counts.urgent++;
+      return nodeScrypt(passphrase, salt, fast(cost));
+    };
+    return { ring: new KeyRing({ scrypt, idleScrypt }), counts, release: () => release() };
+  }
+
+  /** Whether two AES-GCM keys are the same key: one opens what the other sealed. */
+  async function sameKey(a: CryptoKey, b: CryptoKey): Promise<boolean> {
+    const iv = new Uint8Array(12);
+    const sealed = await crypto.subtle.encrypt({ name: "AES-GCM", iv }, a, new Uint8Array(64));
+    return await crypto.subtle.decrypt({ name: "AES-GCM", iv }, b, sealed).then(() => true, () => false);
+  }
+
+  it("uses the idle derivation when it finishes first, and starts no other", async () => {
+    const { ring, counts, release } = ringWithIdle();
+    const params = newScryptParams();
+    const kek = ring.passphraseKek("pw", params, { background: true });
+    release();
+    assert.equal(await ring.passphraseKek("pw", params, { background: true }), await kek);
+    ring.hurry(); // done: nothing left to hurry
+    assert.deepEqual({ ...counts }, { idle: 1, urgent: 0, idleAborted: 1 });
+    assert.equal(ring.derivations, 1);
+    assert.ok(await sameKey(await kek, await fastRing().passphraseKek("pw", params)));
+    assert.ok(!await sameKey(await kek, await fastRing().passphraseKek("pW", params)));
+  });
+
+  it("hurried, races a normal derivation and stops the idle one", async () => {
+    const { ring, counts } = ringWithIdle();
+    const params = newScryptParams();
+    const kek = ring.passphraseKek("pw", params, { background: true });
+    ring.hurry();
+    ring.hurry();
+    assert.ok(await sameKey(await kek, await fastRing().passphraseKek("pw", params)));
+    assert.deepEqual({ ...counts }, { idle: 1, urgent: 1, idleAborted: 1 });
+    assert.equal(ring.derivations, 1);
+  });
+
+  it("is hurried by an ordinary request for the same key (a restore or the next level)", async () => {
+    const { ring, counts } = ringWithIdle();
+    const params = newScryptParams();
+    const background = ring.passphraseKek("pw", params, { background: true });
+    const urgent = await ring.passphraseKek("pw", params);
+    assert.equal(await background, urgent);
+    assert.deepEqual({ ...counts }, { idle: 1, urgent: 1, idleAborted: 1 });
+  });
+
+  it("falls back to a normal derivation when the idle one fails", async () => {
+    const { ring, counts } = ringWithIdle(true);
+    const params = newScryptParams();
+    const kek = await ring.passphraseKek("pw", params, { background: true });
+    assert.deepEqual({ idle: counts.idle, urgent: counts.urgent }, { idle: 1, urgent: 1 });
+    assert.ok(await sameKey(kek, await fastRing().passphraseKek("pw", params)));
+  });
+
+  it("wraps a backup's key in the background, and the key opens with the passphrase", async () => {
+    const { ring, counts, release } = ringWithIdle();
+    const key = await generateDataKey();
+    const wrapping = wrapDataKey(key, { passphrase: "pw", background: true }, ring);
+    release();
+    const info = await wrapping;
+    assert.deepEqual({ idle: counts.idle, urgent: counts.urgent }, { idle: 1, urgent: 0 });
+    const back = await unwrapDataKey(info, { passphrase: "pw" }, "B", fastRing());
+    const sealed = await encryptBytes(key, "x", bytesOf(100));
+    assert.deepEqual(await decryptBytes(back, "x", sealed), bytesOf(100));
   });
 });
 
