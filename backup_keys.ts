@@ -50,8 +50,8 @@ export interface BackupKeys {
   stateKey: DataKey;
   /**
    * The wrapped keys for the manifest, which is written last. Wrapping to a passphrase runs scrypt (a third
-   * of a second or more of one CPU): it starts with the backup, at idle priority, so that it takes the CPU
-   * the backup leaves unused. Calling this hurries it (see `KeyRing`).
+   * of a second or more of one CPU): it starts with the backup, in a child process at idle priority, so
+   * that it takes the CPU the backup leaves unused. Calling this hurries it (see `KeyRing`).
    */
   wrapped(): Promise<ManifestEncryption>;
 }

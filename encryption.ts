@@ -14,11 +14,13 @@
  * @module
  */
 import nodeCrypto from "node:crypto";
-import { Worker } from "node:worker_threads";
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import fsp from "node:fs/promises";
 import { Buffer } from "node:buffer";
 import { FrostError, messageOf, UsageError } from "./errors.ts";
 import { concatBytes } from "./storage/storage.ts";
+import { KDF_CHILD_ARG, scryptMaxmem } from "./_kdf_child.ts";
 import {
   decryptorReleasesInput,
   decryptStream,
@@ -233,10 +235,6 @@ export type ScryptFunction = (
   signal?: AbortSignal,
 ) => Promise<Uint8Array>;
 
-function scryptMaxmem({ N, r, p }: { N: number; r: number; p: number }): number {
-  return 128 * r * (N + p + 2) + (1 << 20);
-}
-
 /** `node:crypto` scrypt on the thread pool, with `maxmem` sized to the parameters. */
 export const nodeScrypt: ScryptFunction = (passphrase, salt, cost) =>
   new Promise((resolve, reject) => {
@@ -247,30 +245,20 @@ export const nodeScrypt: ScryptFunction = (passphrase, salt, cost) =>
     });
   });
 
-// Lowers its own thread's priority (on Linux, setpriority with pid 0 applies to the calling thread only),
-// then derives. A failed setPriority (a system that refuses it) still derives, at normal priority.
-const IDLE_SCRYPT_SOURCE = `
-const { parentPort, workerData } = require("node:worker_threads");
-const os = require("node:os");
-const crypto = require("node:crypto");
-let priority = null;
-try {
-  os.setPriority(19);
-  priority = os.getPriority();
-} catch {}
-const { passphrase, salt, N, r, p, maxmem } = workerData;
-try {
-  const key = new Uint8Array(crypto.scryptSync(passphrase, salt, 32, { N, r, p, maxmem }));
-  parentPort.postMessage({ key, priority }, [key.buffer]);
-} catch (err) {
-  parentPort.postMessage({ error: String((err && err.message) || err) });
+/** How this program runs `_kdf_child.ts`: the built binary runs itself, Deno and Bun run the file. */
+function kdfChildCommand(): string[] {
+  const script = () => fileURLToPath(new URL("./_kdf_child.ts", import.meta.url));
+  if (process.versions.bun !== undefined) {
+    const builtBinary = import.meta.url.includes("/$bunfs/") || import.meta.url.includes("~BUN");
+    return builtBinary ? [process.execPath, KDF_CHILD_ARG] : [process.execPath, script()];
+  }
+  return [process.execPath, "run", "--quiet", "--no-config", "--allow-sys=setPriority,getPriority", script()];
 }
-`;
 
 /**
- * scrypt on a thread of its own at the lowest CPU priority (nice 19), so that it takes only the CPU the rest
- * of the process and the machine leave idle. Resolves with the key and the priority the thread ran at (null
- * when the system refused to lower it). Aborting `signal` stops the thread.
+ * scrypt in a child process at the lowest CPU priority (nice 19), so that it takes only the CPU the rest of
+ * frost and the machine leave idle (see `_kdf_child.ts`). Resolves with the key and the priority the child
+ * ran at (null when the system refused to lower it). Aborting `signal` kills the child.
  */
 export function idleScryptDetailed(
   passphrase: Uint8Array,
@@ -279,34 +267,51 @@ export function idleScryptDetailed(
   signal?: AbortSignal,
 ): Promise<{ key: Uint8Array; priority: number | null }> {
   return new Promise((resolve, reject) => {
-    const { N, r, p } = cost;
-    const worker = new Worker(IDLE_SCRYPT_SOURCE, {
-      eval: true,
-      workerData: { passphrase, salt, N, r, p, maxmem: scryptMaxmem(cost) },
-    });
-    // Each path settles the promise first: terminating emits "exit", which rejects only an unsettled one.
-    const stop = () => {
-      reject(new Error("Key derivation stopped"));
-      void worker.terminate();
-    };
-    if (signal?.aborted) return stop();
-    signal?.addEventListener("abort", stop, { once: true });
+    if (signal?.aborted) return reject(new Error("Key derivation stopped"));
+    const [command, ...args] = kdfChildCommand();
+    const child = spawn(command!, args, { stdio: ["pipe", "pipe", "ignore"] });
+    let settled = false;
     const settle = (how: () => void) => {
+      if (settled) return;
+      settled = true;
       signal?.removeEventListener("abort", stop);
       how();
-      void worker.terminate();
     };
-    worker.once(
-      "message",
-      (m: { key?: Uint8Array; priority: number | null; error?: string }) =>
-        settle(() => {
-          if (m.key) resolve({ key: m.key, priority: m.priority });
-          else reject(new Error(m.error ?? "scrypt failed"));
-        }),
-    );
-    worker.once("error", (err) => settle(() => reject(err)));
-    // A thread that ended without a word (killed, out of memory): a no-op after a key or an error.
-    worker.once("exit", (code) => reject(new Error(`Key derivation thread exited (${code})`)));
+    const stop = () => {
+      child.kill("SIGKILL");
+      settle(() => reject(new Error("Key derivation stopped")));
+    };
+    signal?.addEventListener("abort", stop, { once: true });
+    const out: Buffer[] = [];
+    child.stdout!.on("data", (chunk: Buffer) => out.push(chunk));
+    child.on("error", (err) => settle(() => reject(err)));
+    child.on("close", (code, killedBy) =>
+      settle(() => {
+        try {
+          const reply = JSON.parse(Buffer.concat(out).toString("utf8")) as {
+            key?: string;
+            priority?: number | null;
+            error?: string;
+          };
+          if (reply.key) {
+            return resolve({
+              key: new Uint8Array(Buffer.from(reply.key, "hex")),
+              priority: reply.priority ?? null,
+            });
+          }
+          reject(new Error(reply.error ?? "no key"));
+        } catch {
+          reject(
+            new Error(`Key derivation process ended (${killedBy ?? `exit code ${code}`}) without a key`),
+          );
+        }
+      }));
+    child.stdin!.on("error", () => {}); // a child that died early: reported by "close"
+    child.stdin!.end(JSON.stringify({
+      passphrase: Buffer.from(passphrase).toString("base64"),
+      salt: Buffer.from(salt).toString("base64"),
+      ...cost,
+    }));
   });
 }
 
@@ -325,8 +330,8 @@ interface Derivation {
  * reuses them, so a run that unwraps a whole chain (whose backups share a salt) and wraps the next backup's
  * key derives once. Concurrent requests share one derivation.
  *
- * A backup asks for its key in the background: scrypt then runs at idle priority beside the data stream,
- * which needs the key only for the manifest. Asking for the same key normally, or `hurry()`, starts a
+ * A backup asks for its key in the background: scrypt then runs at idle priority (a child process at nice
+ * 19, `idleScryptDetailed`) beside the data stream, which needs the key only for the manifest. Asking for the same key normally, or `hurry()`, starts a
  * normal-priority derivation that races the idle one (it matters when other processes keep the CPUs busy).
  */
 export class KeyRing {

@@ -19,6 +19,7 @@ import { unlockCommand } from "./commands/unlock.ts";
 import { StorageError } from "./storage/storage.ts";
 import { VERSION } from "./version.ts";
 import { Readable } from "node:stream";
+import { KDF_CHILD_ARG, runKdfChild } from "./_kdf_child.ts";
 
 const COMMANDS: Record<string, Command> = {
   backup: backupCommand,
@@ -59,6 +60,7 @@ export async function main(args: string[]): Promise<number> {
   const stdout = (line: string) => process.stdout.write(line + "\n");
   const stderr = (line: string) => process.stderr.write(line + "\n");
   const [first, ...rest] = args;
+  if (first === KDF_CHILD_ARG) return await runKdfChild(); // internal: see _kdf_child.ts
   if (first === undefined || first === "--help" || first === "-h" || first === "help") {
     (first === undefined ? stderr : stdout)(HELP);
     return first === undefined ? ExitCode.usage : ExitCode.ok;

@@ -25,7 +25,7 @@
  *     [--modes plain,passphrase,recipient] [--store DIR]      # DIR: e.g. a data set of bench/run.ts
  * ```
  * The passphrase mode includes the scrypt derivation (N = 2^17, r = 10: 0.3–0.6 s of one core) that a
- * passphrase backup runs alongside its data, on a thread at nice 19; the recipient mode has no KDF.
+ * passphrase backup runs alongside its data, in a child process at nice 19; the recipient mode has no KDF.
  * @module
  */
 import { Buffer } from "node:buffer";

@@ -229,6 +229,64 @@ describe("encrypted backups with a passphrase", () => {
   });
 });
 
+/** The children of `pid` whose command line matches `pattern`, with their nice values (Linux /proc). */
+function childrenOf(pid: number, pattern: RegExp): { pid: string; nice: number }[] {
+  const found: { pid: string; nice: number }[] = [];
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(fields[1]) !== pid) continue;
+      if (!pattern.test(fs.readFileSync(`/proc/${entry}/cmdline`, "utf8"))) continue;
+      found.push({ pid: entry, nice: Number(fields[16]) });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+describe("the passphrase key derivation", () => {
+  it("runs in a child process at nice 19 beside the backup, and the backup restores", {
+    skip: process.platform !== "linux",
+  }, async () => {
+    const work = tempDir("enc-kdf");
+    try {
+      const src = path.join(work, "src");
+      fs.mkdirSync(src);
+      fs.writeFileSync(path.join(src, "big.bin"), crypto.randomBytes(48 * 1024 * 1024));
+      const pass = path.join(work, "pass");
+      fs.writeFileSync(pass, "kdf child\n");
+      const common = ["--name", "kdf", "--storage", path.join(work, "store"), "--encrypt-pass-file", pass];
+      const seen = new Map<string, number>();
+      let polling = true;
+      const poll = async (pid: number) => {
+        while (polling) {
+          for (const c of childrenOf(pid, /__kdf|_kdf_child\.ts/)) {
+            seen.set(c.pid, Math.max(c.nice, seen.get(c.pid) ?? 0));
+          }
+          await sleepMs(5);
+        }
+      };
+      let polled: Promise<void> = Promise.resolve();
+      const r = await frost(["backup", src, ...common, "--compression", "none"], {
+        onSpawn: (child) => polled = poll(child.pid!),
+      });
+      polling = false;
+      await polled;
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(seen.size, 1, "one derivation child");
+      assert.deepEqual([...seen.values()], [19]);
+      const out = path.join(work, "out");
+      await ok(["restore", ...common, "--to", out]);
+      assertSameTree(src, out);
+    } finally {
+      cleanup(work);
+    }
+  });
+});
+
 describe("write-only backups encrypted to a recipient", () => {
   it("back up without the identity, across levels, and restore only with it", async () => {
     const work = tempDir("recipient");

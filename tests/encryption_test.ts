@@ -597,18 +597,42 @@ describe("background key derivation", () => {
   const secret = new TextEncoder().encode("pw");
   const salt = new Uint8Array(16).fill(7);
 
-  it("derives on its own thread at the lowest priority, the same key as the thread pool", async () => {
+  /** Pids of the key derivation children running now (Linux: from /proc). */
+  function kdfChildren(): string[] {
+    return fs.readdirSync("/proc").filter((pid) => {
+      try {
+        const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
+        return /^\d+$/.test(pid) && cmdline.includes("_kdf_child.ts");
+      } catch {
+        return false;
+      }
+    });
+  }
+
+  it("derives in a child process at the lowest priority, the same key as the thread pool", async () => {
     const { key, priority } = await idleScryptDetailed(secret, salt, cost);
     assert.deepEqual(key, await nodeScrypt(secret, salt, cost));
     if (process.platform === "linux") assert.equal(priority, 19);
-    assert.equal(os.getPriority(), 0, "the process's own thread keeps its priority");
+    assert.equal(os.getPriority(), 0, "frost itself keeps its priority");
   });
 
-  it("stops the thread when aborted", async () => {
+  it("kills the child when aborted", async () => {
     const stop = new AbortController();
+    const before = kdfChildren();
     const pending = idleScryptDetailed(secret, salt, { N: 2 ** 20, r: 8, p: 1 }, stop.signal);
+    if (process.platform === "linux") {
+      for (let i = 0; i < 100 && kdfChildren().length === before.length; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.equal(kdfChildren().length, before.length + 1, "the child runs");
+    }
     stop.abort();
     await assert.rejects(pending, /stopped/);
+    if (process.platform !== "linux") return;
+    for (let i = 0; i < 100 && kdfChildren().length > before.length; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.deepEqual(kdfChildren(), before, "the child is gone");
   });
 
   it("passes on scrypt's own error (parameters it refuses)", async () => {
