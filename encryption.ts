@@ -331,8 +331,9 @@ interface Derivation {
  * key derives once. Concurrent requests share one derivation.
  *
  * A backup asks for its key in the background: scrypt then runs at idle priority (a child process at nice
- * 19, `idleScryptDetailed`) beside the data stream, which needs the key only for the manifest. Asking for the same key normally, or `hurry()`, starts a
- * normal-priority derivation that races the idle one (it matters when other processes keep the CPUs busy).
+ * 19, `idleScryptDetailed`) beside the data stream, which needs the key only for the manifest. Asking for
+ * the same key normally, or `hurry()`, starts a normal-priority derivation that races the idle one (it
+ * matters when other processes keep the CPUs busy).
  */
 export class KeyRing {
   /** How many keys this ring has started to derive (a hurried key counts once). */
@@ -378,7 +379,7 @@ export class KeyRing {
         hurry = () => derive().then(resolve, reject);
       });
       const stopIdle = new AbortController();
-      // An idle derivation that fails (no worker threads here) falls back to a normal one.
+      // An idle derivation that fails (no child process here) falls back to a normal one.
       const idle = this.#idleScrypt(secret, salt, kdf, stopIdle.signal).catch(() => derive());
       bytes = Promise.race([idle, hurried]);
       bytes.catch(() => {}).finally(() => {
