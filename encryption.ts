@@ -256,16 +256,18 @@ function kdfChildCommand(): string[] {
 }
 
 /**
- * scrypt in a child process at the lowest CPU priority (nice 19), so that it takes only the CPU the rest of
- * frost and the machine leave idle (see `_kdf_child.ts`). Resolves with the key and the priority the child
- * ran at (null when the system refused to lower it). Aborting `signal` kills the child.
+ * scrypt in a child process (see `_kdf_child.ts`) at the CPU priority `nice` (19, the lowest, for a
+ * derivation that should take only the CPU the rest of frost and the machine leave idle). Resolves with the
+ * key and the priority the child ran at (null when the system refused to change it). Aborting `signal`
+ * kills the child.
  */
-export function idleScryptDetailed(
+export function childScryptDetailed(
   passphrase: Uint8Array,
   salt: Uint8Array,
   cost: { N: number; r: number; p: number },
-  signal?: AbortSignal,
+  options: { nice?: number; signal?: AbortSignal } = {},
 ): Promise<{ key: Uint8Array; priority: number | null }> {
+  const signal = options.signal;
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(new Error("Key derivation stopped"));
     const [command, ...args] = kdfChildCommand();
@@ -311,13 +313,27 @@ export function idleScryptDetailed(
       passphrase: Buffer.from(passphrase).toString("base64"),
       salt: Buffer.from(salt).toString("base64"),
       ...cost,
+      nice: options.nice ?? 0,
     }));
   });
 }
 
-/** `idleScryptDetailed`'s key alone. */
+/**
+ * scrypt in a child process at normal priority, so that its memory stays out of frost's; in frost itself
+ * (`nodeScrypt`) when no child can run.
+ */
+export const childScrypt: ScryptFunction = (passphrase, salt, cost, signal) =>
+  childScryptDetailed(passphrase, salt, cost, { signal }).then(
+    (derived) => derived.key,
+    (err) => {
+      if (signal?.aborted) throw err;
+      return nodeScrypt(passphrase, salt, cost);
+    },
+  );
+
+/** scrypt in a child process at nice 19 (see `childScryptDetailed`). */
 export const idleScrypt: ScryptFunction = async (passphrase, salt, cost, signal) =>
-  (await idleScryptDetailed(passphrase, salt, cost, signal)).key;
+  (await childScryptDetailed(passphrase, salt, cost, { nice: 19, signal })).key;
 
 interface Derivation {
   kek: Promise<CryptoKey>;
@@ -330,10 +346,10 @@ interface Derivation {
  * reuses them, so a run that unwraps a whole chain (whose backups share a salt) and wraps the next backup's
  * key derives once. Concurrent requests share one derivation.
  *
- * A backup asks for its key in the background: scrypt then runs at idle priority (a child process at nice
- * 19, `idleScryptDetailed`) beside the data stream, which needs the key only for the manifest. Asking for
- * the same key normally, or `hurry()`, starts a normal-priority derivation that races the idle one (it
- * matters when other processes keep the CPUs busy).
+ * Derivations run in a child process (`childScrypt`), so that scrypt's memory stays out of frost's. A backup
+ * asks for its key in the background: scrypt then runs at nice 19 (`idleScrypt`) beside the data stream,
+ * which needs the key only for the manifest. Asking for the same key normally, or `hurry()`, starts a
+ * normal-priority derivation that races the idle one (it matters when other processes keep the CPUs busy).
  */
 export class KeyRing {
   /** How many keys this ring has started to derive (a hurried key counts once). */
@@ -342,7 +358,7 @@ export class KeyRing {
   readonly #idleScrypt: ScryptFunction;
   readonly #keks = new Map<string, Derivation>();
   constructor(options: { scrypt?: ScryptFunction; idleScrypt?: ScryptFunction } = {}) {
-    this.#scrypt = options.scrypt ?? nodeScrypt;
+    this.#scrypt = options.scrypt ?? childScrypt;
     this.#idleScrypt = options.idleScrypt ?? idleScrypt;
   }
 

@@ -12,6 +12,8 @@ import os from "node:os";
 import path from "node:path";
 import {
   checkEncryptionInfo,
+  childScrypt,
+  childScryptDetailed,
   createDecryptor,
   createEncryptor,
   DataKey,
@@ -23,7 +25,6 @@ import {
   type EncryptionInfo,
   generateDataKey,
   generateIdentity,
-  idleScryptDetailed,
   KeyRing,
   MissingKeyError,
   newScryptParams,
@@ -610,16 +611,24 @@ describe("background key derivation", () => {
   }
 
   it("derives in a child process at the lowest priority, the same key as the thread pool", async () => {
-    const { key, priority } = await idleScryptDetailed(secret, salt, cost);
+    const own = os.getPriority();
+    const { key, priority } = await childScryptDetailed(secret, salt, cost, { nice: 19 });
     assert.deepEqual(key, await nodeScrypt(secret, salt, cost));
     if (process.platform === "linux") assert.equal(priority, 19);
-    assert.equal(os.getPriority(), 0, "frost itself keeps its priority");
+    assert.equal(os.getPriority(), own, "frost itself keeps its priority");
+  });
+
+  it("derives in a child process at normal priority by default, the same key", async () => {
+    const { key, priority } = await childScryptDetailed(secret, salt, cost);
+    assert.deepEqual(key, await nodeScrypt(secret, salt, cost));
+    if (process.platform === "linux") assert.equal(priority, os.getPriority(), "frost's own priority");
+    assert.deepEqual(await childScrypt(secret, salt, cost), key);
   });
 
   it("kills the child when aborted", async () => {
     const stop = new AbortController();
     const before = kdfChildren();
-    const pending = idleScryptDetailed(secret, salt, { N: 2 ** 20, r: 8, p: 1 }, stop.signal);
+    const pending = childScryptDetailed(secret, salt, { N: 2 ** 20, r: 8, p: 1 }, { signal: stop.signal });
     if (process.platform === "linux") {
       for (let i = 0; i < 100 && kdfChildren().length === before.length; i++) {
         await new Promise((resolve) => setTimeout(resolve, 20));
@@ -636,7 +645,7 @@ describe("background key derivation", () => {
   });
 
   it("passes on scrypt's own error (parameters it refuses)", async () => {
-    await assert.rejects(idleScryptDetailed(secret, salt, { N: 1000, r: 8, p: 1 }), /N|param|scrypt/i);
+    await assert.rejects(childScryptDetailed(secret, salt, { N: 1000, r: 8, p: 1 }), /N|param|scrypt/i);
   });
 
   /**
