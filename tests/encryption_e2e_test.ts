@@ -6,6 +6,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { cleanup, copyTree, frost, makeHostileTree, tempDir } from "./_cli.ts";
 import { assertSameTree } from "./_tree.ts";
@@ -276,8 +277,11 @@ describe("the passphrase key derivation", () => {
       polling = false;
       await polled;
       assert.equal(r.code, 0, r.stderr);
-      assert.equal(seen.size, 1, "one derivation child");
-      assert.deepEqual([...seen.values()], [19]);
+      // One child at nice 19; a loaded machine may finish the data first, and the manifest then hurries the
+      // key with a second child at frost's own priority.
+      const nices = [...seen.values()].sort((a, b) => a - b);
+      assert.ok(nices.length === 1 || nices.length === 2, `derivation children: ${nices}`);
+      assert.deepEqual(nices, nices.length === 1 ? [19] : [os.getPriority(), 19].sort((a, b) => a - b));
       const out = path.join(work, "out");
       await ok(["restore", ...common, "--to", out]);
       assertSameTree(src, out);
