@@ -151,11 +151,12 @@ export function decodeManifest(bytes: Uint8Array, where: string): Manifest {
 export async function listSeries(storage: Storage): Promise<string[]> {
   const series: string[] = [];
   for await (const folder of storage.listFolders("")) {
-    let committed = false;
     for await (const info of storage.list(manifestsPrefix(folder))) {
-      committed ||= /^[^/]+\/manifests\/[^/]+\.json$/.test(info.key);
+      if (/^[^/]+\/manifests\/[^/]+\.json$/.test(info.key)) {
+        series.push(folder); // one manifest is enough: the rest of the listing is not read
+        break;
+      }
     }
-    if (committed) series.push(folder);
   }
   return series.sort();
 }
