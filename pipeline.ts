@@ -954,12 +954,15 @@ export interface RestoreJob {
 export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
   const total: RestoreStats = { files: 0, bytes: 0, deleted: 0 };
   let read = 0;
+  // Each level hands the next what the chain held, so that only the chain's own deletions are replayed.
+  const memo = new Map<string, unknown>();
   for (const manifest of job.chain) {
     const engine = job.engines(manifest.engine);
     let last: Progress = { files: 0, bytes: 0 };
     const key = job.keys?.get(manifest.id) ?? null;
     const run = engine.restore(job.target, {
       select: job.select,
+      memo,
       signal: job.signal,
       // zstd output buffers are handed back and filled again; encrypted streams are left out too (not checked
       // for reuse), so chunks are kept (written behind) only for unencrypted none/gzip data.

@@ -6,6 +6,7 @@ import fs from "node:fs";
 import {
   absolute,
   type Command,
+  type CommandContext,
   hostnameOption,
   intOption,
   KEY_OPTIONS,
@@ -33,6 +34,8 @@ import { cacheDir, kdfOf, newBackupKeys, stateKeyOf } from "../backup_keys.ts";
 import { VERSION } from "../version.ts";
 import type { Warning } from "../engines/engine.ts";
 import { acquireLock, type Lock, releaseAndClose } from "../lock.ts";
+import { globEscape } from "../engines/_fs_common.ts";
+import { inside, localStoragePaths, realPath } from "./_local_storage.ts";
 
 const USAGE = `Usage: frost backup SOURCE --name NAME [options]
        frost backup --stdin --name NAME [options]        (e.g. pg_dump db | frost backup --stdin --name db)
@@ -138,6 +141,7 @@ export const backupCommand: Command = {
     const source = fromStdin ? "-" : absolute(positionals[0]!);
     // Checked now, and again after a --pre-command (which may make it).
     if (values["pre-command"] === undefined && !fromStdin) checkSource(source);
+    const exclude = [...values.exclude ?? [], ...storagesLeftOut(source, fromStdin, values.storage, ctx)];
     const keyOpts = await keyOptions(values);
     if (keyOpts.passphrase !== undefined && keyOpts.recipient !== undefined) {
       throw new UsageError(
@@ -224,7 +228,7 @@ export const backupCommand: Command = {
         compression,
         segmentSize,
         queueSize,
-        exclude: values.exclude,
+        exclude,
         crossFileSystems: values["cross-file-systems"],
         signal: lock.signal,
         frostVersion: VERSION,
@@ -299,4 +303,35 @@ function checkSource(source: string): void {
   if (!st.isDirectory() && !st.isFile()) {
     throw new FrostError(`Cannot back up "${source}": not a directory or regular file`);
   }
+}
+
+/**
+ * Exclude patterns for the local storage folders that lie inside the source (each said in a notice): a
+ * backup never backs up its own storage. A source that is a storage folder, or lies inside one, is refused.
+ */
+function storagesLeftOut(
+  source: string,
+  fromStdin: boolean,
+  storages: string[] | undefined,
+  ctx: CommandContext,
+): string[] {
+  if (fromStdin) return [];
+  const real = realPath(source);
+  const out: string[] = [];
+  for (const store of localStoragePaths(storages)) {
+    if (inside(real, store) !== undefined) {
+      throw new UsageError(
+        `Cannot back up "${source}": it is ${
+          real === store ? "the storage folder" : `inside the storage folder "${store}"`
+        } (back up another folder, or use another --storage)`,
+      );
+    }
+    const rel = inside(store, real);
+    if (rel === undefined) continue;
+    ctx.stderr(
+      `frost: notice: the storage folder "${store}" lies inside the source: it is left out of the backup`,
+    );
+    out.push("/" + globEscape(rel) + "/");
+  }
+  return out;
 }

@@ -51,7 +51,7 @@ Options:
   --name NAME            Freezer's --backup-name (required for restore)
   --to DIR               restore target; created if missing, must be empty unless --overwrite
   --date T               restore the state at T (ISO 8601, local time unless a zone is given)
-  --overwrite            restore into a non-empty DIR
+  --overwrite            restore into a non-empty DIR: what the backup holds is replaced, the rest kept
   --encrypt-pass-file F  Freezer's --encrypt-pass-file (openssl's password: the first line of F)
   --json                 list: a JSON array; restore: a one-object summary
   -h, --help             this help
@@ -203,8 +203,11 @@ async function restore(ctx: CommandContext, values: Values): Promise<number> {
     const total: RestoreStats = { files: 0, bytes: 0, deleted: 0 };
     let read = 0;
     let warnings = 0;
+    // Each level hands the next what the chain held: only the chain's own deletions replay.
+    const memo = new Map<string, unknown>();
     for (const { backup, keys, key } of plans) {
       const run = tarRestore(target, {
+        memo,
         signal: ctx.signal,
         onProgress: (p) =>
           progress.update(() =>

@@ -3,6 +3,7 @@
  * @module
  */
 import fs from "node:fs";
+import path from "node:path";
 import {
   absolute,
   type Command,
@@ -25,7 +26,10 @@ import { formatBytes, parseDate } from "../units.ts";
 import { readState, runRestore } from "../pipeline.ts";
 import { engineForBackup } from "../engines/registry.ts";
 import { chainDataKeys, stateKeyOf } from "../backup_keys.ts";
-import { type IncludeSelector, includeSelector } from "../engines/_fs_common.ts";
+import { type IncludeSelector, includeSelector, keepingSelect } from "../engines/_fs_common.ts";
+import { type Deletion, planRestore, pruneTarget, type RestorePlan } from "./_restore_plan.ts";
+import { inside, localStoragePaths, realPath } from "./_local_storage.ts";
+import type { KeyOptions } from "../backup_keys.ts";
 import type { StateEntry } from "../engines/engine.ts";
 import { STDIN_ENGINE, stdinEngine } from "../engines/stdin.ts";
 import type { Storage } from "../storage/storage.ts";
@@ -42,10 +46,14 @@ Options:
   --name NAME            backup name (required)
   --to DIR               target directory; created if missing, must be empty unless --overwrite
   --date T               ISO 8601 date/time (local time unless a zone is given), e.g. 2026-11-20T10:00
-  --overwrite            restore into a non-empty DIR, replacing what the backup holds
+  --overwrite            restore into a non-empty DIR: what the backup holds is replaced, everything
+                         else is kept (only the chain's own deletions replay: what an earlier level of
+                         the chain held and the restored point lacks)
+  --delete               with --overwrite: make DIR an exact mirror of the backup point (within the
+                         --include patterns), deleting what the backup does not hold, like rsync --delete
   --include PATTERN      restore only matching paths and what is below them (repeatable): paths as
                          "frost ls" shows them, globs * ? [..] ** allowed, e.g. etc/nginx 'etc/ssl/**'
-  --dry-run              list what would be written into DIR, with sizes; write nothing
+  --dry-run              list what would be created, replaced and deleted in DIR; write nothing
   --plan                 show the objects and bytes the restore would read (no --to needed)
   --stdout               write a --stdin backup to standard output instead of a file in DIR
   --queue-size N         segments downloaded at once from a remote storage (default 2)
@@ -66,6 +74,7 @@ export const restoreCommand: Command = {
       to: { type: "string" },
       date: { type: "string" },
       overwrite: { type: "boolean" },
+      delete: { type: "boolean" },
       include: { type: "string", multiple: true },
       "dry-run": { type: "boolean" },
       plan: { type: "boolean" },
@@ -94,7 +103,30 @@ export const restoreCommand: Command = {
     if (toStdout && values.to !== undefined) throw new UsageError("Choose one of --to DIR and --stdout");
     if (toStdout && dryRun) throw new UsageError("--dry-run lists what would be written into --to DIR");
     if (!plan && !toStdout && values.to === undefined) throw new UsageError("frost restore needs --to DIR");
+    const mirror = values.delete ?? false;
+    if (mirror && !(values.overwrite ?? false)) {
+      throw new UsageError(
+        "--delete deletes what the backup does not hold in --to DIR: it needs --overwrite",
+      );
+    }
+    if (mirror && (toStdout || plan)) throw new UsageError("--delete applies to a restore into --to DIR");
     const target = values.to === undefined ? undefined : absolute(values.to);
+    // A restore never writes into a local storage folder, nor removes one that lies inside its target.
+    const kept: string[] = [];
+    if (target !== undefined) {
+      const real = realPath(target);
+      for (const store of localStoragePaths(values.storage)) {
+        if (inside(real, store) !== undefined) {
+          throw new UsageError(
+            `Cannot restore into "${target}": it is ${
+              real === store ? "the storage folder" : `inside the storage folder "${store}"`
+            } (restore into another folder)`,
+          );
+        }
+        const rel = inside(store, real);
+        if (rel !== undefined) kept.push(rel);
+      }
+    }
     const at = values.date === undefined ? undefined : parseDate(values.date);
     const queueSize = intOption(values["queue-size"], "--queue-size", 1)!;
 
@@ -124,7 +156,7 @@ export const restoreCommand: Command = {
       );
       const selector = patterns.length > 0 ? includeSelector(patterns) : undefined;
       let entries: StateEntry[] | undefined;
-      if (selector || dryRun || newest.engine === STDIN_ENGINE) {
+      if (!toStdout || selector || newest.engine === STDIN_ENGINE) {
         const stateKey = await stateKeyOf(newest.id, newest.encryption, keyOpts);
         if (stateKey === "unavailable") {
           throw new FrostError(`Cannot read the state of ${series} ${newest.id}: no key for it was given`);
@@ -149,9 +181,38 @@ export const restoreCommand: Command = {
           })
           : engineForBackup(engine);
 
+      // What the restore does to a target that holds something already (nothing, for a new or empty one).
+      let restorePlan: RestorePlan | undefined;
+      const select = keepingSelect(selector ? (p, isDir) => selector.select(p, isDir) : undefined, kept);
+      if (target !== undefined) {
+        const busy = checkTarget(target, values.overwrite ?? false) && fs.readdirSync(target).length > 0;
+        for (const k of kept) {
+          ctx.stderr(
+            `frost: notice: the storage folder "${
+              path.join(target, k)
+            }" lies inside the target: it is left as it is`,
+          );
+        }
+        const point = kept.length > 0
+          ? entries!.filter((e) => select!(e.path, e.type === "dir") !== "out")
+          : entries!;
+        const earlier = busy && !mirror
+          ? await earlierPaths(storage, chain, keyOpts, selector, ctx.signal)
+          : [];
+        restorePlan = planRestore({ target, entries: point, earlier, mirror, select });
+        entries = point;
+      }
       if (dryRun) {
-        checkTarget(target!, values.overwrite ?? false);
-        return printDryRun(ctx, series, chain, target!, entries!, selector, values.json ?? false);
+        return printDryRun(
+          ctx,
+          series,
+          chain,
+          target!,
+          entries!,
+          selector,
+          restorePlan!,
+          values.json ?? false,
+        );
       }
       if (target !== undefined) prepareTarget(target, values.overwrite ?? false);
 
@@ -166,7 +227,7 @@ export const restoreCommand: Command = {
         keys,
         target: target ?? process.cwd(),
         queueSize,
-        select: selector ? (p, isDir) => selector.select(p, isDir) : undefined,
+        select,
         signal: ctx.signal,
         onProgress: (p) =>
           progress.update(() => {
@@ -183,6 +244,10 @@ export const restoreCommand: Command = {
         },
       });
       progress.clear();
+      if (mirror) pruneTarget(target!, entries!, select);
+      const created = restorePlan?.created ?? stats.files;
+      const replaced = restorePlan?.replaced.size ?? 0;
+      const deleted = restorePlan?.deleted.length ?? 0;
       const seconds = Math.round(performance.now() - started) / 1000;
       const where = target ?? "standard output";
       // With --stdout the summary goes to stderr: stdout carries the restored bytes.
@@ -195,7 +260,9 @@ export const restoreCommand: Command = {
           target: where,
           files: stats.files,
           bytes: stats.bytes,
-          deleted: stats.deleted,
+          created,
+          replaced,
+          deleted,
           seconds,
           warnings,
         }));
@@ -203,9 +270,9 @@ export const restoreCommand: Command = {
         say(
           `Restored ${series} ${newest.id} (level ${newest.level}, ${chain.length} backup${
             chain.length === 1 ? "" : "s"
-          } applied) into ${where}: ${stats.files} entries, ${formatBytes(stats.bytes)} in ${
-            seconds.toFixed(1)
-          } s`,
+          } applied) into ${where}: ${created} created, ${replaced} replaced, ${deleted} deleted, ${
+            formatBytes(stats.bytes)
+          } written in ${seconds.toFixed(1)} s`,
         );
       }
       return warnings > 0 ? ExitCode.warnings : ExitCode.ok;
@@ -257,7 +324,10 @@ const TYPE_CHARS: Record<StateEntry["type"], string> = {
   block: "b",
 };
 
-/** `restore --dry-run`: what the restore would write, with sizes. */
+/**
+ * `restore --dry-run`: what the restore would do, with sizes: each entry it writes (created, or replacing
+ * what the target has there) and each existing entry it deletes.
+ */
 function printDryRun(
   ctx: CommandContext,
   series: string,
@@ -265,6 +335,7 @@ function printDryRun(
   target: string,
   entries: readonly StateEntry[],
   selector: IncludeSelector | undefined,
+  plan: RestorePlan,
   json: boolean,
 ): number {
   const newest = chain[chain.length - 1]!;
@@ -272,29 +343,70 @@ function printDryRun(
   const shown = entries.filter((e) => e.path !== "" || !selector);
   const files = shown.filter((e) => e.type === "file");
   const bytes = files.reduce((n, e) => n + e.size, 0);
+  const action = (e: StateEntry) => e.path === "" ? "keep" : plan.replaced.has(e.path) ? "replace" : "create";
   if (json) {
     ctx.stdout(JSON.stringify({
       id: newest.id,
       level: newest.level,
       chain: chain.map((m) => m.id),
       target,
-      entries: shown.map((e) => ({ path: e.path === "" ? "." : e.path, type: e.type, size: e.size })),
+      entries: shown.map((e) => ({
+        path: e.path === "" ? "." : e.path,
+        type: e.type,
+        size: e.size,
+        action: action(e),
+      })),
+      deletions: plan.deleted,
       files: files.length,
       bytes,
+      created: plan.created,
+      replaced: plan.replaced.size,
+      deleted: plan.deleted.length,
     }));
     return ExitCode.ok;
   }
   for (const e of shown) {
-    ctx.stdout(`${TYPE_CHARS[e.type]} ${String(e.size).padStart(12)} ${e.path === "" ? "." : e.path}`);
+    ctx.stdout(
+      `${action(e).padEnd(7)} ${TYPE_CHARS[e.type]} ${String(e.size).padStart(12)} ${
+        e.path === "" ? "." : e.path
+      }`,
+    );
+  }
+  for (const d of plan.deleted) {
+    ctx.stdout(`${"delete".padEnd(7)} ${DELETED_CHARS[d.type]} ${"".padStart(12)} ${d.path}`);
   }
   ctx.stdout(
     `Would restore ${series} ${newest.id} (level ${newest.level}, ${chain.length} backup${
       chain.length === 1 ? "" : "s"
-    }) into ${target}: ${shown.length} entries, ${files.length} files, ${
+    }) into ${target}: ${plan.created} created, ${plan.replaced.size} replaced, ${plan.deleted.length} deleted, ${
       formatBytes(bytes)
-    } (dry run: nothing written)`,
+    } in ${files.length} files (dry run: nothing written)`,
   );
   return ExitCode.ok;
+}
+
+const DELETED_CHARS: Record<Deletion["type"], string> = { dir: "d", file: "-", symlink: "l", other: "?" };
+
+/**
+ * The paths that the earlier levels of the chain held (selected ones): the chain's own deletions replay for
+ * these, and only these, when restoring into a target that holds something already.
+ */
+async function earlierPaths(
+  storage: Storage,
+  chain: readonly Manifest[],
+  keyOpts: KeyOptions,
+  selector: IncludeSelector | undefined,
+  signal: AbortSignal,
+): Promise<Set<string>> {
+  const out = new Set<string>();
+  for (const m of chain.slice(0, -1)) {
+    const key = await stateKeyOf(m.id, m.encryption, keyOpts);
+    if (key === "unavailable") {
+      throw new FrostError(`Cannot read the state of ${m.id}: no key for it was given`);
+    }
+    for (const e of await listEntries(storage, m, key, selector, signal)) out.add(e.path);
+  }
+  return out;
 }
 
 /** `restore --plan`: the objects a restore of this point reads, and their bytes. */

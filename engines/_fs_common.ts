@@ -41,8 +41,9 @@ export function count(s: string, ch: string): number {
 
 /**
  * Builds the exclude test: picomatch globs with `dot: true`; a pattern without `/` matches any entry's
- * name, one with `/` the path below the source (a leading `./` or `/` is ignored); a trailing `/` limits
- * a pattern to directories.
+ * name, one with `/` the path below the source (as in .gitignore, a leading `/` anchors a one-part pattern
+ * there: `/tmp` is the source's `tmp` only, `tmp` any entry so named; a leading `./` is the same); a
+ * trailing `/` limits a pattern to directories.
  */
 export function excludeMatcher(
   patterns: readonly string[],
@@ -53,13 +54,16 @@ export function excludeMatcher(
   const dirFull: string[] = [];
   for (const raw of patterns) {
     let p = raw;
-    while (p.startsWith("./")) p = p.slice(2);
-    while (p.startsWith("/")) p = p.slice(1);
+    let anchored = false;
+    while (p.startsWith("./") || p.startsWith("/")) {
+      p = p.slice(p.startsWith("/") ? 1 : 2);
+      anchored = true;
+    }
     // A trailing "/" matches directories only, as in .gitignore.
     const dirOnly = p.length > 1 && p.endsWith("/");
     if (dirOnly) p = p.replace(/\/+$/, "");
     if (p === "") continue;
-    (p.includes("/") ? (dirOnly ? dirFull : full) : (dirOnly ? dirBase : base)).push(p);
+    (anchored || p.includes("/") ? (dirOnly ? dirFull : full) : (dirOnly ? dirBase : base)).push(p);
   }
   const compile = (list: string[]) => list.length > 0 ? picomatch(list, { dot: true }) : undefined;
   const b = compile(base);
@@ -70,6 +74,33 @@ export function excludeMatcher(
   return (rel, name, isDir) =>
     (b?.(name) ?? false) || (f?.(rel) ?? false) ||
     (isDir && ((db?.(name) ?? false) || (df?.(rel) ?? false)));
+}
+
+/** `literal` as a glob that matches exactly that path (picomatch's special characters escaped). */
+export function globEscape(literal: string): string {
+  return literal.replace(/[\\*?[\]{}()!+@|^$]/g, (c) => "\\" + c);
+}
+
+/**
+ * A restore's path test that also keeps `kept` (paths relative to the target, e.g. a storage folder that
+ * lies inside it) as they are: a kept path and everything below it is "out" (never written, replaced or
+ * removed), a directory above one is "parent" at most (restored, but never removed or replaced as a
+ * whole). `select` is the partial restore's own test, if any.
+ */
+export function keepingSelect(
+  select: ((path: string, isDir: boolean) => Selection) | undefined,
+  kept: readonly string[],
+): ((path: string, isDir: boolean) => Selection) | undefined {
+  if (kept.length === 0) return select;
+  return (path, isDir) => {
+    for (const k of kept) {
+      if (path === k || path.startsWith(k + "/") || k === "") return "out";
+    }
+    const s = select ? select(path, isDir) : "in";
+    if (s !== "in" || !isDir) return s;
+    for (const k of kept) if (path === "" || k.startsWith(path + "/")) return "parent";
+    return s;
+  };
 }
 
 /** A partial restore's path test, built from `--include` patterns by {@linkcode includeSelector}. */

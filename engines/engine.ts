@@ -102,6 +102,14 @@ export interface RestoreOptions {
   onProgress?: (progress: Progress) => void;
   onWarning?: (warning: Warning) => void;
   /**
+   * What one restore run hands from each member of its chain to the next (created empty by the caller,
+   * once per run, and given to every member's restore, oldest first). An engine keeps there what the next
+   * level needs to tell the chain's own deletions from entries the backup never held (the tar engine: the
+   * previous level's directory listings). Without it every member is applied as the first of its chain:
+   * nothing is deleted.
+   */
+  memo?: Map<string, unknown>;
+  /**
    * The writer never reuses a chunk it has written into the restore's stream: the restore may keep chunks
    * after their `write()` resolved (the tar engine then writes large file data in the background).
    */

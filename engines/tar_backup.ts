@@ -29,8 +29,8 @@
  *   devices are left out with a warning, and are absent from the dumpdir.
  * - Mount points below the source are stored as empty directories unless `crossFileSystems`.
  * - `exclude` takes picomatch globs (with `dot: true`): a pattern without `/` matches any entry's name,
- *   one with `/` the path below the source (a leading `./` or `/` is ignored); a trailing `/` limits a
- *   pattern to directories. Excluded entries are absent (from dumpdirs too); excluded directories are not
+ *   one with `/` the path below the source (a leading `/` or `./` anchors it there); a trailing `/` limits
+ *   a pattern to directories. Excluded entries are absent (from dumpdirs too); excluded directories are not
  *   descended into.
  * - Names that are not valid UTF-8 cannot be read through `node:fs` strings: they are left out with a
  *   warning.

@@ -74,6 +74,9 @@ export function tarRestore(target: string, options: RestoreOptions = {}): Restor
   return { ...run, releasesChunks: true };
 }
 
+/** The key of `RestoreOptions.memo` under which a level hands its directory listings to the next. */
+const LISTINGS = "tar.listings";
+
 /** Smallest chunk written in the background (`Applier.writeBehind`); smaller ones are not worth the hop. */
 const BEHIND_MIN = 64 * 1024;
 /** Bytes written in the background at most at once: beyond, the stream waits for the oldest write. */
@@ -99,6 +102,7 @@ class Applier implements TarHandler {
     this.#t = new RestoreTarget(root, options);
     this.#options = options;
     this.#n = new RestoreTally(options);
+    this.#previous = options.memo?.get(LISTINGS) as Map<string, Uint8Array> | undefined;
   }
 
   entry(e: TarEntry): boolean {
@@ -232,6 +236,7 @@ class Applier implements TarHandler {
 
   /** Applies directory owners, modes and times, deepest first, and returns the totals. */
   finish(): RestoreStats {
+    this.#options.memo?.set(LISTINGS, this.#listings);
     const dirs = [...this.#t.fixups.entries()].sort((a, b) => b[1].depth - a[1].depth);
     for (const [rel, fix] of dirs) {
       try {
@@ -278,8 +283,14 @@ class Applier implements TarHandler {
     return true;
   }
 
+  /** This level's directory listings (dumpdirs) by path, handed to the next level through `options.memo`. */
+  #listings = new Map<string, Uint8Array>();
+  /** The previous level's listings: what the chain held there (undefined for the first member of a chain). */
+  #previous: Map<string, Uint8Array> | undefined;
+
   #dir(e: TarEntry, rel: string): void {
     const existed = this.#t.dir(rel, e.name);
+    if (e.dumpdir) this.#listings.set(rel, e.dumpdir);
     if (existed && e.dumpdir) this.#purge(rel, this.#t.abs(rel), e);
     this.#fixup(e, rel);
   }
@@ -289,6 +300,7 @@ class Applier implements TarHandler {
    * (its attributes are then applied at the end); deletions inside it reach selected entries only.
    */
   #parentDir(e: TarEntry, rel: string): void {
+    if (e.dumpdir) this.#listings.set(rel, e.dumpdir);
     if (e.dumpdir && this.#t.parentsSafe(rel)) {
       const abs = this.#t.abs(rel);
       if (fs.lstatSync(abs, { throwIfNoEntry: false })?.isDirectory()) this.#purge(rel, abs, e);
@@ -339,7 +351,10 @@ class Applier implements TarHandler {
 
   /**
    * Replays a GNU dumpdir on an existing directory: first the renames it records (R/T pairs, X for a
-   * temporary name), then removes every child that the source no longer had, as GNU tar does.
+   * temporary name), then removes the chain's own deletions: each child that the previous level's listing
+   * of this directory held and this one lacks (or holds as another kind). Unlike GNU tar, what the chain
+   * never held stays: a restore replaces what the backup holds and keeps everything else. The first
+   * member of a chain deletes nothing.
    */
   #purge(rel: string, abs: string, e: TarEntry): void {
     const records = parseDumpdir(e.dumpdir!);
@@ -350,7 +365,12 @@ class Applier implements TarHandler {
       else if (r.code !== Dumpdir.T) keep.set(r.name, r.code);
     }
     if (renames) this.#renames(records, e.name);
+    const before = this.#previous?.get(rel);
+    if (before === undefined) return;
+    const held = new Set<string>();
+    for (const r of parseDumpdir(before)) if (r.code !== Dumpdir.R && r.code !== Dumpdir.T) held.add(r.name);
     for (const d of fs.readdirSync(abs, { withFileTypes: true })) {
+      if (!held.has(d.name)) continue;
       const c = keep.get(d.name);
       const isDir = d.isDirectory();
       if (c === undefined || (c === Dumpdir.D && !isDir) || (c === Dumpdir.Y && isDir)) {
@@ -401,6 +421,16 @@ class Applier implements TarHandler {
       return;
     }
     fs.renameSync(absFrom, absTo);
+    // What the chain held under the old name, it now holds under the new one.
+    const previous = this.#previous;
+    if (previous) {
+      const moved: [string, Uint8Array][] = [];
+      for (const [k, v] of previous) {
+        if (k === from || k.startsWith(from + "/")) moved.push([to + k.slice(from.length), v]);
+      }
+      for (const [k] of moved) previous.delete(from + k.slice(to.length));
+      for (const [k, v] of moved) previous.set(k, v);
+    }
   }
 }
 

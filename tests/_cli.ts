@@ -35,17 +35,35 @@ export interface RunOptions {
   stdoutFile?: string;
   /** Called with the child once started (to send signals). */
   onSpawn?: (child: ReturnType<typeof spawn>) => void;
+  /**
+   * Run as `nobody` (uid/gid 65534, no groups) through setpriv, with HOME and the Deno cache in a folder of
+   * its own; the caller (root) makes the files it works on accessible.
+   */
+  asNobody?: boolean;
+}
+
+/** The home of `nobody` runs (`RunOptions.asNobody`): writable by it. */
+function nobodyHome(): string {
+  const home = path.join(os.tmpdir(), "frost-nobody-home");
+  fs.mkdirSync(home, { recursive: true, mode: 0o777 });
+  fs.chmodSync(home, 0o777);
+  return home;
 }
 
 /** Runs frost with `args` and resolves when it exits. */
 export function frost(args: string[], options: RunOptions = {}): Promise<RunResult> {
-  const [cmd, ...pre] = frostCommand();
+  const [cmd, ...pre] = options.asNobody
+    ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", ...frostCommand()]
+    : frostCommand();
+  const nobodyEnv = options.asNobody
+    ? { HOME: nobodyHome(), DENO_DIR: path.join(nobodyHome(), "deno"), XDG_DATA_HOME: "", XDG_CACHE_HOME: "" }
+    : {};
   const input = options.stdinFile === undefined ? undefined : fs.openSync(options.stdinFile, "r");
   const output = options.stdoutFile === undefined ? undefined : fs.openSync(options.stdoutFile, "w");
   return new Promise((resolve, reject) => {
     const child = spawn(cmd!, [...pre, ...args], {
       cwd: options.cwd ?? os.tmpdir(),
-      env: { ...process.env, NO_COLOR: "1", ...options.env },
+      env: { ...process.env, NO_COLOR: "1", ...nobodyEnv, ...options.env },
       stdio: [input ?? "ignore", output ?? "pipe", "pipe"],
     });
     let stdout = "";

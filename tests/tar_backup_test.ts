@@ -580,7 +580,9 @@ describe("tarBackup()", () => {
       }
       fs.mkdirSync(path.join(src, ".hidden"));
       fs.writeFileSync(path.join(src, ".hidden", "h.log"), "h");
-      const r = await backup(src, { exclude: ["*.log", "cache/", "sub/skip/*"] });
+      fs.writeFileSync(path.join(src, "top"), "anchored: left out");
+      fs.writeFileSync(path.join(src, "d/top"), "not at the root: kept");
+      const r = await backup(src, { exclude: ["*.log", "cache/", "sub/skip/*", "/top"] });
       const names = tarNames(save(dir, "a.tar", r.archive));
       assert.deepEqual(names.sort(), [
         "./",
@@ -588,6 +590,7 @@ describe("tarBackup()", () => {
         "./d/",
         "./d/cache",
         "./d/keep",
+        "./d/top",
         "./keep.txt",
         "./sub/",
         "./sub/keep",

@@ -47,6 +47,9 @@ interface Outcome {
   warnings: Warning[];
 }
 
+/** The memo of the chain restored into each target so far. */
+const memos = new Map<string, Map<string, unknown>>();
+
 /** Feeds `bytes` to a fresh tarRestore() in chunks of the given sizes (cycled) and awaits it. */
 async function restore(
   target: string,
@@ -55,7 +58,10 @@ async function restore(
   options: RestoreOptions = {},
 ): Promise<Outcome> {
   const warnings: Warning[] = [];
-  const r = tarRestore(target, { ...options, onWarning: (w) => warnings.push(w) });
+  // Levels restored into one target form one chain: they share one memo (see RestoreOptions.memo).
+  let memo = memos.get(target);
+  if (!memo) memos.set(target, memo = new Map());
+  const r = tarRestore(target, { memo, ...options, onWarning: (w) => warnings.push(w) });
   const writer = r.writable.getWriter();
   const pending: Promise<void>[] = [];
   for (let i = 0, k = 0; i < bytes.length; k++) {
