@@ -33,6 +33,7 @@ import { cacheDir, kdfOf, newBackupKeys, stateKeyOf } from "../backup_keys.ts";
 import { VERSION } from "../version.ts";
 import type { Warning } from "../engines/engine.ts";
 import { acquireLock, type Lock, releaseAndClose } from "../lock.ts";
+import { removeOrphansAtStart } from "../orphans.ts";
 
 const USAGE = `Usage: frost backup SOURCE --name NAME [options]
        frost backup --stdin --name NAME [options]        (e.g. pg_dump db | frost backup --stdin --name db)
@@ -150,6 +151,8 @@ export const backupCommand: Command = {
     try {
       const series = seriesName(hostname, name);
       lock = await acquireLock(storage, { hostname, name }, "backup", ctx); // before reading the history
+      // Under the lock no other run of the series writes: what runs that died left is freed first.
+      const cleanupOk = await removeOrphansAtStart(storage, series, lock.signal, ctx.stderr);
       const history = await loadHistory(storage, series, ctx);
       const now = new Date();
       const byId = new Map(history.map((m) => [m.id, m]));
@@ -276,7 +279,7 @@ export const backupCommand: Command = {
         );
       }
       if (stats) ctx.stderr(`frost: ${formatBackupTimes(stats)}`);
-      return t.warnings > 0 || !postOk ? ExitCode.warnings : ExitCode.ok;
+      return t.warnings > 0 || !postOk || !cleanupOk ? ExitCode.warnings : ExitCode.ok;
     } finally {
       await releaseAndClose(lock, storage);
     }
