@@ -4,7 +4,7 @@
  * The entry point: the only module that reads argv, prints, handles signals and exits.
  * @module
  */
-import { AbortedError, ExitCode, FrostError, messageOf, UsageError } from "./errors.ts";
+import { AbortedError, ExitCode, FrostError, InterruptedError, messageOf, UsageError } from "./errors.ts";
 import type { Command, CommandContext } from "./cli.ts";
 import { backupCommand } from "./commands/backup.ts";
 import { restoreCommand } from "./commands/restore.ts";
@@ -94,7 +94,12 @@ export async function main(args: string[]): Promise<number> {
   const onSignal = (name: "SIGINT" | "SIGTERM") => () => {
     if (signalCode) process.exit(signalCode); // a second signal: leave now
     signalCode = name === "SIGINT" ? 130 : 143;
-    stderr(`frost: ${name} received, stopping (nothing of this run will be committed)`);
+    // A restore writes as it goes: what it left is said once it has stopped.
+    stderr(
+      `frost: ${name} received, stopping${
+        first === "restore" ? "" : " (nothing of this run will be committed)"
+      }`,
+    );
     controller.abort(new AbortedError(`Interrupted by ${name}`));
   };
   const handlers = { SIGINT: onSignal("SIGINT"), SIGTERM: onSignal("SIGTERM") };
@@ -116,7 +121,11 @@ export async function main(args: string[]): Promise<number> {
   } catch (err) {
     if (stdoutBroken()) return EXIT_BROKEN_PIPE; // the reader went away (| head): nothing to say
     if (signalCode) {
-      stderr(`frost: ${first} interrupted; nothing of this run was committed`);
+      stderr(
+        err instanceof InterruptedError
+          ? `frost: ${err.message}`
+          : `frost: ${first} interrupted; nothing of this run was committed`,
+      );
       return signalCode;
     }
     if (err instanceof UsageError) {
