@@ -68,7 +68,12 @@ Exit codes: 0 ok, 1 failure, 2 usage error, 3 completed with warnings, 130/143 i
 /** Runs frost with `args`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const stdout = writeOut;
-  const stderr = writeErr;
+  // Every warning is something to look at: a run that printed one and would exit 0 exits 3 instead.
+  let warned = false;
+  const stderr = (line: string) => {
+    if (line.startsWith("frost: warning:")) warned = true;
+    writeErr(line);
+  };
   const [first, ...rest] = args;
   if (first === KDF_CHILD_ARG) return await runKdfChild(); // internal: see _kdf_child.ts
   if (first === undefined || first === "--help" || first === "-h" || first === "help") {
@@ -117,7 +122,7 @@ export async function main(args: string[]): Promise<number> {
   };
   try {
     const code = await command.run(ctx);
-    return signalCode || code;
+    return signalCode || (code === ExitCode.ok && warned ? ExitCode.warnings : code);
   } catch (err) {
     if (stdoutBroken()) return EXIT_BROKEN_PIPE; // the reader went away (| head): nothing to say
     if (signalCode) {

@@ -5,6 +5,7 @@
 import fs from "node:fs";
 import {
   absolute,
+  chooseChain,
   type Command,
   type CommandContext,
   hostnameOption,
@@ -20,7 +21,7 @@ import {
   STORAGE_OPTIONS,
 } from "../cli.ts";
 import { ExitCode, FrostError, InterruptedError, UsageError } from "../errors.ts";
-import { type Manifest, manifestChain, manifestsPrefix, seriesName } from "../manifest.ts";
+import { type Manifest, manifestsPrefix, seriesName } from "../manifest.ts";
 import { formatBytes, parseDate } from "../units.ts";
 import { readState, runRestore } from "../pipeline.ts";
 import { engineForBackup } from "../engines/registry.ts";
@@ -103,7 +104,7 @@ export const restoreCommand: Command = {
       const series = seriesName(hostname, name);
       const history = await loadHistory(storage, series, ctx);
       if (history.length === 0) throw new FrostError(`No backup of "${series}" in ${storage.url}`);
-      const chain = manifestChain(history, at, series);
+      const chain = await chooseChain(storage, series, history, at);
       const newest = chain[chain.length - 1]!;
       if (plan) return await printPlan(ctx, storage, series, chain, values.json ?? false);
       if (toStdout && newest.engine !== STDIN_ENGINE) {
