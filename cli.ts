@@ -6,8 +6,18 @@
 import os from "node:os";
 import path from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { messageOf, UsageError } from "./errors.ts";
-import { checkName, loadManifests, type Manifest, manifestKey, manifestsPrefix } from "./manifest.ts";
+import { FrostError, messageOf, UsageError } from "./errors.ts";
+import {
+  checkName,
+  decodeManifest,
+  loadManifests,
+  type Manifest,
+  manifestChain,
+  manifestKey,
+  manifestsPrefix,
+} from "./manifest.ts";
+import { getBytes } from "./storage/storage.ts";
+import { NoBackupError, parseBackupId } from "./levels.ts";
 import type { Storage } from "./storage/storage.ts";
 import { defaultStoragePath, openStorage } from "./storage/registry.ts";
 import { RetryStorage } from "./storage/retry.ts";
@@ -289,4 +299,56 @@ export function loadHistory(storage: Storage, series: string, ctx: CommandContex
   return loadManifests(storage, series, (key, err) => {
     ctx.stderr(`frost: warning: ignoring unreadable manifest "${key}": ${messageOf(err)}`);
   });
+}
+
+/**
+ * The chain a restore at `at` (or of the newest backup) applies, oldest first, as `manifestChain`; and an
+ * error naming a manifest that cannot be read when that backup could be the one asked for (created after the
+ * chosen one and not after `at`, or at a time its name does not tell): choosing an older point instead would
+ * be a silent fallback.
+ */
+export async function chooseChain(
+  storage: Storage,
+  series: string,
+  history: readonly Manifest[],
+  at: Date | undefined,
+): Promise<Manifest[]> {
+  const readable = new Set(history.map((m) => m.id));
+  const unreadable: { key: string; id: string }[] = [];
+  for await (const info of storage.list(manifestsPrefix(series))) {
+    const id = /^[^/]+\/manifests\/([^/]+)\.json$/.exec(info.key)?.[1];
+    if (id !== undefined && !readable.has(id)) unreadable.push({ key: info.key, id });
+  }
+  let chain: Manifest[] | undefined;
+  let failure: unknown;
+  try {
+    chain = manifestChain(history, at, series);
+  } catch (err) {
+    if (!(err instanceof NoBackupError) || unreadable.length === 0) throw err;
+    failure = err;
+  }
+  const chosen = chain?.[chain.length - 1];
+  for (const { key, id } of unreadable) {
+    let created: number;
+    try {
+      created = parseBackupId(id).getTime();
+    } catch {
+      created = NaN; // no time in its name: it may be any point
+    }
+    const candidate = Number.isNaN(created) ||
+      ((at === undefined || created <= at.getTime()) && (chosen === undefined || id > chosen.id));
+    if (!candidate) continue;
+    let why = `Cannot read manifest "${key}"`;
+    try {
+      decodeManifest(await getBytes(storage, key), key);
+    } catch (err) {
+      why = messageOf(err);
+    }
+    throw new FrostError(
+      `${why}; it may be the backup ${at === undefined ? "asked for" : `at or before ${at.toISOString()}`} ` +
+        `of "${series}", so no older one is used instead`,
+    );
+  }
+  if (failure !== undefined) throw failure;
+  return chain!;
 }

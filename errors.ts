@@ -26,6 +26,11 @@ export class AbortedError extends Error {
   override name = "AbortedError";
 }
 
+/** A run interrupted after it changed something: its message says what it left, and is shown as is. */
+export class InterruptedError extends AbortedError {
+  override name = "InterruptedError";
+}
+
 /** Returns the message of any thrown value. */
 export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

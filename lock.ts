@@ -11,7 +11,7 @@
  *
  * A held lock is rewritten (`refreshed`) every few minutes. A lock is stale when its process is gone (same host,
  * pid not alive) or it was not refreshed for {@link STALE_AFTER_MS}. Only the first kind is broken
- * automatically (with a warning); any other lock in the way fails the run with one line naming its holder and
+ * automatically (with a notice); any other lock in the way fails the run with one line naming its holder and
  * the `frost unlock` command that removes it. With several storages the lock goes through the composed storage:
  * its put lands on every storage and its list is the union, so runs sharing any one storage see each other.
  * @module
@@ -348,7 +348,7 @@ function unlockHint(hostname: string, name: string, force: boolean): string {
 
 /**
  * Takes the lock of series `<hostname>_<name>` on `storage`, or fails with a `FrostError` naming the holder.
- * Locks of dead processes of this host are removed on the way, with a warning on `ctx.stderr`.
+ * Locks of dead processes of this host are removed on the way, with a notice on `ctx.stderr`.
  */
 export async function acquireLock(
   storage: Storage,
@@ -390,8 +390,9 @@ export async function acquireLock(
           // A run that gives up deletes its lock before it exits: a lock still there once its process has
           // ended was left behind.
           if (!(await exists(storage, other.key, signal))) continue;
+          // A notice, not a warning: nothing is wrong any more once that lock is gone.
           ctx.stderr(
-            `frost: warning: removing the lock of "${series}" left by ${describeLock(other)}: ${
+            `frost: removing the lock of "${series}" left by ${describeLock(other)}: ${
               staleReason(other, state)
             }`,
           );

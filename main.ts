@@ -4,7 +4,7 @@
  * The entry point: the only module that reads argv, prints, handles signals and exits.
  * @module
  */
-import { AbortedError, ExitCode, FrostError, messageOf, UsageError } from "./errors.ts";
+import { AbortedError, ExitCode, FrostError, InterruptedError, messageOf, UsageError } from "./errors.ts";
 import type { Command, CommandContext } from "./cli.ts";
 import { backupCommand } from "./commands/backup.ts";
 import { restoreCommand } from "./commands/restore.ts";
@@ -20,6 +20,15 @@ import { StorageError } from "./storage/storage.ts";
 import { VERSION } from "./version.ts";
 import { Readable } from "node:stream";
 import { KDF_CHILD_ARG, runKdfChild } from "./_kdf_child.ts";
+import {
+  EXIT_BROKEN_PIPE,
+  exitAfterOutput,
+  markStdoutBroken,
+  stdoutBroken,
+  watchStdio,
+  writeErr,
+  writeOut,
+} from "./_stdio.ts";
 
 const COMMANDS: Record<string, Command> = {
   backup: backupCommand,
@@ -53,12 +62,18 @@ Examples:
 
 Run "frost COMMAND --help" for a command's options. Freezer's agent options are accepted too
 (frost --action backup|restore|info|admin …, --config FILE): see "frost --action backup --help".
-Exit codes: 0 ok, 1 failure, 2 usage error, 3 completed with warnings, 130/143 interrupted.`;
+Exit codes: 0 ok, 1 failure, 2 usage error, 3 completed with warnings, 130/143 interrupted,
+141 standard output closed by its reader (frost … | head).`;
 
 /** Runs frost with `args`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
-  const stdout = (line: string) => process.stdout.write(line + "\n");
-  const stderr = (line: string) => process.stderr.write(line + "\n");
+  const stdout = writeOut;
+  // Every warning is something to look at: a run that printed one and would exit 0 exits 3 instead.
+  let warned = false;
+  const stderr = (line: string) => {
+    if (line.startsWith("frost: warning:")) warned = true;
+    writeErr(line);
+  };
   const [first, ...rest] = args;
   if (first === KDF_CHILD_ARG) return await runKdfChild(); // internal: see _kdf_child.ts
   if (first === undefined || first === "--help" || first === "-h" || first === "help") {
@@ -84,7 +99,12 @@ export async function main(args: string[]): Promise<number> {
   const onSignal = (name: "SIGINT" | "SIGTERM") => () => {
     if (signalCode) process.exit(signalCode); // a second signal: leave now
     signalCode = name === "SIGINT" ? 130 : 143;
-    stderr(`frost: ${name} received, stopping (nothing of this run will be committed)`);
+    // A restore writes as it goes: what it left is said once it has stopped.
+    stderr(
+      `frost: ${name} received, stopping${
+        first === "restore" ? "" : " (nothing of this run will be committed)"
+      }`,
+    );
     controller.abort(new AbortedError(`Interrupted by ${name}`));
   };
   const handlers = { SIGINT: onSignal("SIGINT"), SIGTERM: onSignal("SIGTERM") };
@@ -102,10 +122,15 @@ export async function main(args: string[]): Promise<number> {
   };
   try {
     const code = await command.run(ctx);
-    return signalCode || code;
+    return signalCode || (code === ExitCode.ok && warned ? ExitCode.warnings : code);
   } catch (err) {
+    if (stdoutBroken()) return EXIT_BROKEN_PIPE; // the reader went away (| head): nothing to say
     if (signalCode) {
-      stderr(`frost: ${first} interrupted; nothing of this run was committed`);
+      stderr(
+        err instanceof InterruptedError
+          ? `frost: ${err.message}`
+          : `frost: ${first} interrupted; nothing of this run was committed`,
+      );
       return signalCode;
     }
     if (err instanceof UsageError) {
@@ -131,18 +156,19 @@ function stdoutWritable(): WritableStream<Uint8Array> {
   return new WritableStream<Uint8Array>({
     write(chunk) {
       return new Promise<void>((resolve, reject) => {
-        process.stdout.write(
-          chunk,
-          (err) =>
-            err ? reject(new FrostError(`Cannot write to standard output: ${messageOf(err)}`)) : resolve(),
-        );
+        if (stdoutBroken()) return reject(new FrostError("Cannot write to standard output: it was closed"));
+        process.stdout.write(chunk, (err) => {
+          if (!err) return resolve();
+          markStdoutBroken();
+          reject(new FrostError(`Cannot write to standard output: ${messageOf(err)}`));
+        });
       });
     },
   });
 }
 
 if (import.meta.main) {
-  const code = await main(process.argv.slice(2));
-  // Let stdout drain before exiting (a pipe may be slow).
-  process.stdout.write("", () => process.exit(code));
+  watchStdio();
+  // Exits once stdout and stderr are written out: a pipe may be slow (see _stdio.ts).
+  await exitAfterOutput(await main(process.argv.slice(2)));
 }

@@ -36,6 +36,7 @@ import type { Warning } from "../engines/engine.ts";
 import { acquireLock, type Lock, releaseAndClose } from "../lock.ts";
 import { globEscape } from "../engines/_fs_common.ts";
 import { inside, localStoragePaths, realPath } from "./_local_storage.ts";
+import { removeOrphansAtStart } from "../orphans.ts";
 
 const USAGE = `Usage: frost backup SOURCE --name NAME [options]
        frost backup --stdin --name NAME [options]        (e.g. pg_dump db | frost backup --stdin --name db)
@@ -154,6 +155,8 @@ export const backupCommand: Command = {
     try {
       const series = seriesName(hostname, name);
       lock = await acquireLock(storage, { hostname, name }, "backup", ctx); // before reading the history
+      // Under the lock no other run of the series writes: what runs that died left is freed first.
+      const cleanupOk = await removeOrphansAtStart(storage, series, lock.signal, ctx.stderr);
       const history = await loadHistory(storage, series, ctx);
       const now = new Date();
       const byId = new Map(history.map((m) => [m.id, m]));
@@ -280,7 +283,7 @@ export const backupCommand: Command = {
         );
       }
       if (stats) ctx.stderr(`frost: ${formatBackupTimes(stats)}`);
-      return t.warnings > 0 || !postOk ? ExitCode.warnings : ExitCode.ok;
+      return t.warnings > 0 || !postOk || !cleanupOk ? ExitCode.warnings : ExitCode.ok;
     } finally {
       await releaseAndClose(lock, storage);
     }

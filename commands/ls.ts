@@ -8,6 +8,7 @@
  * @module
  */
 import {
+  chooseChain,
   type Command,
   hostnameOption,
   KEY_OPTIONS,
@@ -20,7 +21,7 @@ import {
   STORAGE_OPTIONS,
 } from "../cli.ts";
 import { ExitCode, FrostError, UsageError } from "../errors.ts";
-import { manifestChain, seriesName } from "../manifest.ts";
+import { seriesName } from "../manifest.ts";
 import { formatBytes, parseDate } from "../units.ts";
 import { readSegments } from "../pipeline.ts";
 import { chainDataKeys } from "../backup_keys.ts";
@@ -80,7 +81,7 @@ export const lsCommand: Command = {
       const series = seriesName(hostname, name);
       const history = await loadHistory(storage, series, ctx);
       if (history.length === 0) throw new FrostError(`No backup of "${series}" in ${storage.url}`);
-      const chain = manifestChain(history, at, series);
+      const chain = await chooseChain(storage, series, history, at);
       for (const m of chain) {
         if (m.engine !== "tar") {
           throw new FrostError(`frost ls reads tar-engine backups only; backup "${m.id}" uses "${m.engine}"`);
@@ -171,8 +172,8 @@ function normalize(name: string, entry: string): string {
   return out.join("/");
 }
 
-/** The restore target, in memory. */
-class Tree {
+/** The restore target, in memory (verify replays a chain on it too). */
+export class Tree {
   readonly root: Node = { type: "dir", mode: 0o755, size: 0, mtime: NaN, linkname: "", children: new Map() };
   #tempCount = 0;
 

@@ -1,6 +1,6 @@
 /**
  * `frost remove --name NAME --older-than 30d`: removes whole chains all of whose backups are older than the
- * cut-off, then orphans (data of failed runs) older than a day. With `--keep-last/-daily/-weekly/-monthly`,
+ * cut-off, then orphans (data of runs that died; orphans.ts). With `--keep-last/-daily/-weekly/-monthly`,
  * chain-aware retention instead (retention.ts): what a rule keeps, and every ancestor it needs, stays.
  * @module
  */
@@ -18,8 +18,8 @@ import {
 import { ExitCode, UsageError } from "../errors.ts";
 import { type Manifest, manifestKey, seriesName } from "../manifest.ts";
 import { formatBytes, parseDate, parseDuration } from "../units.ts";
-import { deleteBackupObjects, idToIso } from "../pipeline.ts";
-import type { Storage } from "../storage/storage.ts";
+import { deleteBackupObjects } from "../pipeline.ts";
+import { deleteOrphans, findOrphans } from "../orphans.ts";
 import { describeDecision, hasRules, planRetention, type RetentionPolicy } from "../retention.ts";
 import { acquireLock, type Lock, releaseAndClose } from "../lock.ts";
 
@@ -34,7 +34,8 @@ Rules combine; with --older-than/--before too, backups newer than the cut-off ar
 keeps every ancestor it needs (its parent, the parent's parent, … down to level 0); all else is removed,
 newest first. Removing every backup of a series (by keep rules or by a cut-off) is refused unless --all.
 
-Then, in both modes, removes orphaned data of failed runs older than a day.
+Then, in both modes, removes the orphaned data of runs that died (backups without a manifest; under the
+lock, whatever their age). --dry-run counts those younger than a day only when no run holds the lock.
 
 Options:
   --name NAME            backup name (required)
@@ -51,8 +52,6 @@ Options:
   -h, --help             this help
 
 ${STORAGE_HELP}`;
-
-const ORPHAN_AGE_MS = 24 * 3600 * 1000;
 
 /** The remove command. */
 export const removeCommand: Command = {
@@ -138,7 +137,8 @@ export const removeCommand: Command = {
       }
       // Newest first: if we stop halfway, no listed backup has lost its parent.
       doomed.sort((a, b) => b.id.localeCompare(a.id));
-      const orphans = await findOrphans(storage, series, new Set(history.map((m) => m.id)), now);
+      // Under the lock (not --dry-run) every backup without a manifest is an orphan, whatever its age.
+      const orphans = await findOrphans(storage, series, { locked: lock !== undefined, now });
       const freed = doomed.reduce((n, m) => n + m.totals.bytesStored + m.totals.stateBytes, 0) +
         orphans.reduce((n, o) => n + o.bytes, 0);
 
@@ -148,7 +148,7 @@ export const removeCommand: Command = {
           await storage.delete(manifestKey(series, m.id));
           await deleteBackupObjects(storage, series, m.id);
         }
-        for (const o of orphans) await deleteKeys(storage, o.keys);
+        await deleteOrphans(storage, orphans);
       }
       if (values.json) {
         ctx.stdout(JSON.stringify({
@@ -195,34 +195,3 @@ export const removeCommand: Command = {
     }
   },
 };
-
-interface Orphan {
-  id: string;
-  keys: string[];
-  bytes: number;
-}
-
-/** Data of backups that have no manifest and are older than a day (a run in progress is younger). */
-async function findOrphans(storage: Storage, series: string, committed: Set<string>, now: number) {
-  const byId = new Map<string, Orphan>();
-  for await (const info of storage.list(`${series}/backups/`)) {
-    const id = info.key.slice(`${series}/backups/`.length).split("/")[0]!;
-    if (committed.has(id)) continue;
-    let created: number;
-    try {
-      created = Date.parse(idToIso(id));
-    } catch {
-      continue; // not ours
-    }
-    if (now - created < ORPHAN_AGE_MS) continue;
-    const o = byId.get(id) ?? { id, keys: [], bytes: 0 };
-    o.keys.push(info.key);
-    o.bytes += info.size;
-    byId.set(id, o);
-  }
-  return [...byId.values()];
-}
-
-async function deleteKeys(storage: Storage, keys: string[]): Promise<void> {
-  for (const key of keys) await storage.delete(key);
-}

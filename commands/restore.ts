@@ -6,6 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import {
   absolute,
+  chooseChain,
   type Command,
   type CommandContext,
   hostnameOption,
@@ -20,8 +21,8 @@ import {
   STORAGE_HELP,
   STORAGE_OPTIONS,
 } from "../cli.ts";
-import { ExitCode, FrostError, UsageError } from "../errors.ts";
-import { type Manifest, manifestChain, manifestsPrefix, seriesName } from "../manifest.ts";
+import { ExitCode, FrostError, InterruptedError, UsageError } from "../errors.ts";
+import { type Manifest, manifestsPrefix, seriesName } from "../manifest.ts";
 import { formatBytes, parseDate } from "../units.ts";
 import { readState, runRestore } from "../pipeline.ts";
 import { engineForBackup } from "../engines/registry.ts";
@@ -135,7 +136,7 @@ export const restoreCommand: Command = {
       const series = seriesName(hostname, name);
       const history = await loadHistory(storage, series, ctx);
       if (history.length === 0) throw new FrostError(`No backup of "${series}" in ${storage.url}`);
-      const chain = manifestChain(history, at, series);
+      const chain = await chooseChain(storage, series, history, at);
       const newest = chain[chain.length - 1]!;
       if (plan) return await printPlan(ctx, storage, series, chain, values.json ?? false);
       if (toStdout && newest.engine !== STDIN_ENGINE) {
@@ -214,12 +215,15 @@ export const restoreCommand: Command = {
           values.json ?? false,
         );
       }
+      // Into an empty target, what an interrupted run leaves is counted exactly (see interruptedRestore).
+      const startedEmpty = target !== undefined && (!fs.existsSync(target) || isEmptyDir(target));
       if (target !== undefined) prepareTarget(target, values.overwrite ?? false);
 
       const progress = new ProgressLine(ctx);
       const total = chain.reduce((n, m) => n + m.totals.bytesStored, 0);
       const started = performance.now();
       let warnings = 0;
+      let written = 0;
       const stats = await runRestore({
         storage,
         engines,
@@ -229,19 +233,24 @@ export const restoreCommand: Command = {
         queueSize,
         select,
         signal: ctx.signal,
-        onProgress: (p) =>
+        onProgress: (p) => {
+          written = p.files;
           progress.update(() => {
             const seconds = (performance.now() - started) / 1000;
             const rate = p.read / Math.max(seconds, 0.001);
             const eta = rate > 0 ? Math.max(0, (total - p.read) / rate) : 0;
             return `restore ${series} level ${p.level}: ${p.files} files, ${formatBytes(p.bytes)} written, ` +
               `${formatBytes(rate)}/s, ETA ${Math.ceil(eta)} s`;
-          }),
+          });
+        },
         onWarning: (w) => {
           warnings++;
           progress.clear();
           ctx.stderr(`frost: warning: ${w.path}: ${w.message}`);
         },
+      }).catch((err) => {
+        progress.clear();
+        throw ctx.signal.aborted ? interruptedRestore(target, startedEmpty ? undefined : written, err) : err;
       });
       progress.clear();
       if (mirror) pruneTarget(target!, entries!, select);
@@ -502,5 +511,38 @@ export function prepareTarget(target: string, overwrite: boolean): void {
     throw new FrostError(`Cannot create restore target "${target}": ${(err as Error).message}`, {
       cause: err,
     });
+  }
+}
+
+/**
+ * What an interrupted restore left, said instead of "nothing was committed" (a restore writes as it goes):
+ * the entries now in a target that was empty, else `written` as last reported by the engine.
+ */
+function interruptedRestore(target: string | undefined, written: number | undefined, cause: unknown) {
+  if (target === undefined) {
+    return new InterruptedError("restore interrupted: the stream on standard output is incomplete", {
+      cause,
+    });
+  }
+  let entries = written ?? 0;
+  if (written === undefined) {
+    try {
+      entries = fs.readdirSync(target, { recursive: true }).length;
+    } catch {
+      // unreadable now: say 0
+    }
+  }
+  return new InterruptedError(
+    `restore interrupted: ${entries} entr${entries === 1 ? "y" : "ies"} written to ${target}; ` +
+      `run it again with --overwrite to finish`,
+    { cause },
+  );
+}
+
+function isEmptyDir(dir: string): boolean {
+  try {
+    return fs.readdirSync(dir).length === 0;
+  } catch {
+    return false;
   }
 }

@@ -30,11 +30,13 @@ import {
 } from "../manifest.ts";
 import { NoBackupError } from "../levels.ts";
 import { formatBytes, parseDate } from "../units.ts";
-import { readSegments } from "../pipeline.ts";
+import { readSegments, readState } from "../pipeline.ts";
 import { dataKeyOf, stateKeyOf } from "../backup_keys.ts";
 import { createDecryptor, type DataKey, streamId } from "../encryption.ts";
 import { createDecompressor } from "../compression.ts";
 import { TarReader } from "../engines/_tar_read.ts";
+import { Tree } from "./ls.ts";
+import { engineForBackup } from "../engines/registry.ts";
 import { NotFoundError, readAll, type Storage } from "../storage/storage.ts";
 import { MultiStorage } from "../storage/multi.ts";
 
@@ -115,6 +117,7 @@ export const verifyCommand: Command = {
       const selected = values.all || history.length === 0
         ? [...history].sort((a, b) => a.id.localeCompare(b.id))
         : chainOf(history, at, series, problems);
+      if (values.all) ancestryProblems(selected, series, problems);
 
       // Every key is opened before anything is read: a wrong passphrase is one clear error.
       const keys = new Map<string, { data: DataKey | null; state: DataKey | null }>();
@@ -146,6 +149,9 @@ export const verifyCommand: Command = {
           sample,
           keys,
           signal: ctx.signal,
+          // A chain is replayed as restore applies it, and the result compared with what its newest
+          // backup holds (a level on the wrong parent restores a different tree).
+          replay: !values.all && problems.length === 0,
         }, found);
         objects += counts.objects;
         bytes += counts.bytes;
@@ -208,11 +214,14 @@ function parseShare(text: string): number {
  */
 function chainOf(history: Manifest[], at: Date | undefined, series: string, problems: Problem[]): Manifest[] {
   const byId = new Map(history.map((m) => [m.id, m]));
+  let refusal: FrostError;
   try {
     return manifestChain(history, at, series);
   } catch (err) {
     if (err instanceof NoBackupError || !(err instanceof FrostError)) throw err;
+    refusal = err;
   }
+  const before = problems.length;
   // A broken chain: walk from the backup a restore would pick as far as the parents go.
   const limit = at?.getTime() ?? Infinity;
   const candidates = history.filter((m) => Date.parse(m.created) <= limit).sort((a, b) =>
@@ -234,7 +243,39 @@ function chainOf(history: Manifest[], at: Date | undefined, series: string, prob
     }
     current = parent;
   }
+  // A cycle, or a level above 0 without a parent: what restore refuses with, verify reports.
+  if (problems.length === before && out.length > 0) {
+    problems.push({
+      key: manifestKey(series, out[0]!.id),
+      problem: `restore refuses it: ${refusal.message}`,
+    });
+  }
   return out.reverse();
+}
+
+/** With --all: what restore would refuse in the parents of each backup (a cycle, a level without a parent). */
+function ancestryProblems(selected: readonly Manifest[], series: string, problems: Problem[]): void {
+  const byId = new Map(selected.map((m) => [m.id, m]));
+  for (const m of selected) {
+    const seen = new Set([m.id]);
+    let current = m;
+    let problem: string | undefined;
+    while (current.parent !== null) {
+      const parent = byId.get(current.parent);
+      if (!parent) break; // a missing parent is reported on its own
+      if (seen.has(parent.id)) {
+        problem =
+          `restore refuses it: the parents of backup "${m.id}" form a cycle ("${parent.id}" is its own ancestor)`;
+        break;
+      }
+      seen.add(parent.id);
+      current = parent;
+    }
+    if (!problem && current.parent === null && current.level !== 0) {
+      problem = `restore refuses it: backup "${current.id}" is at level ${current.level} but has no parent`;
+    }
+    if (problem) problems.push({ key: manifestKey(series, m.id), problem });
+  }
 }
 
 interface VerifyOptions {
@@ -242,6 +283,8 @@ interface VerifyOptions {
   sample: number | undefined;
   keys: Map<string, { data: DataKey | null; state: DataKey | null }>;
   signal: AbortSignal;
+  /** `selected` is one chain, oldest first: replay it and compare with its newest backup's state. */
+  replay?: boolean;
 }
 
 /** Checks `selected` on one storage; appends what is wrong to `problems`. */
@@ -308,6 +351,12 @@ async function verifyOn(
     return { objects, bytes };
   }
 
+  // Only tar-engine chains whose every stream can be decoded are replayed.
+  let tree =
+    options.replay && selected.every((m) => m.engine === "tar" && (!m.encryption || options.keys.has(m.id)))
+      ? new Tree()
+      : undefined;
+  const before = problems.length;
   for (const m of selected) {
     const keys = options.keys.get(m.id);
     for (const kind of ["data", "state"] as const) {
@@ -324,12 +373,50 @@ async function verifyOn(
         decodeIt ? key : undefined,
         options,
         problems,
+        kind === "data" ? tree : undefined,
       );
       objects += counts.objects;
       bytes += counts.bytes;
     }
   }
+  if (tree && problems.length === before && selected.length > 0) {
+    await compareReplay(storage, series, selected[selected.length - 1]!, tree, options, problems);
+  }
   return { objects, bytes };
+}
+
+/**
+ * Compares the tree a chain restores to (replayed in `tree`) with the tree its newest backup `m` recorded in
+ * its engine state; a difference (a level applied on the wrong parent) is a problem.
+ */
+async function compareReplay(
+  storage: Storage,
+  series: string,
+  m: Manifest,
+  tree: Tree,
+  options: VerifyOptions,
+  problems: Problem[],
+): Promise<void> {
+  const restored = new Set(tree.list("").map(([path]) => path).filter((p) => p !== "."));
+  const missing: string[] = [];
+  let held = 0;
+  const key = options.keys.get(m.id)?.state ?? null;
+  for await (const e of engineForBackup(m.engine).entries(readState(storage, m, key, options.signal))) {
+    if (e.path === "") continue;
+    held++;
+    if (!restored.delete(e.path)) missing.push(e.path);
+  }
+  const extra = [...restored];
+  if (missing.length === 0 && extra.length === 0) return;
+  const parts = [
+    missing.length > 0 && `${missing.length} of its ${held} entries missing (first "${missing[0]}")`,
+    extra.length > 0 && `${extra.length} entries it does not hold (first "${extra[0]}")`,
+  ].filter(Boolean);
+  problems.push({
+    key: manifestKey(series, m.id),
+    problem: `restoring its chain gives another tree than backup ${m.id} holds: ${parts.join(", ")}; ` +
+      `a level may have the wrong parent`,
+  });
 }
 
 function statProblem(err: unknown): string {
@@ -381,11 +468,12 @@ async function readStream(
   key: DataKey | null | undefined,
   options: VerifyOptions,
   problems: Problem[],
+  tree?: Tree,
 ): Promise<{ objects: number; bytes: number }> {
   let objects = 0;
   let bytes = 0;
   let broken = false;
-  const decoding = key === undefined ? null : startDecoder(m, kind, key);
+  const decoding = key === undefined ? null : startDecoder(m, kind, key, tree);
   const writer = decoding?.input.getWriter();
   let decodeError: unknown;
   for (const ref of refs) {
@@ -430,9 +518,10 @@ async function readStream(
 
 /**
  * A writable for the stored bytes of a stream and a promise that settles once they are decrypted,
- * decompressed and (tar data) parsed to the end-of-archive block. Nothing is kept or written.
+ * decompressed and (tar data) parsed to the end-of-archive block, its members replayed on `tree` when given.
+ * Nothing is written.
  */
-function startDecoder(m: Manifest, kind: "data" | "state", key: DataKey | null) {
+function startDecoder(m: Manifest, kind: "data" | "state", key: DataKey | null, tree?: Tree) {
   const entry = new TransformStream<Uint8Array, Uint8Array>();
   let stream = entry.readable;
   if (key) {
@@ -442,7 +531,16 @@ function startDecoder(m: Manifest, kind: "data" | "state", key: DataKey | null) 
   }
   stream = stream.pipeThrough(createDecompressor(m.compression));
   const tar = kind === "data" && m.engine === "tar"
-    ? new TarReader({ entry: () => false, data: () => {}, end: () => {}, warn: () => {} })
+    ? new TarReader({
+      // Members replayed on `tree` as ls (and the restore) apply them; file data is skipped.
+      entry: (e) => {
+        tree?.apply(e);
+        return false;
+      },
+      data: () => {},
+      end: () => {},
+      warn: () => {},
+    })
     : null;
   const done = (async () => {
     for await (const chunk of stream) tar?.push(chunk);

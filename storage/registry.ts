@@ -8,11 +8,10 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { messageOf, UsageError } from "../errors.ts";
 import { LocalStorage } from "./local.ts";
-import { MemoryStorage } from "./memory.ts";
 import type { FtpSettings } from "./ftp.ts";
 import type { S3Settings } from "./s3.ts";
 import type { SftpSettings } from "./sftp.ts";
-import { type Storage, StorageError } from "./storage.ts";
+import type { Storage } from "./storage.ts";
 
 /** Options of `openStorage()`. */
 export interface OpenStorageOptions {
@@ -34,7 +33,6 @@ type Opener = (spec: string, options: OpenStorageOptions) => Promise<Storage>;
  */
 const SCHEMES: Record<string, { shown: string; open: Opener }> = {
   file: { shown: "file:// paths", open: openFileUrl },
-  memory: { shown: "memory://", open: openMemory },
   s3: { shown: "s3://bucket/prefix", open: openS3 },
   swift: { shown: "swift://container/prefix", open: openSwift },
   sftp: { shown: "sftp://user@host/path", open: openSftp },
@@ -43,15 +41,10 @@ const SCHEMES: Record<string, { shown: string; open: Opener }> = {
 };
 const PLANNED_SCHEMES: string[] = [];
 
-/** Process-wide named memory storages, so that several commands in one test process share one. */
-const memoryStorages = new Map<string, MemoryStorage>();
-
 /**
  * Opens the storage that `spec` names:
  * - a path (relative ones are resolved against the current folder) or a `file:///abs/path` URL: a
  *   `LocalStorage`, checked by `LocalStorage.open()`;
- * - `memory://name`: a `MemoryStorage` shared by every `openStorage()` of that name in this process (for
- *   tests); with `create: false` it must have been opened with `create: true` before;
  * - `s3://bucket[/prefix]`: an `S3Storage` (`S3Storage.open()`) with `options.s3`, credentials from the AWS
  *   SDK's default chain;
  * - `swift://container[/prefix]`: a `SwiftStorage` (`SwiftStorage.open()`), credentials from the `ST_*` or
@@ -61,14 +54,17 @@ const memoryStorages = new Map<string, MemoryStorage>();
  * - `ftp://user@host[:port]/path` and `ftps://…` (explicit TLS): an `FtpStorage` (`FtpStorage.open()`) with
  *   `options.ftp`, password from `$FROST_FTP_PASSWORD` or a file.
  *
+ * There is no `memory://` here: a storage that keeps nothing past the process is no place for a backup (tests
+ * use `MemoryStorage` directly).
+ *
  * Rejects with `UsageError` for an empty spec or an unknown scheme, and with `StorageError` when the
  * storage is missing or unusable.
  *
  * @example
  * ```ts
  * import { openStorage } from "./registry.ts";
- * const storage = await openStorage("memory://example", { create: true });
- * console.log(storage.url); // memory://example
+ * const storage = await openStorage("/tmp/frost-example", { create: true });
+ * console.log(storage.url); // file:///tmp/frost-example
  * ```
  */
 export async function openStorage(spec: string, options: OpenStorageOptions): Promise<Storage> {
@@ -121,17 +117,6 @@ async function openFileUrl(spec: string, options: OpenStorageOptions): Promise<S
     });
   }
   return await LocalStorage.open(file, options);
-}
-
-function openMemory(spec: string, options: OpenStorageOptions): Promise<Storage> {
-  const name = spec.slice(spec.indexOf("://") + 3);
-  let storage = memoryStorages.get(name);
-  if (storage === undefined) {
-    if (!options.create) return Promise.reject(new StorageError(`Storage "${spec}" does not exist`));
-    storage = new MemoryStorage(name);
-    memoryStorages.set(name, storage);
-  }
-  return Promise.resolve(storage);
 }
 
 // The SDKs load only when their scheme is used, so that local backups start fast.

@@ -344,8 +344,10 @@ describe("write-only backups encrypted to a recipient", () => {
       await ok(["restore", ...common, "--to", to, "--encrypt-identity-file", key]);
       assertSameTree(expected, to);
 
-      // A fresh host (no host key) cannot read the state: it starts a new chain instead of failing.
-      const fresh = await ok(args, { FROST_CACHE_DIR: path.join(work, "fresh-cache") });
+      // A fresh host (no host key) cannot read the state: it starts a new chain instead of failing, with a
+      // warning, so exit code 3.
+      const fresh = await frost(args, { env: { FROST_CACHE_DIR: path.join(work, "fresh-cache") } });
+      assert.equal(fresh.code, 3, fresh.stderr);
       assert.equal(JSON.parse(fresh.stdout).level, 0);
       assert.match(fresh.stderr, /starting a new chain/);
     } finally {

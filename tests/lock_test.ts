@@ -148,7 +148,7 @@ describe("series locks", () => {
     assert.deepEqual(await lockKeys(storage), []);
   });
 
-  it("breaks the lock of a dead process of this host, with a warning", async () => {
+  it("breaks the lock of a dead process of this host, with a notice", async () => {
     const pid = deadPid();
     const key = await plantLock(storage, {
       id: "20260101T000000.000Z-00000000000000aa",
@@ -163,7 +163,7 @@ describe("series locks", () => {
     assert.match(
       err[0]!,
       new RegExp(
-        `^frost: warning: removing the lock of "h1_c" left by backup \\(pid ${pid} .*that process is gone$`,
+        `^frost: removing the lock of "h1_c" left by backup \\(pid ${pid} .*that process is gone$`,
       ),
     );
     assert.deepEqual(await lockKeys(storage), [lock.key]);
@@ -356,7 +356,7 @@ describe("locks through the command line", () => {
     }
   });
 
-  it("a lock left by a killed run on this host is broken by the next backup, with a warning", async () => {
+  it("a lock left by a killed run on this host is broken by the next backup, with a notice (exit 0)", async () => {
     const store = path.join(work, "dead");
     const storage = await LocalStorage.open(store, { create: true });
     try {
@@ -368,7 +368,7 @@ describe("locks through the command line", () => {
       const r = await ok(["backup", src, ...common(store)]);
       assert.match(
         r.stderr,
-        /^frost: warning: removing the lock of "h1_c" left by remove .*: that process is gone\n$/,
+        /^frost: removing the lock of "h1_c" left by remove .*: that process is gone\n$/,
       );
       await assertHealthy(store, src);
     } finally {
