@@ -33,6 +33,7 @@ import { cacheDir, kdfOf, newBackupKeys, stateKeyOf } from "../backup_keys.ts";
 import { VERSION } from "../version.ts";
 import type { Warning } from "../engines/engine.ts";
 import { acquireLock, type Lock, releaseAndClose } from "../lock.ts";
+import { showName } from "../engines/_names.ts";
 
 const USAGE = `Usage: frost backup SOURCE --name NAME [options]
        frost backup --stdin --name NAME [options]        (e.g. pg_dump db | frost backup --stdin --name db)
@@ -238,7 +239,7 @@ export const backupCommand: Command = {
         onWarning: (w) => {
           warnings.push(w);
           progress.clear();
-          ctx.stderr(`frost: warning: ${w.path}: ${w.message}`);
+          ctx.stderr(`frost: warning: ${showName(w.path)}: ${w.message}`);
         },
       }).catch(async (err) => {
         progress.clear();

@@ -26,6 +26,7 @@ import { readState, runRestore } from "../pipeline.ts";
 import { engineForBackup } from "../engines/registry.ts";
 import { chainDataKeys, stateKeyOf } from "../backup_keys.ts";
 import { type IncludeSelector, includeSelector } from "../engines/_fs_common.ts";
+import { parseShownName, showName } from "../engines/_names.ts";
 import type { StateEntry } from "../engines/engine.ts";
 import { STDIN_ENGINE, stdinEngine } from "../engines/stdin.ts";
 import type { Storage } from "../storage/storage.ts";
@@ -44,7 +45,8 @@ Options:
   --date T               ISO 8601 date/time (local time unless a zone is given), e.g. 2026-11-20T10:00
   --overwrite            restore into a non-empty DIR, replacing what the backup holds
   --include PATTERN      restore only matching paths and what is below them (repeatable): paths as
-                         "frost ls" shows them, globs * ? [..] ** allowed, e.g. etc/nginx 'etc/ssl/**'
+                         "frost ls" shows them (\\xHH for a byte that is not UTF-8), globs * ? [..] **
+                         allowed, e.g. etc/nginx 'etc/ssl/**'
   --dry-run              list what would be written into DIR, with sizes; write nothing
   --plan                 show the objects and bytes the restore would read (no --to needed)
   --stdout               write a --stdin backup to standard output instead of a file in DIR
@@ -119,9 +121,10 @@ export const restoreCommand: Command = {
       // --include must match, and the file a stdin backup restores to.
       // An absolute pattern under the backed-up path is taken relative to it: /etc/nginx → nginx.
       const source = await sourceOf(newest, keys.get(newest.id));
-      const patterns = includes.map((p) =>
-        source && source !== "/" && p.startsWith(source + "/") ? p.slice(source.length + 1) : p
-      );
+      const patterns = includes.map((shown) => {
+        const p = parseShownName(shown, { glob: true }); // "caf\xe9": a name that is not UTF-8
+        return source && source !== "/" && p.startsWith(source + "/") ? p.slice(source.length + 1) : p;
+      });
       const selector = patterns.length > 0 ? includeSelector(patterns) : undefined;
       let entries: StateEntry[] | undefined;
       if (selector || dryRun || newest.engine === STDIN_ENGINE) {
@@ -179,7 +182,7 @@ export const restoreCommand: Command = {
         onWarning: (w) => {
           warnings++;
           progress.clear();
-          ctx.stderr(`frost: warning: ${w.path}: ${w.message}`);
+          ctx.stderr(`frost: warning: ${showName(w.path)}: ${w.message}`);
         },
       });
       progress.clear();
@@ -285,7 +288,9 @@ function printDryRun(
     return ExitCode.ok;
   }
   for (const e of shown) {
-    ctx.stdout(`${TYPE_CHARS[e.type]} ${String(e.size).padStart(12)} ${e.path === "" ? "." : e.path}`);
+    ctx.stdout(
+      `${TYPE_CHARS[e.type]} ${String(e.size).padStart(12)} ${e.path === "" ? "." : showName(e.path)}`,
+    );
   }
   ctx.stdout(
     `Would restore ${series} ${newest.id} (level ${newest.level}, ${chain.length} backup${
