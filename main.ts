@@ -20,6 +20,7 @@ import { StorageError } from "./storage/storage.ts";
 import { VERSION } from "./version.ts";
 import { Readable } from "node:stream";
 import { KDF_CHILD_ARG, runKdfChild } from "./_kdf_child.ts";
+import { showBytes } from "./engines/_names.ts";
 
 const COMMANDS: Record<string, Command> = {
   backup: backupCommand,
@@ -58,7 +59,7 @@ Exit codes: 0 ok, 1 failure, 2 usage error, 3 completed with warnings, 130/143 i
 /** Runs frost with `args`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const stdout = (line: string) => process.stdout.write(line + "\n");
-  const stderr = (line: string) => process.stderr.write(line + "\n");
+  const stderr = (line: string) => process.stderr.write(showBytes(line) + "\n");
   const [first, ...rest] = args;
   if (first === KDF_CHILD_ARG) return await runKdfChild(); // internal: see _kdf_child.ts
   if (first === undefined || first === "--help" || first === "-h" || first === "help") {

@@ -33,7 +33,7 @@ import { cacheDir, kdfOf, newBackupKeys, stateKeyOf } from "../backup_keys.ts";
 import { VERSION } from "../version.ts";
 import type { Warning } from "../engines/engine.ts";
 import { acquireLock, type Lock, releaseAndClose } from "../lock.ts";
-import { showName } from "../engines/_names.ts";
+import { parseShownName, showName } from "../engines/_names.ts";
 
 const USAGE = `Usage: frost backup SOURCE --name NAME [options]
        frost backup --stdin --name NAME [options]        (e.g. pg_dump db | frost backup --stdin --name db)
@@ -50,7 +50,7 @@ Options:
   --compression KIND          zstd (default), gzip, none
   --segment-size SIZE         bytes per stored object (default 32MiB; K, M, G suffixes)
   --queue-size N              segments buffered for upload (default 2)
-  --exclude GLOB              leave out matching paths (repeatable; no "/" = any basename)
+  --exclude GLOB              leave out matching paths (repeatable; no "/" = any basename; \\xHH: a byte)
   --cross-file-systems        descend into other file systems (default: stay on the source's)
   --stdin                     back up standard input (a dump piped in) instead of SOURCE: always a full
                               backup; restores to one file (named by --stdin-name, default NAME) or --stdout
@@ -225,7 +225,7 @@ export const backupCommand: Command = {
         compression,
         segmentSize,
         queueSize,
-        exclude: values.exclude,
+        exclude: values.exclude?.map((p) => parseShownName(p, { glob: true })),
         crossFileSystems: values["cross-file-systems"],
         signal: lock.signal,
         frostVersion: VERSION,

@@ -104,6 +104,12 @@ export function showName(s: string): string {
   );
 }
 
+/** Text for a terminal (error messages): each escaped byte as `\xHH`, the rest unchanged. */
+export function showBytes(text: string): string {
+  if (!hasEscape(text)) return text;
+  return text.replace(ESCAPES, (c) => "\\x" + (c.charCodeAt(0) - 0xdc00).toString(16).padStart(2, "0"));
+}
+
 /**
  * Reads the `\xHH` form (HH from 80 to ff, either case) of {@linkcode showName} in a path or glob that a
  * user gives (`--include`, `frost ls PATH`): each becomes its byte. In a glob (`glob: true`) a `\\` is

@@ -83,6 +83,8 @@ const MAKE_TREE = `mkdir -p "$1" && cd "$1"
   mkfifo $'fifo\\xf0'
   printf 'back\\n' > 'back\\slash'
   printf 'utf8\\n' > 'ünïcødé'
+  printf 'order\\n' > $'m\\x80' && printf 'order\\n' > $'m\\xf0\\x9f\\x98\\x80' && printf 'order\\n' > $'n\\xc3x'
+  printf 'order\\n' > $'n\\xc3\\xa9' && printf 'order\\n' > $'o\\xed\\xb3\\xbf'
   touch -d '2024-02-29 12:34:56' $'caf\\xe9' $'dir\\xe9/sub\\xfc'`;
 
 /** Level 1: rename, delete, change and add names that are not UTF-8. */
@@ -171,15 +173,71 @@ describe("file names that are not valid UTF-8", () => {
     await restoreLevels(work, tar, "tar");
   });
 
-  it("GNU tar restores the level-0 data stream with the same names", () => {
+  it("GNU tar restores each level's data stream with the same names, deletions included", () => {
     const out = path.join(work, "gnu-tar");
+    bash(`mkdir "$1"`, out);
+    for (let i = 0; i < tar.ids.length; i++) {
+      bash(
+        `cat "$1"/h1_names/backups/"$3"/data/* | zstd -dc | tar -x --incremental -C "$2"`,
+        tar.store,
+        out,
+        tar.ids[i]!,
+      );
+      assert.equal(describeTree(out), tar.trees[i], `GNU tar, level ${i}`);
+    }
+    // A directory's files come in the byte order of their names (as in its dumpdir), escaped bytes included.
     bash(
-      `mkdir "$2" && cat "$1"/h1_names/backups/"$3"/data/* | zstd -dc | tar -x --incremental -C "$2"`,
+      `export LC_ALL=C
+       cat "$1"/h1_names/backups/"$2"/data/* | zstd -dc | tar -t --quoting-style=literal |
+         grep -av '/$' | grep -av '^\\./.*/' > "$3"
+       grep -aq $'^./m\\x80$' "$3" && sort "$3" | cmp - "$3"`,
       tar.store,
-      out,
       tar.ids[0]!,
+      path.join(work, "members"),
     );
-    assert.equal(describeTree(out), tar.trees[0]);
+  });
+
+  it("GNU tar's own incremental archives of them restore byte for byte (a Freezer container)", async () => {
+    // Freezer's tar engine runs GNU tar --listed-incremental: raw names in headers and dumpdirs, and
+    // rename records for the folder renamed at level 2.
+    const src = path.join(work, "src-gnu");
+    const root = path.join(work, "freezer");
+    const z = 1_700_000_000;
+    const trees: string[] = [];
+    for (const [level, change] of ["", CHANGE_1, CHANGE_2].entries()) {
+      if (change) bash(change, src);
+      else bash(MAKE_TREE, src);
+      trees.push(describeTree(src));
+      const dir = `web1_etc/${z}/${level}_${z + 60 * level}`;
+      bash(
+        `mkdir -p "$2/metadata/tar/$3" "$2/data/tar/$3"
+         printf '{"engine_name":"tar","compression":"gzip","encryption":false}' > "$2/metadata/tar/$3/metadata"
+         printf snar > "$2/data/tar/$3/engine_metadata"
+         cd "$1" && tar --create -z --listed-incremental="$2/snar" . > "$2/data/tar/$3/data"`,
+        src,
+        root,
+        dir,
+      );
+    }
+    for (let level = 0; level < 3; level++) {
+      const to = path.join(work, `restored-gnu-${level}`);
+      const date = new Date((z + 60 * level) * 1000).toISOString();
+      await ok([
+        "freezer",
+        "restore",
+        "--storage",
+        root,
+        "--hostname",
+        "web1",
+        "--name",
+        "etc",
+        "--to",
+        to,
+        "--date",
+        date,
+      ]);
+      assert.equal(describeTree(to), trees[level], `GNU tar level ${level}`);
+    }
   });
 
   it("the rsync engine does the same", async () => {
@@ -208,6 +266,17 @@ describe("file names that are not valid UTF-8", () => {
     await ok(["restore", ...common, "--to", to, "--include", "caf\\xe9", "--include", "new\\xe1/*"]);
     const got = bash(`cd "$1" && find . -print | LC_ALL=C sort`, to).toString("latin1");
     assert.equal(got, ".\n./caf\xe9\n./new\xe1\n./new\xe1/\xe9\n");
+  });
+
+  it("--exclude takes the \\xHH form too", async () => {
+    const store = path.join(work, "store-exclude");
+    const common = ["--name", "ex", "--hostname", "h1", "--storage", store];
+    await ok(["backup", tar.src, ...common, "--exclude", "caf\\xe9", "--exclude", "dir\\xea/"]);
+    const paths = (JSON.parse((await ok(["ls", ...common, "--json"])).stdout) as { path: string }[])
+      .map((r) => r.path);
+    assert.ok(paths.includes("hard\udce9"));
+    assert.ok(!paths.includes("caf\udce9"));
+    assert.ok(!paths.some((p) => p.startsWith("dir\udcea")), paths.join(" "));
   });
 
   it("a warning names such a file in the \\xHH form", async () => {
