@@ -13,7 +13,9 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import path from "node:path";
 import { execFileSync, spawn } from "node:child_process";
-import { cleanup, frost, tempDir } from "./_cli.ts";
+import { cleanup, frost, pseudoRandom, tempDir } from "./_cli.ts";
+import { decodeName, encodeName, parseShownName, showName } from "../engines/_names.ts";
+import { compareNames } from "../engines/_tar_state.ts";
 
 const ROOT = path.resolve(import.meta.dirname!, "..");
 const BUN = path.join(ROOT, "node_modules/bun/bin/bun.exe");
@@ -83,6 +85,7 @@ const MAKE_TREE = `mkdir -p "$1" && cd "$1"
   mkfifo $'fifo\\xf0'
   printf 'back\\n' > 'back\\slash'
   printf 'utf8\\n' > 'ünïcødé'
+  printf 'valid U+FFFD\\n' > $'rep\\xef\\xbf\\xbd'
   printf 'order\\n' > $'m\\x80' && printf 'order\\n' > $'m\\xf0\\x9f\\x98\\x80' && printf 'order\\n' > $'n\\xc3x'
   printf 'order\\n' > $'n\\xc3\\xa9' && printf 'order\\n' > $'o\\xed\\xb3\\xbf'
   touch -d '2024-02-29 12:34:56' $'caf\\xe9' $'dir\\xe9/sub\\xfc'`;
@@ -157,6 +160,55 @@ async function restoreLevels(
     assert.equal(describeTree(to), b.trees[i], `level ${i} restored by the ${tag} engine`);
   }
 }
+
+describe("names as bytes (engines/_names.ts)", () => {
+  // Short byte strings, mostly above 0x7f: invalid sequences, valid ones, and mixtures.
+  const samples: Uint8Array[] = [];
+  const random = pseudoRandom(4096, 17);
+  const pick = [
+    0x41,
+    0x5c,
+    0x78,
+    0x80,
+    0xa9,
+    0xbf,
+    0xc0,
+    0xc3,
+    0xe0,
+    0xed,
+    0xef,
+    0xf0,
+    0xf4,
+    0x9f,
+    0xbd,
+    0xff,
+  ];
+  for (let i = 0; i + 8 <= random.length; i += 8) {
+    samples.push(random.subarray(i, i + (random[i]! % 8) + 1).map((b) => pick[b % pick.length]!));
+  }
+  const utf8 = new TextEncoder();
+  samples.push(utf8.encode("café 😀 \uFFFD"), utf8.encode("\udcff"), new Uint8Array([0xed, 0xb3, 0xbf]));
+
+  it("decodeName() and encodeName() give back every byte string, valid UTF-8 decoded as usual", () => {
+    for (const bytes of samples) {
+      const name = decodeName(bytes);
+      assert.deepEqual(encodeName(name), bytes, name);
+      assert.deepEqual(parseShownName(showName(name)), name);
+    }
+    assert.equal(decodeName(utf8.encode("café 😀")), "café 😀");
+    assert.equal(decodeName(new Uint8Array([0x63, 0xe9, 0x5c])), "c\udce9\\");
+    assert.equal(showName("c\udce9\\"), "c\\xe9\\\\");
+  });
+
+  it("compareNames() orders names by their bytes", () => {
+    const byBytes = [...samples].sort((a, b) => {
+      for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+      return a.length - b.length;
+    });
+    const byNames = samples.map((b) => decodeName(b)).sort(compareNames);
+    assert.deepEqual(byNames.map((n) => encodeName(n)), byBytes);
+  });
+});
 
 describe("file names that are not valid UTF-8", () => {
   let work: string;
@@ -262,6 +314,9 @@ describe("file names that are not valid UTF-8", () => {
     // The shown form names the path again: ls PATH and restore --include select exactly it.
     const one = (await ok(["ls", ...common, "dir\\xea"])).stdout.trim().split("\n");
     assert.deepEqual(one.map((l) => l.split(" ").pop()), ["dir\\xea", "dir\\xea/inner"]);
+    assert.match(text, / rep\uFFFD$/m);
+    const dry = (await ok(["restore", ...common, "--to", path.join(work, "dry"), "--dry-run"])).stdout;
+    assert.match(dry, / caf\\xe9$/m);
     const to = path.join(work, "included");
     await ok(["restore", ...common, "--to", to, "--include", "caf\\xe9", "--include", "new\\xe1/*"]);
     const got = bash(`cd "$1" && find . -print | LC_ALL=C sort`, to).toString("latin1");
