@@ -76,14 +76,17 @@ function mkdtemp(prefix: unknown, options?: unknown): unknown {
 }
 
 /**
- * node:fs, with the calls that take or give names wrapped (see the module documentation). A plain object
+ * node:fs, with the synchronous calls that take or give names wrapped (see the module documentation); a
+ * call not listed here passes an escaped name on as text, which names another file: add it. A plain object
  * rather than `export * from "node:fs"`, which `bun build` (1.4.5) bundles into a ReferenceError.
  */
 const fs: typeof nodeFs = {
   ...nodeFs,
   accessSync: paths(nodeFs.accessSync),
+  appendFileSync: paths(nodeFs.appendFileSync),
   chmodSync: paths(nodeFs.chmodSync),
   chownSync: paths(nodeFs.chownSync),
+  copyFileSync: paths(nodeFs.copyFileSync, 2),
   existsSync: paths(nodeFs.existsSync),
   lchownSync: paths(nodeFs.lchownSync),
   linkSync: paths(nodeFs.linkSync, 2),
@@ -93,14 +96,17 @@ const fs: typeof nodeFs = {
   mkdtempSync: mkdtemp as typeof nodeFs.mkdtempSync,
   openSync: paths(nodeFs.openSync),
   readdirSync: readdir as typeof nodeFs.readdirSync,
+  readFileSync: paths(nodeFs.readFileSync),
   readlinkSync: readlink as typeof nodeFs.readlinkSync,
   renameSync: paths(nodeFs.renameSync, 2),
   rmdirSync: paths(nodeFs.rmdirSync),
   rmSync: paths(nodeFs.rmSync),
   statSync: paths(nodeFs.statSync),
   symlinkSync: paths(nodeFs.symlinkSync, 2),
+  truncateSync: paths(nodeFs.truncateSync),
   unlinkSync: paths(nodeFs.unlinkSync),
   utimesSync: paths(nodeFs.utimesSync),
+  writeFileSync: paths(nodeFs.writeFileSync),
 };
 /** The node:fs types the engines name as `fs.X`. */
 // deno-lint-ignore no-namespace
