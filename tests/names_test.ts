@@ -86,6 +86,8 @@ const MAKE_TREE = `mkdir -p "$1" && cd "$1"
   printf 'back\\n' > 'back\\slash'
   printf 'utf8\\n' > 'ünïcødé'
   printf 'valid U+FFFD\\n' > $'rep\\xef\\xbf\\xbd'
+  long=$(printf 'x%.0s' {1..120})$'\\xe9\\xff'
+  printf 'long\\n' > "$long" && ln -s "$long" $'long link\\xe9'
   printf 'order\\n' > $'m\\x80' && printf 'order\\n' > $'m\\xf0\\x9f\\x98\\x80' && printf 'order\\n' > $'n\\xc3x'
   printf 'order\\n' > $'n\\xc3\\xa9' && printf 'order\\n' > $'o\\xed\\xb3\\xbf'
   touch -d '2024-02-29 12:34:56' $'caf\\xe9' $'dir\\xe9/sub\\xfc'`;
@@ -251,7 +253,8 @@ describe("file names that are not valid UTF-8", () => {
 
   it("GNU tar's own incremental archives of them restore byte for byte (a Freezer container)", async () => {
     // Freezer's tar engine runs GNU tar --listed-incremental: raw names in headers and dumpdirs, and
-    // rename records for the folder renamed at level 2.
+    // rename records for the folder renamed at level 2. Level 0 is a pax archive instead, with the
+    // hdrcharset=BINARY record that libarchive and star write for such names (GNU tar only reads past it).
     const src = path.join(work, "src-gnu");
     const root = path.join(work, "freezer");
     const z = 1_700_000_000;
@@ -265,10 +268,11 @@ describe("file names that are not valid UTF-8", () => {
         `mkdir -p "$2/metadata/tar/$3" "$2/data/tar/$3"
          printf '{"engine_name":"tar","compression":"gzip","encryption":false}' > "$2/metadata/tar/$3/metadata"
          printf snar > "$2/data/tar/$3/engine_metadata"
-         cd "$1" && tar --create -z --listed-incremental="$2/snar" . > "$2/data/tar/$3/data"`,
+         cd "$1" && tar --create -z --listed-incremental="$2/snar" $4 . > "$2/data/tar/$3/data"`,
         src,
         root,
         dir,
+        level === 0 ? "--format=posix --pax-option=hdrcharset=BINARY" : "",
       );
     }
     for (let level = 0; level < 3; level++) {
