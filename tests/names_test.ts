@@ -1,7 +1,7 @@
 /**
  * End-to-end: file names that are not valid UTF-8 (latin-1 `caf\xe9`, `\xff\xfe.bin`, a folder with such a
- * name, a symlink pointing to such a name) are backed up, listed and restored byte for byte, by both
- * engines, and GNU tar restores them from a level-0 archive.
+ * name, a symlink pointing to such a name) are backed up at levels 0..2, listed and restored byte for byte
+ * by both engines; GNU tar restores frost's archives, and frost restores GNU tar's.
  *
  * Deno's node:fs decodes every name as UTF-8, lossily, so frost run by Deno cannot name these files (the
  * last test checks that it says so). Without FROST_BIN the byte-exact tests therefore run main.ts under
