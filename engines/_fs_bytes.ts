@@ -109,7 +109,6 @@ const fs: typeof nodeFs = {
   writeFileSync: paths(nodeFs.writeFileSync),
 };
 /** The node:fs types the engines name as `fs.X`. */
-// deno-lint-ignore no-namespace
 declare namespace fs {
   export type BigIntStats = nodeFs.BigIntStats;
   export type Dirent = nodeFs.Dirent;
