@@ -29,6 +29,7 @@ import {
   writeErr,
   writeOut,
 } from "./_stdio.ts";
+import { showBytes } from "./engines/_names.ts";
 
 const COMMANDS: Record<string, Command> = {
   backup: backupCommand,
@@ -72,7 +73,7 @@ export async function main(args: string[]): Promise<number> {
   let warned = false;
   const stderr = (line: string) => {
     if (line.startsWith("frost: warning:")) warned = true;
-    writeErr(line);
+    writeErr(showBytes(line));
   };
   const [first, ...rest] = args;
   if (first === KDF_CHILD_ARG) return await runKdfChild(); // internal: see _kdf_child.ts

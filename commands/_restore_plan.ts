@@ -11,7 +11,7 @@
  * - A kept path (the storage folder inside the target) is never written, replaced or removed.
  * @module
  */
-import fs from "node:fs";
+import fs from "../engines/_fs_bytes.ts";
 import type { Selection, StateEntry } from "../engines/engine.ts";
 import { RestoreTarget } from "../engines/_restore_fs.ts";
 

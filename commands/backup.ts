@@ -37,6 +37,7 @@ import { acquireLock, type Lock, releaseAndClose } from "../lock.ts";
 import { globEscape } from "../engines/_fs_common.ts";
 import { inside, localStoragePaths, realPath } from "./_local_storage.ts";
 import { removeOrphansAtStart } from "../orphans.ts";
+import { parseShownName, showName } from "../engines/_names.ts";
 
 const USAGE = `Usage: frost backup SOURCE --name NAME [options]
        frost backup --stdin --name NAME [options]        (e.g. pg_dump db | frost backup --stdin --name db)
@@ -53,7 +54,7 @@ Options:
   --compression KIND          zstd (default), gzip, none
   --segment-size SIZE         bytes per stored object (default 32MiB; K, M, G suffixes)
   --queue-size N              segments buffered for upload (default 2)
-  --exclude GLOB              leave out matching paths (repeatable; no "/" = any basename)
+  --exclude GLOB              leave out matching paths (repeatable; no "/" = any basename; \\xHH: a byte)
   --cross-file-systems        descend into other file systems (default: stay on the source's)
   --stdin                     back up standard input (a dump piped in) instead of SOURCE: always a full
                               backup; restores to one file (named by --stdin-name, default NAME) or --stdout
@@ -142,7 +143,10 @@ export const backupCommand: Command = {
     const source = fromStdin ? "-" : absolute(positionals[0]!);
     // Checked now, and again after a --pre-command (which may make it).
     if (values["pre-command"] === undefined && !fromStdin) checkSource(source);
-    const exclude = [...values.exclude ?? [], ...storagesLeftOut(source, fromStdin, values.storage, ctx)];
+    const exclude = [
+      ...(values.exclude ?? []).map((p) => parseShownName(p, { glob: true })),
+      ...storagesLeftOut(source, fromStdin, values.storage, ctx),
+    ];
     const keyOpts = await keyOptions(values);
     if (keyOpts.passphrase !== undefined && keyOpts.recipient !== undefined) {
       throw new UsageError(
@@ -245,7 +249,7 @@ export const backupCommand: Command = {
         onWarning: (w) => {
           warnings.push(w);
           progress.clear();
-          ctx.stderr(`frost: warning: ${w.path}: ${w.message}`);
+          ctx.stderr(`frost: warning: ${showName(w.path)}: ${w.message}`);
         },
       }).catch(async (err) => {
         progress.clear();

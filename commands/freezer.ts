@@ -19,6 +19,7 @@ import { AbortedError, ExitCode, FrostError, messageOf, UsageError } from "../er
 import { formatBytes, parseDate } from "../units.ts";
 import { tarRestore } from "../engines/tar_restore.ts";
 import type { RestoreStats } from "../engines/engine.ts";
+import { showName } from "../engines/_names.ts";
 import {
   checkPlainHead,
   concatObjects,
@@ -218,7 +219,7 @@ async function restore(ctx: CommandContext, values: Values): Promise<number> {
         onWarning: (w) => {
           warnings++;
           progress.clear();
-          ctx.stderr(`frost: warning: ${w.path}: ${w.message}`);
+          ctx.stderr(`frost: warning: ${showName(w.path)}: ${w.message}`);
         },
       });
       let stream = concatObjects(storage, keys, { signal: ctx.signal, onRead: (n) => read += n });

@@ -27,6 +27,7 @@ import { readSegments } from "../pipeline.ts";
 import { chainDataKeys } from "../backup_keys.ts";
 import { createDecryptor, streamId } from "../encryption.ts";
 import { createDecompressor } from "../compression.ts";
+import { parseShownName, showName } from "../engines/_names.ts";
 import { Dumpdir, type EntryType, parseDumpdir, type TarEntry, TarReader } from "../engines/_tar_read.ts";
 
 const USAGE = `Usage: frost ls --name NAME [--date T] [PATH] [options]
@@ -34,6 +35,8 @@ const USAGE = `Usage: frost ls --name NAME [--date T] [PATH] [options]
 Lists the files of the newest backup of <hostname>_<name> (or of the newest at or before --date) as a
 restore would produce them, after applying the whole chain: type and mode, size, modification time (UTC)
 and path. With PATH, only that path and what is below it. Nothing is written. Tar-engine backups only.
+A name byte that is not valid UTF-8 is shown as \\xHH and a backslash as \\\\ (PATH and restore's
+--include take the same form); --json gives such a byte as the escape \\udcHH (U+DC80 + the byte - 0x80).
 
 Options:
   --name NAME            backup name (required)
@@ -74,7 +77,9 @@ export const lsCommand: Command = {
     const name = nameOption(values.name, "ls");
     const hostname = hostnameOption(values.hostname);
     const at = values.date === undefined ? undefined : parseDate(values.date);
-    const prefix = positionals[0] === undefined ? "" : normalize(positionals[0], positionals[0]);
+    const prefix = positionals[0] === undefined
+      ? ""
+      : normalize(parseShownName(positionals[0]), positionals[0]);
 
     const storage = await openStorages(values, { create: false, ctx });
     try {
@@ -143,12 +148,14 @@ export const lsCommand: Command = {
           ? "-".padEnd(19)
           : new Date(n.mtime * 1000).toISOString().slice(0, 19).replace("T", " ");
         const link = n.type === "symlink"
-          ? ` -> ${n.linkname}`
+          ? ` -> ${showName(n.linkname)}`
           : n.type === "hardlink"
-          ? ` (hard link of ${n.linkname})`
+          ? ` (hard link of ${showName(n.linkname)})`
           : "";
         ctx.stdout(
-          `${typeChar(n.type)}${modeString(n.mode)} ${String(n.size).padStart(12)} ${time} ${path}${link}`,
+          `${typeChar(n.type)}${modeString(n.mode)} ${String(n.size).padStart(12)} ${time} ${
+            showName(path)
+          }${link}`,
         );
       }
       const files = rows.filter(([, n]) => n.type === "file").length;

@@ -31,6 +31,7 @@ import { type IncludeSelector, includeSelector, keepingSelect } from "../engines
 import { type Deletion, planRestore, pruneTarget, type RestorePlan } from "./_restore_plan.ts";
 import { inside, localStoragePaths, realPath } from "./_local_storage.ts";
 import type { KeyOptions } from "../backup_keys.ts";
+import { parseShownName, showName } from "../engines/_names.ts";
 import type { StateEntry } from "../engines/engine.ts";
 import { STDIN_ENGINE, stdinEngine } from "../engines/stdin.ts";
 import type { Storage } from "../storage/storage.ts";
@@ -53,7 +54,8 @@ Options:
   --delete               with --overwrite: make DIR an exact mirror of the backup point (within the
                          --include patterns), deleting what the backup does not hold, like rsync --delete
   --include PATTERN      restore only matching paths and what is below them (repeatable): paths as
-                         "frost ls" shows them, globs * ? [..] ** allowed, e.g. etc/nginx 'etc/ssl/**'
+                         "frost ls" shows them (\\xHH for a byte that is not UTF-8), globs * ? [..] **
+                         allowed, e.g. etc/nginx 'etc/ssl/**'
   --dry-run              list what would be created, replaced and deleted in DIR; write nothing
   --plan                 show the objects and bytes the restore would read (no --to needed)
   --stdout               write a --stdin backup to standard output instead of a file in DIR
@@ -152,9 +154,10 @@ export const restoreCommand: Command = {
       // --include must match, and the file a stdin backup restores to.
       // An absolute pattern under the backed-up path is taken relative to it: /etc/nginx → nginx.
       const source = await sourceOf(newest, keys.get(newest.id));
-      const patterns = includes.map((p) =>
-        source && source !== "/" && p.startsWith(source + "/") ? p.slice(source.length + 1) : p
-      );
+      const patterns = includes.map((shown) => {
+        const p = parseShownName(shown, { glob: true }); // "caf\xe9": a name that is not UTF-8
+        return source && source !== "/" && p.startsWith(source + "/") ? p.slice(source.length + 1) : p;
+      });
       const selector = patterns.length > 0 ? includeSelector(patterns) : undefined;
       let entries: StateEntry[] | undefined;
       if (!toStdout || selector || newest.engine === STDIN_ENGINE) {
@@ -246,7 +249,7 @@ export const restoreCommand: Command = {
         onWarning: (w) => {
           warnings++;
           progress.clear();
-          ctx.stderr(`frost: warning: ${w.path}: ${w.message}`);
+          ctx.stderr(`frost: warning: ${showName(w.path)}: ${w.message}`);
         },
       }).catch((err) => {
         progress.clear();
@@ -377,12 +380,12 @@ function printDryRun(
   for (const e of shown) {
     ctx.stdout(
       `${action(e).padEnd(7)} ${TYPE_CHARS[e.type]} ${String(e.size).padStart(12)} ${
-        e.path === "" ? "." : e.path
+        e.path === "" ? "." : showName(e.path)
       }`,
     );
   }
   for (const d of plan.deleted) {
-    ctx.stdout(`${"delete".padEnd(7)} ${DELETED_CHARS[d.type]} ${"".padStart(12)} ${d.path}`);
+    ctx.stdout(`${"delete".padEnd(7)} ${DELETED_CHARS[d.type]} ${"".padStart(12)} ${showName(d.path)}`);
   }
   ctx.stdout(
     `Would restore ${series} ${newest.id} (level ${newest.level}, ${chain.length} backup${

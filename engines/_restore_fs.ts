@@ -4,12 +4,13 @@
  * symlinks are refused; files are created with O_EXCL, never written through an existing link).
  * @module
  */
-import fs from "node:fs";
+import fs from "./_fs_bytes.ts";
 import process from "node:process";
 import { execFileSync } from "node:child_process";
 import type { RestoreOptions, RestoreRun, RestoreStats, Selection } from "./engine.ts";
 import { AbortedError, FrostError, messageOf } from "../errors.ts";
 import { code, count, IdMap, safeRel } from "./_fs_common.ts";
+import { hasEscape } from "./_names.ts";
 
 /** What a restore's stream drives: one engine's parser and applier. */
 export interface RestoreSink {
@@ -444,11 +445,14 @@ export class RestoreTarget<F> {
     const abs = this.abs(rel);
     if (fs.lstatSync(abs, { throwIfNoEntry: false })) this.remove(rel, abs);
     const m = (mode & 0o777).toString(8);
+    // A command's arguments are text: a name that is not UTF-8 is made under a temporary name first.
+    const made = hasEscape(abs) ? `${this.root}/.frost-special.${process.pid}` : abs;
     const args = type === "fifo"
-      ? ["-m", m, "--", abs]
-      : ["-m", m, "--", abs, type === "char" ? "c" : "b", String(major), String(minor)];
+      ? ["-m", m, "--", made]
+      : ["-m", m, "--", made, type === "char" ? "c" : "b", String(major), String(minor)];
     try {
       execFileSync(type === "fifo" ? "mkfifo" : "mknod", args, { stdio: ["ignore", "ignore", "pipe"] });
+      if (made !== abs) fs.renameSync(made, abs);
     } catch (err) {
       const stderr = (err as { stderr?: Uint8Array }).stderr;
       const why = stderr?.length ? new TextDecoder().decode(stderr).trim() : messageOf(err);

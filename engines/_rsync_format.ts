@@ -6,6 +6,7 @@
 import { FrostError, messageOf } from "../errors.ts";
 import { compareKey, recordsOf } from "./_tar_state.ts";
 import type { StateEntry } from "./engine.ts";
+import { decodeName, encodeName, hasEscape } from "./_names.ts";
 
 /** First 8 bytes of a data stream: "FRSYNC", NUL, version 1. */
 export const STREAM_MAGIC = new Uint8Array([0x46, 0x52, 0x53, 0x59, 0x4e, 0x43, 0x00, 0x01]);
@@ -117,10 +118,15 @@ export class ByteOut {
     this.total += 8;
   }
 
-  /** `u32` length + UTF-8 bytes of `s`. */
+  /** `u32` length + UTF-8 bytes of `s` (escaped name bytes as themselves, see _names.ts). */
   str32(s: string): void {
     this.#reserve(4 + 3 * s.length);
-    const { written } = encoder.encodeInto(s, this.#chunk.subarray(this.#off + 4));
+    let written: number;
+    if (hasEscape(s)) {
+      const bytes = encodeName(s);
+      this.#chunk.set(bytes, this.#off + 4);
+      written = bytes.length;
+    } else written = encoder.encodeInto(s, this.#chunk.subarray(this.#off + 4)).written;
     this.#dv.setUint32(this.#off, written, true);
     this.#off += 4 + written;
     this.total += 4 + written;
@@ -188,7 +194,6 @@ const STATE_KINDS = new Set<number>([KIND.file, KIND.dir, KIND.symlink, KIND.fif
  */
 export class StateReader {
   #reader: ReadableStreamDefaultReader<Uint8Array>;
-  #decoder = new TextDecoder("utf-8", { fatal: true });
   #buf = new Uint8Array(256 << 10);
   #dv = new DataView(this.#buf.buffer);
   #pos = 0;
@@ -357,12 +362,7 @@ export class StateReader {
     const pathLen = dv.getUint32(p + 6, true);
     const metaAt = p + 10 + pathLen;
     if (!STATE_KINDS.has(kind) || 6 + pathLen + META_BYTES > size) throw this.#corrupt("is malformed");
-    let path: string;
-    try {
-      path = this.#decoder.decode(this.#buf.subarray(p + 10, metaAt));
-    } catch {
-      throw this.#corrupt("has a path that is not UTF-8");
-    }
+    const path = decodeName(this.#buf.subarray(p + 10, metaAt));
     const end = p + 4 + size;
     const sigAt = metaAt + META_BYTES;
     const signatures = (flags & FLAG_SIGNATURES) !== 0 ? this.#buf.subarray(sigAt, end) : undefined;

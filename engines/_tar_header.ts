@@ -4,6 +4,7 @@
  * as long as reading a small file; this one costs about a microsecond.
  * @module
  */
+import { encodeName, hasEscape } from "./_names.ts";
 
 /** Size of a tar block; headers and padded file data are multiples of it. */
 export const BLOCK = 512;
@@ -27,7 +28,10 @@ export const TYPE = {
 
 const encoder = new TextEncoder();
 
-/** Number of bytes `s` takes in UTF-8 (lone surrogates count as U+FFFD, as TextEncoder writes them). */
+/**
+ * Number of bytes `s` takes in UTF-8; an escaped name byte (U+DC80..U+DCFF, see _names.ts) is that one
+ * byte, other lone surrogates count as U+FFFD, as TextEncoder writes them.
+ */
 export function utf8Length(s: string): number {
   let n = 0;
   for (let i = 0; i < s.length; i++) {
@@ -40,20 +44,32 @@ export function utf8Length(s: string): number {
         n += 4;
         i++;
       } else n += 3;
-    } else n += 3;
+    } else if (c >= 0xdc80 && c <= 0xdcff) n += 1;
+    else n += 3;
   }
   return n;
 }
 
 /**
  * Writes `s` as UTF-8 at `buf[off]`, at most `max` bytes (never a partial character); returns the bytes
- * written. ASCII, the usual case, skips TextEncoder and the subarray it needs.
+ * written. ASCII, the usual case, skips TextEncoder and the subarray it needs. Escaped name bytes are
+ * written as themselves (see _names.ts).
  */
 export function writeString(buf: Uint8Array, off: number, max: number, s: string): number {
   const n = s.length < max ? s.length : max;
   for (let i = 0; i < n; i++) {
     const c = s.charCodeAt(i);
-    if (c >= 0x80) return encoder.encodeInto(s, buf.subarray(off, off + max)).written;
+    if (c >= 0x80) {
+      if (!hasEscape(s)) return encoder.encodeInto(s, buf.subarray(off, off + max)).written;
+      const bytes = encodeName(s);
+      let len = bytes.length;
+      if (len > max) {
+        len = max;
+        while (len > 0 && (bytes[len]! & 0xc0) === 0x80) len--; // a truncated field: keep whole characters
+      }
+      buf.set(bytes.subarray(0, len), off);
+      return len;
+    }
     buf[off + i] = c;
   }
   return n; // an ASCII prefix: the first `max` bytes whatever follows

@@ -9,6 +9,7 @@
  * @module
  */
 import { FrostError } from "../errors.ts";
+import { decodeName } from "./_names.ts";
 
 /** What a member is, once GNU and pax details are resolved. */
 export type EntryType = "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";
@@ -93,7 +94,6 @@ interface Pax {
   dumpdir?: Uint8Array;
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
 const utf8Lossy = new TextDecoder("utf-8");
 
 /**
@@ -527,14 +527,9 @@ function cString(data: Uint8Array, h: TarHandler): string {
   return decode(nul < 0 ? data : data.subarray(0, nul), h);
 }
 
-function decode(bytes: Uint8Array, h: TarHandler): string {
-  try {
-    return utf8.decode(bytes);
-  } catch {
-    const name = utf8Lossy.decode(bytes);
-    h.warn(name, "name is not valid UTF-8: restored with replacement characters");
-    return name;
-  }
+/** Decodes a name (or a link target) reversibly: bytes that are not UTF-8 are kept (see _names.ts). */
+function decode(bytes: Uint8Array, _h: TarHandler): string {
+  return decodeName(bytes);
 }
 
 /** Parses pax records: "<length> <key>=<value>\n", value as bytes for GNU.dumpdir, else UTF-8. */
@@ -558,6 +553,7 @@ function parsePax(data: Uint8Array, headerName: string): Pax {
     const key = utf8Lossy.decode(data.subarray(j + 1, eq));
     const value = data.subarray(eq + 1, end - 1);
     if (key === "GNU.dumpdir") pax.dumpdir = value.slice();
+    else if (key === "path" || key === "linkpath") pax.records.set(key, decodeName(value)); // hdrcharset=BINARY
     else pax.records.set(key, utf8Lossy.decode(value));
     i = end;
   }
@@ -641,7 +637,7 @@ export function parseDumpdir(data: Uint8Array): DumpdirRecord[] {
   while (i < data.length && data[i] !== 0) {
     let end = data.indexOf(0, i);
     if (end < 0) end = data.length;
-    out.push({ code: data[i]!, name: utf8Lossy.decode(data.subarray(i + 1, end)) });
+    out.push({ code: data[i]!, name: decodeName(data.subarray(i + 1, end)) });
     i = end + 1;
   }
   return out;

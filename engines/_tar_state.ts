@@ -5,6 +5,7 @@
  */
 import { FrostError, messageOf } from "../errors.ts";
 import type { StateEntry } from "./engine.ts";
+import { encodeName } from "./_names.ts";
 
 /** `format` value of a state's header line. */
 export const STATE_FORMAT = "frost-tar-state";
@@ -18,7 +19,8 @@ const KINDS = new Set<string>(["f", "d", "l", "p", "c", "b"]);
 
 /**
  * Compares two names in the byte order of their UTF-8 encoding (= code point order). JavaScript's `<`
- * compares UTF-16 code units, which differs only between surrogates and U+E000..U+FFFF.
+ * compares UTF-16 code units, which differs only between surrogates and U+E000..U+FFFF. Names with bytes
+ * that are not UTF-8 (escaped, see _names.ts) compare by their bytes.
  */
 export function compareNames(a: string, b: string): number {
   if (a === b) return 0;
@@ -27,6 +29,7 @@ export function compareNames(a: string, b: string): number {
     let x = a.charCodeAt(i);
     let y = b.charCodeAt(i);
     if (x === y) continue;
+    if ((x >= 0xdc80 && x <= 0xdcff) || (y >= 0xdc80 && y <= 0xdcff)) return compareBytes(a, b);
     if (x >= 0xd800 && y >= 0xd800) {
       // Move surrogates (code points above U+FFFF) above U+E000..U+FFFF.
       x = x < 0xe000 ? x + 0x2000 : x - 0x800;
@@ -35,6 +38,15 @@ export function compareNames(a: string, b: string): number {
     return x - y;
   }
   return a.length - b.length;
+}
+
+/** Compares the bytes of two names (the rare names with an escaped byte). */
+function compareBytes(a: string, b: string): number {
+  const x = encodeName(a);
+  const y = encodeName(b);
+  const n = x.length < y.length ? x.length : y.length;
+  for (let i = 0; i < n; i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
+  return x.length - y.length;
 }
 
 const HIGH_UNITS = /[\ud800-\uffff]/;

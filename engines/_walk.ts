@@ -3,7 +3,8 @@
  * tree with the same warnings, and the run's bookkeeping (stats, warnings, progress, abort, `done`).
  * @module
  */
-import fs from "node:fs";
+import fs from "./_fs_bytes.ts";
+import { BYTE_PATHS } from "./_fs_bytes.ts";
 import type { BackupOptions, BackupStats } from "./engine.ts";
 import { AbortedError, FrostError } from "../errors.ts";
 import { errnoText } from "./_fs_common.ts";
@@ -124,10 +125,12 @@ export function lstatChild(abs: string, name: string, run: BackupControl): fs.Bi
     return undefined;
   }
   if (!st) {
-    // Names that are not UTF-8 reach us with U+FFFD in them (Deno cannot give their bytes at all).
+    // Under Deno, names that are not UTF-8 reach us with U+FFFD in them: Deno cannot give their bytes.
     run.warn(
       abs,
-      name.includes("\uFFFD") ? "name is not valid UTF-8; left out" : "vanished before it was read; left out",
+      name.includes("\uFFFD") && !BYTE_PATHS
+        ? "name is not valid UTF-8 and this runtime cannot read it (the frost binary can); left out"
+        : "vanished before it was read; left out",
     );
   }
   return st;

@@ -10,7 +10,7 @@
  * awaited promise per call costs more than the call for small files.
  * @module
  */
-import fs from "node:fs";
+import fs from "./_fs_bytes.ts";
 import path from "node:path";
 import process from "node:process";
 import { setImmediate } from "node:timers";

@@ -11,12 +11,13 @@
  * All file system calls are synchronous on purpose (see tar_restore.ts).
  * @module
  */
-import fs from "node:fs";
+import fs from "./_fs_bytes.ts";
 import path from "node:path";
 import crypto from "node:crypto";
 import type { RestoreOptions, RestoreRun, RestoreStats, Selection } from "./engine.ts";
 import { AbortedError, FrostError, messageOf } from "../errors.ts";
 import { sha256 } from "./_rsync_delta.ts";
+import { decodeName } from "./_names.ts";
 import { DELETED_DIR, DELETED_OTHER, KIND, STREAM_MAGIC, TAG } from "./_rsync_format.ts";
 import { code, fsTimeNs as fsTime, safeRel } from "./_fs_common.ts";
 import { type DirFix, restoreRun, RestoreTally, RestoreTarget } from "./_restore_fs.ts";
@@ -74,8 +75,6 @@ interface Header {
   gname: string;
   mtime: bigint;
 }
-
-const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** The file being rebuilt: output, base, staging buffer and running hash. */
 interface FileJob {
@@ -232,11 +231,7 @@ class Applier {
     this.#need(n);
     const bytes = this.#buf.subarray(this.#p, this.#p + n);
     this.#p += n;
-    try {
-      return decoder.decode(bytes);
-    } catch {
-      throw this.#corrupt("a name is not valid UTF-8");
-    }
+    return decodeName(bytes);
   }
 
   #corrupt(why: string): FrostError {

@@ -78,7 +78,7 @@
  * as it is produced, in pieces of about 64 KiB, without waiting for its reader.
  * @module
  */
-import fs from "node:fs";
+import fs from "./_fs_bytes.ts";
 import path from "node:path";
 import process from "node:process";
 import { setImmediate } from "node:timers";
@@ -113,6 +113,7 @@ import {
   tailStart,
 } from "./_tar_state.ts";
 import { errnoText, excludeMatcher, OwnerNames } from "./_fs_common.ts";
+import { hasEscape } from "./_names.ts";
 import { BackupControl, closeRead, entryKind, listDir, lstatChild, statSource } from "./_walk.ts";
 import { OPEN_FLAGS, PROGRESS_MS, SLICE_MS } from "./_walk.ts";
 
@@ -640,6 +641,7 @@ class TarBackup {
       const n = utf8Length(e.linkname);
       if (n > 100) records.push(["linkpath", e.linkname, n]);
     }
+    if (hasEscape(e.member) || hasEscape(e.linkname)) binaryNames(records, e.member, e.linkname);
     if (e.size > MAX_OCTAL_11) {
       const v = String(e.size);
       records.push(["size", v, v.length]);
@@ -828,6 +830,21 @@ class TarBackup {
     if (!this.#stateCancelled) this.#state.error(err);
     void this.#reader?.close();
     this.#c.fail(err);
+  }
+}
+
+/**
+ * Adds what GNU tar (1.34) writes for names that are not valid UTF-8: `path` (and `linkpath`) records
+ * with the raw bytes. Not `hdrcharset=BINARY`, which POSIX defines for this but GNU tar 1.34 does not
+ * know ("Ignoring unknown extended header keyword" for every member); the reader accepts it.
+ */
+function binaryNames(
+  records: [string, string | Uint8Array, number][],
+  member: string,
+  linkname: string,
+): void {
+  for (const [key, value] of [["path", member], ["linkpath", linkname]] as const) {
+    if (hasEscape(value) && !records.some((r) => r[0] === key)) records.push([key, value, utf8Length(value)]);
   }
 }
 

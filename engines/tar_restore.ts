@@ -9,7 +9,7 @@
  * that the main thread meanwhile takes in the next chunks (a remote restore reads its sockets there).
  * @module
  */
-import fs from "node:fs";
+import fs from "./_fs_bytes.ts";
 import path from "node:path";
 import type { RestoreOptions, RestoreRun, RestoreStats } from "./engine.ts";
 import { AbortedError, FrostError, messageOf } from "../errors.ts";
