@@ -113,6 +113,7 @@ import {
   tailStart,
 } from "./_tar_state.ts";
 import { errnoText, excludeMatcher, OwnerNames } from "./_fs_common.ts";
+import { mayHaveHoles, sparseHeaderName, type SparseLayout, sparseLayout, SparseSource } from "./_sparse.ts";
 import { BackupControl, closeRead, entryKind, listDir, lstatChild, statSource } from "./_walk.ts";
 import { OPEN_FLAGS, PROGRESS_MS, SLICE_MS } from "./_walk.ts";
 
@@ -147,6 +148,8 @@ interface Item {
   rdev: bigint;
   /** `dev:ino` of non-directories with several links. */
   linkKey: string | undefined;
+  /** A regular file with fewer blocks than its size needs: searched for holes when stored. */
+  holes: boolean;
   /** The entry's state record, and where its tail (ino, size, mtime, ctime) starts. */
   line: string;
   tailAt: number;
@@ -170,6 +173,7 @@ function makeItem(name: string, rel: string, kind: Kind, st: fs.BigIntStats, roo
     size,
     rdev: kind === "c" || kind === "b" ? st.rdev : 0n,
     linkKey: nlink > 1 && kind !== "d" ? `${dev}:${ino}` : undefined,
+    holes: kind === "f" && mayHaveHoles(st),
     line,
     tailAt: tailStart(line),
   };
@@ -203,6 +207,8 @@ interface Entry {
   fd: number;
   /** For directories: the frame of its children, pushed once the header is written. */
   frame: Frame | undefined;
+  /** A file with holes, stored in GNU's sparse format 1.0 (see _sparse.ts); `size` is then its stored size. */
+  sparse?: SparseLayout;
 }
 
 function newChunk(size: number): Uint8Array {
@@ -267,6 +273,8 @@ class TarBackup {
 
   // The file whose data is being copied.
   #fd = -1;
+  /** Its sparse map and regions, when it has holes. */
+  #sparse: SparseSource | undefined;
   #fileAbs = "";
   #fileSize = 0;
   #filePos = 0;
@@ -597,6 +605,10 @@ class TarBackup {
             }
             return undefined;
           }
+          if (item.holes) {
+            entry.sparse = sparseLayout(entry.fd, entry.size);
+            if (entry.sparse) entry.size = entry.sparse.stored;
+          }
         }
         break;
       case "l":
@@ -632,7 +644,8 @@ class TarBackup {
 
     // pax records: [key, value, value bytes]; mtime always, the rest when ustar cannot hold them.
     const records: [string, string | Uint8Array, number][] = [];
-    if (e.member.length > 33) {
+    if (e.sparse) records.push(...sparseRecords(e.member, item.size));
+    else if (e.member.length > 33) {
       const n = utf8Length(e.member);
       if (n > 100) records.push(["path", e.member, n]);
     }
@@ -688,7 +701,7 @@ class TarBackup {
     let p = this.#off + BLOCK;
     for (const r of records) p += writePaxRecord(buf, p, r[0], r[1], r[2]);
 
-    h.name = e.member;
+    h.name = e.sparse ? sparseHeaderName(e.member) : e.member;
     h.mode = mode;
     h.uid = uid;
     h.gid = gid;
@@ -713,6 +726,7 @@ class TarBackup {
       this.#fileSize = e.size;
       this.#filePos = 0;
       this.#remaining = e.size;
+      if (e.sparse) this.#sparse = new SparseSource(e.sparse);
     }
     return true;
   }
@@ -734,7 +748,9 @@ class TarBackup {
       const want = this.#remaining < space ? this.#remaining + 1 : space;
       let n: number;
       try {
-        n = fs.readSync(this.#fd, buf, this.#off, want, this.#filePos);
+        n = this.#sparse
+          ? this.#sparse.read(this.#fd, buf, this.#off, Math.min(this.#remaining, space))
+          : fs.readSync(this.#fd, buf, this.#off, want, this.#filePos);
       } catch (err) {
         this.#closeFile();
         this.#c.warn(this.#fileAbs, `cannot read: ${errnoText(err)}; padded with zeros`);
@@ -765,6 +781,7 @@ class TarBackup {
 
   #closeFile(): void {
     this.#fd = closeRead(this.#fd);
+    this.#sparse = undefined;
   }
 
   /** Appends an entry's state record. */
@@ -829,6 +846,17 @@ class TarBackup {
     void this.#reader?.close();
     this.#c.fail(err);
   }
+}
+
+/** The pax records of a member in GNU's sparse format 1.0, as GNU tar writes them: [key, value, bytes]. */
+function sparseRecords(member: string, realSize: number): [string, string, number][] {
+  const size = String(realSize);
+  return [
+    ["GNU.sparse.major", "1", 1],
+    ["GNU.sparse.minor", "0", 1],
+    ["GNU.sparse.name", member, utf8Length(member)],
+    ["GNU.sparse.realsize", size, size.length],
+  ];
 }
 
 /** The GNU dumpdir of a directory: children by name, `Y`/`N`/`D` flag + name + NUL, then a NUL. */

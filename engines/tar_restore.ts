@@ -154,6 +154,11 @@ class Applier implements TarHandler {
     }
   }
 
+  /** A sparse member's next data region starts at `offset`: holes are left unwritten. */
+  seek(offset: number): void {
+    this.#pos = offset;
+  }
+
   /** Whether writes started by `writeBehind` are still running. */
   get behind(): boolean {
     return this.#behind.size > 0;
@@ -205,6 +210,8 @@ class Applier implements TarHandler {
     const e = this.#file!;
     try {
       const fd = this.#fd;
+      // A sparse file's size: its holes, a trailing one included, take no space.
+      if (e.sparse) fs.ftruncateSync(fd, e.size);
       // chown before chmod: chown clears setuid/setgid.
       if (this.#t.owners) fs.fchownSync(fd, this.#t.ids.uid(e.uname, e.uid), this.#t.ids.gid(e.gname, e.gid));
       if ((e.mode & 0o7000) !== 0 || (e.mode & this.#t.umask & 0o777) !== 0) fs.fchmodSync(fd, e.mode);
