@@ -224,3 +224,32 @@ export class SparseMapParser {
     return i - start;
   }
 }
+
+/**
+ * Writes `buf[0, len)` at offset `pos` of a new file `fd`, leaving out each all-zero 4 KiB block (aligned
+ * in the file, or the part of one that `buf` holds): those read back as zeros once the file's size is set
+ * (ftruncate) and take no space. For restores whose format does not say where the holes were (the rsync
+ * engine), as `rsync --sparse` does.
+ */
+export function writeSkippingZeros(fd: number, buf: Uint8Array, len: number, pos: number): void {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, len);
+  let runStart = -1; // start (in buf) of the non-zero bytes not yet written
+  let i = 0;
+  while (i < len) {
+    const end = Math.min(len, i + SCAN_BLOCK - ((pos + i) % SCAN_BLOCK));
+    const zero = b.compare(ZEROS, 0, end - i, i, end) === 0;
+    if (zero && runStart >= 0) {
+      writeAll(fd, buf, runStart, i, pos);
+      runStart = -1;
+    } else if (!zero && runStart < 0) runStart = i;
+    i = end;
+  }
+  if (runStart >= 0) writeAll(fd, buf, runStart, len, pos);
+}
+
+function writeAll(fd: number, buf: Uint8Array, start: number, end: number, pos: number): void {
+  while (start < end) {
+    const n = fs.writeSync(fd, buf, start, end - start, pos + start);
+    start += n;
+  }
+}
