@@ -44,10 +44,14 @@ export interface SparseLayout {
  * The data regions of the open file `fd` of `size` bytes as a SparseLayout, or undefined when it has no
  * holes (store it as a plain file). Uses SEEK_DATA/SEEK_HOLE where the runtime can call lseek, else reads
  * the file and counts each all-zero 4 KiB block as a hole. A read error gives undefined: the plain read
- * that follows reports it.
+ * that follows reports it. `options.seek: false` reads even where lseek is available.
  */
-export function sparseLayout(fd: number, size: number): SparseLayout | undefined {
-  const lseek = lseekFunction();
+export function sparseLayout(
+  fd: number,
+  size: number,
+  options: { seek?: boolean } = {},
+): SparseLayout | undefined {
+  const lseek = options.seek === false ? undefined : lseekFunction();
   let regions = lseek ? seekRegions(lseek, fd, size) : undefined;
   if (regions === undefined) {
     try {

@@ -10,6 +10,7 @@ import path from "node:path";
 import { execFileSync, execSync } from "node:child_process";
 import { cleanup, copyTree, frost, tempDir } from "./_cli.ts";
 import { assertSameTree } from "./_tree.ts";
+import { sparseLayout } from "../engines/_sparse.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -246,5 +247,42 @@ describe("sparse files", () => {
     await ok(["restore", "--name", "sr", "--hostname", "h1", "--storage", rstore, "--to", to]);
     assertSameTree(expected[2]!, to);
     if (holes) assertSmall(to, LIMITS[2]!, "rsync restore");
+  });
+});
+
+describe("sparseLayout()", () => {
+  it("finds the same data regions by reading zero blocks as by SEEK_DATA/SEEK_HOLE", () => {
+    const work = tempDir("sparse-layout");
+    try {
+      const file = path.join(work, "f");
+      writeAt(file, [[0, 700, "a"], [64 * KiB, 8 * KiB, "b"], [3 * MiB + 5, 10, "c"]], 5 * MiB);
+      const fd = fs.openSync(file, "r");
+      try {
+        const read = sparseLayout(fd, 5 * MiB, { seek: false })!;
+        // Whole 4 KiB blocks that are not all zeros, and an empty region at the end: a trailing hole.
+        assert.deepEqual(read.regions, [0, 4 * KiB, 64 * KiB, 8 * KiB, 3 * MiB, 4 * KiB, 5 * MiB, 0]);
+        assert.equal(
+          new TextDecoder().decode(read.text).replace(/\0+$/, ""),
+          `4\n${read.regions.join("\n")}\n`,
+        );
+        assert.equal(read.stored, 512 + 16 * KiB);
+        if (keepsHoles(work)) {
+          const seek = sparseLayout(fd, 5 * MiB)!;
+          // Holes have the file system's granularity (4 KiB or more here).
+          assert.equal(seek.regions.length, read.regions.length);
+          assert.deepEqual(seek.regions.slice(-2), [5 * MiB, 0]);
+        }
+        const whole = path.join(work, "full");
+        writeAt(whole, [[0, 64 * KiB, "x"]]);
+        const fd2 = fs.openSync(whole, "r");
+        assert.equal(sparseLayout(fd2, 64 * KiB, { seek: false }), undefined);
+        assert.equal(sparseLayout(fd2, 64 * KiB), undefined);
+        fs.closeSync(fd2);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } finally {
+      cleanup(work);
+    }
   });
 });
