@@ -34,6 +34,10 @@
  *   descended into.
  * - Names that are not valid UTF-8 cannot be read through `node:fs` strings: they are left out with a
  *   warning.
+ * - A regular file with fewer blocks allocated than its size needs is searched for holes (SEEK_DATA and
+ *   SEEK_HOLE, else all-zero blocks); one that has some is stored in GNU tar's PAX sparse format 1.0
+ *   (`GNU.sparse.*` records, the map at the start of its data; see _sparse.ts). Other files cost nothing
+ *   extra. The state records its real size.
  * - The archive ends with two zero blocks (no padding to a 10 KiB record).
  *
  * ## Engine state, format `frost-tar-state` version 1

@@ -7,6 +7,9 @@
  * The exception: when the writer never reuses its chunks (`RestoreOptions.keepsChunks`), a large chunk that
  * lies wholly inside one file's data is written in the background (on the thread pool, at its offset), so
  * that the main thread meanwhile takes in the next chunks (a remote restore reads its sockets there).
+ *
+ * Sparse members (GNU tar's old 'S' headers and its PAX formats 0.0, 0.1 and 1.0) are written region by
+ * region at their offsets, and their size is set last, so their holes stay holes.
  * @module
  */
 import fs from "node:fs";
