@@ -285,6 +285,37 @@ test("tarRestore() with keepsChunks writes large file data in the background, in
   }
 });
 
+test("tarRestore() with keepsChunks writes the large regions of a sparse member at their offsets", async () => {
+  const base = scratch();
+  try {
+    const src = path.join(base, "src");
+    fs.mkdirSync(src);
+    const bytes = (n: number, seed: number) => new Uint8Array(n).map((_, i) => (i * 7919 + seed * 31) % 251);
+    const fd = fs.openSync(path.join(src, "image"), "w");
+    fs.writeSync(fd, bytes(3 * MiB, 1), 0, 3 * MiB, 0);
+    fs.writeSync(fd, bytes(3 * MiB + 5, 2), 0, 3 * MiB + 5, 8 * MiB);
+    fs.ftruncateSync(fd, 20 * MiB);
+    fs.closeSync(fd);
+    const want = fs.readFileSync(path.join(src, "image"));
+    for (const format of ["gnu", "posix"]) {
+      const archive = run("tar", ["-C", src, "-S", `--format=${format}`, "-cf", "-", "image"]);
+      for (const sizes of [[64 * 1024], [200_000, 70_000, MiB + 3], [4 * MiB]]) {
+        const target = path.join(base, `target-${format}-${sizes.join("-")}`);
+        fs.mkdirSync(target);
+        const { stats } = await restore(target, archive, sizes, { keepsChunks: true });
+        assert.ok(fs.readFileSync(path.join(target, "image")).equals(want), `${format} ${sizes.join(",")}`);
+        assert.ok(
+          stats.bytes >= 6 * MiB + 5 && stats.bytes <= 6 * MiB + 8192,
+          `${stats.bytes} bytes written`,
+        );
+        assert.ok(fs.statSync(path.join(target, "image")).blocks * 512 < 8 * MiB);
+      }
+    }
+  } finally {
+    cleanup(base);
+  }
+});
+
 test("tarRestore() with keepsChunks stops with AbortedError in the middle of a large file", async () => {
   const target = scratch();
   try {
