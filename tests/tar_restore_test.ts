@@ -285,6 +285,48 @@ test("tarRestore() with keepsChunks writes large file data in the background, in
   }
 });
 
+test("tarRestore() rejects malformed GNU sparse maps, naming the member", async () => {
+  const v1 = { "GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "./img" };
+  const map = (text: string, data = "") => text + "\0".repeat(512 - text.length) + data;
+  const cases: [string, Uint8Array, RegExp][] = [
+    [
+      "a 1.0 map with a letter",
+      tarOf([{ name: "x", pax: { ...v1, "GNU.sparse.realsize": "100" }, data: map("1\n0\n1x\n", "a") }]),
+      /sparse member "\.\/img": malformed sparse map/,
+    ],
+    [
+      "a region past the real size",
+      tarOf([{ name: "x", pax: { ...v1, "GNU.sparse.realsize": "10" }, data: map("1\n8\n4\n", "abcd") }]),
+      /sparse member "\.\/img": its sparse map has a region out of order or past its size \(8, 4\)/,
+    ],
+    [
+      "more mapped bytes than stored",
+      tarOf([{ name: "x", pax: { ...v1, "GNU.sparse.realsize": "100" }, data: map("1\n0\n50\n", "ab") }]),
+      /sparse member "\.\/img": its sparse map holds 50 bytes, the archive 2/,
+    ],
+    [
+      "a 0.1 map with an odd count",
+      tarOf([{ name: "y", pax: { "GNU.sparse.size": "100", "GNU.sparse.map": "0,5,9" }, data: "abcde" }]),
+      /sparse member "y": bad GNU.sparse.map/,
+    ],
+    [
+      "an unknown format",
+      tarOf([{ name: "z", pax: { "GNU.sparse.major": "2", "GNU.sparse.minor": "0" }, data: "" }]),
+      /^Cannot restore "z": GNU sparse format 2\.0 is not supported/,
+    ],
+  ];
+  for (const [what, archive, message] of cases) {
+    const target = scratch();
+    try {
+      await rejectsWith(restore(target, archive, [100]), message);
+    } catch (err) {
+      throw new Error(`${what}: ${(err as Error).message}`);
+    } finally {
+      cleanup(target);
+    }
+  }
+});
+
 test("tarRestore() with keepsChunks writes the large regions of a sparse member at their offsets", async () => {
   const base = scratch();
   try {
