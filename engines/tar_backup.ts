@@ -609,10 +609,7 @@ class TarBackup {
             }
             return undefined;
           }
-          if (item.holes) {
-            entry.sparse = sparseLayout(entry.fd, entry.size);
-            if (entry.sparse) entry.size = entry.sparse.stored;
-          }
+          if (item.holes) this.#findHoles(entry);
         }
         break;
       case "l":
@@ -634,6 +631,29 @@ class TarBackup {
     }
     if (linkKey !== undefined) this.#links.set(linkKey, { member, written: true });
     return entry;
+  }
+
+  /**
+   * Makes a file with holes a sparse entry (its size then the stored size). The holes are found now, so a
+   * file that shrank since it was listed is noticed here: what it lost is stored as a hole.
+   */
+  #findHoles(entry: Entry): void {
+    const size = entry.size;
+    entry.sparse = sparseLayout(entry.fd, size);
+    if (!entry.sparse) return;
+    entry.size = entry.sparse.stored;
+    let now = size;
+    try {
+      now = fs.fstatSync(entry.fd).size;
+    } catch {
+      // The read that follows reports it.
+    }
+    if (now < size) {
+      this.#c.warn(
+        entry.abs,
+        `file shrank by ${size - now} bytes while read; padded with zeros to ${size} bytes`,
+      );
+    }
   }
 
   /** Writes an entry's pax and ustar headers if they fit in the chunk; false when the chunk is full. */
@@ -761,10 +781,13 @@ class TarBackup {
         continue;
       }
       if (n === 0) {
+        const sparse = this.#sparse !== undefined;
         this.#closeFile();
         this.#c.warn(
           this.#fileAbs,
-          `file shrank by ${this.#remaining} bytes while read; padded with zeros to ${this.#fileSize} bytes`,
+          sparse
+            ? "file shrank while read; the rest of its data regions is stored as zeros"
+            : `file shrank by ${this.#remaining} bytes while read; padded with zeros to ${this.#fileSize} bytes`,
         );
         continue;
       }
