@@ -181,6 +181,18 @@ describe("sparse files", () => {
     if (holes) assertSmall(out, LIMITS[0]!, "GNU tar's restore of level 0");
   });
 
+  it("writes levels that GNU tar replays (levels 0, 1, 2 with --incremental), holes kept", () => {
+    const out = path.join(work, "gnutar-chain");
+    fs.mkdirSync(out);
+    for (let i = 0; i < 3; i++) {
+      const segDir = path.join(store, "h1_sp", "backups", points[i]!.id, "data");
+      const segs = fs.readdirSync(segDir).sort().map((s) => `'${path.join(segDir, s)}'`);
+      execSync(`cat ${segs.join(" ")} | zstd -dc | tar -x --incremental -C '${out}'`);
+      assertSameTree(expected[i]!, out);
+      if (holes) assertSmall(out, LIMITS[i]!, `GNU tar's restore of levels 0..${i}`);
+    }
+  });
+
   it("restores Freezer containers made with GNU tar --sparse (gnu and posix formats, levels 0 and 1)", async () => {
     for (const format of ["gnu", "posix"]) {
       const root = path.join(work, `freezer-${format}`);
