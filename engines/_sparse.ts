@@ -154,6 +154,8 @@ export function sparseHeaderName(member: string): string {
 export class SparseSource {
   #layout: SparseLayout;
   #textPos = 0;
+  /** The last `read()` gave bytes of the map, not of the file. */
+  inMap = false;
   /** Index in `regions` of the region being read, its position and bytes left. */
   #index = -2;
   #pos = 0;
@@ -169,7 +171,8 @@ export class SparseSource {
    */
   read(fd: number, buf: Uint8Array, off: number, max: number): number {
     const text = this.#layout.text;
-    if (this.#textPos < text.length) {
+    this.inMap = this.#textPos < text.length;
+    if (this.inMap) {
       const n = Math.min(max, text.length - this.#textPos);
       buf.set(text.subarray(this.#textPos, this.#textPos + n), off);
       this.#textPos += n;

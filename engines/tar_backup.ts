@@ -799,7 +799,7 @@ class TarBackup {
       this.#off += n;
       this.#filePos += n;
       this.#remaining -= n;
-      this.#c.stats.bytes += n;
+      if (!this.#sparse?.inMap) this.#c.stats.bytes += n; // file bytes read, not the sparse map
     }
     this.#closeFile();
     this.#off = roundUp(this.#off); // chunk sizes are block multiples, so padding always fits
