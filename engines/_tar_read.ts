@@ -1,8 +1,9 @@
 /**
  * A streaming tar reader: a state machine fed with chunks of any size, split anywhere, that hands each
  * member to a handler and passes file data through as subarrays of the incoming chunks (no copies).
- * Reads GNU tar (incremental 'D' dumpdirs, 'L'/'K' long names, base-256 numbers), POSIX pax ('x'/'g'
- * headers, GNU.dumpdir records, sub-second times), ustar and v7 headers.
+ * Reads GNU tar (incremental 'D' dumpdirs, 'L'/'K' long names, base-256 numbers, old 'S' sparse members),
+ * POSIX pax ('x'/'g' headers, GNU.dumpdir records, sub-second times, GNU sparse formats 0.0, 0.1 and
+ * 1.0), ustar and v7 headers.
  *
  * Handwritten: modern-tar's decoder makes a stream per entry (slow for many small files) and silently
  * reads GNU sparse members as plain files.
@@ -10,6 +11,7 @@
  */
 import { FrostError } from "../errors.ts";
 import { decodeName } from "./_names.ts";
+import { SparseMapParser } from "./_sparse.ts";
 
 /** What a member is, once GNU and pax details are resolved. */
 export type EntryType = "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";
@@ -42,6 +44,11 @@ export interface TarEntry {
   devminor: number;
   /** GNU dumpdir of a directory: the names it held at backup time, each with a control letter. */
   dumpdir?: Uint8Array;
+  /**
+   * A GNU sparse file: `size` is its real size, and its data comes as regions, each announced by the
+   * handler's `seek()`; what no region covers is a hole (zeros).
+   */
+  sparse?: boolean;
   /** Stream offset of the member's first header (its long-name or pax header, if any). */
   offset: number;
 }
@@ -52,6 +59,11 @@ export interface TarHandler {
   entry(entry: TarEntry): boolean;
   /** The next data bytes of the current member: `bytes[start..end)`, only valid during the call. */
   data(bytes: Uint8Array, start: number, end: number): void;
+  /**
+   * The file offset where the next `data()` bytes of a sparse member go (called before each of its data
+   * regions). Handlers that take the data of sparse members must have it.
+   */
+  seek?(offset: number): void;
   /** The current member's data is complete (called also when its size is 0). */
   end(): void;
   /** A non-fatal problem with the member named `name`. */
@@ -66,6 +78,10 @@ const HEADER = 0;
 const DATA = 1;
 const META = 2;
 const SKIP = 3;
+/** Reading the extension blocks of an old GNU sparse header (their map entries). */
+const SPARSE_EXT = 4;
+/** Reading the sparse map at the start of a format 1.0 member's data. */
+const SPARSE_MAP = 5;
 
 // Typeflags, as char codes.
 const T_FILE = 0x30; // '0'
@@ -92,8 +108,29 @@ const T_OLDNAMES = 0x4e; // 'N'
 interface Pax {
   records: Map<string, string>;
   dumpdir?: Uint8Array;
+  /** GNU sparse format 0.0: the values of the repeated GNU.sparse.offset and GNU.sparse.numbytes records. */
+  sparseList?: number[];
 }
 
+/** The sparse member being read. */
+interface Sparse {
+  /** Data regions, flat: offset, size, … (format 1.0: filled by `parser`). */
+  regions: number[];
+  /** Index in `regions` of the next region, and data bytes left in the current one. */
+  next: number;
+  regionLeft: number;
+  /** Format 1.0: the map at the start of the data, and the padding after it still to skip. */
+  parser: SparseMapParser | undefined;
+  mapPad: number;
+  /** Old GNU: a map entry with an empty size ended the list (later extension entries are ignored). */
+  ended: boolean;
+  /** Data bytes of the member in the archive, and their padding to a block. */
+  stored: number;
+  pad: number;
+}
+
+const EMPTY = new Uint8Array(0);
+const utf8 = new TextDecoder("utf-8", { fatal: true });
 const utf8Lossy = new TextDecoder("utf-8");
 
 /**
@@ -129,6 +166,7 @@ export class TarReader {
   /** The last block read was a zero block (an end-of-archive marker). */
   #atEnd = false;
   #lastName = "";
+  #sparse: Sparse | null = null;
 
   constructor(handler: TarHandler) {
     this.#h = handler;
@@ -140,12 +178,14 @@ export class TarReader {
     let i = 0;
     while (i < n) {
       switch (this.#state) {
-        case HEADER: {
+        case HEADER:
+        case SPARSE_EXT: {
           if (this.#hdrFill === 0 && n - i >= BLOCK) {
             // The common case: the whole header lies inside this chunk, parse it in place.
             const at = this.#base + i;
             i += BLOCK;
-            this.#header(chunk, i - BLOCK, at);
+            if (this.#state === HEADER) this.#header(chunk, i - BLOCK, at);
+            else this.#sparseExt(chunk, i - BLOCK);
           } else {
             const take = Math.min(BLOCK - this.#hdrFill, n - i);
             this.#hdr.set(chunk.subarray(i, i + take), this.#hdrFill);
@@ -153,12 +193,20 @@ export class TarReader {
             i += take;
             if (this.#hdrFill === BLOCK) {
               this.#hdrFill = 0;
-              this.#header(this.#hdr, 0, this.#base + i - BLOCK);
+              if (this.#state === HEADER) this.#header(this.#hdr, 0, this.#base + i - BLOCK);
+              else this.#sparseExt(this.#hdr, 0);
             }
           }
           break;
         }
+        case SPARSE_MAP:
+          i = this.#sparseMap(chunk, i, n);
+          break;
         case DATA: {
+          if (this.#sparse) {
+            i = this.#sparseData(chunk, i, n);
+            break;
+          }
           const take = Math.min(this.#left, n - i);
           this.#left -= take;
           i += take;
@@ -192,7 +240,9 @@ export class TarReader {
 
   /** Data bytes of the current member still to come through `data()` (0 outside a member's data). */
   get dataLeft(): number {
-    return this.#state === DATA ? this.#left : 0;
+    if (this.#state !== DATA) return 0;
+    // A sparse member: the bytes left in its current region, which are written at consecutive offsets.
+    return this.#sparse ? Math.min(this.#left, this.#sparse.regionLeft) : this.#left;
   }
 
   /**
@@ -202,12 +252,16 @@ export class TarReader {
   takeData(n: number): void {
     if (!(n >= 0 && n < this.dataLeft)) throw new Error(`takeData(${n}) with ${this.dataLeft} bytes left`);
     this.#left -= n;
+    if (this.#sparse) this.#sparse.regionLeft -= n;
     this.#base += n;
   }
 
   /** Declares the end of the stream: throws a FrostError if the archive is truncated. */
   finish(): void {
-    if (this.#state === DATA || (this.#state === META && this.#entry)) {
+    if (
+      this.#state === DATA || this.#state === SPARSE_MAP || this.#state === SPARSE_EXT ||
+      (this.#state === META && this.#entry)
+    ) {
       throw new FrostError(
         `Cannot restore "${this.#entry?.name}": the archive ends inside its data (at byte ${this.#base})`,
       );
@@ -288,14 +342,11 @@ export class TarReader {
     const pax = this.#effectivePax();
     const paxPath = pax?.records.get("path");
     if (paxPath) name = paxPath;
+    // GNU sparse formats 0.1 and 1.0 keep the real name here (the header's is "…/GNUSparseFile.N/…").
+    const sparseName = pax?.records.get("GNU.sparse.name");
+    if (sparseName) name = sparseName;
     this.#lastName = name;
 
-    if (pax) {
-      for (const key of pax.records.keys()) {
-        if (key.startsWith("GNU.sparse.")) throw unsupported(name, "a GNU sparse file");
-      }
-    }
-    if (type === T_SPARSE) throw unsupported(name, "a GNU sparse file");
     if (type === T_MULTIVOL) throw unsupported(name, "a multi-volume continuation");
     if (type === T_OLDNAMES) throw unsupported(name, "an old GNU long-name ('N') member");
 
@@ -315,6 +366,7 @@ export class TarReader {
       case T_FILE:
       case T_OLDFILE:
       case T_CONTIG:
+      case T_SPARSE:
         // Pre-POSIX archives mark directories only by a trailing slash.
         entryType = type === T_OLDFILE && name.endsWith("/") ? "dir" : "file";
         break;
@@ -378,6 +430,14 @@ export class TarReader {
       this.#startMeta(type, entry.size, name, at);
       return;
     }
+    if (type === T_SPARSE) {
+      this.#oldGnuSparse(b, o, entry, at);
+      return;
+    }
+    if (entryType === "file" && pax && isPaxSparse(pax)) {
+      this.#paxSparse(entry, pax, at);
+      return;
+    }
     if (this.#h.entry(entry)) {
       if (entry.size === 0) {
         this.#h.end();
@@ -390,6 +450,183 @@ export class TarReader {
     } else {
       this.#skip(entry.size + this.#pad);
     }
+  }
+
+  /** An old GNU 'S' member: map entries in its header, then in extension blocks while they are flagged. */
+  #oldGnuSparse(b: Uint8Array, o: number, entry: TarEntry, at: number): void {
+    const realSize = num(b, o + 483, 12);
+    if (Number.isNaN(realSize) || realSize < 0) throw badSparse(entry.name, `bad real size (at byte ${at})`);
+    const stored = entry.size;
+    entry.size = realSize;
+    entry.sparse = true;
+    this.#sparse = {
+      regions: [],
+      next: 0,
+      regionLeft: 0,
+      parser: undefined,
+      mapPad: 0,
+      ended: false,
+      stored,
+      pad: this.#pad,
+    };
+    this.#oldGnuEntries(b, o + 386, 4);
+    this.#entry = entry;
+    if (b[o + 482] !== 0) this.#state = SPARSE_EXT;
+    else this.#sparseStart();
+  }
+
+  /** An extension block of an old GNU sparse header: 21 map entries, then its own "extended" flag. */
+  #sparseExt(b: Uint8Array, o: number): void {
+    this.#oldGnuEntries(b, o, 21);
+    if (b[o + 504] === 0) this.#sparseStart();
+  }
+
+  /** Adds `count` old GNU map entries (12-byte offset, 12-byte size) from `b[o]` until one is empty. */
+  #oldGnuEntries(b: Uint8Array, o: number, count: number): void {
+    const s = this.#sparse!;
+    for (let k = 0; k < count && !s.ended; k++) {
+      const p = o + 24 * k;
+      if (b[p + 12] === 0) {
+        s.ended = true;
+        break;
+      }
+      const offset = num(b, p, 12);
+      const size = num(b, p + 12, 12);
+      if (!(offset >= 0 && size >= 0)) throw badSparse(this.#entry?.name ?? this.#lastName, "bad map entry");
+      s.regions.push(offset, size);
+    }
+  }
+
+  /** A pax member with GNU.sparse records: format 0.0 and 0.1 carry the map in records, 1.0 in its data. */
+  #paxSparse(entry: TarEntry, pax: Pax, at: number): void {
+    const r = pax.records;
+    const major = r.get("GNU.sparse.major");
+    const minor = r.get("GNU.sparse.minor");
+    const bad = (why: string) => badSparse(entry.name, `${why} (at byte ${at})`);
+    const decimal = (v: string | undefined): number => {
+      if (v === undefined || !/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) return NaN;
+      return Number(v);
+    };
+    let regions: number[] | undefined;
+    let realSize: number;
+    if (major !== undefined && major !== "0") {
+      if (major !== "1" || (minor !== undefined && minor !== "0")) {
+        throw unsupported(entry.name, `GNU sparse format ${major}.${minor ?? "0"}`);
+      }
+      realSize = decimal(r.get("GNU.sparse.realsize") ?? r.get("GNU.sparse.size"));
+    } else {
+      realSize = decimal(r.get("GNU.sparse.size") ?? r.get("GNU.sparse.realsize"));
+      const map = r.get("GNU.sparse.map");
+      if (map !== undefined) {
+        regions = map === "" ? [] : map.split(",").map(decimal);
+        if (regions.length % 2 !== 0 || regions.some(Number.isNaN)) throw bad("bad GNU.sparse.map");
+      } else {
+        regions = pax.sparseList ?? [];
+        if (regions.length % 2 !== 0 || regions.some(Number.isNaN)) {
+          throw bad("unpaired GNU.sparse.offset/numbytes records");
+        }
+      }
+    }
+    if (Number.isNaN(realSize)) throw bad("no valid real size");
+    const stored = entry.size;
+    entry.size = realSize;
+    entry.sparse = true;
+    this.#sparse = {
+      regions: regions ?? [],
+      next: 0,
+      regionLeft: 0,
+      parser: regions ? undefined : new SparseMapParser(),
+      mapPad: 0,
+      ended: true,
+      stored,
+      pad: this.#pad,
+    };
+    this.#entry = entry;
+    this.#sparseStart();
+  }
+
+  /** The sparse member's map is known (or, format 1.0, next in the data): hands it to the handler. */
+  #sparseStart(): void {
+    const s = this.#sparse!;
+    const entry = this.#entry!;
+    this.#entry = null;
+    if (!s.parser) checkRegions(entry, s.regions, s.stored);
+    if (!this.#h.entry(entry)) {
+      this.#sparse = null;
+      this.#skip(s.stored + s.pad);
+      return;
+    }
+    this.#entry = entry;
+    this.#left = s.stored;
+    this.#pad = s.pad;
+    if (s.parser) {
+      if (s.stored === 0) throw badSparse(entry.name, "its sparse map is missing");
+      this.#state = SPARSE_MAP;
+    } else {
+      this.#state = DATA;
+      this.#sparseData(EMPTY, 0, 0);
+    }
+  }
+
+  /** Format 1.0: reads the map at the start of the data, then its padding to a block. */
+  #sparseMap(chunk: Uint8Array, i: number, n: number): number {
+    const s = this.#sparse!;
+    const parser = s.parser!;
+    const name = this.#entry!.name;
+    if (!parser.done) {
+      const used = parser.push(chunk, i, Math.min(n, i + this.#left));
+      if (used < 0) throw badSparse(name, "malformed sparse map");
+      i += used;
+      this.#left -= used;
+      if (!parser.done) {
+        if (this.#left === 0) throw badSparse(name, "its sparse map runs past its data");
+        return i;
+      }
+      s.mapPad = (BLOCK - (parser.consumed % BLOCK)) % BLOCK;
+      if (s.mapPad > this.#left) throw badSparse(name, "its sparse map runs past its data");
+      s.regions = parser.regions;
+      checkRegions(this.#entry!, s.regions, this.#left - s.mapPad);
+    }
+    const take = Math.min(s.mapPad, n - i);
+    s.mapPad -= take;
+    this.#left -= take;
+    i += take;
+    if (s.mapPad === 0) {
+      s.parser = undefined;
+      this.#state = DATA;
+      this.#sparseData(EMPTY, 0, 0); // starts the first region, or ends a member without data
+    }
+    return i;
+  }
+
+  /** Hands `chunk[i, n)` on as data of the sparse member's regions; returns where it stopped. */
+  #sparseData(chunk: Uint8Array, i: number, n: number): number {
+    const s = this.#sparse!;
+    while (s.regionLeft === 0 && s.next < s.regions.length) {
+      const offset = s.regions[s.next]!;
+      const size = s.regions[s.next + 1]!;
+      s.next += 2;
+      if (size > 0) {
+        this.#h.seek?.(offset);
+        s.regionLeft = size;
+      }
+    }
+    let take = Math.min(this.#left, n - i);
+    if (s.regionLeft > 0) {
+      if (take > s.regionLeft) take = s.regionLeft;
+      s.regionLeft -= take;
+      if (take > 0) this.#h.data(chunk, i, i + take);
+    } // else: bytes after the last region, which no map entry places; dropped
+    this.#left -= take;
+    i += take;
+    if (this.#left === 0) {
+      this.#entry = null;
+      this.#sparse = null;
+      this.#state = DATA; // for #skipPadding's HEADER/SKIP choice
+      this.#h.end();
+      this.#skipPadding();
+    }
+    return i;
   }
 
   #startMeta(type: number, size: number, name: string, at: number): void {
@@ -453,8 +690,40 @@ export class TarReader {
       if (key !== "path" && key !== "linkpath" && key !== "size") records.set(key, value);
     }
     if (this.#pax) { for (const [key, value] of this.#pax.records) records.set(key, value); }
-    return { records, dumpdir: this.#pax?.dumpdir };
+    return { records, dumpdir: this.#pax?.dumpdir, sparseList: this.#pax?.sparseList };
   }
+}
+
+/** Whether a pax header describes a GNU sparse member (any format). */
+function isPaxSparse(pax: Pax): boolean {
+  const r = pax.records;
+  return r.has("GNU.sparse.major") || r.has("GNU.sparse.size") || r.has("GNU.sparse.realsize") ||
+    r.has("GNU.sparse.map") || pax.sparseList !== undefined;
+}
+
+/** Checks that regions lie inside the file, in order, and that the archive holds their data. */
+function checkRegions(entry: TarEntry, regions: number[], stored: number): void {
+  let sum = 0;
+  let end = 0;
+  for (let k = 0; k < regions.length; k += 2) {
+    const offset = regions[k]!;
+    const size = regions[k + 1]!;
+    if (offset < end || offset + size > entry.size) {
+      throw badSparse(
+        entry.name,
+        `its sparse map has a region out of order or past its size (${offset}, ${size})`,
+      );
+    }
+    end = offset + size;
+    sum += size;
+  }
+  if (sum > stored) {
+    throw badSparse(entry.name, `its sparse map holds ${sum} bytes, the archive ${stored}`);
+  }
+}
+
+function badSparse(name: string, why: string): FrostError {
+  return new FrostError(`Cannot read archive: sparse member "${name}": ${why}`);
 }
 
 function unsupported(name: string, what: string): FrostError {
@@ -553,8 +822,13 @@ function parsePax(data: Uint8Array, headerName: string): Pax {
     const key = utf8Lossy.decode(data.subarray(j + 1, eq));
     const value = data.subarray(eq + 1, end - 1);
     if (key === "GNU.dumpdir") pax.dumpdir = value.slice();
-    else if (key === "path" || key === "linkpath") pax.records.set(key, decodeName(value)); // hdrcharset=BINARY
-    else pax.records.set(key, utf8Lossy.decode(value));
+    else if (key === "GNU.sparse.offset" || key === "GNU.sparse.numbytes") {
+      // Format 0.0 repeats these two in turn, one pair per region.
+      const v = utf8Lossy.decode(value);
+      (pax.sparseList ??= []).push(/^\d+$/.test(v) ? Number(v) : NaN);
+    } else if (key === "path" || key === "linkpath" || key === "GNU.sparse.name") {
+      pax.records.set(key, decodeName(value)); // raw bytes, as GNU tar writes them (hdrcharset=BINARY)
+    } else pax.records.set(key, utf8Lossy.decode(value));
     i = end;
   }
   return pax;

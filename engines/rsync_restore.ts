@@ -21,6 +21,7 @@ import { decodeName } from "./_names.ts";
 import { DELETED_DIR, DELETED_OTHER, KIND, STREAM_MAGIC, TAG } from "./_rsync_format.ts";
 import { code, fsTimeNs as fsTime, safeRel } from "./_fs_common.ts";
 import { type DirFix, restoreRun, RestoreTally, RestoreTarget } from "./_restore_fs.ts";
+import { writeSkippingZeros } from "./_sparse.ts";
 
 /**
  * Applies one rsync data stream, written into `writable` in chunks of any size, to the existing directory
@@ -576,8 +577,7 @@ class Applier {
   /** Hashes the staged blocks (the stage is full: a whole number of blocks) and writes them. */
   #flushStage(job: FileJob): void {
     this.#hashBlocks(job, this.#stageOff);
-    let done = 0;
-    while (done < this.#stageOff) done += fs.writeSync(job.fd, this.#stage, done, this.#stageOff - done);
+    writeSkippingZeros(job.fd, this.#stage, this.#stageOff, job.size);
     job.size += this.#stageOff;
     this.#n.bytes += this.#stageOff;
     this.#stageOff = 0;
@@ -611,8 +611,9 @@ class Applier {
     dv.setUint32(8, bs, true);
     const tail = this.#stage.subarray(tailStart, this.#stageOff + 12);
     const got = job.list ? job.list.update(tail).digest() : sha256(tail);
-    let done = 0;
-    while (done < this.#stageOff) done += fs.writeSync(job.fd, this.#stage, done, this.#stageOff - done);
+    writeSkippingZeros(job.fd, this.#stage, this.#stageOff, job.size);
+    // Zero blocks were left out as holes (even at the end): the size makes them part of the file.
+    fs.ftruncateSync(job.fd, total);
     this.#n.bytes += this.#stageOff;
     this.#stageOff = 0;
     if (total !== size || !equalBytes(got, hash)) {

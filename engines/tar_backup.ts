@@ -34,6 +34,10 @@
  *   descended into.
  * - Names that are not valid UTF-8 cannot be read through `node:fs` strings: they are left out with a
  *   warning.
+ * - A regular file with fewer blocks allocated than its size needs is searched for holes (SEEK_DATA and
+ *   SEEK_HOLE, else all-zero blocks); one that has some is stored in GNU tar's PAX sparse format 1.0
+ *   (`GNU.sparse.*` records, the map at the start of its data; see _sparse.ts). Other files cost nothing
+ *   extra. The state records its real size.
  * - The archive ends with two zero blocks (no padding to a 10 KiB record).
  *
  * ## Engine state, format `frost-tar-state` version 1
@@ -114,6 +118,7 @@ import {
 } from "./_tar_state.ts";
 import { errnoText, excludeMatcher, OwnerNames } from "./_fs_common.ts";
 import { hasEscape } from "./_names.ts";
+import { mayHaveHoles, sparseHeaderName, type SparseLayout, sparseLayout, SparseSource } from "./_sparse.ts";
 import { BackupControl, closeRead, entryKind, listDir, lstatChild, statSource } from "./_walk.ts";
 import { OPEN_FLAGS, PROGRESS_MS, SLICE_MS } from "./_walk.ts";
 
@@ -148,6 +153,8 @@ interface Item {
   rdev: bigint;
   /** `dev:ino` of non-directories with several links. */
   linkKey: string | undefined;
+  /** A regular file with fewer blocks than its size needs: searched for holes when stored. */
+  holes: boolean;
   /** The entry's state record, and where its tail (ino, size, mtime, ctime) starts. */
   line: string;
   tailAt: number;
@@ -171,6 +178,7 @@ function makeItem(name: string, rel: string, kind: Kind, st: fs.BigIntStats, roo
     size,
     rdev: kind === "c" || kind === "b" ? st.rdev : 0n,
     linkKey: nlink > 1 && kind !== "d" ? `${dev}:${ino}` : undefined,
+    holes: kind === "f" && mayHaveHoles(st),
     line,
     tailAt: tailStart(line),
   };
@@ -204,6 +212,8 @@ interface Entry {
   fd: number;
   /** For directories: the frame of its children, pushed once the header is written. */
   frame: Frame | undefined;
+  /** A file with holes, stored in GNU's sparse format 1.0 (see _sparse.ts); `size` is then its stored size. */
+  sparse?: SparseLayout;
 }
 
 function newChunk(size: number): Uint8Array {
@@ -268,6 +278,8 @@ class TarBackup {
 
   // The file whose data is being copied.
   #fd = -1;
+  /** Its sparse map and regions, when it has holes. */
+  #sparse: SparseSource | undefined;
   #fileAbs = "";
   #fileSize = 0;
   #filePos = 0;
@@ -598,6 +610,7 @@ class TarBackup {
             }
             return undefined;
           }
+          if (item.holes) this.#findHoles(entry);
         }
         break;
       case "l":
@@ -621,6 +634,29 @@ class TarBackup {
     return entry;
   }
 
+  /**
+   * Makes a file with holes a sparse entry (its size then the stored size). The holes are found now, so a
+   * file that shrank since it was listed is noticed here: what it lost is stored as a hole.
+   */
+  #findHoles(entry: Entry): void {
+    const size = entry.size;
+    entry.sparse = sparseLayout(entry.fd, size);
+    if (!entry.sparse) return;
+    entry.size = entry.sparse.stored;
+    let now = size;
+    try {
+      now = fs.fstatSync(entry.fd).size;
+    } catch {
+      // The read that follows reports it.
+    }
+    if (now < size) {
+      this.#c.warn(
+        entry.abs,
+        `file shrank by ${size - now} bytes while read; padded with zeros to ${size} bytes`,
+      );
+    }
+  }
+
   /** Writes an entry's pax and ustar headers if they fit in the chunk; false when the chunk is full. */
   #commit(e: Entry): boolean {
     const item = e.item;
@@ -633,7 +669,8 @@ class TarBackup {
 
     // pax records: [key, value, value bytes]; mtime always, the rest when ustar cannot hold them.
     const records: [string, string | Uint8Array, number][] = [];
-    if (e.member.length > 33) {
+    if (e.sparse) records.push(...sparseRecords(e.member, item.size));
+    else if (e.member.length > 33) {
       const n = utf8Length(e.member);
       if (n > 100) records.push(["path", e.member, n]);
     }
@@ -641,7 +678,9 @@ class TarBackup {
       const n = utf8Length(e.linkname);
       if (n > 100) records.push(["linkpath", e.linkname, n]);
     }
-    if (hasEscape(e.member) || hasEscape(e.linkname)) binaryNames(records, e.member, e.linkname);
+    if (!e.sparse && (hasEscape(e.member) || hasEscape(e.linkname))) {
+      binaryNames(records, e.member, e.linkname);
+    }
     if (e.size > MAX_OCTAL_11) {
       const v = String(e.size);
       records.push(["size", v, v.length]);
@@ -690,7 +729,7 @@ class TarBackup {
     let p = this.#off + BLOCK;
     for (const r of records) p += writePaxRecord(buf, p, r[0], r[1], r[2]);
 
-    h.name = e.member;
+    h.name = e.sparse ? sparseHeaderName(e.member) : e.member;
     h.mode = mode;
     h.uid = uid;
     h.gid = gid;
@@ -715,6 +754,7 @@ class TarBackup {
       this.#fileSize = e.size;
       this.#filePos = 0;
       this.#remaining = e.size;
+      if (e.sparse) this.#sparse = new SparseSource(e.sparse);
     }
     return true;
   }
@@ -736,17 +776,22 @@ class TarBackup {
       const want = this.#remaining < space ? this.#remaining + 1 : space;
       let n: number;
       try {
-        n = fs.readSync(this.#fd, buf, this.#off, want, this.#filePos);
+        n = this.#sparse
+          ? this.#sparse.read(this.#fd, buf, this.#off, Math.min(this.#remaining, space))
+          : fs.readSync(this.#fd, buf, this.#off, want, this.#filePos);
       } catch (err) {
         this.#closeFile();
         this.#c.warn(this.#fileAbs, `cannot read: ${errnoText(err)}; padded with zeros`);
         continue;
       }
       if (n === 0) {
+        const sparse = this.#sparse !== undefined;
         this.#closeFile();
         this.#c.warn(
           this.#fileAbs,
-          `file shrank by ${this.#remaining} bytes while read; padded with zeros to ${this.#fileSize} bytes`,
+          sparse
+            ? "file shrank while read; the rest of its data regions is stored as zeros"
+            : `file shrank by ${this.#remaining} bytes while read; padded with zeros to ${this.#fileSize} bytes`,
         );
         continue;
       }
@@ -758,7 +803,7 @@ class TarBackup {
       this.#off += n;
       this.#filePos += n;
       this.#remaining -= n;
-      this.#c.stats.bytes += n;
+      if (!this.#sparse?.inMap) this.#c.stats.bytes += n; // file bytes read, not the sparse map
     }
     this.#closeFile();
     this.#off = roundUp(this.#off); // chunk sizes are block multiples, so padding always fits
@@ -767,6 +812,7 @@ class TarBackup {
 
   #closeFile(): void {
     this.#fd = closeRead(this.#fd);
+    this.#sparse = undefined;
   }
 
   /** Appends an entry's state record. */
@@ -846,6 +892,17 @@ function binaryNames(
   for (const [key, value] of [["path", member], ["linkpath", linkname]] as const) {
     if (hasEscape(value) && !records.some((r) => r[0] === key)) records.push([key, value, utf8Length(value)]);
   }
+}
+
+/** The pax records of a member in GNU's sparse format 1.0, as GNU tar writes them: [key, value, bytes]. */
+function sparseRecords(member: string, realSize: number): [string, string, number][] {
+  const size = String(realSize);
+  return [
+    ["GNU.sparse.major", "1", 1],
+    ["GNU.sparse.minor", "0", 1],
+    ["GNU.sparse.name", member, utf8Length(member)],
+    ["GNU.sparse.realsize", size, size.length],
+  ];
 }
 
 /** The GNU dumpdir of a directory: children by name, `Y`/`N`/`D` flag + name + NUL, then a NUL. */

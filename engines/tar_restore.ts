@@ -7,6 +7,9 @@
  * The exception: when the writer never reuses its chunks (`RestoreOptions.keepsChunks`), a large chunk that
  * lies wholly inside one file's data is written in the background (on the thread pool, at its offset), so
  * that the main thread meanwhile takes in the next chunks (a remote restore reads its sockets there).
+ *
+ * Sparse members (GNU tar's old 'S' headers and its PAX formats 0.0, 0.1 and 1.0) are written region by
+ * region at their offsets, and their size is set last, so their holes stay holes.
  * @module
  */
 import fs from "./_fs_bytes.ts";
@@ -158,6 +161,11 @@ class Applier implements TarHandler {
     }
   }
 
+  /** A sparse member's next data region starts at `offset`: holes are left unwritten. */
+  seek(offset: number): void {
+    this.#pos = offset;
+  }
+
   /** Whether writes started by `writeBehind` are still running. */
   get behind(): boolean {
     return this.#behind.size > 0;
@@ -209,6 +217,8 @@ class Applier implements TarHandler {
     const e = this.#file!;
     try {
       const fd = this.#fd;
+      // A sparse file's size: its holes, a trailing one included, take no space.
+      if (e.sparse) fs.ftruncateSync(fd, e.size);
       // chown before chmod: chown clears setuid/setgid.
       if (this.#t.owners) fs.fchownSync(fd, this.#t.ids.uid(e.uname, e.uid), this.#t.ids.gid(e.gname, e.gid));
       if ((e.mode & 0o7000) !== 0 || (e.mode & this.#t.umask & 0o777) !== 0) fs.fchmodSync(fd, e.mode);

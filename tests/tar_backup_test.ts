@@ -679,6 +679,13 @@ describe("tarBackup()", () => {
       fs.writeFileSync(path.join(src, "m-grows"), "1234");
       fs.writeFileSync(path.join(src, "s-shrinks"), "123456789");
       fs.writeFileSync(path.join(src, "z-vanishes"), "bye");
+      // A sparse file: data at 0 and at 1 MiB, 2 MiB long.
+      const sparse = path.join(src, "p-sparse-shrinks");
+      const fd = fs.openSync(sparse, "w");
+      fs.writeSync(fd, new Uint8Array(4096).fill(1), 0, 4096, 0);
+      fs.writeSync(fd, new Uint8Array(4096).fill(2), 0, 4096, MiB);
+      fs.ftruncateSync(fd, 2 * MiB);
+      fs.closeSync(fd);
       const warnings: Warning[] = [];
       const r = tarBackup(src, { onWarning: (w) => warnings.push(w) });
       const state = new Response(r.state).text();
@@ -690,6 +697,7 @@ describe("tarBackup()", () => {
       fs.rmSync(path.join(src, "z-vanishes"));
       fs.appendFileSync(path.join(src, "m-grows"), "5678");
       fs.truncateSync(path.join(src, "s-shrinks"), 3);
+      fs.truncateSync(sparse, 512 * 1024); // its second region is gone
       fs.truncateSync(big, 20 * MiB); // 0big is being read: the rest becomes zeros
       for (;;) {
         const { done, value } = await reader.read();
@@ -698,20 +706,25 @@ describe("tarBackup()", () => {
       }
       const stats = await r.done;
       await state;
-      assert.equal(stats.warnings, 4);
+      assert.equal(stats.warnings, 5);
       assert.deepEqual(
         warnings.map((w) => path.basename(w.path)).sort(),
-        ["0big", "m-grows", "s-shrinks", "z-vanishes"],
+        ["0big", "m-grows", "p-sparse-shrinks", "s-shrinks", "z-vanishes"],
       );
+      assert.match(warnings.find((w) => w.path.endsWith("p-sparse-shrinks"))!.message, /shrank/);
       assert.match(warnings.find((w) => w.path.endsWith("z-vanishes"))!.message, /vanished/);
       assert.match(warnings.find((w) => w.path.endsWith("m-grows"))!.message, /grew/);
       assert.match(warnings.find((w) => w.path.endsWith("s-shrinks"))!.message, /shrank/);
 
       const file = save(dir, "a.tar", Buffer.concat(chunks));
-      assert.deepEqual(tarNames(file), ["./", "./0big", "./m-grows", "./s-shrinks"]);
+      assert.deepEqual(tarNames(file), ["./", "./0big", "./m-grows", "./p-sparse-shrinks", "./s-shrinks"]);
       const out = extract(dir, file);
       assert.equal(fs.readFileSync(path.join(out, "m-grows"), "utf8"), "1234");
       assert.equal(fs.readFileSync(path.join(out, "s-shrinks"), "utf8"), "123\0\0\0\0\0\0");
+      // Stored at the size it had when listed, its lost region as zeros.
+      const sparseOut = fs.readFileSync(path.join(out, "p-sparse-shrinks"));
+      assert.equal(sparseOut.length, 2 * MiB);
+      assert.deepEqual([sparseOut[0], sparseOut[4095], sparseOut[4096], sparseOut[MiB]], [1, 1, 0, 0]);
       const restored = fs.readFileSync(path.join(out, "0big"));
       assert.equal(restored.length, 32 * MiB);
       assert.equal(restored[20 * MiB - 1], 7);
@@ -741,7 +754,7 @@ describe("tarBackup()", () => {
     }
   });
 
-  test("sizes of 8 GiB and more go into a pax size record", async () => {
+  test("a sparse file of 8 GiB and more keeps its size in GNU.sparse.realsize, its holes out of the archive", async () => {
     const dir = scratch();
     try {
       const src = path.join(dir, "src");
@@ -750,17 +763,20 @@ describe("tarBackup()", () => {
       fs.writeFileSync(path.join(src, "huge"), "");
       fs.truncateSync(path.join(src, "huge"), size); // sparse: no disk space used
       const r = tarBackup(src);
-      const state = new Response(r.state).text();
-      const reader = r.stream.getReader();
-      const first = await reader.read();
-      assert.ok(!first.done);
-      // Only the headers matter; cancelling stops the backup.
-      await reader.cancel();
-      await assert.rejects(r.done, AbortedError);
-      await assert.rejects(state, AbortedError);
-      const huge = parseArchive(first.value.subarray(0, 4096)).find((m) => m.name === "./huge")!;
-      assert.equal(huge.size, size);
-      assert.equal(decoder.decode(huge.pax.get("size")), String(size));
+      const [archive, state] = await Promise.all([
+        new Response(r.stream).bytes(),
+        new Response(r.state).text(),
+      ]);
+      await r.done;
+      assert.ok(archive.length < 8192, `${archive.length} bytes`);
+      assert.match(state, new RegExp(`\\["huge","f","\\d+","\\d+","${size}",`));
+      // GNU sparse format 1.0: the real name and size in pax records, the map (one empty region at the
+      // end: all hole) as the member's data.
+      const huge = parseArchive(archive).find((m) => m.name === "./GNUSparseFile.0/huge")!;
+      assert.equal(decoder.decode(huge.pax.get("GNU.sparse.name")), "./huge");
+      assert.equal(decoder.decode(huge.pax.get("GNU.sparse.realsize")), String(size));
+      assert.equal(huge.size, 512);
+      assert.equal(huge.pax.get("size"), undefined);
     } finally {
       cleanup(dir);
     }
