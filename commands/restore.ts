@@ -46,6 +46,8 @@ Options:
   --include PATTERN      restore only matching paths and what is below them (repeatable): paths as
                          "frost ls" shows them, globs * ? [..] ** allowed, e.g. etc/nginx 'etc/ssl/**'
   --dry-run              list what would be written into DIR, with sizes; write nothing
+  --no-xattrs            do not restore extended attributes, POSIX ACLs, capabilities, SELinux labels
+  --no-devices           skip device nodes (e.g. from an untrusted backup), each with a notice
   --plan                 show the objects and bytes the restore would read (no --to needed)
   --stdout               write a --stdin backup to standard output instead of a file in DIR
   --queue-size N         segments downloaded at once from a remote storage (default 2)
@@ -68,6 +70,8 @@ export const restoreCommand: Command = {
       overwrite: { type: "boolean" },
       include: { type: "string", multiple: true },
       "dry-run": { type: "boolean" },
+      "no-xattrs": { type: "boolean" },
+      "no-devices": { type: "boolean" },
       plan: { type: "boolean" },
       stdout: { type: "boolean" },
       "queue-size": { type: "string", default: "2" },
@@ -167,6 +171,8 @@ export const restoreCommand: Command = {
         target: target ?? process.cwd(),
         queueSize,
         select: selector ? (p, isDir) => selector.select(p, isDir) : undefined,
+        xattrs: !values["no-xattrs"],
+        devices: !values["no-devices"],
         signal: ctx.signal,
         onProgress: (p) =>
           progress.update(() => {
@@ -177,8 +183,9 @@ export const restoreCommand: Command = {
               `${formatBytes(rate)}/s, ETA ${Math.ceil(eta)} s`;
           }),
         onWarning: (w) => {
-          warnings++;
           progress.clear();
+          if (w.notice) return ctx.stderr(`frost: ${w.path}: ${w.message}`);
+          warnings++;
           ctx.stderr(`frost: warning: ${w.path}: ${w.message}`);
         },
       });

@@ -10,6 +10,7 @@ import { execFileSync } from "node:child_process";
 import type { RestoreOptions, RestoreRun, RestoreStats, Selection } from "./engine.ts";
 import { AbortedError, FrostError, messageOf } from "../errors.ts";
 import { code, count, IdMap, safeRel } from "./_fs_common.ts";
+import type { StoredXattrs } from "./_xattrs.ts";
 
 /** What a restore's stream drives: one engine's parser and applier. */
 export interface RestoreSink {
@@ -145,6 +146,10 @@ export interface DirFix<T> {
   gid: number;
   mtime: T;
   atime?: T;
+  /** Its stored extended attributes (set at the end, after chmod). */
+  xattrs?: StoredXattrs;
+  /** Attributes it has that the archive does not list are removed (see `ApplyOptions.clear`). */
+  xattrsClear?: boolean;
 }
 
 const CREATE = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;

@@ -9,6 +9,7 @@
  * @module
  */
 import { FrostError } from "../errors.ts";
+import { decodeXattrKeyword, type StoredXattrs, type Xattr } from "./_xattrs.ts";
 
 /** What a member is, once GNU and pax details are resolved. */
 export type EntryType = "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";
@@ -41,6 +42,8 @@ export interface TarEntry {
   devminor: number;
   /** GNU dumpdir of a directory: the names it held at backup time, each with a control letter. */
   dumpdir?: Uint8Array;
+  /** Extended attributes and ACLs (`SCHILY.xattr.*`, `SCHILY.acl.*`, `RHT.security.selinux` records). */
+  xattrs?: StoredXattrs;
   /** Stream offset of the member's first header (its long-name or pax header, if any). */
   offset: number;
 }
@@ -91,6 +94,8 @@ const T_OLDNAMES = 0x4e; // 'N'
 interface Pax {
   records: Map<string, string>;
   dumpdir?: Uint8Array;
+  /** `SCHILY.xattr.<name>` records: names decoded, values as bytes. */
+  xattrs?: Xattr[];
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -453,7 +458,7 @@ export class TarReader {
       if (key !== "path" && key !== "linkpath" && key !== "size") records.set(key, value);
     }
     if (this.#pax) { for (const [key, value] of this.#pax.records) records.set(key, value); }
-    return { records, dumpdir: this.#pax?.dumpdir };
+    return { records, dumpdir: this.#pax?.dumpdir, xattrs: this.#pax?.xattrs };
   }
 }
 
@@ -537,6 +542,8 @@ function decode(bytes: Uint8Array, h: TarHandler): string {
   }
 }
 
+const XATTR_PREFIX = "SCHILY.xattr.";
+
 /** Parses pax records: "<length> <key>=<value>\n", value as bytes for GNU.dumpdir, else UTF-8. */
 function parsePax(data: Uint8Array, headerName: string): Pax {
   const pax: Pax = { records: new Map() };
@@ -558,7 +565,9 @@ function parsePax(data: Uint8Array, headerName: string): Pax {
     const key = utf8Lossy.decode(data.subarray(j + 1, eq));
     const value = data.subarray(eq + 1, end - 1);
     if (key === "GNU.dumpdir") pax.dumpdir = value.slice();
-    else pax.records.set(key, utf8Lossy.decode(value));
+    else if (key.startsWith(XATTR_PREFIX)) {
+      (pax.xattrs ??= []).push([decodeXattrKeyword(key.slice(XATTR_PREFIX.length)), value.slice()]);
+    } else pax.records.set(key, utf8Lossy.decode(value));
     i = end;
   }
   return pax;
@@ -593,6 +602,17 @@ function applyPax(e: TarEntry, pax: Pax, at: number): void {
   e.devmajor = int("SCHILY.devmajor") ?? e.devmajor;
   e.devminor = int("SCHILY.devminor") ?? e.devminor;
   if (pax.dumpdir) e.dumpdir = pax.dumpdir;
+  const aclAccess = r.get("SCHILY.acl.access");
+  const aclDefault = r.get("SCHILY.acl.default");
+  const selinux = r.get("RHT.security.selinux");
+  if (pax.xattrs || aclAccess !== undefined || aclDefault !== undefined || selinux) {
+    const list = pax.xattrs ?? [];
+    // GNU tar --selinux: the label as text (the xattr holds it with a trailing NUL).
+    if (selinux && !list.some((x) => x[0] === "security.selinux")) {
+      list.push(["security.selinux", new TextEncoder().encode(selinux + "\0")]);
+    }
+    e.xattrs = { list, aclAccess, aclDefault };
+  }
 }
 
 /** Parses a pax time ("1700000000.123456789", "-1.5") exactly into seconds and nanoseconds. */

@@ -113,6 +113,7 @@ import {
   tailStart,
 } from "./_tar_state.ts";
 import { errnoText, excludeMatcher, OwnerNames } from "./_fs_common.ts";
+import { ACL_ACCESS, ACL_DEFAULT, aclToText, encodeXattrKeyword, readXattrs, type Xattr } from "./_xattrs.ts";
 import { BackupControl, closeRead, entryKind, listDir, lstatChild, statSource } from "./_walk.ts";
 import { OPEN_FLAGS, PROGRESS_MS, SLICE_MS } from "./_walk.ts";
 
@@ -200,6 +201,8 @@ interface Entry {
   size: number;
   linkname: string;
   dumpdir: Uint8Array | undefined;
+  /** Its extended attributes (ACLs and capabilities included), unless there are none or they are off. */
+  xattrs: Xattr[] | undefined;
   fd: number;
   /** For directories: the frame of its children, pushed once the header is written. */
   frame: Frame | undefined;
@@ -479,6 +482,7 @@ class TarBackup {
       size: 0,
       linkname: "",
       dumpdir: dumpdir(byName),
+      xattrs: this.#xattrs(abs),
       fd: -1,
       frame: child,
     });
@@ -565,6 +569,7 @@ class TarBackup {
       size: 0,
       linkname: "",
       dumpdir: undefined,
+      xattrs: undefined,
       fd: -1,
       frame: undefined,
     };
@@ -617,7 +622,37 @@ class TarBackup {
         break;
     }
     if (linkKey !== undefined) this.#links.set(linkKey, { member, written: true });
+    entry.xattrs = this.#xattrs(abs);
     return entry;
+  }
+
+  /** The extended attributes of `abs`, when they are stored (`options.xattrs`, default true). */
+  #xattrs(abs: string): Xattr[] | undefined {
+    if (this.#options.xattrs === false) return undefined;
+    const list = readXattrs(abs, (message) => this.#c.warn(abs, message));
+    if (!list?.some(([name]) => utf8Length(name) !== name.length)) return list;
+    return list.filter(([name]) => {
+      if (utf8Length(name) === name.length) return true;
+      this.#c.warn(abs, `extended attribute name "${name}" is not ASCII; stored without it`);
+      return false;
+    });
+  }
+
+  /**
+   * The pax records of an entry's xattrs, as GNU tar's `--xattrs --acls` writes them: its ACLs as text
+   * (`SCHILY.acl.access`, `SCHILY.acl.default`), then every xattr raw (`SCHILY.xattr.<name>`, the ACLs
+   * included), so that `tar --xattrs --acls -x` restores them.
+   */
+  #xattrRecords(xattrs: Xattr[], records: [string, string | Uint8Array, number][]): void {
+    for (const [which, key] of [[ACL_ACCESS, "SCHILY.acl.access"], [ACL_DEFAULT, "SCHILY.acl.default"]]) {
+      const value = xattrs.find((x) => x[0] === which)?.[1];
+      const text = value && aclToText(value, this.#names);
+      if (text) records.push([key!, text, utf8Length(text)]);
+    }
+    for (const [name, value] of xattrs) {
+      const key = `SCHILY.xattr.${encodeXattrKeyword(name)}`;
+      records.push([key, value, value.length]);
+    }
   }
 
   /** Writes an entry's pax and ustar headers if they fit in the chunk; false when the chunk is full. */
@@ -658,6 +693,7 @@ class TarBackup {
     const mtimeNs = tailFields(item.line, item.tailAt)[2]!;
     const mtime = paxTime(mtimeNs);
     records.push(["mtime", mtime, mtime.length]);
+    if (e.xattrs) this.#xattrRecords(e.xattrs, records);
     if (e.dumpdir) records.push(["GNU.dumpdir", e.dumpdir, e.dumpdir.length]);
     let paxSize = 0;
     for (const r of records) paxSize += paxRecordLength(r[0].length, r[2]);
