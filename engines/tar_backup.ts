@@ -32,6 +32,9 @@
  *   one with `/` the path below the source (a leading `./` or `/` is ignored); a trailing `/` limits a
  *   pattern to directories. Excluded entries are absent (from dumpdirs too); excluded directories are not
  *   descended into.
+ * - Extended attributes (unless `options.xattrs` is false), ACLs and capabilities included, as GNU tar
+ *   `--xattrs --acls` writes them: `SCHILY.acl.access`/`SCHILY.acl.default` text, then every xattr raw as
+ *   `SCHILY.xattr.<name>` (see _xattrs.ts and docs/FORMAT.md). Hard-link members carry none.
  * - Names that are not valid UTF-8 cannot be read through `node:fs` strings: they are left out with a
  *   warning.
  * - The archive ends with two zero blocks (no padding to a 10 KiB record).
