@@ -203,8 +203,10 @@ async function restore(ctx: CommandContext, values: Values): Promise<number> {
     const total: RestoreStats = { files: 0, bytes: 0, deleted: 0 };
     let read = 0;
     let warnings = 0;
+    const xattrsRefused = new Set<string>(); // each kind of xattr refused is reported once for the chain
     for (const { backup, keys, key } of plans) {
       const run = tarRestore(target, {
+        xattrsRefused,
         signal: ctx.signal,
         onProgress: (p) =>
           progress.update(() =>

@@ -211,6 +211,11 @@ function kindOf(name: string): string {
 export interface ApplyOptions {
   /** The entry is a directory (its default ACL is set or, when `clear`, removed). */
   dir: boolean;
+  /**
+   * The entry is a symlink: the kernel gives symlinks no ACLs and no `user.*` attributes, so an archive's
+   * are skipped (rather than refused, which would stop that kind for the whole restore).
+   */
+  symlink?: boolean;
   /** The entry's permission bits, for the ACL that replaces an inherited one. */
   mode: number;
   /**
@@ -274,9 +279,13 @@ export class XattrRestorer {
     }
     let capability: Uint8Array | undefined;
     for (const [n, value] of list) {
-      if (n === ACL_ACCESS || n === ACL_DEFAULT) continue;
+      if (n === ACL_ACCESS || n === ACL_DEFAULT || (how.symlink && n.startsWith("user."))) continue;
       if (n === CAPABILITY) capability = value;
       else this.#set(abs, name, n, value);
+    }
+    if (how.symlink) {
+      if (capability) this.#set(abs, name, CAPABILITY, capability);
+      return;
     }
     const access = stored ? this.#acl(stored, ACL_ACCESS, name) : undefined;
     if (access) this.#set(abs, name, ACL_ACCESS, access);

@@ -748,7 +748,9 @@ class Applier {
   #symlink(h: Header, target: string): void {
     const abs = this.#t.symlink(safeRel(h.path, h.path), h.path, target);
     if (this.#t.owners) fs.lchownSync(abs, this.#uid(h), this.#gid(h));
-    if (this.#x && h.xattrs) this.#x.apply(abs, h.path, h.xattrs, { dir: false, mode: h.mode, clear: false });
+    if (this.#x && h.xattrs) {
+      this.#x.apply(abs, h.path, h.xattrs, { dir: false, symlink: true, mode: h.mode, clear: false });
+    }
     try {
       fs.lutimesSync(abs, fsTime(undefined), fsTime(h.mtime));
     } catch (err) {

@@ -358,7 +358,9 @@ class Applier implements TarHandler {
   #symlink(e: TarEntry, rel: string): void {
     const abs = this.#t.symlink(rel, e.name, e.linkname);
     if (this.#t.owners) fs.lchownSync(abs, this.#t.ids.uid(e.uname, e.uid), this.#t.ids.gid(e.gname, e.gid));
-    if (this.#x && e.xattrs) this.#x.apply(abs, e.name, e.xattrs, { dir: false, mode: e.mode, clear: false });
+    if (this.#x && e.xattrs) {
+      this.#x.apply(abs, e.name, e.xattrs, { dir: false, symlink: true, mode: e.mode, clear: false });
+    }
     try {
       fs.lutimesSync(abs, fsTime(e.atime), fsTime(e.mtime));
     } catch (err) {
