@@ -13,6 +13,8 @@ import crypto from "node:crypto";
 import { execFileSync, execSync } from "node:child_process";
 import { cleanup, frost, frostCommand, tempDir } from "./_cli.ts";
 import { tarRestore } from "../engines/tar_restore.ts";
+import { rsyncBackup } from "../engines/rsync_backup.ts";
+import { rsyncRestore } from "../engines/rsync_restore.ts";
 import type { Warning } from "../engines/engine.ts";
 
 const isRoot = process.getuid?.() === 0;
@@ -418,5 +420,56 @@ describe("the tar engine restores what GNU tar --xattrs --acls archived", {
     assert.deepEqual(await restore(archive, to), []);
     const drop = /^(user|trusted|security)\./;
     assert.equal(describeTree(to, { drop }), describeTree(src, { drop }));
+  });
+});
+
+describe("rsync stream versions", () => {
+  let work: string;
+  let src: string;
+  before(() => {
+    work = tempDir("rsync-versions");
+    src = path.join(work, "src");
+    fs.mkdirSync(src);
+    fs.writeFileSync(path.join(src, "f"), "x\n");
+    sh("setfattr", ["-n", "user.x", "-v", "hello", path.join(src, "f")]); // any user may set user.*
+  });
+  after(() => cleanup(work));
+
+  const streamOf = async (xattrs: boolean): Promise<Uint8Array> => {
+    const run = rsyncBackup(src, { xattrs });
+    const [data] = await Promise.all([
+      new Response(run.stream).arrayBuffer(),
+      new Response(run.state).text(),
+    ]);
+    await run.done;
+    return new Uint8Array(data);
+  };
+  const restore = async (stream: Uint8Array, to: string): Promise<void> => {
+    fs.mkdirSync(to);
+    const run = rsyncRestore(to);
+    const writer = run.writable.getWriter();
+    await Promise.allSettled([writer.write(stream), writer.close()]);
+    await run.done;
+  };
+
+  it("writes version 2 with an X record for an entry's xattrs, and still reads version 1", async () => {
+    const v2 = await streamOf(true);
+    assert.equal(v2[7], 2);
+    await restore(v2, path.join(work, "v2"));
+    assert.match(sh("getfattr", ["-d", "--absolute-names", path.join(work, "v2/f")]), /user\.x="hello"/);
+    // A version 1 stream is a version 2 stream without X records.
+    const v1 = await streamOf(false);
+    v1[7] = 1;
+    await restore(v1, path.join(work, "v1"));
+    assert.equal(fs.readFileSync(path.join(work, "v1/f"), "utf8"), "x\n");
+    // X records are not part of version 1, and unknown versions are refused by name.
+    const bad = v2.slice();
+    bad[7] = 1;
+    await assert.rejects(restore(bad, path.join(work, "bad1")), /unknown record tag 88/);
+    bad[7] = 3;
+    await assert.rejects(
+      restore(bad, path.join(work, "bad3")),
+      /version 3 is not supported \(this frost reads 1 and 2\)/,
+    );
   });
 });
