@@ -52,6 +52,8 @@ Options:
   --to DIR               restore target; created if missing, must be empty unless --overwrite
   --date T               restore the state at T (ISO 8601, local time unless a zone is given)
   --overwrite            restore into a non-empty DIR
+  --no-xattrs            do not restore extended attributes and ACLs (tar --xattrs / --acls records)
+  --no-devices           skip device nodes, each with a notice
   --encrypt-pass-file F  Freezer's --encrypt-pass-file (openssl's password: the first line of F)
   --json                 list: a JSON array; restore: a one-object summary
   -h, --help             this help
@@ -63,6 +65,8 @@ const OPTIONS = {
   to: { type: "string" },
   date: { type: "string" },
   overwrite: { type: "boolean" },
+  "no-xattrs": { type: "boolean" },
+  "no-devices": { type: "boolean" },
   "encrypt-pass-file": { type: "string" },
 } as const;
 
@@ -206,7 +210,9 @@ async function restore(ctx: CommandContext, values: Values): Promise<number> {
     const xattrsRefused = new Set<string>(); // each kind of xattr refused is reported once for the chain
     for (const { backup, keys, key } of plans) {
       const run = tarRestore(target, {
+        xattrs: !values["no-xattrs"],
         xattrsRefused,
+        devices: !values["no-devices"],
         signal: ctx.signal,
         onProgress: (p) =>
           progress.update(() =>
@@ -215,8 +221,9 @@ async function restore(ctx: CommandContext, values: Values): Promise<number> {
             } written, ${formatBytes(read)} read`
           ),
         onWarning: (w) => {
-          warnings++;
           progress.clear();
+          if (w.notice) return ctx.stderr(`frost: ${w.path}: ${w.message}`);
+          warnings++;
           ctx.stderr(`frost: warning: ${w.path}: ${w.message}`);
         },
       });
