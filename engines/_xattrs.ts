@@ -341,18 +341,21 @@ export class XattrRestorer {
   }
 
   /**
-   * Reports a refused attribute: once per kind when the refusal applies to the kind as a whole (`wholeKind`:
-   * permission, no support), else for this entry only.
+   * Reports a refused attribute once per kind. When the refusal applies to the kind as a whole
+   * (`wholeKind`: permission, no support), the kind is not tried again in this restore; other failures
+   * (an invalid value, say) are reported once per kind and reason, and the other entries are still tried.
    */
   #refuse(attr: string, name: string, why: string, wholeKind: boolean): void {
     const kind = kindOf(attr);
-    if (!wholeKind) {
-      this.#warn(name, `cannot restore its ${kind === "POSIX ACLs" ? "POSIX ACL" : `"${attr}"`}: ${why}`);
-      return;
-    }
-    if (this.#refused.has(kind)) return;
-    this.#refused.add(kind);
-    this.#warn(name, `${kind} not restored: ${why} (reported once; no entry of this restore gets them)`);
+    const key = wholeKind ? kind : `${kind}: ${why}`;
+    if (this.#refused.has(key)) return;
+    this.#refused.add(key);
+    this.#warn(
+      name,
+      wholeKind
+        ? `${kind} not restored: ${why} (reported once; no entry of this restore gets them)`
+        : `${kind} not restored: ${why} (reported once, for the first entry concerned)`,
+    );
   }
 }
 

@@ -421,6 +421,39 @@ describe("the tar engine restores what GNU tar --xattrs --acls archived", {
     const drop = /^(user|trusted|security)\./;
     assert.equal(describeTree(to, { drop }), describeTree(src, { drop }));
   });
+
+  it("reports an ACL the kernel rejects once, not once per file, and restores the rest", async () => {
+    const two = path.join(work, "two");
+    fs.mkdirSync(two);
+    for (const name of ["a", "b"]) {
+      fs.writeFileSync(path.join(two, name), `${name}\n`);
+      sh("setfacl", ["-m", "u:nobody:rw", path.join(two, name)]);
+      sh("setfattr", ["-n", "user.x", "-v", name, path.join(two, name)]);
+    }
+    const archive = new Uint8Array(
+      execFileSync("tar", ["--xattrs", "--xattrs-include=*", "--format=posix", "-C", two, "-cf", "-", "."]),
+    );
+    // Give each stored ACL's first entry an unknown tag (0x40): same length, so the pax records stay valid.
+    const acl = [2, 0, 0, 0, 1, 0, 6, 0];
+    let patched = 0;
+    for (let i = 0; i + acl.length <= archive.length; i++) {
+      if (acl.every((b, k) => archive[i + k] === b)) {
+        archive[i + 4] = 0x40;
+        patched++;
+      }
+    }
+    assert.equal(patched, 2);
+    const to = path.join(work, "rejected");
+    const warnings = await restore(archive, to);
+    assert.equal(warnings.length, 1, JSON.stringify(warnings));
+    assert.match(warnings[0]!.message, /^POSIX ACLs not restored: invalid argument \(reported once/);
+    for (const name of ["a", "b"]) {
+      assert.match(
+        sh("getfattr", ["-d", "--absolute-names", path.join(to, name)]),
+        new RegExp(`user\\.x="${name}"`),
+      );
+    }
+  });
 });
 
 describe("rsync stream versions", () => {
