@@ -722,7 +722,10 @@ class Applier {
     const rel = safeRel(h.path, h.path);
     const existed = this.#t.dir(rel, h.path);
     // The target itself keeps what it had; a directory made in one with a default ACL inherited it.
-    const clear = rel !== "" && (existed || this.#inherits(rel));
+    const inherits = !existed && this.#inherits(rel);
+    // An inherited access ACL may leave the owner without write permission: fill it first, fix it at the end.
+    if (inherits) this.#t.makeWritable(this.#t.abs(rel));
+    const clear = rel !== "" && (existed || inherits);
     this.#fixup(h, rel, clear);
     if (this.#x && (h.xattrs || clear)) {
       // Its default ACL now, before its children are made: they inherit it, as they did in the source.

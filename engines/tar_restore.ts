@@ -320,7 +320,10 @@ class Applier implements TarHandler {
     const existed = this.#t.dir(rel, e.name);
     if (existed && e.dumpdir) this.#purge(rel, this.#t.abs(rel), e);
     // The target itself keeps what it had; a directory made in one with a default ACL inherited it.
-    const clear = rel !== "" && (existed || this.#inherits(rel));
+    const inherits = !existed && this.#inherits(rel);
+    // An inherited access ACL may leave the owner without write permission: fill it first, fix it at the end.
+    if (inherits) this.#t.makeWritable(this.#t.abs(rel));
+    const clear = rel !== "" && (existed || inherits);
     this.#fixup(e, rel, e.xattrs, clear);
     if (this.#x && (e.xattrs || clear)) {
       // Its default ACL now, before its children are made: they inherit it, as they did in the source.

@@ -10,7 +10,7 @@ import fs from "node:fs";
 import path from "node:path";
 import process from "node:process";
 import crypto from "node:crypto";
-import { execFileSync, execSync } from "node:child_process";
+import { execFileSync, execSync, spawnSync } from "node:child_process";
 import { cleanup, frost, frostCommand, tempDir } from "./_cli.ts";
 import { tarRestore } from "../engines/tar_restore.ts";
 import { rsyncBackup } from "../engines/rsync_backup.ts";
@@ -110,6 +110,25 @@ async function ok(args: string[], what = args.join(" ")): Promise<string> {
   const r = await frost(args);
   assert.equal(r.code, 0, `frost ${what} exited ${r.code}: ${r.stderr}`);
   return r.stdout;
+}
+
+/** Runs frost as nobody (uid and gid 65534, no groups) with `home` as its home; its exit code and stderr. */
+function asNobody(home: string, args: string[]): { code: number | null; stderr: string } {
+  const [cmd, ...pre] = frostCommand();
+  const r = spawnSync("setpriv", [
+    "--reuid",
+    String(NOBODY),
+    "--regid",
+    String(NOBODY),
+    "--clear-groups",
+    "env",
+    `HOME=${home}`,
+    `DENO_DIR=${home}/deno`,
+    cmd!,
+    ...pre,
+    ...args,
+  ], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  return { code: r.status, stderr: r.stderr };
 }
 
 const sleepMs = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -256,7 +275,7 @@ for (const engine of ["tar", "rsync"]) {
       });
     }
 
-    it("restores as nobody what the kernel allows, with one warning per kind refused (exit 3)", async () => {
+    it("restores as nobody what the kernel allows, with one warning per kind refused (exit 3)", () => {
       const to = path.join(work, "as-nobody");
       fs.mkdirSync(to);
       fs.chownSync(to, NOBODY, NOBODY);
@@ -264,31 +283,7 @@ for (const engine of ["tar", "rsync"]) {
       fs.mkdirSync(home);
       fs.chownSync(home, NOBODY, NOBODY);
       sh("chmod", ["-R", "a+rX", store]); // the storage keeps its folders private
-      const [cmd, ...pre] = frostCommand();
-      const args = ["restore", ...common(), "--to", to, "--overwrite"];
-      const r = (() => {
-        try {
-          return {
-            code: 0,
-            stderr: execFileSync("setpriv", [
-              "--reuid",
-              String(NOBODY),
-              "--regid",
-              String(NOBODY),
-              "--clear-groups",
-              "env",
-              `HOME=${home}`,
-              `DENO_DIR=${home}/deno`,
-              cmd!,
-              ...pre,
-              ...args,
-            ], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }),
-          };
-        } catch (err) {
-          const e = err as { status: number; stderr: string };
-          return { code: e.status, stderr: e.stderr };
-        }
-      })();
+      const r = asNobody(home, ["restore", ...common(), "--to", to, "--overwrite"]);
       assert.equal(r.code, 3, r.stderr);
       const warnings = r.stderr.split("\n").filter((l) => l.startsWith("frost: warning:"));
       // trusted.* (on g and on the symlink, at every level) and the capabilities: one warning each. Whether
@@ -505,4 +500,43 @@ describe("rsync stream versions", () => {
       /version 3 is not supported \(this frost reads 1 and 2\)/,
     );
   });
+});
+
+describe("a restore as nobody under a default ACL that leaves the owner no write permission", {
+  skip: !isRoot && "needs root (to run frost as nobody)",
+}, () => {
+  let work: string;
+  before(() => {
+    work = tempDir("acl-readonly");
+    fs.chmodSync(work, 0o755);
+    const src = path.join(work, "src");
+    fs.mkdirSync(path.join(src, "d"), { recursive: true });
+    // What is made in d gets r-x for its owner; root filled d/s anyway.
+    sh("setfacl", ["-d", "-m", "u::r-x,g::r-x,o::r-x", path.join(src, "d")]);
+    fs.mkdirSync(path.join(src, "d/s"));
+    fs.writeFileSync(path.join(src, "d/s/f"), "x\n");
+  });
+  after(() => cleanup(work));
+
+  for (const engine of ["tar", "rsync"]) {
+    it(`fills the directories it makes there, then gives them their ACLs (${engine} engine)`, async () => {
+      const store = path.join(work, `store-${engine}`);
+      const common = ["--name", "ro", "--hostname", "h1", "--storage", store];
+      await ok(["backup", path.join(work, "src"), ...common, "--engine", engine]);
+      sh("chmod", ["-R", "a+rX", store]);
+      const home = path.join(work, `home-${engine}`);
+      const to = path.join(work, `to-${engine}`);
+      for (const dir of [home, to]) {
+        fs.mkdirSync(dir);
+        fs.chownSync(dir, NOBODY, NOBODY);
+      }
+      const r = asNobody(home, ["restore", ...common, "--to", to, "--overwrite"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(fs.readFileSync(path.join(to, "d/s/f"), "utf8"), "x\n");
+      assert.equal(
+        describeTree(to, { owners: false }),
+        describeTree(path.join(work, "src"), { owners: false }),
+      );
+    });
+  }
 });
