@@ -517,6 +517,8 @@ export interface BackupJob {
   queueSize: number;
   exclude?: string[];
   crossFileSystems?: boolean;
+  /** Store extended attributes and ACLs (`BackupOptions.xattrs`). Default: true. */
+  xattrs?: boolean;
   signal?: AbortSignal;
   frostVersion: string;
   onProgress?: (progress: Progress & { stored: number }) => void;
@@ -635,6 +637,7 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
     previous,
     exclude: job.exclude,
     crossFileSystems: job.crossFileSystems,
+    xattrs: job.xattrs,
     signal,
     onProgress: (p) => {
       last = p;
@@ -945,6 +948,10 @@ export interface RestoreJob {
   queueSize?: number;
   /** Partial restore: the entries to restore (`RestoreOptions.select`). Default: all. */
   select?: RestoreOptions["select"];
+  /** Restore extended attributes and ACLs (`RestoreOptions.xattrs`). Default: true. */
+  xattrs?: boolean;
+  /** Make device nodes (`RestoreOptions.devices`). Default: true. */
+  devices?: boolean;
   signal?: AbortSignal;
   onProgress?: (progress: Progress & { level: number; read: number }) => void;
   onWarning?: (warning: Warning) => void;
@@ -956,6 +963,8 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
   let read = 0;
   // Each level hands the next what the chain held, so that only the chain's own deletions are replayed.
   const memo = new Map<string, unknown>();
+  // Each kind of xattr the kernel refuses is reported once for the whole chain.
+  const xattrsRefused = new Set<string>();
   for (const manifest of job.chain) {
     const engine = job.engines(manifest.engine);
     let last: Progress = { files: 0, bytes: 0 };
@@ -963,6 +972,9 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
     const run = engine.restore(job.target, {
       select: job.select,
       memo,
+      xattrs: job.xattrs,
+      xattrsRefused,
+      devices: job.devices,
       signal: job.signal,
       // zstd output buffers are handed back and filled again; encrypted streams are left out too (not checked
       // for reuse), so chunks are kept (written behind) only for unencrypted none/gzip data.

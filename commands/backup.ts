@@ -56,6 +56,8 @@ Options:
   --queue-size N              segments buffered for upload (default 2)
   --exclude GLOB              leave out matching paths (repeatable; no "/" = any basename; \\xHH: a byte)
   --cross-file-systems        descend into other file systems (default: stay on the source's)
+  --no-xattrs                 leave out extended attributes, POSIX ACLs, capabilities and SELinux labels
+                              (default: stored, every namespace this user can read)
   --stdin                     back up standard input (a dump piped in) instead of SOURCE: always a full
                               backup; restores to one file (named by --stdin-name, default NAME) or --stdout
   --stdin-name FILE           the file name a --stdin backup restores to
@@ -90,6 +92,7 @@ export const backupCommand: Command = {
       "queue-size": { type: "string", default: "2" },
       exclude: { type: "string", multiple: true },
       "cross-file-systems": { type: "boolean" },
+      "no-xattrs": { type: "boolean" },
       stdin: { type: "boolean" },
       "stdin-name": { type: "string" },
       "pre-command": { type: "string" },
@@ -237,6 +240,7 @@ export const backupCommand: Command = {
         queueSize,
         exclude,
         crossFileSystems: values["cross-file-systems"],
+        xattrs: !values["no-xattrs"],
         signal: lock.signal,
         frostVersion: VERSION,
         stats,

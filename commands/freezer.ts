@@ -53,6 +53,8 @@ Options:
   --to DIR               restore target; created if missing, must be empty unless --overwrite
   --date T               restore the state at T (ISO 8601, local time unless a zone is given)
   --overwrite            restore into a non-empty DIR: what the backup holds is replaced, the rest kept
+  --no-xattrs            do not restore extended attributes and ACLs (tar --xattrs / --acls records)
+  --no-devices           skip device nodes, each with a notice
   --encrypt-pass-file F  Freezer's --encrypt-pass-file (openssl's password: the first line of F)
   --json                 list: a JSON array; restore: a one-object summary
   -h, --help             this help
@@ -64,6 +66,8 @@ const OPTIONS = {
   to: { type: "string" },
   date: { type: "string" },
   overwrite: { type: "boolean" },
+  "no-xattrs": { type: "boolean" },
+  "no-devices": { type: "boolean" },
   "encrypt-pass-file": { type: "string" },
 } as const;
 
@@ -205,10 +209,14 @@ async function restore(ctx: CommandContext, values: Values): Promise<number> {
     let read = 0;
     let warnings = 0;
     // Each level hands the next what the chain held: only the chain's own deletions replay.
+    const xattrsRefused = new Set<string>(); // each kind of xattr refused is reported once for the chain
     const memo = new Map<string, unknown>();
     for (const { backup, keys, key } of plans) {
       const run = tarRestore(target, {
         memo,
+        xattrs: !values["no-xattrs"],
+        xattrsRefused,
+        devices: !values["no-devices"],
         signal: ctx.signal,
         onProgress: (p) =>
           progress.update(() =>
@@ -217,8 +225,9 @@ async function restore(ctx: CommandContext, values: Values): Promise<number> {
             } written, ${formatBytes(read)} read`
           ),
         onWarning: (w) => {
-          warnings++;
           progress.clear();
+          if (w.notice) return ctx.stderr(`frost: notice: ${showName(w.path)}: ${w.message}`);
+          warnings++;
           ctx.stderr(`frost: warning: ${showName(w.path)}: ${w.message}`);
         },
       });

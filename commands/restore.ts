@@ -57,6 +57,8 @@ Options:
                          "frost ls" shows them (\\xHH for a byte that is not UTF-8), globs * ? [..] **
                          allowed, e.g. etc/nginx 'etc/ssl/**'
   --dry-run              list what would be created, replaced and deleted in DIR; write nothing
+  --no-xattrs            do not restore extended attributes, POSIX ACLs, capabilities, SELinux labels
+  --no-devices           skip device nodes (e.g. from an untrusted backup), each with a notice
   --plan                 show the objects and bytes the restore would read (no --to needed)
   --stdout               write a --stdin backup to standard output instead of a file in DIR
   --queue-size N         segments downloaded at once from a remote storage (default 2)
@@ -80,6 +82,8 @@ export const restoreCommand: Command = {
       delete: { type: "boolean" },
       include: { type: "string", multiple: true },
       "dry-run": { type: "boolean" },
+      "no-xattrs": { type: "boolean" },
+      "no-devices": { type: "boolean" },
       plan: { type: "boolean" },
       stdout: { type: "boolean" },
       "queue-size": { type: "string", default: "2" },
@@ -235,6 +239,8 @@ export const restoreCommand: Command = {
         target: target ?? process.cwd(),
         queueSize,
         select,
+        xattrs: !values["no-xattrs"],
+        devices: !values["no-devices"],
         signal: ctx.signal,
         onProgress: (p) => {
           written = p.files;
@@ -247,8 +253,9 @@ export const restoreCommand: Command = {
           });
         },
         onWarning: (w) => {
-          warnings++;
           progress.clear();
+          if (w.notice) return ctx.stderr(`frost: notice: ${showName(w.path)}: ${w.message}`);
+          warnings++;
           ctx.stderr(`frost: warning: ${showName(w.path)}: ${w.message}`);
         },
       }).catch((err) => {

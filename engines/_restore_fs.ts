@@ -11,6 +11,7 @@ import type { RestoreOptions, RestoreRun, RestoreStats, Selection } from "./engi
 import { AbortedError, FrostError, messageOf } from "../errors.ts";
 import { code, count, IdMap, safeRel } from "./_fs_common.ts";
 import { hasEscape } from "./_names.ts";
+import type { StoredXattrs } from "./_xattrs.ts";
 
 /** What a restore's stream drives: one engine's parser and applier. */
 export interface RestoreSink {
@@ -146,6 +147,10 @@ export interface DirFix<T> {
   gid: number;
   mtime: T;
   atime?: T;
+  /** Its stored extended attributes (set at the end, after chmod). */
+  xattrs?: StoredXattrs;
+  /** Attributes it has that the archive does not list are removed (see `ApplyOptions.clear`). */
+  xattrsClear?: boolean;
 }
 
 const CREATE = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;

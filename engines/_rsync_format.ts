@@ -8,14 +8,20 @@ import { compareKey, recordsOf } from "./_tar_state.ts";
 import type { StateEntry } from "./engine.ts";
 import { decodeName, encodeName, hasEscape } from "./_names.ts";
 
-/** First 8 bytes of a data stream: "FRSYNC", NUL, version 1. */
-export const STREAM_MAGIC = new Uint8Array([0x46, 0x52, 0x53, 0x59, 0x4e, 0x43, 0x00, 0x01]);
+/**
+ * First 8 bytes of a data stream: "FRSYNC", NUL, version 2 (version 1, without `X` records, is read too).
+ */
+export const STREAM_MAGIC = new Uint8Array([0x46, 0x52, 0x53, 0x59, 0x4e, 0x43, 0x00, 0x02]);
+/** Stream versions this code reads. */
+export const STREAM_VERSIONS = [1, 2];
 /** First 8 bytes of an engine state: "FRSYNS", NUL, version 1; then the i64 start time. */
 export const STATE_MAGIC = new Uint8Array([0x46, 0x52, 0x53, 0x59, 0x4e, 0x53, 0x00, 0x01]);
 
 /** Record tags of the data stream. */
 export const TAG = {
   entry: 0x45, // 'E'
+  /** Extended attributes of the entry record that follows (version 2). */
+  xattrs: 0x58, // 'X'
   delete: 0x44, // 'D'
   end: 0x5a, // 'Z'
   literal: 0x4c, // 'L'

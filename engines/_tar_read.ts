@@ -12,6 +12,7 @@
 import { FrostError } from "../errors.ts";
 import { decodeName } from "./_names.ts";
 import { SparseMapParser } from "./_sparse.ts";
+import { decodeXattrKeyword, type StoredXattrs, type Xattr } from "./_xattrs.ts";
 
 /** What a member is, once GNU and pax details are resolved. */
 export type EntryType = "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";
@@ -49,6 +50,8 @@ export interface TarEntry {
    * handler's `seek()`; what no region covers is a hole (zeros).
    */
   sparse?: boolean;
+  /** Extended attributes and ACLs (`SCHILY.xattr.*`, `SCHILY.acl.*`, `RHT.security.selinux` records). */
+  xattrs?: StoredXattrs;
   /** Stream offset of the member's first header (its long-name or pax header, if any). */
   offset: number;
 }
@@ -110,6 +113,8 @@ interface Pax {
   dumpdir?: Uint8Array;
   /** GNU sparse format 0.0: the values of the repeated GNU.sparse.offset and GNU.sparse.numbytes records. */
   sparseList?: number[];
+  /** `SCHILY.xattr.<name>` records: names decoded, values as bytes. */
+  xattrs?: Xattr[];
 }
 
 /** The sparse member being read. */
@@ -130,7 +135,6 @@ interface Sparse {
 }
 
 const EMPTY = new Uint8Array(0);
-const utf8 = new TextDecoder("utf-8", { fatal: true });
 const utf8Lossy = new TextDecoder("utf-8");
 
 /**
@@ -690,7 +694,12 @@ export class TarReader {
       if (key !== "path" && key !== "linkpath" && key !== "size") records.set(key, value);
     }
     if (this.#pax) { for (const [key, value] of this.#pax.records) records.set(key, value); }
-    return { records, dumpdir: this.#pax?.dumpdir, sparseList: this.#pax?.sparseList };
+    return {
+      records,
+      dumpdir: this.#pax?.dumpdir,
+      sparseList: this.#pax?.sparseList,
+      xattrs: this.#pax?.xattrs,
+    };
   }
 }
 
@@ -801,6 +810,8 @@ function decode(bytes: Uint8Array, _h: TarHandler): string {
   return decodeName(bytes);
 }
 
+const XATTR_PREFIX = "SCHILY.xattr.";
+
 /** Parses pax records: "<length> <key>=<value>\n", value as bytes for GNU.dumpdir, else UTF-8. */
 function parsePax(data: Uint8Array, headerName: string): Pax {
   const pax: Pax = { records: new Map() };
@@ -828,6 +839,8 @@ function parsePax(data: Uint8Array, headerName: string): Pax {
       (pax.sparseList ??= []).push(/^\d+$/.test(v) ? Number(v) : NaN);
     } else if (key === "path" || key === "linkpath" || key === "GNU.sparse.name") {
       pax.records.set(key, decodeName(value)); // raw bytes, as GNU tar writes them (hdrcharset=BINARY)
+    } else if (key.startsWith(XATTR_PREFIX)) {
+      (pax.xattrs ??= []).push([decodeXattrKeyword(key.slice(XATTR_PREFIX.length)), value.slice()]);
     } else pax.records.set(key, utf8Lossy.decode(value));
     i = end;
   }
@@ -863,6 +876,17 @@ function applyPax(e: TarEntry, pax: Pax, at: number): void {
   e.devmajor = int("SCHILY.devmajor") ?? e.devmajor;
   e.devminor = int("SCHILY.devminor") ?? e.devminor;
   if (pax.dumpdir) e.dumpdir = pax.dumpdir;
+  const aclAccess = r.get("SCHILY.acl.access");
+  const aclDefault = r.get("SCHILY.acl.default");
+  const selinux = r.get("RHT.security.selinux");
+  if (pax.xattrs || aclAccess !== undefined || aclDefault !== undefined || selinux) {
+    const list = pax.xattrs ?? [];
+    // GNU tar --selinux: the label as text (the xattr holds it with a trailing NUL).
+    if (selinux && !list.some((x) => x[0] === "security.selinux")) {
+      list.push(["security.selinux", new TextEncoder().encode(selinux + "\0")]);
+    }
+    e.xattrs = { list, aclAccess, aclDefault };
+  }
 }
 
 /** Parses a pax time ("1700000000.123456789", "-1.5") exactly into seconds and nanoseconds. */

@@ -17,6 +17,8 @@ export interface Progress {
 export interface Warning {
   path: string;
   message: string;
+  /** Information the user asked for (e.g. a device skipped under `devices: false`), not a problem. */
+  notice?: boolean;
 }
 
 /** Options of `Engine.backup()`. */
@@ -30,6 +32,8 @@ export interface BackupOptions {
   exclude?: string[];
   /** Descend into other file systems. Default: false (stay on the source's file system). */
   crossFileSystems?: boolean;
+  /** Store extended attributes, ACLs and capabilities (every namespace the user can read). Default: true. */
+  xattrs?: boolean;
   /** Aborts the walk; the stream then errors with an AbortedError. */
   signal?: AbortSignal;
   /** Called now and then with running totals. */
@@ -93,6 +97,15 @@ export type Selection = "in" | "parent" | "out";
 export interface RestoreOptions {
   /** Restore owners (uid/gid). Default: only when running as root. */
   owners?: boolean;
+  /** Restore extended attributes, ACLs and capabilities stored with the entries. Default: true. */
+  xattrs?: boolean;
+  /**
+   * Kinds of extended attributes the kernel refused so far (filled by the restore; share one set between
+   * the levels of a restore so that each kind is reported once). Default: a new set per level.
+   */
+  xattrsRefused?: Set<string>;
+  /** Make device nodes. Default: true (as GNU tar); false skips them with a notice. */
+  devices?: boolean;
   /**
    * Partial restore: which entries (paths relative to the backup's root, as `frost ls` shows them) to
    * restore. Default: all.

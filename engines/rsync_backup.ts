@@ -35,6 +35,7 @@ import {
   TAG,
 } from "./_rsync_format.ts";
 import { code, errnoText, excludeMatcher, OwnerNames } from "./_fs_common.ts";
+import { readXattrs } from "./_xattrs.ts";
 import { BackupControl, closeRead, entryKind, listDir, lstatChild, statSource } from "./_walk.ts";
 import { type FileKind, OPEN_FLAGS, PROGRESS_MS, SLICE_MS } from "./_walk.ts";
 
@@ -551,9 +552,30 @@ class RsyncBackup {
     this.#fd = closeRead(this.#fd);
   }
 
-  /** Writes an entry record's common part: tag, kind, path, mode, owner, mtime. */
+  /**
+   * Writes an entry record's common part: tag, kind, path, mode, owner, mtime; before it, the entry's
+   * extended attributes (an `X` record) when it has any and they are stored.
+   */
   #entry(kind: number, rel: string, item: Item, frame: Frame): void {
     const out = this.#out;
+    if (kind !== KIND.hardlink && this.#options.xattrs !== false) {
+      const abs = frame.top ? this.#source : frame.absPrefix + item.name;
+      const list = readXattrs(abs, (message) => this.#c.warn(abs, message))
+        ?.filter(([name]) => {
+          if (utf8Length(name) <= 255) return true;
+          this.#c.warn(abs, `extended attribute name "${name.slice(0, 40)}…" is too long; stored without it`);
+          return false;
+        });
+      if (list && list.length > 0) {
+        out.u8(TAG.xattrs);
+        out.u32(list.length);
+        for (const [name, value] of list) {
+          out.str8(name);
+          out.u32(value.length);
+          out.bytes(value);
+        }
+      }
+    }
     out.u8(TAG.entry);
     out.u8(kind);
     out.str32(rel);

@@ -18,9 +18,10 @@ import type { RestoreOptions, RestoreRun, RestoreStats, Selection } from "./engi
 import { AbortedError, FrostError, messageOf } from "../errors.ts";
 import { sha256 } from "./_rsync_delta.ts";
 import { decodeName } from "./_names.ts";
-import { DELETED_DIR, DELETED_OTHER, KIND, STREAM_MAGIC, TAG } from "./_rsync_format.ts";
+import { DELETED_DIR, DELETED_OTHER, KIND, STREAM_MAGIC, STREAM_VERSIONS, TAG } from "./_rsync_format.ts";
 import { code, fsTimeNs as fsTime, safeRel } from "./_fs_common.ts";
 import { type DirFix, restoreRun, RestoreTally, RestoreTarget } from "./_restore_fs.ts";
+import { type StoredXattrs, type Xattr, XattrRestorer } from "./_xattrs.ts";
 import { writeSkippingZeros } from "./_sparse.ts";
 
 /**
@@ -75,6 +76,8 @@ interface Header {
   uname: string;
   gname: string;
   mtime: bigint;
+  /** Its extended attributes, from the `X` record before it. */
+  xattrs?: StoredXattrs;
 }
 
 /** The file being rebuilt: output, base, staging buffer and running hash. */
@@ -112,6 +115,14 @@ class Applier {
   #p = 0;
   #literal = 0;
   #offset = 0;
+  /** The stream's version (from its magic). */
+  #version = 0;
+  /** Extended attributes read from an `X` record, for the entry record that follows it. */
+  #pendingXattrs: Xattr[] | undefined;
+  /** Sets stored xattrs; undefined when `options.xattrs` is false. */
+  #x: XattrRestorer | undefined;
+  /** Directories (relative paths) given a default ACL by this stream: what is made in them inherits it. */
+  #defaults = new Set<string>();
 
   // Output.
   #job: FileJob | undefined;
@@ -123,6 +134,28 @@ class Applier {
     this.#t = new RestoreTarget(root, options);
     this.#options = options;
     this.#n = new RestoreTally(options);
+    if (options.xattrs !== false) {
+      this.#x = new XattrRestorer(
+        this.#t.ids,
+        (name, message) => this.#warn(name, message),
+        options.xattrsRefused,
+      );
+    }
+  }
+
+  /** Whether what is made at `rel` inherits a default ACL that this stream gave its directory. */
+  #inherits(rel: string): boolean {
+    if (this.#defaults.size === 0) return false;
+    const slash = rel.lastIndexOf("/");
+    return this.#defaults.has(slash < 0 ? "" : rel.slice(0, slash));
+  }
+
+  /** Applies an entry's stored xattrs to `abs` (after chown and chmod). */
+  #xattrs(abs: string, h: Header, rel: string): void {
+    const clear = this.#inherits(rel);
+    if (this.#x && (h.xattrs || clear)) {
+      this.#x.apply(abs, h.path, h.xattrs, { dir: false, mode: h.mode, clear });
+    }
   }
 
   /** Applies the next bytes of the stream. */
@@ -241,17 +274,18 @@ class Applier {
 
   #magic(): void {
     this.#need(STREAM_MAGIC.length);
-    const ok = STREAM_MAGIC.every((b, i) => this.#buf[this.#p + i] === b);
-    if (!ok) {
-      const sameFormat = STREAM_MAGIC.subarray(0, 7).every((b, i) => this.#buf[this.#p + i] === b);
+    const sameFormat = STREAM_MAGIC.subarray(0, 7).every((b, i) => this.#buf[this.#p + i] === b);
+    const version = this.#buf[this.#p + 7]!;
+    if (!sameFormat || !STREAM_VERSIONS.includes(version)) {
       throw new FrostError(
         sameFormat
-          ? `Cannot restore: rsync stream version ${
-            this.#buf[this.#p + 7]
-          } is not supported (this frost reads 1)`
+          ? `Cannot restore: rsync stream version ${version} is not supported (this frost reads ${
+            STREAM_VERSIONS.join(" and ")
+          })`
           : "Cannot restore: the data is not an rsync engine stream",
       );
     }
+    this.#version = version;
     this.#p += STREAM_MAGIC.length;
     this.#state = RECORDS;
   }
@@ -269,7 +303,23 @@ class Applier {
       this.#delete(path, cls === DELETED_DIR);
       return;
     }
+    if (tag === TAG.xattrs && this.#version >= 2 && this.#pendingXattrs === undefined) {
+      const count = this.#u32();
+      const list: Xattr[] = [];
+      for (let i = 0; i < count; i++) {
+        const name = this.#str(this.#u8());
+        const size = this.#u32();
+        if (size > MAX_HEADER) throw this.#corrupt(`extended attribute "${name}" is too large`);
+        this.#need(size);
+        list.push([name, this.#buf.slice(this.#p, this.#p + size)]);
+        this.#p += size;
+      }
+      this.#pendingXattrs = list;
+      return;
+    }
     if (tag !== TAG.entry) throw this.#corrupt(`unknown record tag ${tag}`);
+    const xattrs = this.#pendingXattrs;
+    this.#pendingXattrs = undefined;
     const kind = this.#u8();
     const h: Header = {
       kind,
@@ -281,6 +331,7 @@ class Applier {
       gname: this.#str(this.#u8()),
       mtime: this.#i64(),
     };
+    if (xattrs) h.xattrs = { list: xattrs };
     switch (kind) {
       case KIND.file: {
         const block = this.#u32();
@@ -405,6 +456,13 @@ class Applier {
         if (abs === undefined) return;
         if (this.#t.owners) fs.lchownSync(abs, fix.uid, fix.gid);
         fs.chmodSync(abs, fix.mode);
+        if (this.#x && (fix.xattrs || fix.xattrsClear)) {
+          this.#x.apply(abs, fix.name, fix.xattrs, {
+            dir: true,
+            mode: fix.mode,
+            clear: fix.xattrsClear ?? false,
+          });
+        }
         fs.utimesSync(abs, fsTime(undefined), fsTime(fix.mtime));
       });
     }
@@ -632,6 +690,8 @@ class Applier {
     if (job.baseFd >= 0 || (h.mode & 0o7000) !== 0 || (h.mode & this.#t.umask & 0o777) !== 0) {
       fs.fchmodSync(fd, h.mode);
     }
+    // After the data, chown and chmod: each of them drops security.capability.
+    this.#xattrs(job.out, h, job.rel);
     // Deno's futimes fails (EINVAL) on negative times with a fraction; its path-based utimes does not.
     const negative = h.mtime < 0n;
     if (!negative) fs.futimesSync(fd, fsTime(undefined), fsTime(h.mtime));
@@ -656,13 +716,25 @@ class Applier {
 
   #dir(h: Header): void {
     const rel = safeRel(h.path, h.path);
-    this.#t.dir(rel, h.path);
-    this.#fixup(h, rel);
+    const existed = this.#t.dir(rel, h.path);
+    // The target itself keeps what it had; a directory made in one with a default ACL inherited it.
+    const inherits = !existed && this.#inherits(rel);
+    // An inherited access ACL may leave the owner without write permission: fill it first, fix it at the end.
+    if (inherits) this.#t.makeWritable(this.#t.abs(rel));
+    const clear = rel !== "" && (existed || inherits);
+    this.#fixup(h, rel, clear);
+    if (this.#x && (h.xattrs || clear)) {
+      // Its default ACL now, before its children are made: they inherit it, as they did in the source.
+      if (this.#x.applyDefault(this.#t.abs(rel), h.path, h.xattrs, clear)) this.#defaults.add(rel);
+      else this.#defaults.delete(rel);
+    }
   }
 
   /** Directory attributes, applied at the end (in a partial restore, only if the directory was made). */
-  #fixup(h: Header, rel: string): void {
+  #fixup(h: Header, rel: string, xattrsClear = false): void {
     this.#t.fixups.set(rel, {
+      xattrs: h.xattrs,
+      xattrsClear,
       name: h.path,
       depth: RestoreTarget.depth(rel),
       mode: h.mode,
@@ -675,6 +747,9 @@ class Applier {
   #symlink(h: Header, target: string): void {
     const abs = this.#t.symlink(safeRel(h.path, h.path), h.path, target);
     if (this.#t.owners) fs.lchownSync(abs, this.#uid(h), this.#gid(h));
+    if (this.#x && h.xattrs) {
+      this.#x.apply(abs, h.path, h.xattrs, { dir: false, symlink: true, mode: h.mode, clear: false });
+    }
     try {
       fs.lutimesSync(abs, fsTime(undefined), fsTime(h.mtime));
     } catch (err) {
@@ -693,11 +768,20 @@ class Applier {
   #special(h: Header, major: number, minor: number): boolean {
     const rel = safeRel(h.path, h.path);
     const type = h.kind === KIND.fifo ? "fifo" : h.kind === KIND.char ? "char" : "block";
+    if (type !== "fifo" && this.#options.devices === false) {
+      this.#options.onWarning?.({
+        path: h.path,
+        message: `${type} device skipped (--no-devices)`,
+        notice: true,
+      });
+      return false;
+    }
     const warn = (name: string, message: string) => this.#warn(name, message);
     const abs = this.#t.special(rel, h.path, type, h.mode, major, minor, warn);
     if (abs === undefined) return false;
     if (this.#t.owners) fs.lchownSync(abs, this.#uid(h), this.#gid(h));
     if (h.mode & 0o7000) fs.chmodSync(abs, h.mode);
+    this.#xattrs(abs, h, rel);
     fs.utimesSync(abs, fsTime(undefined), fsTime(h.mtime));
     return true;
   }

@@ -32,6 +32,9 @@
  *   one with `/` the path below the source (a leading `/` or `./` anchors it there); a trailing `/` limits
  *   a pattern to directories. Excluded entries are absent (from dumpdirs too); excluded directories are not
  *   descended into.
+ * - Extended attributes (unless `options.xattrs` is false), ACLs and capabilities included, as GNU tar
+ *   `--xattrs --acls` writes them: `SCHILY.acl.access`/`SCHILY.acl.default` text, then every xattr raw as
+ *   `SCHILY.xattr.<name>` (see _xattrs.ts and docs/FORMAT.md). Hard-link members carry none.
  * - Names that are not valid UTF-8 cannot be read through `node:fs` strings: they are left out with a
  *   warning.
  * - A regular file with fewer blocks allocated than its size needs is searched for holes (SEEK_DATA and
@@ -119,6 +122,7 @@ import {
 import { errnoText, excludeMatcher, OwnerNames } from "./_fs_common.ts";
 import { hasEscape } from "./_names.ts";
 import { mayHaveHoles, sparseHeaderName, type SparseLayout, sparseLayout, SparseSource } from "./_sparse.ts";
+import { ACL_ACCESS, ACL_DEFAULT, aclToText, encodeXattrKeyword, readXattrs, type Xattr } from "./_xattrs.ts";
 import { BackupControl, closeRead, entryKind, listDir, lstatChild, statSource } from "./_walk.ts";
 import { OPEN_FLAGS, PROGRESS_MS, SLICE_MS } from "./_walk.ts";
 
@@ -209,6 +213,8 @@ interface Entry {
   size: number;
   linkname: string;
   dumpdir: Uint8Array | undefined;
+  /** Its extended attributes (ACLs and capabilities included), unless there are none or they are off. */
+  xattrs: Xattr[] | undefined;
   fd: number;
   /** For directories: the frame of its children, pushed once the header is written. */
   frame: Frame | undefined;
@@ -492,6 +498,7 @@ class TarBackup {
       size: 0,
       linkname: "",
       dumpdir: dumpdir(byName),
+      xattrs: this.#xattrs(abs),
       fd: -1,
       frame: child,
     });
@@ -578,6 +585,7 @@ class TarBackup {
       size: 0,
       linkname: "",
       dumpdir: undefined,
+      xattrs: undefined,
       fd: -1,
       frame: undefined,
     };
@@ -631,6 +639,7 @@ class TarBackup {
         break;
     }
     if (linkKey !== undefined) this.#links.set(linkKey, { member, written: true });
+    entry.xattrs = this.#xattrs(abs);
     return entry;
   }
 
@@ -654,6 +663,35 @@ class TarBackup {
         entry.abs,
         `file shrank by ${size - now} bytes while read; padded with zeros to ${size} bytes`,
       );
+    }
+  }
+
+  /** The extended attributes of `abs`, when they are stored (`options.xattrs`, default true). */
+  #xattrs(abs: string): Xattr[] | undefined {
+    if (this.#options.xattrs === false) return undefined;
+    const list = readXattrs(abs, (message) => this.#c.warn(abs, message));
+    if (!list?.some(([name]) => utf8Length(name) !== name.length)) return list;
+    return list.filter(([name]) => {
+      if (utf8Length(name) === name.length) return true;
+      this.#c.warn(abs, `extended attribute name "${name}" is not ASCII; stored without it`);
+      return false;
+    });
+  }
+
+  /**
+   * The pax records of an entry's xattrs, as GNU tar's `--xattrs --acls` writes them: its ACLs as text
+   * (`SCHILY.acl.access`, `SCHILY.acl.default`), then every xattr raw (`SCHILY.xattr.<name>`, the ACLs
+   * included), so that `tar --xattrs --acls -x` restores them.
+   */
+  #xattrRecords(xattrs: Xattr[], records: [string, string | Uint8Array, number][]): void {
+    for (const [which, key] of [[ACL_ACCESS, "SCHILY.acl.access"], [ACL_DEFAULT, "SCHILY.acl.default"]]) {
+      const value = xattrs.find((x) => x[0] === which)?.[1];
+      const text = value && aclToText(value, this.#names);
+      if (text) records.push([key!, text, utf8Length(text)]);
+    }
+    for (const [name, value] of xattrs) {
+      const key = `SCHILY.xattr.${encodeXattrKeyword(name)}`;
+      records.push([key, value, value.length]);
     }
   }
 
@@ -699,6 +737,7 @@ class TarBackup {
     const mtimeNs = tailFields(item.line, item.tailAt)[2]!;
     const mtime = paxTime(mtimeNs);
     records.push(["mtime", mtime, mtime.length]);
+    if (e.xattrs) this.#xattrRecords(e.xattrs, records);
     if (e.dumpdir) records.push(["GNU.dumpdir", e.dumpdir, e.dumpdir.length]);
     let paxSize = 0;
     for (const r of records) paxSize += paxRecordLength(r[0].length, r[2]);

@@ -18,6 +18,7 @@ import type { RestoreOptions, RestoreRun, RestoreStats } from "./engine.ts";
 import { AbortedError, FrostError, messageOf } from "../errors.ts";
 import { fsTime, safeRel } from "./_fs_common.ts";
 import { type DirFix, restoreRun, RestoreTally, RestoreTarget, type SpecialType } from "./_restore_fs.ts";
+import { type StoredXattrs, XattrRestorer } from "./_xattrs.ts";
 import {
   Dumpdir,
   parseDumpdir,
@@ -94,18 +95,45 @@ class Applier implements TarHandler {
   #fd = -1;
   #file: TarEntry | null = null;
   #fileAbs = "";
+  #fileRel = "";
   /** Where the next data of the open file goes. */
   #pos = 0;
   /** Writes running in the background (`writeBehind`), oldest first, and their bytes. */
   #behind = new Set<Promise<void>>();
   #behindBytes = 0;
   #behindError: unknown;
+  /** Sets stored xattrs; undefined when `options.xattrs` is false. */
+  #x: XattrRestorer | undefined;
+  /** Directories (relative paths) given a default ACL by this archive: what is made in them inherits it. */
+  #defaults = new Set<string>();
 
   constructor(root: string, options: RestoreOptions) {
     this.#t = new RestoreTarget(root, options);
     this.#options = options;
     this.#n = new RestoreTally(options);
     this.#previous = options.memo?.get(LISTINGS) as Map<string, Uint8Array> | undefined;
+    if (options.xattrs !== false) {
+      this.#x = new XattrRestorer(
+        this.#t.ids,
+        (name, message) => this.warn(name, message),
+        options.xattrsRefused,
+      );
+    }
+  }
+
+  /** Whether what is made at `rel` inherits a default ACL that this archive gave its directory. */
+  #inherits(rel: string): boolean {
+    if (this.#defaults.size === 0) return false;
+    const slash = rel.lastIndexOf("/");
+    return this.#defaults.has(slash < 0 ? "" : rel.slice(0, slash));
+  }
+
+  /** Applies an entry's stored xattrs (after chown and chmod). */
+  #xattrs(abs: string, e: TarEntry, rel: string): void {
+    const clear = this.#inherits(rel);
+    if (this.#x && (e.xattrs || clear)) {
+      this.#x.apply(abs, e.name, e.xattrs, { dir: false, mode: e.mode, clear });
+    }
   }
 
   entry(e: TarEntry): boolean {
@@ -222,6 +250,8 @@ class Applier implements TarHandler {
       // chown before chmod: chown clears setuid/setgid.
       if (this.#t.owners) fs.fchownSync(fd, this.#t.ids.uid(e.uname, e.uid), this.#t.ids.gid(e.gname, e.gid));
       if ((e.mode & 0o7000) !== 0 || (e.mode & this.#t.umask & 0o777) !== 0) fs.fchmodSync(fd, e.mode);
+      // After the data, chown and chmod: each of them drops security.capability.
+      this.#xattrs(this.#fileAbs, e, this.#fileRel);
       // Deno's futimes fails (EINVAL) on negative times with a fraction; its path-based utimes does not.
       const negative = e.mtime.sec < 0 || (e.atime?.sec ?? 0) < 0;
       if (!negative) fs.futimesSync(fd, fsTime(e.atime), fsTime(e.mtime));
@@ -254,6 +284,13 @@ class Applier implements TarHandler {
         if (abs === undefined) continue;
         if (this.#t.owners) fs.lchownSync(abs, fix.uid, fix.gid);
         fs.chmodSync(abs, fix.mode);
+        if (this.#x && (fix.xattrs || fix.xattrsClear)) {
+          this.#x.apply(abs, fix.name, fix.xattrs, {
+            dir: true,
+            mode: fix.mode,
+            clear: fix.xattrsClear ?? false,
+          });
+        }
         fs.utimesSync(abs, fsTime(fix.atime), fsTime(fix.mtime));
       } catch (err) {
         throw wrap(err, fix.name);
@@ -290,6 +327,7 @@ class Applier implements TarHandler {
     this.#pos = 0;
     this.#file = e;
     this.#fileAbs = abs;
+    this.#fileRel = rel;
     return true;
   }
 
@@ -302,7 +340,17 @@ class Applier implements TarHandler {
     const existed = this.#t.dir(rel, e.name);
     if (e.dumpdir) this.#listings.set(rel, e.dumpdir);
     if (existed && e.dumpdir) this.#purge(rel, this.#t.abs(rel), e);
-    this.#fixup(e, rel);
+    // The target itself keeps what it had; a directory made in one with a default ACL inherited it.
+    const inherits = !existed && this.#inherits(rel);
+    // An inherited access ACL may leave the owner without write permission: fill it first, fix it at the end.
+    if (inherits) this.#t.makeWritable(this.#t.abs(rel));
+    const clear = rel !== "" && (existed || inherits);
+    this.#fixup(e, rel, e.xattrs, clear);
+    if (this.#x && (e.xattrs || clear)) {
+      // Its default ACL now, before its children are made: they inherit it, as they did in the source.
+      if (this.#x.applyDefault(this.#t.abs(rel), e.name, e.xattrs, clear)) this.#defaults.add(rel);
+      else this.#defaults.delete(rel);
+    }
   }
 
   /**
@@ -315,11 +363,13 @@ class Applier implements TarHandler {
       const abs = this.#t.abs(rel);
       if (fs.lstatSync(abs, { throwIfNoEntry: false })?.isDirectory()) this.#purge(rel, abs, e);
     }
-    this.#fixup(e, rel);
+    this.#fixup(e, rel, e.xattrs, false);
   }
 
-  #fixup(e: TarEntry, rel: string): void {
+  #fixup(e: TarEntry, rel: string, xattrs?: StoredXattrs, xattrsClear?: boolean): void {
     this.#t.fixups.set(rel, {
+      xattrs,
+      xattrsClear,
       name: e.name,
       depth: RestoreTarget.depth(rel),
       mode: e.mode,
@@ -333,6 +383,9 @@ class Applier implements TarHandler {
   #symlink(e: TarEntry, rel: string): void {
     const abs = this.#t.symlink(rel, e.name, e.linkname);
     if (this.#t.owners) fs.lchownSync(abs, this.#t.ids.uid(e.uname, e.uid), this.#t.ids.gid(e.gname, e.gid));
+    if (this.#x && e.xattrs) {
+      this.#x.apply(abs, e.name, e.xattrs, { dir: false, symlink: true, mode: e.mode, clear: false });
+    }
     try {
       fs.lutimesSync(abs, fsTime(e.atime), fsTime(e.mtime));
     } catch (err) {
@@ -350,11 +403,20 @@ class Applier implements TarHandler {
   /** Fifos and devices. */
   #special(e: TarEntry, rel: string): boolean {
     const type = e.type as SpecialType;
+    if (type !== "fifo" && this.#options.devices === false) {
+      this.#options.onWarning?.({
+        path: e.name,
+        message: `${type} device skipped (--no-devices)`,
+        notice: true,
+      });
+      return false;
+    }
     const warn = (name: string, message: string) => this.warn(name, message);
     const abs = this.#t.special(rel, e.name, type, e.mode, e.devmajor, e.devminor, warn);
     if (abs === undefined) return false;
     if (this.#t.owners) fs.lchownSync(abs, this.#t.ids.uid(e.uname, e.uid), this.#t.ids.gid(e.gname, e.gid));
     if (e.mode & 0o7000) fs.chmodSync(abs, e.mode);
+    this.#xattrs(abs, e, rel);
     fs.utimesSync(abs, fsTime(e.atime), fsTime(e.mtime));
     return true;
   }
