@@ -38,7 +38,8 @@ Then, in both modes, removes orphaned data of failed runs older than a day.
 
 Options:
   --name NAME            backup name (required)
-  --older-than AGE       cut-off = now - AGE: 30d, 12h, 90m, 2w (a bare number is days)
+  --older-than AGE       cut-off = now - AGE: 30d, 12h, 2w, 6mo, 1y (a bare number is days;
+                         a month is 30 days, a year 365; minutes are min: m alone is refused)
   --before DATE          cut-off = DATE (ISO 8601, local time unless a zone is given)
   --keep-last N          keep the N newest backups
   --keep-daily N         keep the newest backup of each of the last N days that have backups

@@ -20,8 +20,9 @@ import {
   STORAGE_OPTIONS,
 } from "../cli.ts";
 import { ExitCode, FrostError, UsageError } from "../errors.ts";
-import { type Manifest, manifestChain, manifestsPrefix, seriesName } from "../manifest.ts";
-import { formatBytes, parseDate } from "../units.ts";
+import { type Manifest, manifestsPrefix, seriesName } from "../manifest.ts";
+import { formatBytes } from "../units.ts";
+import { checkSelection, chosenLine, formatTime, selectChain } from "../time.ts";
 import { readState, runRestore } from "../pipeline.ts";
 import { engineForBackup } from "../engines/registry.ts";
 import { chainDataKeys, stateKeyOf } from "../backup_keys.ts";
@@ -41,7 +42,9 @@ applying its chain from level 0.
 Options:
   --name NAME            backup name (required)
   --to DIR               target directory; created if missing, must be empty unless --overwrite
-  --date T               ISO 8601 date/time (local time unless a zone is given), e.g. 2026-11-20T10:00
+  --date T               the newest backup at or before T: a time as "frost list" shows it
+                         (2026-12-07T06:08:08Z), a backup id, or ISO 8601 in local time (2026-11-20T10:00)
+  --id ID                exactly the backup ID (as "frost list" shows it), e.g. 20261207T060808.622Z
   --overwrite            restore into a non-empty DIR, replacing what the backup holds
   --include PATTERN      restore only matching paths and what is below them (repeatable): paths as
                          "frost ls" shows them, globs * ? [..] ** allowed, e.g. etc/nginx 'etc/ssl/**'
@@ -65,6 +68,7 @@ export const restoreCommand: Command = {
       ...STORAGE_OPTIONS,
       to: { type: "string" },
       date: { type: "string" },
+      id: { type: "string" },
       overwrite: { type: "boolean" },
       include: { type: "string", multiple: true },
       "dry-run": { type: "boolean" },
@@ -95,7 +99,8 @@ export const restoreCommand: Command = {
     if (toStdout && dryRun) throw new UsageError("--dry-run lists what would be written into --to DIR");
     if (!plan && !toStdout && values.to === undefined) throw new UsageError("frost restore needs --to DIR");
     const target = values.to === undefined ? undefined : absolute(values.to);
-    const at = values.date === undefined ? undefined : parseDate(values.date);
+    const selection = { id: values.id, date: values.date };
+    checkSelection(selection);
     const queueSize = intOption(values["queue-size"], "--queue-size", 1)!;
 
     const storage = await openStorages(values, { create: false, ctx });
@@ -103,8 +108,13 @@ export const restoreCommand: Command = {
       const series = seriesName(hostname, name);
       const history = await loadHistory(storage, series, ctx);
       if (history.length === 0) throw new FrostError(`No backup of "${series}" in ${storage.url}`);
-      const chain = manifestChain(history, at, series);
+      const chain = selectChain(history, selection, series);
       const newest = chain[chain.length - 1]!;
+      // Which backup was chosen, always: on stderr when stdout carries data.
+      const dataOnStdout = toStdout || plan || dryRun || (values.json ?? false);
+      (dataOnStdout ? ctx.stderr : ctx.stdout)(
+        chosenLine(plan || dryRun ? "planning the restore of" : "restoring", series, newest),
+      );
       if (plan) return await printPlan(ctx, storage, series, chain, values.json ?? false);
       if (toStdout && newest.engine !== STDIN_ENGINE) {
         throw new UsageError(
@@ -190,6 +200,7 @@ export const restoreCommand: Command = {
       if (values.json) {
         say(JSON.stringify({
           id: newest.id,
+          created: newest.created,
           level: newest.level,
           chain: chain.map((m) => m.id),
           target: where,
@@ -201,7 +212,9 @@ export const restoreCommand: Command = {
         }));
       } else {
         say(
-          `Restored ${series} ${newest.id} (level ${newest.level}, ${chain.length} backup${
+          `Restored ${series} ${newest.id} (${
+            formatTime(newest.created)
+          }, level ${newest.level}, ${chain.length} backup${
             chain.length === 1 ? "" : "s"
           } applied) into ${where}: ${stats.files} entries, ${formatBytes(stats.bytes)} in ${
             seconds.toFixed(1)
@@ -275,6 +288,7 @@ function printDryRun(
   if (json) {
     ctx.stdout(JSON.stringify({
       id: newest.id,
+      created: newest.created,
       level: newest.level,
       chain: chain.map((m) => m.id),
       target,
