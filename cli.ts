@@ -14,6 +14,7 @@ import { RetryStorage } from "./storage/retry.ts";
 import { MultiStorage } from "./storage/multi.ts";
 import { LimitStorage, TokenBucket } from "./storage/limit.ts";
 import { parseSize } from "./units.ts";
+import { normalizeArgs } from "./cli_options.ts";
 import type { KeyOptions } from "./backup_keys.ts";
 import { readIdentityFile, readPassFile, readRecipientFile } from "./encryption.ts";
 
@@ -59,10 +60,11 @@ export const STORAGE_OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const satisfies Options;
 
-/** Parses a command's arguments; unknown options and missing values are usage errors. */
+/** Parses a command's arguments; unknown options and missing values are usage errors in frost's words. */
 export function parse<T extends Options>(args: string[], options: T, positionals = false) {
+  const checked = normalizeArgs(args, options, positionals);
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: positionals });
+    return parseArgs({ args: checked, options, strict: true, allowPositionals: positionals });
   } catch (err) {
     // node's messages name the option; keep them on one line.
     const message = err instanceof Error ? err.message.split("\n")[0]! : String(err);

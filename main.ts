@@ -20,6 +20,7 @@ import { StorageError } from "./storage/storage.ts";
 import { VERSION } from "./version.ts";
 import { Readable } from "node:stream";
 import { KDF_CHILD_ARG, runKdfChild } from "./_kdf_child.ts";
+import { closest } from "./cli_options.ts";
 
 const COMMANDS: Record<string, Command> = {
   backup: backupCommand,
@@ -73,8 +74,11 @@ export async function main(args: string[]): Promise<number> {
   // A Freezer-style command line (--action backup -F /etc -N etc --container …, --config FILE).
   if (!command && first.startsWith("-")) return await runFreezerAgent(args, main);
   if (!command) {
+    const near = closest(first, Object.keys(COMMANDS));
     stderr(
-      `frost: unknown command "${first}" (commands: ${Object.keys(COMMANDS).join(", ")}); see frost --help`,
+      `frost: unknown command "${first}"${near ? ` (did you mean "${near}"?)` : ""} (commands: ${
+        Object.keys(COMMANDS).join(", ")
+      }); see frost --help`,
     );
     return ExitCode.usage;
   }

@@ -60,12 +60,13 @@ const DURATION_PART = /(\d+(?:\.\d+)?|\.\d+)(ms|min|mo|s|h|d|w|y|m)/y;
  * days), `mo` months (30 days), `w` weeks, `d` days, `h` hours, `min` minutes, `s` seconds, `ms`
  * milliseconds (lowercase) — optionally separated by spaces: `30d`, `1.5d`, `2w`, `6mo`, `1y`, `1d 12h`,
  * `90min`. `m` alone is refused: some read it as minutes, others (restic) as months. A bare number is days,
- * like Freezer's `--remove-older-than`. Rounded to whole milliseconds. Throws `UsageError` otherwise.
+ * like Freezer's `--remove-older-than`. Rounded to whole milliseconds. `what` names the value in the error
+ * (e.g. `--older-than`). Throws `UsageError` otherwise.
  */
-export function parseDuration(text: string): number {
+export function parseDuration(text: string, what = "duration"): number {
   const fail = () =>
     new UsageError(
-      `Parse duration "${text}": expected a number of days or a time such as 30d, 12h, 2w, 6mo or 1y`,
+      `Parse ${what} "${text}": expected a number of days or a time such as 30d, 12h, 2w, 6mo or 1y`,
     );
   const s = text.trim();
   if (/^(\d+(?:\.\d+)?|\.\d+)$/.test(s)) return Math.round(Number(s) * DURATION_UNITS.d!);
@@ -78,7 +79,7 @@ export function parseDuration(text: string): number {
     if (m === null) throw fail();
     if (m[2] === "m") {
       throw new UsageError(
-        `Parse duration "${text}": "${m[0]}" is ambiguous: write ${m[1]}min for minutes or ${
+        `Parse ${what} "${text}": "${m[0]}" is ambiguous: write ${m[1]}min for minutes or ${
           m[1]
         }mo for months`,
       );
@@ -88,7 +89,7 @@ export function parseDuration(text: string): number {
     while (s[pos] === " ") pos++;
   }
   const ms = Math.round(total);
-  if (!Number.isSafeInteger(ms)) throw new UsageError(`Parse duration "${text}": too long`);
+  if (!Number.isSafeInteger(ms)) throw new UsageError(`Parse ${what} "${text}": too long`);
   return ms;
 }
 

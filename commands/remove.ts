@@ -97,7 +97,7 @@ export const removeCommand: Command = {
     const cutoff = values.before !== undefined
       ? parseDate(values.before)
       : values["older-than"] !== undefined
-      ? new Date(now - parseDuration(values["older-than"]))
+      ? new Date(now - parseDuration(values["older-than"], "--older-than"))
       : undefined;
     if (keepRules && cutoff) policy.keepNewerThan = cutoff;
     const dryRun = values["dry-run"] ?? false;
