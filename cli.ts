@@ -30,6 +30,8 @@ export interface CommandContext {
   stdin?: () => ReadableStream<Uint8Array> | undefined;
   /** Standard output as bytes (`restore --stdout`). */
   stdoutBytes?: () => WritableStream<Uint8Array>;
+  /** Receives a run's figures for `--metrics-file` (see metrics.ts); absent when none is written. */
+  metrics?: (figures: Record<string, number>) => void;
 }
 
 /** A subcommand: returns the exit code. */

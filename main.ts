@@ -21,13 +21,14 @@ import { VERSION } from "./version.ts";
 import { Readable } from "node:stream";
 import { KDF_CHILD_ARG, runKdfChild } from "./_kdf_child.ts";
 import { closest } from "./cli_options.ts";
+import { withMetrics } from "./metrics.ts";
 
 const COMMANDS: Record<string, Command> = {
-  backup: backupCommand,
+  backup: withMetrics("backup", backupCommand),
   restore: restoreCommand,
   list: listCommand,
-  remove: removeCommand,
-  verify: verifyCommand,
+  remove: withMetrics("remove", removeCommand),
+  verify: withMetrics("verify", verifyCommand),
   ls: lsCommand,
   unlock: unlockCommand,
   key: keyCommand,

@@ -26,6 +26,7 @@ import { engineForOption } from "../engines/registry.ts";
 import { checkName, type Manifest, seriesName, toRecord } from "../manifest.ts";
 import { stdinEngine } from "../engines/stdin.ts";
 import { producerStream } from "../stdin_command.ts";
+import { METRICS_OPTION, metricsHelp } from "../metrics.ts";
 import { describeHookEnd, runHook } from "../hooks.ts";
 import { chooseParent, type LevelPolicy, newBackupId, validatePolicy } from "../levels.ts";
 import { formatBytes, parseSize } from "../units.ts";
@@ -67,6 +68,7 @@ Options:
   --json                      print a one-object summary on stdout
   --stats                     print where the time went (walk, read, tar, compress, encrypt, hash, store,
                               waiting) on stderr after the backup; with --json also as "stats"
+${metricsHelp(30)}
   -h, --help                  this help
 
 ${STORAGE_HELP}`;
@@ -94,6 +96,7 @@ export const backupCommand: Command = {
       "pre-command": { type: "string" },
       "post-command": { type: "string" },
       stats: { type: "boolean" },
+      ...METRICS_OPTION,
       ...KEY_OPTIONS,
     }, true);
     if (values.help) {
@@ -261,6 +264,13 @@ export const backupCommand: Command = {
       progress.clear();
       const postOk = await runPost("ok");
       const t = manifest.totals;
+      ctx.metrics?.({
+        files: t.files,
+        bytes_in: t.bytesIn,
+        bytes_stored: t.bytesStored,
+        level: manifest.level,
+        warnings: t.warnings,
+      });
       if (values.json) {
         ctx.stdout(JSON.stringify({
           id: manifest.id,

@@ -18,6 +18,7 @@ import {
 import { ExitCode, UsageError } from "../errors.ts";
 import { type Manifest, manifestKey, seriesName } from "../manifest.ts";
 import { formatBytes, parseDate, parseDuration } from "../units.ts";
+import { METRICS_OPTION, metricsHelp } from "../metrics.ts";
 import { deleteBackupObjects, idToIso } from "../pipeline.ts";
 import type { Storage } from "../storage/storage.ts";
 import { describeDecision, hasRules, planRetention, type RetentionPolicy } from "../retention.ts";
@@ -49,6 +50,7 @@ Options:
   --dry-run              show what would be removed (and, with keep rules, why each backup stays), remove
                          nothing
   --json                 print what was (or would be) removed as JSON
+${metricsHelp(25)}
   -h, --help             this help
 
 ${STORAGE_HELP}`;
@@ -70,6 +72,7 @@ export const removeCommand: Command = {
       "keep-weekly": { type: "string" },
       "keep-monthly": { type: "string" },
       all: { type: "boolean" },
+      ...METRICS_OPTION,
     }, true);
     if (values.help) {
       ctx.stdout(USAGE);
@@ -151,6 +154,10 @@ export const removeCommand: Command = {
         }
         for (const o of orphans) await deleteKeys(storage, o.keys);
       }
+      ctx.metrics?.({
+        removed_backups: dryRun ? 0 : doomed.length,
+        kept_backups: history.length - (dryRun ? 0 : doomed.length),
+      });
       if (values.json) {
         ctx.stdout(JSON.stringify({
           dryRun,

@@ -23,6 +23,7 @@ import { ExitCode, FrostError, messageOf, UsageError } from "../errors.ts";
 import { loadManifests, type Manifest, manifestKey, type SegmentRef, seriesName } from "../manifest.ts";
 import { NoBackupError } from "../levels.ts";
 import { formatBytes } from "../units.ts";
+import { METRICS_OPTION, metricsHelp } from "../metrics.ts";
 import { checkSelection, describe, selectChain, type Selection } from "../time.ts";
 import { readSegments } from "../pipeline.ts";
 import { dataKeyOf, stateKeyOf } from "../backup_keys.ts";
@@ -57,6 +58,7 @@ Options:
   --encrypt-pass-file F  with --read-data: the passphrase of encrypted backups (or set FROST_PASSPHRASE)
   --encrypt-identity-file F  with --read-data: the identity of backups encrypted to a recipient
   --json                 print the result as one JSON object on stdout
+${metricsHelp(25)}
   -h, --help             this help
 
 ${STORAGE_HELP}`;
@@ -80,6 +82,7 @@ export const verifyCommand: Command = {
       date: { type: "string" },
       id: { type: "string" },
       all: { type: "boolean" },
+      ...METRICS_OPTION,
       "read-data": { type: "boolean" },
       sample: { type: "string" },
       ...KEY_OPTIONS,
@@ -169,6 +172,7 @@ export const verifyCommand: Command = {
       }) checked (${mode})${
         problems.length === 0 ? "" : `; ${problems.length} bad object${problems.length === 1 ? "" : "s"}`
       }`;
+      ctx.metrics?.({ objects, bytes, problems: problems.length });
       if (values.json) {
         ctx.stdout(JSON.stringify({
           ok: problems.length === 0,
