@@ -24,6 +24,7 @@ import { parseDate, parseSize } from "../units.ts";
 import { backupCommand } from "../commands/backup.ts";
 import { restoreCommand } from "../commands/restore.ts";
 import { removeCommand } from "../commands/remove.ts";
+import { freezerFallback } from "./fallback.ts";
 
 /** A native frost command line, and what to set in this process's environment before running it. */
 export interface FreezerTranslation {
@@ -875,5 +876,6 @@ export async function runFreezerAgent(
     if (value === undefined) delete process.env[name];
     else process.env[name] = value;
   }
-  return await run(t.argv);
+  // A restore or info line on a container Freezer wrote reads Freezer's backups (freezer/fallback.ts).
+  return await run(await freezerFallback(t.argv, io));
 }
