@@ -49,7 +49,7 @@ Examples:
   frost remove --name etc --storage /var/backups/frost --older-than 30d [--dry-run]
   frost remove --name etc --keep-last 3 --keep-daily 7 --keep-weekly 4 --keep-monthly 12 [--dry-run]
   frost verify --name etc --storage /var/backups/frost [--read-data [--sample 10%]] [--all]
-  frost ls --name etc --storage /var/backups/frost [--date 2026-11-20T10:00] [etc/nginx]
+  frost ls --name etc --storage /var/backups/frost [--date 2026-11-20T10:00] [nginx]
   frost backup /srv --name srv --encrypt-pass-file /root/frost.pass
   frost key generate --out /root/frost.key
 

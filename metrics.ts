@@ -177,7 +177,8 @@ export function withMetrics(name: "backup" | "remove" | "verify", command: Comma
     ...command,
     async run(ctx) {
       const file = scan(ctx.args, "metrics-file");
-      if (file === undefined || file === "" || scan(ctx.args, "help") !== undefined) return command.run(ctx);
+      const help = ctx.args.some((a) => a === "--help" || a === "-h");
+      if (file === undefined || file === "" || help) return command.run(ctx);
       const started = performance.now();
       const figures: Record<string, number> = {};
       let code: number = ExitCode.failure;

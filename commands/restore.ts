@@ -47,7 +47,7 @@ Options:
   --id ID                exactly the backup ID (as "frost list" shows it), e.g. 20261207T060808.622Z
   --overwrite            restore into a non-empty DIR, replacing what the backup holds
   --include PATTERN      restore only matching paths and what is below them (repeatable): paths as
-                         "frost ls" shows them, globs * ? [..] ** allowed, e.g. etc/nginx 'etc/ssl/**'
+                         "frost ls" shows them, globs * ? [..] ** allowed, e.g. nginx 'ssl/**' for /etc
   --dry-run              list what would be written into DIR, with sizes; write nothing
   --plan                 show the objects and bytes the restore would read (no --to needed)
   --stdout               write a --stdin backup to standard output instead of a file in DIR
