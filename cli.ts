@@ -64,6 +64,7 @@ export const STORAGE_OPTIONS = {
 
 /** Parses a command's arguments; unknown options and missing values are usage errors in frost's words. */
 export function parse<T extends Options>(args: string[], options: T, positionals = false) {
+  if (optionProbe) optionProbe(options); // `frost completion` reading the table (see optionTable)
   const checked = normalizeArgs(args, options, positionals);
   try {
     return parseArgs({ args: checked, options, strict: true, allowPositionals: positionals });
@@ -71,6 +72,40 @@ export function parse<T extends Options>(args: string[], options: T, positionals
     // node's messages name the option; keep them on one line.
     const message = err instanceof Error ? err.message.split("\n")[0]! : String(err);
     throw new UsageError(message.replace(/\. To specify a positional argument.*$/, ""));
+  }
+}
+
+let optionProbe: ((options: Options) => never) | undefined;
+
+/** Thrown by `parse` while `optionTable` reads a command's options. */
+class OptionTable {
+  constructor(readonly options: Options) {}
+}
+
+/**
+ * The options table `command` passes to `parse`, read by starting the command with `args` and stopping it
+ * at its `parse` call (commands parse before doing anything): the one table that its parsing, help and
+ * `frost completion` share. Undefined when the command returns without parsing.
+ */
+export async function optionTable(command: Command, args: string[] = []): Promise<Options | undefined> {
+  const ctx: CommandContext = {
+    args,
+    signal: new AbortController().signal,
+    stdout: () => {},
+    stderr: () => {},
+    interactive: false,
+  };
+  optionProbe = (options) => {
+    throw new OptionTable(options);
+  };
+  try {
+    await command.run(ctx);
+    return undefined;
+  } catch (err) {
+    if (err instanceof OptionTable) return err.options;
+    throw err;
+  } finally {
+    optionProbe = undefined;
   }
 }
 

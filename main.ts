@@ -22,6 +22,7 @@ import { Readable } from "node:stream";
 import { KDF_CHILD_ARG, runKdfChild } from "./_kdf_child.ts";
 import { closest } from "./cli_options.ts";
 import { withMetrics } from "./metrics.ts";
+import { completionCommand } from "./commands/completion.ts";
 
 const COMMANDS: Record<string, Command> = {
   backup: withMetrics("backup", backupCommand),
@@ -33,6 +34,7 @@ const COMMANDS: Record<string, Command> = {
   unlock: unlockCommand,
   key: keyCommand,
   freezer: freezerCommand,
+  completion: completionCommand(() => COMMANDS),
 };
 
 const HELP = `frost ${VERSION} — backups as chains of levels (full, then changes), restored in one step
