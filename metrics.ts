@@ -10,8 +10,8 @@
  * frost_backup_duration_seconds, frost_backup_files, _bytes_in, _bytes_stored, _level, _warnings
  * ```
  *
- * The file is rewritten atomically (temporary file, fsync, rename), keeping every other series already in
- * it, so several jobs can share one file. A failed run updates the run time and exit status and leaves the
+ * The file is rewritten atomically (temporary file, fsync, rename) under a lock file (`PATH.lock`), keeping
+ * every other series already in it, so several jobs can share one file. A failed run updates the run time and exit status and leaves the
  * last success time (and the figures of that success) as they were. The format is written by hand: it is a
  * few lines of text (see the Prometheus exposition format).
  * @module
@@ -155,6 +155,32 @@ function writeAtomic(file: string, text: string): void {
   }
 }
 
+/**
+ * Runs `fn` holding the lock file `lock` (created exclusively), so that jobs sharing one metrics file do not
+ * drop each other's series (each holds it for milliseconds). Waits up to 10 s; a lock older than a minute was left by a killed run and is
+ * taken over.
+ */
+async function withFileLock(lock: string, fn: () => void): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      fs.closeSync(fs.openSync(lock, "wx", 0o644));
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      const age = Date.now() - (fs.statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
+      if (age > 60_000) fs.rmSync(lock, { force: true });
+      else if (Date.now() > deadline) throw new Error(`its lock "${lock}" is held by another run`);
+      else await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 30));
+    }
+  }
+  try {
+    fn();
+  } finally {
+    fs.rmSync(lock, { force: true });
+  }
+}
+
 /** The last value of `--option V` / `--option=V` in `args` (before a `--`). */
 function scan(args: readonly string[], option: string): string | undefined {
   let value: string | undefined;
@@ -200,13 +226,15 @@ export function withMetrics(name: "backup" | "remove" | "verify", command: Comma
         figures: failure === undefined ? figures : {},
       };
       try {
-        let existing = "";
-        try {
-          existing = fs.readFileSync(file, "utf8");
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-        }
-        writeAtomic(file, mergeMetrics(existing, report));
+        await withFileLock(`${file}.lock`, () => {
+          let existing = "";
+          try {
+            existing = fs.readFileSync(file, "utf8");
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+          }
+          writeAtomic(file, mergeMetrics(existing, report));
+        });
       } catch (err) {
         ctx.stderr(`frost: warning: cannot write --metrics-file "${file}": ${messageOf(err)}`);
         if (failure === undefined && code === ExitCode.ok) code = ExitCode.warnings;

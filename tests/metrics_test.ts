@@ -126,6 +126,56 @@ describe("--metrics-file", () => {
     assert.equal(m.get(key("backup_level")), 1, "the last success's figures stay");
   });
 
+  it("runs that end together all keep their series in a shared file", async () => {
+    const shared = path.join(dir, "prom", "shared.prom");
+    const names = ["n1", "n2", "n3", "n4"];
+    const runs = await Promise.all(
+      names.map((n) =>
+        frost(["backup", src, "--name", n, "--hostname", "h1", "--storage", store, "--metrics-file", shared])
+      ),
+    );
+    for (const r of runs) assert.equal(r.code, 0, r.stderr);
+    const m = parsePrometheus(fs.readFileSync(shared, "utf8"));
+    for (const n of names) assert.equal(m.get(`frost_backup_exit_status{hostname="h1",name="${n}"}`), 0, n);
+    assert.ok(
+      !fs.readdirSync(path.join(dir, "prom")).some((f) => /\.(tmp|lock)$/.test(f)),
+      "no temp or lock file left",
+    );
+  });
+
+  it("does not write the file while another run holds its lock, and takes over a stale lock", async () => {
+    const held = path.join(dir, "prom", "held.prom");
+    fs.writeFileSync(held, FOREIGN);
+    fs.writeFileSync(`${held}.lock`, "");
+    const args = [
+      "backup",
+      src,
+      "--name",
+      "held",
+      "--hostname",
+      "h1",
+      "--storage",
+      store,
+      "--metrics-file",
+      held,
+    ];
+    const blocked = await frost(args);
+    assert.equal(blocked.code, 3, blocked.stderr);
+    assert.match(
+      blocked.stderr,
+      /^frost: warning: cannot write --metrics-file ".*held.prom": its lock .* is held/m,
+    );
+    assert.equal(fs.readFileSync(held, "utf8"), FOREIGN, "unchanged");
+    // A lock a killed run left (not touched for minutes) is taken over.
+    const old = new Date(Date.now() - 5 * 60_000);
+    fs.utimesSync(`${held}.lock`, old, old);
+    const r = await frost(args);
+    assert.equal(r.code, 0, r.stderr);
+    const m = parsePrometheus(fs.readFileSync(held, "utf8"));
+    assert.equal(m.get('frost_backup_exit_status{hostname="h1",name="held"}'), 0);
+    assert.ok(!fs.existsSync(`${held}.lock`));
+  });
+
   it("verify and remove write their own series", async () => {
     const v = await frost(["verify", ...common(), "--json", "--metrics-file", file]);
     assert.equal(v.code, 0, v.stderr);
