@@ -274,6 +274,7 @@ export const backupCommand: Command = {
       if (values.json) {
         ctx.stdout(JSON.stringify({
           id: manifest.id,
+          created: manifest.created,
           name,
           hostname,
           level: manifest.level,

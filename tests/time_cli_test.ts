@@ -27,7 +27,13 @@ describe("frost's times (list → --date, --id, durations)", () => {
       fs.writeFileSync(path.join(src, "a.txt"), v);
       const r = await frost(["backup", src, ...common(), "--max-level", "3", "--json"]);
       assert.equal(r.code, 0, r.stderr);
-      ids.push(JSON.parse(r.stdout).id);
+      const out = JSON.parse(r.stdout);
+      assert.match(
+        out.created,
+        /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/,
+        "backup --json: the time with its zone",
+      );
+      ids.push(out.id);
       // The next backup in another second, so that list shows whole seconds (not a timing assertion).
       await new Promise((res) => setTimeout(res, 1100));
     }
