@@ -25,6 +25,7 @@ import { backupCommand } from "../commands/backup.ts";
 import { restoreCommand } from "../commands/restore.ts";
 import { removeCommand } from "../commands/remove.ts";
 import { freezerFallback } from "./fallback.ts";
+import { closest } from "../cli_options.ts";
 
 /** A native frost command line, and what to set in this process's environment before running it. */
 export interface FreezerTranslation {
@@ -350,6 +351,11 @@ function parseCommandLine(args: string[]): { settings: Settings; help: boolean; 
       );
     }
     if (key === undefined) {
+      const typed = shown.replace(/=.*$/, "");
+      const near = typed.startsWith("--")
+        ? closest(typed.slice(2).replace(/-/g, "_"), BY_NAME.keys())?.replace(/_/g, "-")
+        : undefined;
+      if (near !== undefined) throw new UsageError(`Unknown option "${typed}" (did you mean --${near}?)`);
       throw new UsageError(
         `Unknown option "${shown.replace(/=.*$/, "")}": not a Freezer option (frost's own options follow a ` +
           `command: frost backup|restore|list|remove|… --name …)`,

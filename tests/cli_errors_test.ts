@@ -28,6 +28,11 @@ describe("command-line errors", () => {
       () => ["restore", "--overwirte"],
       /Unknown option "--overwirte" \(did you mean --overwrite\?\)/,
     ],
+    [
+      "a mistyped Freezer option",
+      () => ["--action", "backup", "--path-to-bakup", "/etc"],
+      /Unknown option "--path-to-bakup" \(did you mean --path-to-backup\?\)/,
+    ],
     ["an unknown short option", () => ["ls", "-z"], /Unknown option "-z"/],
     [
       "a negative duration",
