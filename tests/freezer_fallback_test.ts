@@ -10,6 +10,7 @@ import path from "node:path";
 import { execFileSync } from "node:child_process";
 import { cleanup, copyTree, frost, tempDir } from "./_cli.ts";
 import { assertSameTree } from "./_tree.ts";
+import { withServer } from "./_file_servers.ts";
 
 const Z = 1700000000;
 /** GNU tar's gnu format keeps whole seconds. */
@@ -102,6 +103,32 @@ describe("frost --action restore|info on a Freezer container", () => {
     assert.equal(r.code, 0, r.stderr);
     assert.doesNotMatch(r.stderr, /Freezer backups/);
     assert.equal(fs.readFileSync(path.join(to, "frost.txt"), "utf8"), "made by frost\n");
+  });
+
+  withServer("sshd", (env) => {
+    it("restores over SFTP with Freezer's ssh storage line", async () => {
+      // Freezer's SSH storage writes plain files: the same layout, in a folder the test server serves.
+      const url = new URL(env.FROST_TEST_SFTP_URL!);
+      const container = path.join(
+        decodeURIComponent(url.pathname),
+        `fzfallback-${process.pid}-${Date.now()}`,
+      );
+      fs.mkdirSync(container);
+      try {
+        execFileSync("cp", ["-r", path.join(store, "metadata"), path.join(store, "data"), container]);
+        const to = path.join(dir, "restored-sftp");
+        const r = await frost([
+          ...["--action", "restore", "--backup-name", "gz", "--hostname", "h1", "--storage", "ssh"],
+          ...["--ssh-host", url.hostname, "--ssh-port", url.port, "--ssh-username", url.username],
+          ...["--ssh-key", env.FROST_TEST_SFTP_KEY!, "--container", container, "--restore-abs-path", to],
+        ], { env: { FROST_SFTP_KNOWN_HOSTS: env.FROST_TEST_SFTP_KNOWN_HOSTS! } });
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stderr, /note: no frost backup of "h1_gz" in sftp:.*, but Freezer backups/);
+        assertSameTree(snapshots[1]!, to, { mtimePrecisionNs: SECOND });
+      } finally {
+        cleanup(container);
+      }
+    });
   });
 
   it("still says there is no backup when the container has neither", async () => {
