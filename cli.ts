@@ -12,7 +12,6 @@ import {
   decodeManifest,
   loadManifests,
   type Manifest,
-  manifestChain,
   manifestKey,
   manifestsPrefix,
 } from "./manifest.ts";
@@ -24,6 +23,8 @@ import { RetryStorage } from "./storage/retry.ts";
 import { MultiStorage } from "./storage/multi.ts";
 import { LimitStorage, TokenBucket } from "./storage/limit.ts";
 import { parseSize } from "./units.ts";
+import { normalizeArgs } from "./cli_options.ts";
+import { checkSelection, selectChain, type Selection } from "./time.ts";
 import type { KeyOptions } from "./backup_keys.ts";
 import { readIdentityFile, readPassFile, readRecipientFile } from "./encryption.ts";
 
@@ -39,6 +40,8 @@ export interface CommandContext {
   stdin?: () => ReadableStream<Uint8Array> | undefined;
   /** Standard output as bytes (`restore --stdout`). */
   stdoutBytes?: () => WritableStream<Uint8Array>;
+  /** Receives a run's figures for `--metrics-file` (see metrics.ts); absent when none is written. */
+  metrics?: (figures: Record<string, number>) => void;
 }
 
 /** A subcommand: returns the exit code. */
@@ -69,14 +72,50 @@ export const STORAGE_OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const satisfies Options;
 
-/** Parses a command's arguments; unknown options and missing values are usage errors. */
+/** Parses a command's arguments; unknown options and missing values are usage errors in frost's words. */
 export function parse<T extends Options>(args: string[], options: T, positionals = false) {
+  if (optionProbe) optionProbe(options); // `frost completion` reading the table (see optionTable)
+  const checked = normalizeArgs(args, options, positionals);
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: positionals });
+    return parseArgs({ args: checked, options, strict: true, allowPositionals: positionals });
   } catch (err) {
     // node's messages name the option; keep them on one line.
     const message = err instanceof Error ? err.message.split("\n")[0]! : String(err);
     throw new UsageError(message.replace(/\. To specify a positional argument.*$/, ""));
+  }
+}
+
+let optionProbe: ((options: Options) => never) | undefined;
+
+/** Thrown by `parse` while `optionTable` reads a command's options. */
+class OptionTable {
+  constructor(readonly options: Options) {}
+}
+
+/**
+ * The options table `command` passes to `parse`, read by starting the command with `args` and stopping it
+ * at its `parse` call (commands parse before doing anything): the one table that its parsing, help and
+ * `frost completion` share. Undefined when the command returns without parsing.
+ */
+export async function optionTable(command: Command, args: string[] = []): Promise<Options | undefined> {
+  const ctx: CommandContext = {
+    args,
+    signal: new AbortController().signal,
+    stdout: () => {},
+    stderr: () => {},
+    interactive: false,
+  };
+  optionProbe = (options) => {
+    throw new OptionTable(options);
+  };
+  try {
+    await command.run(ctx);
+    return undefined;
+  } catch (err) {
+    if (err instanceof OptionTable) return err.options;
+    throw err;
+  } finally {
+    optionProbe = undefined;
   }
 }
 
@@ -302,27 +341,34 @@ export function loadHistory(storage: Storage, series: string, ctx: CommandContex
 }
 
 /**
- * The chain a restore at `at` (or of the newest backup) applies, oldest first, as `manifestChain`; and an
- * error naming a manifest that cannot be read when that backup could be the one asked for (created after the
- * chosen one and not after `at`, or at a time its name does not tell): choosing an older point instead would
- * be a silent fallback.
+ * The chain a restore of `selection` (`--id`, `--date`, or the newest backup) applies, oldest first, as
+ * `selectChain`; and an error naming a manifest that cannot be read when that backup could be the one asked
+ * for (the `--id` itself; or created after the chosen one and not after the date, or at a time its name does
+ * not tell): choosing an older point instead would be a silent fallback.
  */
 export async function chooseChain(
   storage: Storage,
   series: string,
   history: readonly Manifest[],
-  at: Date | undefined,
+  selection: Selection,
 ): Promise<Manifest[]> {
+  const at = checkSelection(selection);
   const readable = new Set(history.map((m) => m.id));
   const unreadable: { key: string; id: string }[] = [];
   for await (const info of storage.list(manifestsPrefix(series))) {
     const id = /^[^/]+\/manifests\/([^/]+)\.json$/.exec(info.key)?.[1];
     if (id !== undefined && !readable.has(id)) unreadable.push({ key: info.key, id });
   }
+  if (selection.id !== undefined) {
+    const wanted = selection.id.trim().toUpperCase();
+    const bad = unreadable.find((u) => u.id === wanted);
+    if (bad) throw new FrostError(`${await whyUnreadable(storage, bad.key)}; it is the backup asked for`);
+    return selectChain(history, selection, series);
+  }
   let chain: Manifest[] | undefined;
   let failure: unknown;
   try {
-    chain = manifestChain(history, at, series);
+    chain = selectChain(history, selection, series);
   } catch (err) {
     if (!(err instanceof NoBackupError) || unreadable.length === 0) throw err;
     failure = err;
@@ -338,12 +384,7 @@ export async function chooseChain(
     const candidate = Number.isNaN(created) ||
       ((at === undefined || created <= at.getTime()) && (chosen === undefined || id > chosen.id));
     if (!candidate) continue;
-    let why = `Cannot read manifest "${key}"`;
-    try {
-      decodeManifest(await getBytes(storage, key), key);
-    } catch (err) {
-      why = messageOf(err);
-    }
+    const why = await whyUnreadable(storage, key);
     throw new FrostError(
       `${why}; it may be the backup ${at === undefined ? "asked for" : `at or before ${at.toISOString()}`} ` +
         `of "${series}", so no older one is used instead`,
@@ -351,4 +392,14 @@ export async function chooseChain(
   }
   if (failure !== undefined) throw failure;
   return chain!;
+}
+
+/** What is wrong with the manifest at `key` (read again, to name the reason). */
+async function whyUnreadable(storage: Storage, key: string): Promise<string> {
+  try {
+    decodeManifest(await getBytes(storage, key), key);
+  } catch (err) {
+    return messageOf(err);
+  }
+  return `Cannot read manifest "${key}"`;
 }

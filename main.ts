@@ -30,17 +30,21 @@ import {
   writeOut,
 } from "./_stdio.ts";
 import { showBytes } from "./engines/_names.ts";
+import { closest } from "./cli_options.ts";
+import { withMetrics } from "./metrics.ts";
+import { completionCommand } from "./commands/completion.ts";
 
 const COMMANDS: Record<string, Command> = {
-  backup: backupCommand,
+  backup: withMetrics("backup", backupCommand),
   restore: restoreCommand,
   list: listCommand,
-  remove: removeCommand,
-  verify: verifyCommand,
+  remove: withMetrics("remove", removeCommand),
+  verify: withMetrics("verify", verifyCommand),
   ls: lsCommand,
   unlock: unlockCommand,
   key: keyCommand,
   freezer: freezerCommand,
+  completion: completionCommand(() => COMMANDS),
 };
 
 const HELP = `frost ${VERSION} — backups as chains of levels (full, then changes), restored in one step
@@ -57,7 +61,7 @@ Examples:
   frost remove --name etc --storage /var/backups/frost --older-than 30d [--dry-run]
   frost remove --name etc --keep-last 3 --keep-daily 7 --keep-weekly 4 --keep-monthly 12 [--dry-run]
   frost verify --name etc --storage /var/backups/frost [--read-data [--sample 10%]] [--all]
-  frost ls --name etc --storage /var/backups/frost [--date 2026-11-20T10:00] [etc/nginx]
+  frost ls --name etc --storage /var/backups/frost [--date 2026-11-20T10:00] [nginx]
   frost backup /srv --name srv --encrypt-pass-file /root/frost.pass
   frost key generate --out /root/frost.key
 
@@ -89,8 +93,11 @@ export async function main(args: string[]): Promise<number> {
   // A Freezer-style command line (--action backup -F /etc -N etc --container …, --config FILE).
   if (!command && first.startsWith("-")) return await runFreezerAgent(args, main);
   if (!command) {
+    const near = closest(first, Object.keys(COMMANDS));
     stderr(
-      `frost: unknown command "${first}" (commands: ${Object.keys(COMMANDS).join(", ")}); see frost --help`,
+      `frost: unknown command "${first}"${near ? ` (did you mean "${near}"?)` : ""} (commands: ${
+        Object.keys(COMMANDS).join(", ")
+      }); see frost --help`,
     );
     return ExitCode.usage;
   }

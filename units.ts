@@ -44,24 +44,29 @@ export function parseSize(text: string, what = "size"): number {
 const DURATION_UNITS: Record<string, number> = {
   ms: 1,
   s: 1000,
-  m: 60_000,
+  min: 60_000,
   h: 3_600_000,
   d: 86_400_000,
   w: 604_800_000,
+  mo: 30 * 86_400_000,
+  y: 365 * 86_400_000,
 };
 
-const DURATION_PART = /(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h|d|w)/y;
+// Longer units first, so that "ms", "min" and "mo" are not read as a shorter one.
+const DURATION_PART = /(\d+(?:\.\d+)?|\.\d+)(ms|min|mo|s|h|d|w|y|m)/y;
 
 /**
- * Parses a duration into milliseconds: one or more parts of a decimal number and a unit — `w` weeks, `d`
- * days, `h` hours, `m` minutes, `s` seconds, `ms` milliseconds (lowercase, so `M` is never taken for
- * months) — optionally separated by spaces: `30d`, `1.5d`, `2w`, `1d 12h`, `90m`. A bare number is days,
- * like Freezer's `--remove-older-than`. Rounded to whole milliseconds. Throws `UsageError` otherwise.
+ * Parses a duration into milliseconds: one or more parts of a decimal number and a unit — `y` years (365
+ * days), `mo` months (30 days), `w` weeks, `d` days, `h` hours, `min` minutes, `s` seconds, `ms`
+ * milliseconds (lowercase) — optionally separated by spaces: `30d`, `1.5d`, `2w`, `6mo`, `1y`, `1d 12h`,
+ * `90min`. `m` alone is refused: some read it as minutes, others (restic) as months. A bare number is days,
+ * like Freezer's `--remove-older-than`. Rounded to whole milliseconds. `what` names the value in the error
+ * (e.g. `--older-than`). Throws `UsageError` otherwise.
  */
-export function parseDuration(text: string): number {
+export function parseDuration(text: string, what = "duration"): number {
   const fail = () =>
     new UsageError(
-      `Parse duration "${text}": expected a number of days or a time such as 30d, 12h, 90m or 2w`,
+      `Parse ${what} "${text}": expected a number of days or a time such as 30d, 12h, 2w, 6mo or 1y`,
     );
   const s = text.trim();
   if (/^(\d+(?:\.\d+)?|\.\d+)$/.test(s)) return Math.round(Number(s) * DURATION_UNITS.d!);
@@ -72,12 +77,19 @@ export function parseDuration(text: string): number {
     DURATION_PART.lastIndex = pos;
     const m = DURATION_PART.exec(s);
     if (m === null) throw fail();
+    if (m[2] === "m") {
+      throw new UsageError(
+        `Parse ${what} "${text}": "${m[0]}" is ambiguous: write ${m[1]}min for minutes or ${
+          m[1]
+        }mo for months`,
+      );
+    }
     total += Number(m[1]) * DURATION_UNITS[m[2]!]!;
     pos = DURATION_PART.lastIndex;
     while (s[pos] === " ") pos++;
   }
   const ms = Math.round(total);
-  if (!Number.isSafeInteger(ms)) throw new UsageError(`Parse duration "${text}": too long`);
+  if (!Number.isSafeInteger(ms)) throw new UsageError(`Parse ${what} "${text}": too long`);
   return ms;
 }
 
@@ -145,7 +157,7 @@ export function formatBytes(n: number): string {
 }
 
 /**
- * Formats a duration for people, in the form `parseDuration` reads: `250ms`, `12.3s`, `5m 3s`, `2h 5m`,
+ * Formats a duration for people, in the form `parseDuration` reads: `250ms`, `12.3s`, `5min 3s`, `2h 5min`,
  * `3d 4h`. The last unit shown is truncated, not rounded.
  */
 export function formatDuration(ms: number): string {
@@ -155,8 +167,8 @@ export function formatDuration(ms: number): string {
   if (ms < 60_000) return `${(Math.floor(ms / 100) / 10).toFixed(1).replace(/\.0$/, "")}s`;
   const pairs: [number, string, number, string][] = [
     [86_400_000, "d", 3_600_000, "h"],
-    [3_600_000, "h", 60_000, "m"],
-    [60_000, "m", 1000, "s"],
+    [3_600_000, "h", 60_000, "min"],
+    [60_000, "min", 1000, "s"],
   ];
   for (const [big, bigUnit, small, smallUnit] of pairs) {
     if (ms >= big) {

@@ -26,6 +26,8 @@ import { parseCompression } from "../compression.ts";
 import { engineForOption } from "../engines/registry.ts";
 import { checkName, type Manifest, seriesName, toRecord } from "../manifest.ts";
 import { stdinEngine } from "../engines/stdin.ts";
+import { producerStream } from "../stdin_command.ts";
+import { METRICS_OPTION, metricsHelp } from "../metrics.ts";
 import { describeHookEnd, runHook } from "../hooks.ts";
 import { chooseParent, type LevelPolicy, newBackupId, validatePolicy } from "../levels.ts";
 import { formatBytes, parseSize } from "../units.ts";
@@ -60,6 +62,8 @@ Options:
                               (default: stored, every namespace this user can read)
   --stdin                     back up standard input (a dump piped in) instead of SOURCE: always a full
                               backup; restores to one file (named by --stdin-name, default NAME) or --stdout
+  --stdin-command CMD         run CMD (sh -c) and back up its standard output as --stdin does; a CMD that
+                              exits non-zero fails the backup (nothing committed), e.g. 'pg_dump app'
   --stdin-name FILE           the file name a --stdin backup restores to
   --pre-command CMD           run CMD (sh -c) before reading the source; if it fails, nothing is backed up
   --post-command CMD          run CMD after the backup, also when it failed ($FROST_BACKUP_STATUS is ok or
@@ -71,6 +75,7 @@ Options:
   --json                      print a one-object summary on stdout
   --stats                     print where the time went (walk, read, tar, compress, encrypt, hash, store,
                               waiting) on stderr after the backup; with --json also as "stats"
+${metricsHelp(30)}
   -h, --help                  this help
 
 ${STORAGE_HELP}`;
@@ -95,16 +100,25 @@ export const backupCommand: Command = {
       "no-xattrs": { type: "boolean" },
       stdin: { type: "boolean" },
       "stdin-name": { type: "string" },
+      "stdin-command": { type: "string" },
       "pre-command": { type: "string" },
       "post-command": { type: "string" },
       stats: { type: "boolean" },
+      ...METRICS_OPTION,
       ...KEY_OPTIONS,
     }, true);
     if (values.help) {
       ctx.stdout(USAGE);
       return ExitCode.ok;
     }
-    const fromStdin = values.stdin ?? false;
+    const stdinCommand = values["stdin-command"];
+    if (stdinCommand !== undefined && values.stdin) {
+      throw new UsageError("Choose one of --stdin and --stdin-command");
+    }
+    if (stdinCommand !== undefined && stdinCommand.trim() === "") {
+      throw new UsageError("--stdin-command needs a command");
+    }
+    const fromStdin = (values.stdin ?? false) || stdinCommand !== undefined;
     if (fromStdin && positionals.length > 0) {
       throw new UsageError(`--stdin backs up standard input: no SOURCE path ("${positionals[0]}") with it`);
     }
@@ -128,7 +142,9 @@ export const backupCommand: Command = {
       const levels = ["max-level", "always-level", "restart-always-level", "incremental"] as const;
       const given = levels.find((o) => values[o] !== undefined);
       if (given) throw new UsageError(`--${given}: a --stdin backup is always a full one (level 0)`);
-      const input = ctx.stdin?.();
+      const input = stdinCommand !== undefined
+        ? producerStream(stdinCommand, { signal: ctx.signal, onStderr: (line) => ctx.stderr(line) })
+        : ctx.stdin?.();
       if (!input) {
         throw new UsageError("--stdin reads a stream piped into frost, and standard input is a terminal");
       }
@@ -263,9 +279,17 @@ export const backupCommand: Command = {
       progress.clear();
       const postOk = await runPost("ok");
       const t = manifest.totals;
+      ctx.metrics?.({
+        files: t.files,
+        bytes_in: t.bytesIn,
+        bytes_stored: t.bytesStored,
+        level: manifest.level,
+        warnings: t.warnings,
+      });
       if (values.json) {
         ctx.stdout(JSON.stringify({
           id: manifest.id,
+          created: manifest.created,
           name,
           hostname,
           level: manifest.level,

@@ -14,6 +14,7 @@ import {
 import { ExitCode, UsageError } from "../errors.ts";
 import { checkName, listSeries, type Manifest, seriesName } from "../manifest.ts";
 import { formatBytes } from "../units.ts";
+import { formatTime, sharedSeconds } from "../time.ts";
 
 const USAGE = `Usage: frost list [--name NAME] [options]
 
@@ -85,13 +86,15 @@ export const listCommand: Command = {
         ctx.stdout(`No backups${values.name ? ` of "${series[0]}"` : ""} in ${storage.url}`);
         return ExitCode.ok;
       }
-      const rows = [["NAME", "HOST", "LEVEL", "CREATED (UTC)", "ID", "PARENT", "SIZE", "FILES"]];
+      // Times in UTC with their zone: "frost restore --date" takes them as shown, in any TZ.
+      const precise = sharedSeconds(all);
+      const rows = [["NAME", "HOST", "LEVEL", "CREATED", "ID", "PARENT", "SIZE", "FILES"]];
       for (const m of all) {
         rows.push([
           m.name,
           m.hostname,
           String(m.level),
-          m.created.replace("T", " ").replace(/\.\d+Z$/, ""),
+          formatTime(m.created, precise.has(m.id)),
           m.id,
           m.parent ?? "-",
           formatBytes(m.totals.bytesStored),

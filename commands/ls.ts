@@ -22,7 +22,8 @@ import {
 } from "../cli.ts";
 import { ExitCode, FrostError, UsageError } from "../errors.ts";
 import { seriesName } from "../manifest.ts";
-import { formatBytes, parseDate } from "../units.ts";
+import { formatBytes } from "../units.ts";
+import { checkSelection, chosenLine } from "../time.ts";
 import { readSegments } from "../pipeline.ts";
 import { chainDataKeys } from "../backup_keys.ts";
 import { createDecryptor, streamId } from "../encryption.ts";
@@ -40,7 +41,9 @@ A name byte that is not valid UTF-8 is shown as \\xHH and a backslash as \\\\ (P
 
 Options:
   --name NAME            backup name (required)
-  --date T               ISO 8601 date/time (local time unless a zone is given)
+  --date T               the newest backup at or before T: a time as "frost list" shows it
+                         (2026-12-07T06:08:08Z), a backup id, or ISO 8601 in local time (2026-11-20T10:00)
+  --id ID                exactly the backup ID (as "frost list" shows it)
   --encrypt-pass-file F  the passphrase of encrypted backups (or set FROST_PASSPHRASE)
   --encrypt-identity-file F  the identity of backups encrypted to a recipient
   --json                 print a JSON array of {path, type, mode, size, mtime, linkname}
@@ -67,6 +70,7 @@ export const lsCommand: Command = {
     const { values, positionals } = parse(ctx.args, {
       ...STORAGE_OPTIONS,
       date: { type: "string" },
+      id: { type: "string" },
       ...KEY_OPTIONS,
     }, true);
     if (values.help) {
@@ -76,7 +80,8 @@ export const lsCommand: Command = {
     if (positionals.length > 1) throw new UsageError(`Unexpected argument "${positionals[1]}"`);
     const name = nameOption(values.name, "ls");
     const hostname = hostnameOption(values.hostname);
-    const at = values.date === undefined ? undefined : parseDate(values.date);
+    const selection = { id: values.id, date: values.date };
+    checkSelection(selection);
     const prefix = positionals[0] === undefined
       ? ""
       : normalize(parseShownName(positionals[0]), positionals[0]);
@@ -86,7 +91,8 @@ export const lsCommand: Command = {
       const series = seriesName(hostname, name);
       const history = await loadHistory(storage, series, ctx);
       if (history.length === 0) throw new FrostError(`No backup of "${series}" in ${storage.url}`);
-      const chain = await chooseChain(storage, series, history, at);
+      const chain = await chooseChain(storage, series, history, selection);
+      ctx.stderr(chosenLine("listing", series, chain[chain.length - 1]!));
       for (const m of chain) {
         if (m.engine !== "tar") {
           throw new FrostError(`frost ls reads tar-engine backups only; backup "${m.id}" uses "${m.engine}"`);

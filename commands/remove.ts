@@ -18,8 +18,9 @@ import {
 import { ExitCode, UsageError } from "../errors.ts";
 import { type Manifest, manifestKey, seriesName } from "../manifest.ts";
 import { formatBytes, parseDate, parseDuration } from "../units.ts";
-import { deleteBackupObjects } from "../pipeline.ts";
 import { deleteOrphans, findOrphans } from "../orphans.ts";
+import { METRICS_OPTION, metricsHelp } from "../metrics.ts";
+import { deleteBackupObjects } from "../pipeline.ts";
 import { describeDecision, hasRules, planRetention, type RetentionPolicy } from "../retention.ts";
 import { acquireLock, type Lock, releaseAndClose } from "../lock.ts";
 
@@ -39,7 +40,8 @@ lock, whatever their age). --dry-run counts those younger than a day only when n
 
 Options:
   --name NAME            backup name (required)
-  --older-than AGE       cut-off = now - AGE: 30d, 12h, 90m, 2w (a bare number is days)
+  --older-than AGE       cut-off = now - AGE: 30d, 12h, 2w, 6mo, 1y (a bare number is days;
+                         a month is 30 days, a year 365; minutes are min: m alone is refused)
   --before DATE          cut-off = DATE (ISO 8601, local time unless a zone is given)
   --keep-last N          keep the N newest backups
   --keep-daily N         keep the newest backup of each of the last N days that have backups
@@ -49,6 +51,7 @@ Options:
   --dry-run              show what would be removed (and, with keep rules, why each backup stays), remove
                          nothing
   --json                 print what was (or would be) removed as JSON
+${metricsHelp(25)}
   -h, --help             this help
 
 ${STORAGE_HELP}`;
@@ -68,6 +71,7 @@ export const removeCommand: Command = {
       "keep-weekly": { type: "string" },
       "keep-monthly": { type: "string" },
       all: { type: "boolean" },
+      ...METRICS_OPTION,
     }, true);
     if (values.help) {
       ctx.stdout(USAGE);
@@ -95,7 +99,7 @@ export const removeCommand: Command = {
     const cutoff = values.before !== undefined
       ? parseDate(values.before)
       : values["older-than"] !== undefined
-      ? new Date(now - parseDuration(values["older-than"]))
+      ? new Date(now - parseDuration(values["older-than"], "--older-than"))
       : undefined;
     if (keepRules && cutoff) policy.keepNewerThan = cutoff;
     const dryRun = values["dry-run"] ?? false;
@@ -150,6 +154,10 @@ export const removeCommand: Command = {
         }
         await deleteOrphans(storage, orphans);
       }
+      ctx.metrics?.({
+        removed_backups: dryRun ? 0 : doomed.length,
+        kept_backups: history.length - (dryRun ? 0 : doomed.length),
+      });
       if (values.json) {
         ctx.stdout(JSON.stringify({
           dryRun,

@@ -23,7 +23,8 @@ import {
 } from "../cli.ts";
 import { ExitCode, FrostError, InterruptedError, UsageError } from "../errors.ts";
 import { type Manifest, manifestsPrefix, seriesName } from "../manifest.ts";
-import { formatBytes, parseDate } from "../units.ts";
+import { formatBytes } from "../units.ts";
+import { checkSelection, chosenLine, formatTime } from "../time.ts";
 import { readState, runRestore } from "../pipeline.ts";
 import { engineForBackup } from "../engines/registry.ts";
 import { chainDataKeys, stateKeyOf } from "../backup_keys.ts";
@@ -47,7 +48,10 @@ applying its chain from level 0.
 Options:
   --name NAME            backup name (required)
   --to DIR               target directory; created if missing, must be empty unless --overwrite
-  --date T               ISO 8601 date/time (local time unless a zone is given), e.g. 2026-11-20T10:00
+  --date T               the newest backup at or before T: a time as "frost list" shows it
+                         (2026-12-07T06:08:08Z), a backup id, or ISO 8601 in local time (2026-11-20T10:00)
+  --id ID                exactly the backup ID (as "frost list" shows it), e.g. 20261207T060808.622Z
+  --overwrite            restore into a non-empty DIR, replacing what the backup holds
   --overwrite            restore into a non-empty DIR: what the backup holds is replaced, everything
                          else is kept (only the chain's own deletions replay: what an earlier level of
                          the chain held and the restored point lacks)
@@ -55,7 +59,7 @@ Options:
                          --include patterns), deleting what the backup does not hold, like rsync --delete
   --include PATTERN      restore only matching paths and what is below them (repeatable): paths as
                          "frost ls" shows them (\\xHH for a byte that is not UTF-8), globs * ? [..] **
-                         allowed, e.g. etc/nginx 'etc/ssl/**'
+                         allowed, e.g. nginx 'ssl/**' for a backup of /etc
   --dry-run              list what would be created, replaced and deleted in DIR; write nothing
   --no-xattrs            do not restore extended attributes, POSIX ACLs, capabilities, SELinux labels
   --no-devices           skip device nodes (e.g. from an untrusted backup), each with a notice
@@ -78,6 +82,7 @@ export const restoreCommand: Command = {
       ...STORAGE_OPTIONS,
       to: { type: "string" },
       date: { type: "string" },
+      id: { type: "string" },
       overwrite: { type: "boolean" },
       delete: { type: "boolean" },
       include: { type: "string", multiple: true },
@@ -134,7 +139,8 @@ export const restoreCommand: Command = {
         if (rel !== undefined) kept.push(rel);
       }
     }
-    const at = values.date === undefined ? undefined : parseDate(values.date);
+    const selection = { id: values.id, date: values.date };
+    checkSelection(selection);
     const queueSize = intOption(values["queue-size"], "--queue-size", 1)!;
 
     const storage = await openStorages(values, { create: false, ctx });
@@ -142,8 +148,13 @@ export const restoreCommand: Command = {
       const series = seriesName(hostname, name);
       const history = await loadHistory(storage, series, ctx);
       if (history.length === 0) throw new FrostError(`No backup of "${series}" in ${storage.url}`);
-      const chain = await chooseChain(storage, series, history, at);
+      const chain = await chooseChain(storage, series, history, selection);
       const newest = chain[chain.length - 1]!;
+      // Which backup was chosen, always: on stderr when stdout carries data.
+      const dataOnStdout = toStdout || plan || dryRun || (values.json ?? false);
+      (dataOnStdout ? ctx.stderr : ctx.stdout)(
+        chosenLine(plan || dryRun ? "planning the restore of" : "restoring", series, newest),
+      );
       if (plan) return await printPlan(ctx, storage, series, chain, values.json ?? false);
       if (toStdout && newest.engine !== STDIN_ENGINE) {
         throw new UsageError(
@@ -274,20 +285,24 @@ export const restoreCommand: Command = {
       if (values.json) {
         say(JSON.stringify({
           id: newest.id,
+          created: newest.created,
           level: newest.level,
           chain: chain.map((m) => m.id),
           target: where,
           files: stats.files,
           bytes: stats.bytes,
-          created,
-          replaced,
+          entriesCreated: created,
+          entriesReplaced: replaced,
+          entriesDeleted: deleted,
           deleted,
           seconds,
           warnings,
         }));
       } else {
         say(
-          `Restored ${series} ${newest.id} (level ${newest.level}, ${chain.length} backup${
+          `Restored ${series} ${newest.id} (${
+            formatTime(newest.created)
+          }, level ${newest.level}, ${chain.length} backup${
             chain.length === 1 ? "" : "s"
           } applied) into ${where}: ${created} created, ${replaced} replaced, ${deleted} deleted, ${
             formatBytes(stats.bytes)
@@ -366,6 +381,7 @@ function printDryRun(
   if (json) {
     ctx.stdout(JSON.stringify({
       id: newest.id,
+      created: newest.created,
       level: newest.level,
       chain: chain.map((m) => m.id),
       target,
@@ -378,9 +394,9 @@ function printDryRun(
       deletions: plan.deleted,
       files: files.length,
       bytes,
-      created: plan.created,
-      replaced: plan.replaced.size,
-      deleted: plan.deleted.length,
+      entriesCreated: plan.created,
+      entriesReplaced: plan.replaced.size,
+      entriesDeleted: plan.deleted.length,
     }));
     return ExitCode.ok;
   }

@@ -20,16 +20,11 @@ import {
   STORAGE_OPTIONS,
 } from "../cli.ts";
 import { ExitCode, FrostError, messageOf, UsageError } from "../errors.ts";
-import {
-  loadManifests,
-  type Manifest,
-  manifestChain,
-  manifestKey,
-  type SegmentRef,
-  seriesName,
-} from "../manifest.ts";
+import { loadManifests, type Manifest, manifestKey, type SegmentRef, seriesName } from "../manifest.ts";
 import { NoBackupError } from "../levels.ts";
-import { formatBytes, parseDate } from "../units.ts";
+import { formatBytes } from "../units.ts";
+import { METRICS_OPTION, metricsHelp } from "../metrics.ts";
+import { checkSelection, describe, selectChain, type Selection } from "../time.ts";
 import { readSegments, readState } from "../pipeline.ts";
 import { dataKeyOf, stateKeyOf } from "../backup_keys.ts";
 import { createDecryptor, type DataKey, streamId } from "../encryption.ts";
@@ -40,7 +35,8 @@ import { engineForBackup } from "../engines/registry.ts";
 import { NotFoundError, readAll, type Storage } from "../storage/storage.ts";
 import { MultiStorage } from "../storage/multi.ts";
 
-const USAGE = `Usage: frost verify --name NAME [--date T | --all] [--read-data [--sample P%]] [options]
+const USAGE =
+  `Usage: frost verify --name NAME [--date T | --id ID | --all] [--read-data [--sample P%]] [options]
 
 Checks the backups of <hostname>_<name> without writing anything: by default the chain a restore of the
 newest backup (or of --date) would apply, with --all every backup of the series.
@@ -54,7 +50,9 @@ Exit code 0 only when everything checked is good; otherwise 1, with each bad obj
 
 Options:
   --name NAME            backup name (required)
-  --date T               verify the chain of the newest backup at or before T (ISO 8601)
+  --date T               verify the chain of the newest backup at or before T (as "frost list" shows
+                         times, a backup id, or ISO 8601 in local time)
+  --id ID                verify the chain of exactly the backup ID
   --all                  verify every backup of the series (and that every parent exists)
   --read-data            download and check every segment, decode the archives to the end
   --sample P%            with --read-data: check only a random share of the segments (e.g. 10%); their
@@ -62,6 +60,7 @@ Options:
   --encrypt-pass-file F  with --read-data: the passphrase of encrypted backups (or set FROST_PASSPHRASE)
   --encrypt-identity-file F  with --read-data: the identity of backups encrypted to a recipient
   --json                 print the result as one JSON object on stdout
+${metricsHelp(25)}
   -h, --help             this help
 
 ${STORAGE_HELP}`;
@@ -83,7 +82,9 @@ export const verifyCommand: Command = {
     const { values, positionals } = parse(ctx.args, {
       ...STORAGE_OPTIONS,
       date: { type: "string" },
+      id: { type: "string" },
       all: { type: "boolean" },
+      ...METRICS_OPTION,
       "read-data": { type: "boolean" },
       sample: { type: "string" },
       ...KEY_OPTIONS,
@@ -95,10 +96,11 @@ export const verifyCommand: Command = {
     if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
     const name = nameOption(values.name, "verify");
     const hostname = hostnameOption(values.hostname);
-    if (values.all && values.date !== undefined) {
-      throw new UsageError("--all and --date cannot be used together");
+    if (values.all && (values.date !== undefined || values.id !== undefined)) {
+      throw new UsageError(`--all and --${values.id !== undefined ? "id" : "date"} cannot be used together`);
     }
-    const at = values.date === undefined ? undefined : parseDate(values.date);
+    const selection = { id: values.id, date: values.date };
+    checkSelection(selection);
     const readData = values["read-data"] ?? false;
     if (values.sample !== undefined && !readData) throw new UsageError("--sample needs --read-data");
     const sample = values.sample === undefined ? undefined : parseShare(values.sample);
@@ -116,8 +118,9 @@ export const verifyCommand: Command = {
       // With every manifest unreadable there is nothing more to check: the problems say why.
       const selected = values.all || history.length === 0
         ? [...history].sort((a, b) => a.id.localeCompare(b.id))
-        : chainOf(history, at, series, problems);
+        : chainOf(history, selection, series, problems);
       if (values.all) ancestryProblems(selected, series, problems);
+      const chosen = values.all ? undefined : selected[selected.length - 1];
 
       // Every key is opened before anything is read: a wrong passphrase is one clear error.
       const keys = new Map<string, { data: DataKey | null; state: DataKey | null }>();
@@ -158,6 +161,7 @@ export const verifyCommand: Command = {
         for (const p of found) problems.push(where ? { ...p, storage: where } : p);
       }
 
+      // The chosen backup is named in the summary line (stdout stays one line, stderr empty when OK).
       const what = values.all ? `all ${selected.length}` : `chain of ${selected.length}`;
       const mode = !readData
         ? "sizes"
@@ -169,14 +173,18 @@ export const verifyCommand: Command = {
       }
       const summary = `${problems.length === 0 ? "OK" : "FAILED"}: ${series}, ${what} backup${
         selected.length === 1 ? "" : "s"
-      }, ${objects} objects (${formatBytes(bytes)}) checked (${mode})${
+      }${chosen ? ` up to ${describe(chosen)}` : ""}, ${objects} objects (${
+        formatBytes(bytes)
+      }) checked (${mode})${
         problems.length === 0 ? "" : `; ${problems.length} bad object${problems.length === 1 ? "" : "s"}`
       }`;
+      ctx.metrics?.({ objects, bytes, problems: problems.length });
       if (values.json) {
         ctx.stdout(JSON.stringify({
           ok: problems.length === 0,
           series,
           backups: selected.map((m) => m.id),
+          ...chosen && { id: chosen.id, created: chosen.created, level: chosen.level },
           mode: readData ? (sample !== undefined ? "sample" : "read-data") : "quick",
           objects,
           bytes,
@@ -212,21 +220,21 @@ function parseShare(text: string): number {
  * The chain a restore at `at` applies (oldest first). When a parent manifest is missing, the problem is
  * recorded and the part of the chain that exists is returned.
  */
-function chainOf(history: Manifest[], at: Date | undefined, series: string, problems: Problem[]): Manifest[] {
+function chainOf(history: Manifest[], selection: Selection, series: string, problems: Problem[]): Manifest[] {
   const byId = new Map(history.map((m) => [m.id, m]));
   let refusal: FrostError;
   try {
-    return manifestChain(history, at, series);
+    return selectChain(history, selection, series);
   } catch (err) {
     if (err instanceof NoBackupError || !(err instanceof FrostError)) throw err;
     refusal = err;
   }
   const before = problems.length;
   // A broken chain: walk from the backup a restore would pick as far as the parents go.
-  const limit = at?.getTime() ?? Infinity;
-  const candidates = history.filter((m) => Date.parse(m.created) <= limit).sort((a, b) =>
-    Date.parse(a.created) - Date.parse(b.created) || a.id.localeCompare(b.id)
-  );
+  const limit = checkSelection(selection)?.getTime() ?? Infinity;
+  const candidates = history.filter((m) =>
+    selection.id !== undefined ? m.id === selection.id.trim().toUpperCase() : Date.parse(m.created) <= limit
+  ).sort((a, b) => Date.parse(a.created) - Date.parse(b.created) || a.id.localeCompare(b.id));
   const out: Manifest[] = [];
   const seen = new Set<string>();
   let current = candidates[candidates.length - 1];

@@ -24,6 +24,8 @@ import { parseDate, parseSize } from "../units.ts";
 import { backupCommand } from "../commands/backup.ts";
 import { restoreCommand } from "../commands/restore.ts";
 import { removeCommand } from "../commands/remove.ts";
+import { freezerFallback } from "./fallback.ts";
+import { closest } from "../cli_options.ts";
 
 /** A native frost command line, and what to set in this process's environment before running it. */
 export interface FreezerTranslation {
@@ -349,6 +351,11 @@ function parseCommandLine(args: string[]): { settings: Settings; help: boolean; 
       );
     }
     if (key === undefined) {
+      const typed = shown.replace(/=.*$/, "");
+      const near = typed.startsWith("--")
+        ? closest(typed.slice(2).replace(/-/g, "_"), BY_NAME.keys())?.replace(/_/g, "-")
+        : undefined;
+      if (near !== undefined) throw new UsageError(`Unknown option "${typed}" (did you mean --${near}?)`);
       throw new UsageError(
         `Unknown option "${shown.replace(/=.*$/, "")}": not a Freezer option (frost's own options follow a ` +
           `command: frost backup|restore|list|remove|… --name …)`,
@@ -875,5 +882,6 @@ export async function runFreezerAgent(
     if (value === undefined) delete process.env[name];
     else process.env[name] = value;
   }
-  return await run(t.argv);
+  // A restore or info line on a container Freezer wrote reads Freezer's backups (freezer/fallback.ts).
+  return await run(await freezerFallback(t.argv, io));
 }

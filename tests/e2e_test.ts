@@ -305,7 +305,10 @@ describe("frost refuses bad input with one clear line and the right exit code", 
       ...["--to", path.join(work, "never"), "--date", "2026-01-01T00:00:00Z"],
     ]);
     assert.equal(r.code, 1);
-    assert.equal(r.stderr.trim(), 'frost: No backup of "h1_b" at or before 2026-01-01T00:00:00Z');
+    assert.match(
+      r.stderr.trim(),
+      /^frost: No backup of "h1_b" at or before 2026-01-01T00:00:00Z \(the earliest is level 0, \S+Z \(id \d{8}T\d{6}\.\d{3}Z\), the newest .*\)$/,
+    );
   });
 
   it("refuses a non-empty target without --overwrite, and restores into it with --overwrite", async () => {

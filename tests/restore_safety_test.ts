@@ -66,16 +66,17 @@ for (const engine of ["tar", "rsync"]) {
         const plan = JSON.parse(dry.stdout) as {
           entries: { path: string; action: string }[];
           deletions: { path: string }[];
-          created: number;
-          replaced: number;
-          deleted: number;
+          entriesCreated: number;
+          entriesReplaced: number;
+          entriesDeleted: number;
         };
         const action = Object.fromEntries(plan.entries.map((e) => [e.path, e.action]));
         assert.equal(action["top"], "replace");
         assert.equal(action["a/f"], "replace");
         assert.equal(action["new"], "create");
         assert.deepEqual(plan.deletions.map((d) => d.path), ["b/gone"]);
-        assert.equal(plan.deleted, 1);
+        assert.equal(plan.entriesDeleted, 1);
+        assert.equal(plan.entriesReplaced, 2);
         assert.equal(fs.readFileSync(path.join(target, "top"), "utf8"), "stale", "dry run wrote nothing");
 
         const r = await ok(["restore", ...common, "--to", target, "--overwrite"]);
@@ -108,7 +109,7 @@ for (const engine of ["tar", "rsync"]) {
           "--delete",
           "--json",
         ]);
-        assert.equal(JSON.parse(mirrored.stdout).deleted, 2);
+        assert.equal(JSON.parse(mirrored.stdout).entriesDeleted, 2);
         assert.deepEqual(tree(target), ["a/", "a/f", "b/", "new", "top"]);
 
         // A partial restore with --delete mirrors only what its patterns select.

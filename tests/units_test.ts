@@ -72,7 +72,10 @@ describe("parseDuration", () => {
     const cases: [string, number][] = [
       ["30d", 30 * 86_400_000],
       ["12h", 12 * 3_600_000],
-      ["90m", 90 * 60_000],
+      ["90min", 90 * 60_000],
+      ["6mo", 180 * 86_400_000],
+      ["1y", 365 * 86_400_000],
+      ["1y 2mo", 425 * 86_400_000],
       ["45s", 45_000],
       ["250ms", 250],
       ["2w", 14 * 86_400_000],
@@ -92,11 +95,27 @@ describe("parseDuration", () => {
 
   it("rejects junk", () => {
     for (
-      const text of ["", "d", "-1", "-1d", "1y", "1M", "1D", "30 days", "1d junk", "1.5.2d", "1d-2h", "d1"]
+      const text of [
+        "",
+        "d",
+        "-1",
+        "-1d",
+        "1Y",
+        "1M",
+        "1m",
+        "1d 30m",
+        "1D",
+        "30 days",
+        "1d junk",
+        "1.5.2d",
+        "1d-2h",
+        "d1",
+      ]
     ) {
       assert.throws(() => parseDuration(text), UsageError, JSON.stringify(text));
     }
-    assert.throws(() => parseDuration("1y"), { message: /^Parse duration "1y": / });
+    assert.throws(() => parseDuration("1x"), { message: /^Parse duration "1x": / });
+    assert.throws(() => parseDuration("1m"), { message: /"1m" is ambiguous: write 1min for minutes or 1mo/ });
   });
 });
 
@@ -210,9 +229,9 @@ describe("formatDuration", () => {
       [1000, "1s"],
       [12_345, "12.3s"],
       [59_999, "59.9s"],
-      [60_000, "1m"],
-      [303_000, "5m 3s"],
-      [7_500_000, "2h 5m"],
+      [60_000, "1min"],
+      [303_000, "5min 3s"],
+      [7_500_000, "2h 5min"],
       [3 * 86_400_000 + 4 * 3_600_000 + 5000, "3d 4h"],
       [-1500, "-1.5s"],
     ];
