@@ -354,7 +354,7 @@ async function verifyOn(
   }
 
   // Only tar-engine chains whose every stream can be decoded are replayed.
-  let tree =
+  const tree =
     options.replay && selected.every((m) => m.engine === "tar" && (!m.encryption || options.keys.has(m.id)))
       ? new Tree()
       : undefined;
