@@ -22,11 +22,13 @@ let watching = false;
 export function watchStdio(): void {
   if (watching) return;
   watching = true;
-  process.stdout.on("error", () => {
-    outBroken = true;
+  // A write after end() (a late line while exiting) is dropped; any other error means the reader is gone.
+  const lost = (err: unknown) => (err as { code?: string })?.code !== "ERR_STREAM_WRITE_AFTER_END";
+  process.stdout.on("error", (err) => {
+    if (lost(err)) outBroken = true;
   });
-  process.stderr.on("error", () => {
-    errBroken = true;
+  process.stderr.on("error", (err) => {
+    if (lost(err)) errBroken = true;
   });
 }
 
@@ -42,12 +44,12 @@ export function markStdoutBroken(): void {
 
 /** Writes a line to standard output, unless its reader has gone. */
 export function writeOut(line: string): void {
-  if (!outBroken) process.stdout.write(line + "\n");
+  if (!outBroken && !process.stdout.writableEnded) process.stdout.write(line + "\n");
 }
 
 /** Writes a line to standard error, unless it is closed. */
 export function writeErr(line: string): void {
-  if (!errBroken) process.stderr.write(line + "\n");
+  if (!errBroken && !process.stderr.writableEnded) process.stderr.write(line + "\n");
 }
 
 function ended(stream: NodeJS.WriteStream, broken: () => boolean): Promise<void> {
