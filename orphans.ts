@@ -76,12 +76,29 @@ export async function findOrphans(
     orphan.bytes += info.size;
     byId.set(id, orphan);
   }
+  // A run killed in its first put leaves a folder with nothing listed in it (only what deleteLeftovers finds).
+  if (storage.deleteLeftovers) {
+    for await (const id of storage.listFolders(prefix, { signal })) {
+      if (committed.has(id) || byId.has(id)) continue;
+      let created: number;
+      try {
+        created = Date.parse(idToIso(id));
+      } catch {
+        continue;
+      }
+      if (now - created >= minAgeMs) byId.set(id, { id, keys: [], bytes: 0 });
+    }
+  }
   return [...byId.values()].sort((a, b) => a.id.localeCompare(b.id));
 }
 
-/** Deletes the objects of `orphans`, a few at a time; resolves to the bytes freed. */
+/**
+ * Deletes the objects of `orphans`, a few at a time, and what their unfinished writes left where the storage
+ * can tell (`Storage.deleteLeftovers`); resolves to the bytes freed. Only for orphans found under the lock.
+ */
 export async function deleteOrphans(
   storage: Storage,
+  series: string,
   orphans: readonly Orphan[],
   signal?: AbortSignal,
 ): Promise<number> {
@@ -90,7 +107,11 @@ export async function deleteOrphans(
   for (let i = 0; i < keys.length; i += width) {
     await Promise.all(keys.slice(i, i + width).map((key) => storage.delete(key, { signal })));
   }
-  return orphans.reduce((n, o) => n + o.bytes, 0);
+  let freed = orphans.reduce((n, o) => n + o.bytes, 0);
+  for (const o of orphans) {
+    freed += await storage.deleteLeftovers?.(backupPrefix(series, o.id), { signal }) ?? 0;
+  }
+  return freed;
 }
 
 /**
@@ -106,7 +127,7 @@ export async function removeOrphansAtStart(
   try {
     const orphans = await findOrphans(storage, series, { locked: true, signal });
     if (orphans.length === 0) return true;
-    const freed = await deleteOrphans(storage, orphans, signal);
+    const freed = await deleteOrphans(storage, series, orphans, signal);
     stderr(
       `frost: removed the data of ${orphans.length} interrupted backup${
         orphans.length === 1 ? "" : "s"
