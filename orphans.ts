@@ -59,11 +59,11 @@ export async function findOrphans(
     if (locks.some((lock) => lockState(lock) === "active")) minAgeMs = ORPHAN_AGE_MS;
   }
   const now = options.now ?? Date.now();
-  const prefix = `${series}/backups/`;
-  const byId = new Map<string, Orphan>();
-  for await (const info of storage.list(prefix, { signal })) {
-    const id = info.key.slice(prefix.length).split("/")[0]!;
-    if (committed.has(id) || !info.key.startsWith(backupPrefix(series, id))) continue;
+  // One folder per backup: only the folders of backups without a manifest are listed key by key (a series
+  // may hold millions of segments).
+  const orphans: Orphan[] = [];
+  for await (const id of storage.listFolders(`${series}/backups/`, { signal })) {
+    if (committed.has(id)) continue;
     let created: number;
     try {
       created = Date.parse(idToIso(id));
@@ -71,25 +71,15 @@ export async function findOrphans(
       continue; // not a backup id: not frost's
     }
     if (now - created < minAgeMs) continue;
-    const orphan = byId.get(id) ?? { id, keys: [], bytes: 0 };
-    orphan.keys.push(info.key);
-    orphan.bytes += info.size;
-    byId.set(id, orphan);
-  }
-  // A run killed in its first put leaves a folder with nothing listed in it (only what deleteLeftovers finds).
-  if (storage.deleteLeftovers) {
-    for await (const id of storage.listFolders(prefix, { signal })) {
-      if (committed.has(id) || byId.has(id)) continue;
-      let created: number;
-      try {
-        created = Date.parse(idToIso(id));
-      } catch {
-        continue;
-      }
-      if (now - created >= minAgeMs) byId.set(id, { id, keys: [], bytes: 0 });
+    const orphan: Orphan = { id, keys: [], bytes: 0 };
+    for await (const info of storage.list(backupPrefix(series, id), { signal })) {
+      orphan.keys.push(info.key);
+      orphan.bytes += info.size;
     }
+    // A run killed in its first put leaves a folder with nothing listed in it, only what deleteLeftovers finds.
+    if (orphan.keys.length > 0 || storage.deleteLeftovers) orphans.push(orphan);
   }
-  return [...byId.values()].sort((a, b) => a.id.localeCompare(b.id));
+  return orphans.sort((a, b) => a.id.localeCompare(b.id));
 }
 
 /**
