@@ -59,11 +59,11 @@ export async function findOrphans(
     if (locks.some((lock) => lockState(lock) === "active")) minAgeMs = ORPHAN_AGE_MS;
   }
   const now = options.now ?? Date.now();
-  const prefix = `${series}/backups/`;
-  const byId = new Map<string, Orphan>();
-  for await (const info of storage.list(prefix, { signal })) {
-    const id = info.key.slice(prefix.length).split("/")[0]!;
-    if (committed.has(id) || !info.key.startsWith(backupPrefix(series, id))) continue;
+  // One folder per backup: only the folders of backups without a manifest are listed key by key (a series
+  // may hold millions of segments).
+  const orphans: Orphan[] = [];
+  for await (const id of storage.listFolders(`${series}/backups/`, { signal })) {
+    if (committed.has(id)) continue;
     let created: number;
     try {
       created = Date.parse(idToIso(id));
@@ -71,17 +71,24 @@ export async function findOrphans(
       continue; // not a backup id: not frost's
     }
     if (now - created < minAgeMs) continue;
-    const orphan = byId.get(id) ?? { id, keys: [], bytes: 0 };
-    orphan.keys.push(info.key);
-    orphan.bytes += info.size;
-    byId.set(id, orphan);
+    const orphan: Orphan = { id, keys: [], bytes: 0 };
+    for await (const info of storage.list(backupPrefix(series, id), { signal })) {
+      orphan.keys.push(info.key);
+      orphan.bytes += info.size;
+    }
+    // A run killed in its first put leaves a folder with nothing listed in it, only what deleteLeftovers finds.
+    if (orphan.keys.length > 0 || storage.deleteLeftovers) orphans.push(orphan);
   }
-  return [...byId.values()].sort((a, b) => a.id.localeCompare(b.id));
+  return orphans.sort((a, b) => a.id.localeCompare(b.id));
 }
 
-/** Deletes the objects of `orphans`, a few at a time; resolves to the bytes freed. */
+/**
+ * Deletes the objects of `orphans`, a few at a time, and what their unfinished writes left where the storage
+ * can tell (`Storage.deleteLeftovers`); resolves to the bytes freed. Only for orphans found under the lock.
+ */
 export async function deleteOrphans(
   storage: Storage,
+  series: string,
   orphans: readonly Orphan[],
   signal?: AbortSignal,
 ): Promise<number> {
@@ -90,7 +97,11 @@ export async function deleteOrphans(
   for (let i = 0; i < keys.length; i += width) {
     await Promise.all(keys.slice(i, i + width).map((key) => storage.delete(key, { signal })));
   }
-  return orphans.reduce((n, o) => n + o.bytes, 0);
+  let freed = orphans.reduce((n, o) => n + o.bytes, 0);
+  for (const o of orphans) {
+    freed += await storage.deleteLeftovers?.(backupPrefix(series, o.id), { signal }) ?? 0;
+  }
+  return freed;
 }
 
 /**
@@ -106,7 +117,7 @@ export async function removeOrphansAtStart(
   try {
     const orphans = await findOrphans(storage, series, { locked: true, signal });
     if (orphans.length === 0) return true;
-    const freed = await deleteOrphans(storage, orphans, signal);
+    const freed = await deleteOrphans(storage, series, orphans, signal);
     stderr(
       `frost: removed the data of ${orphans.length} interrupted backup${
         orphans.length === 1 ? "" : "s"

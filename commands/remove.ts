@@ -143,8 +143,8 @@ export const removeCommand: Command = {
       doomed.sort((a, b) => b.id.localeCompare(a.id));
       // Under the lock (not --dry-run) every backup without a manifest is an orphan, whatever its age.
       const orphans = await findOrphans(storage, series, { locked: lock !== undefined, now });
-      const freed = doomed.reduce((n, m) => n + m.totals.bytesStored + m.totals.stateBytes, 0) +
-        orphans.reduce((n, o) => n + o.bytes, 0);
+      const doomedBytes = doomed.reduce((n, m) => n + m.totals.bytesStored + m.totals.stateBytes, 0);
+      let freed = doomedBytes + orphans.reduce((n, o) => n + o.bytes, 0);
 
       const verb = dryRun ? "Would remove" : "Removed";
       if (!dryRun) {
@@ -152,7 +152,8 @@ export const removeCommand: Command = {
           await storage.delete(manifestKey(series, m.id));
           await deleteBackupObjects(storage, series, m.id);
         }
-        await deleteOrphans(storage, orphans);
+        // With what unfinished writes left, which only the removal itself can count.
+        freed = doomedBytes + await deleteOrphans(storage, series, orphans);
       }
       ctx.metrics?.({
         removed_backups: dryRun ? 0 : doomed.length,

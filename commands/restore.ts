@@ -552,17 +552,29 @@ function interruptedRestore(target: string | undefined, written: number | undefi
   }
   let entries = written ?? 0;
   if (written === undefined) {
-    try {
-      entries = fs.readdirSync(target, { recursive: true }).length;
-    } catch {
-      // unreadable now: say 0
-    }
+    entries = countEntries(target);
   }
   return new InterruptedError(
     `restore interrupted: ${entries} entr${entries === 1 ? "y" : "ies"} written to ${target}; ` +
       `run it again with --overwrite to finish`,
     { cause },
   );
+}
+
+/** The entries below `dir`, symlinks not followed (readdir's `recursive` follows them in Bun); unreadable folders count as empty. */
+function countEntries(dir: string): number {
+  let n = 0;
+  let items: fs.Dirent[];
+  try {
+    items = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const item of items) {
+    n++;
+    if (item.isDirectory()) n += countEntries(path.join(dir, item.name));
+  }
+  return n;
 }
 
 function isEmptyDir(dir: string): boolean {

@@ -44,7 +44,9 @@ newest backup (or of --date) would apply, with --all every backup of the series.
 Quick mode (the default) checks that every object (manifests, data and engine-state segments) exists with
 the size its manifest records; nothing is downloaded. --read-data downloads every segment, checks its
 SHA-256, and decodes the data and state streams to the end (decryption, decompression and, for the tar
-engine, the archive structure) — the same reading a restore does, with no writes.
+engine, the archive structure) — the same reading a restore does, with no writes. A tar chain is replayed
+in memory as restore applies it and compared with the tree its newest backup recorded (a level on the
+wrong parent is reported); a parent cycle or a level without a parent, which restore refuses, too.
 
 Exit code 0 only when everything checked is good; otherwise 1, with each bad object named on stderr.
 

@@ -59,7 +59,11 @@ export class LimitStorage implements Storage {
       typeof limit === "number" ? (limit > 0 ? new TokenBucket(limit) : undefined) : limit;
     this.#up = bucket(options.upload);
     this.#down = bucket(options.download);
+    if (inner.deleteLeftovers) this.deleteLeftovers = (prefix, o) => inner.deleteLeftovers!(prefix, o);
   }
+
+  /** Present when the inner storage has it (see `Storage.deleteLeftovers`). */
+  readonly deleteLeftovers?: (prefix: string, options?: CallOptions) => Promise<number>;
 
   /** As the inner storage's. */
   get putHashes(): boolean {

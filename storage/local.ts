@@ -373,6 +373,40 @@ export class LocalStorage implements Storage {
     await this.#removeEmptyFolders(path.dirname(file));
   }
 
+  /** Deletes the temp files under the folder of `prefix` (see `Storage.deleteLeftovers`), then the folders left empty. */
+  async deleteLeftovers(prefix: string, options: CallOptions = {}): Promise<number> {
+    checkPrefix(prefix);
+    const { signal } = options;
+    let freed = 0;
+    const walk = async (dir: string): Promise<void> => {
+      signal?.throwIfAborted();
+      let entries: fs.Dirent[];
+      try {
+        entries = await fsp.readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if (codeOf(err) === "ENOENT" || codeOf(err) === "ENOTDIR") return;
+        throw this.#error(`Cannot list "${prefix}" in ${this.url}`, err, signal);
+      }
+      for (const entry of entries) {
+        const abs = path.join(dir, entry.name);
+        if (entry.isDirectory()) {
+          await walk(abs);
+        } else if (entry.name.startsWith(TEMP_PREFIX)) {
+          try {
+            const size = (await fsp.lstat(abs)).size;
+            await fsp.unlink(abs);
+            freed += size;
+          } catch (err) {
+            if (codeOf(err) !== "ENOENT") throw this.#error(`Cannot delete "${abs}"`, err, signal);
+          }
+        }
+      }
+      await this.#removeEmptyFolders(dir);
+    };
+    await walk(prefix === "" ? this.root : path.join(this.root, prefix));
+    return freed;
+  }
+
   /** Nothing to release. */
   close(): Promise<void> {
     return Promise.resolve();

@@ -21,6 +21,13 @@ export class MultiStorage implements Storage {
     this.url = storages.map((s) => s.url).join(" + ");
   }
 
+  /** Removes the leftovers under `prefix` on every storage that has them (`Storage.deleteLeftovers`). */
+  async deleteLeftovers(prefix: string, options?: CallOptions): Promise<number> {
+    let freed = 0;
+    for (const s of this.storages) freed += await s.deleteLeftovers?.(prefix, options) ?? 0;
+    return freed;
+  }
+
   /** True when any of the storages hashes what it puts. */
   get putHashes(): boolean {
     return this.storages.some((s) => s.putHashes === true);

@@ -62,7 +62,18 @@ export class RetryStorage implements Storage {
       this.getInto = (key, buffer, options) =>
         this.#retry(`get "${key}"`, options?.signal, () => inner.getInto!(key, buffer, options));
     }
+    if (inner.deleteLeftovers) {
+      this.deleteLeftovers = (prefix, options) =>
+        this.#retry(
+          `delete leftovers under "${prefix}"`,
+          options?.signal,
+          () => inner.deleteLeftovers!(prefix, options),
+        );
+    }
   }
+
+  /** Present when the inner storage has it (see `Storage.deleteLeftovers`). */
+  readonly deleteLeftovers?: (prefix: string, options?: CallOptions) => Promise<number>;
 
   /** Present when the inner storage has it (see `Storage.getInto`). */
   readonly getInto?: (key: string, buffer: Uint8Array, options?: CallOptions) => Promise<number>;

@@ -83,6 +83,12 @@ export interface Storage {
    * bigger object). `NotFoundError` when missing. For storages that can read without allocating.
    */
   getInto?(key: string, buffer: Uint8Array, options?: CallOptions): Promise<number>;
+  /**
+   * Optional: removes what writes that never committed left under `prefix` (the temp files of a process
+   * killed in the middle of a put), which `list` does not show; resolves to the bytes freed. Only for a
+   * prefix that no put is writing to (frost calls it for the backups of dead runs, under the series lock).
+   */
+  deleteLeftovers?(prefix: string, options?: CallOptions): Promise<number>;
 }
 
 /** An object being written by `Storage.openPut`. */

@@ -11,7 +11,11 @@ import type { ChildProcess } from "node:child_process";
 import { cleanup, frost, pseudoRandom, tempDir } from "./_cli.ts";
 import { assertSameTree } from "./_tree.ts";
 import { formatBytes } from "../units.ts";
-import { TEMP_PREFIX } from "../storage/local.ts";
+import { LocalStorage, TEMP_PREFIX } from "../storage/local.ts";
+import { LimitStorage } from "../storage/limit.ts";
+import { MultiStorage } from "../storage/multi.ts";
+import { RetryStorage } from "../storage/retry.ts";
+import { getBytes } from "../storage/storage.ts";
 
 interface Listed {
   id: string;
@@ -57,12 +61,12 @@ describe("orphans of killed backups", () => {
     const manifests = new Set(
       fs.readdirSync(path.join(series(), "manifests")).map((n) => n.replace(/\.json$/, "")),
     );
-    const backups = path.join(series(), "backups");
-    for (const id of fs.existsSync(backups) ? fs.readdirSync(backups) : []) {
+    const folders = path.join(series(), "backups");
+    for (const id of fs.existsSync(folders) ? fs.readdirSync(folders) : []) {
       if (manifests.has(id)) continue;
       let bytes = 0;
-      for (const rel of fs.readdirSync(path.join(backups, id), { recursive: true }) as string[]) {
-        const file = path.join(backups, id, rel);
+      for (const rel of fs.readdirSync(path.join(folders, id), { recursive: true }) as string[]) {
+        const file = path.join(folders, id, rel);
         if (fs.statSync(file).isFile() && !path.basename(file).startsWith(TEMP_PREFIX)) {
           bytes += fs.statSync(file).size;
         }
@@ -107,8 +111,16 @@ describe("orphans of killed backups", () => {
     await killedBackup();
     const orphans = uncommitted();
     assert.equal(orphans.size, 1);
-    const [[orphanId, bytes]] = [...orphans] as [[string, number]];
-    assert.ok(bytes >= 3 << 20);
+    const [[orphanId, stored]] = [...orphans] as [[string, number]];
+    assert.ok(stored >= 3 << 20);
+    // What a put cut by the kill leaves (a run without --upload-limit left 23 MiB so): a temp file beside the
+    // segments, and the folder of a run killed in its very first put, holding a temp file only.
+    const folders = path.join(series(), "backups");
+    fs.writeFileSync(path.join(folders, orphanId, "data", `${TEMP_PREFIX}cut`), pseudoRandom(1 << 20, 6));
+    const firstPutId = "20200101T000000.000Z";
+    fs.mkdirSync(path.join(folders, firstPutId, "data"), { recursive: true });
+    fs.writeFileSync(path.join(folders, firstPutId, "data", `${TEMP_PREFIX}first`), pseudoRandom(5000, 7));
+    const bytes = stored + (1 << 20) + 5000;
 
     // A dry run of remove sees it already: no live run holds the lock.
     const dry = await ok(["remove", ...common(), "--keep-last", "5", "--dry-run"]);
@@ -121,14 +133,16 @@ describe("orphans of killed backups", () => {
     assert.match(
       r.stderr,
       new RegExp(
-        `^frost: removed the data of 1 interrupted backup of h1_o \\(${orphanId.replace(".", "\\.")}\\): ${
-          formatBytes(bytes).replace(".", "\\.")
-        } freed$`,
+        `^frost: removed the data of 2 interrupted backups of h1_o \\(${firstPutId.replace(".", "\\.")}, ${
+          orphanId.replace(".", "\\.")
+        }\\): ${formatBytes(bytes).replace(".", "\\.")} freed$`,
         "m",
       ),
     );
     assert.doesNotMatch(r.stderr, /warning/);
     assert.deepEqual([...uncommitted().keys()], []);
+    assert.ok(!fs.existsSync(path.join(folders, orphanId)), "the killed run's folder is gone, temp file too");
+    assert.ok(!fs.existsSync(path.join(folders, firstPutId)));
     const backups = await listed();
     assert.equal(backups.length, 2);
     for (const b of backups) await restoreAndCompare(b.id, b.created, src);
@@ -152,5 +166,35 @@ describe("orphans of killed backups", () => {
     const backups = await listed();
     assert.equal(backups.length, 2);
     for (const b of backups) await restoreAndCompare(b.id, b.created, src);
+  });
+});
+
+describe("Storage.deleteLeftovers()", () => {
+  it("LocalStorage.deleteLeftovers() removes the temp files under a prefix only, through every decorator", async () => {
+    const root = tempDir("leftovers");
+    try {
+      const local = await LocalStorage.open(root, { create: true });
+      const bytes = new TextEncoder().encode("committed");
+      await local.put("s/backups/1/data/00000000", bytes);
+      await local.put("s/backups/2/data/00000000", bytes);
+      const plant = (rel: string, size: number) => {
+        fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
+        fs.writeFileSync(path.join(root, rel), new Uint8Array(size));
+      };
+      plant(`s/backups/1/data/${TEMP_PREFIX}a`, 100);
+      plant(`s/backups/1/state/${TEMP_PREFIX}b`, 10);
+      plant(`s/backups/2/data/${TEMP_PREFIX}c`, 1000);
+      const composed = new MultiStorage([new LimitStorage(new RetryStorage(local), { upload: 1 << 20 })]);
+      assert.equal(await composed.deleteLeftovers("s/backups/1/"), 110);
+      assert.ok(!fs.existsSync(path.join(root, "s/backups/1/state")), "the folder left empty is gone");
+      assert.deepEqual(await getBytes(local, "s/backups/1/data/00000000"), bytes);
+      assert.ok(
+        fs.existsSync(path.join(root, `s/backups/2/data/${TEMP_PREFIX}c`)),
+        "another prefix is left alone",
+      );
+      assert.equal(await composed.deleteLeftovers("s/backups/9/"), 0);
+    } finally {
+      cleanup(root);
+    }
   });
 });

@@ -76,6 +76,24 @@ describe("frost output through pipes", () => {
     });
     assert.equal(r.code, 0, r.stderr);
     fs.rmSync(big);
+    // A backup cut into 3000 segments, all deleted: `verify` names each one on stderr (210 KiB).
+    const segs = path.join(work, "segs");
+    fs.mkdirSync(segs);
+    fs.writeFileSync(path.join(segs, "f.bin"), pseudoRandom(3000 * 4096, 4));
+    r = await frost([
+      "backup",
+      segs,
+      "--name",
+      "segs",
+      "--segment-size",
+      "4K",
+      "--compression",
+      "none",
+      ...common(),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const backups = path.join(store, "h1_segs", "backups");
+    for (const id of fs.readdirSync(backups)) fs.rmSync(path.join(backups, id, "data"), { recursive: true });
   });
 
   after(() => cleanup(work));
@@ -116,6 +134,25 @@ describe("frost output through pipes", () => {
       }
     });
   }
+
+  it("stderr (verify naming 3000 missing segments) reaches a late reader whole, 20 times out of 20", async () => {
+    const args = ["verify", "--name", "segs", ...common()];
+    const r = await frost(args);
+    assert.equal(r.code, 1);
+    const expected = r.stderr;
+    assert.ok(expected.length > 2 * 65536, `verify prints ${expected.length} bytes: too few`);
+    const out = path.join(work, "err.txt");
+    for (let run = 1; run <= 20; run++) {
+      const p = spawnSync("bash", [
+        "-c",
+        `set -o pipefail; ${frostLine(args)} 2>&1 >/dev/null | ${LATE_READER} >${quote(out)}`,
+      ], { env: { ...process.env, NO_COLOR: "1" } });
+      assert.equal(p.status, 1, `run ${run}`);
+      const got = fs.readFileSync(out, "utf8");
+      assert.equal(got.length, expected.length, `run ${run}: ${got.length} characters`);
+      assert.equal(got, expected, `run ${run}: stderr differs`);
+    }
+  });
 
   it("restore --stdout streams 200 MiB to a slow reader byte for byte, 3 times out of 3", () => {
     const out = path.join(work, "restored.bin");
