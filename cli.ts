@@ -4,16 +4,17 @@
  * @module
  */
 import os from "node:os";
+import process from "node:process";
 import path from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { messageOf, UsageError } from "./errors.ts";
 import { checkName, loadManifests, type Manifest, manifestKey, manifestsPrefix } from "./manifest.ts";
 import type { Storage } from "./storage/storage.ts";
 import { defaultStoragePath, openStorage } from "./storage/registry.ts";
-import { RetryStorage } from "./storage/retry.ts";
+import { DEFAULT_RETRY_FOR_MS, Retrier, RetryStorage, shortReason } from "./storage/retry.ts";
 import { MultiStorage } from "./storage/multi.ts";
 import { LimitStorage, TokenBucket } from "./storage/limit.ts";
-import { parseSize } from "./units.ts";
+import { formatDuration, parseDuration, parseSize } from "./units.ts";
 import type { KeyOptions } from "./backup_keys.ts";
 import { readIdentityFile, readPassFile, readRecipientFile } from "./encryption.ts";
 
@@ -29,6 +30,11 @@ export interface CommandContext {
   stdin?: () => ReadableStream<Uint8Array> | undefined;
   /** Standard output as bytes (`restore --stdout`). */
   stdoutBytes?: () => WritableStream<Uint8Array>;
+  /**
+   * Set by `openStorages` when a command reads from fewer storages than asked (one was down): main.ts then
+   * turns a success into exit 3 (completed with warnings).
+   */
+  storageWarnings?: number;
 }
 
 /** A subcommand: returns the exit code. */
@@ -45,6 +51,8 @@ export const STORAGE_OPTIONS = {
   storage: { type: "string", multiple: true },
   "upload-limit": { type: "string" },
   "download-limit": { type: "string" },
+  "retry-for": { type: "string" },
+  "io-timeout": { type: "string" },
   "s3-endpoint": { type: "string" },
   "s3-region": { type: "string" },
   "s3-path-style": { type: "boolean" },
@@ -80,6 +88,8 @@ export interface StorageValues {
   storage?: string[];
   "upload-limit"?: string;
   "download-limit"?: string;
+  "retry-for"?: string;
+  "io-timeout"?: string;
   "s3-endpoint"?: string;
   "s3-region"?: string;
   "s3-path-style"?: boolean;
@@ -109,22 +119,52 @@ export const STORAGE_HELP = `Storage options (every command):
   --ftp-ca-file FILE          CA certificates for an ftps:// server with a private CA
   --upload-limit SIZE         at most SIZE bytes per second up (e.g. 10M)
   --download-limit SIZE       at most SIZE bytes per second down
+  --retry-for DURATION        how long one storage operation keeps retrying a server that does not answer
+                              (refused, reset, timed out, HTTP 5xx/408/429), e.g. 30s, 5m; 0: no retry
+                              (default $FROST_RETRY_FOR, else 15m). A bare number is seconds
+  --io-timeout DURATION       a request that moves no byte either way for this long fails (and is retried)
+                              (default $FROST_IO_TIMEOUT, else 2m)
   --hostname HOST             the host part of backup names (default: this machine's)`;
+
+/** The idle timeout of storage requests when neither `--io-timeout` nor `$FROST_IO_TIMEOUT` is given. */
+export const DEFAULT_IO_TIMEOUT_MS = 120_000;
+
+/** A duration option (`--retry-for`, `--io-timeout`): a bare number is seconds, else as `parseDuration`. */
+export function durationOption(value: string | undefined, option: string): number | undefined {
+  if (value === undefined || value.trim() === "") return undefined;
+  const text = value.trim();
+  try {
+    return /^\d+(\.\d+)?$/.test(text) ? Math.round(Number(text) * 1000) : parseDuration(text);
+  } catch {
+    throw new UsageError(`Invalid ${option} "${value}": expected a duration such as 30s, 5m or 1h`);
+  }
+}
 
 /**
  * Opens the storages named by `--storage` and composes the decorators, once, here: retry with backoff for
- * each storage, then the bandwidth limits (buckets shared by all), then several storages as one.
+ * each storage (its opening included), then the bandwidth limits (buckets shared by all), then several
+ * storages as one.
+ *
+ * With several storages and `create: false` (restore, list, ls, verify), a storage that cannot be opened is
+ * left out with a warning (and `ctx.storageWarnings`) as long as another one opens, and a storage that
+ * stops answering later makes reads go to the others at once instead of waiting out its retry budget.
  */
 export async function openStorages(
   values: StorageValues,
   options: { create: boolean; ctx: CommandContext },
 ): Promise<Storage> {
+  const { ctx } = options;
   const upload = values["upload-limit"] === undefined
     ? undefined
     : parseSize(values["upload-limit"], "--upload-limit");
   const download = values["download-limit"] === undefined
     ? undefined
     : parseSize(values["download-limit"], "--download-limit");
+  const retryForMs = durationOption(values["retry-for"], "--retry-for") ??
+    durationOption(process.env.FROST_RETRY_FOR, "FROST_RETRY_FOR") ?? DEFAULT_RETRY_FOR_MS;
+  const ioTimeoutMs = durationOption(values["io-timeout"], "--io-timeout") ??
+    durationOption(process.env.FROST_IO_TIMEOUT, "FROST_IO_TIMEOUT") ?? DEFAULT_IO_TIMEOUT_MS;
+  if (ioTimeoutMs < 1) throw new UsageError(`Invalid --io-timeout: it must be more than 0`);
   // One bucket per direction, shared by every storage: the limit is on the bytes this machine moves. Each
   // storage gets its own decorator, below the MultiStorage, so that a restore still sees the storages apart
   // (and reads a segment that is corrupt on one from the next).
@@ -134,38 +174,81 @@ export async function openStorages(
       download: download ? new TokenBucket(download) : undefined,
     }
     : undefined;
-  const opened: Storage[] = [];
+  const specs = storageSpecs(values.storage);
+  const partial = !options.create && specs.length > 1;
+  const names = [...specs];
+  const retriers: Retrier[] = specs.map((_, i) => {
+    const othersUp = () => retriers.some((r, j) => j !== i && !r.down && usable[j]);
+    return new Retrier({
+      retryForMs,
+      onOutage: (what, err) => {
+        const where = `frost: warning: ${names[i]} not reachable (${shortReason(err)}) ${what}`;
+        if (partial && othersUp()) {
+          ctx.storageWarnings = (ctx.storageWarnings ?? 0) + 1;
+          ctx.stderr(`${where}; reading from the other storages`);
+        } else {
+          ctx.stderr(`${where}; retrying for up to ${formatDuration(retryForMs)}`);
+        }
+      },
+      onRecovered: (downMs) => ctx.stderr(`frost: ${names[i]} answers again after ${formatDuration(downMs)}`),
+      othersUp: partial ? othersUp : undefined,
+    });
+  });
+  const usable = specs.map(() => true);
+  const open = (spec: string) =>
+    openStorage(spec, {
+      create: options.create,
+      ioTimeoutMs,
+      s3: {
+        endpoint: values["s3-endpoint"],
+        region: values["s3-region"],
+        pathStyle: values["s3-path-style"],
+      },
+      sftp: {
+        key: values["sftp-key"],
+        knownHosts: values["sftp-known-hosts"],
+        acceptNewHostKey: values["sftp-accept-new-host-key"],
+      },
+      ftp: { passwordFile: values["ftp-password-file"], caFile: values["ftp-ca-file"] },
+    });
+  const opened: (Storage | undefined)[] = specs.map(() => undefined);
   try {
-    for (const spec of storageSpecs(values.storage)) {
-      const storage = await openStorage(spec, {
-        create: options.create,
-        s3: {
-          endpoint: values["s3-endpoint"],
-          region: values["s3-region"],
-          pathStyle: values["s3-path-style"],
-        },
-        sftp: {
-          key: values["sftp-key"],
-          knownHosts: values["sftp-known-hosts"],
-          acceptNewHostKey: values["sftp-accept-new-host-key"],
-        },
-        ftp: { passwordFile: values["ftp-password-file"], caFile: values["ftp-ca-file"] },
+    if (partial) {
+      // Every storage tried once, at the same time; those that fail are left out while another one opened.
+      const first = await Promise.allSettled(specs.map((spec) => open(spec)));
+      first.forEach((r, i) => {
+        if (r.status === "fulfilled") opened[i] = r.value;
       });
-      const retrying = new RetryStorage(storage, {
-        onRetry: (what, attempt, err, delay) =>
-          options.ctx.stderr(
-            `frost: warning: ${storage.url}: ${what} failed (${err.message}); retry ${attempt} in ${
-              (delay / 1000).toFixed(1)
-            } s`,
-          ),
-      });
-      opened.push(limits ? new LimitStorage(retrying, limits) : retrying);
+      if (opened.some((s) => s !== undefined)) {
+        first.forEach((r, i) => {
+          if (r.status === "fulfilled") return;
+          if (r.reason instanceof UsageError) throw r.reason;
+          usable[i] = false;
+          ctx.storageWarnings = (ctx.storageWarnings ?? 0) + 1;
+          ctx.stderr(
+            `frost: warning: leaving out ${specs[i]}: ${
+              messageOf(r.reason)
+            }; reading from the other storages`,
+          );
+        });
+      }
+    }
+    for (const [i, spec] of specs.entries()) {
+      if (opened[i] !== undefined || !usable[i]) continue;
+      opened[i] = await retriers[i]!.run("when opening it", ctx.signal, () => open(spec));
     }
   } catch (err) {
-    await Promise.allSettled(opened.map((s) => s.close()));
+    await Promise.allSettled(opened.map((s) => s?.close()));
     throw err;
   }
-  return opened.length === 1 ? opened[0]! : new MultiStorage(opened);
+  const composed: Storage[] = [];
+  for (const [i, storage] of opened.entries()) {
+    if (storage === undefined) continue;
+    names[i] = storage.url;
+    const retrying = new RetryStorage(storage, retriers[i]!);
+    composed.push(limits ? new LimitStorage(retrying, limits) : retrying);
+  }
+  return composed.length === 1 ? composed[0]! : new MultiStorage(composed);
 }
 
 /** This machine's hostname made key-safe (dots and dashes stay; anything else becomes "-"). */

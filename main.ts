@@ -102,7 +102,8 @@ export async function main(args: string[]): Promise<number> {
   };
   try {
     const code = await command.run(ctx);
-    return signalCode || code;
+    // A command that read from fewer storages than asked (one was down) completed with warnings.
+    return signalCode || (code === ExitCode.ok && ctx.storageWarnings ? ExitCode.warnings : code);
   } catch (err) {
     if (signalCode) {
       stderr(`frost: ${first} interrupted; nothing of this run was committed`);

@@ -1,0 +1,241 @@
+/**
+ * Storage outages, through the frost command, with real faults: a TCP proxy (`_fault_proxy.ts`) in front of
+ * the real test servers refuses, resets or stalls connections while frost runs. Outages and budgets are a
+ * few seconds long, so that the file stays quick.
+ */
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { cleanup, frost, pseudoRandom, type RunResult, tempDir } from "./_cli.ts";
+import { assertSameTree } from "./_tree.ts";
+import { type ServerEnv, withServer } from "./_file_servers.ts";
+import { FaultProxy } from "./_fault_proxy.ts";
+
+/** How frost reaches one storage through the proxy. */
+interface Target {
+  kind: string;
+  /** The --storage value, for a fresh place on the server. */
+  storage: () => string;
+  /** Options and environment that point frost at the proxy. */
+  args: string[];
+  env: Record<string, string>;
+}
+
+function unique(): string {
+  return `outage-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until `ready()` (polling), failing after `ms`. */
+async function until(ready: () => boolean, what: string, ms = 60_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ready()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** Every line frost printed on stderr is its own (no SDK or library output). */
+function assertOwnLines(r: RunResult): void {
+  for (const line of r.stderr.split("\n")) {
+    if (line === "") continue;
+    assert.match(line, /^frost: /, `a foreign line on stderr: ${JSON.stringify(line)}\n${r.stderr}`);
+  }
+}
+
+/** A source tree of about `mib` MiB of incompressible data in a few files. */
+function makeSource(dir: string, mib: number): void {
+  fs.mkdirSync(path.join(dir, "sub"), { recursive: true });
+  for (let i = 0; i < mib; i++) {
+    fs.writeFileSync(path.join(dir, i % 2 ? "sub" : "", `file${i}.bin`), pseudoRandom(1 << 20, 100 + i));
+  }
+  fs.writeFileSync(path.join(dir, "note.txt"), "some text\n");
+}
+
+function outageSuite(target: () => Target, proxy: () => FaultProxy): void {
+  let work: string;
+  let src: string;
+  const backupArgs = ["--segment-size", "1M", "--compression", "none", "--upload-limit", "3M"];
+  const run = (args: string[], storage: string, extra: string[] = []) =>
+    frost([...args, "--name", "o", "--hostname", "h", "--storage", storage, ...target().args, ...extra], {
+      env: target().env,
+    });
+
+  before(() => {
+    work = tempDir(`outage-${target().kind}`);
+    src = path.join(work, "src");
+    makeSource(src, 8);
+  });
+  after(async () => {
+    await proxy().set("pass");
+    cleanup(work);
+  });
+
+  it("a server down mid-backup and back after a few seconds: the backup completes, one warning, restore identical", async () => {
+    const storage = target().storage();
+    await proxy().set("pass");
+    const start = proxy().bytesUp;
+    const running = run(["backup", src], storage, backupArgs);
+    await until(() => proxy().bytesUp - start > 2_500_000, "the upload to start");
+    await proxy().set("refuse");
+    await sleep(3000);
+    await proxy().set("pass");
+    const r = await running;
+    assert.equal(r.code, 0, r.stderr);
+    assertOwnLines(r);
+    const warnings = r.stderr.split("\n").filter((l) => /not reachable/.test(l));
+    assert.equal(warnings.length, 1, `one warning for the outage:\n${r.stderr}`);
+    assert.match(warnings[0]!, /retrying for up to 15m/);
+    assert.match(r.stderr, /answers again after \d/);
+    const to = path.join(work, "restored-down");
+    const restored = await run(["restore", "--to", to], storage);
+    assert.equal(restored.code, 0, restored.stderr);
+    assertSameTree(src, to);
+  });
+
+  it("a stall mid-upload with a short --io-timeout: the stalled tries time out, the backup completes", async () => {
+    const storage = target().storage();
+    await proxy().set("pass");
+    const start = proxy().bytesUp;
+    const running = run(["backup", src], storage, [...backupArgs, "--io-timeout", "1s"]);
+    await until(() => proxy().bytesUp - start > 2_500_000, "the upload to start");
+    await proxy().set("stall");
+    await sleep(2500);
+    await proxy().set("pass");
+    const r = await running;
+    assert.equal(r.code, 0, r.stderr);
+    assertOwnLines(r);
+    // S3: the idle timeout; SFTP: the unanswered keepalives drop the connection.
+    assert.match(r.stderr, /not reachable \(.*(timed out|No response from server).*\)/);
+    const to = path.join(work, "restored-stall");
+    const restored = await run(["restore", "--to", to], storage);
+    assert.equal(restored.code, 0, restored.stderr);
+    assertSameTree(src, to);
+  });
+
+  it("a stall that never ends: each try times out and the run exits 1 within --retry-for; earlier backups intact", async () => {
+    const storage = target().storage();
+    await proxy().set("pass");
+    const first = await run(["backup", src, "--json"], storage, backupArgs);
+    assert.equal(first.code, 0, first.stderr);
+    const start = proxy().bytesUp;
+    const running = run(["backup", src], storage, [...backupArgs, "--io-timeout", "1s", "--retry-for", "3s"]);
+    await until(() => proxy().bytesUp - start > 2_500_000, "the upload to start");
+    await proxy().set("stall");
+    const r = await running;
+    await proxy().set("pass");
+    assert.equal(r.code, 1, r.stderr);
+    assertOwnLines(r);
+    assert.match(r.stderr, /gave up after retrying .* \(--retry-for 3s\)/);
+    assert.ok(r.stderr.includes(storage), `the error names the storage:\n${r.stderr}`);
+    const listed = await run(["list", "--json"], storage);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.deepEqual(
+      JSON.parse(listed.stdout).map((b: { id: string }) => b.id),
+      [JSON.parse(first.stdout).id],
+      "only the earlier backup is listed",
+    );
+  });
+
+  it("an outage longer than --retry-for: exit 1 naming the storage, nothing listed, earlier backups intact", async () => {
+    const storage = target().storage();
+    await proxy().set("pass");
+    const first = await run(["backup", src, "--json"], storage, backupArgs);
+    assert.equal(first.code, 0, first.stderr);
+    const start = proxy().bytesUp;
+    const running = run(["backup", src], storage, [...backupArgs, "--retry-for", "2s"]);
+    await until(() => proxy().bytesUp - start > 2_500_000, "the upload to start");
+    await proxy().set("refuse");
+    const r = await running;
+    await proxy().set("pass");
+    assert.equal(r.code, 1, r.stderr);
+    assertOwnLines(r);
+    assert.match(r.stderr, /retrying for up to 2s/);
+    assert.match(r.stderr, /gave up after retrying .* \(--retry-for 2s\)/);
+    assert.ok(r.stderr.includes(storage), `the error names the storage:\n${r.stderr}`);
+    const listed = await run(["list", "--json"], storage);
+    assert.deepEqual(JSON.parse(listed.stdout).map((b: { id: string }) => b.id), [
+      JSON.parse(first.stdout).id,
+    ]);
+    const to = path.join(work, "restored-earlier");
+    const restored = await run(["restore", "--to", to], storage);
+    assert.equal(restored.code, 0, restored.stderr);
+    assertSameTree(src, to);
+  });
+
+  it("two storages with this one down: restore, list and verify read the other, with a warning (exit 3)", async () => {
+    const storage = target().storage();
+    const local = path.join(work, "local-storage");
+    await proxy().set("pass");
+    const both = ["--storage", local];
+    const backup = await run(["backup", src, "--json"], storage, [...both, "--segment-size", "1M"]);
+    assert.equal(backup.code, 0, backup.stderr);
+    for (const mode of ["refuse", "stall"] as const) {
+      await proxy().set(mode);
+      const extra = [...both, "--io-timeout", "1s"];
+      const to = path.join(work, `restored-multi-${mode}`);
+      for (
+        const [args, check] of [
+          [["restore", "--to", to], () => assertSameTree(src, to)],
+          [["list", "--json"], (r: RunResult) => assert.equal(JSON.parse(r.stdout).length, 1)],
+          [["verify", "--read-data"], (r: RunResult) => assert.match(r.stdout + r.stderr, /OK/)],
+        ] as const
+      ) {
+        const r = await run([...args], storage, extra);
+        assert.equal(r.code, 3, `${args[0]} (${mode}): ${r.stderr}`);
+        assertOwnLines(r);
+        assert.match(r.stderr, /warning: .*reading from the other storages/);
+        assert.ok(r.stderr.includes(storage.split("://")[0]!), r.stderr);
+        (check as (r: RunResult) => void)(r);
+      }
+    }
+    await proxy().set("pass");
+  });
+}
+
+withServer("swift", (env: ServerEnv) => {
+  describe("outages of an S3 server (Swift's s3api behind a fault proxy)", () => {
+    let proxy: FaultProxy;
+    before(async () => {
+      proxy = await FaultProxy.start(Number(new URL(env.FROST_TEST_S3_ENDPOINT!).port));
+    });
+    after(() => proxy.close());
+    outageSuite(() => ({
+      kind: "s3",
+      storage: () => `s3://${unique()}/backups`,
+      args: ["--s3-endpoint", `http://127.0.0.1:${proxy.port}`, "--s3-path-style"],
+      env: { AWS_ACCESS_KEY_ID: env.FROST_TEST_S3_KEY!, AWS_SECRET_ACCESS_KEY: env.FROST_TEST_S3_SECRET! },
+    }), () => proxy);
+  });
+});
+
+withServer("sshd", (env: ServerEnv) => {
+  describe("outages of an SFTP server (sshd behind a fault proxy)", () => {
+    let proxy: FaultProxy;
+    let dir: string;
+    before(async () => {
+      const url = new URL(env.FROST_TEST_SFTP_URL!);
+      proxy = await FaultProxy.start(Number(url.port));
+      dir = tempDir("outage-sftp-keys");
+      fs.writeFileSync(
+        path.join(dir, "known_hosts"),
+        `[127.0.0.1]:${proxy.port} ${env.FROST_TEST_SFTP_HOST_KEY}\n`,
+      );
+    });
+    after(async () => {
+      await proxy.close();
+      cleanup(dir);
+    });
+    outageSuite(() => {
+      const url = new URL(env.FROST_TEST_SFTP_URL!);
+      return {
+        kind: "sftp",
+        storage: () => `sftp://${url.username}@127.0.0.1:${proxy.port}${url.pathname}/${unique()}`,
+        args: ["--sftp-key", env.FROST_TEST_SFTP_KEY!, "--sftp-known-hosts", path.join(dir, "known_hosts")],
+        env: {},
+      };
+    }, () => proxy);
+  });
+});
