@@ -28,6 +28,8 @@ export class FaultProxy {
   connections = 0;
   /** Bytes passed from clients to the server so far. */
   bytesUp = 0;
+  /** Bytes passed from the server to clients so far. */
+  bytesDown = 0;
 
   private constructor(targetPort: number) {
     this.targetPort = targetPort;
@@ -97,6 +99,7 @@ export class FaultProxy {
       from.on("data", (chunk: Uint8Array) => {
         // Stalled: the chunk already read is held and the source is paused, so no more bytes move.
         if (up) this.bytesUp += chunk.byteLength;
+        else this.bytesDown += chunk.byteLength;
         if (!to.write(chunk) || this.#mode === "stall") from.pause();
       });
       to.on("drain", () => {

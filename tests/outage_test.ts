@@ -165,6 +165,51 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy): void {
     assertSameTree(src, to);
   });
 
+  it("a server down when the run starts and back after a few seconds: opening it is retried, the backup completes", async () => {
+    const storage = target().storage();
+    await proxy().set("refuse");
+    const connections = proxy().connections;
+    const running = run(["backup", src], storage, backupArgs);
+    await sleep(2500);
+    await proxy().set("pass");
+    const r = await running;
+    assert.equal(r.code, 0, r.stderr);
+    assertOwnLines(r);
+    assert.match(r.stderr, /not reachable \(.*refused.*\) when opening it; retrying for up to 15m/);
+    assert.ok(proxy().connections > connections);
+  });
+
+  it("a server that accepts connections and never answers: opening it times out, is retried, and gives up", async () => {
+    const storage = target().storage();
+    await proxy().set("stall");
+    const r = await run(["list"], storage, ["--io-timeout", "1s", "--retry-for", "2s"]);
+    await proxy().set("pass");
+    assert.equal(r.code, 1, r.stderr);
+    assertOwnLines(r);
+    assert.match(r.stderr, /gave up after retrying when opening it for .* \(--retry-for 2s\)/);
+  });
+
+  it("a server down mid-restore and back after a few seconds: the restore completes, identical", async () => {
+    const storage = target().storage();
+    await proxy().set("pass");
+    const backup = await run(["backup", src], storage, ["--segment-size", "1M", "--compression", "none"]);
+    assert.equal(backup.code, 0, backup.stderr);
+    const to = path.join(work, "restored-mid");
+    const connections = proxy().connections;
+    const start = proxy().bytesDown;
+    const running = run(["restore", "--to", to], storage, ["--download-limit", "3M"]);
+    await until(() => proxy().bytesDown - start > 2_500_000, "the restore to start");
+    await proxy().set("refuse");
+    await sleep(2500);
+    await proxy().set("pass");
+    const r = await running;
+    assert.equal(r.code, 0, r.stderr);
+    assertOwnLines(r);
+    assert.match(r.stderr, /not reachable/);
+    assert.ok(proxy().connections > connections);
+    assertSameTree(src, to);
+  });
+
   it("two storages with this one down: restore, list and verify read the other, with a warning (exit 3)", async () => {
     const storage = target().storage();
     const local = path.join(work, "local-storage");
