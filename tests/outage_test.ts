@@ -20,6 +20,11 @@ interface Target {
   /** Options and environment that point frost at the proxy. */
   args: string[];
   env: Record<string, string>;
+  /**
+   * Bytes through the proxy, up and down, that show a transfer is under way. FTP moves its data on
+   * connections of their own, outside the proxy: only its commands and replies are counted then.
+   */
+  busy?: { up: number; down: number };
 }
 
 function unique(): string {
@@ -78,7 +83,7 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy): void {
     await proxy().set("pass");
     const start = proxy().bytesUp;
     const running = run(["backup", src], storage, backupArgs);
-    await until(() => proxy().bytesUp - start > 2_500_000, "the upload to start");
+    await until(() => proxy().bytesUp - start > (target().busy?.up ?? 2_500_000), "the upload to start");
     await proxy().set("refuse");
     await sleep(3000);
     await proxy().set("pass");
@@ -100,7 +105,7 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy): void {
     await proxy().set("pass");
     const start = proxy().bytesUp;
     const running = run(["backup", src], storage, [...backupArgs, "--io-timeout", "1s"]);
-    await until(() => proxy().bytesUp - start > 2_500_000, "the upload to start");
+    await until(() => proxy().bytesUp - start > (target().busy?.up ?? 2_500_000), "the upload to start");
     await proxy().set("stall");
     await sleep(2500);
     await proxy().set("pass");
@@ -108,7 +113,7 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy): void {
     assert.equal(r.code, 0, r.stderr);
     assertOwnLines(r);
     // S3: the idle timeout; SFTP: the unanswered keepalives drop the connection.
-    assert.match(r.stderr, /not reachable \(.*(timed out|No response from server).*\)/);
+    assert.match(r.stderr, /not reachable \(.*(timed out|timeout|No response from server).*\)/i);
     const to = path.join(work, "restored-stall");
     const restored = await run(["restore", "--to", to], storage);
     assert.equal(restored.code, 0, restored.stderr);
@@ -122,7 +127,7 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy): void {
     assert.equal(first.code, 0, first.stderr);
     const start = proxy().bytesUp;
     const running = run(["backup", src], storage, [...backupArgs, "--io-timeout", "1s", "--retry-for", "3s"]);
-    await until(() => proxy().bytesUp - start > 2_500_000, "the upload to start");
+    await until(() => proxy().bytesUp - start > (target().busy?.up ?? 2_500_000), "the upload to start");
     await proxy().set("stall");
     const r = await running;
     await proxy().set("pass");
@@ -146,7 +151,7 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy): void {
     assert.equal(first.code, 0, first.stderr);
     const start = proxy().bytesUp;
     const running = run(["backup", src], storage, [...backupArgs, "--retry-for", "2s"]);
-    await until(() => proxy().bytesUp - start > 2_500_000, "the upload to start");
+    await until(() => proxy().bytesUp - start > (target().busy?.up ?? 2_500_000), "the upload to start");
     await proxy().set("refuse");
     const r = await running;
     await proxy().set("pass");
@@ -198,7 +203,7 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy): void {
     const connections = proxy().connections;
     const start = proxy().bytesDown;
     const running = run(["restore", "--to", to], storage, ["--download-limit", "3M"]);
-    await until(() => proxy().bytesDown - start > 2_500_000, "the restore to start");
+    await until(() => proxy().bytesDown - start > (target().busy?.down ?? 2_500_000), "the restore to start");
     await proxy().set("refuse");
     await sleep(2500);
     await proxy().set("pass");
@@ -282,5 +287,47 @@ withServer("sshd", (env: ServerEnv) => {
         env: {},
       };
     }, () => proxy);
+  });
+});
+
+withServer("ftp", (env: ServerEnv) => {
+  describe("outages of an FTP server (pure-ftpd's control connection behind a fault proxy)", () => {
+    let proxy: FaultProxy;
+    before(async () => {
+      proxy = await FaultProxy.start(Number(new URL(env.FROST_TEST_FTP_URL!).port));
+    });
+    after(() => proxy.close());
+    outageSuite(() => {
+      const url = new URL(env.FROST_TEST_FTP_URL!);
+      return {
+        kind: "ftp",
+        storage: () => `ftp://${url.username}@127.0.0.1:${proxy.port}${url.pathname}/${unique()}`,
+        args: [],
+        env: { FROST_FTP_PASSWORD: env.FROST_TEST_FTP_PASSWORD! },
+        busy: { up: 1800, down: 3500 },
+      };
+    }, () => proxy);
+  });
+});
+
+withServer("swift", (env: ServerEnv) => {
+  describe("outages of a Swift server (auth and account URL behind a fault proxy)", () => {
+    let proxy: FaultProxy;
+    before(async () => {
+      proxy = await FaultProxy.start(Number(new URL(env.FROST_TEST_SWIFT_AUTH!).port));
+    });
+    after(() => proxy.close());
+    outageSuite(() => ({
+      kind: "swift",
+      storage: () => `swift://${unique()}/backups`,
+      args: [],
+      env: {
+        ST_AUTH: `http://127.0.0.1:${proxy.port}${new URL(env.FROST_TEST_SWIFT_AUTH!).pathname}`,
+        ST_USER: env.FROST_TEST_SWIFT_USER!,
+        ST_KEY: env.FROST_TEST_SWIFT_KEY!,
+        // The auth answers with the server's own account URL: this one goes through the proxy too.
+        OS_STORAGE_URL: `http://127.0.0.1:${proxy.port}/v1/AUTH_${env.FROST_TEST_SWIFT_USER!.split(":")[0]}`,
+      },
+    }), () => proxy);
   });
 });
