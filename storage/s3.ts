@@ -513,7 +513,10 @@ export class S3Storage implements Storage {
     if (status === 401 || status === 403 || (code !== undefined && ACCESS_CODES.has(code))) {
       return new StorageError(`${action}: access denied (${reason})`, { cause: err });
     }
-    const retriable = status >= 500 || status === 429 || (code !== undefined && RETRIABLE_CODES.has(code));
+    // 501 (not implemented) and 507 (out of space, over quota) do not go away by waiting.
+    const retriable = (status >= 500 && status !== 501 && status !== 507) || status === 429 ||
+      status === 408 ||
+      (code !== undefined && RETRIABLE_CODES.has(code));
     const text = known ? `${oneLine(messageOf(err))} (${code}, HTTP ${status})` : `HTTP ${status}`;
     return new StorageError(`${action}: ${text}`, { cause: err, retriable });
   }

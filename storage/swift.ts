@@ -660,7 +660,8 @@ function authFailure(url: string, response: Response): Failure {
 function statusFailure(response: Response): Failure {
   const status = response.status;
   if (status === 401 || status === 403) return new Failure(`access denied (${statusText(response)})`);
-  const retriable = status >= 500 || RETRIABLE_STATUSES.has(status);
+  // 501 (not implemented) and 507 (out of space) do not go away by waiting.
+  const retriable = (status >= 500 && status !== 501 && status !== 507) || RETRIABLE_STATUSES.has(status);
   return new Failure(`${retriable ? "server error" : "request refused"} (${statusText(response)})`, {
     retriable,
   });
