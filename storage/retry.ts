@@ -115,7 +115,13 @@ export class Retrier {
       this.#options.onOutage?.(what, err, this.retryForMs);
     }
     if (read && this.#options.othersUp?.()) throw err;
-    if (this.#gaveUp) throw err;
+    if (this.#gaveUp) {
+      throw new StorageError(
+        `${err.message}; gave up: no answer for ${formatDuration(now - (this.#downSince ?? now))} ` +
+          `(--retry-for ${formatDuration(this.retryForMs)})`,
+        { cause: err, retriable: false },
+      );
+    }
     const waited = now - (since ?? now);
     const left = this.retryForMs - waited;
     if (left <= 0) {

@@ -46,10 +46,20 @@ export class FaultProxy {
     return this.#mode;
   }
 
+  /**
+   * Stalls (as `set("stall")`) as soon as `bytesUp` reaches `bytes`: in the middle of a request body, so
+   * that the client's writes block on a full socket.
+   */
+  stallAt(bytes: number): void {
+    this.#stallAt = bytes;
+  }
+  #stallAt: number | undefined;
+
   /** Switches the mode; open connections follow it (reset, stalled or flowing again). */
   async set(mode: FaultMode): Promise<void> {
     const before = this.#mode;
     this.#mode = mode;
+    this.#stallAt = undefined;
     if (mode === "refuse" || mode === "reset") {
       for (const pair of this.#pairs) this.#drop(pair);
     }
@@ -100,6 +110,10 @@ export class FaultProxy {
         // Stalled: the chunk already read is held and the source is paused, so no more bytes move.
         if (up) this.bytesUp += chunk.byteLength;
         else this.bytesDown += chunk.byteLength;
+        if (this.#stallAt !== undefined && this.bytesUp >= this.#stallAt) {
+          this.#stallAt = undefined;
+          this.#mode = "stall";
+        }
         if (!to.write(chunk) || this.#mode === "stall") from.pause();
       });
       to.on("drain", () => {

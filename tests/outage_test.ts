@@ -59,10 +59,18 @@ function makeSource(dir: string, mib: number): void {
   fs.writeFileSync(path.join(dir, "note.txt"), "some text\n");
 }
 
-function outageSuite(target: () => Target, proxy: () => FaultProxy): void {
+/**
+ * The outage cases for one storage kind. `full: false` registers the core cases only (down mid-backup, a
+ * stall that never ends, an open that is never answered, two storages with one down), to keep the file
+ * quick: S3 and SFTP run them all, FTP and Swift the core.
+ */
+function outageSuite(target: () => Target, proxy: () => FaultProxy, full: boolean): void {
+  /** A case registered for the storage kinds that run them all. */
+  const more = (name: string, fn: () => Promise<void>) => full ? it(name, fn) : undefined;
   let work: string;
   let src: string;
   const backupArgs = ["--segment-size", "1M", "--compression", "none", "--upload-limit", "3M"];
+  const stallArgs = ["--segment-size", "4M", "--compression", "none"];
   const run = (args: string[], storage: string, extra: string[] = []) =>
     frost([...args, "--name", "o", "--hostname", "h", "--storage", storage, ...target().args, ...extra], {
       env: target().env,
@@ -100,40 +108,41 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy): void {
     assertSameTree(src, to);
   });
 
-  it("a stall mid-upload with a short --io-timeout: the stalled tries time out, the backup completes", async () => {
-    const storage = target().storage();
-    await proxy().set("pass");
-    const start = proxy().bytesUp;
-    const running = run(["backup", src], storage, [...backupArgs, "--io-timeout", "1s"]);
-    await until(() => proxy().bytesUp - start > (target().busy?.up ?? 2_500_000), "the upload to start");
-    await proxy().set("stall");
-    await sleep(2500);
-    await proxy().set("pass");
-    const r = await running;
-    assert.equal(r.code, 0, r.stderr);
-    assertOwnLines(r);
-    // S3: the idle timeout; SFTP: the unanswered keepalives drop the connection.
-    assert.match(r.stderr, /not reachable \(.*(timed out|timeout|No response from server).*\)/i);
-    const to = path.join(work, "restored-stall");
-    const restored = await run(["restore", "--to", to], storage);
-    assert.equal(restored.code, 0, restored.stderr);
-    assertSameTree(src, to);
-  });
+  more(
+    "a stall mid-upload with a short --io-timeout: the stalled tries time out, the backup completes",
+    async () => {
+      const storage = target().storage();
+      await proxy().set("pass");
+      // Big segments at full speed: the stall comes in the middle of a body, the client's writes block.
+      proxy().stallAt(proxy().bytesUp + (target().busy?.up ?? 3_000_000));
+      const running = run(["backup", src], storage, [...stallArgs, "--io-timeout", "1s"]);
+      await until(() => proxy().mode === "stall", "the stall");
+      await sleep(2500);
+      await proxy().set("pass");
+      const r = await running;
+      assert.equal(r.code, 0, r.stderr);
+      assertOwnLines(r);
+      // S3: the idle timeout; SFTP: the unanswered keepalives drop the connection.
+      assert.match(r.stderr, /not reachable \(.*(timed out|timeout|No response from server).*\)/i);
+      const to = path.join(work, "restored-stall");
+      const restored = await run(["restore", "--to", to], storage);
+      assert.equal(restored.code, 0, restored.stderr);
+      assertSameTree(src, to);
+    },
+  );
 
   it("a stall that never ends: each try times out and the run exits 1 within --retry-for; earlier backups intact", async () => {
     const storage = target().storage();
     await proxy().set("pass");
     const first = await run(["backup", src, "--json"], storage, backupArgs);
     assert.equal(first.code, 0, first.stderr);
-    const start = proxy().bytesUp;
-    const running = run(["backup", src], storage, [...backupArgs, "--io-timeout", "1s", "--retry-for", "3s"]);
-    await until(() => proxy().bytesUp - start > (target().busy?.up ?? 2_500_000), "the upload to start");
-    await proxy().set("stall");
+    proxy().stallAt(proxy().bytesUp + (target().busy?.up ?? 3_000_000));
+    const running = run(["backup", src], storage, [...stallArgs, "--io-timeout", "1s", "--retry-for", "3s"]);
     const r = await running;
     await proxy().set("pass");
     assert.equal(r.code, 1, r.stderr);
     assertOwnLines(r);
-    assert.match(r.stderr, /gave up after retrying .* \(--retry-for 3s\)/);
+    assert.match(r.stderr, /gave up.* \(--retry-for 3s\)/);
     assert.ok(r.stderr.includes(storage), `the error names the storage:\n${r.stderr}`);
     const listed = await run(["list", "--json"], storage);
     assert.equal(listed.code, 0, listed.stderr);
@@ -144,45 +153,51 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy): void {
     );
   });
 
-  it("an outage longer than --retry-for: exit 1 naming the storage, nothing listed, earlier backups intact", async () => {
-    const storage = target().storage();
-    await proxy().set("pass");
-    const first = await run(["backup", src, "--json"], storage, backupArgs);
-    assert.equal(first.code, 0, first.stderr);
-    const start = proxy().bytesUp;
-    const running = run(["backup", src], storage, [...backupArgs, "--retry-for", "2s"]);
-    await until(() => proxy().bytesUp - start > (target().busy?.up ?? 2_500_000), "the upload to start");
-    await proxy().set("refuse");
-    const r = await running;
-    await proxy().set("pass");
-    assert.equal(r.code, 1, r.stderr);
-    assertOwnLines(r);
-    assert.match(r.stderr, /retrying for up to 2s/);
-    assert.match(r.stderr, /gave up after retrying .* \(--retry-for 2s\)/);
-    assert.ok(r.stderr.includes(storage), `the error names the storage:\n${r.stderr}`);
-    const listed = await run(["list", "--json"], storage);
-    assert.deepEqual(JSON.parse(listed.stdout).map((b: { id: string }) => b.id), [
-      JSON.parse(first.stdout).id,
-    ]);
-    const to = path.join(work, "restored-earlier");
-    const restored = await run(["restore", "--to", to], storage);
-    assert.equal(restored.code, 0, restored.stderr);
-    assertSameTree(src, to);
-  });
+  more(
+    "an outage longer than --retry-for: exit 1 naming the storage, nothing listed, earlier backups intact",
+    async () => {
+      const storage = target().storage();
+      await proxy().set("pass");
+      const first = await run(["backup", src, "--json"], storage, backupArgs);
+      assert.equal(first.code, 0, first.stderr);
+      const start = proxy().bytesUp;
+      const running = run(["backup", src], storage, [...backupArgs, "--retry-for", "2s"]);
+      await until(() => proxy().bytesUp - start > (target().busy?.up ?? 2_500_000), "the upload to start");
+      await proxy().set("refuse");
+      const r = await running;
+      await proxy().set("pass");
+      assert.equal(r.code, 1, r.stderr);
+      assertOwnLines(r);
+      assert.match(r.stderr, /retrying for up to 2s/);
+      assert.match(r.stderr, /gave up.* \(--retry-for 2s\)/);
+      assert.ok(r.stderr.includes(storage), `the error names the storage:\n${r.stderr}`);
+      const listed = await run(["list", "--json"], storage);
+      assert.deepEqual(JSON.parse(listed.stdout).map((b: { id: string }) => b.id), [
+        JSON.parse(first.stdout).id,
+      ]);
+      const to = path.join(work, "restored-earlier");
+      const restored = await run(["restore", "--to", to], storage);
+      assert.equal(restored.code, 0, restored.stderr);
+      assertSameTree(src, to);
+    },
+  );
 
-  it("a server down when the run starts and back after a few seconds: opening it is retried, the backup completes", async () => {
-    const storage = target().storage();
-    await proxy().set("refuse");
-    const connections = proxy().connections;
-    const running = run(["backup", src], storage, backupArgs);
-    await sleep(2500);
-    await proxy().set("pass");
-    const r = await running;
-    assert.equal(r.code, 0, r.stderr);
-    assertOwnLines(r);
-    assert.match(r.stderr, /not reachable \(.*refused.*\) when opening it; retrying for up to 15m/);
-    assert.ok(proxy().connections > connections);
-  });
+  more(
+    "a server down when the run starts and back after a few seconds: opening it is retried, the backup completes",
+    async () => {
+      const storage = target().storage();
+      await proxy().set("refuse");
+      const connections = proxy().connections;
+      const running = run(["backup", src], storage, backupArgs);
+      await sleep(2500);
+      await proxy().set("pass");
+      const r = await running;
+      assert.equal(r.code, 0, r.stderr);
+      assertOwnLines(r);
+      assert.match(r.stderr, /not reachable \(.*refused.*\) when opening it; retrying for up to 15m/);
+      assert.ok(proxy().connections > connections);
+    },
+  );
 
   it("a server that accepts connections and never answers: opening it times out, is retried, and gives up", async () => {
     const storage = target().storage();
@@ -194,26 +209,32 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy): void {
     assert.match(r.stderr, /gave up after retrying when opening it for .* \(--retry-for 2s\)/);
   });
 
-  it("a server down mid-restore and back after a few seconds: the restore completes, identical", async () => {
-    const storage = target().storage();
-    await proxy().set("pass");
-    const backup = await run(["backup", src], storage, ["--segment-size", "1M", "--compression", "none"]);
-    assert.equal(backup.code, 0, backup.stderr);
-    const to = path.join(work, "restored-mid");
-    const connections = proxy().connections;
-    const start = proxy().bytesDown;
-    const running = run(["restore", "--to", to], storage, ["--download-limit", "3M"]);
-    await until(() => proxy().bytesDown - start > (target().busy?.down ?? 2_500_000), "the restore to start");
-    await proxy().set("refuse");
-    await sleep(2500);
-    await proxy().set("pass");
-    const r = await running;
-    assert.equal(r.code, 0, r.stderr);
-    assertOwnLines(r);
-    assert.match(r.stderr, /not reachable/);
-    assert.ok(proxy().connections > connections);
-    assertSameTree(src, to);
-  });
+  more(
+    "a server down mid-restore and back after a few seconds: the restore completes, identical",
+    async () => {
+      const storage = target().storage();
+      await proxy().set("pass");
+      const backup = await run(["backup", src], storage, ["--segment-size", "1M", "--compression", "none"]);
+      assert.equal(backup.code, 0, backup.stderr);
+      const to = path.join(work, "restored-mid");
+      const connections = proxy().connections;
+      const start = proxy().bytesDown;
+      const running = run(["restore", "--to", to], storage, ["--download-limit", "3M"]);
+      await until(
+        () => proxy().bytesDown - start > (target().busy?.down ?? 2_500_000),
+        "the restore to start",
+      );
+      await proxy().set("refuse");
+      await sleep(2500);
+      await proxy().set("pass");
+      const r = await running;
+      assert.equal(r.code, 0, r.stderr);
+      assertOwnLines(r);
+      assert.match(r.stderr, /not reachable/);
+      assert.ok(proxy().connections > connections);
+      assertSameTree(src, to);
+    },
+  );
 
   it("two storages with this one down: restore, list and verify read the other, with a warning (exit 3)", async () => {
     const storage = target().storage();
@@ -243,6 +264,39 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy): void {
     }
     await proxy().set("pass");
   });
+
+  more(
+    "two storages, this one down mid-restore: the reads go to the other at once, not after --retry-for",
+    async () => {
+      const storage = target().storage();
+      const local = path.join(work, "local-storage-2");
+      await proxy().set("pass");
+      const backup = await run(["backup", src], storage, ["--storage", local, "--segment-size", "1M"]);
+      assert.equal(backup.code, 0, backup.stderr);
+      const to = path.join(work, "restored-multi-mid");
+      const start = proxy().bytesDown;
+      // This storage is the first: reads go to it while it answers.
+      const running = run(["restore", "--to", to], storage, [
+        "--storage",
+        local,
+        "--download-limit",
+        "3M",
+        "--retry-for",
+        "60s",
+      ]);
+      await until(
+        () => proxy().bytesDown - start > (target().busy?.down ?? 2_500_000),
+        "the restore to start",
+      );
+      await proxy().set("refuse");
+      const r = await running;
+      await proxy().set("pass");
+      assert.equal(r.code, 3, r.stderr);
+      assertOwnLines(r);
+      assert.match(r.stderr, /not reachable .*; reading from the other storages/);
+      assertSameTree(src, to);
+    },
+  );
 }
 
 withServer("swift", (env: ServerEnv) => {
@@ -252,12 +306,16 @@ withServer("swift", (env: ServerEnv) => {
       proxy = await FaultProxy.start(Number(new URL(env.FROST_TEST_S3_ENDPOINT!).port));
     });
     after(() => proxy.close());
-    outageSuite(() => ({
-      kind: "s3",
-      storage: () => `s3://${unique()}/backups`,
-      args: ["--s3-endpoint", `http://127.0.0.1:${proxy.port}`, "--s3-path-style"],
-      env: { AWS_ACCESS_KEY_ID: env.FROST_TEST_S3_KEY!, AWS_SECRET_ACCESS_KEY: env.FROST_TEST_S3_SECRET! },
-    }), () => proxy);
+    outageSuite(
+      () => ({
+        kind: "s3",
+        storage: () => `s3://${unique()}/backups`,
+        args: ["--s3-endpoint", `http://127.0.0.1:${proxy.port}`, "--s3-path-style"],
+        env: { AWS_ACCESS_KEY_ID: env.FROST_TEST_S3_KEY!, AWS_SECRET_ACCESS_KEY: env.FROST_TEST_S3_SECRET! },
+      }),
+      () => proxy,
+      true,
+    );
   });
 });
 
@@ -278,15 +336,19 @@ withServer("sshd", (env: ServerEnv) => {
       await proxy.close();
       cleanup(dir);
     });
-    outageSuite(() => {
-      const url = new URL(env.FROST_TEST_SFTP_URL!);
-      return {
-        kind: "sftp",
-        storage: () => `sftp://${url.username}@127.0.0.1:${proxy.port}${url.pathname}/${unique()}`,
-        args: ["--sftp-key", env.FROST_TEST_SFTP_KEY!, "--sftp-known-hosts", path.join(dir, "known_hosts")],
-        env: {},
-      };
-    }, () => proxy);
+    outageSuite(
+      () => {
+        const url = new URL(env.FROST_TEST_SFTP_URL!);
+        return {
+          kind: "sftp",
+          storage: () => `sftp://${url.username}@127.0.0.1:${proxy.port}${url.pathname}/${unique()}`,
+          args: ["--sftp-key", env.FROST_TEST_SFTP_KEY!, "--sftp-known-hosts", path.join(dir, "known_hosts")],
+          env: {},
+        };
+      },
+      () => proxy,
+      true,
+    );
   });
 });
 
@@ -297,16 +359,20 @@ withServer("ftp", (env: ServerEnv) => {
       proxy = await FaultProxy.start(Number(new URL(env.FROST_TEST_FTP_URL!).port));
     });
     after(() => proxy.close());
-    outageSuite(() => {
-      const url = new URL(env.FROST_TEST_FTP_URL!);
-      return {
-        kind: "ftp",
-        storage: () => `ftp://${url.username}@127.0.0.1:${proxy.port}${url.pathname}/${unique()}`,
-        args: [],
-        env: { FROST_FTP_PASSWORD: env.FROST_TEST_FTP_PASSWORD! },
-        busy: { up: 1800, down: 3500 },
-      };
-    }, () => proxy);
+    outageSuite(
+      () => {
+        const url = new URL(env.FROST_TEST_FTP_URL!);
+        return {
+          kind: "ftp",
+          storage: () => `ftp://${url.username}@127.0.0.1:${proxy.port}${url.pathname}/${unique()}`,
+          args: [],
+          env: { FROST_FTP_PASSWORD: env.FROST_TEST_FTP_PASSWORD! },
+          busy: { up: 1800, down: 3500 },
+        };
+      },
+      () => proxy,
+      false,
+    );
   });
 });
 
@@ -317,17 +383,23 @@ withServer("swift", (env: ServerEnv) => {
       proxy = await FaultProxy.start(Number(new URL(env.FROST_TEST_SWIFT_AUTH!).port));
     });
     after(() => proxy.close());
-    outageSuite(() => ({
-      kind: "swift",
-      storage: () => `swift://${unique()}/backups`,
-      args: [],
-      env: {
-        ST_AUTH: `http://127.0.0.1:${proxy.port}${new URL(env.FROST_TEST_SWIFT_AUTH!).pathname}`,
-        ST_USER: env.FROST_TEST_SWIFT_USER!,
-        ST_KEY: env.FROST_TEST_SWIFT_KEY!,
-        // The auth answers with the server's own account URL: this one goes through the proxy too.
-        OS_STORAGE_URL: `http://127.0.0.1:${proxy.port}/v1/AUTH_${env.FROST_TEST_SWIFT_USER!.split(":")[0]}`,
-      },
-    }), () => proxy);
+    outageSuite(
+      () => ({
+        kind: "swift",
+        storage: () => `swift://${unique()}/backups`,
+        args: [],
+        env: {
+          ST_AUTH: `http://127.0.0.1:${proxy.port}${new URL(env.FROST_TEST_SWIFT_AUTH!).pathname}`,
+          ST_USER: env.FROST_TEST_SWIFT_USER!,
+          ST_KEY: env.FROST_TEST_SWIFT_KEY!,
+          // The auth answers with the server's own account URL: this one goes through the proxy too.
+          OS_STORAGE_URL: `http://127.0.0.1:${proxy.port}/v1/AUTH_${
+            env.FROST_TEST_SWIFT_USER!.split(":")[0]
+          }`,
+        },
+      }),
+      () => proxy,
+      false,
+    );
   });
 });
