@@ -9,7 +9,7 @@ import path from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { messageOf, UsageError } from "./errors.ts";
 import { checkName, loadManifests, type Manifest, manifestKey, manifestsPrefix } from "./manifest.ts";
-import type { Storage } from "./storage/storage.ts";
+import { type Storage, StorageError } from "./storage/storage.ts";
 import { defaultStoragePath, openStorage } from "./storage/registry.ts";
 import { DEFAULT_RETRY_FOR_MS, Retrier, RetryStorage, shortReason } from "./storage/retry.ts";
 import { MultiStorage } from "./storage/multi.ts";
@@ -235,7 +235,15 @@ export async function openStorages(
     }
     for (const [i, spec] of specs.entries()) {
       if (opened[i] !== undefined || !usable[i]) continue;
-      opened[i] = await retriers[i]!.run("when opening it", ctx.signal, () => open(spec));
+      try {
+        opened[i] = await retriers[i]!.run("when opening it", ctx.signal, () => open(spec));
+      } catch (err) {
+        if (!options.create || specs.length === 1 || !(err instanceof StorageError)) throw err;
+        throw new StorageError(
+          `${err.message}; to back up to the other storages meanwhile, run without --storage ${spec}`,
+          { cause: err },
+        );
+      }
     }
   } catch (err) {
     await Promise.allSettled(opened.map((s) => s?.close()));

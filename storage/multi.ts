@@ -32,7 +32,14 @@ export class MultiStorage implements Storage {
       r.status === "rejected" ? [[this.storages[i]!, r.reason] as const] : []
     );
     if (failed.length === 0) return;
-    if (failed.length === 1) throw failed[0]![1];
+    if (failed.length === 1) {
+      const [storage, err] = failed[0]!;
+      if (!(err instanceof StorageError) || err.retriable) throw err;
+      throw new StorageError(
+        `${err.message}; to back up to the other storages meanwhile, run without --storage ${storage.url}`,
+        { cause: err },
+      );
+    }
     throw new StorageError(
       `Cannot write "${key}" to ${failed.length} storages: ${
         failed.map(([s, e]) => `${s.url}: ${messageOf(e)}`).join("; ")

@@ -79,6 +79,8 @@ export class Retrier {
    * that follow (the clean-up of the failed run, the lock's release) get one try each, not a budget each.
    */
   #gaveUp = false;
+  /** The last retriable failure, for `skipRead`. */
+  #lastError: StorageError | undefined;
 
   constructor(options: RetryOptions = {}) {
     this.#options = options;
@@ -110,6 +112,7 @@ export class Retrier {
   failed(what: string, err: unknown, since: number | undefined, tries: number, read = false): number {
     if (!isRetriable(err) || this.retryForMs <= 0) throw err;
     const now = performance.now();
+    this.#lastError = err;
     if (this.#downSince === undefined) {
       this.#downSince = now;
       this.#options.onOutage?.(what, err, this.retryForMs);
@@ -136,6 +139,15 @@ export class Retrier {
     return Math.min(delay, left);
   }
 
+  /**
+   * For a read: the error to fail with at once, without trying, while this storage is down and another
+   * one is up (so that a restore does not try a dead server, or wait out its idle timeout, per object).
+   */
+  skipRead(): StorageError | undefined {
+    if (this.#downSince === undefined || !this.#lastError || !this.#options.othersUp?.()) return undefined;
+    return this.#lastError;
+  }
+
   /** Runs `call`, retrying retriable failures within the budget. `read`: see `RetryOptions.othersUp`. */
   async run<T>(
     what: string,
@@ -144,6 +156,8 @@ export class Retrier {
     read = false,
   ): Promise<T> {
     let since: number | undefined;
+    const skip = read ? this.skipRead() : undefined;
+    if (skip) throw skip;
     for (let tries = 1;; tries++) {
       try {
         const result = await call();
@@ -277,6 +291,8 @@ export class RetryStorage implements Storage {
   ): AsyncIterable<T> {
     const seen = new Set<string>();
     let since: number | undefined;
+    const skip = this.retrier.skipRead();
+    if (skip) throw skip;
     for (let tries = 1;; tries++) {
       try {
         for await (const item of source()) {

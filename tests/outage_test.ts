@@ -266,6 +266,23 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy, full: boolea
   });
 
   more(
+    "two storages with this one down: backup fails naming it and says how to back up to the other",
+    async () => {
+      const storage = target().storage();
+      const local = path.join(work, "local-storage-3");
+      await proxy().set("refuse");
+      const r = await run(["backup", src], storage, ["--storage", local, "--retry-for", "1s"]);
+      await proxy().set("pass");
+      assert.equal(r.code, 1, r.stderr);
+      assertOwnLines(r);
+      assert.match(r.stderr, /gave up.*; to back up to the other storages meanwhile, run without --storage /);
+      assert.ok(r.stderr.includes(storage), r.stderr);
+      const listed = await run(["list", "--json"], local);
+      assert.ok(listed.code !== 0 || JSON.parse(listed.stdout).length === 0, "nothing committed");
+    },
+  );
+
+  more(
     "two storages, this one down mid-restore: the reads go to the other at once, not after --retry-for",
     async () => {
       const storage = target().storage();
@@ -288,12 +305,15 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy, full: boolea
         () => proxy().bytesDown - start > (target().busy?.down ?? 2_500_000),
         "the restore to start",
       );
-      await proxy().set("refuse");
+      await proxy().set("reset");
+      const connections = proxy().connections;
       const r = await running;
       await proxy().set("pass");
       assert.equal(r.code, 3, r.stderr);
       assertOwnLines(r);
       assert.match(r.stderr, /not reachable .*; reading from the other storages/);
+      // Once found down, it is not tried again per object: only the reads under way when it went down.
+      assert.ok(proxy().connections - connections <= 4, `${proxy().connections - connections} tries`);
       assertSameTree(src, to);
     },
   );
