@@ -79,7 +79,7 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy, full: boolea
   before(() => {
     work = tempDir(`outage-${target().kind}`);
     src = path.join(work, "src");
-    makeSource(src, 8);
+    makeSource(src, 5);
   });
   after(async () => {
     await proxy().set("pass");
@@ -91,7 +91,7 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy, full: boolea
     await proxy().set("pass");
     const start = proxy().bytesUp;
     const running = run(["backup", src], storage, backupArgs);
-    await until(() => proxy().bytesUp - start > (target().busy?.up ?? 2_500_000), "the upload to start");
+    await until(() => proxy().bytesUp - start > (target().busy?.up ?? 1_500_000), "the upload to start");
     await proxy().set("refuse");
     await sleep(3000);
     await proxy().set("pass");
@@ -114,7 +114,7 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy, full: boolea
       const storage = target().storage();
       await proxy().set("pass");
       // Big segments at full speed: the stall comes in the middle of a body, the client's writes block.
-      proxy().stallAt(proxy().bytesUp + (target().busy?.up ?? 3_000_000));
+      proxy().stallAt(proxy().bytesUp + (target().busy?.up ?? 2_000_000));
       const running = run(["backup", src], storage, [...stallArgs, "--io-timeout", "1s"]);
       await until(() => proxy().mode === "stall", "the stall");
       await sleep(2500);
@@ -136,7 +136,7 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy, full: boolea
     await proxy().set("pass");
     const first = await run(["backup", src, "--json"], storage, backupArgs);
     assert.equal(first.code, 0, first.stderr);
-    proxy().stallAt(proxy().bytesUp + (target().busy?.up ?? 3_000_000));
+    proxy().stallAt(proxy().bytesUp + (target().busy?.up ?? 2_000_000));
     const running = run(["backup", src], storage, [...stallArgs, "--io-timeout", "1s", "--retry-for", "3s"]);
     const r = await running;
     await proxy().set("pass");
@@ -162,7 +162,7 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy, full: boolea
       assert.equal(first.code, 0, first.stderr);
       const start = proxy().bytesUp;
       const running = run(["backup", src], storage, [...backupArgs, "--retry-for", "2s"]);
-      await until(() => proxy().bytesUp - start > (target().busy?.up ?? 2_500_000), "the upload to start");
+      await until(() => proxy().bytesUp - start > (target().busy?.up ?? 1_500_000), "the upload to start");
       await proxy().set("refuse");
       const r = await running;
       await proxy().set("pass");
@@ -221,7 +221,7 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy, full: boolea
       const start = proxy().bytesDown;
       const running = run(["restore", "--to", to], storage, ["--download-limit", "3M"]);
       await until(
-        () => proxy().bytesDown - start > (target().busy?.down ?? 2_500_000),
+        () => proxy().bytesDown - start > (target().busy?.down ?? 1_500_000),
         "the restore to start",
       );
       await proxy().set("refuse");
@@ -302,7 +302,7 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy, full: boolea
         "60s",
       ]);
       await until(
-        () => proxy().bytesDown - start > (target().busy?.down ?? 2_500_000),
+        () => proxy().bytesDown - start > (target().busy?.down ?? 1_500_000),
         "the restore to start",
       );
       await proxy().set("reset");
