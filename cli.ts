@@ -177,6 +177,8 @@ export async function openStorages(
   const specs = storageSpecs(values.storage);
   const partial = !options.create && specs.length > 1;
   const names = [...specs];
+  /** False for a storage left out because it did not open (several storages, reading). */
+  const usable = specs.map(() => true);
   const retriers: Retrier[] = specs.map((_, i) => {
     const othersUp = () => retriers.some((r, j) => j !== i && !r.down && usable[j]);
     return new Retrier({
@@ -194,7 +196,6 @@ export async function openStorages(
       othersUp: partial ? othersUp : undefined,
     });
   });
-  const usable = specs.map(() => true);
   const open = (spec: string) =>
     openStorage(spec, {
       create: options.create,
