@@ -179,6 +179,7 @@ export async function openStorages(
   const names = [...specs];
   /** False for a storage left out because it did not open (several storages, reading). */
   const usable = specs.map(() => true);
+  const waitLine = new WaitLine(ctx);
   const retriers: Retrier[] = specs.map((_, i) => {
     const othersUp = () => retriers.some((r, j) => j !== i && !r.down && usable[j]);
     return new Retrier({
@@ -190,9 +191,14 @@ export async function openStorages(
           ctx.stderr(`${where}; reading from the other storages`);
         } else {
           ctx.stderr(`${where}; retrying for up to ${formatDuration(retryForMs)}`);
+          waitLine.start(i, names[i]!);
         }
       },
-      onRecovered: (downMs) => ctx.stderr(`frost: ${names[i]} answers again after ${formatDuration(downMs)}`),
+      onRecovered: (downMs) => {
+        waitLine.stop(i);
+        ctx.stderr(`frost: ${names[i]} answers again after ${formatDuration(downMs)}`);
+      },
+      onGaveUp: () => waitLine.stop(i),
       othersUp: partial ? othersUp : undefined,
     });
   });
@@ -258,6 +264,40 @@ export async function openStorages(
     composed.push(limits ? new LimitStorage(retrying, limits) : retrying);
   }
   return composed.length === 1 ? composed[0]! : new MultiStorage(composed);
+}
+
+/**
+ * On a terminal, the line that shows how long frost has been waiting for storages that do not answer,
+ * rewritten every second (between the outage's warning and its notice). Silent otherwise.
+ */
+class WaitLine {
+  readonly #ctx: CommandContext;
+  readonly #waiting = new Map<number, { name: string; since: number }>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(ctx: CommandContext) {
+    this.#ctx = ctx;
+  }
+
+  start(id: number, name: string): void {
+    if (!this.#ctx.interactive) return;
+    this.#waiting.set(id, { name, since: performance.now() });
+    if (this.#timer !== undefined) return;
+    this.#timer = setInterval(() => {
+      const now = performance.now();
+      const parts = [...this.#waiting.values()].map((w) => `${w.name} (${formatDuration(now - w.since)})`);
+      process.stderr.write(`\r\x1b[Kwaiting for ${parts.join(", ")} to answer`);
+    }, 1000);
+    // Never what keeps the process alive.
+    (this.#timer as { unref?: () => void }).unref?.();
+  }
+
+  stop(id: number): void {
+    if (!this.#waiting.delete(id) || this.#waiting.size > 0 || this.#timer === undefined) return;
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    process.stderr.write("\r\x1b[K");
+  }
 }
 
 /** This machine's hostname made key-safe (dots and dashes stay; anything else becomes "-"). */

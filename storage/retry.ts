@@ -29,6 +29,8 @@ export interface RetryOptions {
   onOutage?: (what: string, err: StorageError, retryForMs: number) => void;
   /** Told once when the storage answers again after an outage, with how long it was down. */
   onRecovered?: (downMs: number) => void;
+  /** Told once when an operation spent its budget in the current outage (the run is failing). */
+  onGaveUp?: () => void;
   /**
    * For the reads of a storage that is one of several (restore, list, verify): when it returns true, a
    * read that fails on this storage while it is down is not retried, so that the caller reads from the
@@ -129,6 +131,7 @@ export class Retrier {
     const left = this.retryForMs - waited;
     if (left <= 0) {
       this.#gaveUp = true;
+      this.#options.onGaveUp?.();
       throw new StorageError(
         `${err.message}; gave up after retrying ${what} for ${formatDuration(waited)} ` +
           `(--retry-for ${formatDuration(this.retryForMs)})`,
