@@ -4,6 +4,7 @@
  * @module
  */
 import os from "node:os";
+import process from "node:process";
 import path from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { FrostError, messageOf, UsageError } from "./errors.ts";
@@ -17,12 +18,12 @@ import {
 } from "./manifest.ts";
 import { getBytes } from "./storage/storage.ts";
 import { NoBackupError, parseBackupId } from "./levels.ts";
-import type { Storage } from "./storage/storage.ts";
+import { type Storage, StorageError } from "./storage/storage.ts";
 import { defaultStoragePath, openStorage } from "./storage/registry.ts";
-import { RetryStorage } from "./storage/retry.ts";
+import { DEFAULT_RETRY_FOR_MS, Retrier, RetryStorage, shortReason } from "./storage/retry.ts";
 import { MultiStorage } from "./storage/multi.ts";
 import { LimitStorage, TokenBucket } from "./storage/limit.ts";
-import { parseSize } from "./units.ts";
+import { formatDuration, parseDuration, parseSize } from "./units.ts";
 import { normalizeArgs } from "./cli_options.ts";
 import { checkSelection, selectChain, type Selection } from "./time.ts";
 import type { KeyOptions } from "./backup_keys.ts";
@@ -42,6 +43,11 @@ export interface CommandContext {
   stdoutBytes?: () => WritableStream<Uint8Array>;
   /** Receives a run's figures for `--metrics-file` (see metrics.ts); absent when none is written. */
   metrics?: (figures: Record<string, number>) => void;
+  /**
+   * Set by `openStorages` when a command reads from fewer storages than asked (one was down): main.ts then
+   * turns a success into exit 3 (completed with warnings).
+   */
+  storageWarnings?: number;
 }
 
 /** A subcommand: returns the exit code. */
@@ -58,6 +64,8 @@ export const STORAGE_OPTIONS = {
   storage: { type: "string", multiple: true },
   "upload-limit": { type: "string" },
   "download-limit": { type: "string" },
+  "retry-for": { type: "string" },
+  "io-timeout": { type: "string" },
   "s3-endpoint": { type: "string" },
   "s3-region": { type: "string" },
   "s3-path-style": { type: "boolean" },
@@ -129,6 +137,8 @@ export interface StorageValues {
   storage?: string[];
   "upload-limit"?: string;
   "download-limit"?: string;
+  "retry-for"?: string;
+  "io-timeout"?: string;
   "s3-endpoint"?: string;
   "s3-region"?: string;
   "s3-path-style"?: boolean;
@@ -158,22 +168,52 @@ export const STORAGE_HELP = `Storage options (every command):
   --ftp-ca-file FILE          CA certificates for an ftps:// server with a private CA
   --upload-limit SIZE         at most SIZE bytes per second up (e.g. 10M)
   --download-limit SIZE       at most SIZE bytes per second down
+  --retry-for DURATION        how long one storage operation keeps retrying a server that does not answer
+                              (refused, reset, timed out, HTTP 5xx/408/429), e.g. 30s, 5m; 0: no retry
+                              (default $FROST_RETRY_FOR, else 15m). A bare number is seconds
+  --io-timeout DURATION       a request that moves no byte either way for this long fails (and is retried)
+                              (default $FROST_IO_TIMEOUT, else 2m)
   --hostname HOST             the host part of backup names (default: this machine's)`;
+
+/** The idle timeout of storage requests when neither `--io-timeout` nor `$FROST_IO_TIMEOUT` is given. */
+export const DEFAULT_IO_TIMEOUT_MS = 120_000;
+
+/** A duration option (`--retry-for`, `--io-timeout`): a bare number is seconds, else as `parseDuration`. */
+export function durationOption(value: string | undefined, option: string): number | undefined {
+  if (value === undefined || value.trim() === "") return undefined;
+  const text = value.trim();
+  try {
+    return /^\d+(\.\d+)?$/.test(text) ? Math.round(Number(text) * 1000) : parseDuration(text);
+  } catch {
+    throw new UsageError(`Invalid ${option} "${value}": expected a duration such as 30s, 5m or 1h`);
+  }
+}
 
 /**
  * Opens the storages named by `--storage` and composes the decorators, once, here: retry with backoff for
- * each storage, then the bandwidth limits (buckets shared by all), then several storages as one.
+ * each storage (its opening included), then the bandwidth limits (buckets shared by all), then several
+ * storages as one.
+ *
+ * With several storages and `create: false` (restore, list, ls, verify), a storage that cannot be opened is
+ * left out with a warning (and `ctx.storageWarnings`) as long as another one opens, and a storage that
+ * stops answering later makes reads go to the others at once instead of waiting out its retry budget.
  */
 export async function openStorages(
   values: StorageValues,
   options: { create: boolean; ctx: CommandContext },
 ): Promise<Storage> {
+  const { ctx } = options;
   const upload = values["upload-limit"] === undefined
     ? undefined
     : parseSize(values["upload-limit"], "--upload-limit");
   const download = values["download-limit"] === undefined
     ? undefined
     : parseSize(values["download-limit"], "--download-limit");
+  const retryForMs = durationOption(values["retry-for"], "--retry-for") ??
+    durationOption(process.env.FROST_RETRY_FOR, "FROST_RETRY_FOR") ?? DEFAULT_RETRY_FOR_MS;
+  const ioTimeoutMs = durationOption(values["io-timeout"], "--io-timeout") ??
+    durationOption(process.env.FROST_IO_TIMEOUT, "FROST_IO_TIMEOUT") ?? DEFAULT_IO_TIMEOUT_MS;
+  if (ioTimeoutMs < 1) throw new UsageError(`Invalid --io-timeout: it must be more than 0`);
   // One bucket per direction, shared by every storage: the limit is on the bytes this machine moves. Each
   // storage gets its own decorator, below the MultiStorage, so that a restore still sees the storages apart
   // (and reads a segment that is corrupt on one from the next).
@@ -183,38 +223,130 @@ export async function openStorages(
       download: download ? new TokenBucket(download) : undefined,
     }
     : undefined;
-  const opened: Storage[] = [];
+  const specs = storageSpecs(values.storage);
+  const partial = !options.create && specs.length > 1;
+  const names = [...specs];
+  /** False for a storage left out because it did not open (several storages, reading). */
+  const usable = specs.map(() => true);
+  const waitLine = new WaitLine(ctx);
+  const retriers: Retrier[] = specs.map((_, i) => {
+    const othersUp = () => retriers.some((r, j) => j !== i && !r.down && usable[j]);
+    return new Retrier({
+      retryForMs,
+      onOutage: (what, err) => {
+        const where = `frost: warning: ${names[i]} not reachable (${shortReason(err)}) ${what}`;
+        if (partial && othersUp()) {
+          ctx.storageWarnings = (ctx.storageWarnings ?? 0) + 1;
+          ctx.stderr(`${where}; reading from the other storages`);
+        } else {
+          ctx.stderr(`${where}; retrying for up to ${formatDuration(retryForMs)}`);
+          waitLine.start(i, names[i]!);
+        }
+      },
+      onRecovered: (downMs) => {
+        waitLine.stop(i);
+        ctx.stderr(`frost: ${names[i]} answers again after ${formatDuration(downMs)}`);
+      },
+      onGaveUp: () => waitLine.stop(i),
+      othersUp: partial ? othersUp : undefined,
+    });
+  });
+  const open = (spec: string) =>
+    openStorage(spec, {
+      create: options.create,
+      ioTimeoutMs,
+      s3: {
+        endpoint: values["s3-endpoint"],
+        region: values["s3-region"],
+        pathStyle: values["s3-path-style"],
+      },
+      sftp: {
+        key: values["sftp-key"],
+        knownHosts: values["sftp-known-hosts"],
+        acceptNewHostKey: values["sftp-accept-new-host-key"],
+      },
+      ftp: { passwordFile: values["ftp-password-file"], caFile: values["ftp-ca-file"] },
+    });
+  const opened: (Storage | undefined)[] = specs.map(() => undefined);
   try {
-    for (const spec of storageSpecs(values.storage)) {
-      const storage = await openStorage(spec, {
-        create: options.create,
-        s3: {
-          endpoint: values["s3-endpoint"],
-          region: values["s3-region"],
-          pathStyle: values["s3-path-style"],
-        },
-        sftp: {
-          key: values["sftp-key"],
-          knownHosts: values["sftp-known-hosts"],
-          acceptNewHostKey: values["sftp-accept-new-host-key"],
-        },
-        ftp: { passwordFile: values["ftp-password-file"], caFile: values["ftp-ca-file"] },
+    if (partial) {
+      // Every storage tried once, at the same time; those that fail are left out while another one opened.
+      const first = await Promise.allSettled(specs.map((spec) => open(spec)));
+      first.forEach((r, i) => {
+        if (r.status === "fulfilled") opened[i] = r.value;
       });
-      const retrying = new RetryStorage(storage, {
-        onRetry: (what, attempt, err, delay) =>
-          options.ctx.stderr(
-            `frost: warning: ${storage.url}: ${what} failed (${err.message}); retry ${attempt} in ${
-              (delay / 1000).toFixed(1)
-            } s`,
-          ),
-      });
-      opened.push(limits ? new LimitStorage(retrying, limits) : retrying);
+      if (opened.some((s) => s !== undefined)) {
+        first.forEach((r, i) => {
+          if (r.status === "fulfilled") return;
+          if (r.reason instanceof UsageError) throw r.reason;
+          usable[i] = false;
+          ctx.storageWarnings = (ctx.storageWarnings ?? 0) + 1;
+          ctx.stderr(
+            `frost: warning: leaving out ${specs[i]}: ${
+              messageOf(r.reason)
+            }; reading from the other storages`,
+          );
+        });
+      }
+    }
+    for (const [i, spec] of specs.entries()) {
+      if (opened[i] !== undefined || !usable[i]) continue;
+      try {
+        opened[i] = await retriers[i]!.run("when opening it", ctx.signal, () => open(spec));
+      } catch (err) {
+        if (!options.create || specs.length === 1 || !(err instanceof StorageError)) throw err;
+        throw new StorageError(
+          `${err.message}; to back up to the other storages meanwhile, run without --storage ${spec}`,
+          { cause: err },
+        );
+      }
     }
   } catch (err) {
-    await Promise.allSettled(opened.map((s) => s.close()));
+    await Promise.allSettled(opened.map((s) => s?.close()));
     throw err;
   }
-  return opened.length === 1 ? opened[0]! : new MultiStorage(opened);
+  const composed: Storage[] = [];
+  for (const [i, storage] of opened.entries()) {
+    if (storage === undefined) continue;
+    names[i] = storage.url;
+    const retrying = new RetryStorage(storage, retriers[i]!);
+    composed.push(limits ? new LimitStorage(retrying, limits) : retrying);
+  }
+  return composed.length === 1 ? composed[0]! : new MultiStorage(composed);
+}
+
+/**
+ * On a terminal, the line that shows how long frost has been waiting for storages that do not answer,
+ * rewritten every second (between the outage's warning and its notice). Silent otherwise.
+ */
+class WaitLine {
+  readonly #ctx: CommandContext;
+  readonly #waiting = new Map<number, { name: string; since: number }>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(ctx: CommandContext) {
+    this.#ctx = ctx;
+  }
+
+  start(id: number, name: string): void {
+    if (!this.#ctx.interactive) return;
+    this.#waiting.set(id, { name, since: performance.now() });
+    if (this.#timer !== undefined) return;
+    this.#timer = setInterval(() => {
+      const now = performance.now();
+      const parts = [...this.#waiting.values()].map((w) => `${w.name} (${formatDuration(now - w.since)})`);
+      process.stderr.write(`\r\x1b[Kwaiting for ${parts.join(", ")} to answer`);
+    }, 1000);
+    // Never what keeps the process alive.
+    (this.#timer as { unref?: () => void }).unref?.();
+  }
+
+  stop(id: number): void {
+    if (!this.#waiting.delete(id) || this.#waiting.size > 0 || this.#timer === undefined) return;
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    process.stderr.write("\r\x1b[K");
+  }
 }
 
 /** This machine's hostname made key-safe (dots and dashes stay; anything else becomes "-"). */

@@ -130,7 +130,8 @@ export async function main(args: string[]): Promise<number> {
   };
   try {
     const code = await command.run(ctx);
-    return signalCode || (code === ExitCode.ok && warned ? ExitCode.warnings : code);
+    // A warning printed, or fewer storages read than asked (one was down): completed with warnings.
+    return signalCode || (code === ExitCode.ok && (warned || ctx.storageWarnings) ? ExitCode.warnings : code);
   } catch (err) {
     if (stdoutBroken()) return EXIT_BROKEN_PIPE; // the reader went away (| head): nothing to say
     if (signalCode) {

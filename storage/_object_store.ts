@@ -112,3 +112,91 @@ export function isKey(key: string): boolean {
     return false;
   }
 }
+
+/**
+ * An idle timer for one request: `signal` aborts (and `fired` turns true) once `ms` pass without `touch()`.
+ * The caller's signal aborts it too. `stop()` disarms it for good.
+ */
+export class IdleWatch {
+  readonly signal: AbortSignal;
+  fired = false;
+  readonly #ms: number;
+  readonly #timer = new AbortController();
+  #id: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
+
+  constructor(ms: number, signal?: AbortSignal) {
+    this.#ms = ms;
+    this.signal = signal ? AbortSignal.any([signal, this.#timer.signal]) : this.#timer.signal;
+    this.touch();
+  }
+
+  /** Something moved: the timer starts again. */
+  touch = (): void => {
+    clearTimeout(this.#id);
+    if (this.#stopped) return;
+    this.#id = setTimeout(() => {
+      this.fired = true;
+      this.#timer.abort(new DOMException(`no byte moved in ${this.#ms} ms`, "TimeoutError"));
+    }, this.#ms);
+  };
+
+  /** Disarms the timer until the next `touch()` (while the caller is not reading). */
+  pause(): void {
+    clearTimeout(this.#id);
+  }
+
+  /** Disarms the timer for good. */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#id);
+  }
+}
+
+/**
+ * `stream`, failing with `onTimeout()` when a read waits `ms` for the source (not while the caller does
+ * not read), and with `signal`'s reason when it aborts; the source is cancelled then.
+ */
+export function idleStream(
+  stream: ReadableStream<Uint8Array>,
+  ms: number,
+  signal: AbortSignal | undefined,
+  onTimeout: () => unknown,
+): ReadableStream<Uint8Array> {
+  const reader = stream.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let id: ReturnType<typeof setTimeout> | undefined;
+      let onAbort = () => {};
+      const stopped = new Promise<never>((_, reject) => {
+        id = setTimeout(() => reject(onTimeout()), ms);
+        onAbort = () => reject(signal!.reason);
+        if (signal?.aborted) onAbort();
+        else signal?.addEventListener("abort", onAbort, { once: true });
+      });
+      try {
+        const { done, value } = await Promise.race([reader.read(), stopped]);
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (err) {
+        reader.cancel(err).catch(() => {});
+        throw err;
+      } finally {
+        clearTimeout(id);
+        signal?.removeEventListener("abort", onAbort);
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
+
+/** A logger for SDKs that must print nothing (frost prints its own lines). */
+export const SILENT_LOGGER = {
+  trace: () => {},
+  debug: () => {},
+  info: () => {},
+  warn: () => {},
+  error: () => {},
+};

@@ -14,10 +14,24 @@ import { Readable } from "node:stream";
  */
 export const UPLOAD_PIECE = 1 << 20;
 
-/** `data` as a stream of `UPLOAD_PIECE` views (no copy); a new stream per call, so that a retry starts over. */
-export function uploadPieces(data: Uint8Array): Readable {
+/**
+ * `data` as a stream of `UPLOAD_PIECE` views (no copy); a new stream per call, so that a retry starts over.
+ * With `onPiece`, the stream holds at most one piece ahead and calls `onPiece` as each one is taken, so
+ * that the caller sees the upload progress (an idle timeout).
+ */
+export function uploadPieces(data: Uint8Array, onPiece?: () => void): Readable {
   const view = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   const pieces: Buffer[] = [];
   for (let o = 0; o < view.byteLength; o += UPLOAD_PIECE) pieces.push(view.subarray(o, o + UPLOAD_PIECE));
-  return Readable.from(pieces);
+  if (onPiece === undefined) return Readable.from(pieces);
+  return Readable.from(
+    (function* () {
+      for (const piece of pieces) {
+        onPiece();
+        yield piece;
+      }
+      onPiece();
+    })(),
+    { highWaterMark: 1 },
+  );
 }

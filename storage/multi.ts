@@ -39,7 +39,14 @@ export class MultiStorage implements Storage {
       r.status === "rejected" ? [[this.storages[i]!, r.reason] as const] : []
     );
     if (failed.length === 0) return;
-    if (failed.length === 1) throw failed[0]![1];
+    if (failed.length === 1) {
+      const [storage, err] = failed[0]!;
+      if (!(err instanceof StorageError) || err.retriable) throw err;
+      throw new StorageError(
+        `${err.message}; to back up to the other storages meanwhile, run without --storage ${storage.url}`,
+        { cause: err },
+      );
+    }
     throw new StorageError(
       `Cannot write "${key}" to ${failed.length} storages: ${
         failed.map(([s, e]) => `${s.url}: ${messageOf(e)}`).join("; ")
@@ -67,28 +74,39 @@ export class MultiStorage implements Storage {
     return this.#first((s) => s.stat(key, options));
   }
 
-  /** Every key present on any storage, once. */
-  async *list(prefix: string, options?: CallOptions): AsyncIterable<ObjectInfo> {
-    const seen = new Set<string>();
-    for (const storage of this.storages) {
-      for await (const info of storage.list(prefix, options)) {
-        if (seen.has(info.key)) continue;
-        seen.add(info.key);
-        yield info;
-      }
-    }
+  /**
+   * Every key present on any storage, once. A storage that fails with a retriable error (it is down: its
+   * retry decorator gave up at once because another storage is up) is skipped, as long as another one
+   * listed; the warning is its decorator's.
+   */
+  list(prefix: string, options?: CallOptions): AsyncIterable<ObjectInfo> {
+    return this.#union((s) => s.list(prefix, options), (info) => info.key);
   }
 
-  /** Every folder present on any storage, once. */
-  async *listFolders(prefix: string, options?: CallOptions): AsyncIterable<string> {
+  /** Every folder present on any storage, once; a storage that is down is skipped as by `list`. */
+  listFolders(prefix: string, options?: CallOptions): AsyncIterable<string> {
+    return this.#union((s) => s.listFolders(prefix, options), (name) => name);
+  }
+
+  async *#union<T>(source: (s: Storage) => AsyncIterable<T>, idOf: (item: T) => string): AsyncIterable<T> {
     const seen = new Set<string>();
+    let failure: unknown;
+    let listed = false;
     for (const storage of this.storages) {
-      for await (const name of storage.listFolders(prefix, options)) {
-        if (seen.has(name)) continue;
-        seen.add(name);
-        yield name;
+      try {
+        for await (const item of source(storage)) {
+          const id = idOf(item);
+          if (seen.has(id)) continue;
+          seen.add(id);
+          yield item;
+        }
+        listed = true;
+      } catch (err) {
+        if (!(err instanceof StorageError && err.retriable)) throw err;
+        failure ??= err;
       }
     }
+    if (!listed && failure !== undefined) throw failure;
   }
 
   async delete(key: string, options?: CallOptions): Promise<void> {

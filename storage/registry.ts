@@ -17,6 +17,11 @@ import type { Storage } from "./storage.ts";
 export interface OpenStorageOptions {
   /** Create a missing storage (backup) instead of failing (restore, list). */
   create: boolean;
+  /**
+   * Milliseconds a request of a remote storage may move no byte, either way, before it fails with a
+   * retriable `StorageError` (`--io-timeout`). Default: each storage's own (2 minutes).
+   */
+  ioTimeoutMs?: number;
   /** Endpoint, region and addressing for `s3://` (`--s3-*` options); each defaults to its `FROST_S3_*` variable. */
   s3?: S3Settings;
   /** Key, known_hosts file and host key acceptance for `sftp://` (`--sftp-*` options); see `SftpSettings`. */
@@ -122,22 +127,30 @@ async function openFileUrl(spec: string, options: OpenStorageOptions): Promise<S
 // The SDKs load only when their scheme is used, so that local backups start fast.
 async function openS3(spec: string, options: OpenStorageOptions): Promise<Storage> {
   const { S3Storage } = await import("./s3.ts");
-  return await openRemote(() => S3Storage.open(spec, { ...options.s3, create: options.create }));
+  return await openRemote(() =>
+    S3Storage.open(spec, { ...options.s3, create: options.create, idleTimeout: options.ioTimeoutMs })
+  );
 }
 
 async function openSwift(spec: string, options: OpenStorageOptions): Promise<Storage> {
   const { SwiftStorage } = await import("./swift.ts");
-  return await openRemote(() => SwiftStorage.open(spec, { create: options.create }));
+  return await openRemote(() =>
+    SwiftStorage.open(spec, { create: options.create, idleTimeout: options.ioTimeoutMs })
+  );
 }
 
 async function openSftp(spec: string, options: OpenStorageOptions): Promise<Storage> {
   const { SftpStorage } = await import("./sftp.ts");
-  return await openRemote(() => SftpStorage.open(spec, { ...options.sftp, create: options.create }));
+  return await openRemote(() =>
+    SftpStorage.open(spec, { ...options.sftp, create: options.create, idleTimeout: options.ioTimeoutMs })
+  );
 }
 
 async function openFtp(spec: string, options: OpenStorageOptions): Promise<Storage> {
   const { FtpStorage } = await import("./ftp.ts");
-  return await openRemote(() => FtpStorage.open(spec, { ...options.ftp, create: options.create }));
+  return await openRemote(() =>
+    FtpStorage.open(spec, { ...options.ftp, create: options.create, timeout: options.ioTimeoutMs })
+  );
 }
 
 /** Runs `open`, reporting a malformed URL or option (a TypeError or RangeError) as a UsageError. */

@@ -1,24 +1,46 @@
 /**
- * A Storage decorator that retries retriable failures with exponential backoff and jitter. Adapters contain
- * no retry loops; main.ts wraps every storage in this once.
+ * A Storage decorator that retries retriable failures with exponential backoff and jitter until a time
+ * budget is spent. Adapters contain no retry loops; cli.ts wraps every storage in this once, and opens each
+ * storage through the same policy (`Retrier.run`).
+ *
+ * One outage gives one warning (`onOutage`) and, when the storage answers again, one notice
+ * (`onRecovered`), however many calls were failing at the time.
  * @module
  */
 import type { CallOptions, ObjectInfo, PutOptions, PutStream, Range, Storage } from "./storage.ts";
 import { StorageError } from "./storage.ts";
+import { formatDuration } from "../units.ts";
 
-/** Options of `RetryStorage`. */
+/** How long one operation keeps retrying by default: 15 minutes (restic's figure). */
+export const DEFAULT_RETRY_FOR_MS = 15 * 60_000;
+
+/** Options of `Retrier` and `RetryStorage`. */
 export interface RetryOptions {
-  /** Tries per call, the first included. Default 6. */
-  attempts?: number;
+  /**
+   * How long one operation keeps retrying, in ms, counted from its first failure. `0`: no retry.
+   * Default {@link DEFAULT_RETRY_FOR_MS}.
+   */
+  retryForMs?: number;
   /** Delay before the first retry, in ms. Default 500. */
   baseDelayMs?: number;
-  /** Upper bound of one delay, in ms. Default 30 000. */
+  /** Upper bound of one delay, in ms. Default 60 000. */
   maxDelayMs?: number;
-  /** Told about every retry (for a warning line). */
-  onRetry?: (what: string, attempt: number, err: StorageError, delayMs: number) => void;
+  /** Told once when the storage stops answering (`what` is the operation, `retryForMs` the budget). */
+  onOutage?: (what: string, err: StorageError, retryForMs: number) => void;
+  /** Told once when the storage answers again after an outage, with how long it was down. */
+  onRecovered?: (downMs: number) => void;
+  /** Told once when an operation spent its budget in the current outage (the run is failing). */
+  onGaveUp?: () => void;
+  /**
+   * For the reads of a storage that is one of several (restore, list, verify): when it returns true, a
+   * read that fails on this storage while it is down is not retried, so that the caller reads from the
+   * next storage at once. Retried as usual when it returns false (no other storage is up).
+   */
+  othersUp?: () => boolean;
 }
 
-function isRetriable(err: unknown): err is StorageError {
+/** Whether `err` is a `StorageError` after which the same call may succeed. */
+export function isRetriable(err: unknown): err is StorageError {
   return err instanceof StorageError && err.retriable;
 }
 
@@ -37,35 +59,151 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** The short cause of a storage error: the last part of its message (`connection refused`, `HTTP 503`). */
+export function shortReason(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return (message.split(": ").at(-1) ?? message).replace(/ \([A-Z][A-Z0-9_]+\)$/, "");
+}
+
+/**
+ * The retry policy of one storage: runs calls, retrying retriable failures until the budget is spent,
+ * and tracks whether the storage is in an outage (for the one warning and the one notice).
+ */
+export class Retrier {
+  readonly retryForMs: number;
+  readonly #base: number;
+  readonly #max: number;
+  readonly #options: RetryOptions;
+  /** When the current outage began (`performance.now()`), or undefined while the storage answers. */
+  #downSince: number | undefined;
+  /**
+   * Set when an operation spent its whole budget in the current outage: the run is failing, so the calls
+   * that follow (the clean-up of the failed run, the lock's release) get one try each, not a budget each.
+   */
+  #gaveUp = false;
+  /** The last retriable failure, for `skipRead`. */
+  #lastError: StorageError | undefined;
+
+  constructor(options: RetryOptions = {}) {
+    this.#options = options;
+    this.retryForMs = options.retryForMs ?? DEFAULT_RETRY_FOR_MS;
+    this.#base = options.baseDelayMs ?? 500;
+    this.#max = options.maxDelayMs ?? 60_000;
+  }
+
+  /** True while the storage is known not to answer. */
+  get down(): boolean {
+    return this.#downSince !== undefined;
+  }
+
+  /** Records that a call went through: ends an outage, with its notice. */
+  succeeded(): void {
+    if (this.#downSince === undefined) return;
+    const down = performance.now() - this.#downSince;
+    this.#downSince = undefined;
+    this.#gaveUp = false;
+    this.#options.onRecovered?.(down);
+  }
+
+  /**
+   * Records a failure of a call that began its retries at `since` (undefined: the first failure), and
+   * either returns the delay before the next try or throws: `err` itself when it is not retriable, the
+   * budget is 0, or the call is a read that another storage can serve; a `StorageError` naming the
+   * operation and the time waited when the budget is spent.
+   */
+  failed(what: string, err: unknown, since: number | undefined, tries: number, read = false): number {
+    if (!isRetriable(err) || this.retryForMs <= 0) throw err;
+    const now = performance.now();
+    this.#lastError = err;
+    if (this.#downSince === undefined) {
+      this.#downSince = now;
+      this.#options.onOutage?.(what, err, this.retryForMs);
+    }
+    if (read && this.#options.othersUp?.()) throw err;
+    if (this.#gaveUp) {
+      throw new StorageError(
+        `${err.message}; gave up: no answer for ${formatDuration(now - (this.#downSince ?? now))} ` +
+          `(--retry-for ${formatDuration(this.retryForMs)})`,
+        { cause: err, retriable: false },
+      );
+    }
+    const waited = now - (since ?? now);
+    const left = this.retryForMs - waited;
+    if (left <= 0) {
+      this.#gaveUp = true;
+      this.#options.onGaveUp?.();
+      throw new StorageError(
+        `${err.message}; gave up after retrying ${what} for ${formatDuration(waited)} ` +
+          `(--retry-for ${formatDuration(this.retryForMs)})`,
+        { cause: err, retriable: false },
+      );
+    }
+    const delay = Math.min(this.#max, this.#base * 2 ** Math.min(tries - 1, 30)) * (0.5 + Math.random() / 2);
+    return Math.min(delay, left);
+  }
+
+  /**
+   * For a read: the error to fail with at once, without trying, while this storage is down and another
+   * one is up (so that a restore does not try a dead server, or wait out its idle timeout, per object).
+   */
+  skipRead(): StorageError | undefined {
+    if (this.#downSince === undefined || !this.#lastError || !this.#options.othersUp?.()) return undefined;
+    return this.#lastError;
+  }
+
+  /** Runs `call`, retrying retriable failures within the budget. `read`: see `RetryOptions.othersUp`. */
+  async run<T>(
+    what: string,
+    signal: AbortSignal | undefined,
+    call: () => Promise<T>,
+    read = false,
+  ): Promise<T> {
+    let since: number | undefined;
+    const skip = read ? this.skipRead() : undefined;
+    if (skip) throw skip;
+    for (let tries = 1;; tries++) {
+      try {
+        const result = await call();
+        this.succeeded();
+        return result;
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        const delay = this.failed(what, err, since, tries, read);
+        since ??= performance.now();
+        await sleep(delay, signal);
+      }
+    }
+  }
+}
+
 /** Retries retriable `StorageError`s; everything else passes through at once. */
 export class RetryStorage implements Storage {
   readonly url: string;
   readonly #inner: Storage;
-  readonly #attempts: number;
-  readonly #base: number;
-  readonly #max: number;
-  readonly #onRetry?: RetryOptions["onRetry"];
+  readonly retrier: Retrier;
 
-  constructor(inner: Storage, options: RetryOptions = {}) {
+  constructor(inner: Storage, options: RetryOptions | Retrier = {}) {
     this.#inner = inner;
     this.url = inner.url;
-    this.#attempts = options.attempts ?? 6;
-    this.#base = options.baseDelayMs ?? 500;
-    this.#max = options.maxDelayMs ?? 30_000;
-    this.#onRetry = options.onRetry;
+    this.retrier = options instanceof Retrier ? options : new Retrier(options);
     // A streamed put cannot be replayed: only opening it is retried; its writes and commit pass through.
     if (inner.openPut) {
       this.openPut = (key, options) =>
-        this.#retry(`put "${key}"`, options?.signal, () => inner.openPut!(key, options));
+        this.retrier.run(`writing "${key}"`, options?.signal, () => inner.openPut!(key, options));
     }
     if (inner.getInto) {
       this.getInto = (key, buffer, options) =>
-        this.#retry(`get "${key}"`, options?.signal, () => inner.getInto!(key, buffer, options));
+        this.retrier.run(
+          `reading "${key}"`,
+          options?.signal,
+          () => inner.getInto!(key, buffer, options),
+          true,
+        );
     }
     if (inner.deleteLeftovers) {
       this.deleteLeftovers = (prefix, options) =>
-        this.#retry(
-          `delete leftovers under "${prefix}"`,
+        this.retrier.run(
+          `deleting leftovers under "${prefix}"`,
           options?.signal,
           () => inner.deleteLeftovers!(prefix, options),
         );
@@ -81,62 +219,53 @@ export class RetryStorage implements Storage {
   /** Present when the inner storage has it (see `Storage.openPut`). */
   readonly openPut?: (key: string, options?: CallOptions) => Promise<PutStream>;
 
-  async #retry<T>(what: string, signal: AbortSignal | undefined, call: () => Promise<T>): Promise<T> {
-    for (let attempt = 1;; attempt++) {
-      try {
-        return await call();
-      } catch (err) {
-        if (!isRetriable(err) || attempt >= this.#attempts || signal?.aborted) throw err;
-        const delay = Math.min(this.#max, this.#base * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
-        this.#onRetry?.(what, attempt, err, delay);
-        await sleep(delay, signal);
-      }
-    }
-  }
-
   /** As the inner storage's. */
   get putHashes(): boolean {
     return this.#inner.putHashes === true;
   }
 
   put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
-    return this.#retry(`put "${key}"`, options?.signal, () => this.#inner.put(key, data, options));
+    return this.retrier.run(`writing "${key}"`, options?.signal, () => this.#inner.put(key, data, options));
   }
 
   /**
    * Opens the object with retries; a retriable failure in the middle of the stream re-opens it at the
-   * offset reached, so the reader sees one uninterrupted stream.
+   * offset reached, so the reader sees one uninterrupted stream. The budget of a re-open counts from the
+   * failure, and starts again once bytes flow.
    */
   async get(key: string, options?: CallOptions & { range?: Range }): Promise<ReadableStream<Uint8Array>> {
     const signal = options?.signal;
     const start = options?.range?.offset ?? 0;
     const length = options?.range?.length;
+    const what = `reading "${key}"`;
     const open = (done: number) =>
-      this.#retry(`get "${key}"`, signal, () =>
-        this.#inner.get(key, {
-          signal,
-          range: done === 0 && !options?.range
-            ? undefined
-            : { offset: start + done, length: length === undefined ? undefined : length - done },
-        }));
-    let reader = (await open(0)).getReader();
+      this.#inner.get(key, {
+        signal,
+        range: done === 0 && !options?.range
+          ? undefined
+          : { offset: start + done, length: length === undefined ? undefined : length - done },
+      });
+    let reader = (await this.retrier.run(what, signal, () => open(0), true)).getReader();
     let done = 0;
-    let failures = 0;
     return new ReadableStream<Uint8Array>({
       pull: async (controller) => {
-        for (;;) {
+        let since: number | undefined;
+        for (let tries = 1;; tries++) {
           try {
+            if (since !== undefined) {
+              reader = (await open(done)).getReader();
+              this.retrier.succeeded();
+            }
             const r = await reader.read();
             if (r.done) return controller.close();
             done += r.value.byteLength;
             controller.enqueue(r.value);
             return;
           } catch (err) {
-            if (!isRetriable(err) || ++failures >= this.#attempts || signal?.aborted) throw err;
-            const delay = Math.min(this.#max, this.#base * 2 ** (failures - 1));
-            this.#onRetry?.(`read "${key}"`, failures, err, delay);
+            if (signal?.aborted) throw err;
+            const delay = this.retrier.failed(what, err, since, tries, true);
+            since ??= performance.now();
             await sleep(delay, signal);
-            reader = (await open(done)).getReader();
           }
         }
       },
@@ -145,18 +274,23 @@ export class RetryStorage implements Storage {
   }
 
   stat(key: string, options?: CallOptions): Promise<ObjectInfo> {
-    return this.#retry(`stat "${key}"`, options?.signal, () => this.#inner.stat(key, options));
+    return this.retrier.run(`checking "${key}"`, options?.signal, () => this.#inner.stat(key, options), true);
   }
 
   /** Lists with retries; a listing that fails midway starts again and skips keys already yielded. */
   list(prefix: string, options?: CallOptions): AsyncIterable<ObjectInfo> {
-    return this.#listing(`list "${prefix}"`, options, () => this.#inner.list(prefix, options), (i) => i.key);
+    return this.#listing(
+      `listing "${prefix}"`,
+      options,
+      () => this.#inner.list(prefix, options),
+      (i) => i.key,
+    );
   }
 
   /** As `list`, for folders. */
   listFolders(prefix: string, options?: CallOptions): AsyncIterable<string> {
     return this.#listing(
-      `list the folders of "${prefix}"`,
+      `listing the folders of "${prefix}"`,
       options,
       () => this.#inner.listFolders(prefix, options),
       (n) => n,
@@ -170,26 +304,35 @@ export class RetryStorage implements Storage {
     idOf: (item: T) => string,
   ): AsyncIterable<T> {
     const seen = new Set<string>();
-    for (let attempt = 1;; attempt++) {
+    let since: number | undefined;
+    const skip = this.retrier.skipRead();
+    if (skip) throw skip;
+    for (let tries = 1;; tries++) {
       try {
         for await (const item of source()) {
+          if (since !== undefined) {
+            since = undefined;
+            tries = 1;
+          }
+          this.retrier.succeeded();
           const id = idOf(item);
           if (seen.has(id)) continue;
           seen.add(id);
           yield item;
         }
+        this.retrier.succeeded();
         return;
       } catch (err) {
-        if (!isRetriable(err) || attempt >= this.#attempts || options?.signal?.aborted) throw err;
-        const delay = Math.min(this.#max, this.#base * 2 ** (attempt - 1));
-        this.#onRetry?.(what, attempt, err, delay);
+        if (options?.signal?.aborted) throw err;
+        const delay = this.retrier.failed(what, err, since, tries, true);
+        since ??= performance.now();
         await sleep(delay, options?.signal);
       }
     }
   }
 
   delete(key: string, options?: CallOptions): Promise<void> {
-    return this.#retry(`delete "${key}"`, options?.signal, () => this.#inner.delete(key, options));
+    return this.retrier.run(`deleting "${key}"`, options?.signal, () => this.#inner.delete(key, options));
   }
 
   close(): Promise<void> {

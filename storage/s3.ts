@@ -7,6 +7,7 @@
  * @module
  */
 import process from "node:process";
+import { createHash } from "node:crypto";
 import {
   CreateBucketCommand,
   DeleteObjectCommand,
@@ -19,7 +20,16 @@ import {
 import { messageOf } from "../errors.ts";
 import { uploadPieces } from "./_pieces.ts";
 import { checkKey, checkPrefix, checkRange, mapStreamErrors } from "./_key.ts";
-import { emptyStream, isKey, networkFailure, oneLine, parseObjectStoreUrl } from "./_object_store.ts";
+import {
+  emptyStream,
+  idleStream,
+  IdleWatch,
+  isKey,
+  networkFailure,
+  oneLine,
+  parseObjectStoreUrl,
+  SILENT_LOGGER,
+} from "./_object_store.ts";
 import {
   type CallOptions,
   NotFoundError,
@@ -123,6 +133,8 @@ export class S3Storage implements Storage {
   readonly #server: string;
   /** Whether the endpoint is AWS's own. */
   readonly #aws: boolean;
+  /** Milliseconds a request may move no byte (`S3Options.idleTimeout`). */
+  readonly #idle: number;
   #closed = false;
 
   /** Uses the bucket and prefix of `spec` (`s3://bucket[/prefix]`) without checking them. */
@@ -146,7 +158,10 @@ export class S3Storage implements Storage {
     this.#pageSize = pageSize;
     this.#server = endpoint ?? `AWS S3 (${region})`;
     this.#aws = endpoint === undefined;
+    this.#idle = options.idleTimeout ?? 120_000;
     this.#client = new S3Client({
+      // The SDK would print some failures on the console itself; frost prints its own lines.
+      logger: SILENT_LOGGER,
       region,
       endpoint,
       forcePathStyle: pathStyle,
@@ -161,7 +176,7 @@ export class S3Storage implements Storage {
       followRegionRedirects: true,
       requestHandler: {
         connectionTimeout: options.connectionTimeout ?? 30_000,
-        socketTimeout: options.idleTimeout ?? 120_000,
+        socketTimeout: this.#idle,
       },
     });
   }
@@ -196,22 +211,23 @@ export class S3Storage implements Storage {
     const { signal, sha256 } = options;
     signal?.throwIfAborted();
     const action = `Cannot write "${key}" to ${this.url}`;
+    // The body goes in pieces, so that the idle timeout sees it move; the SDK cannot hash a stream, so
+    // the payload hash is computed here when the caller has none.
+    const payloadHash = sha256 ?? createHash("sha256").update(data).digest("hex");
+    const watch = new IdleWatch(this.#idle, signal);
     const command = new PutObjectCommand({
       Bucket: this.bucket,
       Key: objectKey,
-      // Without a hash the SDK must hash the body, which it can only do whole.
-      Body: sha256 === undefined ? data : uploadPieces(data),
+      Body: uploadPieces(data, watch.touch),
       ContentLength: data.byteLength,
       ContentType: "application/octet-stream",
     });
-    if (sha256 !== undefined) {
-      command.middlewareStack.add((next) => (args) => {
-        (args.request as { headers: Record<string, string> }).headers["x-amz-content-sha256"] = sha256;
-        return next(args);
-      }, { step: "build", name: "frostPayloadSha256" });
-    }
+    command.middlewareStack.add((next) => (args) => {
+      (args.request as { headers: Record<string, string> }).headers["x-amz-content-sha256"] = payloadHash;
+      return next(args);
+    }, { step: "build", name: "frostPayloadSha256" });
     try {
-      await this.#client.send(command, { abortSignal: signal });
+      await this.#send((abortSignal) => this.#client.send(command, { abortSignal }), signal, action, watch);
     } catch (err) {
       throw this.#error(action, err, signal);
     }
@@ -233,9 +249,14 @@ export class S3Storage implements Storage {
       ? undefined
       : `bytes=${offset}-${range.length === undefined ? "" : offset + range.length - 1}`;
     try {
-      const response = await this.#client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: objectKey, Range: header }),
-        { abortSignal: signal },
+      const response = await this.#send(
+        (abortSignal) =>
+          this.#client.send(
+            new GetObjectCommand({ Bucket: this.bucket, Key: objectKey, Range: header }),
+            { abortSignal },
+          ),
+        signal,
+        action,
       );
       const body = response.Body;
       if (header !== undefined && response.ContentRange === undefined) {
@@ -243,7 +264,13 @@ export class S3Storage implements Storage {
         throw new StorageError(`${action}: the server ignored the requested range`);
       }
       if (body === undefined) return emptyStream();
-      return mapStreamErrors(body.transformToWebStream(), (err) => this.#error(action, err, signal));
+      const watched = idleStream(
+        body.transformToWebStream(),
+        this.#idle,
+        signal,
+        () => this.#timeout(action),
+      );
+      return mapStreamErrors(watched, (err) => this.#error(action, err, signal));
     } catch (err) {
       // 416: the object exists but the range starts at or after its end.
       if (statusOf(err) === 416 && !signal?.aborted) return emptyStream();
@@ -257,9 +284,14 @@ export class S3Storage implements Storage {
     const { signal } = options;
     signal?.throwIfAborted();
     try {
-      const head = await this.#client.send(
-        new HeadObjectCommand({ Bucket: this.bucket, Key: objectKey }),
-        { abortSignal: signal },
+      const head = await this.#send(
+        (abortSignal) =>
+          this.#client.send(
+            new HeadObjectCommand({ Bucket: this.bucket, Key: objectKey }),
+            { abortSignal },
+          ),
+        signal,
+        `Cannot stat "${key}" in ${this.url}`,
       );
       return { key, size: head.ContentLength ?? 0, modified: head.LastModified };
     } catch (err) {
@@ -301,15 +333,20 @@ export class S3Storage implements Storage {
       signal?.throwIfAborted();
       let page;
       try {
-        page = await this.#client.send(
-          new ListObjectsV2Command({
-            Bucket: this.bucket,
-            Prefix: this.#root + prefix,
-            MaxKeys: this.#pageSize,
-            ContinuationToken: token,
-            Delimiter: folders ? "/" : undefined,
-          }),
-          { abortSignal: signal },
+        page = await this.#send(
+          (abortSignal) =>
+            this.#client.send(
+              new ListObjectsV2Command({
+                Bucket: this.bucket,
+                Prefix: this.#root + prefix,
+                MaxKeys: this.#pageSize,
+                ContinuationToken: token,
+                Delimiter: folders ? "/" : undefined,
+              }),
+              { abortSignal },
+            ),
+          signal,
+          action,
         );
       } catch (err) {
         throw this.#error(action, err, signal);
@@ -328,9 +365,15 @@ export class S3Storage implements Storage {
     const { signal } = options;
     signal?.throwIfAborted();
     try {
-      await this.#client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: objectKey }), {
-        abortSignal: signal,
-      });
+      await this.#send(
+        (abortSignal) =>
+          this.#client.send(
+            new DeleteObjectCommand({ Bucket: this.bucket, Key: objectKey }),
+            { abortSignal },
+          ),
+        signal,
+        `Cannot delete "${key}" from ${this.url}`,
+      );
     } catch (err) {
       if (statusOf(err) === 404 && codeOf(err) !== "NoSuchBucket" && !signal?.aborted) return;
       throw this.#error(`Cannot delete "${key}" from ${this.url}`, err, signal);
@@ -350,8 +393,14 @@ export class S3Storage implements Storage {
   async #check(create: boolean): Promise<void> {
     const action = `Cannot open ${this.url}`;
     try {
-      await this.#client.send(
-        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.#root, MaxKeys: 1 }),
+      await this.#send(
+        (abortSignal) =>
+          this.#client.send(
+            new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.#root, MaxKeys: 1 }),
+            { abortSignal },
+          ),
+        undefined,
+        action,
       );
       return;
     } catch (err) {
@@ -364,14 +413,20 @@ export class S3Storage implements Storage {
     }
     try {
       const region = await this.#client.config.region();
-      await this.#client.send(
-        new CreateBucketCommand({
-          Bucket: this.bucket,
-          // AWS wants the region named, except for us-east-1.
-          CreateBucketConfiguration: region === "us-east-1" || !this.#aws
-            ? undefined
-            : { LocationConstraint: region as never },
-        }),
+      await this.#send(
+        (abortSignal) =>
+          this.#client.send(
+            new CreateBucketCommand({
+              Bucket: this.bucket,
+              // AWS wants the region named, except for us-east-1.
+              CreateBucketConfiguration: region === "us-east-1" || !this.#aws
+                ? undefined
+                : { LocationConstraint: region as never },
+            }),
+            { abortSignal },
+          ),
+        undefined,
+        `Cannot create bucket "${this.bucket}" for ${this.url}`,
       );
     } catch (err) {
       const code = codeOf(err);
@@ -384,6 +439,35 @@ export class S3Storage implements Storage {
       }
       throw this.#error(`Cannot create bucket "${this.bucket}" for ${this.url}`, err, undefined);
     }
+  }
+
+  /**
+   * Runs `send` (one command, given the abort signal to pass on) under an idle timeout: `watch`, or a new
+   * one that nothing touches (the whole exchange must then end within the timeout). A timeout rejects with
+   * a retriable `StorageError`.
+   */
+  async #send<T>(
+    send: (abortSignal: AbortSignal) => Promise<T>,
+    signal: AbortSignal | undefined,
+    action: string,
+    watch = new IdleWatch(this.#idle, signal),
+  ): Promise<T> {
+    try {
+      return await send(watch.signal);
+    } catch (err) {
+      if (watch.fired && !signal?.aborted) throw this.#timeout(action, err);
+      throw err;
+    } finally {
+      watch.stop();
+    }
+  }
+
+  /** The failure of a request that moved no byte for the idle timeout. */
+  #timeout(action: string, cause?: unknown): StorageError {
+    return new StorageError(
+      `${action}: cannot reach ${this.#server}: timed out (no byte moved for ${this.#idle / 1000} s)`,
+      { cause, retriable: true },
+    );
   }
 
   /** Checks `key` and returns its object key. */
@@ -429,7 +513,10 @@ export class S3Storage implements Storage {
     if (status === 401 || status === 403 || (code !== undefined && ACCESS_CODES.has(code))) {
       return new StorageError(`${action}: access denied (${reason})`, { cause: err });
     }
-    const retriable = status >= 500 || status === 429 || (code !== undefined && RETRIABLE_CODES.has(code));
+    // 501 (not implemented) and 507 (out of space, over quota) do not go away by waiting.
+    const retriable = (status >= 500 && status !== 501 && status !== 507) || status === 429 ||
+      status === 408 ||
+      (code !== undefined && RETRIABLE_CODES.has(code));
     const text = known ? `${oneLine(messageOf(err))} (${code}, HTTP ${status})` : `HTTP ${status}`;
     return new StorageError(`${action}: ${text}`, { cause: err, retriable });
   }

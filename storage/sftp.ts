@@ -86,6 +86,11 @@ export interface SftpOptions extends SftpSettings {
   env?: Record<string, string | undefined>;
   /** Milliseconds allowed for the TCP connection and SSH handshake. Default: 20 000. */
   timeout?: number;
+  /**
+   * Milliseconds the server may stay silent (no keepalive answered, no byte received) before the
+   * connection is dropped and its calls fail with a retriable `StorageError`. Default: 120 000.
+   */
+  idleTimeout?: number;
 }
 
 /** SFTP status codes (draft-ietf-secsh-filexfer-02), as ssh2 reports them in `err.code`. */
@@ -142,6 +147,8 @@ interface Target {
   knownHosts: string;
   acceptNewHostKey: boolean;
   timeout: number;
+  /** See `SftpOptions.idleTimeout`. */
+  idleTimeout: number;
 }
 
 /**
@@ -219,6 +226,7 @@ export class SftpStorage implements Storage {
       ),
       acceptNewHostKey: options.acceptNewHostKey ?? false,
       timeout: options.timeout ?? 20_000,
+      idleTimeout: options.idleTimeout ?? 120_000,
     };
     // "" and "/~[/…]" are relative to the home folder, which realpath(".") resolves on the server.
     const relative = parsed.path === "" || parsed.path === "/~" || parsed.path.startsWith("/~/");
@@ -523,9 +531,10 @@ export class SftpStorage implements Storage {
       username: target.user,
       privateKey,
       ...(target.passphrase === undefined ? {} : { passphrase: target.passphrase }),
-      readyTimeout: target.timeout,
-      keepaliveInterval: 15_000,
-      keepaliveCountMax: 3,
+      readyTimeout: Math.min(target.timeout, target.idleTimeout),
+      // A keepalive every third of the idle timeout; three unanswered ones drop the connection.
+      keepaliveInterval: Math.max(100, Math.round(target.idleTimeout / 3)),
+      keepaliveCountMax: 2,
       algorithms: {
         serverHostKey: hostKeyAlgorithms(known, name, HOST_KEY_ALGORITHMS) as ServerHostKeyAlgorithm[],
       },

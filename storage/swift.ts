@@ -11,6 +11,8 @@
  *   `Default`; or application credentials `OS_APPLICATION_CREDENTIAL_ID` and `OS_APPLICATION_CREDENTIAL_SECRET`.
  *   The object-store endpoint is taken from the token's catalog, filtered by `OS_INTERFACE` (default
  *   `public`) and `OS_REGION_NAME`.
+ * - `OS_STORAGE_URL`, when set, is the account URL used instead of the one the auth service returns (as
+ *   python-swiftclient's `--os-storage-url`), e.g. to go through a proxy.
  * @module
  */
 import crypto from "node:crypto";
@@ -110,6 +112,8 @@ export class SwiftStorage implements Storage {
   /** The name prefix of every object, `""` or ending with `/`. */
   readonly #root: string;
   readonly #auth: AuthConfig;
+  /** `$OS_STORAGE_URL`: the account URL to use instead of the one the auth service gives (as swiftclient). */
+  readonly #storageUrl: string | undefined;
   readonly #pageSize: number;
   readonly #timeout: number;
   /** The current session, shared by concurrent calls; replaced when the server refuses its token. */
@@ -128,6 +132,10 @@ export class SwiftStorage implements Storage {
     this.container = location.container;
     this.#root = location.prefix === "" ? "" : `${location.prefix}/`;
     this.#auth = authConfig(options.env ?? process.env, this.url);
+    const storageUrl = (options.env ?? process.env).OS_STORAGE_URL;
+    this.#storageUrl = storageUrl
+      ? checkUrl(storageUrl, "OS_STORAGE_URL", this.url).replace(/\/+$/, "")
+      : undefined;
     const pageSize = options.pageSize ?? 10_000;
     if (!Number.isSafeInteger(pageSize) || pageSize < 1 || pageSize > 10_000) {
       throw new RangeError(
@@ -430,9 +438,11 @@ export class SwiftStorage implements Storage {
    * one caller's signal, since other calls wait for the same session.
    */
   #authenticate(): Promise<Session> {
-    const session = this.#auth.kind === "v1"
-      ? authV1(this.#auth, this.#timeout)
-      : authV3(this.#auth, this.#timeout);
+    const override = this.#storageUrl;
+    const session =
+      (this.#auth.kind === "v1" ? authV1(this.#auth, this.#timeout) : authV3(this.#auth, this.#timeout)).then(
+        (s) => override ? { ...s, storageUrl: override } : s,
+      );
     this.#session = session;
     session.catch(() => {
       if (this.#session === session) this.#session = undefined;
@@ -650,7 +660,8 @@ function authFailure(url: string, response: Response): Failure {
 function statusFailure(response: Response): Failure {
   const status = response.status;
   if (status === 401 || status === 403) return new Failure(`access denied (${statusText(response)})`);
-  const retriable = status >= 500 || RETRIABLE_STATUSES.has(status);
+  // 501 (not implemented) and 507 (out of space) do not go away by waiting.
+  const retriable = (status >= 500 && status !== 501 && status !== 507) || RETRIABLE_STATUSES.has(status);
   return new Failure(`${retriable ? "server error" : "request refused"} (${statusText(response)})`, {
     retriable,
   });
