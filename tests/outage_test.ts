@@ -96,7 +96,7 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy, full: boolea
     await sleep(3000);
     await proxy().set("pass");
     const r = await running;
-    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.code, 3, r.stderr); // completed, with the outage's warning (exit 3)
     assertOwnLines(r);
     const warnings = r.stderr.split("\n").filter((l) => /not reachable/.test(l));
     assert.equal(warnings.length, 1, `one warning for the outage:\n${r.stderr}`);
@@ -120,7 +120,7 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy, full: boolea
       await sleep(2500);
       await proxy().set("pass");
       const r = await running;
-      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.code, 3, r.stderr); // completed, with the outage's warning (exit 3)
       assertOwnLines(r);
       // S3: the idle timeout; SFTP: the unanswered keepalives drop the connection.
       assert.match(r.stderr, /not reachable \(.*(timed out|timeout|No response from server).*\)/i);
@@ -192,7 +192,7 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy, full: boolea
       await sleep(2500);
       await proxy().set("pass");
       const r = await running;
-      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.code, 3, r.stderr); // completed, with the outage's warning (exit 3)
       assertOwnLines(r);
       assert.match(r.stderr, /not reachable \(.*refused.*\) when opening it; retrying for up to 15m/);
       assert.ok(proxy().connections > connections);
@@ -228,7 +228,7 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy, full: boolea
       await sleep(2500);
       await proxy().set("pass");
       const r = await running;
-      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.code, 3, r.stderr); // completed, with the outage's warning (exit 3)
       assertOwnLines(r);
       assert.match(r.stderr, /not reachable/);
       assert.ok(proxy().connections > connections);
