@@ -20,25 +20,25 @@ import {
   ProgressLine,
   STORAGE_HELP,
   STORAGE_OPTIONS,
-} from "../cli.ts";
-import { ExitCode, FrostError, UsageError } from "../errors.ts";
-import { parseCompression } from "../compression.ts";
+} from "./cli.ts";
+import { ExitCode, FrostError, UsageError } from "../base/errors.ts";
+import { parseCompression } from "../codec/compression.ts";
 import { engineForOption } from "../engines/registry.ts";
-import { checkName, type Manifest, seriesName, toRecord } from "../manifest.ts";
+import { checkName, type Manifest, seriesName, toRecord } from "../series/manifest.ts";
 import { stdinEngine } from "../engines/stdin.ts";
-import { producerStream } from "../stdin_command.ts";
-import { METRICS_OPTION, metricsHelp } from "../metrics.ts";
-import { describeHookEnd, runHook } from "../hooks.ts";
-import { chooseParent, type LevelPolicy, newBackupId, validatePolicy } from "../levels.ts";
-import { formatBytes, parseSize } from "../units.ts";
-import { backupTimesJson, formatBackupTimes, newBackupTimes, runBackup } from "../pipeline.ts";
-import { cacheDir, kdfOf, newBackupKeys, stateKeyOf } from "../backup_keys.ts";
-import { VERSION } from "../version.ts";
+import { producerStream } from "./stdin_command.ts";
+import { METRICS_OPTION, metricsHelp } from "./metrics.ts";
+import { describeHookEnd, runHook } from "./hooks.ts";
+import { chooseParent, type LevelPolicy, newBackupId, validatePolicy } from "../series/levels.ts";
+import { formatBytes, parseSize } from "../base/units.ts";
+import { backupTimesJson, formatBackupTimes, newBackupTimes, runBackup } from "../pipeline/backup.ts";
+import { cacheDir, kdfOf, newBackupKeys, stateKeyOf } from "../series/keys.ts";
+import { VERSION } from "../base/version.ts";
 import type { Warning } from "../engines/engine.ts";
-import { acquireLock, type Lock, releaseAndClose } from "../lock.ts";
+import { acquireLock, type Lock, releaseAndClose } from "../series/lock.ts";
 import { globEscape } from "../engines/_fs_common.ts";
 import { inside, localStoragePaths, realPath } from "./_local_storage.ts";
-import { removeOrphansAtStart } from "../orphans.ts";
+import { removeOrphansAtStart } from "../series/orphans.ts";
 import { parseShownName, showName } from "../engines/_names.ts";
 
 const USAGE = `Usage: frost backup SOURCE --name NAME [options]

@@ -19,15 +19,15 @@ import {
   parse,
   STORAGE_HELP,
   STORAGE_OPTIONS,
-} from "../cli.ts";
-import { ExitCode, FrostError, UsageError } from "../errors.ts";
-import { seriesName } from "../manifest.ts";
-import { formatBytes } from "../units.ts";
-import { checkSelection, chosenLine } from "../time.ts";
-import { readSegments } from "../pipeline.ts";
-import { chainDataKeys } from "../backup_keys.ts";
-import { createDecryptor, streamId } from "../encryption.ts";
-import { createDecompressor } from "../compression.ts";
+} from "./cli.ts";
+import { ExitCode, FrostError, UsageError } from "../base/errors.ts";
+import { seriesName } from "../series/manifest.ts";
+import { formatBytes } from "../base/units.ts";
+import { checkSelection, chosenLine } from "../series/time.ts";
+import { readSegments } from "../pipeline/backup.ts";
+import { chainDataKeys } from "../series/keys.ts";
+import { createDecryptor, streamId } from "../codec/encryption.ts";
+import { createDecompressor } from "../codec/compression.ts";
 import { parseShownName, showName } from "../engines/_names.ts";
 import { Dumpdir, type EntryType, parseDumpdir, type TarEntry, TarReader } from "../engines/_tar_read.ts";
 

@@ -18,17 +18,23 @@ import {
   parse,
   STORAGE_HELP,
   STORAGE_OPTIONS,
-} from "../cli.ts";
-import { ExitCode, FrostError, messageOf, UsageError } from "../errors.ts";
-import { loadManifests, type Manifest, manifestKey, type SegmentRef, seriesName } from "../manifest.ts";
-import { NoBackupError } from "../levels.ts";
-import { formatBytes } from "../units.ts";
-import { METRICS_OPTION, metricsHelp } from "../metrics.ts";
-import { checkSelection, describe, selectChain, type Selection } from "../time.ts";
-import { readSegments, readState } from "../pipeline.ts";
-import { dataKeyOf, stateKeyOf } from "../backup_keys.ts";
-import { createDecryptor, type DataKey, streamId } from "../encryption.ts";
-import { createDecompressor } from "../compression.ts";
+} from "./cli.ts";
+import { ExitCode, FrostError, messageOf, UsageError } from "../base/errors.ts";
+import {
+  loadManifests,
+  type Manifest,
+  manifestKey,
+  type SegmentRef,
+  seriesName,
+} from "../series/manifest.ts";
+import { NoBackupError } from "../series/levels.ts";
+import { formatBytes } from "../base/units.ts";
+import { METRICS_OPTION, metricsHelp } from "./metrics.ts";
+import { checkSelection, describe, selectChain, type Selection } from "../series/time.ts";
+import { readSegments, readState } from "../pipeline/backup.ts";
+import { dataKeyOf, stateKeyOf } from "../series/keys.ts";
+import { createDecryptor, type DataKey, streamId } from "../codec/encryption.ts";
+import { createDecompressor } from "../codec/compression.ts";
 import { TarReader } from "../engines/_tar_read.ts";
 import { Tree } from "./ls.ts";
 import { engineForBackup } from "../engines/registry.ts";

@@ -5,7 +5,7 @@
  */
 import type { CallOptions, ObjectInfo, PutOptions, Range, Storage } from "./storage.ts";
 import { NotFoundError, readAll, StorageError } from "./storage.ts";
-import { messageOf } from "../errors.ts";
+import { messageOf } from "../base/errors.ts";
 
 /**
  * Writes to every storage; a put succeeds only when it succeeded everywhere, so the manifest (written

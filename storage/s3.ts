@@ -16,7 +16,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from "@aws-sdk/client-s3";
-import { messageOf } from "../errors.ts";
+import { messageOf } from "../base/errors.ts";
 import { uploadPieces } from "./_pieces.ts";
 import { checkKey, checkPrefix, checkRange, mapStreamErrors } from "./_key.ts";
 import { emptyStream, isKey, networkFailure, oneLine, parseObjectStoreUrl } from "./_object_store.ts";

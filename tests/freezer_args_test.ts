@@ -13,8 +13,8 @@ import {
   runFreezerAgent,
   translateFreezerArgs,
   type TranslateOptions,
-} from "../freezer/agent_args.ts";
-import { UsageError } from "../errors.ts";
+} from "../commands/freezer_agent.ts";
+import { UsageError } from "../base/errors.ts";
 import { cleanup, copyTree, frost, makeHostileTree, tempDir } from "./_cli.ts";
 import { assertSameTree } from "./_tree.ts";
 

@@ -10,12 +10,12 @@
  * docs/FORMAT.md describes every field.
  * @module
  */
-import type { Storage } from "./storage/storage.ts";
-import { getBytes } from "./storage/storage.ts";
-import { FrostError, UsageError } from "./errors.ts";
-import type { Compression } from "./compression.ts";
-import { COMPRESSIONS } from "./compression.ts";
-import { checkManifestEncryption, type ManifestEncryption } from "./backup_keys.ts";
+import type { Storage } from "../storage/storage.ts";
+import { getBytes } from "../storage/storage.ts";
+import { FrostError, UsageError } from "../base/errors.ts";
+import type { Compression } from "../codec/compression.ts";
+import { COMPRESSIONS } from "../codec/compression.ts";
+import { checkManifestEncryption, type ManifestEncryption } from "./keys.ts";
 import { type BackupRecord, restoreChain } from "./levels.ts";
 
 /** The manifest format's name and version, checked on read. */

@@ -6,7 +6,7 @@
 import os from "node:os";
 import path from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { FrostError, messageOf, UsageError } from "./errors.ts";
+import { FrostError, messageOf, UsageError } from "../base/errors.ts";
 import {
   checkName,
   decodeManifest,
@@ -14,19 +14,19 @@ import {
   type Manifest,
   manifestKey,
   manifestsPrefix,
-} from "./manifest.ts";
-import { getBytes } from "./storage/storage.ts";
-import { NoBackupError, parseBackupId } from "./levels.ts";
-import type { Storage } from "./storage/storage.ts";
-import { defaultStoragePath, openStorage } from "./storage/registry.ts";
-import { RetryStorage } from "./storage/retry.ts";
-import { MultiStorage } from "./storage/multi.ts";
-import { LimitStorage, TokenBucket } from "./storage/limit.ts";
-import { parseSize } from "./units.ts";
+} from "../series/manifest.ts";
+import { getBytes } from "../storage/storage.ts";
+import { NoBackupError, parseBackupId } from "../series/levels.ts";
+import type { Storage } from "../storage/storage.ts";
+import { defaultStoragePath, openStorage } from "../storage/registry.ts";
+import { RetryStorage } from "../storage/retry.ts";
+import { MultiStorage } from "../storage/multi.ts";
+import { LimitStorage, TokenBucket } from "../storage/limit.ts";
+import { parseSize } from "../base/units.ts";
 import { normalizeArgs } from "./cli_options.ts";
-import { checkSelection, selectChain, type Selection } from "./time.ts";
-import type { KeyOptions } from "./backup_keys.ts";
-import { readIdentityFile, readPassFile, readRecipientFile } from "./encryption.ts";
+import { checkSelection, selectChain, type Selection } from "../series/time.ts";
+import type { KeyOptions } from "../series/keys.ts";
+import { readIdentityFile, readPassFile, readRecipientFile } from "../codec/encryption.ts";
 
 /** What every command receives: its arguments and a place to print. */
 export interface CommandContext {

@@ -9,9 +9,9 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import type { PutStream, Storage } from "./storage/storage.ts";
-import { NotFoundError } from "./storage/storage.ts";
-import { MultiStorage } from "./storage/multi.ts";
+import type { PutStream, Storage } from "../storage/storage.ts";
+import { NotFoundError } from "../storage/storage.ts";
+import { MultiStorage } from "../storage/multi.ts";
 import type {
   Engine,
   EngineTimes,
@@ -19,10 +19,10 @@ import type {
   RestoreOptions,
   RestoreStats,
   Warning,
-} from "./engines/engine.ts";
-import type { Compression } from "./compression.ts";
-import { createCompressor, createDecompressor } from "./compression.ts";
-import type { Manifest, SegmentRef } from "./manifest.ts";
+} from "../engines/engine.ts";
+import type { Compression } from "../codec/compression.ts";
+import { createCompressor, createDecompressor } from "../codec/compression.ts";
+import type { Manifest, SegmentRef } from "../series/manifest.ts";
 import {
   backupPrefix,
   encodeManifest,
@@ -31,8 +31,8 @@ import {
   manifestKey,
   segmentKey,
   seriesName,
-} from "./manifest.ts";
-import { AbortedError, FrostError, messageOf } from "./errors.ts";
+} from "../series/manifest.ts";
+import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
 import {
   createDecryptor,
   createEncryptor,
@@ -40,9 +40,15 @@ import {
   decryptorGivesBack,
   sealText,
   streamId,
-} from "./encryption.ts";
-import type { BackupKeys } from "./backup_keys.ts";
-import { hashableBuffer, hashLeavesBuffer, type MovedHash, sha256Moving, StreamSha256 } from "./hashing.ts";
+} from "../codec/encryption.ts";
+import type { BackupKeys } from "../series/keys.ts";
+import {
+  hashableBuffer,
+  hashLeavesBuffer,
+  type MovedHash,
+  sha256Moving,
+  StreamSha256,
+} from "../codec/hashing.ts";
 
 /**
  * Reusable segment buffers: a stored segment's buffer goes back to the pool and is filled again, so a backup

@@ -18,9 +18,9 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import fsp from "node:fs/promises";
 import { Buffer } from "node:buffer";
-import { FrostError, messageOf, UsageError } from "./errors.ts";
-import { concatBytes } from "./storage/storage.ts";
-import { KDF_CHILD_ARG, scryptMaxmem } from "./_kdf_child.ts";
+import { FrostError, messageOf, UsageError } from "../base/errors.ts";
+import { concatBytes } from "../storage/storage.ts";
+import { KDF_CHILD_ARG, scryptMaxmem } from "./kdf_child.ts";
 import {
   decryptorReleasesInput,
   decryptStream,
@@ -247,7 +247,7 @@ export const nodeScrypt: ScryptFunction = (passphrase, salt, cost) =>
 
 /** How this program runs `_kdf_child.ts`: the built binary runs itself, Deno and Bun run the file. */
 function kdfChildCommand(): string[] {
-  const script = () => fileURLToPath(new URL("./_kdf_child.ts", import.meta.url));
+  const script = () => fileURLToPath(new URL("./kdf_child.ts", import.meta.url));
   if (process.versions.bun !== undefined) {
     const builtBinary = import.meta.url.includes("/$bunfs/") || import.meta.url.includes("~BUN");
     return builtBinary ? [process.execPath, KDF_CHILD_ARG] : [process.execPath, script()];

@@ -13,7 +13,7 @@
  * - A latest chain with a missing ancestor is not built on: the next backup starts a new chain.
  * @module
  */
-import { FrostError, UsageError } from "./errors.ts";
+import { FrostError, UsageError } from "../base/errors.ts";
 
 /** One committed backup of one `<hostname>_<name>`, as its manifest records it. */
 export interface BackupRecord {

@@ -19,7 +19,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Command } from "./cli.ts";
-import { AbortedError, ExitCode, messageOf, UsageError } from "./errors.ts";
+import { AbortedError, ExitCode, messageOf, UsageError } from "../base/errors.ts";
 import { defaultHostname } from "./cli.ts";
 
 /** The option every command that writes metrics declares (for its help, checks and completion). */
