@@ -24,7 +24,7 @@ import { parseDate, parseSize } from "../base/units.ts";
 import { backupCommand } from "./backup.ts";
 import { restoreCommand } from "./restore.ts";
 import { removeCommand } from "./remove.ts";
-import { freezerFallback } from "../freezer/fallback.ts";
+import { freezerFallback } from "./freezer_fallback.ts";
 import { closest } from "./cli_options.ts";
 
 /** A native frost command line, and what to set in this process's environment before running it. */

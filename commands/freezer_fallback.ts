@@ -11,7 +11,7 @@ import {
   openStorages,
   STORAGE_OPTIONS,
   type StorageValues,
-} from "../commands/cli.ts";
+} from "./cli.ts";
 import { listSeries, manifestsPrefix, seriesName } from "../series/manifest.ts";
 import type { Storage } from "../storage/storage.ts";
 
