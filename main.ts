@@ -36,7 +36,7 @@ import {
   writeErr,
   writeOut,
 } from "./commands/stdio.ts";
-import { showBytes } from "./engines/_names.ts";
+import { showBytes } from "./engines/mod.ts";
 import { closest } from "./commands/cli_options.ts";
 import { withMetrics } from "./commands/metrics.ts";
 import { completionCommand } from "./commands/completion.ts";

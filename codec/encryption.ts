@@ -19,7 +19,7 @@ import { fileURLToPath } from "node:url";
 import fsp from "node:fs/promises";
 import { Buffer } from "node:buffer";
 import { FrostError, messageOf, UsageError } from "../base/errors.ts";
-import { concatBytes } from "../storage/storage.ts";
+import { concatBytes } from "../base/bytes.ts";
 import { KDF_CHILD_ARG, scryptMaxmem } from "./kdf_child.ts";
 import {
   decryptorReleasesInput,

@@ -36,10 +36,9 @@ import { cacheDir, kdfOf, newBackupKeys, stateKeyOf } from "../series/keys.ts";
 import { VERSION } from "../base/version.ts";
 import type { Warning } from "../engines/engine.ts";
 import { acquireLock, type Lock, releaseAndClose } from "../series/lock.ts";
-import { globEscape } from "../engines/_fs_common.ts";
+import { globEscape, parseShownName, showName } from "../engines/mod.ts";
 import { inside, localStoragePaths, realPath } from "./_local_storage.ts";
 import { removeOrphansAtStart } from "../series/orphans.ts";
-import { parseShownName, showName } from "../engines/_names.ts";
 
 const USAGE = `Usage: frost backup SOURCE --name NAME [options]
        frost backup --stdin --name NAME [options]        (e.g. pg_dump db | frost backup --stdin --name db)

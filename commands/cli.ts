@@ -3,7 +3,7 @@
  * and the progress line.
  * @module
  */
-import os from "node:os";
+import { defaultHostname } from "../base/host.ts";
 import path from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { FrostError, messageOf, UsageError } from "../base/errors.ts";
@@ -215,12 +215,6 @@ export async function openStorages(
     throw err;
   }
   return opened.length === 1 ? opened[0]! : new MultiStorage(opened);
-}
-
-/** This machine's hostname made key-safe (dots and dashes stay; anything else becomes "-"). */
-export function defaultHostname(): string {
-  const host = os.hostname().replace(/[^A-Za-z0-9._+@-]/g, "-").replace(/^[^A-Za-z0-9]+/, "");
-  return host || "localhost";
 }
 
 /** `--hostname` or this machine's, checked. */

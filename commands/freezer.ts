@@ -19,7 +19,7 @@ import { AbortedError, ExitCode, FrostError, messageOf, UsageError } from "../ba
 import { formatBytes, parseDate } from "../base/units.ts";
 import { tarRestore } from "../engines/tar_restore.ts";
 import type { RestoreStats } from "../engines/engine.ts";
-import { showName } from "../engines/_names.ts";
+import { showName } from "../engines/mod.ts";
 import {
   checkPlainHead,
   concatObjects,

@@ -28,8 +28,15 @@ import { readSegments } from "../pipeline/backup.ts";
 import { chainDataKeys } from "../series/keys.ts";
 import { createDecryptor, streamId } from "../codec/encryption.ts";
 import { createDecompressor } from "../codec/compression.ts";
-import { parseShownName, showName } from "../engines/_names.ts";
-import { Dumpdir, type EntryType, parseDumpdir, type TarEntry, TarReader } from "../engines/_tar_read.ts";
+import {
+  Dumpdir,
+  type EntryType,
+  parseDumpdir,
+  parseShownName,
+  showName,
+  type TarEntry,
+  TarReader,
+} from "../engines/mod.ts";
 
 const USAGE = `Usage: frost ls --name NAME [--date T] [PATH] [options]
 

@@ -16,11 +16,10 @@ import {
   STORAGE_OPTIONS,
 } from "./cli.ts";
 import { ExitCode, UsageError } from "../base/errors.ts";
-import { type Manifest, manifestKey, seriesName } from "../series/manifest.ts";
+import { deleteBackupObjects, type Manifest, manifestKey, seriesName } from "../series/manifest.ts";
 import { formatBytes, parseDate, parseDuration } from "../base/units.ts";
 import { deleteOrphans, findOrphans } from "../series/orphans.ts";
 import { METRICS_OPTION, metricsHelp } from "./metrics.ts";
-import { deleteBackupObjects } from "../pipeline/backup.ts";
 import { describeDecision, hasRules, planRetention, type RetentionPolicy } from "../series/retention.ts";
 import { acquireLock, type Lock, releaseAndClose } from "../series/lock.ts";
 

@@ -28,11 +28,16 @@ import { checkSelection, chosenLine, formatTime } from "../series/time.ts";
 import { readState, runRestore } from "../pipeline/backup.ts";
 import { engineForBackup } from "../engines/registry.ts";
 import { chainDataKeys, stateKeyOf } from "../series/keys.ts";
-import { type IncludeSelector, includeSelector, keepingSelect } from "../engines/_fs_common.ts";
+import {
+  type IncludeSelector,
+  includeSelector,
+  keepingSelect,
+  parseShownName,
+  showName,
+} from "../engines/mod.ts";
 import { type Deletion, planRestore, pruneTarget, type RestorePlan } from "./_restore_plan.ts";
 import { inside, localStoragePaths, realPath } from "./_local_storage.ts";
 import type { KeyOptions } from "../series/keys.ts";
-import { parseShownName, showName } from "../engines/_names.ts";
 import type { StateEntry } from "../engines/engine.ts";
 import { STDIN_ENGINE, stdinEngine } from "../engines/stdin.ts";
 import type { Storage } from "../storage/storage.ts";

@@ -35,7 +35,7 @@ import { readSegments, readState } from "../pipeline/backup.ts";
 import { dataKeyOf, stateKeyOf } from "../series/keys.ts";
 import { createDecryptor, type DataKey, streamId } from "../codec/encryption.ts";
 import { createDecompressor } from "../codec/compression.ts";
-import { TarReader } from "../engines/_tar_read.ts";
+import { TarReader } from "../engines/mod.ts";
 import { Tree } from "./ls.ts";
 import { engineForBackup } from "../engines/registry.ts";
 import { NotFoundError, readAll, type Storage } from "../storage/storage.ts";

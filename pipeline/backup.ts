@@ -24,7 +24,7 @@ import type { Compression } from "../codec/compression.ts";
 import { createCompressor, createDecompressor } from "../codec/compression.ts";
 import type { Manifest, SegmentRef } from "../series/manifest.ts";
 import {
-  backupPrefix,
+  deleteBackupObjects,
   encodeManifest,
   MANIFEST_FORMAT,
   MANIFEST_VERSION,
@@ -32,6 +32,7 @@ import {
   segmentKey,
   seriesName,
 } from "../series/manifest.ts";
+import { idToIso } from "../series/levels.ts";
 import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
 import {
   createDecryptor,
@@ -920,21 +921,6 @@ function segmentPool(manifest: Manifest, key: DataKey | null): BufferPool | unde
 
 function sum(refs: readonly SegmentRef[]): number {
   return refs.reduce((n, r) => n + r.size, 0);
-}
-
-/** `20261127T101500.123Z` → `2026-11-27T10:15:00.123Z`. */
-export function idToIso(id: string): string {
-  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})\.(\d{3})Z$/.exec(id);
-  if (!m) throw new FrostError(`Invalid backup id "${id}"`);
-  return `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}.${m[7]}Z`;
-}
-
-/** Deletes a backup's data and state objects (not its manifest). */
-export async function deleteBackupObjects(storage: Storage, series: string, id: string): Promise<number> {
-  const keys: string[] = [];
-  for await (const info of storage.list(backupPrefix(series, id))) keys.push(info.key);
-  for (const key of keys) await storage.delete(key);
-  return keys.length;
 }
 
 /** Everything a restore run needs. */

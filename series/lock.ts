@@ -19,7 +19,7 @@
 import os from "node:os";
 import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
 import { getBytes, NotFoundError, type Storage } from "../storage/storage.ts";
-import { defaultHostname } from "../commands/cli.ts";
+import { defaultHostname } from "../base/host.ts";
 import { seriesName } from "./manifest.ts";
 import { VERSION } from "../base/version.ts";
 

@@ -95,6 +95,14 @@ export function backupPrefix(series: string, id: string): string {
   return `${series}/backups/${id}/`;
 }
 
+/** Deletes a backup's data and state objects (not its manifest). */
+export async function deleteBackupObjects(storage: Storage, series: string, id: string): Promise<number> {
+  const keys: string[] = [];
+  for await (const info of storage.list(backupPrefix(series, id))) keys.push(info.key);
+  for (const key of keys) await storage.delete(key);
+  return keys.length;
+}
+
 /** Key of the n-th segment of a backup's data or state. */
 export function segmentKey(series: string, id: string, kind: "data" | "state", n: number): string {
   return `${backupPrefix(series, id)}${kind}/${String(n).padStart(8, "0")}`;
