@@ -87,7 +87,7 @@ export async function main(args: string[]): Promise<number> {
     writeErr(showBytes(line));
   };
   const [first, ...rest] = args;
-  if (first === KDF_CHILD_ARG) return await runKdfChild(); // internal: see _kdf_child.ts
+  if (first === KDF_CHILD_ARG) return await runKdfChild(); // internal: see codec/kdf_child.ts
   if (first === undefined || first === "--help" || first === "-h" || first === "help") {
     (first === undefined ? stderr : stdout)(HELP);
     return first === undefined ? ExitCode.usage : ExitCode.ok;
@@ -184,6 +184,6 @@ function stdoutWritable(): WritableStream<Uint8Array> {
 
 if (import.meta.main) {
   watchStdio();
-  // Exits once stdout and stderr are written out: a pipe may be slow (see _stdio.ts).
+  // Exits once stdout and stderr are written out: a pipe may be slow (see commands/stdio.ts).
   await exitAfterOutput(await main(process.argv.slice(2)));
 }

@@ -245,7 +245,7 @@ export const nodeScrypt: ScryptFunction = (passphrase, salt, cost) =>
     });
   });
 
-/** How this program runs `_kdf_child.ts`: the built binary runs itself, Deno and Bun run the file. */
+/** How this program runs `kdf_child.ts`: the built binary runs itself, Deno and Bun run the file. */
 function kdfChildCommand(): string[] {
   const script = () => fileURLToPath(new URL("./kdf_child.ts", import.meta.url));
   if (process.versions.bun !== undefined) {
@@ -256,7 +256,7 @@ function kdfChildCommand(): string[] {
 }
 
 /**
- * scrypt in a child process (see `_kdf_child.ts`) at the CPU priority `nice` (19, the lowest, for a
+ * scrypt in a child process (see `kdf_child.ts`) at the CPU priority `nice` (19, the lowest, for a
  * derivation that should take only the CPU the rest of frost and the machine leave idle). Resolves with the
  * key and the priority the child ran at (null when the system refused to change it). Aborting `signal`
  * kills the child.

@@ -31,7 +31,7 @@ import { METRICS_OPTION, metricsHelp } from "./metrics.ts";
 import { describeHookEnd, runHook } from "./hooks.ts";
 import { chooseParent, type LevelPolicy, newBackupId, validatePolicy } from "../series/levels.ts";
 import { formatBytes, parseSize } from "../base/units.ts";
-import { backupTimesJson, formatBackupTimes, newBackupTimes, runBackup } from "../pipeline/backup.ts";
+import { backupTimesJson, formatBackupTimes, newBackupTimes, runBackup } from "../pipeline/mod.ts";
 import { cacheDir, kdfOf, newBackupKeys, stateKeyOf } from "../series/keys.ts";
 import { VERSION } from "../base/version.ts";
 import type { Warning } from "../engines/engine.ts";

@@ -882,6 +882,6 @@ export async function runFreezerAgent(
     if (value === undefined) delete process.env[name];
     else process.env[name] = value;
   }
-  // A restore or info line on a container Freezer wrote reads Freezer's backups (freezer/fallback.ts).
+  // A restore or info line on a container Freezer wrote reads Freezer's backups (freezer_fallback.ts).
   return await run(await freezerFallback(t.argv, io));
 }

@@ -24,10 +24,8 @@ import { ExitCode, FrostError, UsageError } from "../base/errors.ts";
 import { seriesName } from "../series/manifest.ts";
 import { formatBytes } from "../base/units.ts";
 import { checkSelection, chosenLine } from "../series/time.ts";
-import { readSegments } from "../pipeline/backup.ts";
+import { openStream, readSegments } from "../pipeline/mod.ts";
 import { chainDataKeys } from "../series/keys.ts";
-import { createDecryptor, streamId } from "../codec/encryption.ts";
-import { createDecompressor } from "../codec/compression.ts";
 import {
   Dumpdir,
   type EntryType,
@@ -110,18 +108,8 @@ export const lsCommand: Command = {
 
       const tree = new Tree();
       for (const m of chain) {
-        let stream = readSegments(storage, m.segments, { signal: ctx.signal });
-        const key = keys.get(m.id);
-        if (m.encryption && !key) {
-          throw new FrostError(
-            `Cannot read the data of backup "${m.id}": it is encrypted and no key was given`,
-          );
-        }
-        if (key) {
-          stream = stream.pipeThrough(
-            createDecryptor(key, streamId(m.id, "data"), { label: `the data of backup "${m.id}"` }),
-          );
-        }
+        const segments = readSegments(storage, m.segments, { signal: ctx.signal });
+        const { stream } = openStream(segments, m, "data", keys.get(m.id) ?? null);
         const reader = new TarReader({
           entry: (e) => {
             tree.apply(e);
@@ -131,7 +119,7 @@ export const lsCommand: Command = {
           end: () => {},
           warn: () => {},
         });
-        for await (const chunk of stream.pipeThrough(createDecompressor(m.compression))) reader.push(chunk);
+        for await (const chunk of stream) reader.push(chunk);
         reader.finish();
       }
 

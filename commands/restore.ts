@@ -25,7 +25,7 @@ import { ExitCode, FrostError, InterruptedError, UsageError } from "../base/erro
 import { type Manifest, manifestsPrefix, seriesName } from "../series/manifest.ts";
 import { formatBytes } from "../base/units.ts";
 import { checkSelection, chosenLine, formatTime } from "../series/time.ts";
-import { readState, runRestore } from "../pipeline/backup.ts";
+import { readState, runRestore } from "../pipeline/mod.ts";
 import { engineForBackup } from "../engines/registry.ts";
 import { chainDataKeys, stateKeyOf } from "../series/keys.ts";
 import {

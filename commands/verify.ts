@@ -31,10 +31,9 @@ import { NoBackupError } from "../series/levels.ts";
 import { formatBytes } from "../base/units.ts";
 import { METRICS_OPTION, metricsHelp } from "./metrics.ts";
 import { checkSelection, describe, selectChain, type Selection } from "../series/time.ts";
-import { readSegments, readState } from "../pipeline/backup.ts";
+import { openStream, readSegments, readState } from "../pipeline/mod.ts";
 import { dataKeyOf, stateKeyOf } from "../series/keys.ts";
-import { createDecryptor, type DataKey, streamId } from "../codec/encryption.ts";
-import { createDecompressor } from "../codec/compression.ts";
+import { type DataKey } from "../codec/encryption.ts";
 import { TarReader } from "../engines/mod.ts";
 import { Tree } from "./ls.ts";
 import { engineForBackup } from "../engines/registry.ts";
@@ -537,13 +536,7 @@ async function readStream(
  */
 function startDecoder(m: Manifest, kind: "data" | "state", key: DataKey | null, tree?: Tree) {
   const entry = new TransformStream<Uint8Array, Uint8Array>();
-  let stream = entry.readable;
-  if (key) {
-    stream = stream.pipeThrough(
-      createDecryptor(key, streamId(m.id, kind), { label: `the ${kind} of backup "${m.id}"` }),
-    );
-  }
-  stream = stream.pipeThrough(createDecompressor(m.compression));
+  const { stream } = openStream(entry.readable, m, kind, key);
   const tar = kind === "data" && m.engine === "tar"
     ? new TarReader({
       // Members replayed on `tree` as ls (and the restore) apply them; file data is skipped.

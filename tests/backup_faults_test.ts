@@ -6,7 +6,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { runBackup, runRestore } from "../pipeline/backup.ts";
+import { runBackup, runRestore } from "../pipeline/mod.ts";
 import { tarEngine } from "../engines/tar.ts";
 import { engineForBackup } from "../engines/registry.ts";
 import { loadManifests, type Manifest } from "../series/manifest.ts";

@@ -9,7 +9,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { createCompressor, createDecompressor } from "../codec/compression.ts";
-import { readSegments, Segmenter, SegmentWriter } from "../pipeline/backup.ts";
+import { readSegments, Segmenter, SegmentWriter } from "../pipeline/mod.ts";
 import { MemoryStorage } from "../storage/memory.ts";
 import { listSeries } from "../series/manifest.ts";
 import { FaultyStorage } from "./faulty_storage.ts";

@@ -11,7 +11,7 @@ import crypto from "node:crypto";
 import path from "node:path";
 import process from "node:process";
 import { execFileSync } from "node:child_process";
-import { runBackup, runRestore } from "../pipeline/backup.ts";
+import { runBackup, runRestore } from "../pipeline/mod.ts";
 import type { Compression } from "../codec/compression.ts";
 import type { Manifest } from "../series/manifest.ts";
 import type { Engine, RestoreStats, Warning } from "../engines/engine.ts";

@@ -7,13 +7,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import {
-  BufferPool,
-  readSegments,
-  runBackup,
-  runRestore,
-  StreamingSegmentWriter,
-} from "../pipeline/backup.ts";
+import { BufferPool, readSegments, runBackup, runRestore, StreamingSegmentWriter } from "../pipeline/mod.ts";
 import { createCompressor, createDecompressor } from "../codec/compression.ts";
 import { tarEngine } from "../engines/tar.ts";
 import { engineForBackup } from "../engines/registry.ts";
