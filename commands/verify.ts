@@ -34,8 +34,7 @@ import { checkSelection, describe, selectChain, type Selection } from "../series
 import { openStream, readSegments, readState } from "../pipeline/mod.ts";
 import { dataKeyOf, stateKeyOf } from "../series/keys.ts";
 import { type DataKey } from "../codec/encryption.ts";
-import { TarReader } from "../engines/mod.ts";
-import { Tree } from "./ls.ts";
+import { replayTar, Tree } from "../engines/mod.ts";
 import { engineForBackup } from "../engines/registry.ts";
 import { NotFoundError, readAll, type Storage } from "../storage/storage.ts";
 import { MultiStorage } from "../storage/multi.ts";
@@ -537,22 +536,12 @@ async function readStream(
 function startDecoder(m: Manifest, kind: "data" | "state", key: DataKey | null, tree?: Tree) {
   const entry = new TransformStream<Uint8Array, Uint8Array>();
   const { stream } = openStream(entry.readable, m, kind, key);
-  const tar = kind === "data" && m.engine === "tar"
-    ? new TarReader({
-      // Members replayed on `tree` as ls (and the restore) apply them; file data is skipped.
-      entry: (e) => {
-        tree?.apply(e);
-        return false;
-      },
-      data: () => {},
-      end: () => {},
-      warn: () => {},
-    })
-    : null;
-  const done = (async () => {
-    for await (const chunk of stream) tar?.push(chunk);
-    tar?.finish();
-  })();
+  const done = kind === "data" && m.engine === "tar"
+    // Members replayed on `tree` as ls (and the restore) apply them; file data is skipped.
+    ? replayTar(stream, tree)
+    : (async () => {
+      for await (const _ of stream);
+    })();
   done.catch(() => {});
   return { input: entry.writable, done };
 }
