@@ -21,6 +21,7 @@ import type { Storage } from "../storage/storage.ts";
 import { defaultStoragePath, openStorage } from "../storage/registry.ts";
 import { RetryStorage } from "../storage/retry.ts";
 import { MultiStorage } from "../storage/multi.ts";
+import { asStorage } from "../storage/unwrap.ts";
 import { LimitStorage, TokenBucket } from "../storage/limit.ts";
 import { parseSize } from "../base/units.ts";
 import { normalizeArgs } from "./cli_options.ts";
@@ -308,14 +309,15 @@ export async function onEveryStorage(
   series: string,
   history: Manifest[],
 ): Promise<Manifest[]> {
-  if (!(storage instanceof MultiStorage)) return history;
+  const multi = asStorage(storage, MultiStorage);
+  if (!multi) return history;
   const counts = new Map<string, number>();
-  for (const member of storage.storages) {
+  for (const member of multi.storages) {
     for await (const info of member.list(manifestsPrefix(series))) {
       counts.set(info.key, (counts.get(info.key) ?? 0) + 1);
     }
   }
-  const n = storage.storages.length;
+  const n = multi.storages.length;
   const byId = new Map(history.map((m) => [m.id, m]));
   const everywhere = (m: Manifest | undefined): boolean => {
     for (let cur = m, steps = 0; cur; cur = cur.parent ? byId.get(cur.parent) : undefined, steps++) {

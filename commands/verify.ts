@@ -37,7 +37,7 @@ import { type DataKey } from "../codec/encryption.ts";
 import { replayTar, Tree } from "../engines/mod.ts";
 import { engineForBackup } from "../engines/registry.ts";
 import { NotFoundError, readAll, type Storage } from "../storage/storage.ts";
-import { MultiStorage } from "../storage/multi.ts";
+import { storagesOf } from "../storage/multi.ts";
 
 const USAGE =
   `Usage: frost verify --name NAME [--date T | --id ID | --all] [--read-data [--sample P%]] [options]
@@ -145,7 +145,7 @@ export const verifyCommand: Command = {
         }
       }
 
-      const sources = storage instanceof MultiStorage ? storage.storages : [storage];
+      const sources = storagesOf(storage);
       let objects = 0;
       let bytes = 0;
       for (const source of sources) {

@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import type { Storage } from "../storage/storage.ts";
 import { NotFoundError } from "../storage/storage.ts";
-import { MultiStorage } from "../storage/multi.ts";
+import { storagesOf } from "../storage/multi.ts";
 import type { SegmentRef } from "../series/manifest.ts";
 import { FrostError, messageOf } from "../base/errors.ts";
 import { StreamSha256 } from "../codec/hashing.ts";
@@ -36,7 +36,7 @@ export function readSegments(
   } = {},
 ): ReadableStream<Uint8Array> {
   // With several storages, a segment that is missing, unreadable or corrupt on one is read from the next.
-  const sources = storage instanceof MultiStorage ? storage.storages : [storage];
+  const sources = storagesOf(storage);
   const fetchOne = async (ref: SegmentRef): Promise<Uint8Array[]> => {
     let failure: unknown;
     for (const source of sources) {

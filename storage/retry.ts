@@ -184,4 +184,9 @@ export class RetryStorage implements Storage {
   close(): Promise<void> {
     return this.#inner.close();
   }
+
+  /** The storage this decorator wraps (see unwrap.ts). */
+  unwrap(): Storage {
+    return this.#inner;
+  }
 }
