@@ -4,8 +4,15 @@
  * The entry point: the only module that reads argv, prints, handles signals and exits.
  * @module
  */
-import { AbortedError, ExitCode, FrostError, InterruptedError, messageOf, UsageError } from "./errors.ts";
-import type { Command, CommandContext } from "./cli.ts";
+import {
+  AbortedError,
+  ExitCode,
+  FrostError,
+  InterruptedError,
+  messageOf,
+  UsageError,
+} from "./base/errors.ts";
+import type { Command, CommandContext } from "./commands/cli.ts";
 import { backupCommand } from "./commands/backup.ts";
 import { restoreCommand } from "./commands/restore.ts";
 import { listCommand } from "./commands/list.ts";
@@ -14,12 +21,12 @@ import { keyCommand } from "./commands/key.ts";
 import { verifyCommand } from "./commands/verify.ts";
 import { lsCommand } from "./commands/ls.ts";
 import { freezerCommand } from "./commands/freezer.ts";
-import { runFreezerAgent } from "./freezer/agent_args.ts";
+import { runFreezerAgent } from "./commands/freezer_agent.ts";
 import { unlockCommand } from "./commands/unlock.ts";
 import { StorageError } from "./storage/storage.ts";
-import { VERSION } from "./version.ts";
+import { VERSION } from "./base/version.ts";
 import { Readable } from "node:stream";
-import { KDF_CHILD_ARG, runKdfChild } from "./_kdf_child.ts";
+import { KDF_CHILD_ARG, runKdfChild } from "./codec/kdf_child.ts";
 import {
   EXIT_BROKEN_PIPE,
   exitAfterOutput,
@@ -28,10 +35,10 @@ import {
   watchStdio,
   writeErr,
   writeOut,
-} from "./_stdio.ts";
-import { showBytes } from "./engines/_names.ts";
-import { closest } from "./cli_options.ts";
-import { withMetrics } from "./metrics.ts";
+} from "./commands/stdio.ts";
+import { showBytes } from "./engines/mod.ts";
+import { closest } from "./commands/cli_options.ts";
+import { withMetrics } from "./commands/metrics.ts";
 import { completionCommand } from "./commands/completion.ts";
 
 const COMMANDS: Record<string, Command> = {
@@ -80,7 +87,7 @@ export async function main(args: string[]): Promise<number> {
     writeErr(showBytes(line));
   };
   const [first, ...rest] = args;
-  if (first === KDF_CHILD_ARG) return await runKdfChild(); // internal: see _kdf_child.ts
+  if (first === KDF_CHILD_ARG) return await runKdfChild(); // internal: see codec/kdf_child.ts
   if (first === undefined || first === "--help" || first === "-h" || first === "help") {
     (first === undefined ? stderr : stdout)(HELP);
     return first === undefined ? ExitCode.usage : ExitCode.ok;
@@ -178,6 +185,6 @@ function stdoutWritable(): WritableStream<Uint8Array> {
 
 if (import.meta.main) {
   watchStdio();
-  // Exits once stdout and stderr are written out: a pipe may be slow (see _stdio.ts).
+  // Exits once stdout and stderr are written out: a pipe may be slow (see commands/stdio.ts).
   await exitAfterOutput(await main(process.argv.slice(2)));
 }

@@ -41,7 +41,7 @@ import {
   generateIdentity,
   newScryptParams,
   nodeScrypt,
-} from "../encryption.ts";
+} from "../codec/encryption.ts";
 import { freshDir, haveGnuTime, measure, syncDisks } from "./measure.ts";
 
 const MiB = 1 << 20;

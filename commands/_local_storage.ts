@@ -6,7 +6,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { storageSpecs } from "../cli.ts";
+import { storageSpecs } from "./cli.ts";
 
 /** The real paths of the local storage folders among `--storage` values (or the default storage). */
 export function localStoragePaths(values: string[] | undefined): string[] {

@@ -11,9 +11,9 @@
  * - A kept path (the storage folder inside the target) is never written, replaced or removed.
  * @module
  */
-import fs from "../engines/_fs_bytes.ts";
+import type { Stats } from "node:fs";
+import { fsBytes as fs, RestoreTarget } from "../engines/mod.ts";
 import type { Selection, StateEntry } from "../engines/engine.ts";
-import { RestoreTarget } from "../engines/_restore_fs.ts";
 
 /** A path test of a restore: `select` of the engines (partial restore, kept paths). */
 export type Select = (path: string, isDir: boolean) => Selection;
@@ -108,7 +108,7 @@ export function pruneTarget(target: string, entries: readonly StateEntry[], sele
   return removed;
 }
 
-type Visit = (rel: string, st: fs.Stats) => "descend" | "skip";
+type Visit = (rel: string, st: Stats) => "descend" | "skip";
 
 /** Walks the tree below `rel` under `root`, without following symlinks, as far as `visit` descends. */
 function walk(root: string, rel: string, visit: Visit): void {
@@ -129,6 +129,6 @@ function abs(root: string, rel: string): string {
   return rel === "" ? root : root + "/" + rel;
 }
 
-function typeOf(st: fs.Stats): Deletion["type"] {
+function typeOf(st: Stats): Deletion["type"] {
   return st.isDirectory() ? "dir" : st.isSymbolicLink() ? "symlink" : st.isFile() ? "file" : "other";
 }

@@ -20,26 +20,25 @@ import {
   ProgressLine,
   STORAGE_HELP,
   STORAGE_OPTIONS,
-} from "../cli.ts";
-import { ExitCode, FrostError, UsageError } from "../errors.ts";
-import { parseCompression } from "../compression.ts";
+} from "./cli.ts";
+import { ExitCode, FrostError, UsageError } from "../base/errors.ts";
+import { parseCompression } from "../codec/compression.ts";
 import { engineForOption } from "../engines/registry.ts";
-import { checkName, type Manifest, seriesName, toRecord } from "../manifest.ts";
+import { checkName, seriesName } from "../series/manifest.ts";
 import { stdinEngine } from "../engines/stdin.ts";
-import { producerStream } from "../stdin_command.ts";
-import { METRICS_OPTION, metricsHelp } from "../metrics.ts";
-import { describeHookEnd, runHook } from "../hooks.ts";
-import { chooseParent, type LevelPolicy, newBackupId, validatePolicy } from "../levels.ts";
-import { formatBytes, parseSize } from "../units.ts";
-import { backupTimesJson, formatBackupTimes, newBackupTimes, runBackup } from "../pipeline.ts";
-import { cacheDir, kdfOf, newBackupKeys, stateKeyOf } from "../backup_keys.ts";
-import { VERSION } from "../version.ts";
+import { producerStream } from "./stdin_command.ts";
+import { METRICS_OPTION, metricsHelp } from "./metrics.ts";
+import { describeHookEnd, runHook } from "./hooks.ts";
+import { type LevelPolicy, validatePolicy } from "../series/levels.ts";
+import { planBackup } from "../series/backup_plan.ts";
+import { formatBytes, parseSize } from "../base/units.ts";
+import { backupTimesJson, formatBackupTimes, newBackupTimes, runBackup } from "../pipeline/mod.ts";
+import { VERSION } from "../base/version.ts";
 import type { Warning } from "../engines/engine.ts";
-import { acquireLock, type Lock, releaseAndClose } from "../lock.ts";
-import { globEscape } from "../engines/_fs_common.ts";
+import { acquireLock, type Lock, releaseAndClose } from "../series/lock.ts";
+import { globEscape, parseShownName, showName } from "../engines/mod.ts";
 import { inside, localStoragePaths, realPath } from "./_local_storage.ts";
-import { removeOrphansAtStart } from "../orphans.ts";
-import { parseShownName, showName } from "../engines/_names.ts";
+import { removeOrphansAtStart } from "../series/orphans.ts";
 
 const USAGE = `Usage: frost backup SOURCE --name NAME [options]
        frost backup --stdin --name NAME [options]        (e.g. pg_dump db | frost backup --stdin --name db)
@@ -182,44 +181,19 @@ export const backupCommand: Command = {
       const cleanupOk = await removeOrphansAtStart(storage, series, lock.signal, ctx.stderr);
       const history = await loadHistory(storage, series, ctx);
       const now = new Date();
-      const byId = new Map(history.map((m) => [m.id, m]));
       // With several storages a new level builds only on backups that every one of them holds.
       const usable = await onEveryStorage(storage, series, history);
-      if (usable.length < history.length) {
-        ctx.stderr(
-          `frost: ${history.length - usable.length} backup${
-            history.length - usable.length === 1 ? " is" : "s are"
-          } ` +
-            `not on every storage (or lack part of their chain there): the new backup builds only on those that are`,
-        );
-      }
-      const choice = chooseParent(usable.map(toRecord), policy, now);
-      let parent: Manifest | null = choice.parent ? byId.get(choice.parent.id)! : null;
-      if (fromStdin) {
-        parent = null;
-      } else if (parent && parent.engine !== engine.name) {
-        ctx.stderr(
-          `frost: ${series} ${parent.id} was made with the ${parent.engine} engine, this backup uses ${engine.name}: ` +
-            `starting a new chain at level 0`,
-        );
-        parent = null;
-      }
-      // Open the parent's state first: a wrong passphrase stops the run before anything is written.
-      let parentStateKey = parent ? await stateKeyOf(parent.id, parent.encryption, keyOpts) : null;
-      if (parentStateKey === "unavailable") {
-        ctx.stderr(
-          `frost: warning: this host cannot read the state of ${series} ${parent!.id} (no host key in ` +
-            `${cacheDir()}, or another host made it): starting a new chain at level 0`,
-        );
-        parent = null;
-        parentStateKey = null;
-      }
-      const level = parent ? choice.level : 0;
-      const latestKdf = kdfOf(
-        parent?.encryption ?? [...history].sort((a, b) => b.id.localeCompare(a.id))[0]?.encryption ?? null,
-      );
-      const keys = await newBackupKeys(keyOpts, latestKdf);
-      const id = newBackupId(now, byId.keys());
+      const { parent, parentStateKey, level, keys, id } = await planBackup({
+        series,
+        history,
+        usable,
+        policy,
+        engine: engine.name,
+        fromStdin,
+        keys: keyOpts,
+        now,
+        onNotice: (line) => ctx.stderr(line),
+      });
       const warnings: Warning[] = [];
       const hookEnv = { FROST_BACKUP_NAME: name, FROST_BACKUP_ID: id, FROST_BACKUP_LEVEL: String(level) };
       const pre = values["pre-command"];

@@ -3,8 +3,8 @@
  * tables (the ones their parsing uses, read with `optionTable`) and their help texts (for descriptions).
  * @module
  */
-import { type Command, optionTable, parse } from "../cli.ts";
-import { ExitCode, UsageError } from "../errors.ts";
+import { type Command, optionTable, parse } from "./cli.ts";
+import { ExitCode, UsageError } from "../base/errors.ts";
 
 const USAGE = `Usage: frost completion bash|zsh|fish
 

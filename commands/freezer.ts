@@ -14,12 +14,12 @@ import {
   ProgressLine,
   STORAGE_HELP,
   STORAGE_OPTIONS,
-} from "../cli.ts";
-import { AbortedError, ExitCode, FrostError, messageOf, UsageError } from "../errors.ts";
-import { formatBytes, parseDate } from "../units.ts";
+} from "./cli.ts";
+import { AbortedError, ExitCode, FrostError, messageOf, UsageError } from "../base/errors.ts";
+import { formatBytes, parseDate } from "../base/units.ts";
 import { tarRestore } from "../engines/tar_restore.ts";
 import type { RestoreStats } from "../engines/engine.ts";
-import { showName } from "../engines/_names.ts";
+import { showName } from "../engines/mod.ts";
 import {
   checkPlainHead,
   concatObjects,

@@ -4,9 +4,9 @@
  * @module
  */
 import fs from "node:fs";
-import { type Command, parse } from "../cli.ts";
-import { ExitCode, FrostError, messageOf, UsageError } from "../errors.ts";
-import { generateIdentity } from "../encryption.ts";
+import { type Command, parse } from "./cli.ts";
+import { ExitCode, FrostError, messageOf, UsageError } from "../base/errors.ts";
+import { generateIdentity } from "../codec/encryption.ts";
 
 const USAGE = `Usage: frost key generate --out FILE
 

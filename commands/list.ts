@@ -10,11 +10,11 @@ import {
   parse,
   STORAGE_HELP,
   STORAGE_OPTIONS,
-} from "../cli.ts";
-import { ExitCode, UsageError } from "../errors.ts";
-import { checkName, listSeries, type Manifest, seriesName } from "../manifest.ts";
-import { formatBytes } from "../units.ts";
-import { formatTime, sharedSeconds } from "../time.ts";
+} from "./cli.ts";
+import { ExitCode, UsageError } from "../base/errors.ts";
+import { checkName, listSeries, type Manifest, seriesName } from "../series/manifest.ts";
+import { formatBytes } from "../base/units.ts";
+import { formatTime, sharedSeconds } from "../series/time.ts";
 
 const USAGE = `Usage: frost list [--name NAME] [options]
 

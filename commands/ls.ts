@@ -1,10 +1,9 @@
 /**
  * `frost ls --name NAME [--date T] [PATH]`: the files of a backup point as a restore would produce them.
  *
- * Reads the chain's archives (segments checked, decrypted, decompressed) and replays them on a tree in
- * memory the way the tar restore replays them on disk: members add or replace entries, GNU dumpdirs of
- * directories that already existed remove what the source no longer had (and replay renames). Nothing is
- * written. File data is skipped, not kept.
+ * Reads the chain's archives (segments checked, decrypted, decompressed: pipeline `openStream`) and replays
+ * them on a tree in memory with the tar engine's listing API (engines/tar_list.ts), the way the tar restore
+ * replays them on disk. Nothing is written. File data is skipped, not kept.
  * @module
  */
 import {
@@ -19,17 +18,14 @@ import {
   parse,
   STORAGE_HELP,
   STORAGE_OPTIONS,
-} from "../cli.ts";
-import { ExitCode, FrostError, UsageError } from "../errors.ts";
-import { seriesName } from "../manifest.ts";
-import { formatBytes } from "../units.ts";
-import { checkSelection, chosenLine } from "../time.ts";
-import { readSegments } from "../pipeline.ts";
-import { chainDataKeys } from "../backup_keys.ts";
-import { createDecryptor, streamId } from "../encryption.ts";
-import { createDecompressor } from "../compression.ts";
-import { parseShownName, showName } from "../engines/_names.ts";
-import { Dumpdir, type EntryType, parseDumpdir, type TarEntry, TarReader } from "../engines/_tar_read.ts";
+} from "./cli.ts";
+import { ExitCode, FrostError, UsageError } from "../base/errors.ts";
+import { seriesName } from "../series/manifest.ts";
+import { formatBytes } from "../base/units.ts";
+import { checkSelection, chosenLine } from "../series/time.ts";
+import { openStream, readSegments } from "../pipeline/mod.ts";
+import { chainDataKeys } from "../series/keys.ts";
+import { type EntryType, normalize, parseShownName, replayTar, showName, Tree } from "../engines/mod.ts";
 
 const USAGE = `Usage: frost ls --name NAME [--date T] [PATH] [options]
 
@@ -50,17 +46,6 @@ Options:
   -h, --help             this help
 
 ${STORAGE_HELP}`;
-
-/** One entry of the replayed tree. */
-interface Node {
-  type: EntryType;
-  mode: number;
-  size: number;
-  /** Seconds since the epoch (UTC); NaN when only implied by a deeper member. */
-  mtime: number;
-  linkname: string;
-  children?: Map<string, Node>;
-}
 
 /** The ls command. */
 export const lsCommand: Command = {
@@ -103,29 +88,9 @@ export const lsCommand: Command = {
 
       const tree = new Tree();
       for (const m of chain) {
-        let stream = readSegments(storage, m.segments, { signal: ctx.signal });
-        const key = keys.get(m.id);
-        if (m.encryption && !key) {
-          throw new FrostError(
-            `Cannot read the data of backup "${m.id}": it is encrypted and no key was given`,
-          );
-        }
-        if (key) {
-          stream = stream.pipeThrough(
-            createDecryptor(key, streamId(m.id, "data"), { label: `the data of backup "${m.id}"` }),
-          );
-        }
-        const reader = new TarReader({
-          entry: (e) => {
-            tree.apply(e);
-            return false;
-          },
-          data: () => {},
-          end: () => {},
-          warn: () => {},
-        });
-        for await (const chunk of stream.pipeThrough(createDecompressor(m.compression))) reader.push(chunk);
-        reader.finish();
+        const segments = readSegments(storage, m.segments, { signal: ctx.signal });
+        const { stream } = openStream(segments, m, "data", keys.get(m.id) ?? null);
+        await replayTar(stream, tree);
       }
 
       const rows = tree.list(prefix);
@@ -173,141 +138,6 @@ export const lsCommand: Command = {
     }
   },
 };
-
-/** An archive name (or a user's PATH) as a path relative to the restore target: "./a//b/" → "a/b". */
-function normalize(name: string, entry: string): string {
-  const out: string[] = [];
-  for (const part of name.split("/")) {
-    if (part === "" || part === ".") continue;
-    if (part === "..") throw new FrostError(`Refusing "${entry}": the path leaves the target ("..")`);
-    out.push(part);
-  }
-  return out.join("/");
-}
-
-/** The restore target, in memory (verify replays a chain on it too). */
-export class Tree {
-  readonly root: Node = { type: "dir", mode: 0o755, size: 0, mtime: NaN, linkname: "", children: new Map() };
-  #tempCount = 0;
-
-  /** The directory holding `rel` (created as needed, like the restore's parent directories). */
-  #parent(rel: string, entry: string): [Map<string, Node>, string] {
-    const parts = rel.split("/");
-    const last = parts.pop()!;
-    let dir = this.root;
-    for (const part of parts) {
-      let next = dir.children!.get(part);
-      if (!next) {
-        next = { type: "dir", mode: 0o755, size: 0, mtime: NaN, linkname: "", children: new Map() };
-        dir.children!.set(part, next);
-      } else if (next.type !== "dir") {
-        throw new FrostError(
-          `Refusing "${entry}": its path goes through "${part}", which is not a directory`,
-        );
-      }
-      dir = next;
-    }
-    return [dir.children!, last];
-  }
-
-  #find(rel: string): Node | undefined {
-    if (rel === "") return this.root;
-    let node: Node | undefined = this.root;
-    for (const part of rel.split("/")) {
-      node = node?.children?.get(part);
-      if (!node) return undefined;
-    }
-    return node;
-  }
-
-  apply(e: TarEntry): void {
-    const rel = normalize(e.name, e.name);
-    const node: Node = {
-      type: e.type,
-      mode: e.mode,
-      size: e.type === "file" ? e.size : 0,
-      mtime: e.mtime.sec + e.mtime.nsec / 1e9,
-      linkname: e.linkname,
-    };
-    if (e.type === "hardlink") {
-      const target = this.#find(normalize(e.linkname, e.name));
-      node.size = target?.size ?? 0;
-      node.linkname = normalize(e.linkname, e.name);
-    }
-    if (rel === "") {
-      if (e.type !== "dir") throw new FrostError(`Cannot restore "${e.name}": the target root is not a file`);
-      this.#dir(this.root, node, e);
-      return;
-    }
-    const [siblings, last] = this.#parent(rel, e.name);
-    const existing = siblings.get(last);
-    if (e.type === "dir") {
-      if (existing?.type === "dir") {
-        this.#dir(existing, node, e);
-        return;
-      }
-      node.children = new Map();
-    }
-    siblings.set(last, node);
-  }
-
-  /** An existing directory met again: new attributes, and its dumpdir's renames and deletions replayed. */
-  #dir(dir: Node, attrs: Node, e: TarEntry): void {
-    dir.mode = attrs.mode;
-    dir.mtime = attrs.mtime;
-    if (!e.dumpdir) return;
-    const records = parseDumpdir(e.dumpdir);
-    const keep = new Map<string, number>();
-    let temp: string | undefined;
-    for (let k = 0; k < records.length; k++) {
-      const r = records[k]!;
-      if (r.code === Dumpdir.X) {
-        temp = `${normalize(r.name, e.name)}/tar.${++this.#tempCount}`.replace(/^\//, "");
-      } else if (r.code === Dumpdir.R) {
-        const t = records[++k];
-        if (!t || t.code !== Dumpdir.T) {
-          throw new FrostError(`Cannot restore "${e.name}": malformed rename records in its dumpdir`);
-        }
-        const from = r.name === "" ? temp : normalize(r.name, e.name);
-        const to = t.name === "" ? temp : normalize(t.name, e.name);
-        if (from && to) this.#rename(from, to, e.name);
-      } else if (r.code !== Dumpdir.T) {
-        keep.set(r.name, r.code);
-      }
-    }
-    for (const [name, child] of dir.children!) {
-      const c = keep.get(name);
-      const isDir = child.type === "dir";
-      if (c === undefined || (c === Dumpdir.D && !isDir) || (c === Dumpdir.Y && isDir)) {
-        dir.children!.delete(name);
-      }
-    }
-  }
-
-  #rename(from: string, to: string, entry: string): void {
-    const [fromSiblings, fromLast] = this.#parent(from, entry);
-    const node = fromSiblings.get(fromLast);
-    if (!node) return; // as the restore: nothing to move
-    fromSiblings.delete(fromLast);
-    const [toSiblings, toLast] = this.#parent(to, entry);
-    toSiblings.set(toLast, node);
-  }
-
-  /** Every entry at or below `prefix`, in path order. */
-  list(prefix: string): [string, Node][] {
-    const out: [string, Node][] = [];
-    const walk = (path: string, node: Node) => {
-      out.push([path, node]);
-      if (!node.children) return;
-      for (const name of [...node.children.keys()].sort()) {
-        walk(path === "." ? name : `${path}/${name}`, node.children.get(name)!);
-      }
-    };
-    const start = this.#find(prefix);
-    if (start) walk(prefix === "" ? "." : prefix, start);
-    return out;
-  }
-}
 
 function typeChar(type: EntryType): string {
   return { file: "-", dir: "d", symlink: "l", hardlink: "-", char: "c", block: "b", fifo: "p" }[type];

@@ -14,15 +14,14 @@ import {
   parse,
   STORAGE_HELP,
   STORAGE_OPTIONS,
-} from "../cli.ts";
-import { ExitCode, UsageError } from "../errors.ts";
-import { type Manifest, manifestKey, seriesName } from "../manifest.ts";
-import { formatBytes, parseDate, parseDuration } from "../units.ts";
-import { deleteOrphans, findOrphans } from "../orphans.ts";
-import { METRICS_OPTION, metricsHelp } from "../metrics.ts";
-import { deleteBackupObjects } from "../pipeline.ts";
-import { describeDecision, hasRules, planRetention, type RetentionPolicy } from "../retention.ts";
-import { acquireLock, type Lock, releaseAndClose } from "../lock.ts";
+} from "./cli.ts";
+import { ExitCode, UsageError } from "../base/errors.ts";
+import { deleteBackupObjects, type Manifest, manifestKey, seriesName } from "../series/manifest.ts";
+import { formatBytes, parseDate, parseDuration } from "../base/units.ts";
+import { deleteOrphans, findOrphans } from "../series/orphans.ts";
+import { METRICS_OPTION, metricsHelp } from "./metrics.ts";
+import { describeDecision, hasRules, planRetention, type RetentionPolicy } from "../series/retention.ts";
+import { acquireLock, type Lock, releaseAndClose } from "../series/lock.ts";
 
 const USAGE = `Usage: frost remove --name NAME (--older-than AGE | --before DATE | --keep-… N) [options]
 

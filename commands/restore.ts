@@ -20,23 +20,28 @@ import {
   ProgressLine,
   STORAGE_HELP,
   STORAGE_OPTIONS,
-} from "../cli.ts";
-import { ExitCode, FrostError, InterruptedError, UsageError } from "../errors.ts";
-import { type Manifest, manifestsPrefix, seriesName } from "../manifest.ts";
-import { formatBytes } from "../units.ts";
-import { checkSelection, chosenLine, formatTime } from "../time.ts";
-import { readState, runRestore } from "../pipeline.ts";
+} from "./cli.ts";
+import { ExitCode, FrostError, InterruptedError, UsageError } from "../base/errors.ts";
+import { type Manifest, manifestsPrefix, seriesName } from "../series/manifest.ts";
+import { formatBytes } from "../base/units.ts";
+import { checkSelection, chosenLine, formatTime } from "../series/time.ts";
+import { readState, runRestore } from "../pipeline/mod.ts";
 import { engineForBackup } from "../engines/registry.ts";
-import { chainDataKeys, stateKeyOf } from "../backup_keys.ts";
-import { type IncludeSelector, includeSelector, keepingSelect } from "../engines/_fs_common.ts";
+import { chainDataKeys, stateKeyOf } from "../series/keys.ts";
+import {
+  type IncludeSelector,
+  includeSelector,
+  keepingSelect,
+  parseShownName,
+  showName,
+} from "../engines/mod.ts";
 import { type Deletion, planRestore, pruneTarget, type RestorePlan } from "./_restore_plan.ts";
 import { inside, localStoragePaths, realPath } from "./_local_storage.ts";
-import type { KeyOptions } from "../backup_keys.ts";
-import { parseShownName, showName } from "../engines/_names.ts";
+import type { KeyOptions } from "../series/keys.ts";
 import type { StateEntry } from "../engines/engine.ts";
 import { STDIN_ENGINE, stdinEngine } from "../engines/stdin.ts";
 import type { Storage } from "../storage/storage.ts";
-import { type DataKey, openText, streamId } from "../encryption.ts";
+import { type DataKey, openText, streamId } from "../codec/encryption.ts";
 
 const USAGE = `Usage: frost restore --name NAME --to DIR [options]
        frost restore --name NAME --stdout [options]       (a backup made with frost backup --stdin)

@@ -11,9 +11,9 @@ import {
   parse,
   STORAGE_HELP,
   STORAGE_OPTIONS,
-} from "../cli.ts";
-import { ExitCode, UsageError } from "../errors.ts";
-import { seriesName } from "../manifest.ts";
+} from "./cli.ts";
+import { ExitCode, UsageError } from "../base/errors.ts";
+import { seriesName } from "../series/manifest.ts";
 import {
   describeLock,
   type FoundLock,
@@ -22,7 +22,7 @@ import {
   readLocks,
   STALE_AFTER_MS,
   staleReason,
-} from "../lock.ts";
+} from "../series/lock.ts";
 
 const USAGE = `Usage: frost unlock [--name NAME] [--hostname HOST] [--force] [options]
 

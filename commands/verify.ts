@@ -18,22 +18,26 @@ import {
   parse,
   STORAGE_HELP,
   STORAGE_OPTIONS,
-} from "../cli.ts";
-import { ExitCode, FrostError, messageOf, UsageError } from "../errors.ts";
-import { loadManifests, type Manifest, manifestKey, type SegmentRef, seriesName } from "../manifest.ts";
-import { NoBackupError } from "../levels.ts";
-import { formatBytes } from "../units.ts";
-import { METRICS_OPTION, metricsHelp } from "../metrics.ts";
-import { checkSelection, describe, selectChain, type Selection } from "../time.ts";
-import { readSegments, readState } from "../pipeline.ts";
-import { dataKeyOf, stateKeyOf } from "../backup_keys.ts";
-import { createDecryptor, type DataKey, streamId } from "../encryption.ts";
-import { createDecompressor } from "../compression.ts";
-import { TarReader } from "../engines/_tar_read.ts";
-import { Tree } from "./ls.ts";
+} from "./cli.ts";
+import { ExitCode, FrostError, messageOf, UsageError } from "../base/errors.ts";
+import {
+  loadManifests,
+  type Manifest,
+  manifestKey,
+  type SegmentRef,
+  seriesName,
+} from "../series/manifest.ts";
+import { NoBackupError } from "../series/levels.ts";
+import { formatBytes } from "../base/units.ts";
+import { METRICS_OPTION, metricsHelp } from "./metrics.ts";
+import { checkSelection, describe, selectChain, type Selection } from "../series/time.ts";
+import { openStream, readSegments, readState } from "../pipeline/mod.ts";
+import { dataKeyOf, stateKeyOf } from "../series/keys.ts";
+import { type DataKey } from "../codec/encryption.ts";
+import { replayTar, Tree } from "../engines/mod.ts";
 import { engineForBackup } from "../engines/registry.ts";
 import { NotFoundError, readAll, type Storage } from "../storage/storage.ts";
-import { MultiStorage } from "../storage/multi.ts";
+import { storagesOf } from "../storage/multi.ts";
 
 const USAGE =
   `Usage: frost verify --name NAME [--date T | --id ID | --all] [--read-data [--sample P%]] [options]
@@ -143,7 +147,7 @@ export const verifyCommand: Command = {
         }
       }
 
-      const sources = storage instanceof MultiStorage ? storage.storages : [storage];
+      const sources = storagesOf(storage);
       let objects = 0;
       let bytes = 0;
       for (const source of sources) {
@@ -533,29 +537,13 @@ async function readStream(
  */
 function startDecoder(m: Manifest, kind: "data" | "state", key: DataKey | null, tree?: Tree) {
   const entry = new TransformStream<Uint8Array, Uint8Array>();
-  let stream = entry.readable;
-  if (key) {
-    stream = stream.pipeThrough(
-      createDecryptor(key, streamId(m.id, kind), { label: `the ${kind} of backup "${m.id}"` }),
-    );
-  }
-  stream = stream.pipeThrough(createDecompressor(m.compression));
-  const tar = kind === "data" && m.engine === "tar"
-    ? new TarReader({
-      // Members replayed on `tree` as ls (and the restore) apply them; file data is skipped.
-      entry: (e) => {
-        tree?.apply(e);
-        return false;
-      },
-      data: () => {},
-      end: () => {},
-      warn: () => {},
-    })
-    : null;
-  const done = (async () => {
-    for await (const chunk of stream) tar?.push(chunk);
-    tar?.finish();
-  })();
+  const { stream } = openStream(entry.readable, m, kind, key);
+  const done = kind === "data" && m.engine === "tar"
+    // Members replayed on `tree` as ls (and the restore) apply them; file data is skipped.
+    ? replayTar(stream, tree)
+    : (async () => {
+      for await (const _ of stream);
+    })();
   done.catch(() => {});
   return { input: entry.writable, done };
 }

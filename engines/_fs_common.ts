@@ -5,7 +5,7 @@
  */
 import fs from "node:fs";
 import picomatch from "picomatch";
-import { FrostError, messageOf } from "../errors.ts";
+import { FrostError, messageOf } from "../base/errors.ts";
 import type { Selection } from "./engine.ts";
 
 /** The `code` of a system error. */

@@ -8,7 +8,7 @@ import fs from "./_fs_bytes.ts";
 import process from "node:process";
 import { execFileSync } from "node:child_process";
 import type { RestoreOptions, RestoreRun, RestoreStats, Selection } from "./engine.ts";
-import { AbortedError, FrostError, messageOf } from "../errors.ts";
+import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
 import { code, count, IdMap, safeRel } from "./_fs_common.ts";
 import { hasEscape } from "./_names.ts";
 import type { StoredXattrs } from "./_xattrs.ts";

@@ -3,7 +3,7 @@
  * chunked writer both are produced with, and the streaming reader of a parent's state.
  * @module
  */
-import { FrostError, messageOf } from "../errors.ts";
+import { FrostError, messageOf } from "../base/errors.ts";
 import { compareKey, recordsOf } from "./_tar_state.ts";
 import type { StateEntry } from "./engine.ts";
 import { decodeName, encodeName, hasEscape } from "./_names.ts";

@@ -9,7 +9,7 @@
  * reads GNU sparse members as plain files.
  * @module
  */
-import { FrostError } from "../errors.ts";
+import { FrostError } from "../base/errors.ts";
 import { decodeName } from "./_names.ts";
 import { SparseMapParser } from "./_sparse.ts";
 import { decodeXattrKeyword, type StoredXattrs, type Xattr } from "./_xattrs.ts";

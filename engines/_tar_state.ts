@@ -3,7 +3,7 @@
  * (format described at the top of tar_backup.ts).
  * @module
  */
-import { FrostError, messageOf } from "../errors.ts";
+import { FrostError, messageOf } from "../base/errors.ts";
 import type { StateEntry } from "./engine.ts";
 import { encodeName } from "./_names.ts";
 

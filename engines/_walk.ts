@@ -6,7 +6,7 @@
 import fs from "./_fs_bytes.ts";
 import { BYTE_PATHS } from "./_fs_bytes.ts";
 import type { BackupOptions, BackupStats } from "./engine.ts";
-import { AbortedError, FrostError } from "../errors.ts";
+import { AbortedError, FrostError } from "../base/errors.ts";
 import { errnoText } from "./_fs_common.ts";
 
 /** Longest stretch of work without giving the event loop a turn (abort, progress, state consumer). */

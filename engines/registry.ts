@@ -6,7 +6,7 @@ import type { Engine } from "./engine.ts";
 import { tarEngine } from "./tar.ts";
 import { rsyncEngine } from "./rsync.ts";
 import { STDIN_ENGINE, stdinEngine } from "./stdin.ts";
-import { FrostError, UsageError } from "../errors.ts";
+import { FrostError, UsageError } from "../base/errors.ts";
 
 const ENGINES: Record<string, Engine> = { tar: tarEngine, rsync: rsyncEngine };
 

@@ -15,7 +15,7 @@ import fs from "./_fs_bytes.ts";
 import path from "node:path";
 import crypto from "node:crypto";
 import type { RestoreOptions, RestoreRun, RestoreStats, Selection } from "./engine.ts";
-import { AbortedError, FrostError, messageOf } from "../errors.ts";
+import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
 import { sha256 } from "./_rsync_delta.ts";
 import { decodeName } from "./_names.ts";
 import { DELETED_DIR, DELETED_OTHER, KIND, STREAM_MAGIC, STREAM_VERSIONS, TAG } from "./_rsync_format.ts";

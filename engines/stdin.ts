@@ -7,7 +7,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { BackupRun, Engine, RestoreRun, StateEntry } from "./engine.ts";
-import { FrostError, messageOf } from "../errors.ts";
+import { FrostError, messageOf } from "../base/errors.ts";
 import { restoreRun, RestoreTally, RestoreTarget } from "./_restore_fs.ts";
 import { safeRel } from "./_fs_common.ts";
 

@@ -90,7 +90,7 @@ import path from "node:path";
 import process from "node:process";
 import { setImmediate } from "node:timers";
 import type { BackupOptions, BackupRun, EngineTimes } from "./engine.ts";
-import { AbortedError, FrostError, messageOf } from "../errors.ts";
+import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
 import {
   BLOCK,
   devMajor,

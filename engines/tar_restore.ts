@@ -15,7 +15,7 @@
 import fs from "./_fs_bytes.ts";
 import path from "node:path";
 import type { RestoreOptions, RestoreRun, RestoreStats } from "./engine.ts";
-import { AbortedError, FrostError, messageOf } from "../errors.ts";
+import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
 import { fsTime, safeRel } from "./_fs_common.ts";
 import { type DirFix, restoreRun, RestoreTally, RestoreTarget, type SpecialType } from "./_restore_fs.ts";
 import { type StoredXattrs, XattrRestorer } from "./_xattrs.ts";

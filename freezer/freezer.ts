@@ -13,7 +13,7 @@ import { Buffer } from "node:buffer";
 import { Duplex } from "node:stream";
 import * as xzModule from "xz-decompress";
 import unbzip2 from "unbzip2-stream";
-import { FrostError } from "../errors.ts";
+import { FrostError } from "../base/errors.ts";
 import { getBytes, NotFoundError, type ObjectInfo, type Storage } from "../storage/storage.ts";
 
 /** The engine whose layout frost reads. */

@@ -5,7 +5,7 @@
  * @module
  */
 import crypto from "node:crypto";
-import { UsageError } from "../errors.ts";
+import { UsageError } from "../base/errors.ts";
 import { checkKey } from "./_key.ts";
 import { TEMP_PREFIX } from "./local.ts";
 import type { ObjectInfo } from "./storage.ts";

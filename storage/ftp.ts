@@ -27,7 +27,7 @@ import process from "node:process";
 import { Buffer } from "node:buffer";
 import { Writable } from "node:stream";
 import { Client, type FileInfo, type FTPResponse } from "basic-ftp";
-import { messageOf, UsageError } from "../errors.ts";
+import { messageOf, UsageError } from "../base/errors.ts";
 import { uploadPieces } from "./_pieces.ts";
 import { checkPrefix, checkRange } from "./_key.ts";
 import {

@@ -109,4 +109,9 @@ export class LimitStorage implements Storage {
   close(): Promise<void> {
     return this.#inner.close();
   }
+
+  /** The storage this decorator wraps (see unwrap.ts). */
+  unwrap(): Storage {
+    return this.#inner;
+  }
 }

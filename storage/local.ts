@@ -10,7 +10,7 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import crypto from "node:crypto";
 import { pathToFileURL } from "node:url";
-import { messageOf } from "../errors.ts";
+import { messageOf } from "../base/errors.ts";
 import { checkKey, checkPrefix, checkRange } from "./_key.ts";
 import {
   type CallOptions,

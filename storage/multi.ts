@@ -5,7 +5,8 @@
  */
 import type { CallOptions, ObjectInfo, PutOptions, Range, Storage } from "./storage.ts";
 import { NotFoundError, readAll, StorageError } from "./storage.ts";
-import { messageOf } from "../errors.ts";
+import { messageOf } from "../base/errors.ts";
+import { asStorage } from "./unwrap.ts";
 
 /**
  * Writes to every storage; a put succeeds only when it succeeded everywhere, so the manifest (written
@@ -132,4 +133,9 @@ export class MultiStorage implements Storage {
     const real = errors.find((e) => !(e instanceof NotFoundError));
     throw real;
   }
+}
+
+/** The storages behind `storage`: the members of a MultiStorage (behind any decorator), or `storage` alone. */
+export function storagesOf(storage: Storage): readonly Storage[] {
+  return asStorage(storage, MultiStorage)?.storages ?? [storage];
 }

@@ -6,7 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { messageOf, UsageError } from "../errors.ts";
+import { messageOf, UsageError } from "../base/errors.ts";
 import { LocalStorage } from "./local.ts";
 import type { FtpSettings } from "./ftp.ts";
 import type { S3Settings } from "./s3.ts";

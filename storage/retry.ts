@@ -9,7 +9,7 @@
  */
 import type { CallOptions, ObjectInfo, PutOptions, PutStream, Range, Storage } from "./storage.ts";
 import { StorageError } from "./storage.ts";
-import { formatDuration } from "../units.ts";
+import { formatDuration } from "../base/units.ts";
 
 /** How long one operation keeps retrying by default: 15 minutes (restic's figure). */
 export const DEFAULT_RETRY_FOR_MS = 15 * 60_000;
@@ -337,5 +337,10 @@ export class RetryStorage implements Storage {
 
   close(): Promise<void> {
     return this.#inner.close();
+  }
+
+  /** The storage this decorator wraps (see unwrap.ts). */
+  unwrap(): Storage {
+    return this.#inner;
   }
 }

@@ -29,7 +29,7 @@ import {
   type Stats,
   utils,
 } from "ssh2";
-import { messageOf, UsageError } from "../errors.ts";
+import { messageOf, UsageError } from "../base/errors.ts";
 import { checkPrefix, checkRange } from "./_key.ts";
 import {
   checkHostKey,

@@ -6,6 +6,9 @@
  * start with `/`, never contain empty, `.` or `..` components, and are otherwise arbitrary UTF-8.
  * @module
  */
+import { concatBytes } from "../base/bytes.ts";
+
+export { concatBytes };
 
 /** What `stat()` and `list()` report of one stored object. */
 export interface ObjectInfo {
@@ -129,15 +132,4 @@ export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8
   const chunks: Uint8Array[] = [];
   for await (const chunk of stream) chunks.push(chunk);
   return chunks.length === 1 ? chunks[0]! : concatBytes(chunks);
-}
-
-/** The bytes of `parts` one after another, in a new array. */
-export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.byteLength;
-  }
-  return out;
 }

@@ -17,7 +17,7 @@
  */
 import crypto from "node:crypto";
 import process from "node:process";
-import { messageOf } from "../errors.ts";
+import { messageOf } from "../base/errors.ts";
 import { checkKey, checkPrefix, checkRange, mapStreamErrors } from "./_key.ts";
 import { emptyStream, isKey, networkFailure, oneLine, parseObjectStoreUrl } from "./_object_store.ts";
 import { UPLOAD_PIECE } from "./_pieces.ts";

@@ -6,7 +6,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import { cleanup, frost, tempDir } from "./_cli.ts";
-import { closest, editDistance } from "../cli_options.ts";
+import { closest, editDistance } from "../commands/cli_options.ts";
 
 describe("command-line errors", () => {
   let dir: string;

@@ -264,7 +264,7 @@ describe("the passphrase key derivation", () => {
       let polling = true;
       const poll = async (pid: number) => {
         while (polling) {
-          for (const c of childrenOf(pid, /__kdf|_kdf_child\.ts/)) {
+          for (const c of childrenOf(pid, /__kdf|kdf_child\.ts/)) {
             seen.set(c.pid, Math.max(c.nice, seen.get(c.pid) ?? 0));
           }
           await sleepMs(5);

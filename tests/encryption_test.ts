@@ -44,8 +44,8 @@ import {
   unwrapDataKey,
   wrapDataKey,
   WrongKeyError,
-} from "../encryption.ts";
-import { FrostError, UsageError } from "../errors.ts";
+} from "../codec/encryption.ts";
+import { FrostError, UsageError } from "../base/errors.ts";
 import { concat, streamOf } from "./_streams.ts";
 
 const MiB = 1 << 20;
@@ -603,7 +603,7 @@ describe("background key derivation", () => {
     return fs.readdirSync("/proc").filter((pid) => {
       try {
         const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
-        return /^\d+$/.test(pid) && cmdline.includes("_kdf_child.ts");
+        return /^\d+$/.test(pid) && cmdline.includes("kdf_child.ts");
       } catch {
         return false;
       }

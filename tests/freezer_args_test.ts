@@ -1,5 +1,5 @@
 /**
- * Freezer's agent command line and INI config as aliases (freezer/agent_args.ts): the translation into
+ * Freezer's agent command line and INI config as aliases (commands/freezer_agent.ts): the translation into
  * native frost command lines, and end-to-end through main.ts on a real tree and a local storage.
  */
 import { after, before, describe, it } from "node:test";
@@ -13,8 +13,8 @@ import {
   runFreezerAgent,
   translateFreezerArgs,
   type TranslateOptions,
-} from "../freezer/agent_args.ts";
-import { UsageError } from "../errors.ts";
+} from "../commands/freezer_agent.ts";
+import { UsageError } from "../base/errors.ts";
 import { cleanup, copyTree, frost, makeHostileTree, tempDir } from "./_cli.ts";
 import { assertSameTree } from "./_tree.ts";
 

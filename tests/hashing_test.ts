@@ -12,7 +12,7 @@ import {
   hashLeavesBuffer,
   sha256Moving,
   StreamSha256,
-} from "../hashing.ts";
+} from "../codec/hashing.ts";
 
 const KiB = 1024;
 

@@ -4,7 +4,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { FrostError, UsageError } from "../errors.ts";
+import { FrostError, UsageError } from "../base/errors.ts";
 import {
   type BackupRecord,
   chooseParent,
@@ -14,7 +14,7 @@ import {
   parseBackupId,
   restoreChain,
   validatePolicy,
-} from "../levels.ts";
+} from "../series/levels.ts";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;

@@ -15,10 +15,10 @@ import { assertSameTree } from "./_tree.ts";
 import { LocalStorage } from "../storage/local.ts";
 import { MultiStorage } from "../storage/multi.ts";
 import type { Storage } from "../storage/storage.ts";
-import { acquireLock, type LockInfo, lockState, processAlive, readLocks } from "../lock.ts";
-import { listSeries, loadManifests } from "../manifest.ts";
+import { acquireLock, type LockInfo, lockState, processAlive, readLocks } from "../series/lock.ts";
+import { listSeries, loadManifests } from "../series/manifest.ts";
 import { unlockCommand } from "../commands/unlock.ts";
-import { FrostError } from "../errors.ts";
+import { FrostError } from "../base/errors.ts";
 
 const TARGET = { hostname: "h1", name: "c" };
 const SERIES = "h1_c";

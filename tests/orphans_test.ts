@@ -10,7 +10,7 @@ import path from "node:path";
 import type { ChildProcess } from "node:child_process";
 import { cleanup, frost, pseudoRandom, tempDir } from "./_cli.ts";
 import { assertSameTree } from "./_tree.ts";
-import { formatBytes } from "../units.ts";
+import { formatBytes } from "../base/units.ts";
 import { LocalStorage, TEMP_PREFIX } from "../storage/local.ts";
 import { LimitStorage } from "../storage/limit.ts";
 import { MultiStorage } from "../storage/multi.ts";

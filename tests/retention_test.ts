@@ -6,7 +6,13 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { type BackupRecord, chooseParent, type LevelPolicy, newBackupId, parseBackupId } from "../levels.ts";
+import {
+  type BackupRecord,
+  chooseParent,
+  type LevelPolicy,
+  newBackupId,
+  parseBackupId,
+} from "../series/levels.ts";
 import {
   bucketOf,
   describeDecision,
@@ -16,7 +22,7 @@ import {
   type RetentionPolicy,
   ruleMatches,
   RULES,
-} from "../retention.ts";
+} from "../series/retention.ts";
 import { cleanup, copyTree, frost, tempDir } from "./_cli.ts";
 import { assertSameTree } from "./_tree.ts";
 

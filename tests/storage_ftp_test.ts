@@ -4,7 +4,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import crypto from "node:crypto";
-import { UsageError } from "../errors.ts";
+import { UsageError } from "../base/errors.ts";
 import { FtpStorage } from "../storage/ftp.ts";
 import { openStorage } from "../storage/registry.ts";
 import { getBytes, StorageError } from "../storage/storage.ts";

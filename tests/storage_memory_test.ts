@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { UsageError } from "../errors.ts";
+import { UsageError } from "../base/errors.ts";
 import { MemoryStorage } from "../storage/memory.ts";
 import { openStorage } from "../storage/registry.ts";
 import { getBytes, StorageError } from "../storage/storage.ts";

@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { Buffer } from "node:buffer";
 import { utils } from "ssh2";
-import { UsageError } from "../errors.ts";
+import { UsageError } from "../base/errors.ts";
 import { SftpStorage } from "../storage/sftp.ts";
 import { openStorage } from "../storage/registry.ts";
 import { getBytes, NotFoundError, StorageError } from "../storage/storage.ts";

@@ -7,11 +7,11 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { BufferPool, readSegments, runBackup, runRestore, StreamingSegmentWriter } from "../pipeline.ts";
-import { createCompressor, createDecompressor } from "../compression.ts";
+import { BufferPool, readSegments, runBackup, runRestore, StreamingSegmentWriter } from "../pipeline/mod.ts";
+import { createCompressor, createDecompressor } from "../codec/compression.ts";
 import { tarEngine } from "../engines/tar.ts";
 import { engineForBackup } from "../engines/registry.ts";
-import { loadManifests, type Manifest } from "../manifest.ts";
+import { loadManifests, type Manifest } from "../series/manifest.ts";
 import { LocalStorage, TEMP_PREFIX } from "../storage/local.ts";
 import { RetryStorage } from "../storage/retry.ts";
 import {

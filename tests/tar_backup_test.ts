@@ -24,7 +24,7 @@ import {
   stateRecord,
 } from "../engines/_tar_state.ts";
 import { paxRecordLength, paxTime } from "../engines/_tar_header.ts";
-import { AbortedError, FrostError } from "../errors.ts";
+import { AbortedError, FrostError } from "../base/errors.ts";
 import { assertSameTree } from "./_tree.ts";
 
 const isRoot = process.getuid?.() === 0;

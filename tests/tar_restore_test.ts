@@ -10,7 +10,7 @@ import { execFileSync } from "node:child_process";
 import { test } from "node:test";
 import type { RestoreOptions, RestoreStats, Warning } from "../engines/engine.ts";
 import { tarRestore } from "../engines/tar_restore.ts";
-import { AbortedError, FrostError } from "../errors.ts";
+import { AbortedError, FrostError } from "../base/errors.ts";
 import { assertSameTree } from "./_tree.ts";
 
 const root = process.getuid?.() === 0;

@@ -5,8 +5,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { UsageError } from "../errors.ts";
-import { formatBytes, formatDuration, parseDate, parseDuration, parseSize } from "../units.ts";
+import { UsageError } from "../base/errors.ts";
+import { formatBytes, formatDuration, parseDate, parseDuration, parseSize } from "../base/units.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -151,7 +151,7 @@ describe("parseDate", () => {
   });
 
   it("uses the process's TZ for local times", () => {
-    const url = new URL("../units.ts", import.meta.url).href;
+    const url = new URL("../base/units.ts", import.meta.url).href;
     const code = `import { parseDate } from ${JSON.stringify(url)};` +
       `console.log(["2026-11-20T10:00", "2026-07-01", "2026-11-20T10:00Z"].map((t) => parseDate(t).toISOString()).join(" "));`;
     const args = process.versions.deno ? ["eval", code] : ["-e", code];

@@ -19,13 +19,13 @@
 import fs from "node:fs";
 import path from "node:path";
 import process from "node:process";
-import { ExitCode, messageOf, UsageError } from "../errors.ts";
-import { parseDate, parseSize } from "../units.ts";
-import { backupCommand } from "../commands/backup.ts";
-import { restoreCommand } from "../commands/restore.ts";
-import { removeCommand } from "../commands/remove.ts";
-import { freezerFallback } from "./fallback.ts";
-import { closest } from "../cli_options.ts";
+import { ExitCode, messageOf, UsageError } from "../base/errors.ts";
+import { parseDate, parseSize } from "../base/units.ts";
+import { backupCommand } from "./backup.ts";
+import { restoreCommand } from "./restore.ts";
+import { removeCommand } from "./remove.ts";
+import { freezerFallback } from "./freezer_fallback.ts";
+import { closest } from "./cli_options.ts";
 
 /** A native frost command line, and what to set in this process's environment before running it. */
 export interface FreezerTranslation {
@@ -626,7 +626,7 @@ function freezerDate(r: Reader, key: string): string | undefined {
  *
  * @example
  * ```ts
- * import { translateFreezerArgs } from "./agent_args.ts";
+ * import { translateFreezerArgs } from "./freezer_agent.ts";
  * const t = translateFreezerArgs(["--action", "backup", "-F", "/etc", "-N", "etc", "--storage", "local",
  *   "--container", "/srv/backups", "--incremental", "--max-level", "3"]);
  * console.log(t.argv.join(" ")); // backup /etc --name etc --storage /srv/backups --max-level 3
@@ -882,6 +882,6 @@ export async function runFreezerAgent(
     if (value === undefined) delete process.env[name];
     else process.env[name] = value;
   }
-  // A restore or info line on a container Freezer wrote reads Freezer's backups (freezer/fallback.ts).
+  // A restore or info line on a container Freezer wrote reads Freezer's backups (freezer_fallback.ts).
   return await run(await freezerFallback(t.argv, io));
 }

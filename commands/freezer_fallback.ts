@@ -11,8 +11,8 @@ import {
   openStorages,
   STORAGE_OPTIONS,
   type StorageValues,
-} from "../cli.ts";
-import { listSeries, manifestsPrefix, seriesName } from "../manifest.ts";
+} from "./cli.ts";
+import { listSeries, manifestsPrefix, seriesName } from "../series/manifest.ts";
 import type { Storage } from "../storage/storage.ts";
 
 /** The options of a translated `restore`/`list` line that matter here (the others pass through). */

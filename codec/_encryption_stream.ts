@@ -6,7 +6,7 @@
  */
 import nodeCrypto from "node:crypto";
 import process from "node:process";
-import { FrostError } from "./errors.ts";
+import { FrostError } from "../base/errors.ts";
 import { outputPool } from "./_output_pool.ts";
 
 /** The stream magic, ASCII `FROSTENC`. */

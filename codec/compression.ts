@@ -11,7 +11,7 @@ import { Duplex } from "node:stream";
 import os from "node:os";
 import { outputPool } from "./_output_pool.ts";
 import { EvalWorkers } from "./_workers.ts";
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../base/errors.ts";
 
 /** The compression names frost accepts. */
 export const COMPRESSIONS = ["zstd", "gzip", "none"] as const;

@@ -17,11 +17,11 @@
  * @module
  */
 import os from "node:os";
-import { AbortedError, FrostError, messageOf } from "./errors.ts";
-import { getBytes, NotFoundError, type Storage } from "./storage/storage.ts";
-import { defaultHostname } from "./cli.ts";
+import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
+import { getBytes, NotFoundError, type Storage } from "../storage/storage.ts";
+import { defaultHostname } from "../base/host.ts";
 import { seriesName } from "./manifest.ts";
-import { VERSION } from "./version.ts";
+import { VERSION } from "../base/version.ts";
 
 /** What a lock protects against. Every kind conflicts with every kind; the kind is for people. */
 export type LockKind = "backup" | "remove";

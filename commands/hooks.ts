@@ -5,7 +5,7 @@
  */
 import { spawn } from "node:child_process";
 import process from "node:process";
-import { FrostError, messageOf } from "./errors.ts";
+import { FrostError, messageOf } from "../base/errors.ts";
 
 /** How a hook ended. */
 export interface HookResult {

@@ -10,12 +10,12 @@
  * docs/FORMAT.md describes every field.
  * @module
  */
-import type { Storage } from "./storage/storage.ts";
-import { getBytes } from "./storage/storage.ts";
-import { FrostError, UsageError } from "./errors.ts";
-import type { Compression } from "./compression.ts";
-import { COMPRESSIONS } from "./compression.ts";
-import { checkManifestEncryption, type ManifestEncryption } from "./backup_keys.ts";
+import type { Storage } from "../storage/storage.ts";
+import { getBytes } from "../storage/storage.ts";
+import { FrostError, UsageError } from "../base/errors.ts";
+import type { Compression } from "../codec/compression.ts";
+import { COMPRESSIONS } from "../codec/compression.ts";
+import { checkManifestEncryption, type ManifestEncryption } from "./keys.ts";
 import { type BackupRecord, restoreChain } from "./levels.ts";
 
 /** The manifest format's name and version, checked on read. */
@@ -93,6 +93,14 @@ export function manifestKey(series: string, id: string): string {
 /** Key prefix of a backup's data and state objects. */
 export function backupPrefix(series: string, id: string): string {
   return `${series}/backups/${id}/`;
+}
+
+/** Deletes a backup's data and state objects (not its manifest). */
+export async function deleteBackupObjects(storage: Storage, series: string, id: string): Promise<number> {
+  const keys: string[] = [];
+  for await (const info of storage.list(backupPrefix(series, id))) keys.push(info.key);
+  for (const key of keys) await storage.delete(key);
+  return keys.length;
 }
 
 /** Key of the n-th segment of a backup's data or state. */

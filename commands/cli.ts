@@ -3,11 +3,11 @@
  * and the progress line.
  * @module
  */
-import os from "node:os";
 import process from "node:process";
+import { defaultHostname } from "../base/host.ts";
 import path from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { FrostError, messageOf, UsageError } from "./errors.ts";
+import { FrostError, messageOf, UsageError } from "../base/errors.ts";
 import {
   checkName,
   decodeManifest,
@@ -15,19 +15,20 @@ import {
   type Manifest,
   manifestKey,
   manifestsPrefix,
-} from "./manifest.ts";
-import { getBytes } from "./storage/storage.ts";
-import { NoBackupError, parseBackupId } from "./levels.ts";
-import { type Storage, StorageError } from "./storage/storage.ts";
-import { defaultStoragePath, openStorage } from "./storage/registry.ts";
-import { DEFAULT_RETRY_FOR_MS, Retrier, RetryStorage, shortReason } from "./storage/retry.ts";
-import { MultiStorage } from "./storage/multi.ts";
-import { LimitStorage, TokenBucket } from "./storage/limit.ts";
-import { formatDuration, parseDuration, parseSize } from "./units.ts";
+} from "../series/manifest.ts";
+import { getBytes } from "../storage/storage.ts";
+import { NoBackupError, parseBackupId } from "../series/levels.ts";
+import { type Storage, StorageError } from "../storage/storage.ts";
+import { defaultStoragePath, openStorage } from "../storage/registry.ts";
+import { DEFAULT_RETRY_FOR_MS, Retrier, RetryStorage, shortReason } from "../storage/retry.ts";
+import { MultiStorage } from "../storage/multi.ts";
+import { asStorage } from "../storage/unwrap.ts";
+import { LimitStorage, TokenBucket } from "../storage/limit.ts";
+import { formatDuration, parseDuration, parseSize } from "../base/units.ts";
 import { normalizeArgs } from "./cli_options.ts";
-import { checkSelection, selectChain, type Selection } from "./time.ts";
-import type { KeyOptions } from "./backup_keys.ts";
-import { readIdentityFile, readPassFile, readRecipientFile } from "./encryption.ts";
+import { checkSelection, selectChain, type Selection } from "../series/time.ts";
+import type { KeyOptions } from "../series/keys.ts";
+import { readIdentityFile, readPassFile, readRecipientFile } from "../codec/encryption.ts";
 
 /** What every command receives: its arguments and a place to print. */
 export interface CommandContext {
@@ -349,12 +350,6 @@ class WaitLine {
   }
 }
 
-/** This machine's hostname made key-safe (dots and dashes stay; anything else becomes "-"). */
-export function defaultHostname(): string {
-  const host = os.hostname().replace(/[^A-Za-z0-9._+@-]/g, "-").replace(/^[^A-Za-z0-9]+/, "");
-  return host || "localhost";
-}
-
 /** `--hostname` or this machine's, checked. */
 export function hostnameOption(value: string | undefined): string {
   return value === undefined ? defaultHostname() : checkName(value, "--hostname");
@@ -446,14 +441,15 @@ export async function onEveryStorage(
   series: string,
   history: Manifest[],
 ): Promise<Manifest[]> {
-  if (!(storage instanceof MultiStorage)) return history;
+  const multi = asStorage(storage, MultiStorage);
+  if (!multi) return history;
   const counts = new Map<string, number>();
-  for (const member of storage.storages) {
+  for (const member of multi.storages) {
     for await (const info of member.list(manifestsPrefix(series))) {
       counts.set(info.key, (counts.get(info.key) ?? 0) + 1);
     }
   }
-  const n = storage.storages.length;
+  const n = multi.storages.length;
   const byId = new Map(history.map((m) => [m.id, m]));
   const everywhere = (m: Manifest | undefined): boolean => {
     for (let cur = m, steps = 0; cur; cur = cur.parent ? byId.get(cur.parent) : undefined, steps++) {

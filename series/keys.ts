@@ -21,8 +21,8 @@ import {
   sharedKeyRing,
   unwrapDataKey,
   wrapDataKey,
-} from "./encryption.ts";
-import { FrostError, messageOf } from "./errors.ts";
+} from "../codec/encryption.ts";
+import { FrostError, messageOf } from "../base/errors.ts";
 
 /** The manifest's `encryption` field. */
 export interface ManifestEncryption {

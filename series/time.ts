@@ -10,10 +10,10 @@
  * - `--id ID` picks that backup and nothing else.
  * @module
  */
-import { FrostError, UsageError } from "./errors.ts";
+import { FrostError, UsageError } from "../base/errors.ts";
 import { type Manifest, manifestChain } from "./manifest.ts";
 import { NoBackupError, parseBackupId } from "./levels.ts";
-import { parseDate } from "./units.ts";
+import { parseDate } from "../base/units.ts";
 
 const ID_LIKE = /^\d{8}T\d{6}(\.\d{3})?Z$/i;
 const WHOLE_SECOND = /[T ]\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}(:?\d{2})?)?$/i;

@@ -6,7 +6,7 @@
  * @module
  */
 import type { ParseArgsConfig } from "node:util";
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../base/errors.ts";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 

@@ -18,9 +18,9 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import fsp from "node:fs/promises";
 import { Buffer } from "node:buffer";
-import { FrostError, messageOf, UsageError } from "./errors.ts";
-import { concatBytes } from "./storage/storage.ts";
-import { KDF_CHILD_ARG, scryptMaxmem } from "./_kdf_child.ts";
+import { FrostError, messageOf, UsageError } from "../base/errors.ts";
+import { concatBytes } from "../base/bytes.ts";
+import { KDF_CHILD_ARG, scryptMaxmem } from "./kdf_child.ts";
 import {
   decryptorReleasesInput,
   decryptStream,
@@ -245,9 +245,9 @@ export const nodeScrypt: ScryptFunction = (passphrase, salt, cost) =>
     });
   });
 
-/** How this program runs `_kdf_child.ts`: the built binary runs itself, Deno and Bun run the file. */
+/** How this program runs `kdf_child.ts`: the built binary runs itself, Deno and Bun run the file. */
 function kdfChildCommand(): string[] {
-  const script = () => fileURLToPath(new URL("./_kdf_child.ts", import.meta.url));
+  const script = () => fileURLToPath(new URL("./kdf_child.ts", import.meta.url));
   if (process.versions.bun !== undefined) {
     const builtBinary = import.meta.url.includes("/$bunfs/") || import.meta.url.includes("~BUN");
     return builtBinary ? [process.execPath, KDF_CHILD_ARG] : [process.execPath, script()];
@@ -256,7 +256,7 @@ function kdfChildCommand(): string[] {
 }
 
 /**
- * scrypt in a child process (see `_kdf_child.ts`) at the CPU priority `nice` (19, the lowest, for a
+ * scrypt in a child process (see `kdf_child.ts`) at the CPU priority `nice` (19, the lowest, for a
  * derivation that should take only the CPU the rest of frost and the machine leave idle). Resolves with the
  * key and the priority the child ran at (null when the system refused to change it). Aborting `signal`
  * kills the child.

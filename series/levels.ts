@@ -13,7 +13,7 @@
  * - A latest chain with a missing ancestor is not built on: the next backup starts a new chain.
  * @module
  */
-import { FrostError, UsageError } from "./errors.ts";
+import { FrostError, UsageError } from "../base/errors.ts";
 
 /** One committed backup of one `<hostname>_<name>`, as its manifest records it. */
 export interface BackupRecord {
@@ -287,4 +287,11 @@ export function newBackupId(now: Date, existingIds: Iterable<string>): string {
   const t = now.getTime();
   if (Number.isNaN(t)) throw new FrostError("Make a backup id: the clock gave an invalid date");
   return formatBackupId(t > max ? t : max + 1);
+}
+
+/** `20261127T101500.123Z` → `2026-11-27T10:15:00.123Z`. */
+export function idToIso(id: string): string {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})\.(\d{3})Z$/.exec(id);
+  if (!m) throw new FrostError(`Invalid backup id "${id}"`);
+  return `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}.${m[7]}Z`;
 }

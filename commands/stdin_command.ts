@@ -5,7 +5,7 @@
  * @module
  */
 import { spawn } from "node:child_process";
-import { FrostError } from "./errors.ts";
+import { FrostError } from "../base/errors.ts";
 
 /** Options of `producerStream`. */
 export interface ProducerOptions {

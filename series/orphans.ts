@@ -10,12 +10,12 @@
  * the series exists.
  * @module
  */
-import type { Storage } from "./storage/storage.ts";
+import type { Storage } from "../storage/storage.ts";
 import { backupPrefix, manifestsPrefix } from "./manifest.ts";
-import { idToIso } from "./pipeline.ts";
 import { locksPrefix, lockState, readLocks } from "./lock.ts";
-import { formatBytes } from "./units.ts";
-import { messageOf } from "./errors.ts";
+import { formatBytes } from "../base/units.ts";
+import { messageOf } from "../base/errors.ts";
+import { idToIso } from "./levels.ts";
 
 /** Without the lock, a backup without a manifest younger than this may be a run in progress. */
 export const ORPHAN_AGE_MS = 24 * 3600 * 1000;

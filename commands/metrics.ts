@@ -19,8 +19,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Command } from "./cli.ts";
-import { AbortedError, ExitCode, messageOf, UsageError } from "./errors.ts";
-import { defaultHostname } from "./cli.ts";
+import { AbortedError, ExitCode, messageOf, UsageError } from "../base/errors.ts";
+import { defaultHostname } from "../base/host.ts";
 
 /** The option every command that writes metrics declares (for its help, checks and completion). */
 export const METRICS_OPTION = { "metrics-file": { type: "string" } } as const;

@@ -1,0 +1,180 @@
+/**
+ * The tar engine's listing API: a chain's archives replayed on a tree in memory the way the tar restore
+ * replays them on disk (members add or replace entries; GNU dumpdirs of directories that already existed
+ * remove what the source no longer had and replay renames). File data is skipped. `frost ls` lists the
+ * tree, `frost verify --read-data` checks that the chain replays.
+ * @module
+ */
+import { FrostError } from "../base/errors.ts";
+import { Dumpdir, type EntryType, parseDumpdir, type TarEntry, TarReader } from "./_tar_read.ts";
+
+/** One entry of the replayed tree. */
+export interface TreeNode {
+  type: EntryType;
+  mode: number;
+  size: number;
+  /** Seconds since the epoch (UTC); NaN when only implied by a deeper member. */
+  mtime: number;
+  linkname: string;
+  children?: Map<string, TreeNode>;
+}
+
+/** An archive name (or a user's PATH) as a path relative to the restore target: "./a//b/" → "a/b". */
+export function normalize(name: string, entry: string): string {
+  const out: string[] = [];
+  for (const part of name.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") throw new FrostError(`Refusing "${entry}": the path leaves the target ("..")`);
+    out.push(part);
+  }
+  return out.join("/");
+}
+
+/** The restore target, in memory: a chain's archives replayed on it as the tar restore replays them on disk. */
+export class Tree {
+  readonly root: TreeNode = {
+    type: "dir",
+    mode: 0o755,
+    size: 0,
+    mtime: NaN,
+    linkname: "",
+    children: new Map(),
+  };
+  #tempCount = 0;
+
+  /** The directory holding `rel` (created as needed, like the restore's parent directories). */
+  #parent(rel: string, entry: string): [Map<string, TreeNode>, string] {
+    const parts = rel.split("/");
+    const last = parts.pop()!;
+    let dir = this.root;
+    for (const part of parts) {
+      let next = dir.children!.get(part);
+      if (!next) {
+        next = { type: "dir", mode: 0o755, size: 0, mtime: NaN, linkname: "", children: new Map() };
+        dir.children!.set(part, next);
+      } else if (next.type !== "dir") {
+        throw new FrostError(
+          `Refusing "${entry}": its path goes through "${part}", which is not a directory`,
+        );
+      }
+      dir = next;
+    }
+    return [dir.children!, last];
+  }
+
+  #find(rel: string): TreeNode | undefined {
+    if (rel === "") return this.root;
+    let node: TreeNode | undefined = this.root;
+    for (const part of rel.split("/")) {
+      node = node?.children?.get(part);
+      if (!node) return undefined;
+    }
+    return node;
+  }
+
+  apply(e: TarEntry): void {
+    const rel = normalize(e.name, e.name);
+    const node: TreeNode = {
+      type: e.type,
+      mode: e.mode,
+      size: e.type === "file" ? e.size : 0,
+      mtime: e.mtime.sec + e.mtime.nsec / 1e9,
+      linkname: e.linkname,
+    };
+    if (e.type === "hardlink") {
+      const target = this.#find(normalize(e.linkname, e.name));
+      node.size = target?.size ?? 0;
+      node.linkname = normalize(e.linkname, e.name);
+    }
+    if (rel === "") {
+      if (e.type !== "dir") throw new FrostError(`Cannot restore "${e.name}": the target root is not a file`);
+      this.#dir(this.root, node, e);
+      return;
+    }
+    const [siblings, last] = this.#parent(rel, e.name);
+    const existing = siblings.get(last);
+    if (e.type === "dir") {
+      if (existing?.type === "dir") {
+        this.#dir(existing, node, e);
+        return;
+      }
+      node.children = new Map();
+    }
+    siblings.set(last, node);
+  }
+
+  /** An existing directory met again: new attributes, and its dumpdir's renames and deletions replayed. */
+  #dir(dir: TreeNode, attrs: TreeNode, e: TarEntry): void {
+    dir.mode = attrs.mode;
+    dir.mtime = attrs.mtime;
+    if (!e.dumpdir) return;
+    const records = parseDumpdir(e.dumpdir);
+    const keep = new Map<string, number>();
+    let temp: string | undefined;
+    for (let k = 0; k < records.length; k++) {
+      const r = records[k]!;
+      if (r.code === Dumpdir.X) {
+        temp = `${normalize(r.name, e.name)}/tar.${++this.#tempCount}`.replace(/^\//, "");
+      } else if (r.code === Dumpdir.R) {
+        const t = records[++k];
+        if (!t || t.code !== Dumpdir.T) {
+          throw new FrostError(`Cannot restore "${e.name}": malformed rename records in its dumpdir`);
+        }
+        const from = r.name === "" ? temp : normalize(r.name, e.name);
+        const to = t.name === "" ? temp : normalize(t.name, e.name);
+        if (from && to) this.#rename(from, to, e.name);
+      } else if (r.code !== Dumpdir.T) {
+        keep.set(r.name, r.code);
+      }
+    }
+    for (const [name, child] of dir.children!) {
+      const c = keep.get(name);
+      const isDir = child.type === "dir";
+      if (c === undefined || (c === Dumpdir.D && !isDir) || (c === Dumpdir.Y && isDir)) {
+        dir.children!.delete(name);
+      }
+    }
+  }
+
+  #rename(from: string, to: string, entry: string): void {
+    const [fromSiblings, fromLast] = this.#parent(from, entry);
+    const node = fromSiblings.get(fromLast);
+    if (!node) return; // as the restore: nothing to move
+    fromSiblings.delete(fromLast);
+    const [toSiblings, toLast] = this.#parent(to, entry);
+    toSiblings.set(toLast, node);
+  }
+
+  /** Every entry at or below `prefix`, in path order. */
+  list(prefix: string): [string, TreeNode][] {
+    const out: [string, TreeNode][] = [];
+    const walk = (path: string, node: TreeNode) => {
+      out.push([path, node]);
+      if (!node.children) return;
+      for (const name of [...node.children.keys()].sort()) {
+        walk(path === "." ? name : `${path}/${name}`, node.children.get(name)!);
+      }
+    };
+    const start = this.#find(prefix);
+    if (start) walk(prefix === "" ? "." : prefix, start);
+    return out;
+  }
+}
+
+/**
+ * Reads the tar archive `stream` (the engine's bytes of one backup) to its end-of-archive block, replaying
+ * each member on `tree` when given; file data is skipped. Rejects on a malformed archive.
+ */
+export async function replayTar(stream: ReadableStream<Uint8Array>, tree?: Tree): Promise<void> {
+  const reader = new TarReader({
+    entry: (e) => {
+      tree?.apply(e);
+      return false;
+    },
+    data: () => {},
+    end: () => {},
+    warn: () => {},
+  });
+  for await (const chunk of stream) reader.push(chunk);
+  reader.finish();
+}

@@ -1,0 +1,122 @@
+/**
+ * A stored stream decoded: `openStream` turns a backup's verified segment bytes back into the engine's bytes
+ * ((decrypt) → decompress). The restore, the next level's backup (its parent's state), `ls` and `verify`
+ * all read through it.
+ * @module
+ */
+import type { Storage } from "../storage/storage.ts";
+import { createDecompressor } from "../codec/compression.ts";
+import type { Manifest } from "../series/manifest.ts";
+import { FrostError } from "../base/errors.ts";
+import { createDecryptor, type DataKey, decryptorGivesBack, streamId } from "../codec/encryption.ts";
+
+import { BufferPool } from "./buffer_pool.ts";
+import { readSegments } from "./segment_reader.ts";
+
+/** A backup's engine state, read back (checked, decrypted, decompressed). */
+export function readState(
+  storage: Storage,
+  manifest: Manifest,
+  key: DataKey | null,
+  signal?: AbortSignal,
+): ReadableStream<Uint8Array> {
+  return openStream(readSegments(storage, manifest.state, { signal }), manifest, "state", key).stream;
+}
+
+/** A decoded stream, and where its reader gives each chunk back when `reuseOutput` was asked for. */
+export interface DecodedStream {
+  stream: ReadableStream<Uint8Array>;
+  giveBack?: (chunk: Uint8Array) => void;
+}
+
+/** How `openStream` reuses buffers; by default it does not. */
+export interface OpenStreamOptions {
+  /** Where the segment buffers (see readSegments) go back once decompressed. */
+  pool?: BufferPool;
+  /** The reader hands each output chunk back through `giveBack` when done with it. Default: false. */
+  reuseOutput?: boolean;
+}
+
+/**
+ * The one decode path of a stored stream: verified segment bytes (`readSegments`) → (decrypted with `key`)
+ * → decompressed: the engine's bytes again. Throws when the backup is encrypted and no key is given.
+ */
+export function openStream(
+  segments: ReadableStream<Uint8Array>,
+  manifest: Manifest,
+  kind: "data" | "state",
+  key: DataKey | null,
+  options: OpenStreamOptions = {},
+): DecodedStream {
+  const { pool, reuseOutput = false } = options;
+  if (manifest.encryption && !key) {
+    throw new FrostError(
+      `Cannot read the ${kind} of backup "${manifest.id}": it is encrypted and no key was given`,
+    );
+  }
+  const give = pool && ((chunk: Uint8Array) => pool.give(chunk));
+  const plain = key
+    ? segments.pipeThrough(
+      createDecryptor(key, streamId(manifest.id, kind), {
+        label: `the ${kind} of backup "${manifest.id}"`,
+        giveBack: give,
+      }),
+    )
+    : segments;
+  const recycle = key ? undefined : give;
+  const decompressor = createDecompressor(manifest.compression, { recycle, reuseOutput });
+  return { stream: plain.pipeThrough(decompressor), giveBack: decompressor.giveBack };
+}
+
+/**
+ * `stream.pipeTo(writable)` for a writable that is done with each chunk once its write resolved: then each
+ * chunk goes back through `giveBack`.
+ */
+export async function pipeGivingBack(
+  stream: ReadableStream<Uint8Array>,
+  writable: WritableStream<Uint8Array>,
+  giveBack: (chunk: Uint8Array) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  const reader = stream.getReader();
+  const writer = writable.getWriter();
+  const onAbort = () => {
+    reader.cancel(signal!.reason).catch(() => {});
+    writer.abort(signal!.reason).catch(() => {});
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    signal?.throwIfAborted();
+    for (;;) {
+      const r = await reader.read();
+      if (r.done) break;
+      await writer.write(r.value);
+      giveBack(r.value);
+      signal?.throwIfAborted();
+    }
+    await writer.close();
+  } catch (err) {
+    await writer.abort(err).catch(() => {});
+    await reader.cancel(err).catch(() => {});
+    throw err;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+/**
+ * Buffers for reading a backup's segments whole (see readSegments), when what reads them gives them back:
+ * the zstd decompressor does, the decryptor and the others do not.
+ */
+export function segmentPool(manifest: Manifest, key: DataKey | null): BufferPool | undefined {
+  // Segment buffers come back from the decompressor, or from the decryptor where it gives them back.
+  if (
+    (key && !decryptorGivesBack(key)) || manifest.compression !== "zstd" || manifest.segments.length === 0
+  ) {
+    return undefined;
+  }
+  const largest = manifest.segments.reduce((n, s) => Math.max(n, s.size), 0);
+  // One segment: the next one is read once the decompressor is done with it. Reading ahead into a
+  // second buffer was no faster from a local disk (2.3-2.7 s either way for 1 GiB) and cost 32 MiB.
+  return new BufferPool(largest + 1, 1);
+}

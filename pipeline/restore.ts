@@ -1,0 +1,116 @@
+/**
+ * The restore flow: per backup of the chain, oldest first: segments (SHA-256 checked) → (decrypt) →
+ * decompress → `engine.restore()`.
+ * @module
+ */
+import type { Storage } from "../storage/storage.ts";
+import type { Engine, Progress, RestoreOptions, RestoreStats, Warning } from "../engines/engine.ts";
+import type { Manifest } from "../series/manifest.ts";
+import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
+import type { DataKey } from "../codec/encryption.ts";
+
+import { readSegments } from "./segment_reader.ts";
+import { openStream, pipeGivingBack, segmentPool } from "./decode.ts";
+
+/** Everything a restore run needs. */
+export interface RestoreJob {
+  storage: Storage;
+  engines: (name: string) => Engine;
+  /** The chain, oldest (level 0) first. */
+  chain: readonly Manifest[];
+  /** The data keys of the chain's encrypted backups, by id (unwrapped before anything is written). */
+  keys?: ReadonlyMap<string, DataKey>;
+  /** An existing directory. */
+  target: string;
+  /**
+   * Segments downloaded at once from a storage that cannot read in place (the remote ones); default 2. Each
+   * one held costs up to a segment of memory.
+   */
+  queueSize?: number;
+  /** Partial restore: the entries to restore (`RestoreOptions.select`). Default: all. */
+  select?: RestoreOptions["select"];
+  /** Restore extended attributes and ACLs (`RestoreOptions.xattrs`). Default: true. */
+  xattrs?: boolean;
+  /** Make device nodes (`RestoreOptions.devices`). Default: true. */
+  devices?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (progress: Progress & { level: number; read: number }) => void;
+  onWarning?: (warning: Warning) => void;
+}
+
+/** Applies every backup of a chain to the target, oldest first. */
+export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
+  const total: RestoreStats = { files: 0, bytes: 0, deleted: 0 };
+  let read = 0;
+  // Each level hands the next what the chain held, so that only the chain's own deletions are replayed.
+  const memo = new Map<string, unknown>();
+  // Each kind of xattr the kernel refuses is reported once for the whole chain.
+  const xattrsRefused = new Set<string>();
+  for (const manifest of job.chain) {
+    const engine = job.engines(manifest.engine);
+    let last: Progress = { files: 0, bytes: 0 };
+    const key = job.keys?.get(manifest.id) ?? null;
+    const run = engine.restore(job.target, {
+      select: job.select,
+      memo,
+      xattrs: job.xattrs,
+      xattrsRefused,
+      devices: job.devices,
+      signal: job.signal,
+      // zstd output buffers are handed back and filled again; encrypted streams are left out too (not checked
+      // for reuse), so chunks are kept (written behind) only for unencrypted none/gzip data.
+      keepsChunks: !key && manifest.compression !== "zstd",
+      onProgress: (p) => {
+        last = p;
+        job.onProgress?.({
+          files: total.files + p.files,
+          bytes: total.bytes + p.bytes,
+          level: manifest.level,
+          read,
+        });
+      },
+      onWarning: job.onWarning,
+    });
+    const pool = segmentPool(manifest, key);
+    const segments = readSegments(job.storage, manifest.segments, {
+      signal: job.signal,
+      pool,
+      // A storage that reads in place (a local folder) reads one segment ahead into the pool; remote
+      // downloads are kept `queueSize` at once, as a backup keeps its uploads.
+      ahead: job.storage.getInto ? 1 : job.queueSize ?? 2,
+      onRead: (bytes) => {
+        read += bytes;
+        job.onProgress?.({
+          files: total.files + last.files,
+          bytes: total.bytes + last.bytes,
+          level: manifest.level,
+          read,
+        });
+      },
+    });
+    const decoded = openStream(segments, manifest, "data", key, {
+      pool,
+      reuseOutput: run.releasesChunks === true,
+    });
+    const flow = decoded.giveBack
+      ? pipeGivingBack(decoded.stream, run.writable, decoded.giveBack, job.signal)
+      : decoded.stream.pipeTo(run.writable, { signal: job.signal });
+    const [flowResult, doneResult] = await Promise.allSettled([flow, run.done]);
+    if (flowResult.status === "rejected" || doneResult.status === "rejected") {
+      if (job.signal?.aborted) throw new AbortedError("Restore interrupted");
+      const reason = flowResult.status === "rejected"
+        ? flowResult.reason
+        : (doneResult as PromiseRejectedResult).reason;
+      if (reason instanceof FrostError) throw reason;
+      throw new FrostError(
+        `Cannot restore backup "${manifest.id}" (level ${manifest.level}): ${messageOf(reason)}`,
+        { cause: reason },
+      );
+    }
+    const stats = doneResult.value;
+    total.files += stats.files;
+    total.bytes += stats.bytes;
+    total.deleted += stats.deleted;
+  }
+  return total;
+}

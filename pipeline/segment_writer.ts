@@ -1,0 +1,267 @@
+/**
+ * The backup side of the segments: the `Segmenter` that cuts a stream into segments and the two writers that
+ * hash and store them (whole segments, or streamed into `Storage.openPut`), with the storage jobs in flight.
+ * @module
+ */
+import { createHash } from "node:crypto";
+import type { PutStream, Storage } from "../storage/storage.ts";
+import type { SegmentRef } from "../series/manifest.ts";
+import { hashLeavesBuffer, type MovedHash, sha256Moving } from "../codec/hashing.ts";
+
+import { BufferPool } from "./buffer_pool.ts";
+import { type BackupTimes } from "./stats.ts";
+
+/**
+ * Cuts a byte stream into pieces of exactly `size` bytes (the last one shorter), copying each chunk into the
+ * segment being filled at once so that no chunk is held longer than needed. With a `pool`, full-size
+ * segments come from it; a stream that ends before filling its first segment gets a right-sized copy.
+ */
+export class Segmenter extends TransformStream<Uint8Array, Uint8Array> {
+  /** `release` takes back each input chunk once it has been copied. */
+  constructor(size: number, pool?: BufferPool, release?: (chunk: Uint8Array) => void) {
+    let current: Uint8Array | null = null;
+    let filled = 0;
+    // Small streams (an engine state) never take a full segment: grow from 1 MiB by doubling.
+    let capacity = Math.min(size, 1 << 20);
+    const room = (need: number) => {
+      if (current && current.byteLength >= Math.min(size, filled + need)) return;
+      while (capacity < size && capacity < filled + need) capacity = Math.min(size, capacity * 2);
+      const next = capacity === size && pool ? pool.take() : new Uint8Array(capacity);
+      if (current) next.set(current.subarray(0, filled));
+      current = next;
+    };
+    super({
+      transform(chunk, controller) {
+        let offset = 0;
+        while (offset < chunk.byteLength) {
+          room(chunk.byteLength - offset);
+          const n = Math.min(size - filled, chunk.byteLength - offset);
+          current!.set(chunk.subarray(offset, offset + n), filled);
+          filled += n;
+          offset += n;
+          if (filled === size) {
+            controller.enqueue(current!);
+            current = null;
+            filled = 0;
+          }
+        }
+        release?.(chunk);
+      },
+      flush(controller) {
+        if (filled > 0) controller.enqueue(current!.subarray(0, filled));
+        current = null;
+      },
+    });
+  }
+}
+
+/**
+ * Storage jobs (puts, commits) in flight: `settle(limit)` waits until at most `limit` are left and throws
+ * the first failure of any of them; the time spent waiting goes to `stats.queueWaitMs`.
+ */
+class InFlight {
+  readonly #jobs = new Set<Promise<void>>();
+  #failure: { error: unknown } | null = null;
+  constructor(private readonly stats?: BackupTimes) {}
+
+  add(job: Promise<void>): void {
+    const tracked: Promise<void> = job.then(
+      () => void this.#jobs.delete(tracked),
+      (error) => {
+        this.#failure ??= { error };
+        this.#jobs.delete(tracked);
+      },
+    );
+    this.#jobs.add(tracked);
+  }
+
+  /** Throws the first failure, if any. */
+  check(): void {
+    if (this.#failure) throw this.#failure.error;
+  }
+
+  async settle(limit: number): Promise<void> {
+    const t0 = this.stats ? performance.now() : 0;
+    while (this.#jobs.size > limit && !this.#failure) await Promise.race(this.#jobs);
+    if (this.stats) this.stats.queueWaitMs += performance.now() - t0;
+    this.check();
+  }
+
+  /** Waits for every job to end, failed or not. */
+  async drain(): Promise<void> {
+    await Promise.allSettled(this.#jobs);
+  }
+}
+
+/**
+ * A WritableStream of segments over a storage; it takes each segment it is given. Each segment is uploaded
+ * and hashed: while it is stored when the hash leaves it readable (Deno; a pool's shared buffers under Bun),
+ * else (other buffers under Bun) it moves to the hashing thread and back once stored. Up to `queueSize` uploads
+ * run at once (so a high-latency store, or a local disk's fsync, is not waited for serially), and a write
+ * resolves only once fewer than `queueSize` are in flight, so memory stays near (queueSize + 2) segments and
+ * backpressure reaches the engine. `refs` lists what was stored, in stream order.
+ */
+export class SegmentWriter extends WritableStream<Uint8Array> {
+  readonly refs: SegmentRef[] = [];
+  constructor(
+    storage: Storage,
+    keyOf: (n: number) => string,
+    options: {
+      queueSize: number;
+      signal?: AbortSignal;
+      onStored?: (bytes: number) => void;
+      pool?: BufferPool;
+      stats?: BackupTimes;
+    },
+  ) {
+    const refs: SegmentRef[] = [];
+    const stats = options.stats;
+    const jobs = new InFlight(stats);
+    const upload = async (n: number, segment: Uint8Array) => {
+      const key = keyOf(n);
+      const size = segment.byteLength; // (`segment` is detached once moved)
+      const t0 = stats ? performance.now() : 0;
+      const hash = () => options.pool?.moving(segment) ?? sha256Moving(segment);
+      let moved: MovedHash;
+      let storeMs: number;
+      if (storage.putHashes) {
+        // The storage would hash the bytes itself (S3's signed payload): hash first and hand it the hash.
+        moved = await hash();
+        const t1 = stats ? performance.now() : 0;
+        await storage.put(key, moved.bytes, { signal: options.signal, sha256: moved.hex });
+        storeMs = stats ? performance.now() - t1 : 0;
+        if (stats) stats.hash.ms += t1 - t0;
+      } else {
+        // The hash runs beside the put when it leaves the segment readable: WebCrypto (Deno) copies it, and
+        // under Bun a shared buffer (the pool's) is hashed in place. Other buffers move to the hashing thread
+        // and back once stored (a put keeps no reference once resolved).
+        const early = hashLeavesBuffer(segment) ? hash() : null;
+        early?.catch(() => {}); // awaited below, unless the put fails first
+        await storage.put(key, segment, { signal: options.signal });
+        const t1 = stats ? performance.now() : 0;
+        moved = await (early ?? hash());
+        storeMs = t1 - t0;
+        if (stats) stats.hash.ms += performance.now() - t1;
+      }
+      if (stats) {
+        stats.hash.bytes += size;
+        stats.store.ms += storeMs;
+        stats.store.bytes += size;
+        stats.store.objects++;
+      }
+      refs[n] = { key, size, sha256: moved.hex };
+      options.onStored?.(size);
+      options.pool?.give(moved.bytes);
+    };
+    let next = 0;
+    super({
+      async write(segment) {
+        jobs.add(upload(next++, segment));
+        await jobs.settle(options.queueSize - 1);
+      },
+      async close() {
+        await jobs.settle(0);
+      },
+      async abort() {
+        await jobs.drain();
+      },
+    }, new CountQueuingStrategy({ highWaterMark: 1 }));
+    this.refs = refs;
+  }
+}
+
+/**
+ * A WritableStream that cuts a byte stream into segments of `size` bytes (the last one shorter) and writes
+ * each one to the storage as its bytes arrive (`Storage.openPut`), hashing them on the way: memory holds
+ * no segment, only the chunk being written. A segment is committed once full, in the background; up to
+ * `queueSize` segments are in flight (the one being written and the ones committing), and a write resolves
+ * only when there is room, so backpressure reaches the engine. `refs` lists what was stored, in order.
+ */
+export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
+  readonly refs: SegmentRef[] = [];
+  constructor(
+    storage: Storage & Required<Pick<Storage, "openPut">>,
+    keyOf: (n: number) => string,
+    size: number,
+    options: {
+      queueSize: number;
+      signal?: AbortSignal;
+      onStored?: (bytes: number) => void;
+      stats?: BackupTimes;
+      /** Takes back each chunk once it has been written. */
+      release?: (chunk: Uint8Array) => void;
+    },
+  ) {
+    const refs: SegmentRef[] = [];
+    type Open = { n: number; key: string; put: PutStream; hash: ReturnType<typeof createHash>; size: number };
+    let current: Open | null = null;
+    let next = 0;
+    const stats = options.stats;
+    const jobs = new InFlight(stats);
+    const commit = async (segment: Open) => {
+      const t0 = stats ? performance.now() : 0;
+      await segment.put.commit();
+      if (stats) {
+        stats.store.ms += performance.now() - t0;
+        stats.store.objects++;
+      }
+      refs[segment.n] = { key: segment.key, size: segment.size, sha256: segment.hash.digest("hex") };
+      options.onStored?.(segment.size);
+    };
+    super({
+      async write(chunk) {
+        jobs.check();
+        let offset = 0;
+        while (offset < chunk.byteLength) {
+          if (!current) {
+            const n = next++;
+            const key = keyOf(n);
+            const t0 = stats ? performance.now() : 0;
+            const put = await storage.openPut(key, { signal: options.signal });
+            if (stats) stats.store.ms += performance.now() - t0;
+            current = { n, key, put, hash: createHash("sha256"), size: 0 };
+          }
+          const n = Math.min(size - current.size, chunk.byteLength - offset);
+          const piece = n === chunk.byteLength ? chunk : chunk.subarray(offset, offset + n);
+          if (stats) {
+            const t0 = performance.now();
+            current.hash.update(piece);
+            const t1 = performance.now();
+            await current.put.write(piece);
+            stats.hash.ms += t1 - t0;
+            stats.hash.bytes += n;
+            stats.store.ms += performance.now() - t1;
+            stats.store.bytes += n;
+          } else {
+            current.hash.update(piece);
+            await current.put.write(piece);
+          }
+          current.size += n;
+          offset += n;
+          if (current.size === size) {
+            const full = current;
+            current = null;
+            jobs.add(commit(full));
+            await jobs.settle(options.queueSize - 1);
+          }
+        }
+        options.release?.(chunk);
+      },
+      async close() {
+        if (current) {
+          const last = current;
+          current = null;
+          jobs.add(commit(last));
+        }
+        await jobs.settle(0);
+      },
+      async abort() {
+        const open = current;
+        current = null;
+        await open?.put.abort();
+        await jobs.drain();
+      },
+    }, new CountQueuingStrategy({ highWaterMark: 1 }));
+    this.refs = refs;
+  }
+}
