@@ -122,15 +122,14 @@ export const lsCommand: Command = {
         reader.finish();
       }
 
-      const rows = tree.list(prefix);
-      if (prefix !== "" && rows.length === 0) {
+      if (prefix !== "" && !tree.has(prefix)) {
         throw new FrostError(
           `"${positionals[0]}" is not in backup ${chain[chain.length - 1]!.id} of "${series}"`,
         );
       }
       if (values.json) {
         ctx.stdout(JSON.stringify(
-          rows.map(([path, n]) => ({
+          tree.list(prefix).map(([path, n]) => ({
             path,
             type: n.type,
             mode: n.mode,
@@ -143,7 +142,16 @@ export const lsCommand: Command = {
         ));
         return ExitCode.ok;
       }
-      for (const [path, n] of rows) {
+      // Streamed from the tree: no row array of every path beside it.
+      let entries = 0;
+      let files = 0;
+      let bytes = 0;
+      for (const [path, n] of tree.walk(prefix)) {
+        entries++;
+        if (n.type === "file") {
+          files++;
+          bytes += n.size;
+        }
         const time = Number.isNaN(n.mtime)
           ? "-".padEnd(19)
           : new Date(n.mtime * 1000).toISOString().slice(0, 19).replace("T", " ");
@@ -158,9 +166,7 @@ export const lsCommand: Command = {
           }${link}`,
         );
       }
-      const files = rows.filter(([, n]) => n.type === "file").length;
-      const bytes = rows.reduce((sum, [, n]) => sum + (n.type === "file" ? n.size : 0), 0);
-      ctx.stderr(`${rows.length} entries, ${files} files, ${formatBytes(bytes)}`);
+      ctx.stderr(`${entries} entries, ${files} files, ${formatBytes(bytes)}`);
       return ExitCode.ok;
     } finally {
       await storage.close();
@@ -289,17 +295,42 @@ export class Tree {
 
   /** Every entry at or below `prefix`, in path order. */
   list(prefix: string): [string, Node][] {
-    const out: [string, Node][] = [];
-    const walk = (path: string, node: Node) => {
-      out.push([path, node]);
-      if (!node.children) return;
-      for (const name of [...node.children.keys()].sort()) {
-        walk(path === "." ? name : `${path}/${name}`, node.children.get(name)!);
-      }
-    };
+    return [...this.walk(prefix)];
+  }
+
+  /** Whether the tree holds `rel` ("" is the root). */
+  has(rel: string): boolean {
+    return this.#find(rel) !== undefined;
+  }
+
+  /** The entry at `rel` ("" is the root), if any. */
+  find(rel: string): Node | undefined {
+    return this.#find(rel);
+  }
+
+  /** Every entry at or below `prefix`, in path order, one at a time (as `list`, without the array). */
+  *walk(prefix: string): Generator<[string, Node]> {
     const start = this.#find(prefix);
-    if (start) walk(prefix === "" ? "." : prefix, start);
-    return out;
+    if (!start) return;
+    // An explicit stack of sorted name lists: one per directory level, not one per entry.
+    yield [prefix === "" ? "." : prefix, start];
+    if (!start.children) return;
+    const stack: { path: string; node: Node; names: string[]; i: number }[] = [];
+    const push = (path: string, node: Node) =>
+      stack.push({ path, node, names: [...node.children!.keys()].sort(), i: 0 });
+    push(prefix === "" ? "." : prefix, start);
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      if (top.i >= top.names.length) {
+        stack.pop();
+        continue;
+      }
+      const name = top.names[top.i++]!;
+      const child = top.node.children!.get(name)!;
+      const path = top.path === "." ? name : `${top.path}/${name}`;
+      yield [path, child];
+      if (child.children) push(path, child);
+    }
   }
 }
 
