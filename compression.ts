@@ -12,6 +12,7 @@ import os from "node:os";
 import { outputPool } from "./_output_pool.ts";
 import { EvalWorkers } from "./_workers.ts";
 import { UsageError } from "./errors.ts";
+import { WORKER_MEMORY_SOURCE } from "./_memory.ts";
 
 /** The compression names frost accepts. */
 export const COMPRESSIONS = ["zstd", "gzip", "none"] as const;
@@ -73,7 +74,7 @@ function zlibCompressor(kind: Exclude<Compression, "none">): Compress {
 // already off the main thread, and its eval workers are slow, so Deno keeps the zlib path.
 // The input's buffer is transferred to the worker and back, so that its owner can fill it again; the
 // result is copied into `into` (a buffer the caller reuses) when it fits. "unzstd" decompresses a frame.
-const WORKER_SOURCE = `
+const WORKER_SOURCE = WORKER_MEMORY_SOURCE + `
 const { parentPort } = require("node:worker_threads");
 const zlib = require("node:zlib");
 const level = { [zlib.constants.ZSTD_c_compressionLevel]: 1 };
@@ -90,6 +91,7 @@ parentPort.on("message", ({ id, kind, input, into }) => {
         : zlib.gzipSync(input, { level: 6, chunkSize });
     }
     if (into && out.byteLength <= into.byteLength) {
+      relieveMemory(out.byteLength);
       into.set(out);
       out = into.subarray(0, out.byteLength);
       into = undefined;

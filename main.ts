@@ -30,6 +30,7 @@ import {
   writeOut,
 } from "./_stdio.ts";
 import { showBytes } from "./engines/_names.ts";
+import { watchMemory } from "./_memory.ts";
 
 const COMMANDS: Record<string, Command> = {
   backup: backupCommand,
@@ -170,6 +171,7 @@ function stdoutWritable(): WritableStream<Uint8Array> {
 
 if (import.meta.main) {
   watchStdio();
+  watchMemory();
   // Exits once stdout and stderr are written out: a pipe may be slow (see _stdio.ts).
   await exitAfterOutput(await main(process.argv.slice(2)));
 }

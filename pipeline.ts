@@ -818,6 +818,27 @@ export function readState(
   return decode(readSegments(storage, manifest.state, { signal }), manifest, "state", key);
 }
 
+/**
+ * A backup's data, read back as a restore reads it (segments read whole into reused buffers, checked,
+ * decrypted, decompressed into reused buffers), each chunk handed to `use`, which must be done with it when
+ * it returns: memory stays at a segment and a few frames, whatever the size of the backup.
+ */
+export async function readDataChunks(
+  storage: Storage,
+  manifest: Manifest,
+  key: DataKey | null,
+  use: (chunk: Uint8Array) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  const pool = segmentPool(manifest, key);
+  const segments = readSegments(storage, manifest.segments, { signal, pool, ahead: 1 });
+  const decoded = decodeReusing(segments, manifest, "data", key, pool, true);
+  for await (const chunk of decoded.stream) {
+    use(chunk);
+    decoded.giveBack?.(chunk);
+  }
+}
+
 /** Verified segment bytes → (decrypted) → decompressed: the engine's bytes again. */
 function decode(
   segments: ReadableStream<Uint8Array>,

@@ -23,10 +23,8 @@ import {
 import { ExitCode, FrostError, UsageError } from "../errors.ts";
 import { seriesName } from "../manifest.ts";
 import { formatBytes, parseDate } from "../units.ts";
-import { readSegments } from "../pipeline.ts";
+import { readDataChunks } from "../pipeline.ts";
 import { chainDataKeys } from "../backup_keys.ts";
-import { createDecryptor, streamId } from "../encryption.ts";
-import { createDecompressor } from "../compression.ts";
 import { parseShownName, showName } from "../engines/_names.ts";
 import { Dumpdir, type EntryType, parseDumpdir, type TarEntry, TarReader } from "../engines/_tar_read.ts";
 
@@ -97,18 +95,7 @@ export const lsCommand: Command = {
 
       const tree = new Tree();
       for (const m of chain) {
-        let stream = readSegments(storage, m.segments, { signal: ctx.signal });
-        const key = keys.get(m.id);
-        if (m.encryption && !key) {
-          throw new FrostError(
-            `Cannot read the data of backup "${m.id}": it is encrypted and no key was given`,
-          );
-        }
-        if (key) {
-          stream = stream.pipeThrough(
-            createDecryptor(key, streamId(m.id, "data"), { label: `the data of backup "${m.id}"` }),
-          );
-        }
+        const key = keys.get(m.id) ?? null;
         const reader = new TarReader({
           entry: (e) => {
             tree.apply(e);
@@ -118,7 +105,7 @@ export const lsCommand: Command = {
           end: () => {},
           warn: () => {},
         });
-        for await (const chunk of stream.pipeThrough(createDecompressor(m.compression))) reader.push(chunk);
+        await readDataChunks(storage, m, key, (chunk) => reader.push(chunk), ctx.signal);
         reader.finish();
       }
 
