@@ -40,6 +40,7 @@ import { showBytes } from "./engines/mod.ts";
 import { closest } from "./commands/cli_options.ts";
 import { withMetrics } from "./commands/metrics.ts";
 import { completionCommand } from "./commands/completion.ts";
+import { watchMemory } from "./base/memory.ts";
 
 const COMMANDS: Record<string, Command> = {
   backup: withMetrics("backup", backupCommand),
@@ -185,6 +186,7 @@ function stdoutWritable(): WritableStream<Uint8Array> {
 
 if (import.meta.main) {
   watchStdio();
+  watchMemory();
   // Exits once stdout and stderr are written out: a pipe may be slow (see commands/stdio.ts).
   await exitAfterOutput(await main(process.argv.slice(2)));
 }

@@ -11,7 +11,8 @@ import { Duplex } from "node:stream";
 import os from "node:os";
 import { outputPool } from "./_output_pool.ts";
 import { EvalWorkers } from "./_workers.ts";
-import { UsageError } from "../base/errors.ts";
+import { messageOf, UsageError } from "../base/errors.ts";
+import { WORKER_MEMORY_SOURCE } from "../base/memory.ts";
 
 /** The compression names frost accepts. */
 export const COMPRESSIONS = ["zstd", "gzip", "none"] as const;
@@ -73,7 +74,7 @@ function zlibCompressor(kind: Exclude<Compression, "none">): Compress {
 // already off the main thread, and its eval workers are slow, so Deno keeps the zlib path.
 // The input's buffer is transferred to the worker and back, so that its owner can fill it again; the
 // result is copied into `into` (a buffer the caller reuses) when it fits. "unzstd" decompresses a frame.
-const WORKER_SOURCE = `
+const WORKER_SOURCE = WORKER_MEMORY_SOURCE + `
 const { parentPort } = require("node:worker_threads");
 const zlib = require("node:zlib");
 const level = { [zlib.constants.ZSTD_c_compressionLevel]: 1 };
@@ -90,6 +91,7 @@ parentPort.on("message", ({ id, kind, input, into }) => {
         : zlib.gzipSync(input, { level: 6, chunkSize });
     }
     if (into && out.byteLength <= into.byteLength) {
+      relieveMemory(out.byteLength);
       into.set(out);
       out = into.subarray(0, out.byteLength);
       into = undefined;
@@ -150,9 +152,33 @@ const COMPRESSED_SIZE = BLOCK_SIZE + (BLOCK_SIZE >> 7) + (64 << 10);
 /** Compresses frames; `outputs` (Bun only) are buffers the workers may write results into. */
 function compressor(kind: Exclude<Compression, "none">, outputs?: Uint8Array[]): Compress {
   if (!process.versions.bun) return zlibCompressor(kind);
-  const pool = workers();
   return (input) =>
-    runFrame(pool, kind, input, outputs ? outputs.pop() ?? new Uint8Array(COMPRESSED_SIZE) : undefined);
+    input.byteLength < SMALL_FRAME ? compressHere(kind, input) : runFrame(
+      workers(),
+      kind,
+      input,
+      outputs ? outputs.pop() ?? new Uint8Array(COMPRESSED_SIZE) : undefined,
+    );
+}
+
+/**
+ * Frames smaller than this (a stream's last, partial frame: a state, a no-change level) are compressed on the
+ * main thread (Bun): starting a worker thread costs ~10 ms, more than the frame. Same bytes either way.
+ */
+const SMALL_FRAME = 256 << 10;
+
+/** `input` compressed on this thread, as a worker would (same parameters: the same bytes). */
+function compressHere(kind: Exclude<Compression, "none">, input: Uint8Array): Promise<Compressed> {
+  try {
+    const t0 = performance.now();
+    const chunkSize = chunkSizeFor(input);
+    const out = kind === "zstd"
+      ? zlib.zstdCompressSync(input, { params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 }, chunkSize })
+      : zlib.gzipSync(input, { level: 6, chunkSize });
+    return Promise.resolve({ out, input, ms: performance.now() - t0 });
+  } catch (err) {
+    return Promise.reject(new Error(`Cannot compress: ${messageOf(err)}`));
+  }
 }
 
 /** Options of `createCompressor`. */
@@ -367,6 +393,9 @@ function zstdDecompressFrame(frame: Uint8Array): Promise<Compressed> {
   );
 }
 
+/** Output bytes of a stream decompressed on the main thread (Bun) before its frames go to the worker. */
+const DECOMPRESS_HERE = 4 << 20;
+
 /** Output buffers offered to decompression workers: a frame of `createCompressor` fits (bigger frames,
  * e.g. the 2 MiB ones of earlier frost versions, come back in buffers of their own). */
 const OUTPUT_SIZE = BLOCK_SIZE + 4096;
@@ -380,14 +409,31 @@ const OUTPUT_SIZE = BLOCK_SIZE + 4096;
  */
 function zstdDecompressor(options: DecompressorOptions): Decompressor {
   const { recycle } = options;
-  // Under Bun, whose zlib calls run on the main thread, frames go to the worker threads.
-  const pool = process.versions.bun ? decompressWorkers() : null;
-  const reuse = pool !== null && options.reuseOutput === true;
+  // Under Bun, whose zlib calls run on the main thread, frames go to the worker threads; the first small
+  // ones (a state, a no-change level: the whole stream) are decompressed here, without starting a worker.
+  const bun = process.versions.bun !== undefined;
+  const reuse = bun && options.reuseOutput === true;
   const { buffers: outputs, giveBack } = outputPool(OUTPUT_SIZE);
-  const decompress = (frame: Uint8Array): Promise<Compressed> =>
-    pool
-      ? runFrame(pool, "unzstd", frame, reuse ? outputs.pop() ?? new Uint8Array(OUTPUT_SIZE) : undefined)
-      : zstdDecompressFrame(frame);
+  let here = 0;
+  const decompress = (frame: Uint8Array): Promise<Compressed> => {
+    if (!bun) return zstdDecompressFrame(frame);
+    if (frame.byteLength < SMALL_FRAME && here < DECOMPRESS_HERE) {
+      try {
+        const out = zlib.zstdDecompressSync(frame);
+        here += out.byteLength;
+        return Promise.resolve({ out, input: frame });
+      } catch (err) {
+        return Promise.reject(new Error(`Cannot decompress: ${messageOf(err)}`));
+      }
+    }
+    here = DECOMPRESS_HERE;
+    return runFrame(
+      decompressWorkers(),
+      "unzstd",
+      frame,
+      reuse ? outputs.pop() ?? new Uint8Array(OUTPUT_SIZE) : undefined,
+    );
+  };
   const free: Uint8Array[] = [];
   const take = (need: number) => {
     const b = free.pop();

@@ -23,9 +23,9 @@ import { ExitCode, FrostError, UsageError } from "../base/errors.ts";
 import { seriesName } from "../series/manifest.ts";
 import { formatBytes } from "../base/units.ts";
 import { checkSelection, chosenLine } from "../series/time.ts";
-import { openStream, readSegments } from "../pipeline/mod.ts";
+import { readDataChunks } from "../pipeline/mod.ts";
 import { chainDataKeys } from "../series/keys.ts";
-import { type EntryType, normalize, parseShownName, replayTar, showName, Tree } from "../engines/mod.ts";
+import { type EntryType, normalize, parseShownName, showName, tarReplayer, Tree } from "../engines/mod.ts";
 
 const USAGE = `Usage: frost ls --name NAME [--date T] [PATH] [options]
 
@@ -88,20 +88,19 @@ export const lsCommand: Command = {
 
       const tree = new Tree();
       for (const m of chain) {
-        const segments = readSegments(storage, m.segments, { signal: ctx.signal });
-        const { stream } = openStream(segments, m, "data", keys.get(m.id) ?? null);
-        await replayTar(stream, tree);
+        const replay = tarReplayer(tree);
+        await readDataChunks(storage, m, keys.get(m.id) ?? null, (chunk) => replay.push(chunk), ctx.signal);
+        replay.finish();
       }
 
-      const rows = tree.list(prefix);
-      if (prefix !== "" && rows.length === 0) {
+      if (prefix !== "" && !tree.has(prefix)) {
         throw new FrostError(
           `"${positionals[0]}" is not in backup ${chain[chain.length - 1]!.id} of "${series}"`,
         );
       }
       if (values.json) {
         ctx.stdout(JSON.stringify(
-          rows.map(([path, n]) => ({
+          tree.list(prefix).map(([path, n]) => ({
             path,
             type: n.type,
             mode: n.mode,
@@ -114,7 +113,16 @@ export const lsCommand: Command = {
         ));
         return ExitCode.ok;
       }
-      for (const [path, n] of rows) {
+      // Streamed from the tree: no row array of every path beside it.
+      let entries = 0;
+      let files = 0;
+      let bytes = 0;
+      for (const [path, n] of tree.walk(prefix)) {
+        entries++;
+        if (n.type === "file") {
+          files++;
+          bytes += n.size;
+        }
         const time = Number.isNaN(n.mtime)
           ? "-".padEnd(19)
           : new Date(n.mtime * 1000).toISOString().slice(0, 19).replace("T", " ");
@@ -129,9 +137,7 @@ export const lsCommand: Command = {
           }${link}`,
         );
       }
-      const files = rows.filter(([, n]) => n.type === "file").length;
-      const bytes = rows.reduce((sum, [, n]) => sum + (n.type === "file" ? n.size : 0), 0);
-      ctx.stderr(`${rows.length} entries, ${files} files, ${formatBytes(bytes)}`);
+      ctx.stderr(`${entries} entries, ${files} files, ${formatBytes(bytes)}`);
       return ExitCode.ok;
     } finally {
       await storage.close();

@@ -180,14 +180,20 @@ export const restoreCommand: Command = {
       });
       const selector = patterns.length > 0 ? includeSelector(patterns) : undefined;
       let entries: StateEntry[] | undefined;
+      // Into a new or empty target (or standard output) the plan is "create everything": the state is
+      // streamed and counted, not held (100 000 entries would cost tens of MiB).
+      const lean = !dryRun && !mirror && kept.length === 0 && (target === undefined || isNewOrEmpty(target));
+      let summary: EntrySummary | undefined;
       if (!toStdout || selector || newest.engine === STDIN_ENGINE) {
         const stateKey = await stateKeyOf(newest.id, newest.encryption, keyOpts);
         if (stateKey === "unavailable") {
           throw new FrostError(`Cannot read the state of ${series} ${newest.id}: no key for it was given`);
         }
-        entries = await listEntries(storage, newest, stateKey, selector, ctx.signal);
+        if (lean) {
+          summary = await summarizeEntries(storage, newest, stateKey, selector, patterns, ctx.signal);
+        } else entries = await listEntries(storage, newest, stateKey, selector, ctx.signal);
         for (const [i, p] of patterns.entries()) {
-          if (!entries.some((e) => selector!.covers(p, e.path))) {
+          if (summary ? !summary.covered[i] : !entries!.some((e) => selector!.covers(p, e.path))) {
             throw new FrostError(
               `--include "${includes[i]}" matches nothing in ${series} ${newest.id}; nothing was restored ` +
                 `(patterns are paths inside the backup${
@@ -200,7 +206,7 @@ export const restoreCommand: Command = {
       const engines = (engine: string) =>
         engine === STDIN_ENGINE
           ? stdinEngine({
-            file: entries?.find((e) => e.type === "file")?.path,
+            file: summary ? summary.firstFile : entries?.find((e) => e.type === "file")?.path,
             output: toStdout ? stdoutOf(ctx) : undefined,
           })
           : engineForBackup(engine);
@@ -217,14 +223,24 @@ export const restoreCommand: Command = {
             }" lies inside the target: it is left as it is`,
           );
         }
-        const point = kept.length > 0
-          ? entries!.filter((e) => select!(e.path, e.type === "dir") !== "out")
-          : entries!;
-        const earlier = busy && !mirror
-          ? await earlierPaths(storage, chain, keyOpts, selector, ctx.signal)
-          : [];
-        restorePlan = planRestore({ target, entries: point, earlier, mirror, select });
-        entries = point;
+        if (summary) {
+          // What planRestore gives for a new target (every entry) or an empty one (all but the root).
+          const exists = fs.existsSync(target);
+          restorePlan = {
+            created: exists ? summary.nonRoot : summary.count,
+            replaced: new Set(),
+            deleted: [],
+          };
+        } else {
+          const point = kept.length > 0
+            ? entries!.filter((e) => select!(e.path, e.type === "dir") !== "out")
+            : entries!;
+          const earlier = busy && !mirror
+            ? await earlierPaths(storage, chain, keyOpts, selector, ctx.signal)
+            : [];
+          restorePlan = planRestore({ target, entries: point, earlier, mirror, select });
+          entries = point;
+        }
       }
       if (dryRun) {
         return printDryRun(
@@ -336,6 +352,52 @@ async function sourceOf(m: Manifest, key: DataKey | undefined): Promise<string |
 function stdoutOf(ctx: CommandContext): WritableStream<Uint8Array> {
   if (!ctx.stdoutBytes) throw new FrostError("Standard output is not available here");
   return ctx.stdoutBytes();
+}
+
+/** What a restore into a new or empty target needs of a backup point's entries (see `summarizeEntries`). */
+interface EntrySummary {
+  /** Entries (those the selector restores), the root included. */
+  count: number;
+  /** Entries but the root (""). */
+  nonRoot: number;
+  /** The first regular file's path (the file a stdin backup restores to). */
+  firstFile: string | undefined;
+  /** For each --include pattern, whether some entry is covered by it. */
+  covered: boolean[];
+}
+
+/** The counts of `listEntries`' entries, streamed through once: nothing per entry is kept. */
+async function summarizeEntries(
+  storage: Storage,
+  manifest: Manifest,
+  key: DataKey | null,
+  selector: IncludeSelector | undefined,
+  patterns: readonly string[],
+  signal: AbortSignal,
+): Promise<EntrySummary> {
+  const summary: EntrySummary = {
+    count: 0,
+    nonRoot: 0,
+    firstFile: undefined,
+    covered: patterns.map(() => false),
+  };
+  const engine = engineForBackup(manifest.engine);
+  for await (const e of engine.entries(readState(storage, manifest, key, signal))) {
+    if (selector && selector.select(e.path, e.type === "dir") !== "in") continue;
+    summary.count++;
+    if (e.path !== "") summary.nonRoot++;
+    if (summary.firstFile === undefined && e.type === "file") summary.firstFile = e.path;
+    for (const [i, p] of patterns.entries()) {
+      if (!summary.covered[i] && selector!.covers(p, e.path)) summary.covered[i] = true;
+    }
+  }
+  return summary;
+}
+
+/** Whether `dir` does not exist yet, or is an empty directory. */
+function isNewOrEmpty(dir: string): boolean {
+  const st = fs.lstatSync(dir, { throwIfNoEntry: false });
+  return st === undefined || (st.isDirectory() && isEmptyDir(dir));
 }
 
 /** The entries of a backup point's tree (from its engine state), those a selector restores only. */

@@ -411,20 +411,29 @@ async function compareReplay(
   options: VerifyOptions,
   problems: Problem[],
 ): Promise<void> {
-  const restored = new Set(tree.list("").map(([path]) => path).filter((p) => p !== "."));
-  const missing: string[] = [];
+  // The state's entries are looked up in the tree and marked there: no Set of every path beside it.
+  const seen = new WeakSet<object>();
+  let missingCount = 0;
+  let firstMissing = "";
   let held = 0;
   const key = options.keys.get(m.id)?.state ?? null;
   for await (const e of engineForBackup(m.engine).entries(readState(storage, m, key, options.signal))) {
     if (e.path === "") continue;
     held++;
-    if (!restored.delete(e.path)) missing.push(e.path);
+    const node = tree.find(e.path);
+    if (node && !seen.has(node)) seen.add(node);
+    else if (missingCount++ === 0) firstMissing = e.path;
   }
-  const extra = [...restored];
-  if (missing.length === 0 && extra.length === 0) return;
+  let extraCount = 0;
+  let firstExtra = "";
+  for (const [path, node] of tree.walk("")) {
+    if (path === "." || seen.has(node)) continue;
+    if (extraCount++ === 0) firstExtra = path;
+  }
+  if (missingCount === 0 && extraCount === 0) return;
   const parts = [
-    missing.length > 0 && `${missing.length} of its ${held} entries missing (first "${missing[0]}")`,
-    extra.length > 0 && `${extra.length} entries it does not hold (first "${extra[0]}")`,
+    missingCount > 0 && `${missingCount} of its ${held} entries missing (first "${firstMissing}")`,
+    extraCount > 0 && `${extraCount} entries it does not hold (first "${firstExtra}")`,
   ].filter(Boolean);
   problems.push({
     key: manifestKey(series, m.id),

@@ -13,6 +13,7 @@ import { FrostError } from "../base/errors.ts";
 import { decodeName } from "./_names.ts";
 import { SparseMapParser } from "./_sparse.ts";
 import { decodeXattrKeyword, type StoredXattrs, type Xattr } from "./_xattrs.ts";
+import { relieveMemory } from "../base/memory.ts";
 
 /** What a member is, once GNU and pax details are resolved. */
 export type EntryType = "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";
@@ -178,6 +179,7 @@ export class TarReader {
 
   /** Feeds the next chunk of the archive. Throws a FrostError on a corrupt header. */
   push(chunk: Uint8Array): void {
+    relieveMemory();
     const n = chunk.length;
     let i = 0;
     while (i < n) {

@@ -125,6 +125,7 @@ import { mayHaveHoles, sparseHeaderName, type SparseLayout, sparseLayout, Sparse
 import { ACL_ACCESS, ACL_DEFAULT, aclToText, encodeXattrKeyword, readXattrs, type Xattr } from "./_xattrs.ts";
 import { BackupControl, closeRead, entryKind, listDir, lstatChild, statSource } from "./_walk.ts";
 import { OPEN_FLAGS, PROGRESS_MS, SLICE_MS } from "./_walk.ts";
+import { relieveMemory } from "../base/memory.ts";
 
 /** Output chunk size: big enough that per-chunk costs vanish, small enough to keep memory low; one
  * compressed frame each. */
@@ -517,6 +518,7 @@ class TarBackup {
 
   /** lstat()s the children of a directory (names sorted), leaving out excluded and unsupported ones. */
   #list(dir: Frame, names: string[]): Item[] {
+    relieveMemory();
     const items: Item[] = [];
     const exclude = this.#exclude;
     for (const name of names) {
@@ -528,6 +530,7 @@ class TarBackup {
       const kind = entryKind(Number(st.mode), abs, this.#isRoot, this.#c);
       if (kind === undefined || (kind === "d" && exclude?.(rel, name, true))) continue;
       items.push(makeItem(name, rel, kind, st, this.#rootDev));
+      if ((items.length & 1023) === 0) relieveMemory(); // a folder of 200 000 files is one long loop
     }
     return items;
   }

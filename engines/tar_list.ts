@@ -147,18 +147,60 @@ export class Tree {
 
   /** Every entry at or below `prefix`, in path order. */
   list(prefix: string): [string, TreeNode][] {
-    const out: [string, TreeNode][] = [];
-    const walk = (path: string, node: TreeNode) => {
-      out.push([path, node]);
-      if (!node.children) return;
-      for (const name of [...node.children.keys()].sort()) {
-        walk(path === "." ? name : `${path}/${name}`, node.children.get(name)!);
-      }
-    };
-    const start = this.#find(prefix);
-    if (start) walk(prefix === "" ? "." : prefix, start);
-    return out;
+    return [...this.walk(prefix)];
   }
+
+  /** The entry at `rel` ("" is the root), if any. */
+  find(rel: string): TreeNode | undefined {
+    return this.#find(rel);
+  }
+
+  /** Whether the tree holds `rel` ("" is the root). */
+  has(rel: string): boolean {
+    return this.#find(rel) !== undefined;
+  }
+
+  /** Every entry at or below `prefix`, in path order, one at a time (as `list`, without the array). */
+  *walk(prefix: string): Generator<[string, TreeNode]> {
+    const start = this.#find(prefix);
+    if (!start) return;
+    // An explicit stack of sorted name lists: one per directory level, not one per entry.
+    yield [prefix === "" ? "." : prefix, start];
+    if (!start.children) return;
+    const stack: { path: string; node: TreeNode; names: string[]; i: number }[] = [];
+    const push = (path: string, node: TreeNode) =>
+      stack.push({ path, node, names: [...node.children!.keys()].sort(), i: 0 });
+    push(prefix === "" ? "." : prefix, start);
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      if (top.i >= top.names.length) {
+        stack.pop();
+        continue;
+      }
+      const name = top.names[top.i++]!;
+      const child = top.node.children!.get(name)!;
+      const path = top.path === "." ? name : `${top.path}/${name}`;
+      yield [path, child];
+      if (child.children) push(path, child);
+    }
+  }
+}
+
+/**
+ * A tar archive taken in chunk by chunk (the engine's bytes of one backup), each member replayed on `tree`
+ * when given; file data is skipped. `push` and `finish` throw on a malformed archive.
+ */
+export function tarReplayer(tree?: Tree): { push(chunk: Uint8Array): void; finish(): void } {
+  const reader = new TarReader({
+    entry: (e) => {
+      tree?.apply(e);
+      return false;
+    },
+    data: () => {},
+    end: () => {},
+    warn: () => {},
+  });
+  return { push: (chunk) => reader.push(chunk), finish: () => reader.finish() };
 }
 
 /**

@@ -23,6 +23,27 @@ export function readState(
   return openStream(readSegments(storage, manifest.state, { signal }), manifest, "state", key).stream;
 }
 
+/**
+ * A backup's data, read back as a restore reads it (segments read whole into reused buffers, checked,
+ * decrypted, decompressed into reused buffers), each chunk handed to `use`, which must be done with it when
+ * it returns: memory stays at a segment and a few frames, whatever the size of the backup.
+ */
+export async function readDataChunks(
+  storage: Storage,
+  manifest: Manifest,
+  key: DataKey | null,
+  use: (chunk: Uint8Array) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  const pool = segmentPool(manifest, key);
+  const segments = readSegments(storage, manifest.segments, { signal, pool, ahead: 1 });
+  const decoded = openStream(segments, manifest, "data", key, { pool, reuseOutput: true });
+  for await (const chunk of decoded.stream) {
+    use(chunk);
+    decoded.giveBack?.(chunk);
+  }
+}
+
 /** A decoded stream, and where its reader gives each chunk back when `reuseOutput` was asked for. */
 export interface DecodedStream {
   stream: ReadableStream<Uint8Array>;

@@ -8,7 +8,13 @@
 export { type BackupJob, runBackup } from "./backup.ts";
 export { type RestoreJob, runRestore } from "./restore.ts";
 export { readSegments } from "./segment_reader.ts";
-export { type DecodedStream, openStream, type OpenStreamOptions, readState } from "./decode.ts";
+export {
+  type DecodedStream,
+  openStream,
+  type OpenStreamOptions,
+  readDataChunks,
+  readState,
+} from "./decode.ts";
 export { type BackupTimes, backupTimesJson, formatBackupTimes, newBackupTimes } from "./stats.ts";
 export { BufferPool } from "./buffer_pool.ts";
 export { Segmenter, SegmentWriter, StreamingSegmentWriter } from "./segment_writer.ts";
