@@ -208,15 +208,7 @@ export function tarReplayer(tree?: Tree): { push(chunk: Uint8Array): void; finis
  * each member on `tree` when given; file data is skipped. Rejects on a malformed archive.
  */
 export async function replayTar(stream: ReadableStream<Uint8Array>, tree?: Tree): Promise<void> {
-  const reader = new TarReader({
-    entry: (e) => {
-      tree?.apply(e);
-      return false;
-    },
-    data: () => {},
-    end: () => {},
-    warn: () => {},
-  });
-  for await (const chunk of stream) reader.push(chunk);
-  reader.finish();
+  const replay = tarReplayer(tree);
+  for await (const chunk of stream) replay.push(chunk);
+  replay.finish();
 }
