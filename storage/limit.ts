@@ -4,6 +4,7 @@
  * @module
  */
 import type { CallOptions, ObjectInfo, PutOptions, Range, Storage } from "./storage.ts";
+import { canDeleteLeftovers, hashesPuts } from "./storage.ts";
 
 /** A token bucket: `take(n)` resolves once n bytes may pass at `rate` bytes per second. */
 export class TokenBucket {
@@ -59,15 +60,15 @@ export class LimitStorage implements Storage {
       typeof limit === "number" ? (limit > 0 ? new TokenBucket(limit) : undefined) : limit;
     this.#up = bucket(options.upload);
     this.#down = bucket(options.download);
-    if (inner.deleteLeftovers) this.deleteLeftovers = (prefix, o) => inner.deleteLeftovers!(prefix, o);
+    if (canDeleteLeftovers(inner)) this.deleteLeftovers = (prefix, o) => inner.deleteLeftovers(prefix, o);
   }
 
-  /** Present when the inner storage has it (see `Storage.deleteLeftovers`). */
+  /** Present when the inner storage has it (see `CleansLeftovers`). */
   readonly deleteLeftovers?: (prefix: string, options?: CallOptions) => Promise<number>;
 
   /** As the inner storage's. */
   get putHashes(): boolean {
-    return this.#inner.putHashes === true;
+    return hashesPuts(this.#inner);
   }
 
   async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
