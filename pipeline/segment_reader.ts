@@ -58,7 +58,8 @@ export function readSegments(
         return await fetchFrom(source, ref, true);
       } catch (err) {
         if (options.signal?.aborted) break;
-        failure = err;
+        // "missing" from a storage that was down says less than the first storage's own failure.
+        if (!(err instanceof FrostError && err.cause instanceof NotFoundError)) failure = err;
       }
     }
     throw failure;
