@@ -22,6 +22,7 @@ import { type Storage, StorageError } from "../storage/storage.ts";
 import { defaultStoragePath, openStorage } from "../storage/registry.ts";
 import { DEFAULT_RETRY_FOR_MS, Retrier, RetryStorage, shortReason } from "../storage/retry.ts";
 import { MultiStorage } from "../storage/multi.ts";
+import { LazyStorage } from "../storage/lazy.ts";
 import { asStorage } from "../storage/unwrap.ts";
 import { LimitStorage, TokenBucket } from "../storage/limit.ts";
 import { formatDuration, parseDuration, parseSize } from "../base/units.ts";
@@ -280,13 +281,20 @@ export async function openStorages(
         first.forEach((r, i) => {
           if (r.status === "fulfilled") return;
           if (r.reason instanceof UsageError) throw r.reason;
-          usable[i] = false;
           ctx.storageWarnings = (ctx.storageWarnings ?? 0) + 1;
+          const down = r.reason instanceof StorageError && r.reason.retriable;
           ctx.stderr(
             `frost: warning: leaving out ${specs[i]}: ${
               messageOf(r.reason)
             }; reading from the other storages`,
           );
+          if (!down) {
+            usable[i] = false;
+            return;
+          }
+          // Down, not refused: kept on standby, opened by the first read that no other storage can serve.
+          retriers[i]!.markDown(r.reason);
+          opened[i] = new LazyStorage(specs[i]!, () => open(specs[i]!));
         });
       }
     }
@@ -307,13 +315,18 @@ export async function openStorages(
     throw err;
   }
   const composed: Storage[] = [];
+  const standby: Storage[] = [];
   for (const [i, storage] of opened.entries()) {
     if (storage === undefined) continue;
     names[i] = storage.url;
     const retrying = new RetryStorage(storage, retriers[i]!);
-    composed.push(limits ? new LimitStorage(retrying, limits) : retrying);
+    (storage instanceof LazyStorage ? standby : composed).push(
+      limits ? new LimitStorage(retrying, limits) : retrying,
+    );
   }
-  return composed.length === 1 ? composed[0]! : new MultiStorage(composed);
+  return composed.length === 1 && standby.length === 0
+    ? composed[0]!
+    : new MultiStorage(composed, { standby });
 }
 
 /**

@@ -6,6 +6,7 @@
  * @module
  */
 import type { Storage } from "../storage/storage.ts";
+import { canStreamPut } from "../storage/storage.ts";
 import type { Engine, Progress, Warning } from "../engines/engine.ts";
 import type { Compression } from "../codec/compression.ts";
 import { createCompressor } from "../codec/compression.ts";
@@ -107,8 +108,8 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
   let dataWriter: SegmentWriter | StreamingSegmentWriter;
   let stateWriter: SegmentWriter | StreamingSegmentWriter;
   const flows: Promise<unknown>[] = [];
-  if (storage.openPut) {
-    const streaming = storage as Storage & Required<Pick<Storage, "openPut">>;
+  if (canStreamPut(storage)) {
+    const streaming = storage;
     const options = { queueSize: job.queueSize, signal };
     dataWriter = new StreamingSegmentWriter(streaming, dataKey, job.segmentSize, {
       ...options,

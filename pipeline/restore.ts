@@ -4,6 +4,7 @@
  * @module
  */
 import type { Storage } from "../storage/storage.ts";
+import { canReadInPlace } from "../storage/storage.ts";
 import type { Engine, Progress, RestoreOptions, RestoreStats, Warning } from "../engines/engine.ts";
 import type { Manifest } from "../series/manifest.ts";
 import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
@@ -77,7 +78,7 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
       pool,
       // A storage that reads in place (a local folder) reads one segment ahead into the pool; remote
       // downloads are kept `queueSize` at once, as a backup keeps its uploads.
-      ahead: job.storage.getInto ? 1 : job.queueSize ?? 2,
+      ahead: canReadInPlace(job.storage) ? 1 : job.queueSize ?? 2,
       onRead: (bytes) => {
         read += bytes;
         job.onProgress?.({

@@ -3,9 +3,9 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import type { Storage } from "../storage/storage.ts";
-import { NotFoundError } from "../storage/storage.ts";
-import { storagesOf } from "../storage/multi.ts";
+import type { ReadsInPlace, Storage } from "../storage/storage.ts";
+import { canReadInPlace, NotFoundError, StorageError } from "../storage/storage.ts";
+import { standbyOf, storagesOf } from "../storage/multi.ts";
 import type { SegmentRef } from "../series/manifest.ts";
 import { FrostError, messageOf } from "../base/errors.ts";
 import { StreamSha256 } from "../codec/hashing.ts";
@@ -37,14 +37,29 @@ export function readSegments(
 ): ReadableStream<Uint8Array> {
   // With several storages, a segment that is missing, unreadable or corrupt on one is read from the next.
   const sources = storagesOf(storage);
+  const standby = standbyOf(storage);
+  // A storage that is down is skipped while another is up; it is waited for only when no other has the segment.
   const fetchOne = async (ref: SegmentRef): Promise<Uint8Array[]> => {
     let failure: unknown;
+    const down: Storage[] = [];
     for (const source of sources) {
       try {
         return await fetchFrom(source, ref);
       } catch (err) {
         failure ??= err;
+        if (options.signal?.aborted) throw failure;
+        if (err instanceof FrostError && err.cause instanceof StorageError && err.cause.retriable) {
+          down.push(source);
+        }
+      }
+    }
+    for (const source of [...down, ...standby]) {
+      try {
+        return await fetchFrom(source, ref, true);
+      } catch (err) {
         if (options.signal?.aborted) break;
+        // "missing" from a storage that was down says less than the first storage's own failure.
+        if (!(err instanceof FrostError && err.cause instanceof NotFoundError)) failure = err;
       }
     }
     throw failure;
@@ -63,12 +78,20 @@ export function readSegments(
   const corrupt = (ref: SegmentRef) =>
     new FrostError(`Cannot read segment "${ref.key}": checksum mismatch (the object is corrupt)`);
   /** Into a buffer of the pool, passed on only when it checks out. */
-  const fetchInto = async (storage: Storage, ref: SegmentRef, pool: BufferPool): Promise<Uint8Array[]> => {
+  const fetchInto = async (
+    storage: Storage & ReadsInPlace,
+    ref: SegmentRef,
+    pool: BufferPool,
+    lastResort: boolean,
+  ): Promise<Uint8Array[]> => {
     const buffer = await pool.acquire();
     try {
       let size: number;
       try {
-        size = await storage.getInto!(ref.key, buffer.subarray(0, ref.size + 1), { signal: options.signal });
+        size = await storage.getInto(ref.key, buffer.subarray(0, ref.size + 1), {
+          signal: options.signal,
+          lastResort,
+        });
       } catch (err) {
         throw readError(storage, ref, err);
       }
@@ -84,13 +107,15 @@ export function readSegments(
     }
   };
   // The segment is kept as the chunks the storage delivered, hashed as they arrive: no 32 MiB copy.
-  const fetchFrom = async (storage: Storage, ref: SegmentRef): Promise<Uint8Array[]> => {
-    if (pool && storage.getInto && ref.size < pool.size) return await fetchInto(storage, ref, pool);
+  const fetchFrom = async (storage: Storage, ref: SegmentRef, lastResort = false): Promise<Uint8Array[]> => {
+    if (pool && canReadInPlace(storage) && ref.size < pool.size) {
+      return await fetchInto(storage, ref, pool, lastResort);
+    }
     const hash = new StreamSha256();
     let size = 0;
     try {
       try {
-        for await (const chunk of await storage.get(ref.key, { signal: options.signal })) {
+        for await (const chunk of await storage.get(ref.key, { signal: options.signal, lastResort })) {
           size += chunk.byteLength;
           if (size > ref.size) break;
           hash.push(chunk);

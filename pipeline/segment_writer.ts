@@ -1,10 +1,11 @@
 /**
  * The backup side of the segments: the `Segmenter` that cuts a stream into segments and the two writers that
- * hash and store them (whole segments, or streamed into `Storage.openPut`), with the storage jobs in flight.
+ * hash and store them (whole segments, or streamed into `StreamingPut.openPut`), with the storage jobs in flight.
  * @module
  */
 import { createHash } from "node:crypto";
-import type { PutStream, Storage } from "../storage/storage.ts";
+import type { PutStream, Storage, StreamingPut } from "../storage/storage.ts";
+import { hashesPuts } from "../storage/storage.ts";
 import type { SegmentRef } from "../series/manifest.ts";
 import { hashLeavesBuffer, type MovedHash, sha256Moving } from "../codec/hashing.ts";
 
@@ -124,7 +125,7 @@ export class SegmentWriter extends WritableStream<Uint8Array> {
       const hash = () => options.pool?.moving(segment) ?? sha256Moving(segment);
       let moved: MovedHash;
       let storeMs: number;
-      if (storage.putHashes) {
+      if (hashesPuts(storage)) {
         // The storage would hash the bytes itself (S3's signed payload): hash first and hand it the hash.
         moved = await hash();
         const t1 = stats ? performance.now() : 0;
@@ -172,7 +173,7 @@ export class SegmentWriter extends WritableStream<Uint8Array> {
 
 /**
  * A WritableStream that cuts a byte stream into segments of `size` bytes (the last one shorter) and writes
- * each one to the storage as its bytes arrive (`Storage.openPut`), hashing them on the way: memory holds
+ * each one to the storage as its bytes arrive (`StreamingPut.openPut`), hashing them on the way: memory holds
  * no segment, only the chunk being written. A segment is committed once full, in the background; up to
  * `queueSize` segments are in flight (the one being written and the ones committing), and a write resolves
  * only when there is room, so backpressure reaches the engine. `refs` lists what was stored, in order.
@@ -180,7 +181,7 @@ export class SegmentWriter extends WritableStream<Uint8Array> {
 export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
   readonly refs: SegmentRef[] = [];
   constructor(
-    storage: Storage & Required<Pick<Storage, "openPut">>,
+    storage: Storage & StreamingPut,
     keyOf: (n: number) => string,
     size: number,
     options: {

@@ -11,6 +11,7 @@
  * @module
  */
 import type { Storage } from "../storage/storage.ts";
+import { canDeleteLeftovers } from "../storage/storage.ts";
 import { backupPrefix, manifestsPrefix } from "./manifest.ts";
 import { locksPrefix, lockState, readLocks } from "./lock.ts";
 import { formatBytes } from "../base/units.ts";
@@ -77,14 +78,14 @@ export async function findOrphans(
       orphan.bytes += info.size;
     }
     // A run killed in its first put leaves a folder with nothing listed in it, only what deleteLeftovers finds.
-    if (orphan.keys.length > 0 || storage.deleteLeftovers) orphans.push(orphan);
+    if (orphan.keys.length > 0 || canDeleteLeftovers(storage)) orphans.push(orphan);
   }
   return orphans.sort((a, b) => a.id.localeCompare(b.id));
 }
 
 /**
  * Deletes the objects of `orphans`, a few at a time, and what their unfinished writes left where the storage
- * can tell (`Storage.deleteLeftovers`); resolves to the bytes freed. Only for orphans found under the lock.
+ * can tell (`CleansLeftovers`); resolves to the bytes freed. Only for orphans found under the lock.
  */
 export async function deleteOrphans(
   storage: Storage,
@@ -99,7 +100,9 @@ export async function deleteOrphans(
   }
   let freed = orphans.reduce((n, o) => n + o.bytes, 0);
   for (const o of orphans) {
-    freed += await storage.deleteLeftovers?.(backupPrefix(series, o.id), { signal }) ?? 0;
+    freed += canDeleteLeftovers(storage)
+      ? await storage.deleteLeftovers(backupPrefix(series, o.id), { signal })
+      : 0;
   }
   return freed;
 }

@@ -1,6 +1,6 @@
 /**
- * Helpers shared by the object-store storages, S3 and Swift (private to `storage/`): their URLs, network
- * error texts, and the stream wrappers of `get()`.
+ * Helpers shared by the object-store storages, S3 and Swift (private to `storage/`): their URLs and the
+ * stream wrappers of `get()`; the helpers of every remote storage come from `_remote.ts`.
  * @module
  */
 import { checkKey, checkPrefix } from "./_key.ts";
@@ -48,60 +48,7 @@ export function parseObjectStoreUrl(spec: string, scheme: string): ObjectStoreLo
   return { container, prefix, url: `${head}${container}${prefix === "" ? "" : `/${prefix}`}` };
 }
 
-/** Error codes of a failed connection or transfer after which the same call may succeed. */
-const NETWORK_CODES: Record<string, string> = {
-  ECONNREFUSED: "connection refused",
-  ECONNRESET: "connection reset",
-  ECONNABORTED: "connection aborted",
-  EPIPE: "connection closed",
-  ETIMEDOUT: "timed out",
-  EHOSTUNREACH: "host unreachable",
-  ENETUNREACH: "network unreachable",
-  ENETDOWN: "network down",
-  EAI_AGAIN: "name lookup failed temporarily",
-  UND_ERR_SOCKET: "connection closed",
-  UND_ERR_CONNECT_TIMEOUT: "connect timed out",
-  UND_ERR_HEADERS_TIMEOUT: "timed out waiting for the response",
-  UND_ERR_BODY_TIMEOUT: "timed out reading the response",
-  ConnectionRefused: "connection refused", // Bun
-  ConnectionClosed: "connection closed", // Bun
-};
-
-/** The `code` of an error or of its causes, if any. */
-export function errorCode(err: unknown): string | undefined {
-  for (let e = err, depth = 0; typeof e === "object" && e !== null && depth < 4; depth++) {
-    if ("code" in e && typeof e.code === "string") return e.code;
-    e = "cause" in e ? e.cause : undefined;
-  }
-  return undefined;
-}
-
-/**
- * Describes a failure below HTTP (refused, reset, timed out, DNS) and says whether a retry may help, or
- * returns `undefined` when `err` is not one.
- */
-export function networkFailure(err: unknown): { reason: string; retriable: boolean } | undefined {
-  const code = errorCode(err);
-  if (code !== undefined && code in NETWORK_CODES) {
-    return { reason: `${NETWORK_CODES[code]} (${code})`, retriable: true };
-  }
-  if (code === "ENOTFOUND") return { reason: `unknown host (${code})`, retriable: false };
-  if (typeof err === "object" && err !== null && "name" in err && err.name === "TimeoutError") {
-    return { reason: "timed out", retriable: true };
-  }
-  return undefined;
-}
-
-/** An empty byte stream. */
-export function emptyStream(): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>({ start: (controller) => controller.close() });
-}
-
-/** The first line of a message, at most 200 characters (server error pages can be long). */
-export function oneLine(text: string): string {
-  const line = text.trim().split(/\r?\n/, 1)[0] ?? "";
-  return line.length > 200 ? `${line.slice(0, 197)}...` : line;
-}
+export { emptyStream, networkFailure, oneLine } from "./_remote.ts";
 
 /** Whether `key` is a valid storage key (listings skip the names of other programs that are not). */
 export function isKey(key: string): boolean {

@@ -1,7 +1,7 @@
 /**
  * Helpers shared by the storages that are remote file systems, SFTP and FTP (private to `storage/`): their
- * `scheme://user@host:port/path` URLs, key checks with reserved temp names, network error texts and a
- * concurrent tree walk.
+ * `scheme://user@host:port/path` URLs, key checks with reserved temp names and a concurrent tree walk; the
+ * helpers of every remote storage come from `_remote.ts`.
  * @module
  */
 import crypto from "node:crypto";
@@ -112,52 +112,4 @@ export async function* walkConcurrently<D>(
   }
 }
 
-/** The string `code` of an error or of its causes, if any. */
-export function codeOf(err: unknown): string | undefined {
-  for (let e = err, depth = 0; typeof e === "object" && e !== null && depth < 4; depth++) {
-    if ("code" in e && typeof e.code === "string") return e.code;
-    e = "cause" in e ? e.cause : undefined;
-  }
-  return undefined;
-}
-
-/** Texts for socket-level error codes after which a retry, on a new connection, may succeed. */
-const NETWORK_ERRORS: Record<string, string> = {
-  ECONNREFUSED: "connection refused",
-  ECONNRESET: "connection reset",
-  ECONNABORTED: "connection aborted",
-  EPIPE: "connection closed",
-  ETIMEDOUT: "timed out",
-  EHOSTUNREACH: "host unreachable",
-  ENETUNREACH: "network unreachable",
-  ENETDOWN: "network down",
-  EHOSTDOWN: "host down",
-  EAI_AGAIN: "name lookup failed temporarily",
-  ERR_STREAM_PREMATURE_CLOSE: "connection closed",
-  ConnectionRefused: "connection refused", // Bun
-  ConnectionClosed: "connection closed", // Bun
-};
-
-/**
- * Describes a socket-level failure (refused, reset, timed out, DNS) and says whether a retry may help, or
- * returns `undefined` when `err` is not one.
- */
-export function networkFailure(err: unknown): { reason: string; retriable: boolean } | undefined {
-  const code = codeOf(err);
-  if (code === undefined) return undefined;
-  const text = NETWORK_ERRORS[code];
-  if (text !== undefined) return { reason: `${text} (${code})`, retriable: true };
-  if (code === "ENOTFOUND") return { reason: `unknown host (${code})`, retriable: false };
-  return undefined;
-}
-
-/** An empty byte stream. */
-export function emptyStream(): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>({ start: (controller) => controller.close() });
-}
-
-/** The first line of a message, at most 300 characters. */
-export function oneLine(text: string): string {
-  const line = text.trim().split(/\r?\n/, 1)[0] ?? "";
-  return line.length > 300 ? `${line.slice(0, 297)}...` : line;
-}
+export { codeOf, emptyStream, networkFailure, oneLine } from "./_remote.ts";

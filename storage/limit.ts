@@ -3,7 +3,8 @@
  * shared by every call through it, with a token bucket.
  * @module
  */
-import type { CallOptions, ObjectInfo, PutOptions, Range, Storage } from "./storage.ts";
+import type { CallOptions, ObjectInfo, PutOptions, PutStream, Range, Storage } from "./storage.ts";
+import { canDeleteLeftovers, canReadInPlace, canStreamPut, hashesPuts } from "./storage.ts";
 
 /** A token bucket: `take(n)` resolves once n bytes may pass at `rate` bytes per second. */
 export class TokenBucket {
@@ -59,15 +60,41 @@ export class LimitStorage implements Storage {
       typeof limit === "number" ? (limit > 0 ? new TokenBucket(limit) : undefined) : limit;
     this.#up = bucket(options.upload);
     this.#down = bucket(options.download);
-    if (inner.deleteLeftovers) this.deleteLeftovers = (prefix, o) => inner.deleteLeftovers!(prefix, o);
+    if (canDeleteLeftovers(inner)) this.deleteLeftovers = (prefix, o) => inner.deleteLeftovers(prefix, o);
+    if (canStreamPut(inner)) {
+      const up = this.#up;
+      // Each piece is paid for before it is written, as a put is.
+      this.openPut = async (key, o) => {
+        const put = await inner.openPut(key, o);
+        if (!up) return put;
+        return {
+          write: async (chunk) => {
+            await up.take(chunk.byteLength);
+            return put.write(chunk);
+          },
+          commit: () => put.commit(),
+          abort: () => put.abort(),
+        };
+      };
+    }
+    // Under a download limit, reads stream (`get`), so that the bytes arrive at the rate, not in bursts.
+    if (canReadInPlace(inner) && !this.#down) {
+      this.getInto = (key, buffer, o) => inner.getInto(key, buffer, o);
+    }
   }
 
-  /** Present when the inner storage has it (see `Storage.deleteLeftovers`). */
+  /** Present when the inner storage has it (see `StreamingPut`), within the upload limit. */
+  readonly openPut?: (key: string, options?: CallOptions) => Promise<PutStream>;
+
+  /** Present when the inner storage has it (see `ReadsInPlace`) and there is no download limit. */
+  readonly getInto?: (key: string, buffer: Uint8Array, options?: CallOptions) => Promise<number>;
+
+  /** Present when the inner storage has it (see `CleansLeftovers`). */
   readonly deleteLeftovers?: (prefix: string, options?: CallOptions) => Promise<number>;
 
   /** As the inner storage's. */
   get putHashes(): boolean {
-    return this.#inner.putHashes === true;
+    return hashesPuts(this.#inner);
   }
 
   async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {

@@ -14,12 +14,15 @@ import { messageOf } from "../base/errors.ts";
 import { checkKey, checkPrefix, checkRange } from "./_key.ts";
 import {
   type CallOptions,
+  type CleansLeftovers,
   NotFoundError,
   type ObjectInfo,
   type PutStream,
   type Range,
+  type ReadsInPlace,
   type Storage,
   StorageError,
+  type StreamingPut,
 } from "./storage.ts";
 
 /** Name prefix of the temp files `put()` writes. `list()` skips such names and keys may not use them. */
@@ -59,7 +62,7 @@ const DESCRIPTIONS: Record<string, string> = {
 };
 
 /** A storage in a local folder. Use `LocalStorage.open()` to check the folder first. */
-export class LocalStorage implements Storage {
+export class LocalStorage implements Storage, StreamingPut, ReadsInPlace, CleansLeftovers {
   /** The absolute, normalized root folder. */
   readonly root: string;
   /** `file://` URL of the root. */
@@ -285,7 +288,7 @@ export class LocalStorage implements Storage {
     }
   }
 
-  /** Reads the file of `key` into `buffer` (see `Storage.getInto`), with no allocation per read. */
+  /** Reads the file of `key` into `buffer` (see `ReadsInPlace`), with no allocation per read. */
   async getInto(key: string, buffer: Uint8Array, options: CallOptions = {}): Promise<number> {
     const file = this.#file(key);
     const { signal } = options;
@@ -373,7 +376,7 @@ export class LocalStorage implements Storage {
     await this.#removeEmptyFolders(path.dirname(file));
   }
 
-  /** Deletes the temp files under the folder of `prefix` (see `Storage.deleteLeftovers`), then the folders left empty. */
+  /** Deletes the temp files under the folder of `prefix` (see `CleansLeftovers`), then the folders left empty. */
   async deleteLeftovers(prefix: string, options: CallOptions = {}): Promise<number> {
     checkPrefix(prefix);
     const { signal } = options;

@@ -4,7 +4,7 @@
  * @module
  */
 import type { CallOptions, ObjectInfo, PutOptions, Range, Storage } from "./storage.ts";
-import { NotFoundError, readAll, StorageError } from "./storage.ts";
+import { canDeleteLeftovers, hashesPuts, NotFoundError, readAll, StorageError } from "./storage.ts";
 import { messageOf } from "../base/errors.ts";
 import { asStorage } from "./unwrap.ts";
 
@@ -15,23 +15,31 @@ import { asStorage } from "./unwrap.ts";
 export class MultiStorage implements Storage {
   readonly url: string;
   readonly storages: readonly Storage[];
+  /**
+   * Storages that were down when the command started: not written, listed or verified, only read as a
+   * last resort when none of `storages` has the object (`CallOptions.lastResort`).
+   */
+  readonly standby: readonly Storage[];
 
-  constructor(storages: readonly Storage[]) {
+  constructor(storages: readonly Storage[], options: { standby?: readonly Storage[] } = {}) {
     if (storages.length === 0) throw new TypeError("MultiStorage needs at least one storage");
     this.storages = storages;
+    this.standby = options.standby ?? [];
     this.url = storages.map((s) => s.url).join(" + ");
   }
 
-  /** Removes the leftovers under `prefix` on every storage that has them (`Storage.deleteLeftovers`). */
+  /** Removes the leftovers under `prefix` on every storage that has them (`CleansLeftovers`). */
   async deleteLeftovers(prefix: string, options?: CallOptions): Promise<number> {
     let freed = 0;
-    for (const s of this.storages) freed += await s.deleteLeftovers?.(prefix, options) ?? 0;
+    for (const s of this.storages) {
+      freed += canDeleteLeftovers(s) ? await s.deleteLeftovers(prefix, options) : 0;
+    }
     return freed;
   }
 
   /** True when any of the storages hashes what it puts. */
   get putHashes(): boolean {
-    return this.storages.some((s) => s.putHashes === true);
+    return this.storages.some(hashesPuts);
   }
 
   async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
@@ -62,7 +70,7 @@ export class MultiStorage implements Storage {
    * so buffering one is fine.
    */
   async get(key: string, options?: CallOptions & { range?: Range }): Promise<ReadableStream<Uint8Array>> {
-    const bytes = await this.#first(async (s) => readAll(await s.get(key, options)));
+    const bytes = await this.#first(async (s, last) => readAll(await s.get(key, { ...options, ...last })));
     return new ReadableStream({
       start(controller) {
         if (bytes.byteLength > 0) controller.enqueue(bytes);
@@ -72,7 +80,7 @@ export class MultiStorage implements Storage {
   }
 
   stat(key: string, options?: CallOptions): Promise<ObjectInfo> {
-    return this.#first((s) => s.stat(key, options));
+    return this.#first((s, last) => s.stat(key, { ...options, ...last }));
   }
 
   /**
@@ -117,16 +125,32 @@ export class MultiStorage implements Storage {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled(this.storages.map((s) => s.close()));
+    await Promise.allSettled([...this.storages, ...this.standby].map((s) => s.close()));
   }
 
-  async #first<T>(call: (s: Storage) => Promise<T>): Promise<T> {
+  /**
+   * The first storage's answer; a storage that is down (retriable failure: its decorator skipped it while
+   * another was up), then each standby storage, is retried within its budget, as a last resort, when no
+   * other one had the object.
+   */
+  async #first<T>(call: (s: Storage, options: { lastResort?: boolean }) => Promise<T>): Promise<T> {
     const errors: unknown[] = [];
+    const down: Storage[] = [];
     for (const storage of this.storages) {
       try {
-        return await call(storage);
+        return await call(storage, {});
       } catch (err) {
         errors.push(err);
+        if (err instanceof StorageError && err.retriable) down.push(storage);
+      }
+    }
+    for (const storage of [...down, ...this.standby]) {
+      try {
+        return await call(storage, { lastResort: true });
+      } catch (err) {
+        const i = this.storages.indexOf(storage);
+        if (i >= 0) errors[i] = err;
+        else if (!(err instanceof NotFoundError)) errors.push(err);
       }
     }
     if (errors.every((e) => e instanceof NotFoundError)) throw errors[0];
@@ -138,4 +162,9 @@ export class MultiStorage implements Storage {
 /** The storages behind `storage`: the members of a MultiStorage (behind any decorator), or `storage` alone. */
 export function storagesOf(storage: Storage): readonly Storage[] {
   return asStorage(storage, MultiStorage)?.storages ?? [storage];
+}
+
+/** The storages read as a last resort behind `storage` (`MultiStorage.standby`), or none. */
+export function standbyOf(storage: Storage): readonly Storage[] {
+  return asStorage(storage, MultiStorage)?.standby ?? [];
 }

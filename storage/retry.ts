@@ -8,7 +8,7 @@
  * @module
  */
 import type { CallOptions, ObjectInfo, PutOptions, PutStream, Range, Storage } from "./storage.ts";
-import { StorageError } from "./storage.ts";
+import { canDeleteLeftovers, canReadInPlace, canStreamPut, hashesPuts, StorageError } from "./storage.ts";
 import { formatDuration } from "../base/units.ts";
 
 /** How long one operation keeps retrying by default: 15 minutes (restic's figure). */
@@ -143,6 +143,15 @@ export class Retrier {
   }
 
   /**
+   * Records that the storage is down without a try (it did not open): reads skip it while another
+   * storage is up, and its first success ends the outage with the usual notice. The caller has warned.
+   */
+  markDown(err: StorageError): void {
+    this.#downSince ??= performance.now();
+    this.#lastError = err;
+  }
+
+  /**
    * For a read: the error to fail with at once, without trying, while this storage is down and another
    * one is up (so that a restore does not try a dead server, or wait out its idle timeout, per object).
    */
@@ -151,7 +160,10 @@ export class Retrier {
     return this.#lastError;
   }
 
-  /** Runs `call`, retrying retriable failures within the budget. `read`: see `RetryOptions.othersUp`. */
+  /**
+   * Runs `call`, retrying retriable failures within the budget. `read`: see `RetryOptions.othersUp` (pass
+   * false for a read with `CallOptions.lastResort`).
+   */
   async run<T>(
     what: string,
     signal: AbortSignal | undefined,
@@ -187,41 +199,41 @@ export class RetryStorage implements Storage {
     this.url = inner.url;
     this.retrier = options instanceof Retrier ? options : new Retrier(options);
     // A streamed put cannot be replayed: only opening it is retried; its writes and commit pass through.
-    if (inner.openPut) {
+    if (canStreamPut(inner)) {
       this.openPut = (key, options) =>
-        this.retrier.run(`writing "${key}"`, options?.signal, () => inner.openPut!(key, options));
+        this.retrier.run(`writing "${key}"`, options?.signal, () => inner.openPut(key, options));
     }
-    if (inner.getInto) {
+    if (canReadInPlace(inner)) {
       this.getInto = (key, buffer, options) =>
         this.retrier.run(
           `reading "${key}"`,
           options?.signal,
-          () => inner.getInto!(key, buffer, options),
-          true,
+          () => inner.getInto(key, buffer, options),
+          !options?.lastResort,
         );
     }
-    if (inner.deleteLeftovers) {
+    if (canDeleteLeftovers(inner)) {
       this.deleteLeftovers = (prefix, options) =>
         this.retrier.run(
           `deleting leftovers under "${prefix}"`,
           options?.signal,
-          () => inner.deleteLeftovers!(prefix, options),
+          () => inner.deleteLeftovers(prefix, options),
         );
     }
   }
 
-  /** Present when the inner storage has it (see `Storage.deleteLeftovers`). */
+  /** Present when the inner storage has it (see `CleansLeftovers`). */
   readonly deleteLeftovers?: (prefix: string, options?: CallOptions) => Promise<number>;
 
-  /** Present when the inner storage has it (see `Storage.getInto`). */
+  /** Present when the inner storage has it (see `ReadsInPlace`). */
   readonly getInto?: (key: string, buffer: Uint8Array, options?: CallOptions) => Promise<number>;
 
-  /** Present when the inner storage has it (see `Storage.openPut`). */
+  /** Present when the inner storage has it (see `StreamingPut`). */
   readonly openPut?: (key: string, options?: CallOptions) => Promise<PutStream>;
 
   /** As the inner storage's. */
   get putHashes(): boolean {
-    return this.#inner.putHashes === true;
+    return hashesPuts(this.#inner);
   }
 
   put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
@@ -245,7 +257,8 @@ export class RetryStorage implements Storage {
           ? undefined
           : { offset: start + done, length: length === undefined ? undefined : length - done },
       });
-    let reader = (await this.retrier.run(what, signal, () => open(0), true)).getReader();
+    const read = !options?.lastResort;
+    let reader = (await this.retrier.run(what, signal, () => open(0), read)).getReader();
     let done = 0;
     return new ReadableStream<Uint8Array>({
       pull: async (controller) => {
@@ -263,7 +276,7 @@ export class RetryStorage implements Storage {
             return;
           } catch (err) {
             if (signal?.aborted) throw err;
-            const delay = this.retrier.failed(what, err, since, tries, true);
+            const delay = this.retrier.failed(what, err, since, tries, read);
             since ??= performance.now();
             await sleep(delay, signal);
           }
@@ -274,7 +287,12 @@ export class RetryStorage implements Storage {
   }
 
   stat(key: string, options?: CallOptions): Promise<ObjectInfo> {
-    return this.retrier.run(`checking "${key}"`, options?.signal, () => this.#inner.stat(key, options), true);
+    return this.retrier.run(
+      `checking "${key}"`,
+      options?.signal,
+      () => this.#inner.stat(key, options),
+      !options?.lastResort,
+    );
   }
 
   /** Lists with retries; a listing that fails midway starts again and skips keys already yielded. */

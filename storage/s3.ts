@@ -32,6 +32,7 @@ import {
 } from "./_object_store.ts";
 import {
   type CallOptions,
+  type HashesPuts,
   NotFoundError,
   type ObjectInfo,
   type PutOptions,
@@ -120,7 +121,7 @@ const EMPTY_CODES = new Set(["Unknown", "UnknownError", "NotFound", "Forbidden",
  * await storage.close();
  * ```
  */
-export class S3Storage implements Storage {
+export class S3Storage implements Storage, HashesPuts {
   /** `s3://bucket[/prefix]`. */
   readonly url: string;
   /** The bucket. */

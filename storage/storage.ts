@@ -29,12 +29,17 @@ export interface Range {
 /** Options every call accepts. */
 export interface CallOptions {
   signal?: AbortSignal;
+  /**
+   * For a read from one of several storages: no other storage had the object (or only a corrupt one), so
+   * a storage that is down is tried within its retry budget instead of being skipped. Default false.
+   */
+  lastResort?: boolean;
 }
 
 /** Options of `put`. */
 export interface PutOptions extends CallOptions {
   /**
-   * The hex SHA-256 of the bytes, when the caller has it. A storage whose protocol sends one (`putHashes`)
+   * The hex SHA-256 of the bytes, when the caller has it. A storage whose protocol sends one (`HashesPuts`)
    * uses it instead of hashing the bytes again; the others ignore it. It must be right: the server rejects
    * the put otherwise.
    */
@@ -55,16 +60,14 @@ export interface PutOptions extends CallOptions {
  *   may also yield a folder that holds no object any more. It reads one level, not the whole tree.
  * - `delete` of a missing key succeeds (idempotent).
  * - Every other failure is a `StorageError` saying whether a retry may help, with the original as `cause`.
- * - No retry loops inside an adapter: retries are a decorator composed once in main.ts.
+ * - No retry loops inside an adapter: retries are a decorator composed once (commands/cli.ts).
+ *
+ * A storage may also have optional capabilities (`StreamingPut`, `ReadsInPlace`, `CleansLeftovers`,
+ * `HashesPuts`, below), which callers test for with their guards (`canStreamPut`…).
  */
 export interface Storage {
   /** A display form of where this storage is (no secrets), e.g. `file:///var/backups/frost`. */
   readonly url: string;
-  /**
-   * True when `put` hashes the bytes itself (SHA-256) unless given `options.sha256`: S3's signature covers
-   * the payload's SHA-256. A caller that needs the hash anyway then hashes first and passes it on.
-   */
-  readonly putHashes?: boolean;
   put(key: string, data: Uint8Array, options?: PutOptions): Promise<void>;
   get(key: string, options?: CallOptions & { range?: Range }): Promise<ReadableStream<Uint8Array>>;
   stat(key: string, options?: CallOptions): Promise<ObjectInfo>;
@@ -73,28 +76,74 @@ export interface Storage {
   delete(key: string, options?: CallOptions): Promise<void>;
   /** Releases connections. Safe to call more than once. */
   close(): Promise<void>;
-  /**
-   * Optional: a put whose bytes arrive in pieces, for a storage that need not hold a whole object in
-   * memory (local folders). The same all-or-nothing rule as `put`: nothing is visible under `key` (and
-   * `list` shows nothing new) until `commit()` resolves; `abort()`, a failed write or a failed commit leave
-   * the key as it was. Unlike `put`, it cannot be replayed, so the retry decorator passes it through once.
-   */
-  openPut?(key: string, options?: CallOptions): Promise<PutStream>;
-  /**
-   * Optional: reads the whole object `key` into `buffer` and returns its size, or `buffer.byteLength` when
-   * the object is at least that big (so a caller that passes one byte more than it expects notices a
-   * bigger object). `NotFoundError` when missing. For storages that can read without allocating.
-   */
-  getInto?(key: string, buffer: Uint8Array, options?: CallOptions): Promise<number>;
-  /**
-   * Optional: removes what writes that never committed left under `prefix` (the temp files of a process
-   * killed in the middle of a put), which `list` does not show; resolves to the bytes freed. Only for a
-   * prefix that no put is writing to (frost calls it for the backups of dead runs, under the series lock).
-   */
-  deleteLeftovers?(prefix: string, options?: CallOptions): Promise<number>;
 }
 
-/** An object being written by `Storage.openPut`. */
+/*
+ * Optional capabilities: a storage that has one implements its small interface beside `Storage`, the
+ * decorators (retry, limit, multi) forward it, and callers test for it with its guard.
+ */
+
+/** A put whose bytes arrive in pieces (local folders). */
+export interface StreamingPut {
+  /**
+   * A put for a storage that need not hold a whole object in memory. The same all-or-nothing rule as
+   * `put`: nothing is visible under `key` (and `list` shows nothing new) until `commit()` resolves;
+   * `abort()`, a failed write or a failed commit leave the key as it was. Unlike `put`, it cannot be
+   * replayed, so the retry decorator passes it through once.
+   */
+  openPut(key: string, options?: CallOptions): Promise<PutStream>;
+}
+
+/** Whole-object reads into the caller's buffer, for storages that can read without allocating. */
+export interface ReadsInPlace {
+  /**
+   * Reads the whole object `key` into `buffer` and returns its size, or `buffer.byteLength` when the
+   * object is at least that big (so a caller that passes one byte more than it expects notices a bigger
+   * object). `NotFoundError` when missing.
+   */
+  getInto(key: string, buffer: Uint8Array, options?: CallOptions): Promise<number>;
+}
+
+/** Clean-up of what writes that never committed left behind (temp files), which `list` does not show. */
+export interface CleansLeftovers {
+  /**
+   * Removes the leftovers under `prefix` (the temp files of a process killed in the middle of a put);
+   * resolves to the bytes freed. Only for a prefix that no put is writing to (frost calls it for the
+   * backups of dead runs, under the series lock).
+   */
+  deleteLeftovers(prefix: string, options?: CallOptions): Promise<number>;
+}
+
+/** A storage whose `put` hashes the bytes itself (S3's signature covers the payload's SHA-256). */
+export interface HashesPuts {
+  /**
+   * True when `put` hashes the bytes (SHA-256) unless given `options.sha256`. A caller that needs the hash
+   * anyway then hashes first and passes it on.
+   */
+  readonly putHashes: boolean;
+}
+
+/** Whether `storage` has `openPut` (`StreamingPut`). */
+export function canStreamPut(storage: Storage): storage is Storage & StreamingPut {
+  return typeof (storage as Partial<StreamingPut>).openPut === "function";
+}
+
+/** Whether `storage` has `getInto` (`ReadsInPlace`). */
+export function canReadInPlace(storage: Storage): storage is Storage & ReadsInPlace {
+  return typeof (storage as Partial<ReadsInPlace>).getInto === "function";
+}
+
+/** Whether `storage` has `deleteLeftovers` (`CleansLeftovers`). */
+export function canDeleteLeftovers(storage: Storage): storage is Storage & CleansLeftovers {
+  return typeof (storage as Partial<CleansLeftovers>).deleteLeftovers === "function";
+}
+
+/** Whether `storage`'s `put` hashes the bytes itself (`HashesPuts`). */
+export function hashesPuts(storage: Storage): boolean {
+  return (storage as Partial<HashesPuts>).putHashes === true;
+}
+
+/** An object being written by `StreamingPut.openPut`. */
 export interface PutStream {
   /** Appends bytes; the caller may reuse `chunk` once the promise resolves. */
   write(chunk: Uint8Array): Promise<void>;

@@ -19,7 +19,14 @@ import crypto from "node:crypto";
 import process from "node:process";
 import { messageOf } from "../base/errors.ts";
 import { checkKey, checkPrefix, checkRange, mapStreamErrors } from "./_key.ts";
-import { emptyStream, isKey, networkFailure, oneLine, parseObjectStoreUrl } from "./_object_store.ts";
+import {
+  emptyStream,
+  idleStream,
+  isKey,
+  networkFailure,
+  oneLine,
+  parseObjectStoreUrl,
+} from "./_object_store.ts";
 import { UPLOAD_PIECE } from "./_pieces.ts";
 import {
   type CallOptions,
@@ -721,34 +728,13 @@ async function timedFetch(url: string, init: FetchInit, timeout: number): Promis
     disarm();
   }
   if (response.body === null || NULL_BODY_STATUSES.has(response.status)) return response;
-  const reader = response.body.getReader();
-  const watched = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      // Aborting the signal does not always fail a pending body read (seen in Deno): race it too.
-      let onAbort = () => {};
-      const aborted = new Promise<never>((_, reject) => {
-        onAbort = () => reject(signal.reason);
-        if (signal.aborted) onAbort();
-        else signal.addEventListener("abort", onAbort, { once: true });
-      });
-      arm();
-      try {
-        const { done, value } = await Promise.race([reader.read(), aborted]);
-        if (done) controller.close();
-        else controller.enqueue(value);
-      } catch (err) {
-        reader.cancel(err).catch(() => {});
-        throw err;
-      } finally {
-        disarm();
-        signal.removeEventListener("abort", onAbort);
-      }
-    },
-    cancel(reason) {
-      disarm();
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
+  // Aborting the signal does not always fail a pending body read (seen in Deno): idleStream races it too.
+  const watched = idleStream(
+    response.body,
+    timeout,
+    signal,
+    () => new DOMException(`no progress in ${timeout} ms`, "TimeoutError"),
+  );
   return new Response(watched, {
     status: response.status,
     statusText: response.statusText,

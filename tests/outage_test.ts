@@ -283,6 +283,37 @@ function outageSuite(target: () => Target, proxy: () => FaultProxy, full: boolea
   );
 
   more(
+    "two storages, this one down at start, the other missing a segment and one corrupt: restore waits for this one",
+    async () => {
+      const storage = target().storage();
+      const local = path.join(work, "local-storage-4");
+      await proxy().set("pass");
+      const backup = await run(["backup", src], storage, ["--storage", local, "--segment-size", "1M"]);
+      assert.equal(backup.code, 0, backup.stderr);
+      // One segment missing, the next one corrupt.
+      const segment = (n: string) => {
+        const found = (fs.readdirSync(local, { recursive: true }) as string[])
+          .filter((f) => f.endsWith(path.join("data", n)));
+        assert.equal(found.length, 1, `segment ${n}: ${found}`);
+        return path.join(local, found[0]!);
+      };
+      fs.rmSync(segment("00000002"));
+      fs.writeFileSync(segment("00000003"), "corrupt");
+      await proxy().set("refuse");
+      const to = path.join(work, "restored-multi-missing");
+      const running = run(["restore", "--to", to], storage, ["--storage", local, "--retry-for", "60s"]);
+      await sleep(3000);
+      await proxy().set("pass");
+      const r = await running;
+      assert.equal(r.code, 3, r.stderr);
+      assertOwnLines(r);
+      assert.match(r.stderr, /reading from the other storages/);
+      assert.match(r.stderr, /answers again after/);
+      assertSameTree(src, to);
+    },
+  );
+
+  more(
     "two storages, this one down mid-restore: the reads go to the other at once, not after --retry-for",
     async () => {
       const storage = target().storage();

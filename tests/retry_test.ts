@@ -6,7 +6,8 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { MemoryStorage } from "../storage/memory.ts";
 import { Retrier, RetryStorage, shortReason } from "../storage/retry.ts";
-import { StorageError } from "../storage/storage.ts";
+import { getBytes, NotFoundError, StorageError } from "../storage/storage.ts";
+import { MultiStorage, storagesOf } from "../storage/multi.ts";
 import { FaultyStorage } from "./faulty_storage.ts";
 
 const bytes = new TextEncoder().encode("hello");
@@ -79,6 +80,34 @@ describe("RetryStorage", () => {
     othersUp = false;
     await assert.rejects(storage.get("k"), /gave up/);
     assert.ok(faulty.failures > 2);
+  });
+
+  it("a last-resort read of a storage that is down is retried although another storage is up", async () => {
+    const memory = new MemoryStorage();
+    await memory.put("k", bytes);
+    const faulty = new FaultyStorage(memory, { failGetMatching: /./, retriable: true, times: 3 });
+    const retrier = new Retrier({ baseDelayMs: 1, othersUp: () => true });
+    retrier.markDown(new StorageError("down at start", { retriable: true }));
+    const storage = new RetryStorage(faulty, retrier);
+    await assert.rejects(storage.get("k"), /down at start/);
+    assert.equal(faulty.failures, 0, "skipped without a try");
+    assert.deepEqual(await getBytes(storage, "k", { lastResort: true }), bytes);
+    assert.equal(faulty.failures, 3);
+    assert.equal(retrier.down, false);
+  });
+});
+
+describe("MultiStorage", () => {
+  it("reads from a standby storage only when no member has the object", async () => {
+    const member = new MemoryStorage();
+    const standby = new MemoryStorage();
+    await member.put("a", bytes);
+    await standby.put("b", new TextEncoder().encode("from standby"));
+    const multi = new MultiStorage([member], { standby: [standby] });
+    assert.deepEqual(await getBytes(multi, "a"), bytes);
+    assert.equal(new TextDecoder().decode(await getBytes(multi, "b")), "from standby");
+    await assert.rejects(getBytes(multi, "c"), NotFoundError);
+    assert.deepEqual(storagesOf(multi), [member], "a standby storage is no member (not listed or verified)");
   });
 });
 

@@ -14,8 +14,11 @@ import { engineForBackup } from "../engines/registry.ts";
 import { loadManifests, type Manifest } from "../series/manifest.ts";
 import { LocalStorage, TEMP_PREFIX } from "../storage/local.ts";
 import { RetryStorage } from "../storage/retry.ts";
+import { LimitStorage } from "../storage/limit.ts";
 import {
   type CallOptions,
+  canReadInPlace,
+  canStreamPut,
   getBytes,
   NotFoundError,
   type PutStream,
@@ -176,6 +179,17 @@ describe("LocalStorage.openPut() and getInto()", () => {
     await put.commit();
     assert.equal(await retry.getInto("r/obj", new Uint8Array(3)), 2);
     await retry.delete("r/obj");
+  });
+
+  it("LimitStorage passes openPut through, and getInto without a download limit", async () => {
+    assert.ok(!canReadInPlace(new LimitStorage(storage, { download: 1 << 20 })));
+    const limited = new LimitStorage(storage, { upload: 1 << 20 });
+    assert.ok(canStreamPut(limited) && canReadInPlace(limited));
+    const put = await limited.openPut("l/obj");
+    await put.write(new Uint8Array([7, 8, 9]));
+    await put.commit();
+    assert.equal(await limited.getInto("l/obj", new Uint8Array(4)), 3);
+    await limited.delete("l/obj");
   });
 });
 
