@@ -1,7 +1,7 @@
 /**
  * `frost remove --name NAME --older-than 30d`: removes whole chains all of whose backups are older than the
- * cut-off, then orphans (data of runs that died; orphans.ts). With `--keep-last/-daily/-weekly/-monthly`,
- * chain-aware retention instead (retention.ts): what a rule keeps, and every ancestor it needs, stays.
+ * cut-off, then orphans (data of runs that died; series/orphans.ts). With `--keep-last/-daily/-weekly/-monthly`,
+ * chain-aware retention instead (series/retention.ts): what a rule keeps, and every ancestor it needs, stays.
  * @module
  */
 import {

@@ -1,5 +1,5 @@
 /**
- * `frost unlock [--name NAME] [--force]`: removes stale series locks (lock.ts), or with `--force` every lock of
+ * `frost unlock [--name NAME] [--force]`: removes stale series locks (series/lock.ts), or with `--force` every lock of
  * one series.
  * @module
  */

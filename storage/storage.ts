@@ -55,7 +55,7 @@ export interface PutOptions extends CallOptions {
  *   may also yield a folder that holds no object any more. It reads one level, not the whole tree.
  * - `delete` of a missing key succeeds (idempotent).
  * - Every other failure is a `StorageError` saying whether a retry may help, with the original as `cause`.
- * - No retry loops inside an adapter: retries are a decorator composed once in main.ts.
+ * - No retry loops inside an adapter: retries are a decorator composed once in `openStorages` (commands/cli.ts).
  */
 export interface Storage {
   /** A display form of where this storage is (no secrets), e.g. `file:///var/backups/frost`. */
