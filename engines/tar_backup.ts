@@ -79,7 +79,7 @@
  * ## Streams
  *
  * The archive is produced on demand (`pull()`), in chunks of 1 MiB that file data is read into directly,
- * with two chunks read ahead; memory stays flat whatever the tree. A reader that calls `run.recycle()` with
+ * with two chunks read ahead; memory stays flat whatever the tree. A reader that calls `run.giveBack()` with
  * the chunks it is done with gets the same buffers again (zeroed), so that a backup of any size allocates
  * only a few chunks (the garbage collectors of Deno and Bun free big buffers late). The state is enqueued
  * as it is produced, in pieces of about 64 KiB, without waiting for its reader.
@@ -130,7 +130,7 @@ import { relieveMemory } from "../base/memory.ts";
 /** Output chunk size: big enough that per-chunk costs vanish, small enough to keep memory low; one
  * compressed frame each. */
 const CHUNK_SIZE = 1 << 20;
-/** Recycled chunks kept for reuse: the read-ahead, frames being compressed, and one more. */
+/** Chunks given back, kept for reuse: the read-ahead, frames being compressed, and one more. */
 const KEEP_CHUNKS = 8;
 /** Chunks of the archive prepared ahead of the consumer, so reading overlaps compression. */
 const READ_AHEAD = 2;
@@ -271,7 +271,7 @@ class TarBackup {
   #stack: Frame[];
   #chunk: Uint8Array = NO_CHUNK;
   #off = 0;
-  /** Recycled chunks, zeroed. */
+  /** Chunks given back, zeroed. */
   #free: Uint8Array[] = [];
   #times: EngineTimes | undefined;
   #pending: Entry | undefined;
@@ -338,13 +338,13 @@ class TarBackup {
         this.#fail(new AbortedError(`Backup of "${source}" cancelled`, { cause: reason }));
       },
     }, { highWaterMark: READ_AHEAD });
-    this.run = { stream, state, done: this.#c.done, recycle: (chunk) => this.#recycle(chunk) };
+    this.run = { stream, state, done: this.#c.done, giveBack: (chunk) => this.#giveBack(chunk) };
 
     this.#c.listen((err) => this.#fail(err));
   }
 
-  /** Takes back a chunk of `stream` (see BackupRun.recycle): only full-size ones, zeroed for reuse. */
-  #recycle(chunk: Uint8Array): void {
+  /** Takes back a chunk of `stream` (see BackupRun.giveBack): only full-size ones, zeroed for reuse. */
+  #giveBack(chunk: Uint8Array): void {
     const buffer = chunk.buffer;
     if (chunk.byteOffset !== 0 || buffer.byteLength !== CHUNK_SIZE || this.#free.length >= KEEP_CHUNKS) {
       return;

@@ -21,6 +21,7 @@ import {
 } from "../series/manifest.ts";
 import { idToIso } from "../series/levels.ts";
 import { AbortedError } from "../base/errors.ts";
+import type { GiveBack } from "../base/bytes.ts";
 import { createEncryptor, type DataKey, sealText, streamId } from "../codec/encryption.ts";
 import type { BackupKeys } from "../series/keys.ts";
 
@@ -99,9 +100,9 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
     job.onProgress?.({ ...last, stored });
   };
   const storage = job.storage;
-  const data = encode(run.stream, job, "data", run.recycle);
+  const data = encode(run.stream, job, "data", run.giveBack);
   const state = encode(run.state, job, "state");
-  const release = { data: data.giveBack, state: state.giveBack };
+  const giveBack = { data: data.giveBack, state: state.giveBack };
   const dataKey = (n: number) => segmentKey(series, job.id, "data", n);
   const stateKey = (n: number) => segmentKey(series, job.id, "state", n);
   let dataWriter: SegmentWriter | StreamingSegmentWriter;
@@ -114,11 +115,11 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
       ...options,
       onStored,
       stats: job.stats,
-      release: release.data,
+      giveBack: giveBack.data,
     });
     stateWriter = new StreamingSegmentWriter(streaming, stateKey, job.segmentSize, {
       ...options,
-      release: release.state,
+      giveBack: giveBack.state,
     });
     flows.push(data.stream.pipeTo(dataWriter, { signal }), state.stream.pipeTo(stateWriter, { signal }));
   } else {
@@ -132,12 +133,15 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
     });
     stateWriter = new SegmentWriter(storage, stateKey, { queueSize: job.queueSize, signal });
     flows.push(
-      data.stream.pipeThrough(new Segmenter(job.segmentSize, pool, release.data)).pipeTo(dataWriter, {
+      data.stream.pipeThrough(new Segmenter(job.segmentSize, pool, giveBack.data)).pipeTo(dataWriter, {
         signal,
       }),
-      state.stream.pipeThrough(new Segmenter(job.segmentSize, undefined, release.state)).pipeTo(stateWriter, {
-        signal,
-      }),
+      state.stream.pipeThrough(new Segmenter(job.segmentSize, undefined, giveBack.state)).pipeTo(
+        stateWriter,
+        {
+          signal,
+        },
+      ),
     );
   }
   flows.push(run.done);
@@ -199,14 +203,14 @@ function encode(
   stream: ReadableStream<Uint8Array>,
   job: BackupJob,
   kind: "data" | "state",
-  recycle?: (chunk: Uint8Array) => void,
-): { stream: ReadableStream<Uint8Array>; giveBack?: (chunk: Uint8Array) => void } {
+  giveBack?: GiveBack,
+): { stream: ReadableStream<Uint8Array>; giveBack?: GiveBack } {
   const stats = kind === "data" ? job.stats : undefined;
   // The compressor's reader gives its chunks back: the segment writer, or the encryptor when encrypting.
   const compressor = createCompressor(job.compression, {
-    recycle,
+    giveBack,
     stats: stats?.compress,
-    reuseOutput: true,
+    readerGivesBack: true,
   });
   const compressed = stream.pipeThrough(compressor);
   if (!job.keys) return { stream: compressed, giveBack: compressor.giveBack };

@@ -9,6 +9,7 @@ import type { SegmentRef } from "../series/manifest.ts";
 import { hashLeavesBuffer, type MovedHash, sha256Moving } from "../codec/hashing.ts";
 
 import { BufferPool } from "./buffer_pool.ts";
+import type { GiveBack } from "../base/bytes.ts";
 import { type BackupTimes } from "./stats.ts";
 
 /**
@@ -17,8 +18,8 @@ import { type BackupTimes } from "./stats.ts";
  * segments come from it; a stream that ends before filling its first segment gets a right-sized copy.
  */
 export class Segmenter extends TransformStream<Uint8Array, Uint8Array> {
-  /** `release` takes back each input chunk once it has been copied. */
-  constructor(size: number, pool?: BufferPool, release?: (chunk: Uint8Array) => void) {
+  /** `giveBack` takes back each input chunk once it has been copied. */
+  constructor(size: number, pool?: BufferPool, giveBack?: GiveBack) {
     let current: Uint8Array | null = null;
     let filled = 0;
     // Small streams (an engine state) never take a full segment: grow from 1 MiB by doubling.
@@ -45,7 +46,7 @@ export class Segmenter extends TransformStream<Uint8Array, Uint8Array> {
             filled = 0;
           }
         }
-        release?.(chunk);
+        giveBack?.(chunk);
       },
       flush(controller) {
         if (filled > 0) controller.enqueue(current!.subarray(0, filled));
@@ -189,7 +190,7 @@ export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
       onStored?: (bytes: number) => void;
       stats?: BackupTimes;
       /** Takes back each chunk once it has been written. */
-      release?: (chunk: Uint8Array) => void;
+      giveBack?: GiveBack;
     },
   ) {
     const refs: SegmentRef[] = [];
@@ -245,7 +246,7 @@ export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
             await jobs.settle(options.queueSize - 1);
           }
         }
-        options.release?.(chunk);
+        options.giveBack?.(chunk);
       },
       async close() {
         if (current) {
