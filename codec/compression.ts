@@ -193,7 +193,7 @@ export interface CompressorOptions {
   giveBack?: GiveBack;
   /** Adds each frame's compression time (ms: a worker's time on it under Bun, else from start to result;
    * frames overlap) and sizes. */
-  stats?: { ms: number; bytesIn: number; bytesOut: number };
+  times?: { ms: number; bytesIn: number; bytesOut: number };
   /**
    * The reader promises to hand every output chunk back through `Compressor.giveBack` once done with it,
    * so that output buffers are reused (zstd and gzip: under Bun; elsewhere giving back is a no-op). "none"
@@ -216,7 +216,7 @@ export interface Compressor extends TransformStream<Uint8Array, Uint8Array> {
  * ```
  */
 export function createCompressor(kind: Compression, options: CompressorOptions = {}): Compressor {
-  const { giveBack, stats } = options;
+  const { giveBack, times: stats } = options;
   if (kind === "none") {
     // Chunks pass through as they are; those the reader gives back go straight back to the caller's pool.
     const through: Compressor = new TransformStream();

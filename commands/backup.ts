@@ -213,7 +213,7 @@ export const backupCommand: Command = {
         return false;
       };
       const progress = new ProgressLine(ctx);
-      const stats = values.stats ? newBackupTimes() : undefined;
+      const times = values.stats ? newBackupTimes() : undefined;
       const manifest = await runBackup({
         storage,
         engine,
@@ -233,7 +233,7 @@ export const backupCommand: Command = {
         xattrs: !values["no-xattrs"],
         signal: lock.signal,
         frostVersion: VERSION,
-        stats,
+        times,
         onProgress: (p) =>
           progress.update(() =>
             `backup ${series} level ${level}: ${p.files} files, ${formatBytes(p.bytes)} read, ${
@@ -274,7 +274,7 @@ export const backupCommand: Command = {
           bytesStored: t.bytesStored,
           seconds: t.seconds,
           warnings: t.warnings,
-          ...stats && { stats: backupTimesJson(stats) },
+          ...times && { stats: backupTimesJson(times) },
         }));
       } else {
         ctx.stdout(
@@ -288,7 +288,7 @@ export const backupCommand: Command = {
             (t.warnings ? `, ${t.warnings} warning${t.warnings === 1 ? "" : "s"}` : ""),
         );
       }
-      if (stats) ctx.stderr(`frost: ${formatBackupTimes(stats)}`);
+      if (times) ctx.stderr(`frost: ${formatBackupTimes(times)}`);
       return t.warnings > 0 || !postOk || !cleanupOk ? ExitCode.warnings : ExitCode.ok;
     } finally {
       await releaseAndClose(lock, storage);

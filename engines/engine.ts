@@ -42,7 +42,7 @@ export interface BackupOptions {
   /** Called for every non-fatal problem. */
   onWarning?: (warning: Warning) => void;
   /** When given, the engine adds the time it spends in each part of its work (ms) and the bytes read. */
-  stats?: EngineTimes;
+  times?: EngineTimes;
 }
 
 /** Where an engine's time goes (`BackupOptions.stats`); every field is a running sum. */

@@ -114,10 +114,10 @@ import {
   type ParentRecord,
   sortNames,
   stateHeader,
-  StateReader,
   stateRecord,
   tailFields,
   tailStart,
+  TarStateReader,
 } from "./_tar_state.ts";
 import { errnoText, excludeMatcher, OwnerNames } from "./_fs_common.ts";
 import { hasEscape } from "./_names.ts";
@@ -263,7 +263,7 @@ class TarBackup {
   #encoder = new TextEncoder();
   #ended = false;
 
-  #reader: StateReader | undefined;
+  #reader: TarStateReader | undefined;
   #readerOpen = false;
   /** Parent records with a ctime at or after this (ns, decimal) count as changed; see "Change detection". */
   #racyLimit = "0";
@@ -301,11 +301,11 @@ class TarBackup {
     this.#source = source;
     this.#options = options;
     this.#c = new BackupControl(source, options);
-    this.#times = options.stats;
+    this.#times = options.times;
     this.#rootDev = rootStat.dev;
     this.#exclude = options.exclude ? excludeMatcher(options.exclude) : undefined;
     const started = BigInt(Date.now()) * 1_000_000n;
-    if (options.previous) this.#reader = new StateReader(options.previous);
+    if (options.previous) this.#reader = new TarStateReader(options.previous);
 
     const name = rootStat.isDirectory() ? "." : path.basename(source);
     const rootItem = makeItem(name, name, rootStat.isDirectory() ? "d" : "f", rootStat, rootStat.dev);

@@ -58,7 +58,7 @@ export interface BackupJob {
   onProgress?: (progress: Progress & { stored: number }) => void;
   onWarning?: (warning: Warning) => void;
   /** When given, filled with where the time went (`frost backup --stats`); see `newBackupTimes()`. */
-  stats?: BackupTimes;
+  times?: BackupTimes;
 }
 
 /**
@@ -93,7 +93,7 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
       job.onProgress?.({ ...p, stored });
     },
     onWarning: job.onWarning,
-    stats: job.stats?.engine,
+    times: job.times?.engine,
   });
   const onStored = (bytes: number) => {
     stored += bytes;
@@ -114,7 +114,7 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
     dataWriter = new StreamingSegmentWriter(streaming, dataKey, job.segmentSize, {
       ...options,
       onStored,
-      stats: job.stats,
+      times: job.times,
       giveBack: giveBack.data,
     });
     stateWriter = new StreamingSegmentWriter(streaming, stateKey, job.segmentSize, {
@@ -129,7 +129,7 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
       signal,
       pool,
       onStored,
-      stats: job.stats,
+      times: job.times,
     });
     stateWriter = new SegmentWriter(storage, stateKey, { queueSize: job.queueSize, signal });
     flows.push(
@@ -187,7 +187,7 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
     if (job.signal?.aborted) throw new AbortedError("Backup interrupted");
     // The commit point.
     await job.storage.put(manifestKey(series, job.id), encodeManifest(manifest));
-    if (job.stats) job.stats.wallMs = performance.now() - started;
+    if (job.times) job.times.wallMs = performance.now() - started;
     return manifest;
   } catch (err) {
     controller.abort(err);
@@ -205,20 +205,20 @@ function encode(
   kind: "data" | "state",
   giveBack?: GiveBack,
 ): { stream: ReadableStream<Uint8Array>; giveBack?: GiveBack } {
-  const stats = kind === "data" ? job.stats : undefined;
+  const times = kind === "data" ? job.times : undefined;
   // The compressor's reader gives its chunks back: the segment writer, or the encryptor when encrypting.
   const compressor = createCompressor(job.compression, {
     giveBack,
-    stats: stats?.compress,
+    times: times?.compress,
     readerGivesBack: true,
   });
   const compressed = stream.pipeThrough(compressor);
   if (!job.keys) return { stream: compressed, giveBack: compressor.giveBack };
   const key = kind === "data" ? job.keys.dataKey : job.keys.stateKey;
   const encryptor = createEncryptor(key, streamId(job.id, kind), { giveBack: compressor.giveBack });
-  if (!stats) return { stream: compressed.pipeThrough(encryptor), giveBack: encryptor.giveBack };
-  stats.encrypt = { ms: 0, bytes: 0 };
-  return { stream: compressed.pipeThrough(timed(encryptor, stats.encrypt)), giveBack: encryptor.giveBack };
+  if (!times) return { stream: compressed.pipeThrough(encryptor), giveBack: encryptor.giveBack };
+  times.encrypt = { ms: 0, bytes: 0 };
+  return { stream: compressed.pipeThrough(timed(encryptor, times.encrypt)), giveBack: encryptor.giveBack };
 }
 
 /**
