@@ -129,15 +129,9 @@ export const restoreCommand: Command = {
       // Every key is opened before the target is touched: a wrong passphrase writes nothing.
       const keyOpts = await keyOptions(values);
       const keys = await chainDataKeys(chain, keyOpts);
-      const { selector, entries, restorePlan, select, engines } = await planPoint(
-        storage,
-        chain,
-        keys,
-        keyOpts,
-        o,
-        ctx,
-      );
+      const point = await planPoint(storage, chain, keys, keyOpts, o, ctx);
       if (dryRun) {
+        const { entries, selector, restorePlan } = point;
         return printDryRun(
           ctx,
           series,
@@ -149,50 +143,11 @@ export const restoreCommand: Command = {
           values.json ?? false,
         );
       }
-      // Into an empty target, what an interrupted run leaves is counted exactly (see interruptedRestore).
-      const startedEmpty = target !== undefined && (!fs.existsSync(target) || isEmptyDir(target));
-      if (target !== undefined) prepareTarget(target, o.overwrite);
-
-      const progress = new ProgressLine(ctx);
-      const total = chain.reduce((n, m) => n + m.totals.bytesStored, 0);
-      const started = performance.now();
-      let warnings = 0;
-      let written = 0;
-      const stats = await runRestore({
-        storage,
-        engines,
-        chain,
-        keys,
-        target: target ?? process.cwd(),
-        queueSize: o.queueSize,
-        select,
+      const { stats, warnings, seconds } = await applyChain(storage, chain, keys, point, o, {
         xattrs: !values["no-xattrs"],
         devices: !values["no-devices"],
-        signal: ctx.signal,
-        onProgress: (p) => {
-          written = p.files;
-          progress.update(() => {
-            const seconds = (performance.now() - started) / 1000;
-            const rate = p.read / Math.max(seconds, 0.001);
-            const eta = rate > 0 ? Math.max(0, (total - p.read) / rate) : 0;
-            return `restore ${series} level ${p.level}: ${p.files} files, ${formatBytes(p.bytes)} written, ` +
-              `${formatBytes(rate)}/s, ETA ${Math.ceil(eta)} s`;
-          });
-        },
-        onWarning: (w) => {
-          progress.clear();
-          if (w.notice) return ctx.stderr(`frost: notice: ${showName(w.path)}: ${w.message}`);
-          warnings++;
-          ctx.stderr(`frost: warning: ${showName(w.path)}: ${w.message}`);
-        },
-      }).catch((err) => {
-        progress.clear();
-        throw ctx.signal.aborted ? interruptedRestore(target, startedEmpty ? undefined : written, err) : err;
-      });
-      progress.clear();
-      if (o.mirror) pruneTarget(target!, entries!, select);
-      const seconds = Math.round(performance.now() - started) / 1000;
-      report(ctx, o, chain, restorePlan, stats, seconds, warnings, values.json ?? false);
+      }, ctx);
+      report(ctx, o, chain, point.restorePlan, stats, seconds, warnings, values.json ?? false);
       return warnings > 0 ? ExitCode.warnings : ExitCode.ok;
     });
   },
@@ -359,6 +314,66 @@ async function planPoint(
     }
   }
   return { selector, entries, restorePlan, select, engines };
+}
+
+/**
+ * Applies the chain, oldest first, into the target (or standard output) with a progress line; an
+ * interrupted run says what it left. Then, with --delete, prunes what the point does not hold.
+ */
+async function applyChain(
+  storage: Storage,
+  chain: readonly Manifest[],
+  keys: Awaited<ReturnType<typeof chainDataKeys>>,
+  point: PointPlan,
+  o: RestoreSetup,
+  flags: { xattrs: boolean; devices: boolean },
+  ctx: CommandContext,
+): Promise<{ stats: RestoreStats; warnings: number; seconds: number }> {
+  const { series, target } = o;
+  const { engines, select } = point;
+  // Into an empty target, what an interrupted run leaves is counted exactly (see interruptedRestore).
+  const startedEmpty = target !== undefined && (!fs.existsSync(target) || isEmptyDir(target));
+  if (target !== undefined) prepareTarget(target, o.overwrite);
+
+  const progress = new ProgressLine(ctx);
+  const total = chain.reduce((n, m) => n + m.totals.bytesStored, 0);
+  const started = performance.now();
+  let warnings = 0;
+  let written = 0;
+  const stats = await runRestore({
+    storage,
+    engines,
+    chain,
+    keys,
+    target: target ?? process.cwd(),
+    queueSize: o.queueSize,
+    select,
+    ...flags,
+    signal: ctx.signal,
+    onProgress: (p) => {
+      written = p.files;
+      progress.update(() => {
+        const seconds = (performance.now() - started) / 1000;
+        const rate = p.read / Math.max(seconds, 0.001);
+        const eta = rate > 0 ? Math.max(0, (total - p.read) / rate) : 0;
+        return `restore ${series} level ${p.level}: ${p.files} files, ${formatBytes(p.bytes)} written, ` +
+          `${formatBytes(rate)}/s, ETA ${Math.ceil(eta)} s`;
+      });
+    },
+    onWarning: (w) => {
+      progress.clear();
+      if (w.notice) return ctx.stderr(`frost: notice: ${showName(w.path)}: ${w.message}`);
+      warnings++;
+      ctx.stderr(`frost: warning: ${showName(w.path)}: ${w.message}`);
+    },
+  }).catch((err) => {
+    progress.clear();
+    throw ctx.signal.aborted ? interruptedRestore(target, startedEmpty ? undefined : written, err) : err;
+  });
+  progress.clear();
+  if (o.mirror) pruneTarget(target!, point.entries!, select);
+  const seconds = Math.round(performance.now() - started) / 1000;
+  return { stats, warnings, seconds };
 }
 
 /** The restore's summary: one line (or JSON), on stderr with --stdout (stdout carries the data). */
