@@ -13,3 +13,11 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   }
   return out;
 }
+
+/**
+ * Gives a chunk back to whoever lent it, once the taker is done with its bytes, so that its buffer can be
+ * filled again instead of a new one allocated (the same bytes and length; it may be a new view, e.g. after a
+ * trip to a worker thread). Whoever calls it must not use the chunk afterwards. Everywhere chunks travel
+ * back, the callback is named `giveBack` and has this type.
+ */
+export type GiveBack = (chunk: Uint8Array) => void;

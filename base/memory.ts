@@ -65,7 +65,7 @@ function check(): void {
 }
 
 /**
- * Source text for a worker thread (see compression.ts): defines `relieveMemory(bytes)`, to be called with
+ * Source text for a worker thread (see codec/compression.ts): defines `relieveMemory(bytes)`, to be called with
  * the bytes each job allocated; after every `WORKER_GARBAGE` bytes it asks `bun:jsc` for a collection (a
  * worker has its own heap, whose 1 MiB results would otherwise pile up by the hundred). A no-op elsewhere.
  */

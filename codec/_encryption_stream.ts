@@ -8,6 +8,7 @@ import nodeCrypto from "node:crypto";
 import process from "node:process";
 import { FrostError } from "../base/errors.ts";
 import { outputPool } from "./_output_pool.ts";
+import type { GiveBack } from "../base/bytes.ts";
 
 /** The stream magic, ASCII `FROSTENC`. */
 export const STREAM_MAGIC: Uint8Array = new TextEncoder().encode("FROSTENC");
@@ -77,7 +78,7 @@ export interface StreamKey {
 const nodeChunks = process.versions.bun !== undefined;
 
 /** Whether a decryptor with this key gives its input chunks back (`StreamOptions.giveBack`). */
-export function decryptorReleasesInput(key: StreamKey): boolean {
+export function decryptorGivesBackFor(key: StreamKey): boolean {
   return nodeChunks && key.raw !== undefined;
 }
 
@@ -125,10 +126,10 @@ export interface StreamOptions {
   /**
    * Called with each input chunk once the transform holds no reference to its bytes, so that the writer may
    * fill the same buffer again (a compressor's output pool, a segment reader's buffers). The decryptor calls
-   * it only where it opens chunks synchronously (see `decryptorReleasesInput`); elsewhere chunks are not
+   * it only where it opens chunks synchronously (see `decryptorGivesBackFor`); elsewhere chunks are not
    * given back.
    */
-  giveBack?: (chunk: Uint8Array) => void;
+  giveBack?: GiveBack;
 }
 
 /**
@@ -270,7 +271,7 @@ export interface Encryptor extends TransformStream<Uint8Array, Uint8Array> {
    * Present where output buffers are reused (under Bun): the reader may hand each output chunk back once
    * done with its bytes. A reader that does not simply leaves them to the garbage collector.
    */
-  giveBack?: (chunk: Uint8Array) => void;
+  giveBack?: GiveBack;
 }
 
 /** See `createEncryptor` in encryption.ts. */

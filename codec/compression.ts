@@ -13,6 +13,7 @@ import { outputPool } from "./_output_pool.ts";
 import { EvalWorkers } from "./_workers.ts";
 import { messageOf, UsageError } from "../base/errors.ts";
 import { WORKER_MEMORY_SOURCE } from "../base/memory.ts";
+import type { GiveBack } from "../base/bytes.ts";
 
 /** The compression names frost accepts. */
 export const COMPRESSIONS = ["zstd", "gzip", "none"] as const;
@@ -186,24 +187,24 @@ export interface CompressorOptions {
   /**
    * Takes back an input chunk once it is compressed. When given, every input chunk is owned by the caller's
    * pool (no other views of its buffer): the compressor may move its buffer to a worker thread, and hands
-   * it back through `recycle` (the same bytes and length, maybe a new view) when done with it. Without it,
-   * chunks are copied into the compressor's own blocks. ("none" passes chunks on: see `reuseOutput`.)
+   * it back through `giveBack` (the same bytes and length, maybe a new view) when done with it. Without it,
+   * chunks are copied into the compressor's own blocks. ("none" passes chunks on: see `readerGivesBack`.)
    */
-  recycle?: (chunk: Uint8Array) => void;
+  giveBack?: GiveBack;
   /** Adds each frame's compression time (ms: a worker's time on it under Bun, else from start to result;
    * frames overlap) and sizes. */
-  stats?: { ms: number; bytesIn: number; bytesOut: number };
+  times?: { ms: number; bytesIn: number; bytesOut: number };
   /**
    * The reader promises to hand every output chunk back through `Compressor.giveBack` once done with it,
    * so that output buffers are reused (zstd and gzip: under Bun; elsewhere giving back is a no-op). "none"
-   * passes the input chunks themselves on; with `recycle`, those given back go to it.
+   * passes the input chunks themselves on; with `giveBack`, those given back go to it.
    */
-  reuseOutput?: boolean;
+  readerGivesBack?: boolean;
 }
 
-/** A compressing TransformStream, and where its reader gives output chunks back (`reuseOutput`). */
+/** A compressing TransformStream, and where its reader gives output chunks back (`readerGivesBack`). */
 export interface Compressor extends TransformStream<Uint8Array, Uint8Array> {
-  giveBack?: (chunk: Uint8Array) => void;
+  giveBack?: GiveBack;
 }
 
 /**
@@ -215,14 +216,14 @@ export interface Compressor extends TransformStream<Uint8Array, Uint8Array> {
  * ```
  */
 export function createCompressor(kind: Compression, options: CompressorOptions = {}): Compressor {
-  const { recycle, stats } = options;
+  const { giveBack, times: stats } = options;
   if (kind === "none") {
     // Chunks pass through as they are; those the reader gives back go straight back to the caller's pool.
     const through: Compressor = new TransformStream();
-    if (recycle && options.reuseOutput) through.giveBack = recycle;
+    if (giveBack && options.readerGivesBack) through.giveBack = giveBack;
     return through;
   }
-  const reuse = options.reuseOutput === true && process.versions.bun !== undefined;
+  const reuse = options.readerGivesBack === true && process.versions.bun !== undefined;
   const outputs = reuse ? outputPool(COMPRESSED_SIZE) : undefined;
   const compress = compressor(kind, outputs?.buffers);
   /** Frames being compressed, in order; `ours` when the input is one of the gathering blocks. */
@@ -238,7 +239,7 @@ export function createCompressor(kind: Compression, options: CompressorOptions =
     const { job, ours } = pending.shift()!;
     const { out, input, into } = await job;
     if (into) outputs?.giveBack(into);
-    if (!ours) recycle?.(input);
+    if (!ours) giveBack?.(input);
     else if (free.length <= IN_FLIGHT) free.push(new Uint8Array(input.buffer, 0, BLOCK_SIZE));
     controller.enqueue(out);
   };
@@ -270,7 +271,7 @@ export function createCompressor(kind: Compression, options: CompressorOptions =
     async transform(chunk, controller) {
       let offset = 0;
       // Large chunks of the caller's pool go straight to compression with no copy; others are gathered.
-      if (recycle && filled === 0 && chunk.byteLength >= BLOCK_SIZE) {
+      if (giveBack && filled === 0 && chunk.byteLength >= BLOCK_SIZE) {
         await start(chunk, false, controller);
         return;
       }
@@ -287,7 +288,7 @@ export function createCompressor(kind: Compression, options: CompressorOptions =
           await start(block, true, controller);
         }
       }
-      recycle?.(chunk);
+      giveBack?.(chunk);
     },
     async flush(controller) {
       // An empty input still gets one (empty) frame, so that it decompresses as a valid stream.
@@ -305,17 +306,17 @@ export function createCompressor(kind: Compression, options: CompressorOptions =
 /** Options of `createDecompressor`. */
 export interface DecompressorOptions {
   /** zstd: takes back each input chunk once it has been copied in. */
-  recycle?: (chunk: Uint8Array) => void;
+  giveBack?: GiveBack;
   /**
    * zstd: the reader promises to hand every output chunk back through `Decompressor.giveBack` once done
    * with it, so that output buffers are reused (under Bun; elsewhere giving back is a no-op).
    */
-  reuseOutput?: boolean;
+  readerGivesBack?: boolean;
 }
 
-/** A decompressing TransformStream, and where its reader gives output chunks back (`reuseOutput`). */
+/** A decompressing TransformStream, and where its reader gives output chunks back (`readerGivesBack`). */
 export interface Decompressor extends TransformStream<Uint8Array, Uint8Array> {
-  giveBack?: (chunk: Uint8Array) => void;
+  giveBack?: GiveBack;
 }
 
 /**
@@ -408,11 +409,11 @@ const OUTPUT_SIZE = BLOCK_SIZE + 4096;
  * frames of at most a few MiB.
  */
 function zstdDecompressor(options: DecompressorOptions): Decompressor {
-  const { recycle } = options;
+  const { giveBack: giveInputBack } = options;
   // Under Bun, whose zlib calls run on the main thread, frames go to the worker threads; the first small
   // ones (a state, a no-change level: the whole stream) are decompressed here, without starting a worker.
   const bun = process.versions.bun !== undefined;
-  const reuse = bun && options.reuseOutput === true;
+  const reuse = bun && options.readerGivesBack === true;
   const { buffers: outputs, giveBack } = outputPool(OUTPUT_SIZE);
   let here = 0;
   const decompress = (frame: Uint8Array): Promise<Compressed> => {
@@ -483,7 +484,7 @@ function zstdDecompressor(options: DecompressorOptions): Decompressor {
           while (pending.length > DECOMPRESS_IN_FLIGHT) await output(controller);
         }
       }
-      recycle?.(chunk);
+      giveInputBack?.(chunk);
     },
     async flush(controller) {
       while (pending.length > 0) await output(controller);

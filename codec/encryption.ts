@@ -21,12 +21,7 @@ import { Buffer } from "node:buffer";
 import { FrostError, messageOf, UsageError } from "../base/errors.ts";
 import { concatBytes } from "../base/bytes.ts";
 import { KDF_CHILD_ARG, scryptMaxmem } from "./kdf_child.ts";
-import {
-  decryptorReleasesInput,
-  decryptStream,
-  encryptStream,
-  type StreamKey,
-} from "./_encryption_stream.ts";
+import { decryptorGivesBackFor, decryptStream, encryptStream, type StreamKey } from "./_encryption_stream.ts";
 import type { Encryptor, StreamOptions } from "./_encryption_stream.ts";
 
 export { DecryptionError } from "./_encryption_stream.ts";
@@ -124,7 +119,7 @@ export function createDecryptor(
  * chunks are opened synchronously). Where it does not, its input chunks must not be reused.
  */
 export function decryptorGivesBack(key: DataKey): boolean {
-  return decryptorReleasesInput(streamKeyOf(key));
+  return decryptorGivesBackFor(streamKeyOf(key));
 }
 
 function streamKeyOf(key: DataKey): StreamKey {

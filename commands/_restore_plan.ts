@@ -3,7 +3,7 @@
  * which it replaces, and which existing entries it deletes. `restore --dry-run` prints it; the restore
  * reports its counts; `--delete` uses the same rule to prune the target afterwards.
  *
- * The rules (DESIGN: a restore never destroys what it was not asked to):
+ * The rules (a restore never destroys what it was not asked to):
  * - `--overwrite` replaces what the backup holds and keeps everything else. The chain's own deletions
  *   still replay: an entry that an earlier level of the chain held and the restored point lacks.
  * - `--delete` (with `--overwrite`) makes the target an exact mirror of the backup point, within the

@@ -95,6 +95,41 @@ export function parse<T extends Options>(args: string[], options: T, positionals
   }
 }
 
+/**
+ * The start of every command's `run`: parses its arguments (as `parse`) and, with `--help`, prints `usage`
+ * and returns undefined (the command then exits 0).
+ */
+export function parseOrHelp<T extends Options>(
+  ctx: CommandContext,
+  usage: string,
+  options: T,
+  positionals = false,
+): ReturnType<typeof parse<T>> | undefined {
+  const parsed = parse(ctx.args, options, positionals);
+  if ((parsed.values as { help?: boolean }).help) {
+    ctx.stdout(usage);
+    return undefined;
+  }
+  return parsed;
+}
+
+/**
+ * Opens the storages named by the options (`openStorages`), runs `body` with them, and closes them whatever
+ * `body` did: the storage part of every command's prologue and epilogue.
+ */
+export async function withStorages<T>(
+  values: StorageValues,
+  options: { create: boolean; ctx: CommandContext },
+  body: (storage: Storage) => Promise<T>,
+): Promise<T> {
+  const storage = await openStorages(values, options);
+  try {
+    return await body(storage);
+  } finally {
+    await storage.close();
+  }
+}
+
 let optionProbe: ((options: Options) => never) | undefined;
 
 /** Thrown by `parse` while `optionTable` reads a command's options. */

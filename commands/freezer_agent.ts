@@ -11,7 +11,7 @@
  *   this process (`AWS_SECRET_ACCESS_KEY`, `FROST_FTP_PASSWORD`, …), where the storages read them.
  * - Freezer's level quirks that are not bugs are kept (`--max-level 0` and `--always-level 0` mean "no
  *   limit"; with both options the one Freezer's rules let act wins); its bugs are not (frost's level and
- *   removal rules apply, see levels.ts and commands/remove.ts).
+ *   removal rules apply, see series/levels.ts and commands/remove.ts).
  * - Modes other than `fs` (mysql, mongo, sqlserver, nova, cinder, glance), snapshots (`--snapshot`,
  *   `--lvm-*`) and other engines than tar and rsync are usage errors naming the option.
  * @module

@@ -4,7 +4,7 @@
  * @module
  */
 import fs from "node:fs";
-import { type Command, parse } from "./cli.ts";
+import { type Command, parseOrHelp } from "./cli.ts";
 import { ExitCode, FrostError, messageOf, UsageError } from "../base/errors.ts";
 import { generateIdentity } from "../codec/encryption.ts";
 
@@ -25,15 +25,13 @@ export const keyCommand: Command = {
   summary: "generate an identity and recipient for write-only encryption",
   usage: USAGE,
   async run(ctx) {
-    const { values, positionals } = parse(ctx.args, {
+    const parsed = parseOrHelp(ctx, USAGE, {
       out: { type: "string" },
       force: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     }, true);
-    if (values.help) {
-      ctx.stdout(USAGE);
-      return ExitCode.ok;
-    }
+    if (!parsed) return ExitCode.ok;
+    const { values, positionals } = parsed;
     if (positionals[0] !== "generate" || positionals.length > 1) {
       throw new UsageError(`frost key needs the subcommand "generate"`);
     }

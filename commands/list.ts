@@ -6,10 +6,10 @@ import {
   type Command,
   hostnameOption,
   loadHistory,
-  openStorages,
-  parse,
+  parseOrHelp,
   STORAGE_HELP,
   STORAGE_OPTIONS,
+  withStorages,
 } from "./cli.ts";
 import { ExitCode, UsageError } from "../base/errors.ts";
 import { checkName, listSeries, type Manifest, seriesName } from "../series/manifest.ts";
@@ -33,14 +33,11 @@ export const listCommand: Command = {
   summary: "list backups",
   usage: USAGE,
   async run(ctx) {
-    const { values, positionals } = parse(ctx.args, STORAGE_OPTIONS, true);
-    if (values.help) {
-      ctx.stdout(USAGE);
-      return ExitCode.ok;
-    }
+    const parsed = parseOrHelp(ctx, USAGE, STORAGE_OPTIONS, true);
+    if (!parsed) return ExitCode.ok;
+    const { values, positionals } = parsed;
     if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
-    const storage = await openStorages(values, { create: false, ctx });
-    try {
+    return await withStorages(values, { create: false, ctx }, async (storage) => {
       let series: string[];
       if (values.name !== undefined) {
         series = [seriesName(hostnameOption(values.hostname), checkName(values.name, "--name"))];
@@ -104,8 +101,6 @@ export const listCommand: Command = {
       const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
       for (const r of rows) ctx.stdout(r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd());
       return ExitCode.ok;
-    } finally {
-      await storage.close();
-    }
+    });
   },
 };

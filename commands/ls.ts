@@ -14,10 +14,10 @@ import {
   keyOptions,
   loadHistory,
   nameOption,
-  openStorages,
-  parse,
+  parseOrHelp,
   STORAGE_HELP,
   STORAGE_OPTIONS,
+  withStorages,
 } from "./cli.ts";
 import { ExitCode, FrostError, UsageError } from "../base/errors.ts";
 import { seriesName } from "../series/manifest.ts";
@@ -52,16 +52,14 @@ export const lsCommand: Command = {
   summary: "list the files of a backup point as restore would produce them",
   usage: USAGE,
   async run(ctx) {
-    const { values, positionals } = parse(ctx.args, {
+    const parsed = parseOrHelp(ctx, USAGE, {
       ...STORAGE_OPTIONS,
       date: { type: "string" },
       id: { type: "string" },
       ...KEY_OPTIONS,
     }, true);
-    if (values.help) {
-      ctx.stdout(USAGE);
-      return ExitCode.ok;
-    }
+    if (!parsed) return ExitCode.ok;
+    const { values, positionals } = parsed;
     if (positionals.length > 1) throw new UsageError(`Unexpected argument "${positionals[1]}"`);
     const name = nameOption(values.name, "ls");
     const hostname = hostnameOption(values.hostname);
@@ -71,8 +69,7 @@ export const lsCommand: Command = {
       ? ""
       : normalize(parseShownName(positionals[0]), positionals[0]);
 
-    const storage = await openStorages(values, { create: false, ctx });
-    try {
+    return await withStorages(values, { create: false, ctx }, async (storage) => {
       const series = seriesName(hostname, name);
       const history = await loadHistory(storage, series, ctx);
       if (history.length === 0) throw new FrostError(`No backup of "${series}" in ${storage.url}`);
@@ -139,9 +136,7 @@ export const lsCommand: Command = {
       }
       ctx.stderr(`${entries} entries, ${files} files, ${formatBytes(bytes)}`);
       return ExitCode.ok;
-    } finally {
-      await storage.close();
-    }
+    });
   },
 };
 

@@ -15,16 +15,17 @@ import {
   keyOptions,
   loadHistory,
   nameOption,
-  openStorages,
   parse,
+  parseOrHelp,
   ProgressLine,
   STORAGE_HELP,
   STORAGE_OPTIONS,
+  withStorages,
 } from "./cli.ts";
 import { ExitCode, FrostError, InterruptedError, UsageError } from "../base/errors.ts";
 import { type Manifest, manifestsPrefix, seriesName } from "../series/manifest.ts";
 import { formatBytes } from "../base/units.ts";
-import { checkSelection, chosenLine, formatTime } from "../series/time.ts";
+import { checkSelection, chosenLine, formatTime, type Selection } from "../series/time.ts";
 import { readState, runRestore } from "../pipeline/mod.ts";
 import { engineForBackup } from "../engines/registry.ts";
 import { chainDataKeys, stateKeyOf } from "../series/keys.ts";
@@ -38,7 +39,7 @@ import {
 import { type Deletion, planRestore, pruneTarget, type RestorePlan } from "./_restore_plan.ts";
 import { inside, localStoragePaths, realPath } from "./_local_storage.ts";
 import type { KeyOptions } from "../series/keys.ts";
-import type { StateEntry } from "../engines/engine.ts";
+import type { Engine, RestoreStats, StateEntry } from "../engines/engine.ts";
 import { STDIN_ENGINE, stdinEngine } from "../engines/stdin.ts";
 import type { Storage } from "../storage/storage.ts";
 import { type DataKey, openText, streamId } from "../codec/encryption.ts";
@@ -78,82 +79,41 @@ Options:
 
 ${STORAGE_HELP}`;
 
+/** `frost restore`'s options. */
+const RESTORE_OPTIONS = {
+  ...STORAGE_OPTIONS,
+  to: { type: "string" },
+  date: { type: "string" },
+  id: { type: "string" },
+  overwrite: { type: "boolean" },
+  delete: { type: "boolean" },
+  include: { type: "string", multiple: true },
+  "dry-run": { type: "boolean" },
+  "no-xattrs": { type: "boolean" },
+  "no-devices": { type: "boolean" },
+  plan: { type: "boolean" },
+  stdout: { type: "boolean" },
+  "queue-size": { type: "string", default: "2" },
+  ...KEY_OPTIONS,
+} as const;
+
+type RestoreValues = ReturnType<typeof parse<typeof RESTORE_OPTIONS>>["values"];
+
 /** The restore command. */
 export const restoreCommand: Command = {
   summary: "restore a backup into a directory",
   usage: USAGE,
   async run(ctx) {
-    const { values, positionals } = parse(ctx.args, {
-      ...STORAGE_OPTIONS,
-      to: { type: "string" },
-      date: { type: "string" },
-      id: { type: "string" },
-      overwrite: { type: "boolean" },
-      delete: { type: "boolean" },
-      include: { type: "string", multiple: true },
-      "dry-run": { type: "boolean" },
-      "no-xattrs": { type: "boolean" },
-      "no-devices": { type: "boolean" },
-      plan: { type: "boolean" },
-      stdout: { type: "boolean" },
-      "queue-size": { type: "string", default: "2" },
-      ...KEY_OPTIONS,
-    }, true);
-    if (values.help) {
-      ctx.stdout(USAGE);
-      return ExitCode.ok;
-    }
+    const parsed = parseOrHelp(ctx, USAGE, RESTORE_OPTIONS, true);
+    if (!parsed) return ExitCode.ok;
+    const { values, positionals } = parsed;
     if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
-    const name = nameOption(values.name, "restore");
-    const hostname = hostnameOption(values.hostname);
-    const includes = values.include ?? [];
-    for (const p of includes) {
-      if (p.trim() === "") throw new UsageError("--include needs a path or pattern");
-      if (p.split("/").includes("..")) throw new UsageError(`Invalid --include "${p}": ".." is not allowed`);
-    }
-    const plan = values.plan ?? false;
-    const dryRun = values["dry-run"] ?? false;
-    const toStdout = values.stdout ?? false;
-    if (plan && (dryRun || toStdout)) {
-      throw new UsageError("--plan cannot be combined with --dry-run or --stdout");
-    }
-    if (toStdout && values.to !== undefined) throw new UsageError("Choose one of --to DIR and --stdout");
-    if (toStdout && dryRun) throw new UsageError("--dry-run lists what would be written into --to DIR");
-    if (!plan && !toStdout && values.to === undefined) throw new UsageError("frost restore needs --to DIR");
-    const mirror = values.delete ?? false;
-    if (mirror && !(values.overwrite ?? false)) {
-      throw new UsageError(
-        "--delete deletes what the backup does not hold in --to DIR: it needs --overwrite",
-      );
-    }
-    if (mirror && (toStdout || plan)) throw new UsageError("--delete applies to a restore into --to DIR");
-    const target = values.to === undefined ? undefined : absolute(values.to);
-    // A restore never writes into a local storage folder, nor removes one that lies inside its target.
-    const kept: string[] = [];
-    if (target !== undefined) {
-      const real = realPath(target);
-      for (const store of localStoragePaths(values.storage)) {
-        if (inside(real, store) !== undefined) {
-          throw new UsageError(
-            `Cannot restore into "${target}": it is ${
-              real === store ? "the storage folder" : `inside the storage folder "${store}"`
-            } (restore into another folder)`,
-          );
-        }
-        const rel = inside(store, real);
-        if (rel !== undefined) kept.push(rel);
-      }
-    }
-    const selection = { id: values.id, date: values.date };
-    checkSelection(selection);
-    const queueSize = intOption(values["queue-size"], "--queue-size", 1)!;
-
-    const storage = await openStorages(values, { create: false, ctx });
-    try {
-      const series = seriesName(hostname, name);
+    const o = restoreOptions(values);
+    return await withStorages(values, { create: false, ctx }, async (storage) => {
+      const { series, target, toStdout, plan, dryRun } = o;
       const history = await loadHistory(storage, series, ctx);
       if (history.length === 0) throw new FrostError(`No backup of "${series}" in ${storage.url}`);
-      const chain = await chooseChain(storage, series, history, selection);
+      const chain = await chooseChain(storage, series, history, o.selection);
       const newest = chain[chain.length - 1]!;
       // Which backup was chosen, always: on stderr when stdout carries data.
       const dataOnStdout = toStdout || plan || dryRun || (values.json ?? false);
@@ -169,80 +129,9 @@ export const restoreCommand: Command = {
       // Every key is opened before the target is touched: a wrong passphrase writes nothing.
       const keyOpts = await keyOptions(values);
       const keys = await chainDataKeys(chain, keyOpts);
-
-      // The newest backup's state lists the tree this restore produces: what --dry-run shows, what each
-      // --include must match, and the file a stdin backup restores to.
-      // An absolute pattern under the backed-up path is taken relative to it: /etc/nginx → nginx.
-      const source = await sourceOf(newest, keys.get(newest.id));
-      const patterns = includes.map((shown) => {
-        const p = parseShownName(shown, { glob: true }); // "caf\xe9": a name that is not UTF-8
-        return source && source !== "/" && p.startsWith(source + "/") ? p.slice(source.length + 1) : p;
-      });
-      const selector = patterns.length > 0 ? includeSelector(patterns) : undefined;
-      let entries: StateEntry[] | undefined;
-      // Into a new or empty target (or standard output) the plan is "create everything": the state is
-      // streamed and counted, not held (100 000 entries would cost tens of MiB).
-      const lean = !dryRun && !mirror && kept.length === 0 && (target === undefined || isNewOrEmpty(target));
-      let summary: EntrySummary | undefined;
-      if (!toStdout || selector || newest.engine === STDIN_ENGINE) {
-        const stateKey = await stateKeyOf(newest.id, newest.encryption, keyOpts);
-        if (stateKey === "unavailable") {
-          throw new FrostError(`Cannot read the state of ${series} ${newest.id}: no key for it was given`);
-        }
-        if (lean) {
-          summary = await summarizeEntries(storage, newest, stateKey, selector, patterns, ctx.signal);
-        } else entries = await listEntries(storage, newest, stateKey, selector, ctx.signal);
-        for (const [i, p] of patterns.entries()) {
-          if (summary ? !summary.covered[i] : !entries!.some((e) => selector!.covers(p, e.path))) {
-            throw new FrostError(
-              `--include "${includes[i]}" matches nothing in ${series} ${newest.id}; nothing was restored ` +
-                `(patterns are paths inside the backup${
-                  source ? ` of ${source}` : ""
-                }, as frost ls shows them)`,
-            );
-          }
-        }
-      }
-      const engines = (engine: string) =>
-        engine === STDIN_ENGINE
-          ? stdinEngine({
-            file: summary ? summary.firstFile : entries?.find((e) => e.type === "file")?.path,
-            output: toStdout ? stdoutOf(ctx) : undefined,
-          })
-          : engineForBackup(engine);
-
-      // What the restore does to a target that holds something already (nothing, for a new or empty one).
-      let restorePlan: RestorePlan | undefined;
-      const select = keepingSelect(selector ? (p, isDir) => selector.select(p, isDir) : undefined, kept);
-      if (target !== undefined) {
-        const busy = checkTarget(target, values.overwrite ?? false) && fs.readdirSync(target).length > 0;
-        for (const k of kept) {
-          ctx.stderr(
-            `frost: notice: the storage folder "${
-              path.join(target, k)
-            }" lies inside the target: it is left as it is`,
-          );
-        }
-        if (summary) {
-          // What planRestore gives for a new target (every entry) or an empty one (all but the root).
-          const exists = fs.existsSync(target);
-          restorePlan = {
-            created: exists ? summary.nonRoot : summary.count,
-            replaced: new Set(),
-            deleted: [],
-          };
-        } else {
-          const point = kept.length > 0
-            ? entries!.filter((e) => select!(e.path, e.type === "dir") !== "out")
-            : entries!;
-          const earlier = busy && !mirror
-            ? await earlierPaths(storage, chain, keyOpts, selector, ctx.signal)
-            : [];
-          restorePlan = planRestore({ target, entries: point, earlier, mirror, select });
-          entries = point;
-        }
-      }
+      const point = await planPoint(storage, chain, keys, keyOpts, o, ctx);
       if (dryRun) {
+        const { entries, selector, restorePlan } = point;
         return printDryRun(
           ctx,
           series,
@@ -254,88 +143,286 @@ export const restoreCommand: Command = {
           values.json ?? false,
         );
       }
-      // Into an empty target, what an interrupted run leaves is counted exactly (see interruptedRestore).
-      const startedEmpty = target !== undefined && (!fs.existsSync(target) || isEmptyDir(target));
-      if (target !== undefined) prepareTarget(target, values.overwrite ?? false);
-
-      const progress = new ProgressLine(ctx);
-      const total = chain.reduce((n, m) => n + m.totals.bytesStored, 0);
-      const started = performance.now();
-      let warnings = 0;
-      let written = 0;
-      const stats = await runRestore({
-        storage,
-        engines,
-        chain,
-        keys,
-        target: target ?? process.cwd(),
-        queueSize,
-        select,
+      const { stats, warnings, seconds } = await applyChain(storage, chain, keys, point, o, {
         xattrs: !values["no-xattrs"],
         devices: !values["no-devices"],
-        signal: ctx.signal,
-        onProgress: (p) => {
-          written = p.files;
-          progress.update(() => {
-            const seconds = (performance.now() - started) / 1000;
-            const rate = p.read / Math.max(seconds, 0.001);
-            const eta = rate > 0 ? Math.max(0, (total - p.read) / rate) : 0;
-            return `restore ${series} level ${p.level}: ${p.files} files, ${formatBytes(p.bytes)} written, ` +
-              `${formatBytes(rate)}/s, ETA ${Math.ceil(eta)} s`;
-          });
-        },
-        onWarning: (w) => {
-          progress.clear();
-          if (w.notice) return ctx.stderr(`frost: notice: ${showName(w.path)}: ${w.message}`);
-          warnings++;
-          ctx.stderr(`frost: warning: ${showName(w.path)}: ${w.message}`);
-        },
-      }).catch((err) => {
-        progress.clear();
-        throw ctx.signal.aborted ? interruptedRestore(target, startedEmpty ? undefined : written, err) : err;
-      });
-      progress.clear();
-      if (mirror) pruneTarget(target!, entries!, select);
-      const created = restorePlan?.created ?? stats.files;
-      const replaced = restorePlan?.replaced.size ?? 0;
-      const deleted = restorePlan?.deleted.length ?? 0;
-      const seconds = Math.round(performance.now() - started) / 1000;
-      const where = target ?? "standard output";
-      // With --stdout the summary goes to stderr: stdout carries the restored bytes.
-      const say = toStdout ? ctx.stderr : ctx.stdout;
-      if (values.json) {
-        say(JSON.stringify({
-          id: newest.id,
-          created: newest.created,
-          level: newest.level,
-          chain: chain.map((m) => m.id),
-          target: where,
-          files: stats.files,
-          bytes: stats.bytes,
-          entriesCreated: created,
-          entriesReplaced: replaced,
-          entriesDeleted: deleted,
-          deleted,
-          seconds,
-          warnings,
-        }));
-      } else {
-        say(
-          `Restored ${series} ${newest.id} (${
-            formatTime(newest.created)
-          }, level ${newest.level}, ${chain.length} backup${
-            chain.length === 1 ? "" : "s"
-          } applied) into ${where}: ${created} created, ${replaced} replaced, ${deleted} deleted, ${
-            formatBytes(stats.bytes)
-          } written in ${seconds.toFixed(1)} s`,
-        );
-      }
+      }, ctx);
+      report(ctx, o, chain, point.restorePlan, stats, seconds, warnings, values.json ?? false);
       return warnings > 0 ? ExitCode.warnings : ExitCode.ok;
-    } finally {
-      await storage.close();
-    }
+    });
   },
 };
+
+/** What `frost restore`'s options say, checked before any storage is opened. */
+interface RestoreSetup {
+  series: string;
+  includes: string[];
+  plan: boolean;
+  dryRun: boolean;
+  toStdout: boolean;
+  /** `--delete`. */
+  mirror: boolean;
+  overwrite: boolean;
+  /** `--to`, absolute. */
+  target: string | undefined;
+  /** Local storage folders inside the target (relative to it): left as they are. */
+  kept: string[];
+  selection: Selection;
+  queueSize: number;
+}
+
+/** Checks `frost restore`'s options (usage errors). */
+function restoreOptions(values: RestoreValues): RestoreSetup {
+  const name = nameOption(values.name, "restore");
+  const hostname = hostnameOption(values.hostname);
+  const includes = values.include ?? [];
+  for (const p of includes) {
+    if (p.trim() === "") throw new UsageError("--include needs a path or pattern");
+    if (p.split("/").includes("..")) throw new UsageError(`Invalid --include "${p}": ".." is not allowed`);
+  }
+  const plan = values.plan ?? false;
+  const dryRun = values["dry-run"] ?? false;
+  const toStdout = values.stdout ?? false;
+  if (plan && (dryRun || toStdout)) {
+    throw new UsageError("--plan cannot be combined with --dry-run or --stdout");
+  }
+  if (toStdout && values.to !== undefined) throw new UsageError("Choose one of --to DIR and --stdout");
+  if (toStdout && dryRun) throw new UsageError("--dry-run lists what would be written into --to DIR");
+  if (!plan && !toStdout && values.to === undefined) throw new UsageError("frost restore needs --to DIR");
+  const mirror = values.delete ?? false;
+  if (mirror && !(values.overwrite ?? false)) {
+    throw new UsageError(
+      "--delete deletes what the backup does not hold in --to DIR: it needs --overwrite",
+    );
+  }
+  if (mirror && (toStdout || plan)) throw new UsageError("--delete applies to a restore into --to DIR");
+  const target = values.to === undefined ? undefined : absolute(values.to);
+  // A restore never writes into a local storage folder, nor removes one that lies inside its target.
+  const kept: string[] = [];
+  if (target !== undefined) {
+    const real = realPath(target);
+    for (const store of localStoragePaths(values.storage)) {
+      if (inside(real, store) !== undefined) {
+        throw new UsageError(
+          `Cannot restore into "${target}": it is ${
+            real === store ? "the storage folder" : `inside the storage folder "${store}"`
+          } (restore into another folder)`,
+        );
+      }
+      const rel = inside(store, real);
+      if (rel !== undefined) kept.push(rel);
+    }
+  }
+  const selection = { id: values.id, date: values.date };
+  checkSelection(selection);
+  const queueSize = intOption(values["queue-size"], "--queue-size", 1)!;
+  const overwrite = values.overwrite ?? false;
+  const series = seriesName(hostname, name);
+  return { series, includes, plan, dryRun, toStdout, mirror, overwrite, target, kept, selection, queueSize };
+}
+
+/** What the restore of a point does: its selection, the entries it writes and its effect on the target. */
+interface PointPlan {
+  selector: IncludeSelector | undefined;
+  /** The point's entries (selected ones); undefined when only counted (`lean`) or not read (stdout). */
+  entries: StateEntry[] | undefined;
+  restorePlan: RestorePlan | undefined;
+  select: ReturnType<typeof keepingSelect>;
+  engines: (engine: string) => Engine;
+}
+
+/**
+ * Reads the newest backup's state (the tree this restore produces: what --dry-run shows, what each
+ * --include must match, and the file a stdin backup restores to) and plans what the restore does to the
+ * target.
+ */
+async function planPoint(
+  storage: Storage,
+  chain: readonly Manifest[],
+  keys: Awaited<ReturnType<typeof chainDataKeys>>,
+  keyOpts: KeyOptions,
+  o: RestoreSetup,
+  ctx: CommandContext,
+): Promise<PointPlan> {
+  const { series, includes, dryRun, mirror, kept, target, toStdout } = o;
+  const newest = chain[chain.length - 1]!;
+  const source = await sourceOf(newest, keys.get(newest.id));
+  const patterns = includes.map((shown) => {
+    const p = parseShownName(shown, { glob: true }); // "caf\xe9": a name that is not UTF-8
+    return source && source !== "/" && p.startsWith(source + "/") ? p.slice(source.length + 1) : p;
+  });
+  const selector = patterns.length > 0 ? includeSelector(patterns) : undefined;
+  let entries: StateEntry[] | undefined;
+  // Into a new or empty target (or standard output) the plan is "create everything": the state is
+  // streamed and counted, not held (100 000 entries would cost tens of MiB).
+  const lean = !dryRun && !mirror && kept.length === 0 && (target === undefined || isNewOrEmpty(target));
+  let summary: EntrySummary | undefined;
+  if (!toStdout || selector || newest.engine === STDIN_ENGINE) {
+    const stateKey = await stateKeyOf(newest.id, newest.encryption, keyOpts);
+    if (stateKey === "unavailable") {
+      throw new FrostError(`Cannot read the state of ${series} ${newest.id}: no key for it was given`);
+    }
+    if (lean) {
+      summary = await summarizeEntries(storage, newest, stateKey, selector, patterns, ctx.signal);
+    } else entries = await listEntries(storage, newest, stateKey, selector, ctx.signal);
+    for (const [i, p] of patterns.entries()) {
+      if (summary ? !summary.covered[i] : !entries!.some((e) => selector!.covers(p, e.path))) {
+        throw new FrostError(
+          `--include "${includes[i]}" matches nothing in ${series} ${newest.id}; nothing was restored ` +
+            `(patterns are paths inside the backup${source ? ` of ${source}` : ""}, as frost ls shows them)`,
+        );
+      }
+    }
+  }
+  const engines = (engine: string) =>
+    engine === STDIN_ENGINE
+      ? stdinEngine({
+        file: summary ? summary.firstFile : entries?.find((e) => e.type === "file")?.path,
+        output: toStdout ? stdoutOf(ctx) : undefined,
+      })
+      : engineForBackup(engine);
+
+  // What the restore does to a target that holds something already (nothing, for a new or empty one).
+  let restorePlan: RestorePlan | undefined;
+  const select = keepingSelect(selector ? (p, isDir) => selector.select(p, isDir) : undefined, kept);
+  if (target !== undefined) {
+    const busy = checkTarget(target, o.overwrite) && fs.readdirSync(target).length > 0;
+    for (const k of kept) {
+      ctx.stderr(
+        `frost: notice: the storage folder "${
+          path.join(target, k)
+        }" lies inside the target: it is left as it is`,
+      );
+    }
+    if (summary) {
+      // What planRestore gives for a new target (every entry) or an empty one (all but the root).
+      const exists = fs.existsSync(target);
+      restorePlan = {
+        created: exists ? summary.nonRoot : summary.count,
+        replaced: new Set(),
+        deleted: [],
+      };
+    } else {
+      const point = kept.length > 0
+        ? entries!.filter((e) => select!(e.path, e.type === "dir") !== "out")
+        : entries!;
+      const earlier = busy && !mirror
+        ? await earlierPaths(storage, chain, keyOpts, selector, ctx.signal)
+        : [];
+      restorePlan = planRestore({ target, entries: point, earlier, mirror, select });
+      entries = point;
+    }
+  }
+  return { selector, entries, restorePlan, select, engines };
+}
+
+/**
+ * Applies the chain, oldest first, into the target (or standard output) with a progress line; an
+ * interrupted run says what it left. Then, with --delete, prunes what the point does not hold.
+ */
+async function applyChain(
+  storage: Storage,
+  chain: readonly Manifest[],
+  keys: Awaited<ReturnType<typeof chainDataKeys>>,
+  point: PointPlan,
+  o: RestoreSetup,
+  flags: { xattrs: boolean; devices: boolean },
+  ctx: CommandContext,
+): Promise<{ stats: RestoreStats; warnings: number; seconds: number }> {
+  const { series, target } = o;
+  const { engines, select } = point;
+  // Into an empty target, what an interrupted run leaves is counted exactly (see interruptedRestore).
+  const startedEmpty = target !== undefined && (!fs.existsSync(target) || isEmptyDir(target));
+  if (target !== undefined) prepareTarget(target, o.overwrite);
+
+  const progress = new ProgressLine(ctx);
+  const total = chain.reduce((n, m) => n + m.totals.bytesStored, 0);
+  const started = performance.now();
+  let warnings = 0;
+  let written = 0;
+  const stats = await runRestore({
+    storage,
+    engines,
+    chain,
+    keys,
+    target: target ?? process.cwd(),
+    queueSize: o.queueSize,
+    select,
+    ...flags,
+    signal: ctx.signal,
+    onProgress: (p) => {
+      written = p.files;
+      progress.update(() => {
+        const seconds = (performance.now() - started) / 1000;
+        const rate = p.read / Math.max(seconds, 0.001);
+        const eta = rate > 0 ? Math.max(0, (total - p.read) / rate) : 0;
+        return `restore ${series} level ${p.level}: ${p.files} files, ${formatBytes(p.bytes)} written, ` +
+          `${formatBytes(rate)}/s, ETA ${Math.ceil(eta)} s`;
+      });
+    },
+    onWarning: (w) => {
+      progress.clear();
+      if (w.notice) return ctx.stderr(`frost: notice: ${showName(w.path)}: ${w.message}`);
+      warnings++;
+      ctx.stderr(`frost: warning: ${showName(w.path)}: ${w.message}`);
+    },
+  }).catch((err) => {
+    progress.clear();
+    throw ctx.signal.aborted ? interruptedRestore(target, startedEmpty ? undefined : written, err) : err;
+  });
+  progress.clear();
+  if (o.mirror) pruneTarget(target!, point.entries!, select);
+  const seconds = Math.round(performance.now() - started) / 1000;
+  return { stats, warnings, seconds };
+}
+
+/** The restore's summary: one line (or JSON), on stderr with --stdout (stdout carries the data). */
+function report(
+  ctx: CommandContext,
+  o: RestoreSetup,
+  chain: readonly Manifest[],
+  restorePlan: RestorePlan | undefined,
+  stats: RestoreStats,
+  seconds: number,
+  warnings: number,
+  json: boolean,
+): void {
+  const { series, target, toStdout } = o;
+  const newest = chain[chain.length - 1]!;
+  const created = restorePlan?.created ?? stats.files;
+  const replaced = restorePlan?.replaced.size ?? 0;
+  const deleted = restorePlan?.deleted.length ?? 0;
+  const where = target ?? "standard output";
+  // With --stdout the summary goes to stderr: stdout carries the restored bytes.
+  const say = toStdout ? ctx.stderr : ctx.stdout;
+  if (json) {
+    say(JSON.stringify({
+      id: newest.id,
+      created: newest.created,
+      level: newest.level,
+      chain: chain.map((m) => m.id),
+      target: where,
+      files: stats.files,
+      bytes: stats.bytes,
+      entriesCreated: created,
+      entriesReplaced: replaced,
+      entriesDeleted: deleted,
+      deleted,
+      seconds,
+      warnings,
+    }));
+  } else {
+    say(
+      `Restored ${series} ${newest.id} (${
+        formatTime(newest.created)
+      }, level ${newest.level}, ${chain.length} backup${
+        chain.length === 1 ? "" : "s"
+      } applied) into ${where}: ${created} created, ${replaced} replaced, ${deleted} deleted, ${
+        formatBytes(stats.bytes)
+      } written in ${seconds.toFixed(1)} s`,
+    );
+  }
+}
 
 /** The backed-up path of a backup (unsealed with its data key when encrypted), if known. */
 async function sourceOf(m: Manifest, key: DataKey | undefined): Promise<string | null> {

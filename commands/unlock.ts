@@ -1,5 +1,5 @@
 /**
- * `frost unlock [--name NAME] [--force]`: removes stale series locks (lock.ts), or with `--force` every lock of
+ * `frost unlock [--name NAME] [--force]`: removes stale series locks (series/lock.ts), or with `--force` every lock of
  * one series.
  * @module
  */
@@ -7,10 +7,10 @@ import {
   type Command,
   hostnameOption,
   nameOption,
-  openStorages,
-  parse,
+  parseOrHelp,
   STORAGE_HELP,
   STORAGE_OPTIONS,
+  withStorages,
 } from "./cli.ts";
 import { ExitCode, UsageError } from "../base/errors.ts";
 import { seriesName } from "../series/manifest.ts";
@@ -47,11 +47,9 @@ export const unlockCommand: Command = {
   summary: "remove stale locks left by interrupted runs",
   usage: USAGE,
   async run(ctx) {
-    const { values, positionals } = parse(ctx.args, { ...STORAGE_OPTIONS, force: { type: "boolean" } }, true);
-    if (values.help) {
-      ctx.stdout(USAGE);
-      return ExitCode.ok;
-    }
+    const parsed = parseOrHelp(ctx, USAGE, { ...STORAGE_OPTIONS, force: { type: "boolean" } }, true);
+    if (!parsed) return ExitCode.ok;
+    const { values, positionals } = parsed;
     if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
     if (values.force && values.name === undefined) {
       throw new UsageError("--force needs --name: it removes every lock of one backup name");
@@ -62,8 +60,7 @@ export const unlockCommand: Command = {
       : seriesName(hostname, nameOption(values.name, "unlock"));
     // Without --name, with --hostname: that host's series only (the keys start with "<hostname>_").
     const hostPrefix = values.name === undefined && values.hostname !== undefined ? `${hostname}_` : "";
-    const storage = await openStorages(values, { create: false, ctx });
-    try {
+    return await withStorages(values, { create: false, ctx }, async (storage) => {
       const where = series
         ? `"${series}"`
         : hostPrefix
@@ -109,8 +106,6 @@ export const unlockCommand: Command = {
         `Removed ${removed.length} lock${removed.length === 1 ? "" : "s"}, kept ${kept.length} on ${where}`,
       );
       return ExitCode.ok;
-    } finally {
-      await storage.close();
-    }
+    });
   },
 };

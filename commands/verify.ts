@@ -10,14 +10,16 @@
  */
 import {
   type Command,
+  type CommandContext,
   hostnameOption,
   KEY_OPTIONS,
   keyOptions,
   nameOption,
-  openStorages,
   parse,
+  parseOrHelp,
   STORAGE_HELP,
   STORAGE_OPTIONS,
+  withStorages,
 } from "./cli.ts";
 import { ExitCode, FrostError, messageOf, UsageError } from "../base/errors.ts";
 import {
@@ -32,7 +34,7 @@ import { formatBytes } from "../base/units.ts";
 import { METRICS_OPTION, metricsHelp } from "./metrics.ts";
 import { checkSelection, describe, selectChain, type Selection } from "../series/time.ts";
 import { openStream, readSegments, readState } from "../pipeline/mod.ts";
-import { dataKeyOf, stateKeyOf } from "../series/keys.ts";
+import { dataKeyOf, type KeyOptions, stateKeyOf } from "../series/keys.ts";
 import { type DataKey } from "../codec/encryption.ts";
 import { replayTar, Tree } from "../engines/mod.ts";
 import { engineForBackup } from "../engines/registry.ts";
@@ -80,40 +82,32 @@ export interface Problem {
   storage?: string;
 }
 
+/** `frost verify`'s options. */
+const VERIFY_OPTIONS = {
+  ...STORAGE_OPTIONS,
+  date: { type: "string" },
+  id: { type: "string" },
+  all: { type: "boolean" },
+  ...METRICS_OPTION,
+  "read-data": { type: "boolean" },
+  sample: { type: "string" },
+  ...KEY_OPTIONS,
+} as const;
+
+type VerifyValues = ReturnType<typeof parse<typeof VERIFY_OPTIONS>>["values"];
+
 /** The verify command. */
 export const verifyCommand: Command = {
   summary: "check that backups are intact (sizes, or --read-data: checksums and archives)",
   usage: USAGE,
   async run(ctx) {
-    const { values, positionals } = parse(ctx.args, {
-      ...STORAGE_OPTIONS,
-      date: { type: "string" },
-      id: { type: "string" },
-      all: { type: "boolean" },
-      ...METRICS_OPTION,
-      "read-data": { type: "boolean" },
-      sample: { type: "string" },
-      ...KEY_OPTIONS,
-    }, true);
-    if (values.help) {
-      ctx.stdout(USAGE);
-      return ExitCode.ok;
-    }
+    const parsed = parseOrHelp(ctx, USAGE, VERIFY_OPTIONS, true);
+    if (!parsed) return ExitCode.ok;
+    const { values, positionals } = parsed;
     if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
-    const name = nameOption(values.name, "verify");
-    const hostname = hostnameOption(values.hostname);
-    if (values.all && (values.date !== undefined || values.id !== undefined)) {
-      throw new UsageError(`--all and --${values.id !== undefined ? "id" : "date"} cannot be used together`);
-    }
-    const selection = { id: values.id, date: values.date };
-    checkSelection(selection);
-    const readData = values["read-data"] ?? false;
-    if (values.sample !== undefined && !readData) throw new UsageError("--sample needs --read-data");
-    const sample = values.sample === undefined ? undefined : parseShare(values.sample);
-
-    const storage = await openStorages(values, { create: false, ctx });
-    try {
-      const series = seriesName(hostname, name);
+    const o = verifyOptions(values);
+    return await withStorages(values, { create: false, ctx }, async (storage) => {
+      const { series, all, readData, sample } = o;
       const problems: Problem[] = [];
       const history = await loadManifests(storage, series, (key, err) => {
         problems.push({ key, problem: `unreadable manifest: ${messageOf(err)}` });
@@ -122,93 +116,149 @@ export const verifyCommand: Command = {
         throw new FrostError(`No backup of "${series}" in ${storage.url}`);
       }
       // With every manifest unreadable there is nothing more to check: the problems say why.
-      const selected = values.all || history.length === 0
+      const selected = all || history.length === 0
         ? [...history].sort((a, b) => a.id.localeCompare(b.id))
-        : chainOf(history, selection, series, problems);
-      if (values.all) ancestryProblems(selected, series, problems);
-      const chosen = values.all ? undefined : selected[selected.length - 1];
-
+        : chainOf(history, o.selection, series, problems);
+      if (all) ancestryProblems(selected, series, problems);
       // Every key is opened before anything is read: a wrong passphrase is one clear error.
-      const keys = new Map<string, { data: DataKey | null; state: DataKey | null }>();
-      if (readData && sample === undefined) {
-        const keyOpts = await keyOptions(values);
-        for (const m of selected) {
-          if (!m.encryption) continue;
-          if (keyOpts.passphrase === undefined && keyOpts.identity === undefined) {
-            throw new UsageError(
-              `Backup "${m.id}" is encrypted: --read-data needs --encrypt-pass-file or --encrypt-identity-file`,
-            );
-          }
-          const state = await stateKeyOf(m.id, m.encryption, keyOpts);
-          keys.set(m.id, {
-            data: await dataKeyOf(m.id, m.encryption, keyOpts),
-            state: state === "unavailable" ? null : state,
-          });
-        }
-      }
-
-      const sources = storagesOf(storage);
-      let objects = 0;
-      let bytes = 0;
-      for (const source of sources) {
-        const where = sources.length > 1 ? source.url : undefined;
-        const found: Problem[] = [];
-        const counts = await verifyOn(source, series, selected, {
-          readData,
-          sample,
-          keys,
-          signal: ctx.signal,
-          // A chain is replayed as restore applies it, and the result compared with what its newest
-          // backup holds (a level on the wrong parent restores a different tree).
-          replay: !values.all && problems.length === 0,
-        }, found);
-        objects += counts.objects;
-        bytes += counts.bytes;
-        for (const p of found) problems.push(where ? { ...p, storage: where } : p);
-      }
-
-      // The chosen backup is named in the summary line (stdout stays one line, stderr empty when OK).
-      const what = values.all ? `all ${selected.length}` : `chain of ${selected.length}`;
-      const mode = !readData
-        ? "sizes"
-        : sample !== undefined
-        ? `SHA-256 of a ${Math.round(sample * 1000) / 10}% sample`
-        : "SHA-256 and archives decoded";
-      for (const p of problems) {
-        ctx.stderr(`frost: BAD ${p.key}${p.storage ? ` on ${p.storage}` : ""}: ${p.problem}`);
-      }
-      const summary = `${problems.length === 0 ? "OK" : "FAILED"}: ${series}, ${what} backup${
-        selected.length === 1 ? "" : "s"
-      }${chosen ? ` up to ${describe(chosen)}` : ""}, ${objects} objects (${
-        formatBytes(bytes)
-      }) checked (${mode})${
-        problems.length === 0 ? "" : `; ${problems.length} bad object${problems.length === 1 ? "" : "s"}`
-      }`;
-      ctx.metrics?.({ objects, bytes, problems: problems.length });
-      if (values.json) {
-        ctx.stdout(JSON.stringify({
-          ok: problems.length === 0,
-          series,
-          backups: selected.map((m) => m.id),
-          ...chosen && { id: chosen.id, created: chosen.created, level: chosen.level },
-          mode: readData ? (sample !== undefined ? "sample" : "read-data") : "quick",
-          objects,
-          bytes,
-          problems,
-        }));
-      } else if (problems.length === 0) {
-        ctx.stdout(summary);
-      }
-      if (problems.length > 0) {
-        ctx.stderr(`frost: verify ${summary}`);
-        return ExitCode.failure;
-      }
-      return ExitCode.ok;
-    } finally {
-      await storage.close();
-    }
+      const keys = readData && sample === undefined
+        ? await openKeys(selected, await keyOptions(values))
+        : new Map<string, BackupKeyPair>();
+      const counts = await verifyEverywhere(storage, series, selected, {
+        readData,
+        sample,
+        keys,
+        signal: ctx.signal,
+        // A chain is replayed as restore applies it, and the result compared with what its newest
+        // backup holds (a level on the wrong parent restores a different tree).
+        replay: !all && problems.length === 0,
+      }, problems);
+      return report(o, selected, counts, problems, values.json === true, ctx);
+    });
   },
 };
+
+/** What `frost verify`'s options say. */
+interface VerifySetup {
+  series: string;
+  all: boolean;
+  selection: Selection;
+  readData: boolean;
+  sample: number | undefined;
+}
+
+/** Checks `frost verify`'s options (usage errors). */
+function verifyOptions(values: VerifyValues): VerifySetup {
+  const name = nameOption(values.name, "verify");
+  const hostname = hostnameOption(values.hostname);
+  if (values.all && (values.date !== undefined || values.id !== undefined)) {
+    throw new UsageError(`--all and --${values.id !== undefined ? "id" : "date"} cannot be used together`);
+  }
+  const selection = { id: values.id, date: values.date };
+  checkSelection(selection);
+  const readData = values["read-data"] ?? false;
+  if (values.sample !== undefined && !readData) throw new UsageError("--sample needs --read-data");
+  const sample = values.sample === undefined ? undefined : parseShare(values.sample);
+  return { series: seriesName(hostname, name), all: values.all ?? false, selection, readData, sample };
+}
+
+/** The data and state keys of one backup (null: not encrypted, or a state this host cannot read). */
+type BackupKeyPair = { data: DataKey | null; state: DataKey | null };
+
+/** Opens the keys of every encrypted backup of `selected`, by backup id. */
+async function openKeys(
+  selected: readonly Manifest[],
+  keyOpts: KeyOptions,
+): Promise<Map<string, BackupKeyPair>> {
+  const keys = new Map<string, BackupKeyPair>();
+  for (const m of selected) {
+    if (!m.encryption) continue;
+    if (keyOpts.passphrase === undefined && keyOpts.identity === undefined) {
+      throw new UsageError(
+        `Backup "${m.id}" is encrypted: --read-data needs --encrypt-pass-file or --encrypt-identity-file`,
+      );
+    }
+    const state = await stateKeyOf(m.id, m.encryption, keyOpts);
+    keys.set(m.id, {
+      data: await dataKeyOf(m.id, m.encryption, keyOpts),
+      state: state === "unavailable" ? null : state,
+    });
+  }
+  return keys;
+}
+
+/** Checks `selected` on each storage on its own (`verifyOn`), naming the storage in problems when several. */
+async function verifyEverywhere(
+  storage: Storage,
+  series: string,
+  selected: Manifest[],
+  options: VerifyOptions,
+  problems: Problem[],
+): Promise<{ objects: number; bytes: number }> {
+  const sources = storagesOf(storage);
+  let objects = 0;
+  let bytes = 0;
+  for (const source of sources) {
+    const where = sources.length > 1 ? source.url : undefined;
+    const found: Problem[] = [];
+    const counts = await verifyOn(source, series, selected, options, found);
+    objects += counts.objects;
+    bytes += counts.bytes;
+    for (const p of found) problems.push(where ? { ...p, storage: where } : p);
+  }
+  return { objects, bytes };
+}
+
+/** The problems on stderr, the summary line (or JSON) and metrics; returns the exit code. */
+function report(
+  o: VerifySetup,
+  selected: readonly Manifest[],
+  counts: { objects: number; bytes: number },
+  problems: readonly Problem[],
+  json: boolean,
+  ctx: CommandContext,
+): number {
+  const { series, all, readData, sample } = o;
+  const { objects, bytes } = counts;
+  const chosen = all ? undefined : selected[selected.length - 1];
+  // The chosen backup is named in the summary line (stdout stays one line, stderr empty when OK).
+  const what = all ? `all ${selected.length}` : `chain of ${selected.length}`;
+  const mode = !readData
+    ? "sizes"
+    : sample !== undefined
+    ? `SHA-256 of a ${Math.round(sample * 1000) / 10}% sample`
+    : "SHA-256 and archives decoded";
+  for (const p of problems) {
+    ctx.stderr(`frost: BAD ${p.key}${p.storage ? ` on ${p.storage}` : ""}: ${p.problem}`);
+  }
+  const summary = `${problems.length === 0 ? "OK" : "FAILED"}: ${series}, ${what} backup${
+    selected.length === 1 ? "" : "s"
+  }${chosen ? ` up to ${describe(chosen)}` : ""}, ${objects} objects (${
+    formatBytes(bytes)
+  }) checked (${mode})${
+    problems.length === 0 ? "" : `; ${problems.length} bad object${problems.length === 1 ? "" : "s"}`
+  }`;
+  ctx.metrics?.({ objects, bytes, problems: problems.length });
+  if (json) {
+    ctx.stdout(JSON.stringify({
+      ok: problems.length === 0,
+      series,
+      backups: selected.map((m) => m.id),
+      ...chosen && { id: chosen.id, created: chosen.created, level: chosen.level },
+      mode: readData ? (sample !== undefined ? "sample" : "read-data") : "quick",
+      objects,
+      bytes,
+      problems,
+    }));
+  } else if (problems.length === 0) {
+    ctx.stdout(summary);
+  }
+  if (problems.length > 0) {
+    ctx.stderr(`frost: verify ${summary}`);
+    return ExitCode.failure;
+  }
+  return ExitCode.ok;
+}
 
 /** `10%`, `10` or `0.1`… as a share in (0, 1]. */
 function parseShare(text: string): number {
@@ -295,7 +345,7 @@ function ancestryProblems(selected: readonly Manifest[], series: string, problem
 interface VerifyOptions {
   readData: boolean;
   sample: number | undefined;
-  keys: Map<string, { data: DataKey | null; state: DataKey | null }>;
+  keys: Map<string, BackupKeyPair>;
   signal: AbortSignal;
   /** `selected` is one chain, oldest first: replay it and compare with its newest backup's state. */
   replay?: boolean;

@@ -187,7 +187,7 @@ export interface ParentRecord {
   signatures: Uint8Array | undefined;
 }
 
-/** Returned by `StateReader.match()` when it must `await more()` before it can answer. */
+/** Returned by `RsyncStateReader.match()` when it must `await more()` before it can answer. */
 export const MORE = Symbol("more");
 
 const STATE_KINDS = new Set<number>([KIND.file, KIND.dir, KIND.symlink, KIND.fifo, KIND.char, KIND.block]);
@@ -198,7 +198,7 @@ const STATE_KINDS = new Set<number>([KIND.file, KIND.dir, KIND.symlink, KIND.fif
  * state. Records passed over without a match are handed to `onMissing` (they were deleted), except
  * those below a directory handed over before (its deletion covers them).
  */
-export class StateReader {
+export class RsyncStateReader {
   #reader: ReadableStreamDefaultReader<Uint8Array>;
   #buf = new Uint8Array(256 << 10);
   #dv = new DataView(this.#buf.buffer);
@@ -397,7 +397,7 @@ const RSYNC_TYPES = new Map<number, StateEntry["type"]>([
 
 /** Lists an rsync state's entries (the tree its backup restores to). */
 export async function* rsyncStateEntries(state: ReadableStream<Uint8Array>): AsyncGenerator<StateEntry> {
-  for await (const rec of recordsOf<ParentRecord>(new StateReader(state))) {
+  for await (const rec of recordsOf<ParentRecord>(new RsyncStateReader(state))) {
     const type = RSYNC_TYPES.get(rec.kind)!;
     // meta: dev, ino, size, mtime, ctime (8 bytes each, little-endian).
     const size = type === "file"

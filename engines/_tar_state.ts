@@ -129,7 +129,7 @@ export interface ParentRecord {
   tail: string;
 }
 
-/** Returned by `StateReader.match()` when it must `await more()` before it can answer. */
+/** Returned by `TarStateReader.match()` when it must `await more()` before it can answer. */
 export const MORE = Symbol("more");
 
 const DIGITS = /^-?\d+$/;
@@ -138,7 +138,7 @@ const DIGITS = /^-?\d+$/;
  * Reads a parent's state as a streaming merge: `match()` is called with keys in walk order and consumes
  * the parent's records up to that key, so memory holds one input chunk, never the whole state.
  */
-export class StateReader {
+export class TarStateReader {
   #reader: ReadableStreamDefaultReader<Uint8Array>;
   #decoder = new TextDecoder("utf-8", { fatal: true });
   #text = "";
@@ -294,7 +294,7 @@ export class StateReader {
   }
 }
 
-/** What `recordsOf` needs of a state reader (both engines' `StateReader`s have it). */
+/** What `recordsOf` needs of a state reader (`TarStateReader` and `RsyncStateReader` have it). */
 export interface RecordSource<R> {
   open(): Promise<void>;
   /** The next record; undefined at the end; a symbol (the reader's MORE) when input ran out. */
@@ -325,7 +325,7 @@ const TAR_TYPES = { f: "file", d: "dir", l: "symlink", p: "fifo", c: "char", b: 
 
 /** Lists a tar state's entries (the tree its backup restores to). */
 export async function* tarStateEntries(state: ReadableStream<Uint8Array>): AsyncGenerator<StateEntry> {
-  for await (const rec of recordsOf<ParentRecord>(new StateReader(state))) {
+  for await (const rec of recordsOf<ParentRecord>(new TarStateReader(state))) {
     const size = rec.kind === "f" ? Number(tailFields(rec.tail, 0)[1]) : 0;
     yield { path: rec.parts.join("/"), type: TAR_TYPES[rec.kind], size };
   }

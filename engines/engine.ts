@@ -4,6 +4,7 @@
  * Engines never import `storage/`: the pipeline joins the two.
  * @module
  */
+import type { GiveBack } from "../base/bytes.ts";
 
 /** Running counts an engine reports while it works. */
 export interface Progress {
@@ -41,7 +42,7 @@ export interface BackupOptions {
   /** Called for every non-fatal problem. */
   onWarning?: (warning: Warning) => void;
   /** When given, the engine adds the time it spends in each part of its work (ms) and the bytes read. */
-  stats?: EngineTimes;
+  times?: EngineTimes;
 }
 
 /** Where an engine's time goes (`BackupOptions.stats`); every field is a running sum. */
@@ -79,11 +80,10 @@ export interface BackupRun {
   /** Resolves with totals once both streams have ended; rejects if the backup failed. */
   done: Promise<BackupStats>;
   /**
-   * Optional: gives a chunk of `stream` back once its reader is done with it (the same bytes and length;
-   * it may be a new view, e.g. after a trip to a worker thread), so that the engine can fill its buffer
-   * again instead of allocating a new one. A reader that calls it must not use the chunk afterwards.
+   * Optional: where the reader of `stream` gives each chunk back once done with it (see `GiveBack`), so that
+   * the engine can fill its buffer again instead of allocating a new one.
    */
-  recycle?: (chunk: Uint8Array) => void;
+  giveBack?: GiveBack;
 }
 
 /**
@@ -123,10 +123,10 @@ export interface RestoreOptions {
    */
   memo?: Map<string, unknown>;
   /**
-   * The writer never reuses a chunk it has written into the restore's stream: the restore may keep chunks
-   * after their `write()` resolved (the tar engine then writes large file data in the background).
+   * The writer never wants a chunk it has written into the restore's stream given back: the restore may keep
+   * chunks after their `write()` resolved (the tar engine then writes large file data in the background).
    */
-  keepsChunks?: boolean;
+  noGiveBack?: boolean;
 }
 
 /** Totals of one applied stream. */
@@ -141,10 +141,10 @@ export interface RestoreStats {
 export interface RestoreRun {
   writable: WritableStream<Uint8Array>;
   /**
-   * True when `writable` is done with a chunk once its `write()` has resolved (it keeps no reference to
-   * it), so that the writer may fill the chunk's buffer again.
+   * True when `writable` gives each chunk back as its `write()` resolves (it keeps no reference to it), so
+   * that the writer may fill the chunk's buffer again.
    */
-  releasesChunks?: boolean;
+  givesBackOnWrite?: boolean;
   /** Resolves once the stream is fully applied (directory times fixed up), rejects on any error. */
   done: Promise<RestoreStats>;
 }

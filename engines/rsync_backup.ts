@@ -29,8 +29,8 @@ import {
   META_BYTES,
   MORE,
   type ParentRecord,
+  RsyncStateReader,
   STATE_MAGIC,
-  StateReader,
   STREAM_MAGIC,
   TAG,
 } from "./_rsync_format.ts";
@@ -141,7 +141,7 @@ class RsyncBackup {
   #running = false;
   #ended = false;
 
-  #reader: StateReader | undefined;
+  #reader: RsyncStateReader | undefined;
   /** Parent records with a ctime before this (ns) can be trusted; see tar_backup.ts "Change detection". */
   #racyLimit = 0n;
   #onMissing = (rec: ParentRecord) => this.#deleted(rec);
@@ -160,7 +160,7 @@ class RsyncBackup {
     this.#rootStat = rootStat;
     this.#exclude = options.exclude ? excludeMatcher(options.exclude) : undefined;
     this.#started = BigInt(Date.now()) * 1_000_000n;
-    if (options.previous) this.#reader = new StateReader(options.previous);
+    if (options.previous) this.#reader = new RsyncStateReader(options.previous);
     this.#out = new ByteOut((bytes) => this.#data.enqueue(bytes), CHUNK_SIZE);
     this.#stateOut = new ByteOut((bytes) => {
       if (!this.#stateCancelled) this.#state.enqueue(bytes);

@@ -79,7 +79,7 @@
  * ## Streams
  *
  * The archive is produced on demand (`pull()`), in chunks of 1 MiB that file data is read into directly,
- * with two chunks read ahead; memory stays flat whatever the tree. A reader that calls `run.recycle()` with
+ * with two chunks read ahead; memory stays flat whatever the tree. A reader that calls `run.giveBack()` with
  * the chunks it is done with gets the same buffers again (zeroed), so that a backup of any size allocates
  * only a few chunks (the garbage collectors of Deno and Bun free big buffers late). The state is enqueued
  * as it is produced, in pieces of about 64 KiB, without waiting for its reader.
@@ -114,10 +114,10 @@ import {
   type ParentRecord,
   sortNames,
   stateHeader,
-  StateReader,
   stateRecord,
   tailFields,
   tailStart,
+  TarStateReader,
 } from "./_tar_state.ts";
 import { errnoText, excludeMatcher, OwnerNames } from "./_fs_common.ts";
 import { hasEscape } from "./_names.ts";
@@ -130,7 +130,7 @@ import { relieveMemory } from "../base/memory.ts";
 /** Output chunk size: big enough that per-chunk costs vanish, small enough to keep memory low; one
  * compressed frame each. */
 const CHUNK_SIZE = 1 << 20;
-/** Recycled chunks kept for reuse: the read-ahead, frames being compressed, and one more. */
+/** Chunks given back, kept for reuse: the read-ahead, frames being compressed, and one more. */
 const KEEP_CHUNKS = 8;
 /** Chunks of the archive prepared ahead of the consumer, so reading overlaps compression. */
 const READ_AHEAD = 2;
@@ -263,7 +263,7 @@ class TarBackup {
   #encoder = new TextEncoder();
   #ended = false;
 
-  #reader: StateReader | undefined;
+  #reader: TarStateReader | undefined;
   #readerOpen = false;
   /** Parent records with a ctime at or after this (ns, decimal) count as changed; see "Change detection". */
   #racyLimit = "0";
@@ -271,7 +271,7 @@ class TarBackup {
   #stack: Frame[];
   #chunk: Uint8Array = NO_CHUNK;
   #off = 0;
-  /** Recycled chunks, zeroed. */
+  /** Chunks given back, zeroed. */
   #free: Uint8Array[] = [];
   #times: EngineTimes | undefined;
   #pending: Entry | undefined;
@@ -301,11 +301,11 @@ class TarBackup {
     this.#source = source;
     this.#options = options;
     this.#c = new BackupControl(source, options);
-    this.#times = options.stats;
+    this.#times = options.times;
     this.#rootDev = rootStat.dev;
     this.#exclude = options.exclude ? excludeMatcher(options.exclude) : undefined;
     const started = BigInt(Date.now()) * 1_000_000n;
-    if (options.previous) this.#reader = new StateReader(options.previous);
+    if (options.previous) this.#reader = new TarStateReader(options.previous);
 
     const name = rootStat.isDirectory() ? "." : path.basename(source);
     const rootItem = makeItem(name, name, rootStat.isDirectory() ? "d" : "f", rootStat, rootStat.dev);
@@ -338,13 +338,13 @@ class TarBackup {
         this.#fail(new AbortedError(`Backup of "${source}" cancelled`, { cause: reason }));
       },
     }, { highWaterMark: READ_AHEAD });
-    this.run = { stream, state, done: this.#c.done, recycle: (chunk) => this.#recycle(chunk) };
+    this.run = { stream, state, done: this.#c.done, giveBack: (chunk) => this.#giveBack(chunk) };
 
     this.#c.listen((err) => this.#fail(err));
   }
 
-  /** Takes back a chunk of `stream` (see BackupRun.recycle): only full-size ones, zeroed for reuse. */
-  #recycle(chunk: Uint8Array): void {
+  /** Takes back a chunk of `stream` (see BackupRun.giveBack): only full-size ones, zeroed for reuse. */
+  #giveBack(chunk: Uint8Array): void {
     const buffer = chunk.buffer;
     if (chunk.byteOffset !== 0 || buffer.byteLength !== CHUNK_SIZE || this.#free.length >= KEEP_CHUNKS) {
       return;

@@ -4,7 +4,7 @@
  *
  * File system calls are synchronous on purpose: an awaited promise per open/write/close costs as much as
  * the whole of `tar -x` for 20 000 small files. File data is written straight from the incoming chunks.
- * The exception: when the writer never reuses its chunks (`RestoreOptions.keepsChunks`), a large chunk that
+ * The exception: when the writer never reuses its chunks (`RestoreOptions.noGiveBack`), a large chunk that
  * lies wholly inside one file's data is written in the background (on the thread pool, at its offset), so
  * that the main thread meanwhile takes in the next chunks (a remote restore reads its sockets there).
  *
@@ -58,7 +58,7 @@ export function tarRestore(target: string, options: RestoreOptions = {}): Restor
   };
   const run = restoreRun(target, options, "tarRestore", {
     push(chunk) {
-      if (options.keepsChunks && chunk.byteLength >= BEHIND_MIN && reader.dataLeft > chunk.byteLength) {
+      if (options.noGiveBack && chunk.byteLength >= BEHIND_MIN && reader.dataLeft > chunk.byteLength) {
         reader.takeData(chunk.byteLength);
         return applier.writeBehind(chunk);
       }
@@ -73,9 +73,9 @@ export function tarRestore(target: string, options: RestoreOptions = {}): Restor
     },
     abandon: () => applier.abandon(),
   });
-  // Without `keepsChunks` the reader parses and writes each chunk before push() returns, and keeps no
+  // Without `noGiveBack` the reader parses and writes each chunk before push() returns, and keeps no
   // reference to it.
-  return { ...run, releasesChunks: true };
+  return { ...run, givesBackOnWrite: true };
 }
 
 /** The key of `RestoreOptions.memo` under which a level hands its directory listings to the next. */

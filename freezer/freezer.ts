@@ -2,7 +2,7 @@
  * Reading OpenStack Freezer's tar-engine backups (read-only): the container layout, the metadata JSON, the
  * restore chain, and the stream `[openssl enc -aes-256-cfb](gzip|bzip2|xz(GNU tar incremental archive))`.
  *
- * Layout (FREEZER.md §c): `metadata/tar/<hbn>/<Z>/<level>_<ts>/metadata` (JSON `engine_name`, `compression`,
+ * Layout: `metadata/tar/<hbn>/<Z>/<level>_<ts>/metadata` (JSON `engine_name`, `compression`,
  * `encryption`) and `data/tar/<hbn>/<Z>/<level>_<ts>/data`, or on Swift `…/segments/%08d` behind a
  * zero-byte DLO manifest `data`.
  * @module

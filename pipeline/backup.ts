@@ -22,6 +22,7 @@ import {
 } from "../series/manifest.ts";
 import { idToIso } from "../series/levels.ts";
 import { AbortedError } from "../base/errors.ts";
+import type { GiveBack } from "../base/bytes.ts";
 import { createEncryptor, type DataKey, sealText, streamId } from "../codec/encryption.ts";
 import type { BackupKeys } from "../series/keys.ts";
 
@@ -58,7 +59,7 @@ export interface BackupJob {
   onProgress?: (progress: Progress & { stored: number }) => void;
   onWarning?: (warning: Warning) => void;
   /** When given, filled with where the time went (`frost backup --stats`); see `newBackupTimes()`. */
-  stats?: BackupTimes;
+  times?: BackupTimes;
 }
 
 /**
@@ -93,16 +94,16 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
       job.onProgress?.({ ...p, stored });
     },
     onWarning: job.onWarning,
-    stats: job.stats?.engine,
+    times: job.times?.engine,
   });
   const onStored = (bytes: number) => {
     stored += bytes;
     job.onProgress?.({ ...last, stored });
   };
   const storage = job.storage;
-  const data = encode(run.stream, job, "data", run.recycle);
+  const data = encode(run.stream, job, "data", run.giveBack);
   const state = encode(run.state, job, "state");
-  const release = { data: data.giveBack, state: state.giveBack };
+  const giveBack = { data: data.giveBack, state: state.giveBack };
   const dataKey = (n: number) => segmentKey(series, job.id, "data", n);
   const stateKey = (n: number) => segmentKey(series, job.id, "state", n);
   let dataWriter: SegmentWriter | StreamingSegmentWriter;
@@ -114,12 +115,12 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
     dataWriter = new StreamingSegmentWriter(streaming, dataKey, job.segmentSize, {
       ...options,
       onStored,
-      stats: job.stats,
-      release: release.data,
+      times: job.times,
+      giveBack: giveBack.data,
     });
     stateWriter = new StreamingSegmentWriter(streaming, stateKey, job.segmentSize, {
       ...options,
-      release: release.state,
+      giveBack: giveBack.state,
     });
     flows.push(data.stream.pipeTo(dataWriter, { signal }), state.stream.pipeTo(stateWriter, { signal }));
   } else {
@@ -129,16 +130,19 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
       signal,
       pool,
       onStored,
-      stats: job.stats,
+      times: job.times,
     });
     stateWriter = new SegmentWriter(storage, stateKey, { queueSize: job.queueSize, signal });
     flows.push(
-      data.stream.pipeThrough(new Segmenter(job.segmentSize, pool, release.data)).pipeTo(dataWriter, {
+      data.stream.pipeThrough(new Segmenter(job.segmentSize, pool, giveBack.data)).pipeTo(dataWriter, {
         signal,
       }),
-      state.stream.pipeThrough(new Segmenter(job.segmentSize, undefined, release.state)).pipeTo(stateWriter, {
-        signal,
-      }),
+      state.stream.pipeThrough(new Segmenter(job.segmentSize, undefined, giveBack.state)).pipeTo(
+        stateWriter,
+        {
+          signal,
+        },
+      ),
     );
   }
   flows.push(run.done);
@@ -184,7 +188,7 @@ export async function runBackup(job: BackupJob): Promise<Manifest> {
     if (job.signal?.aborted) throw new AbortedError("Backup interrupted");
     // The commit point.
     await job.storage.put(manifestKey(series, job.id), encodeManifest(manifest));
-    if (job.stats) job.stats.wallMs = performance.now() - started;
+    if (job.times) job.times.wallMs = performance.now() - started;
     return manifest;
   } catch (err) {
     controller.abort(err);
@@ -200,22 +204,22 @@ function encode(
   stream: ReadableStream<Uint8Array>,
   job: BackupJob,
   kind: "data" | "state",
-  recycle?: (chunk: Uint8Array) => void,
-): { stream: ReadableStream<Uint8Array>; giveBack?: (chunk: Uint8Array) => void } {
-  const stats = kind === "data" ? job.stats : undefined;
+  giveBack?: GiveBack,
+): { stream: ReadableStream<Uint8Array>; giveBack?: GiveBack } {
+  const times = kind === "data" ? job.times : undefined;
   // The compressor's reader gives its chunks back: the segment writer, or the encryptor when encrypting.
   const compressor = createCompressor(job.compression, {
-    recycle,
-    stats: stats?.compress,
-    reuseOutput: true,
+    giveBack,
+    times: times?.compress,
+    readerGivesBack: true,
   });
   const compressed = stream.pipeThrough(compressor);
   if (!job.keys) return { stream: compressed, giveBack: compressor.giveBack };
   const key = kind === "data" ? job.keys.dataKey : job.keys.stateKey;
   const encryptor = createEncryptor(key, streamId(job.id, kind), { giveBack: compressor.giveBack });
-  if (!stats) return { stream: compressed.pipeThrough(encryptor), giveBack: encryptor.giveBack };
-  stats.encrypt = { ms: 0, bytes: 0 };
-  return { stream: compressed.pipeThrough(timed(encryptor, stats.encrypt)), giveBack: encryptor.giveBack };
+  if (!times) return { stream: compressed.pipeThrough(encryptor), giveBack: encryptor.giveBack };
+  times.encrypt = { ms: 0, bytes: 0 };
+  return { stream: compressed.pipeThrough(timed(encryptor, times.encrypt)), giveBack: encryptor.giveBack };
 }
 
 /**

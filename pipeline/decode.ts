@@ -8,6 +8,7 @@ import type { Storage } from "../storage/storage.ts";
 import { createDecompressor } from "../codec/compression.ts";
 import type { Manifest } from "../series/manifest.ts";
 import { FrostError } from "../base/errors.ts";
+import type { GiveBack } from "../base/bytes.ts";
 import { createDecryptor, type DataKey, decryptorGivesBack, streamId } from "../codec/encryption.ts";
 
 import { BufferPool } from "./buffer_pool.ts";
@@ -37,17 +38,17 @@ export async function readDataChunks(
 ): Promise<void> {
   const pool = segmentPool(manifest, key);
   const segments = readSegments(storage, manifest.segments, { signal, pool, ahead: 1 });
-  const decoded = openStream(segments, manifest, "data", key, { pool, reuseOutput: true });
+  const decoded = openStream(segments, manifest, "data", key, { pool, readerGivesBack: true });
   for await (const chunk of decoded.stream) {
     use(chunk);
     decoded.giveBack?.(chunk);
   }
 }
 
-/** A decoded stream, and where its reader gives each chunk back when `reuseOutput` was asked for. */
+/** A decoded stream, and where its reader gives each chunk back when `readerGivesBack` was asked for. */
 export interface DecodedStream {
   stream: ReadableStream<Uint8Array>;
-  giveBack?: (chunk: Uint8Array) => void;
+  giveBack?: GiveBack;
 }
 
 /** How `openStream` reuses buffers; by default it does not. */
@@ -55,7 +56,7 @@ export interface OpenStreamOptions {
   /** Where the segment buffers (see readSegments) go back once decompressed. */
   pool?: BufferPool;
   /** The reader hands each output chunk back through `giveBack` when done with it. Default: false. */
-  reuseOutput?: boolean;
+  readerGivesBack?: boolean;
 }
 
 /**
@@ -69,7 +70,7 @@ export function openStream(
   key: DataKey | null,
   options: OpenStreamOptions = {},
 ): DecodedStream {
-  const { pool, reuseOutput = false } = options;
+  const { pool, readerGivesBack = false } = options;
   if (manifest.encryption && !key) {
     throw new FrostError(
       `Cannot read the ${kind} of backup "${manifest.id}": it is encrypted and no key was given`,
@@ -84,8 +85,8 @@ export function openStream(
       }),
     )
     : segments;
-  const recycle = key ? undefined : give;
-  const decompressor = createDecompressor(manifest.compression, { recycle, reuseOutput });
+  const giveInputBack = key ? undefined : give;
+  const decompressor = createDecompressor(manifest.compression, { giveBack: giveInputBack, readerGivesBack });
   return { stream: plain.pipeThrough(decompressor), giveBack: decompressor.giveBack };
 }
 
@@ -96,7 +97,7 @@ export function openStream(
 export async function pipeGivingBack(
   stream: ReadableStream<Uint8Array>,
   writable: WritableStream<Uint8Array>,
-  giveBack: (chunk: Uint8Array) => void,
+  giveBack: GiveBack,
   signal?: AbortSignal,
 ): Promise<void> {
   const reader = stream.getReader();

@@ -60,7 +60,7 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
       signal: job.signal,
       // zstd output buffers are handed back and filled again; encrypted streams are left out too (not checked
       // for reuse), so chunks are kept (written behind) only for unencrypted none/gzip data.
-      keepsChunks: !key && manifest.compression !== "zstd",
+      noGiveBack: !key && manifest.compression !== "zstd",
       onProgress: (p) => {
         last = p;
         job.onProgress?.({
@@ -91,7 +91,7 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
     });
     const decoded = openStream(segments, manifest, "data", key, {
       pool,
-      reuseOutput: run.releasesChunks === true,
+      readerGivesBack: run.givesBackOnWrite === true,
     });
     const flow = decoded.giveBack
       ? pipeGivingBack(decoded.stream, run.writable, decoded.giveBack, job.signal)

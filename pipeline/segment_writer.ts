@@ -10,6 +10,7 @@ import type { SegmentRef } from "../series/manifest.ts";
 import { hashLeavesBuffer, type MovedHash, sha256Moving } from "../codec/hashing.ts";
 
 import { BufferPool } from "./buffer_pool.ts";
+import type { GiveBack } from "../base/bytes.ts";
 import { type BackupTimes } from "./stats.ts";
 
 /**
@@ -18,8 +19,8 @@ import { type BackupTimes } from "./stats.ts";
  * segments come from it; a stream that ends before filling its first segment gets a right-sized copy.
  */
 export class Segmenter extends TransformStream<Uint8Array, Uint8Array> {
-  /** `release` takes back each input chunk once it has been copied. */
-  constructor(size: number, pool?: BufferPool, release?: (chunk: Uint8Array) => void) {
+  /** `giveBack` takes back each input chunk once it has been copied. */
+  constructor(size: number, pool?: BufferPool, giveBack?: GiveBack) {
     let current: Uint8Array | null = null;
     let filled = 0;
     // Small streams (an engine state) never take a full segment: grow from 1 MiB by doubling.
@@ -46,7 +47,7 @@ export class Segmenter extends TransformStream<Uint8Array, Uint8Array> {
             filled = 0;
           }
         }
-        release?.(chunk);
+        giveBack?.(chunk);
       },
       flush(controller) {
         if (filled > 0) controller.enqueue(current!.subarray(0, filled));
@@ -58,12 +59,12 @@ export class Segmenter extends TransformStream<Uint8Array, Uint8Array> {
 
 /**
  * Storage jobs (puts, commits) in flight: `settle(limit)` waits until at most `limit` are left and throws
- * the first failure of any of them; the time spent waiting goes to `stats.queueWaitMs`.
+ * the first failure of any of them; the time spent waiting goes to `times.queueWaitMs`.
  */
 class InFlight {
   readonly #jobs = new Set<Promise<void>>();
   #failure: { error: unknown } | null = null;
-  constructor(private readonly stats?: BackupTimes) {}
+  constructor(private readonly times?: BackupTimes) {}
 
   add(job: Promise<void>): void {
     const tracked: Promise<void> = job.then(
@@ -82,9 +83,9 @@ class InFlight {
   }
 
   async settle(limit: number): Promise<void> {
-    const t0 = this.stats ? performance.now() : 0;
+    const t0 = this.times ? performance.now() : 0;
     while (this.#jobs.size > limit && !this.#failure) await Promise.race(this.#jobs);
-    if (this.stats) this.stats.queueWaitMs += performance.now() - t0;
+    if (this.times) this.times.queueWaitMs += performance.now() - t0;
     this.check();
   }
 
@@ -112,26 +113,26 @@ export class SegmentWriter extends WritableStream<Uint8Array> {
       signal?: AbortSignal;
       onStored?: (bytes: number) => void;
       pool?: BufferPool;
-      stats?: BackupTimes;
+      times?: BackupTimes;
     },
   ) {
     const refs: SegmentRef[] = [];
-    const stats = options.stats;
-    const jobs = new InFlight(stats);
+    const times = options.times;
+    const jobs = new InFlight(times);
     const upload = async (n: number, segment: Uint8Array) => {
       const key = keyOf(n);
       const size = segment.byteLength; // (`segment` is detached once moved)
-      const t0 = stats ? performance.now() : 0;
+      const t0 = times ? performance.now() : 0;
       const hash = () => options.pool?.moving(segment) ?? sha256Moving(segment);
       let moved: MovedHash;
       let storeMs: number;
       if (hashesPuts(storage)) {
         // The storage would hash the bytes itself (S3's signed payload): hash first and hand it the hash.
         moved = await hash();
-        const t1 = stats ? performance.now() : 0;
+        const t1 = times ? performance.now() : 0;
         await storage.put(key, moved.bytes, { signal: options.signal, sha256: moved.hex });
-        storeMs = stats ? performance.now() - t1 : 0;
-        if (stats) stats.hash.ms += t1 - t0;
+        storeMs = times ? performance.now() - t1 : 0;
+        if (times) times.hash.ms += t1 - t0;
       } else {
         // The hash runs beside the put when it leaves the segment readable: WebCrypto (Deno) copies it, and
         // under Bun a shared buffer (the pool's) is hashed in place. Other buffers move to the hashing thread
@@ -139,16 +140,16 @@ export class SegmentWriter extends WritableStream<Uint8Array> {
         const early = hashLeavesBuffer(segment) ? hash() : null;
         early?.catch(() => {}); // awaited below, unless the put fails first
         await storage.put(key, segment, { signal: options.signal });
-        const t1 = stats ? performance.now() : 0;
+        const t1 = times ? performance.now() : 0;
         moved = await (early ?? hash());
         storeMs = t1 - t0;
-        if (stats) stats.hash.ms += performance.now() - t1;
+        if (times) times.hash.ms += performance.now() - t1;
       }
-      if (stats) {
-        stats.hash.bytes += size;
-        stats.store.ms += storeMs;
-        stats.store.bytes += size;
-        stats.store.objects++;
+      if (times) {
+        times.hash.bytes += size;
+        times.store.ms += storeMs;
+        times.store.bytes += size;
+        times.store.objects++;
       }
       refs[n] = { key, size, sha256: moved.hex };
       options.onStored?.(size);
@@ -188,23 +189,23 @@ export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
       queueSize: number;
       signal?: AbortSignal;
       onStored?: (bytes: number) => void;
-      stats?: BackupTimes;
+      times?: BackupTimes;
       /** Takes back each chunk once it has been written. */
-      release?: (chunk: Uint8Array) => void;
+      giveBack?: GiveBack;
     },
   ) {
     const refs: SegmentRef[] = [];
     type Open = { n: number; key: string; put: PutStream; hash: ReturnType<typeof createHash>; size: number };
     let current: Open | null = null;
     let next = 0;
-    const stats = options.stats;
-    const jobs = new InFlight(stats);
+    const times = options.times;
+    const jobs = new InFlight(times);
     const commit = async (segment: Open) => {
-      const t0 = stats ? performance.now() : 0;
+      const t0 = times ? performance.now() : 0;
       await segment.put.commit();
-      if (stats) {
-        stats.store.ms += performance.now() - t0;
-        stats.store.objects++;
+      if (times) {
+        times.store.ms += performance.now() - t0;
+        times.store.objects++;
       }
       refs[segment.n] = { key: segment.key, size: segment.size, sha256: segment.hash.digest("hex") };
       options.onStored?.(segment.size);
@@ -217,22 +218,22 @@ export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
           if (!current) {
             const n = next++;
             const key = keyOf(n);
-            const t0 = stats ? performance.now() : 0;
+            const t0 = times ? performance.now() : 0;
             const put = await storage.openPut(key, { signal: options.signal });
-            if (stats) stats.store.ms += performance.now() - t0;
+            if (times) times.store.ms += performance.now() - t0;
             current = { n, key, put, hash: createHash("sha256"), size: 0 };
           }
           const n = Math.min(size - current.size, chunk.byteLength - offset);
           const piece = n === chunk.byteLength ? chunk : chunk.subarray(offset, offset + n);
-          if (stats) {
+          if (times) {
             const t0 = performance.now();
             current.hash.update(piece);
             const t1 = performance.now();
             await current.put.write(piece);
-            stats.hash.ms += t1 - t0;
-            stats.hash.bytes += n;
-            stats.store.ms += performance.now() - t1;
-            stats.store.bytes += n;
+            times.hash.ms += t1 - t0;
+            times.hash.bytes += n;
+            times.store.ms += performance.now() - t1;
+            times.store.bytes += n;
           } else {
             current.hash.update(piece);
             await current.put.write(piece);
@@ -246,7 +247,7 @@ export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
             await jobs.settle(options.queueSize - 1);
           }
         }
-        options.release?.(chunk);
+        options.giveBack?.(chunk);
       },
       async close() {
         if (current) {

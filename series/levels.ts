@@ -2,7 +2,7 @@
  * The level rules: which backup a new backup builds on, which backups a restore applies, and backup ids.
  * Pure functions without I/O.
  *
- * These are OpenStack Freezer's rules (FREEZER.md (b)) with its bugs fixed: every backup records its parent
+ * These are OpenStack Freezer's rules with its bugs fixed: every backup records its parent
  * id, and the rules follow parent pointers instead of looking up "the entry with that level number", so
  * repeated levels (`--always-level`) are chosen and restored correctly. Documented differences from Freezer:
  * - The level options need no `--incremental`; `--max-level 0` and `--always-level 0` mean "level 0 only"

@@ -1,7 +1,7 @@
 /**
  * A Storage decorator that retries retriable failures with exponential backoff and jitter until a time
- * budget is spent. Adapters contain no retry loops; cli.ts wraps every storage in this once, and opens each
- * storage through the same policy (`Retrier.run`).
+ * budget is spent. Adapters contain no retry loops; `openStorages` (commands/cli.ts) wraps every storage in
+ * this once, and opens each storage through the same policy (`Retrier.run`).
  *
  * One outage gives one warning (`onOutage`) and, when the storage answers again, one notice
  * (`onRecovered`), however many calls were failing at the time.

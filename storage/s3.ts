@@ -167,7 +167,7 @@ export class S3Storage implements Storage, HashesPuts {
       endpoint,
       forcePathStyle: pathStyle,
       credentials: options.credentials,
-      // Retries are frost's decorator, composed once in main.ts.
+      // Retries are frost's decorator, composed once in commands/cli.ts.
       maxAttempts: 1,
       // Every put's integrity rests on its signed payload hash (x-amz-content-sha256), which the server
       // checks: frost's own SHA-256 for segments, the SDK's for other objects. A flexible checksum on top

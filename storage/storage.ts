@@ -60,7 +60,8 @@ export interface PutOptions extends CallOptions {
  *   may also yield a folder that holds no object any more. It reads one level, not the whole tree.
  * - `delete` of a missing key succeeds (idempotent).
  * - Every other failure is a `StorageError` saying whether a retry may help, with the original as `cause`.
- * - No retry loops inside an adapter: retries are a decorator composed once (commands/cli.ts).
+ * - No retry loops inside an adapter: retries are a decorator composed once in `openStorages`
+ *   (commands/cli.ts).
  *
  * A storage may also have optional capabilities (`StreamingPut`, `ReadsInPlace`, `CleansLeftovers`,
  * `HashesPuts`, below), which callers test for with their guards (`canStreamPut`…).

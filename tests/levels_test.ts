@@ -1,5 +1,5 @@
 /**
- * Level rules: the worked cases of FREEZER.md (b) and (f), with Freezer's bugs fixed, run with a fake clock.
+ * Level rules: Freezer's worked cases (level choice and restore chains), with its bugs fixed, run with a fake clock.
  * @module
  */
 import { describe, it } from "node:test";

@@ -225,7 +225,7 @@ describe("segments streamed to the storage", () => {
     assert.ok(Buffer.from(Buffer.concat(parts)).equals(Buffer.from(bytes)));
   });
 
-  it("gives every chunk back through release, and chunks refilled at once do not change what is stored", async () => {
+  it("gives every chunk back through giveBack, and chunks refilled at once do not change what is stored", async () => {
     // Under Bun the chunks move to the hashing thread and back; under Deno they are hashed in place.
     const storage = await LocalStorage.open(path.join(work, "released"), { create: true });
     const bytes = pseudoRandom(300_000, 5);
@@ -247,7 +247,7 @@ describe("segments streamed to the storage", () => {
     });
     const writer = new StreamingSegmentWriter(storage, (n) => `r/${n}`, 100_000, {
       queueSize: 2,
-      release: (chunk) => {
+      giveBack: (chunk) => {
         given++;
         const whole = new Uint8Array(chunk.buffer, 0, 100_000);
         whole.fill(0xee); // scribbled over at once, as a pool refilling it would

@@ -20,8 +20,8 @@ import {
   type ParentRecord,
   sortNames,
   stateHeader,
-  StateReader,
   stateRecord,
+  TarStateReader,
 } from "../engines/_tar_state.ts";
 import { paxRecordLength, paxTime } from "../engines/_tar_header.ts";
 import { AbortedError, FrostError } from "../base/errors.ts";
@@ -905,7 +905,7 @@ describe("tar backup helpers", () => {
     }
   });
 
-  test("StateReader merges a parent state streamed in small pieces, in walk order", async () => {
+  test("TarStateReader merges a parent state streamed in small pieces, in walk order", async () => {
     const rec = (p: string, kind: "f" | "d") => stateRecord(p, kind, "1", `ino-${p}`, "0", "1", "2");
     const text = stateHeader(1_000_000_000_000n) +
       [
@@ -918,7 +918,7 @@ describe("tar backup helpers", () => {
         rec("e/y", "f"),
       ]
         .join("");
-    const reader = new StateReader(streamOf(new TextEncoder().encode(text), 5));
+    const reader = new TarStateReader(streamOf(new TextEncoder().encode(text), 5));
     await reader.open();
     assert.equal(reader.started, 1_000_000_000_000n);
     const lookup = async (parent: string[], name: string): Promise<ParentRecord | undefined> => {

@@ -256,7 +256,7 @@ for (const format of ["gnu", "posix"] as const) {
   });
 }
 
-test("tarRestore() with keepsChunks writes large file data in the background, in any chunking", async () => {
+test("tarRestore() with noGiveBack writes large file data in the background, in any chunking", async () => {
   const base = scratch();
   try {
     const src = path.join(base, "src");
@@ -275,7 +275,7 @@ test("tarRestore() with keepsChunks writes large file data in the background, in
     for (const sizes of [[64 * 1024], [200_000, 70_000, MiB + 3], [MiB], [4 * MiB]]) {
       const target = path.join(base, `target-${sizes.join("-")}`);
       fs.mkdirSync(target);
-      const { stats } = await restore(target, archive, sizes, { keepsChunks: true });
+      const { stats } = await restore(target, archive, sizes, { noGiveBack: true });
       assertSameTree(src, target, { symlinkMtimes: true });
       assert.equal(stats.bytes, contentBytes(src));
     }
@@ -283,7 +283,7 @@ test("tarRestore() with keepsChunks writes large file data in the background, in
     const target = path.join(base, "truncated");
     fs.mkdirSync(target);
     await rejectsWith(
-      restore(target, archive.subarray(0, archive.length - 1024 - MiB), [100_000], { keepsChunks: true }),
+      restore(target, archive.subarray(0, archive.length - 1024 - MiB), [100_000], { noGiveBack: true }),
       /^Cannot restore "\.\/[^"]+": the archive ends inside its data/,
     );
   } finally {
@@ -333,7 +333,7 @@ test("tarRestore() rejects malformed GNU sparse maps, naming the member", async 
   }
 });
 
-test("tarRestore() with keepsChunks writes the large regions of a sparse member at their offsets", async () => {
+test("tarRestore() with noGiveBack writes the large regions of a sparse member at their offsets", async () => {
   const base = scratch();
   try {
     const src = path.join(base, "src");
@@ -350,7 +350,7 @@ test("tarRestore() with keepsChunks writes the large regions of a sparse member 
       for (const sizes of [[64 * 1024], [200_000, 70_000, MiB + 3], [4 * MiB]]) {
         const target = path.join(base, `target-${format}-${sizes.join("-")}`);
         fs.mkdirSync(target);
-        const { stats } = await restore(target, archive, sizes, { keepsChunks: true });
+        const { stats } = await restore(target, archive, sizes, { noGiveBack: true });
         assert.ok(fs.readFileSync(path.join(target, "image")).equals(want), `${format} ${sizes.join(",")}`);
         assert.ok(
           stats.bytes >= 6 * MiB + 5 && stats.bytes <= 6 * MiB + 8192,
@@ -364,11 +364,11 @@ test("tarRestore() with keepsChunks writes the large regions of a sparse member 
   }
 });
 
-test("tarRestore() with keepsChunks stops with AbortedError in the middle of a large file", async () => {
+test("tarRestore() with noGiveBack stops with AbortedError in the middle of a large file", async () => {
   const target = scratch();
   try {
     const controller = new AbortController();
-    const r = tarRestore(target, { signal: controller.signal, keepsChunks: true });
+    const r = tarRestore(target, { signal: controller.signal, noGiveBack: true });
     const writer = r.writable.getWriter();
     const archive = tarOf([{ name: "large", data: new Uint8Array(8 * MiB).fill(7) }]);
     for (let i = 0; i < 4 * MiB; i += 256 * 1024) await writer.write(archive.subarray(i, i + 256 * 1024));
@@ -798,7 +798,7 @@ test("tarRestore() restores GNU sparse members (old GNU, pax 0.0, 0.1, 1.0) with
       for (const [k, sizes] of [[MiB], [777, 512, 3], [100_000]].entries()) {
         const target = path.join(base, `t${args.join("")}${k}`);
         fs.mkdirSync(target);
-        await restore(target, archive, sizes, { keepsChunks: k === 2 });
+        await restore(target, archive, sizes, { noGiveBack: k === 2 });
         for (const name of ["sparse", "hole"]) {
           assert.ok(
             fs.readFileSync(path.join(target, name)).equals(fs.readFileSync(path.join(src, name))),

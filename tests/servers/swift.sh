@@ -10,7 +10,7 @@
 # FROST_TEST_SWIFT_AUTH/_USER/_KEY, FROST_TEST_S3_ENDPOINT/_KEY/_SECRET, FROST_TEST_SWIFT_MEMCACHED),
 # swift.pids (one PID a line), swift/ (rings, configs, logs, the device folder).
 # Ports: proxy (Swift + S3) 18080, object/container/account 16200-16202, memcached 21211.
-# Needs root on a fresh Debian 12 for the install; see ../shared/SERVERS.md §3 for where this comes from.
+# Needs root on a fresh Debian 12 for the install.
 set -euo pipefail
 
 DIR=${FROST_SERVERS_DIR:-/tmp/frost-servers}
