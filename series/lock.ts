@@ -300,21 +300,6 @@ export class Lock {
   }
 }
 
-/**
- * Releases `lock` (when taken) and closes `storage`; then throws when the lock was lost while held, so that
- * the run ends with that message rather than with "interrupted".
- */
-export async function releaseAndClose(lock: Lock | undefined, storage: Storage): Promise<void> {
-  let lost: unknown;
-  try {
-    await lock?.release();
-  } catch (err) {
-    lost = err;
-  }
-  await storage.close();
-  if (lost !== undefined) throw lost;
-}
-
 async function exists(storage: Storage, key: string, signal?: AbortSignal): Promise<boolean> {
   try {
     await storage.stat(key, { signal });

@@ -126,6 +126,18 @@ describe("--metrics-file", () => {
     assert.equal(m.get(key("backup_level")), 1, "the last success's figures stay");
   });
 
+  it("a backup that printed a warning records exit status 3, as the process exits", async () => {
+    const named = ["--name", "warned", "--hostname", "h1", "--storage", store];
+    assert.equal((await frost(["backup", src, ...named])).code, 0);
+    // An unreadable manifest is ignored with a warning: the run completes, with exit code 3.
+    fs.writeFileSync(path.join(store, "h1_warned", "manifests", "20200101T000000.000Z.json"), "not json");
+    const r = await frost(["backup", src, ...named, "--metrics-file", file]);
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /^frost: warning: ignoring unreadable manifest/m);
+    const m = parsePrometheus(fs.readFileSync(file, "utf8"));
+    assert.equal(m.get('frost_backup_exit_status{hostname="h1",name="warned"}'), 3);
+  });
+
   it("runs that end together all keep their series in a shared file", async () => {
     const shared = path.join(dir, "prom", "shared.prom");
     const names = ["n1", "n2", "n3", "n4"];
