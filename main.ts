@@ -12,7 +12,7 @@ import {
   messageOf,
   UsageError,
 } from "./base/errors.ts";
-import type { Command, CommandContext } from "./commands/cli.ts";
+import { type Command, type CommandContext, runNoticingWarnings } from "./commands/cli.ts";
 import { backupCommand } from "./commands/backup.ts";
 import { restoreCommand } from "./commands/restore.ts";
 import { listCommand } from "./commands/list.ts";
@@ -81,12 +81,7 @@ Exit codes: 0 ok, 1 failure, 2 usage error, 3 completed with warnings, 130/143 i
 /** Runs frost with `args`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const stdout = writeOut;
-  // Every warning is something to look at: a run that printed one and would exit 0 exits 3 instead.
-  let warned = false;
-  const stderr = (line: string) => {
-    if (line.startsWith("frost: warning:")) warned = true;
-    writeErr(showBytes(line));
-  };
+  const stderr = (line: string) => writeErr(showBytes(line));
   const [first, ...rest] = args;
   if (first === KDF_CHILD_ARG) return await runKdfChild(); // internal: see codec/kdf_child.ts
   if (first === undefined || first === "--help" || first === "-h" || first === "help") {
@@ -137,9 +132,8 @@ export async function main(args: string[]): Promise<number> {
     stdoutBytes: () => stdoutWritable(),
   };
   try {
-    const code = await command.run(ctx);
-    // A warning printed, or fewer storages read than asked (one was down): completed with warnings.
-    return signalCode || (code === ExitCode.ok && (warned || ctx.storageWarnings) ? ExitCode.warnings : code);
+    const code = await runNoticingWarnings(command, ctx);
+    return signalCode || code;
   } catch (err) {
     if (stdoutBroken()) return EXIT_BROKEN_PIPE; // the reader went away (| head): nothing to say
     if (signalCode) {

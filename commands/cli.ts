@@ -7,7 +7,7 @@ import process from "node:process";
 import { defaultHostname } from "../base/host.ts";
 import path from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { FrostError, messageOf, UsageError } from "../base/errors.ts";
+import { ExitCode, FrostError, messageOf, UsageError } from "../base/errors.ts";
 import {
   checkName,
   decodeManifest,
@@ -45,11 +45,21 @@ export interface CommandContext {
   stdoutBytes?: () => WritableStream<Uint8Array>;
   /** Receives a run's figures for `--metrics-file` (see metrics.ts); absent when none is written. */
   metrics?: (figures: Record<string, number>) => void;
-  /**
-   * Set by `openStorages` when a command reads from fewer storages than asked (one was down): main.ts then
-   * turns a success into exit 3 (completed with warnings).
-   */
-  storageWarnings?: number;
+}
+
+/**
+ * Runs `command` with its stderr watched: every line that starts with "frost: warning:" is something to look
+ * at, so a run that printed one (a storage left out, an outage ridden out, an unreadable manifest) and
+ * returns 0 gives 3, completed with warnings.
+ */
+export async function runNoticingWarnings(command: Command, ctx: CommandContext): Promise<number> {
+  let warned = false;
+  const stderr = (line: string) => {
+    if (line.startsWith("frost: warning:")) warned = true;
+    ctx.stderr(line);
+  };
+  const code = await command.run({ ...ctx, stderr });
+  return code === ExitCode.ok && warned ? ExitCode.warnings : code;
 }
 
 /** A subcommand: returns the exit code. */
@@ -232,7 +242,7 @@ export function durationOption(value: string | undefined, option: string): numbe
  * storages as one.
  *
  * With several storages and `create: false` (restore, list, ls, verify), a storage that cannot be opened is
- * left out with a warning (and `ctx.storageWarnings`) as long as another one opens, and a storage that
+ * left out with a warning (so the run exits 3) as long as another one opens, and a storage that
  * stops answering later makes reads go to the others at once instead of waiting out its retry budget.
  */
 export async function openStorages(
@@ -273,7 +283,6 @@ export async function openStorages(
       onOutage: (what, err) => {
         const where = `frost: warning: ${names[i]} not reachable (${shortReason(err)}) ${what}`;
         if (partial && othersUp()) {
-          ctx.storageWarnings = (ctx.storageWarnings ?? 0) + 1;
           ctx.stderr(`${where}; reading from the other storages`);
         } else {
           ctx.stderr(`${where}; retrying for up to ${formatDuration(retryForMs)}`);
@@ -316,7 +325,6 @@ export async function openStorages(
         first.forEach((r, i) => {
           if (r.status === "fulfilled") return;
           if (r.reason instanceof UsageError) throw r.reason;
-          ctx.storageWarnings = (ctx.storageWarnings ?? 0) + 1;
           const down = r.reason instanceof StorageError && r.reason.retriable;
           ctx.stderr(
             `frost: warning: leaving out ${specs[i]}: ${

@@ -18,7 +18,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import type { Command, CommandContext } from "./cli.ts";
+import { type Command, runNoticingWarnings } from "./cli.ts";
 import { AbortedError, ExitCode, messageOf, UsageError } from "../base/errors.ts";
 import { defaultHostname } from "../base/host.ts";
 
@@ -209,17 +209,9 @@ export function withMetrics(name: "backup" | "remove" | "verify", command: Comma
       const figures: Record<string, number> = {};
       let code: number = ExitCode.failure;
       let failure: unknown;
-      // The exit status main.ts gives: a run that printed a warning (or read fewer storages than asked)
-      // and would exit 0 exits 3.
-      let warned = false;
-      const stderr = (line: string) => {
-        if (line.startsWith("frost: warning:")) warned = true;
-        ctx.stderr(line);
-      };
-      const inner: CommandContext = { ...ctx, stderr, metrics: (f) => Object.assign(figures, f) };
       try {
-        code = await command.run(inner);
-        if (code === ExitCode.ok && (warned || inner.storageWarnings)) code = ExitCode.warnings;
+        // The exit status the process gives: a run that printed a warning and returns 0 exits 3.
+        code = await runNoticingWarnings(command, { ...ctx, metrics: (f) => Object.assign(figures, f) });
       } catch (err) {
         failure = err;
         code = err instanceof UsageError ? ExitCode.usage : ExitCode.failure;
