@@ -108,6 +108,16 @@ export function pruneTarget(target: string, entries: readonly StateEntry[], sele
   return removed;
 }
 
+/** The entries below `root` (symlinks not followed; an unreadable folder counts as empty). */
+export function countTree(root: string): number {
+  let n = 0;
+  walk(root, "", () => {
+    n++;
+    return "descend";
+  });
+  return n;
+}
+
 type Visit = (rel: string, st: Stats) => "descend" | "skip";
 
 /** Walks the tree below `rel` under `root`, without following symlinks, as far as `visit` descends. */

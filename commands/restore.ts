@@ -36,7 +36,7 @@ import {
   parseShownName,
   showName,
 } from "../engines/mod.ts";
-import { type Deletion, planRestore, pruneTarget, type RestorePlan } from "./_restore_plan.ts";
+import { countTree, type Deletion, planRestore, pruneTarget, type RestorePlan } from "./_restore_plan.ts";
 import { inside, localStoragePaths, realPath } from "./_local_storage.ts";
 import type { KeyOptions } from "../series/keys.ts";
 import type { Engine, RestoreStats, StateEntry } from "../engines/engine.ts";
@@ -227,6 +227,8 @@ interface PointPlan {
   /** The point's entries (selected ones); undefined when only counted (`lean`) or not read (stdout). */
   entries: StateEntry[] | undefined;
   restorePlan: RestorePlan | undefined;
+  /** The target before the restore (undefined with --stdout). */
+  before: TargetState | undefined;
   select: ReturnType<typeof keepingSelect>;
   engines: (engine: string) => Engine;
 }
@@ -255,7 +257,8 @@ async function planPoint(
   let entries: StateEntry[] | undefined;
   // Into a new or empty target (or standard output) the plan is "create everything": the state is
   // streamed and counted, not held (100 000 entries would cost tens of MiB).
-  const lean = !dryRun && !mirror && kept.length === 0 && (target === undefined || isNewOrEmpty(target));
+  const before = target === undefined ? undefined : targetState(target);
+  const lean = !dryRun && !mirror && kept.length === 0 && before !== "busy";
   let summary: EntrySummary | undefined;
   if (!toStdout || selector || newest.engine === STDIN_ENGINE) {
     const stateKey = await stateKeyOf(newest.id, newest.encryption, keyOpts);
@@ -286,7 +289,7 @@ async function planPoint(
   let restorePlan: RestorePlan | undefined;
   const select = keepingSelect(selector ? (p, isDir) => selector.select(p, isDir) : undefined, kept);
   if (target !== undefined) {
-    const busy = checkTarget(target, o.overwrite) && fs.readdirSync(target).length > 0;
+    checkTarget(target, o.overwrite);
     for (const k of kept) {
       ctx.stderr(
         `frost: notice: the storage folder "${
@@ -296,9 +299,8 @@ async function planPoint(
     }
     if (summary) {
       // What planRestore gives for a new target (every entry) or an empty one (all but the root).
-      const exists = fs.existsSync(target);
       restorePlan = {
-        created: exists ? summary.nonRoot : summary.count,
+        created: before === "empty" ? summary.nonRoot : summary.count,
         replaced: new Set(),
         deleted: [],
       };
@@ -306,14 +308,14 @@ async function planPoint(
       const point = kept.length > 0
         ? entries!.filter((e) => select!(e.path, e.type === "dir") !== "out")
         : entries!;
-      const earlier = busy && !mirror
+      const earlier = before === "busy" && !mirror
         ? await earlierPaths(storage, chain, keyOpts, selector, ctx.signal)
         : [];
       restorePlan = planRestore({ target, entries: point, earlier, mirror, select });
       entries = point;
     }
   }
-  return { selector, entries, restorePlan, select, engines };
+  return { selector, entries, restorePlan, before, select, engines };
 }
 
 /**
@@ -332,7 +334,7 @@ async function applyChain(
   const { series, target } = o;
   const { engines, select } = point;
   // Into an empty target, what an interrupted run leaves is counted exactly (see interruptedRestore).
-  const startedEmpty = target !== undefined && (!fs.existsSync(target) || isEmptyDir(target));
+  const startedEmpty = point.before !== "busy";
   if (target !== undefined) prepareTarget(target, o.overwrite);
 
   const progress = new ProgressLine(ctx);
@@ -479,12 +481,6 @@ async function summarizeEntries(
     }
   }
   return summary;
-}
-
-/** Whether `dir` does not exist yet, or is an empty directory. */
-function isNewOrEmpty(dir: string): boolean {
-  const st = fs.lstatSync(dir, { throwIfNoEntry: false });
-  return st === undefined || (st.isDirectory() && isEmptyDir(dir));
 }
 
 /** The entries of a backup point's tree (from its engine state), those a selector restores only. */
@@ -706,7 +702,7 @@ function interruptedRestore(target: string | undefined, written: number | undefi
   }
   let entries = written ?? 0;
   if (written === undefined) {
-    entries = countEntries(target);
+    entries = countTree(target);
   }
   return new InterruptedError(
     `restore interrupted: ${entries} entr${entries === 1 ? "y" : "ies"} written to ${target}; ` +
@@ -715,26 +711,13 @@ function interruptedRestore(target: string | undefined, written: number | undefi
   );
 }
 
-/** The entries below `dir`, symlinks not followed (readdir's `recursive` follows them in Bun); unreadable folders count as empty. */
-function countEntries(dir: string): number {
-  let n = 0;
-  let items: fs.Dirent[];
-  try {
-    items = fs.readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return 0;
-  }
-  for (const item of items) {
-    n++;
-    if (item.isDirectory()) n += countEntries(path.join(dir, item.name));
-  }
-  return n;
-}
+/** What a restore target holds before the restore: nothing yet ("new"), an empty folder, or anything else. */
+type TargetState = "new" | "empty" | "busy";
 
-function isEmptyDir(dir: string): boolean {
+function targetState(dir: string): TargetState {
   try {
-    return fs.readdirSync(dir).length === 0;
-  } catch {
-    return false;
+    return fs.readdirSync(dir).length === 0 ? "empty" : "busy";
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "ENOENT" ? "new" : "busy"; // not a folder: checkTarget says
   }
 }
