@@ -5,24 +5,12 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { storageSpecs } from "./cli.ts";
+import { localStoragePath } from "../storage/registry.ts";
 
 /** The real paths of the local storage folders among `--storage` values (or the default storage). */
 export function localStoragePaths(values: string[] | undefined): string[] {
-  const out: string[] = [];
-  for (const spec of storageSpecs(values)) {
-    const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(spec)?.[1]?.toLowerCase();
-    if (scheme !== undefined && scheme !== "file") continue;
-    let p: string;
-    try {
-      p = scheme === "file" ? fileURLToPath(spec) : path.resolve(spec);
-    } catch {
-      continue; // openStorage() names a bad URL
-    }
-    out.push(realPath(p));
-  }
-  return out;
+  return storageSpecs(values).map(localStoragePath).filter((p) => p !== undefined).map(realPath);
 }
 
 /**

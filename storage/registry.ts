@@ -74,7 +74,7 @@ const PLANNED_SCHEMES: string[] = [];
  */
 export async function openStorage(spec: string, options: OpenStorageOptions): Promise<Storage> {
   if (spec === "") throw new UsageError("Cannot open storage: the storage path is empty");
-  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(spec)?.[1]?.toLowerCase();
+  const scheme = schemeOf(spec);
   if (scheme === undefined) return await LocalStorage.open(path.resolve(spec), options);
   const known = SCHEMES[scheme];
   if (known === undefined) throw new UsageError(`Unknown storage "${spec}": ${supportedText()}`);
@@ -110,6 +110,26 @@ function supportedText(): string {
   if (PLANNED_SCHEMES.length === 0) return `frost supports ${supported}`;
   const verb = PLANNED_SCHEMES.length > 1 ? "are" : "is";
   return `frost supports ${supported} (${and(PLANNED_SCHEMES)} ${verb} planned)`;
+}
+
+/** The URL scheme of a storage spec, lower case; undefined for a local path. */
+function schemeOf(spec: string): string | undefined {
+  return /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(spec)?.[1]?.toLowerCase();
+}
+
+/**
+ * The folder a storage spec names when it is a local storage (a path, resolved, or a `file://` URL);
+ * undefined for a remote one or a bad `file://` URL (which `openStorage` reports).
+ */
+export function localStoragePath(spec: string): string | undefined {
+  const scheme = schemeOf(spec);
+  if (scheme === undefined) return path.resolve(spec);
+  if (scheme !== "file") return undefined;
+  try {
+    return fileURLToPath(new URL(spec));
+  } catch {
+    return undefined;
+  }
 }
 
 async function openFileUrl(spec: string, options: OpenStorageOptions): Promise<Storage> {
