@@ -22,6 +22,7 @@ import path from "node:path";
 import process from "node:process";
 import { spawnSync } from "node:child_process";
 import { parseArgs } from "node:util";
+import { parseSize } from "../base/units.ts";
 import type { BackupRun, Engine, RestoreStats } from "../engines/engine.ts";
 import { rsyncEngine } from "../engines/rsync.ts";
 import { tarEngine } from "../engines/tar.ts";
@@ -35,13 +36,6 @@ const { values } = parseArgs({
     keep: { type: "boolean", default: false },
   },
 });
-
-function parseSize(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)([KMGT]?)(i?B)?$/i.exec(text.trim());
-  if (!m) throw new Error(`bad size "${text}"`);
-  const unit = { "": 1, K: 1 << 10, M: 1 << 20, G: 1 << 30, T: 2 ** 40 }[m[2]!.toUpperCase()]!;
-  return Math.round(Number(m[1]) * unit);
-}
 
 function fmtSize(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB"];

@@ -15,6 +15,7 @@ import os from "node:os";
 import path from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
+import { parseSize } from "../base/units.ts";
 import { exec, freshDir, measure, syncDisks } from "./measure.ts";
 
 const { values } = parseArgs({
@@ -26,13 +27,6 @@ const { values } = parseArgs({
     keep: { type: "boolean", default: false },
   },
 });
-
-function parseSize(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)([KMGT]?)(i?B)?$/i.exec(text.trim());
-  if (!m) throw new Error(`bad size "${text}"`);
-  const unit = { "": 1, K: 1 << 10, M: 1 << 20, G: 1 << 30, T: 2 ** 40 }[m[2]!.toUpperCase()]!;
-  return Math.round(Number(m[1]) * unit);
-}
 
 const SIZE = parseSize(values.size!);
 const RUNS = Number(values.runs);
