@@ -1,6 +1,6 @@
 /**
  * The Storage contract (after restic's backend contract). Every storage — local, memory, and the remote
- * ones — implements it and passes the shared conformance suite in `tests/storage_conformance.ts`.
+ * ones — implements it and passes the shared conformance suite in `tests/storage/conformance.ts`.
  *
  * Keys are relative, `/`-separated paths such as `web1_etc/manifests/20261127T101500.123Z.json`. They never
  * start with `/`, never contain empty, `.` or `..` components, and are otherwise arbitrary UTF-8.

@@ -1,0 +1,150 @@
+/**
+ * `frost ls`: the listing of every backup point equals the source tree as it was backed up (deletions,
+ * replaced types and new links across levels included).
+ */
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { cleanup, frost, tempDir } from "../_cli.ts";
+
+interface Listed {
+  path: string;
+  type: string;
+  size: number;
+  linkname?: string;
+}
+
+/** path → "type size [target]" of a real tree, as ls shows it. */
+function walk(root: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const visit = (rel: string) => {
+    const abs = rel === "." ? root : path.join(root, rel);
+    const st = fs.lstatSync(abs);
+    if (st.isDirectory()) {
+      out.set(rel, "dir 0");
+      for (const name of fs.readdirSync(abs)) visit(rel === "." ? name : `${rel}/${name}`);
+    } else if (st.isSymbolicLink()) {
+      out.set(rel, `symlink 0 ${fs.readlinkSync(abs)}`);
+    } else if (st.isFIFO()) {
+      out.set(rel, "fifo 0");
+    } else {
+      out.set(rel, `file ${st.size}`);
+    }
+  };
+  visit(".");
+  return out;
+}
+
+function fromListing(rows: Listed[]): Map<string, string> {
+  return new Map(rows.map((r) => {
+    if (r.type === "symlink") return [r.path, `symlink 0 ${r.linkname}`];
+    // A hard link restores as one more name of a regular file.
+    return [r.path, `${r.type === "hardlink" ? "file" : r.type} ${r.size}`];
+  }));
+}
+
+describe("frost ls", () => {
+  let work: string;
+  let src: string;
+  let store: string;
+  let pass: string;
+  const points: { id: string; tree: Map<string, string> }[] = [];
+  const common = () => ["--name", "l", "--hostname", "h1", "--storage", store];
+
+  before(async () => {
+    work = tempDir("ls");
+    src = path.join(work, "src");
+    store = path.join(work, "store");
+    pass = path.join(work, "pass");
+    fs.writeFileSync(pass, "ls passphrase\n");
+    const w = (rel: string, data: string) => {
+      fs.mkdirSync(path.dirname(path.join(src, rel)), { recursive: true });
+      fs.writeFileSync(path.join(src, rel), data);
+    };
+    const steps: (() => void)[] = [
+      () => {
+        w("a.txt", "a");
+        w("dir/b.txt", "bb");
+        w("dir/sub/c.txt", "ccc");
+        w("gone/x", "x");
+        w("turns-dir", "file first");
+      },
+      () => {
+        fs.rmSync(path.join(src, "gone"), { recursive: true });
+        fs.rmSync(path.join(src, "dir/b.txt"));
+        fs.symlinkSync("a.txt", path.join(src, "link"));
+        w("a.txt", "a changed and longer");
+      },
+      () => {
+        fs.rmSync(path.join(src, "turns-dir"));
+        w("turns-dir/inside", "now a dir");
+        fs.linkSync(path.join(src, "dir/sub/c.txt"), path.join(src, "hard"));
+        fs.renameSync(path.join(src, "dir/sub"), path.join(src, "dir/moved"));
+      },
+      () => {
+        fs.rmSync(path.join(src, "dir"), { recursive: true });
+        w("dir", "dir is a file now");
+      },
+    ];
+    for (const step of steps) {
+      step();
+      const r = await frost([
+        "backup",
+        src,
+        ...common(),
+        "--incremental",
+        "--encrypt-pass-file",
+        pass,
+        "--json",
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      points.push({ id: (JSON.parse(r.stdout) as { id: string }).id, tree: walk(src) });
+    }
+  });
+
+  after(() => cleanup(work));
+
+  it("lists every backup point as it was backed up", async () => {
+    for (const p of points) {
+      const r = await frost([
+        "ls",
+        ...common(),
+        "--date",
+        isoOf(p.id),
+        "--json",
+        "--encrypt-pass-file",
+        pass,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(fromListing(JSON.parse(r.stdout) as Listed[]), p.tree, `point ${p.id}`);
+    }
+  });
+
+  it("lists one path, in text form too", async () => {
+    const p = points[2]!;
+    const r = await frost(["ls", ...common(), "--date", isoOf(p.id), "dir", "--encrypt-pass-file", pass]);
+    assert.equal(r.code, 0, r.stderr);
+    const paths = r.stdout.trim().split("\n").map((l) =>
+      /^\S+ +\d+ \S+ \S+ (.*?)( -> .*| \(hard link of .*\))?$/.exec(l)![1]
+    );
+    assert.deepEqual(paths, ["dir", "dir/moved", "dir/moved/c.txt"]);
+    assert.match(
+      r.stdout,
+      /^-rw.* 3 \d{4}-\d\d-\d\d \d\d:\d\d:\d\d dir\/moved\/c\.txt( \(hard link of hard\))?$/m,
+    );
+    const missing = await frost(["ls", ...common(), "nothing-here", "--encrypt-pass-file", pass]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /"nothing-here" is not in backup/);
+  });
+
+  it("needs the key of encrypted backups", async () => {
+    const r = await frost(["ls", ...common()], { env: { FROST_PASSPHRASE: "" } });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /encrypt/);
+  });
+});
+
+function isoOf(id: string): string {
+  return id.replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})/, "$1-$2-$3T$4:$5:$6");
+}
