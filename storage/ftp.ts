@@ -43,6 +43,7 @@ import {
 } from "./_remote_fs.ts";
 import {
   type CallOptions,
+  type CleansLeftovers,
   NotFoundError,
   type ObjectInfo,
   type Range,
@@ -125,7 +126,7 @@ class ConnectionLost extends Error {
  * await storage.close();
  * ```
  */
-export class FtpStorage implements Storage {
+export class FtpStorage implements Storage, CleansLeftovers {
   /** `ftp[s]://user@host[:port]/path`, without password. */
   readonly url: string;
   readonly #target: Target;
@@ -341,6 +342,53 @@ export class FtpStorage implements Storage {
     });
   }
 
+  /**
+   * Deletes the temp files of cut uploads under the folder of `prefix` (see `CleansLeftovers`: a put whose
+   * connection dropped could not remove its own), then the folders left empty; resolves to the bytes freed.
+   */
+  async deleteLeftovers(prefix: string, options: CallOptions = {}): Promise<number> {
+    checkPrefix(prefix);
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const action = `Cannot delete the leftovers under "${prefix}" in ${this.url}`;
+    const top = prefix === "" ? this.#root : this.#path(prefix.slice(0, -1));
+    const dirs: string[] = [];
+    const temps: { file: string; size: number }[] = [];
+    const read = (folder: Folder) => {
+      dirs.push(folder.dir);
+      return this.#withConnection(
+        action,
+        signal,
+        ({ client }) => readFolder(client, folder, this.#root, action, true),
+      );
+    };
+    for await (const temp of walkConcurrently({ dir: top, keyPrefix: prefix }, read, this.#max, signal)) {
+      temps.push({ file: `${top}/${this.#encodedPath(temp.key.slice(prefix.length))}`, size: temp.size });
+    }
+    return await this.#withConnection(action, signal, async (connection) => {
+      const { client } = connection;
+      let freed = 0;
+      for (const { file, size } of temps) {
+        signal?.throwIfAborted();
+        try {
+          await client.send(`DELE ${file}`);
+          freed += size;
+        } catch (err) {
+          if (!isReply(err, 550)) throw err;
+          // Gone meanwhile is fine; a file that is still there could not be deleted.
+          const gone = await statFile(connection, file, action).then(() => false, (e) => {
+            if (e instanceof NotFoundError) return true;
+            throw e;
+          });
+          if (!gone) throw err;
+        }
+      }
+      // Deepest first, so that a folder that held only emptied folders goes too.
+      for (const dir of dirs.sort((a, b) => b.length - a.length)) await this.#removeEmptyFolders(client, dir);
+      return freed;
+    });
+  }
+
   /** Closes every connection. Safe to call more than once. */
   close(): Promise<void> {
     this.#closed = true;
@@ -354,6 +402,11 @@ export class FtpStorage implements Storage {
     checkObjectKey(key);
     const encoded = key.split("/").map(encodeName).join("/");
     return this.#root === "/" ? `/${encoded}` : `${this.#root}/${encoded}`;
+  }
+
+  /** `relative` (a key or a part of one) with each name percent-encoded where needed. */
+  #encodedPath(relative: string): string {
+    return relative.split("/").map(encodeName).join("/");
   }
 
   /**
@@ -704,7 +757,8 @@ interface Folder {
 }
 
 /**
- * Lists one folder: CWD into it, then MLSD (or LIST) without a path argument, which servers may glob. A
+ * Lists one folder: CWD into it, then MLSD (or LIST) without a path argument, which servers may glob. With
+ * `temps`, the objects are the temp files (`TEMP_PREFIX`, for `deleteLeftovers`) instead of the others. A
  * missing folder is empty; the failed CWD is followed by one into `root` (which exists), because pure-ftpd
  * delays each failed CWD in a row by 100 ms more than the one before.
  */
@@ -713,6 +767,7 @@ async function readFolder(
   folder: Folder,
   root: string,
   action: string,
+  temps = false,
 ): Promise<{ objects: ObjectInfo[]; folders: Folder[] }> {
   const objects: ObjectInfo[] = [];
   const folders: Folder[] = [];
@@ -726,11 +781,14 @@ async function readFolder(
   }
   const entries: FileInfo[] = await client.list();
   for (const entry of entries) {
-    if (entry.name.startsWith(TEMP_PREFIX) || entry.name.includes("/")) continue;
+    const temp = entry.name.startsWith(TEMP_PREFIX);
+    if ((temp && !temps) || entry.name.includes("/")) continue;
     const name = decodeName(entry.name);
     if (entry.isDirectory) {
-      folders.push({ dir: `${folder.dir}/${entry.name}`, keyPrefix: `${folder.keyPrefix}${name}/` });
-    } else if (entry.isFile) {
+      if (!temp) {
+        folders.push({ dir: `${folder.dir}/${entry.name}`, keyPrefix: `${folder.keyPrefix}${name}/` });
+      }
+    } else if (entry.isFile && temp === temps) {
       const info: ObjectInfo = { key: folder.keyPrefix + name, size: entry.size };
       if (entry.modifiedAt !== undefined) info.modified = entry.modifiedAt;
       objects.push(info);

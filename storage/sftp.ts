@@ -54,6 +54,7 @@ import {
 } from "./_remote_fs.ts";
 import {
   type CallOptions,
+  type CleansLeftovers,
   NotFoundError,
   type ObjectInfo,
   type Range,
@@ -162,7 +163,7 @@ interface Target {
  * await storage.close();
  * ```
  */
-export class SftpStorage implements Storage {
+export class SftpStorage implements Storage, CleansLeftovers {
   /** `sftp://user@host[:port]/path`, as given (no secrets: there are none in it). */
   readonly url: string;
   readonly #target: Target;
@@ -419,6 +420,46 @@ export class SftpStorage implements Storage {
       await this.#removeEmptyFolders(sftp, path.posix.dirname(file));
     } catch (err) {
       throw this.#error(`Cannot delete "${key}" from ${this.url}`, err, signal, session);
+    }
+  }
+
+  /**
+   * Deletes the temp files of cut puts under the folder of `prefix` (see `CleansLeftovers`: a put whose
+   * connection dropped could not remove its own), then the folders left empty; resolves to the bytes freed.
+   */
+  async deleteLeftovers(prefix: string, options: CallOptions = {}): Promise<number> {
+    checkPrefix(prefix);
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const action = `Cannot delete the leftovers under "${prefix}" in ${this.url}`;
+    let session: Session | undefined;
+    try {
+      session = await this.#connection();
+      const { sftp } = session;
+      const top = prefix === "" ? this.#root : this.#path(prefix.slice(0, -1));
+      const dirs: string[] = [];
+      const read = (folder: Folder) => {
+        dirs.push(folder.dir);
+        return readFolder(sftp, folder, true);
+      };
+      let freed = 0;
+      for await (
+        const temp of walkConcurrently({ dir: top, keyPrefix: prefix }, read, LIST_CONCURRENCY, signal)
+      ) {
+        try {
+          await call((cb) =>
+            sftp.unlink(this.#root === "/" ? `/${temp.key}` : `${this.#root}/${temp.key}`, cb)
+          );
+          freed += temp.size;
+        } catch (err) {
+          if (statusOf(err) !== Status.noSuchFile) throw err; // gone meanwhile: freed by someone else
+        }
+      }
+      // Deepest first, so that a folder that held only emptied folders goes too.
+      for (const dir of dirs.sort((a, b) => b.length - a.length)) await this.#removeEmptyFolders(sftp, dir);
+      return freed;
+    } catch (err) {
+      throw this.#error(action, err, signal, session);
     }
   }
 
@@ -866,10 +907,14 @@ interface Folder {
   keyPrefix: string;
 }
 
-/** Reads one folder: its files (symbolic links to files included) and its sub-folders. */
+/**
+ * Reads one folder: its files (symbolic links to files included) and its sub-folders. With `temps`, the
+ * objects are the temp files (`TEMP_PREFIX`, for `deleteLeftovers`) instead of the others.
+ */
 async function readFolder(
   sftp: SFTPWrapper,
   folder: Folder,
+  temps = false,
 ): Promise<{ objects: ObjectInfo[]; folders: Folder[] }> {
   const objects: ObjectInfo[] = [];
   const folders: Folder[] = [];
@@ -882,13 +927,15 @@ async function readFolder(
   }
   for (const entry of entries) {
     const name = entry.filename;
-    if (name === "." || name === ".." || name.startsWith(TEMP_PREFIX) || name.includes("/")) continue;
+    const temp = name.startsWith(TEMP_PREFIX);
+    if (name === "." || name === ".." || (temp && !temps) || name.includes("/")) continue;
     const file = `${folder.dir}/${name}`;
     let stats: Stats | undefined = entry.attrs;
-    if (stats.isSymbolicLink()) stats = await statIfExists(sftp, file).catch(() => undefined);
+    if (stats.isSymbolicLink() && !temp) stats = await statIfExists(sftp, file).catch(() => undefined);
     if (stats === undefined) continue;
-    if (stats.isDirectory()) folders.push({ dir: file, keyPrefix: `${folder.keyPrefix}${name}/` });
-    else if (stats.isFile()) {
+    if (stats.isDirectory()) {
+      if (!temp) folders.push({ dir: file, keyPrefix: `${folder.keyPrefix}${name}/` });
+    } else if (stats.isFile() && temp === temps) {
       objects.push({
         key: folder.keyPrefix + name,
         size: stats.size,

@@ -13,6 +13,8 @@ import { openStorage } from "../../storage/registry.ts";
 import { getBytes, NotFoundError, StorageError } from "../../storage/storage.ts";
 import { closedPort, cuttableProxy, type ServerEnv, withServer } from "../_file_servers.ts";
 import { storageConformance } from "./conformance.ts";
+import { FaultProxy } from "../_fault_proxy.ts";
+import { TEMP_PREFIX } from "../../storage/local.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 
@@ -255,6 +257,65 @@ withServer("sshd", (env: ServerEnv) => {
         await assert.rejects(storage.stat("drop/object"), NotFoundError);
       } finally {
         await storage.close();
+        await proxy.close();
+      }
+    });
+
+    it("SftpStorage.deleteLeftovers() frees the temp file of a put cut by a connection reset, once", async () => {
+      const proxy = await FaultProxy.start(Number(port));
+      const proxied = `sftp://sftpuser@127.0.0.1:${proxy.port}${new URL(url).pathname}`;
+      const known = file("known_hosts");
+      fs.writeFileSync(known, `[127.0.0.1]:${proxy.port} ${hostKey}\n`);
+      const series = `leftovers-${crypto.randomBytes(4).toString("hex")}`;
+      const storage = await SftpStorage.open(proxied, { create: true, key, knownHosts: known });
+      const direct = await SftpStorage.open(url, { create: true, key, knownHosts });
+      try {
+        await direct.put(`${series}/backups/2/data/00000000`, bytes("committed"));
+        // A put stalled after 2 MiB of its 8, then reset: it cannot remove its temp file.
+        proxy.stallAt(proxy.bytesUp + (2 << 20));
+        const putting = storage.put(`${series}/backups/1/data/00000000`, new Uint8Array(8 << 20));
+        putting.catch(() => {});
+        const temps = (dir: string) =>
+          fs.existsSync(dir)
+            ? (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) =>
+              path.basename(f).startsWith(TEMP_PREFIX)
+            )
+            : [];
+        const folder = path.join(direct.root, series, "backups", "1");
+        const written = () => {
+          const [left] = temps(folder);
+          return left === undefined ? 0 : fs.statSync(path.join(folder, left)).size;
+        };
+        // Stalled, and the server wrote some of what it got: the reset cuts the put in its middle.
+        for (let i = 0; i < 1000 && (proxy.mode !== "stall" || written() === 0); i++) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        assert.ok(written() > 0, "the put was stalled with bytes written");
+        await proxy.set("reset");
+        const err = await rejection(putting);
+        assert.equal(err.retriable, true, err.message);
+        // The server may still write what it had received before it saw the reset: wait until it is done.
+        let size = written();
+        for (let i = 0; i < 100; i++) {
+          await new Promise((r) => setTimeout(r, 50));
+          if (written() === size) break;
+          size = written();
+        }
+        assert.ok(size > 0 && size < 8 << 20, "the cut put left a temp file");
+        assert.deepEqual(await Array.fromAsync(direct.list(`${series}/`), (i) => i.key), [
+          `${series}/backups/2/data/00000000`,
+        ]);
+
+        assert.equal(await direct.deleteLeftovers(`${series}/backups/1/`), size);
+        assert.deepEqual(temps(path.join(direct.root, series)), []);
+        assert.ok(!fs.existsSync(folder), "the folders left empty are gone");
+        assert.deepEqual(await getBytes(direct, `${series}/backups/2/data/00000000`), bytes("committed"));
+        assert.equal(await direct.deleteLeftovers(`${series}/backups/1/`), 0, "idempotent");
+        assert.equal(await direct.deleteLeftovers(`${series}/backups/9/`), 0);
+        await direct.delete(`${series}/backups/2/data/00000000`);
+      } finally {
+        await storage.close();
+        await direct.close();
         await proxy.close();
       }
     });
