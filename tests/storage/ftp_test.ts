@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import process from "node:process";
 import crypto from "node:crypto";
 import { UsageError } from "../../base/errors.ts";
 import { FtpStorage } from "../../storage/ftp.ts";
@@ -10,6 +11,8 @@ import { openStorage } from "../../storage/registry.ts";
 import { getBytes, StorageError } from "../../storage/storage.ts";
 import { closedPort, cuttableProxy, type ServerEnv, withServer } from "../_file_servers.ts";
 import { storageConformance } from "./conformance.ts";
+import { FaultProxy } from "../_fault_proxy.ts";
+import { TEMP_PREFIX } from "../../storage/local.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 
@@ -197,6 +200,61 @@ withServer("ftp", (env: ServerEnv) => {
         await storage.delete("drop/object");
       } finally {
         await storage.close();
+        await proxy.close();
+      }
+    });
+
+    it("FtpStorage.deleteLeftovers() frees the temp file of an upload cut by a connection reset, once", async () => {
+      const proxy = await FaultProxy.start(Number(new URL(url).port));
+      const proxied = `ftp://ftpuser@127.0.0.1:${proxy.port}${new URL(url).pathname}`;
+      const storage = await FtpStorage.open(proxied, { create: true, env: withPassword, connections: 1 });
+      const direct = await FtpStorage.open(url, { create: true, env: withPassword });
+      const series = `leftovers-${crypto.randomBytes(4).toString("hex")}`;
+      // The server's folder of the storage, as the test server script lays it out (chroot in ftp/home).
+      const home = path.join(process.env.FROST_SERVERS_DIR || "/tmp/frost-servers", "ftp", "home");
+      const folder = path.join(home, new URL(url).pathname, series, "backups", "1");
+      const temps = (dir: string) =>
+        fs.existsSync(dir)
+          ? (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) =>
+            path.basename(f).startsWith(TEMP_PREFIX)
+          )
+          : [];
+      const written = () => {
+        const [left] = temps(folder);
+        return left === undefined ? 0 : fs.statSync(path.join(folder, left)).size;
+      };
+      try {
+        await direct.put(`${series}/backups/2/data/00000000`, bytes("committed"));
+        const putting = storage.put(`${series}/backups/1/data/00000000`, new Uint8Array(64 << 20));
+        putting.catch(() => {});
+        for (let i = 0; i < 1000 && written() === 0; i++) await new Promise((r) => setTimeout(r, 10));
+        assert.ok(written() > 0, "the upload has begun");
+        // The control connection is reset and no new one gets through: the put cannot remove its temp file.
+        await proxy.set("refuse");
+        const err = await rejection(putting);
+        assert.equal(err.retriable, true, err.message);
+        // The server may still write what it had received: wait until it is done.
+        let size = written();
+        for (let i = 0; i < 100; i++) {
+          await new Promise((r) => setTimeout(r, 50));
+          if (written() === size) break;
+          size = written();
+        }
+        assert.ok(size > 0, "the cut upload left a temp file");
+        assert.deepEqual(await Array.fromAsync(direct.list(`${series}/`), (i) => i.key), [
+          `${series}/backups/2/data/00000000`,
+        ]);
+
+        assert.equal(await direct.deleteLeftovers(`${series}/backups/1/`), size);
+        assert.deepEqual(temps(path.join(home, new URL(url).pathname, series)), []);
+        assert.ok(!fs.existsSync(folder), "the folders left empty are gone");
+        assert.deepEqual(await getBytes(direct, `${series}/backups/2/data/00000000`), bytes("committed"));
+        assert.equal(await direct.deleteLeftovers(`${series}/backups/1/`), 0, "idempotent");
+        assert.equal(await direct.deleteLeftovers(`${series}/backups/9/`), 0);
+        await direct.delete(`${series}/backups/2/data/00000000`);
+      } finally {
+        await storage.close();
+        await direct.close();
         await proxy.close();
       }
     });
