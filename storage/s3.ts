@@ -9,11 +9,14 @@
 import process from "node:process";
 import { createHash } from "node:crypto";
 import {
+  AbortMultipartUploadCommand,
   CreateBucketCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
+  ListPartsCommand,
   PutObjectCommand,
   S3Client,
 } from "@aws-sdk/client-s3";
@@ -32,6 +35,7 @@ import {
 } from "./_object_store.ts";
 import {
   type CallOptions,
+  type CleansLeftovers,
   type HashesPuts,
   NotFoundError,
   type ObjectInfo,
@@ -121,7 +125,7 @@ const EMPTY_CODES = new Set(["Unknown", "UnknownError", "NotFound", "Forbidden",
  * await storage.close();
  * ```
  */
-export class S3Storage implements Storage, HashesPuts {
+export class S3Storage implements Storage, HashesPuts, CleansLeftovers {
   /** `s3://bucket[/prefix]`. */
   readonly url: string;
   /** The bucket. */
@@ -378,6 +382,84 @@ export class S3Storage implements Storage, HashesPuts {
     } catch (err) {
       if (statusOf(err) === 404 && codeOf(err) !== "NoSuchBucket" && !signal?.aborted) return;
       throw this.#error(`Cannot delete "${key}" from ${this.url}`, err, signal);
+    }
+  }
+
+  /**
+   * Aborts the unfinished multipart uploads under `prefix` (see `CleansLeftovers`), which S3 keeps, and
+   * bills, until they are completed or aborted; resolves to the bytes of their parts (ListParts, one request
+   * per upload). frost's own `put` is one PutObject, so a run killed in its middle leaves no upload: these
+   * come from other tools (or an older frost) writing there. A server or policy that does not allow listing
+   * uploads (AccessDenied, NotImplemented) has none frost could have left: that resolves to 0.
+   */
+  async deleteLeftovers(prefix: string, options: CallOptions = {}): Promise<number> {
+    checkPrefix(prefix);
+    const { signal } = options;
+    const action = `Cannot delete the unfinished uploads under "${prefix}" in ${this.url}`;
+    const send = <T>(make: (abortSignal: AbortSignal) => Promise<T>) => this.#send(make, signal, action);
+    let freed = 0;
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    try {
+      do {
+        signal?.throwIfAborted();
+        let page;
+        try {
+          page = await send((abortSignal) =>
+            this.#client.send(
+              new ListMultipartUploadsCommand({
+                Bucket: this.bucket,
+                Prefix: this.#root + prefix,
+                MaxUploads: this.#pageSize,
+                KeyMarker: keyMarker,
+                UploadIdMarker: uploadIdMarker,
+              }),
+              { abortSignal },
+            )
+          );
+        } catch (err) {
+          const status = statusOf(err);
+          if (status === 501 || status === 403 || ACCESS_CODES.has(codeOf(err) ?? "")) return 0;
+          throw err;
+        }
+        for (const upload of page.Uploads ?? []) {
+          if (upload.Key === undefined || upload.UploadId === undefined) continue;
+          const { Key, UploadId } = upload;
+          let parts = 0;
+          let partMarker: string | undefined;
+          do {
+            const listed = await send((abortSignal) =>
+              this.#client.send(
+                new ListPartsCommand({ Bucket: this.bucket, Key, UploadId, PartNumberMarker: partMarker }),
+                { abortSignal },
+              )
+            ).catch((err) => {
+              if (codeOf(err) === "NoSuchUpload") return undefined; // completed or aborted meanwhile
+              throw err;
+            });
+            for (const part of listed?.Parts ?? []) parts += part.Size ?? 0;
+            partMarker = listed?.IsTruncated ? listed.NextPartNumberMarker : undefined;
+          } while (partMarker !== undefined);
+          try {
+            await send((abortSignal) =>
+              this.#client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId }), {
+                abortSignal,
+              })
+            );
+            freed += parts;
+          } catch (err) {
+            if (codeOf(err) !== "NoSuchUpload") throw err;
+          }
+        }
+        keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+        uploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
+        if (page.IsTruncated && keyMarker === undefined) {
+          throw new StorageError(`${action}: the server sent a truncated listing without a next marker`);
+        }
+      } while (keyMarker !== undefined);
+      return freed;
+    } catch (err) {
+      throw this.#error(action, err, signal);
     }
   }
 

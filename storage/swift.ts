@@ -169,7 +169,10 @@ export class SwiftStorage implements Storage {
     }
   }
 
-  /** Stores `data` with one PUT (Swift shows the whole object or the previous one), its MD5 as ETag. */
+  /**
+   * Stores `data` with one PUT (Swift shows the whole object or the previous one), its MD5 as ETag. No
+   * segments (SLO/DLO) and no temp objects: a cut put leaves nothing, so Swift has no `deleteLeftovers`.
+   */
   async put(key: string, data: Uint8Array, options: CallOptions = {}): Promise<void> {
     const path = this.#objectPath(key);
     const { signal } = options;

@@ -5,7 +5,13 @@ import net from "node:net";
 import process from "node:process";
 import { createHash } from "node:crypto";
 import { Buffer } from "node:buffer";
-import { DeleteBucketCommand, S3Client } from "@aws-sdk/client-s3";
+import {
+  CreateMultipartUploadCommand,
+  DeleteBucketCommand,
+  ListMultipartUploadsCommand,
+  S3Client,
+  UploadPartCommand,
+} from "@aws-sdk/client-s3";
 import { S3Storage } from "../../storage/s3.ts";
 import { openStorage } from "../../storage/registry.ts";
 import { getBytes, NotFoundError, StorageError } from "../../storage/storage.ts";
@@ -124,6 +130,48 @@ withSwiftServer("S3Storage on the Swift s3api server", (env: SwiftServerEnv) => 
       assert.match(err.message, /^Cannot write "hashed\/wrong" to s3:\/\/.*HTTP 400/);
       assert.equal(err.retriable, false);
       await assert.rejects(storage.stat("hashed/wrong"), NotFoundError);
+    });
+
+    it("S3Storage.deleteLeftovers() aborts the unfinished multipart uploads under a prefix only, across pages", async () => {
+      const client = new S3Client({ endpoint, region: "us-east-1", forcePathStyle: true, credentials });
+      /** Starts a multipart upload of `key` (below the storage's prefix) and uploads parts that are never completed. */
+      const start = async (key: string, sizes: number[]) => {
+        const Key = `${run}/${key}`;
+        const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key }));
+        for (const [i, size] of sizes.entries()) {
+          await client.send(
+            new UploadPartCommand({
+              Bucket: bucket,
+              Key,
+              UploadId,
+              PartNumber: i + 1,
+              Body: pseudoRandom(size, i),
+            }),
+          );
+        }
+      };
+      const uploads = async (prefix: string) =>
+        (await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: `${run}/${prefix}` })))
+          .Uploads?.map((u) => u.Key) ?? [];
+      try {
+        await storage.put("mp/backups/1/data/00000000", bytes("committed"));
+        let expected = 0;
+        for (let i = 0; i < 9; i++) {
+          await start(`mp/backups/1/data/${String(i + 1).padStart(8, "0")}`, [1000 + i, 10]);
+          expected += 1010 + i;
+        }
+        await start("mp/backups/10/data/00000000", [500]);
+        assert.equal((await uploads("mp/backups/1/")).length, 9);
+
+        assert.equal(await storage.deleteLeftovers("mp/backups/1/"), expected); // pages of 7
+        assert.deepEqual(await uploads("mp/backups/1/"), []);
+        assert.deepEqual(await uploads("mp/backups/10/"), [`${run}/mp/backups/10/data/00000000`]);
+        assert.deepEqual(await getBytes(storage, "mp/backups/1/data/00000000"), bytes("committed"));
+        assert.equal(await storage.deleteLeftovers("mp/backups/1/"), 0, "idempotent");
+        assert.equal(await storage.deleteLeftovers("mp/backups/10/"), 500);
+      } finally {
+        client.destroy();
+      }
     });
 
     it("S3Storage rejects wrong credentials with one clear, non-retriable line", async () => {
