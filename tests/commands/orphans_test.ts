@@ -16,6 +16,18 @@ import { LimitStorage } from "../../storage/limit.ts";
 import { MultiStorage } from "../../storage/multi.ts";
 import { RetryStorage } from "../../storage/retry.ts";
 import { getBytes } from "../../storage/storage.ts";
+import { S3Storage } from "../../storage/s3.ts";
+import {
+  CreateMultipartUploadCommand,
+  DeleteBucketCommand,
+  ListMultipartUploadsCommand,
+  S3Client,
+  UploadPartCommand,
+} from "@aws-sdk/client-s3";
+import { type ServerEnv, withServer } from "../_file_servers.ts";
+import { uniqueName, withSwiftServer } from "../_swift_server.ts";
+import { listKeys } from "../_streams.ts";
+import process from "node:process";
 
 interface Listed {
   id: string;
@@ -196,5 +208,226 @@ describe("Storage.deleteLeftovers()", () => {
     } finally {
       cleanup(root);
     }
+  });
+});
+
+/**
+ * The same on remote storages: a backup killed (SIGKILL) in the middle of a put leaves what that put had
+ * written, a temp file on SFTP and FTP (seen in the servers' folders on this machine); the next backup frees
+ * it with the orphan's data and says how much. S3 puts are single PutObjects: a kill leaves no multipart
+ * upload, checked too.
+ */
+describe("orphans of killed backups on remote storages", () => {
+  interface Remote {
+    storage: string;
+    args: string[];
+    env: Record<string, string>;
+    /** The series folder on this machine (file servers), where temp files can be seen. */
+    folder?: string;
+    /** The storage, opened by the test, to see objects and uploads that the server folder does not show. */
+    open?: () => Promise<S3Storage>;
+  }
+  let work: string;
+  let src: string;
+  let big: string;
+
+  before(() => {
+    work = tempDir("remote-orphans");
+    src = path.join(work, "src");
+    fs.mkdirSync(src);
+    fs.writeFileSync(path.join(src, "a.txt"), "a\n");
+    big = path.join(work, "big");
+    fs.mkdirSync(big);
+    fs.writeFileSync(path.join(big, "x.bin"), pseudoRandom(48 << 20, 9));
+  });
+  after(() => cleanup(work));
+
+  const unique = () => `orphans-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  /** Files under `dir`, relative, with their sizes. */
+  function files(dir: string): Map<string, number> {
+    const out = new Map<string, number>();
+    if (!fs.existsSync(dir)) return out;
+    for (const rel of fs.readdirSync(dir, { recursive: true }) as string[]) {
+      const stats = fs.statSync(path.join(dir, rel));
+      if (stats.isFile()) out.set(rel, stats.size);
+    }
+    return out;
+  }
+  const isTemp = (rel: string) => path.basename(rel).startsWith(TEMP_PREFIX);
+
+  /**
+   * Backs up `src`, then starts a backup of `big` in 4 MiB segments and kills it (SIGKILL) once `cut()`
+   * says a put is under way. Returns the options that name the series.
+   */
+  async function killThenBackup(remote: Remote, cut: () => Promise<boolean>): Promise<string[]> {
+    const common = ["--storage", remote.storage, ...remote.args, "--hostname", "h1", "--name", "o"];
+    const run = async (args: string[]) => {
+      const r = await frost(args, { env: remote.env });
+      assert.equal(r.code, 0, `frost ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+      return r;
+    };
+    await run(["backup", src, ...common]);
+    let child: ChildProcess | undefined;
+    const done = frost(
+      ["backup", big, ...common, "--compression", "none", "--segment-size", "4M"],
+      { env: remote.env, onSpawn: (c) => void (child = c) },
+    );
+    let seen = false;
+    for (let i = 0; i < 3000 && !seen; i++) {
+      seen = await cut();
+      if (!seen) await sleep(5);
+    }
+    child!.kill("SIGKILL");
+    const killed = await done;
+    assert.ok(seen, `no put was seen under way: ${killed.stderr}`);
+    assert.equal(killed.signal, "SIGKILL", `the backup ended before it was killed: ${killed.stderr}`);
+    return common;
+  }
+
+  for (
+    const [name, server, target] of [
+      ["SFTP", "sshd", (env: ServerEnv): Remote => {
+        const id = unique();
+        return {
+          storage: `${env.FROST_TEST_SFTP_URL}/${id}`,
+          args: [
+            "--sftp-key",
+            env.FROST_TEST_SFTP_KEY!,
+            "--sftp-known-hosts",
+            env.FROST_TEST_SFTP_KNOWN_HOSTS!,
+          ],
+          env: {},
+          folder: path.join(new URL(env.FROST_TEST_SFTP_URL!).pathname, id, "h1_o"),
+        };
+      }],
+      ["FTP", "ftp", (env: ServerEnv): Remote => {
+        const id = unique();
+        const home = path.join(process.env.FROST_SERVERS_DIR || "/tmp/frost-servers", "ftp", "home");
+        return {
+          storage: `${env.FROST_TEST_FTP_URL}/${id}`,
+          args: [],
+          env: { FROST_FTP_PASSWORD: env.FROST_TEST_FTP_PASSWORD! },
+          folder: path.join(home, new URL(env.FROST_TEST_FTP_URL!).pathname, id, "h1_o"),
+        };
+      }],
+    ] as const
+  ) {
+    withServer(server, (env) => {
+      it(`the next backup frees the data and the temp file of a backup killed in a put on ${name}`, async () => {
+        const remote = target(env);
+        const backups = path.join(remote.folder!, "backups");
+        const cutPut = () => {
+          const all = files(backups);
+          const temp = [...all].some(([rel, size]) => isTemp(rel) && size > 0);
+          return Promise.resolve(temp && [...all.keys()].some((rel) => !isTemp(rel) && rel.includes("data")));
+        };
+        const common = await killThenBackup(remote, cutPut);
+        // The server may still write what it had received when the connection dropped: wait until done.
+        const manifests = new Set(
+          [...files(path.join(remote.folder!, "manifests")).keys()].map((n) => n.replace(/\.json$/, "")),
+        );
+        const orphanFiles = () =>
+          [...files(backups)].filter(([rel]) => !manifests.has(rel.split(path.sep)[0]!));
+        let before = JSON.stringify(orphanFiles());
+        for (let i = 0; i < 100; i++) {
+          await sleep(50);
+          const now = JSON.stringify(orphanFiles());
+          if (now === before) break;
+          before = now;
+        }
+        const orphan = orphanFiles();
+        assert.ok(orphan.some(([rel]) => isTemp(rel)), "the killed put left a temp file");
+        const ids = new Set(orphan.map(([rel]) => rel.split(path.sep)[0]!));
+        assert.equal(ids.size, 1);
+        const [orphanId] = [...ids] as [string];
+        const bytes = orphan.reduce((n, [, size]) => n + size, 0);
+
+        const r = await frost(["backup", src, ...common], { env: remote.env });
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(
+          r.stderr,
+          new RegExp(
+            `^frost: removed the data of 1 interrupted backup of h1_o \\(${
+              orphanId.replace(".", "\\.")
+            }\\): ${formatBytes(bytes).replace(".", "\\.")} freed$`,
+            "m",
+          ),
+        );
+        assert.deepEqual([...files(remote.folder!).keys()].filter(isTemp), [], "no temp file is left");
+        assert.ok(!fs.existsSync(path.join(backups, orphanId)), "the killed run's folder is gone");
+        const listed = await frost(["list", ...common, "--json"], { env: remote.env });
+        assert.equal(JSON.parse(listed.stdout).length, 2);
+      });
+    });
+  }
+
+  withSwiftServer("the swift server runs (S3)", (env) => {
+    it("the next backup frees the data of a backup killed in a put on S3, which leaves no multipart upload", async () => {
+      const bucket = uniqueName();
+      const settings = {
+        endpoint: env.FROST_TEST_S3_ENDPOINT!,
+        pathStyle: true,
+        region: "us-east-1",
+        credentials: { accessKeyId: env.FROST_TEST_S3_KEY!, secretAccessKey: env.FROST_TEST_S3_SECRET! },
+        env: {},
+      };
+      const remote: Remote = {
+        storage: `s3://${bucket}/backups`,
+        args: ["--s3-endpoint", settings.endpoint, "--s3-path-style"],
+        env: {
+          AWS_ACCESS_KEY_ID: settings.credentials.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: settings.credentials.secretAccessKey,
+        },
+      };
+      const storage = await S3Storage.open(`s3://${bucket}/backups`, { ...settings, create: true });
+      const client = new S3Client({ ...settings, forcePathStyle: true });
+      const uploads = async () =>
+        (await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: "backups/" })))
+          .Uploads ?? [];
+      try {
+        const committed = async () => new Set(await listKeys(storage, "h1_o/manifests/"));
+        const uncommitted = async () => {
+          const manifests = [...await committed()].map((k) => k.split("/").at(-1)!.replace(/\.json$/, ""));
+          return (await listKeys(storage, "h1_o/backups/")).filter((k) =>
+            !manifests.includes(k.split("/")[2]!)
+          );
+        };
+        const common = await killThenBackup(remote, async () => (await uncommitted()).length >= 2);
+        const orphan = await uncommitted();
+        assert.ok(orphan.length >= 2);
+        assert.deepEqual(await uploads(), [], "a killed PutObject leaves no multipart upload");
+        // What a multipart writer cut in the middle leaves in the orphan's folder (another tool, or an older
+        // frost): an upload with a part, never completed. It goes with the orphan, its part's bytes counted.
+        const Key = `backups/${orphan[0]!.split("/").slice(0, 3).join("/")}/data/99999999`;
+        const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key }));
+        const part = pseudoRandom(3 << 20, 4);
+        await client.send(
+          new UploadPartCommand({ Bucket: bucket, Key, UploadId, PartNumber: 1, Body: part }),
+        );
+        assert.equal((await uploads()).length, 1);
+        let bytes = part.byteLength;
+        for (const key of orphan) bytes += (await storage.stat(key)).size;
+        const r = await frost(["backup", src, ...common], { env: remote.env });
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(
+          r.stderr,
+          new RegExp(
+            `^frost: removed the data of 1 interrupted backup of h1_o \\(.+\\): ${
+              formatBytes(bytes).replace(".", "\\.")
+            } freed$`,
+            "m",
+          ),
+        );
+        assert.deepEqual(await uncommitted(), []);
+        assert.deepEqual(await uploads(), []);
+      } finally {
+        for (const key of await listKeys(storage, "")) await storage.delete(key);
+        await storage.close();
+        await client.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
+        client.destroy();
+      }
+    });
   });
 });
