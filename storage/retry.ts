@@ -10,6 +10,7 @@
 import type { CallOptions, ObjectInfo, PutOptions, PutStream, Range, Storage } from "./storage.ts";
 import { canDeleteLeftovers, canReadInPlace, canStreamPut, hashesPuts, StorageError } from "./storage.ts";
 import { formatDuration } from "../base/units.ts";
+import { codeOf } from "./_remote.ts";
 
 /** How long one operation keeps retrying by default: 15 minutes (restic's figure). */
 export const DEFAULT_RETRY_FOR_MS = 15 * 60_000;
@@ -42,6 +43,15 @@ export interface RetryOptions {
 /** Whether `err` is a `StorageError` after which the same call may succeed. */
 export function isRetriable(err: unknown): err is StorageError {
   return err instanceof StorageError && err.retriable;
+}
+
+/**
+ * Whether `err` is a `StorageError` because the storage's host name does not resolve (ENOTFOUND). Adapters
+ * call it permanent (a mistyped host at the start of a run fails at once); a `Retrier` whose storage has
+ * answered before retries it, since the name did resolve: the resolver is out, as with EAI_AGAIN.
+ */
+export function isUnknownHost(err: unknown): err is StorageError {
+  return err instanceof StorageError && codeOf(err) === "ENOTFOUND";
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -83,6 +93,8 @@ export class Retrier {
   #gaveUp = false;
   /** The last retriable failure, for `skipRead`. */
   #lastError: StorageError | undefined;
+  /** Whether a call went through once: from then on an unknown host is an outage (`isUnknownHost`). */
+  #answered = false;
 
   constructor(options: RetryOptions = {}) {
     this.#options = options;
@@ -98,6 +110,7 @@ export class Retrier {
 
   /** Records that a call went through: ends an outage, with its notice. */
   succeeded(): void {
+    this.#answered = true;
     if (this.#downSince === undefined) return;
     const down = performance.now() - this.#downSince;
     this.#downSince = undefined;
@@ -107,11 +120,15 @@ export class Retrier {
 
   /**
    * Records a failure of a call that began its retries at `since` (undefined: the first failure), and
-   * either returns the delay before the next try or throws: `err` itself when it is not retriable, the
-   * budget is 0, or the call is a read that another storage can serve; a `StorageError` naming the
-   * operation and the time waited when the budget is spent.
+   * either returns the delay before the next try or throws: `err` itself when it is not retriable (an
+   * unknown host is, once the storage has answered), the budget is 0, or the call is a read that another
+   * storage can serve; a `StorageError` naming the operation and the time waited when the budget is spent.
    */
   failed(what: string, err: unknown, since: number | undefined, tries: number, read = false): number {
+    if (this.#answered && !isRetriable(err) && isUnknownHost(err)) {
+      // Thrown on as an outage too (a read goes to another storage, which retries this one as a last resort).
+      err = new StorageError(err.message, { cause: err, retriable: true });
+    }
     if (!isRetriable(err) || this.retryForMs <= 0) throw err;
     const now = performance.now();
     this.#lastError = err;

@@ -1,6 +1,7 @@
 /**
  * Storages the command line refuses, through the real frost (main.ts, or dist/frost with FROST_BIN): a
- * `memory://` storage (it would keep nothing) and a storage path that is a file.
+ * `memory://` storage (it would keep nothing), a storage host that does not resolve, and a storage path
+ * that is a file.
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -28,6 +29,22 @@ describe("storages the command line refuses", () => {
     assert.match(r.stderr, /^frost: Unknown storage "memory:\/\/x": frost supports file:\/\/ paths, /);
     assert.ok(!/memory:\/\/[^x]/.test(r.stderr), r.stderr);
     assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+  });
+
+  it("a storage host name that does not resolve fails at once with one line, not after the retry budget", async () => {
+    const s3 = ["--s3-endpoint", "http://frost-test.invalid:18080", "--s3-path-style"];
+    for (
+      const [spec, args, env] of [
+        ["s3://bucket/frost", s3, { AWS_ACCESS_KEY_ID: "a", AWS_SECRET_ACCESS_KEY: "b" }],
+        ["ftp://backup@frost-test.invalid/frost", [], { FROST_FTP_PASSWORD: "x" }],
+      ] as const
+    ) {
+      // The default budget (15 minutes) would outlast the test if an unknown host were retried here.
+      const r = await frost(["backup", src, "--name", "n", "--storage", spec, ...args], { env });
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /^frost: .*frost-test\.invalid.*: unknown host \(ENOTFOUND\)\n$/);
+      assert.doesNotMatch(r.stderr, /retry|not answering/i);
+    }
   });
 
   for (const command of ["backup", "list", "restore"]) {

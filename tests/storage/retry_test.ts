@@ -6,7 +6,8 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { MemoryStorage } from "../../storage/memory.ts";
 import { Retrier, RetryStorage, shortReason } from "../../storage/retry.ts";
-import { getBytes, NotFoundError, StorageError } from "../../storage/storage.ts";
+import { getBytes, NotFoundError, type Storage, StorageError } from "../../storage/storage.ts";
+import { S3Storage } from "../../storage/s3.ts";
 import { MultiStorage, storagesOf } from "../../storage/multi.ts";
 import { FaultyStorage } from "./faulty_storage.ts";
 
@@ -94,6 +95,75 @@ describe("RetryStorage", () => {
     assert.deepEqual(await getBytes(storage, "k", { lastResort: true }), bytes);
     assert.equal(faulty.failures, 3);
     assert.equal(retrier.down, false);
+  });
+});
+
+describe("RetryStorage and a host name that does not resolve (ENOTFOUND)", () => {
+  /**
+   * A memory storage whose next `outage` puts go to a real S3Storage on a host that never resolves
+   * (`.invalid`), as when the resolver stops answering for the storage's name in the middle of a run.
+   */
+  function resolverOutage() {
+    const memory = new MemoryStorage();
+    const unresolved = new S3Storage("s3://bucket", {
+      endpoint: "http://frost-test.invalid:18080",
+      pathStyle: true,
+      credentials: { accessKeyId: "a", secretAccessKey: "b" },
+      env: {},
+    });
+    const state = { outage: 0 };
+    const storage: Storage = {
+      url: memory.url,
+      put: (key, data, options) =>
+        state.outage-- > 0 ? unresolved.put(key, data, options) : memory.put(key, data, options),
+      get: (key, options) => memory.get(key, options),
+      stat: (key, options) => memory.stat(key, options),
+      list: (prefix, options) => memory.list(prefix, options),
+      listFolders: (prefix, options) => memory.listFolders(prefix, options),
+      delete: (key, options) => memory.delete(key, options),
+      close: () => unresolved.close(),
+    };
+    return { storage, state };
+  }
+
+  it("fails at once, without an outage warning, before the storage ever answered", async () => {
+    const { storage, state } = resolverOutage();
+    const outages: string[] = [];
+    const retrying = new RetryStorage(storage, { baseDelayMs: 1, onOutage: (what) => outages.push(what) });
+    state.outage = 1;
+    await assert.rejects(retrying.put("a", bytes), (err: Error) => {
+      assert.match(err.message, /unknown host \(ENOTFOUND\)$/);
+      return true;
+    });
+    assert.deepEqual(outages, []);
+    await storage.close();
+  });
+
+  it("retries it within the budget, as an outage, once the storage has answered", async () => {
+    const { storage, state } = resolverOutage();
+    const outages: string[] = [];
+    let recovered = 0;
+    const retrying = new RetryStorage(storage, {
+      baseDelayMs: 1,
+      maxDelayMs: 5,
+      onOutage: (what, err) => outages.push(`${what}: ${shortReason(err)}`),
+      onRecovered: () => recovered++,
+    });
+    await retrying.put("a", bytes);
+    state.outage = 2;
+    await retrying.put("b", bytes);
+    assert.deepEqual(await getBytes(retrying, "b"), bytes);
+    assert.deepEqual(outages, ['writing "b": unknown host']);
+    assert.equal(recovered, 1);
+    // Past the budget it fails as any outage does.
+    const short = new RetryStorage(storage, { baseDelayMs: 1, maxDelayMs: 5, retryForMs: 50 });
+    await short.put("c", bytes);
+    state.outage = Infinity;
+    await assert.rejects(
+      short.put("d", bytes),
+      /unknown host \(ENOTFOUND\); gave up after retrying writing "d"/,
+    );
+    await storage.close();
   });
 });
 
