@@ -317,48 +317,55 @@ describe("orphans of killed backups on remote storages", () => {
     withServer(server, (env) => {
       it(`the next backup frees the data and the temp file of a backup killed in a put on ${name}`, async () => {
         const remote = target(env);
-        const backups = path.join(remote.folder!, "backups");
-        const cutPut = () => {
-          const all = files(backups);
-          const temp = [...all].some(([rel, size]) => isTemp(rel) && size > 0);
-          return Promise.resolve(temp && [...all.keys()].some((rel) => !isTemp(rel) && rel.includes("data")));
-        };
-        const common = await killThenBackup(remote, cutPut);
-        // The server may still write what it had received when the connection dropped: wait until done.
-        const manifests = new Set(
-          [...files(path.join(remote.folder!, "manifests")).keys()].map((n) => n.replace(/\.json$/, "")),
-        );
-        const orphanFiles = () =>
-          [...files(backups)].filter(([rel]) => !manifests.has(rel.split(path.sep)[0]!));
-        let before = JSON.stringify(orphanFiles());
-        for (let i = 0; i < 100; i++) {
-          await sleep(50);
-          const now = JSON.stringify(orphanFiles());
-          if (now === before) break;
-          before = now;
-        }
-        const orphan = orphanFiles();
-        assert.ok(orphan.some(([rel]) => isTemp(rel)), "the killed put left a temp file");
-        const ids = new Set(orphan.map(([rel]) => rel.split(path.sep)[0]!));
-        assert.equal(ids.size, 1);
-        const [orphanId] = [...ids] as [string];
-        const bytes = orphan.reduce((n, [, size]) => n + size, 0);
+        try {
+          const backups = path.join(remote.folder!, "backups");
+          const cutPut = () => {
+            const all = files(backups);
+            const temp = [...all].some(([rel, size]) => isTemp(rel) && size > 0);
+            return Promise.resolve(
+              temp && [...all.keys()].some((rel) => !isTemp(rel) && rel.includes("data")),
+            );
+          };
+          const common = await killThenBackup(remote, cutPut);
+          // The server may still write what it had received when the connection dropped: wait until done.
+          const manifests = new Set(
+            [...files(path.join(remote.folder!, "manifests")).keys()].map((n) => n.replace(/\.json$/, "")),
+          );
+          const orphanFiles = () =>
+            [...files(backups)].filter(([rel]) => !manifests.has(rel.split(path.sep)[0]!));
+          let before = JSON.stringify(orphanFiles());
+          for (let i = 0; i < 100; i++) {
+            await sleep(50);
+            const now = JSON.stringify(orphanFiles());
+            if (now === before) break;
+            before = now;
+          }
+          const orphan = orphanFiles();
+          assert.ok(orphan.some(([rel]) => isTemp(rel)), "the killed put left a temp file");
+          const ids = new Set(orphan.map(([rel]) => rel.split(path.sep)[0]!));
+          assert.equal(ids.size, 1);
+          const [orphanId] = [...ids] as [string];
+          const bytes = orphan.reduce((n, [, size]) => n + size, 0);
 
-        const r = await frost(["backup", src, ...common], { env: remote.env });
-        assert.equal(r.code, 0, r.stderr);
-        assert.match(
-          r.stderr,
-          new RegExp(
-            `^frost: removed the data of 1 interrupted backup of h1_o \\(${
-              orphanId.replace(".", "\\.")
-            }\\): ${formatBytes(bytes).replace(".", "\\.")} freed$`,
-            "m",
-          ),
-        );
-        assert.deepEqual([...files(remote.folder!).keys()].filter(isTemp), [], "no temp file is left");
-        assert.ok(!fs.existsSync(path.join(backups, orphanId)), "the killed run's folder is gone");
-        const listed = await frost(["list", ...common, "--json"], { env: remote.env });
-        assert.equal(JSON.parse(listed.stdout).length, 2);
+          const r = await frost(["backup", src, ...common], { env: remote.env });
+          assert.equal(r.code, 0, r.stderr);
+          assert.match(
+            r.stderr,
+            new RegExp(
+              `^frost: removed the data of 1 interrupted backup of h1_o \\(${
+                orphanId.replace(".", "\\.")
+              }\\): ${formatBytes(bytes).replace(".", "\\.")} freed$`,
+              "m",
+            ),
+          );
+          assert.deepEqual([...files(remote.folder!).keys()].filter(isTemp), [], "no temp file is left");
+          assert.ok(!fs.existsSync(path.join(backups, orphanId)), "the killed run's folder is gone");
+          const listed = await frost(["list", ...common, "--json"], { env: remote.env });
+          assert.equal(JSON.parse(listed.stdout).length, 2);
+        } finally {
+          // The storage folder, on the server's disk here.
+          fs.rmSync(path.dirname(remote.folder!), { recursive: true, force: true });
+        }
       });
     });
   }
