@@ -9,7 +9,7 @@
  * @module
  */
 import fs from "node:fs";
-import type { ChangeSummary, SetKind } from "./data.ts";
+import { type ChangeSummary, SET_KINDS, type SetKind } from "./data.ts";
 import type { Machine } from "./measure.ts";
 import { type Scenario, SCENARIO_TITLES, SCENARIOS } from "./tools.ts";
 
@@ -147,7 +147,7 @@ export function setBars(set: string, rows: Row[], smallFiles: number): Bar[] {
     const ratio = t.wall / f.wall;
     push(
       bar,
-      `${ratio.toFixed(2)}× (frost ${s(f.wall)}, ${peerName} ${s(t.wall)})`,
+      `${times(ratio, need)}× (frost ${s(f.wall)}, ${peerName} ${s(t.wall)})`,
       ratio >= need ? "PASS" : "SHORT",
     );
   };
@@ -158,7 +158,7 @@ export function setBars(set: string, rows: Row[], smallFiles: number): Bar[] {
     const ratio = f.wall / t.wall;
     push(
       bar,
-      `frost ${s(f.wall)}, ${peerName} ${s(t.wall)} (${ratio.toFixed(2)}× ${peerName}'s time)`,
+      `frost ${s(f.wall)}, ${peerName} ${s(t.wall)} (${times(ratio, most)}× ${peerName}'s time)`,
       ratio <= most ? "PASS" : "SHORT",
     );
   };
@@ -224,7 +224,7 @@ export function freezerBars(rows: Row[]): Bar[] {
     : {
       set,
       bar,
-      measured: `${(b.wall / f.wall).toFixed(2)}× (frost ${s(f.wall)}, bzip2 -dc ${s(b.wall)})`,
+      measured: `${times(b.wall / f.wall, 0.5)}× (frost ${s(f.wall)}, bzip2 -dc ${s(b.wall)})`,
       status: b.wall / f.wall >= 0.5 ? "PASS" : "SHORT",
     };
   return [speed, rssBar(set, rows)];
@@ -253,6 +253,12 @@ export function rssBars(rows: RssRow[]): Bar[] {
   }
   bars.push({ bar: ceiling, measured: list, status: peak <= RSS_LIMIT_MIB ? "PASS" : "SHORT" });
   return bars;
+}
+
+/** A ratio with two decimals, or three when two would round it onto the bar `limit`. */
+function times(ratio: number, limit: number): string {
+  const two = ratio.toFixed(2);
+  return Number(two) === limit && ratio !== limit ? ratio.toFixed(3) : two;
 }
 
 function s(seconds: number): string {
@@ -308,7 +314,7 @@ function mdTable(header: string[], lines: string[][], right: number[] = []): str
 
 function mdBars(bars: Bar[], withSet: boolean): string {
   return mdTable(
-    [...(withSet ? ["data set"] : []), "bar (from the issues)", "measured", "verdict"],
+    [...(withSet ? ["data set"] : []), "bar (issue 18)", "measured", "verdict"],
     bars.map((b) => [
       ...(withSet ? [b.set ?? ""] : []),
       b.bar,
@@ -331,26 +337,31 @@ const HOW_TO_RUN = [
   "## How to run",
   "",
   "```",
-  "bash bench/setup                  # apt-get: tar, zstd, GNU time, restic, borgbackup, duplicity",
-  "deno task bench                   # = deno run -A bench/run.ts: both data sets, every installed tool",
-  "deno task bench --set home        # one data set (home, vm or home,vm)",
-  "deno task bench --smoke           # tiny sets, frost and tar only, ~15 s; writes bench/results/smoke.*",
-  "deno task bench --rss-sizes 1G,4G # frost's full backup only: peak RSS per data size",
-  "deno task bench --report          # rewrite this page from bench/results/latest.json",
+  "bash bench/setup                   # apt-get: tar, zstd, bzip2, GNU time, restic, borgbackup, duplicity",
+  "deno task bench                    # = deno run -A bench/run.ts: every part, every installed tool, best of 2",
+  "deno task bench --set home,usr     # some parts: home, vm, usr, flat, freezer, sizes",
+  "deno task bench --smoke            # tiny home, vm, flat, freezer; frost and tar; ~20 s; bench/results/smoke.*",
+  "deno task bench --rss-sizes 1G,4G  # only the sizes part (frost's full backup: peak RSS per data size)",
+  "deno task bench --report           # rewrite this page from bench/results/latest.json",
   "```",
   "",
-  'Defaults: "home" 1.6 GiB with 100 000 small files, "vm" 2 GiB, one round (`--runs 1`). The full default',
-  "run takes roughly 30 minutes on a 2-core machine, most of it restic, borg and duplicity and the restores of",
-  "100 000 files (a run at a quarter of the size, `--home-size 400M --files 25000 --vm-size 512M`, took 10",
-  "minutes at load average 5); generating the sets adds about a minute the first time. Sizes:",
-  "`--size 200M` (both sets), `--home-size`, `--vm-size`, `--files 10000`; `--seed N`. Tools: `--tools` with",
-  "`frost,frost-rsync,tar,restic,borg,borg-none,duplicity` (default: every installed one but `borg-none`;",
-  '`frost-rsync` runs on "vm" only). frost: `--frost-bin PATH` (or `$FROST_BIN`; built there with the `build`',
-  "task's command when missing), default `dist/frost`, rebuilt when older than the sources (`--no-build` to",
-  "keep it). `--runs 3` keeps the best of three; `--keep` leaves `bench/work/`; `--clean-data` removes the",
-  "generated sets afterwards; `--timeout SECONDS` per command (default 1800). The bench measures; it never fails",
-  "a build. `--no-save` prints the tables only; otherwise a run replaces the saved results of its data sets",
-  "(also when `--tools` picks only some tools).",
+  'Parts (`--set`, default all, in this order): "home" 1.6 GiB with 100 000 small files and "vm" one 2 GiB',
+  'disk image (generated; with 1 % change rounds and a 5-level chain); "usr" this machine\'s /usr backed up in',
+  "place, read only (`--usr-source DIR`; a restore needs as much free space in `bench/work/` as the tree);",
+  '"flat" one folder of 200 000 tiny files (`--flat-files N`); "freezer" a Freezer bzip2 backup of a 32 MiB',
+  'tree restored by frost and by `bzip2 -dc` (`--freezer-size`); "sizes" frost\'s full backup of "home" at',
+  "1 GiB and 4 GiB with 20 000 small files (`--rss-sizes`). Every part keeps the best of two rounds (`--runs 2`;",
+  "`--runs 3` for three). The full default run was not timed here: expect roughly 30–45 minutes on a 2-core",
+  "machine with frost and tar only (the restores of 100 000 files and of /usr dominate), plus about as much",
+  "again when restic, borg and duplicity are installed; generating the sets (about 8 GiB) adds a few minutes the",
+  "first time. Sizes: `--size 200M` (home and vm), `--home-size`, `--vm-size`, `--files 10000`; `--seed N`.",
+  "Tools: `--tools` with `frost,frost-rsync,tar,restic,borg,borg-none,duplicity` (default: every installed one",
+  'but `borg-none`; `frost-rsync` runs on "vm" only). frost: `--frost-bin PATH` (or `$FROST_BIN`; built there',
+  "with the `build` task's command when missing), default `dist/frost`, rebuilt when older than the sources",
+  "(`--no-build` to keep it). `--keep` leaves `bench/work/`; `--clean-data` removes the generated sets",
+  "afterwards; `--timeout SECONDS` per command (default 1800). The bench measures; it never fails a build.",
+  "`--no-save` prints the tables only; otherwise a run replaces the saved results of the parts it ran (also",
+  "when `--tools` picks only some tools).",
   "",
 ];
 
@@ -362,19 +373,29 @@ const METHOD = [
   "",
   "1. **full backup** into an empty storage (backup 0 = level 0);",
   "2. **full restore (newest)** of that backup into an empty folder;",
-  "3. change round 1, then **1 % change incremental** (backup 1 = level 1); change rounds 2–4 each followed by",
-  "   a backup (levels 2–4, untimed in the table; their times are in `levelWalls` in the JSON);",
-  "4. **restore 5-level chain**: the newest backup (level 4), which needs level 0 and the four change levels",
-  "   (tar: the five archives extracted in order with `--incremental`; restic, borg: the 5th snapshot/archive;",
-  "   duplicity: the full backup and four incrementals);",
-  "5. **no-change incremental**: one more backup of the unchanged tree (level 5).",
+  '3. ("home" and "vm" only) change round 1, then **1 % change incremental** (backup 1 = level 1); change',
+  "   rounds 2–4 each followed by a backup (levels 2–4, untimed in the table; their times are in `levelWalls` in",
+  "   the JSON);",
+  '4. ("home" and "vm" only) **restore 5-level chain**: the newest backup (level 4), which needs level 0 and the',
+  "   four change levels (tar: the five archives extracted in order with `--incremental`; restic, borg: the 5th",
+  "   snapshot/archive; duplicity: the full backup and four incrementals);",
+  '5. **no-change incremental**: one more backup of the unchanged tree (level 5; level 1 on "usr" and "flat");',
+  "6. frost only, for its peak RSS: **ls** of the newest backup (output to /dev/null) and **verify --read-data**",
+  "   (reads, checks and decodes every segment of the newest backup's chain).",
   "",
   "Every restore is checked: the same number of files and bytes as the tree, and byte for byte the files the",
   'last change round wrote plus every 50th file (the whole image for "vm"). The tree is put back to its',
   "generated state afterwards (the change rounds journal what they overwrite), so the next run starts from the",
   "same bytes. After a change round the bench waits until the tree is 2.5 s old before the next backup, so that",
   "a backup does not start within the second after a change (frost, like git, re-reads files whose ctime is that",
-  "close to the parent backup's start).",
+  'close to the parent backup\'s start). "usr" is never written: the bench only reads it.',
+  "",
+  'The Freezer bzip2 restore: a "home"-like tree is backed up once, untimed, the way OpenStack Freezer\'s tar',
+  "engine does it (`tar --create -j --listed-incremental=… .` from inside the tree, with Freezer's tar options)",
+  "into Freezer's container layout (`metadata/tar/bench_data/<ts>/0_<ts>/metadata`, `data/tar/…/data`); then",
+  "`frost freezer restore` restores it into an empty folder, `bzip2 -dc data > /dev/null` decompresses it (the",
+  "bar's anchor) and `bzip2 -dc data | tar -x --incremental` restores it (the same job as frost's, for",
+  "reference).",
   "",
   "Warm page cache (the tree is read once before the first round; caches are not dropped). `sync` runs, untimed,",
   "before every timed command. Wall time is measured around the process; CPU (user + sys) and peak RSS come from",
@@ -382,8 +403,10 @@ const METHOD = [
   "peak RSS is that of its biggest process. With more than one round the table keeps each tool's best (lowest)",
   "wall time and that run's CPU, and the highest peak RSS of all rounds. Stored: for backups the bytes the step",
   "added to the storage (`du -sb`), for restores the size of the whole storage restored from (tar: the archives",
-  "and the snapshot file). MB/s = data-set bytes ÷ wall (10^6 B/s), for full backups and restores.",
+  "and the snapshot file). MB/s = data-set bytes ÷ wall (10^6 B/s), for full backups, restores and verify.",
   "`frost speed ×` = the peer's wall time ÷ frost's in the same scenario: ≥ 1 means frost is as fast or faster.",
+  "The load average (uptime's 1, 5 and 15 minutes) is recorded at the start and at the end of every part: above",
+  "about 1 per core, other work shared the CPUs and absolute times are noisy.",
   "",
   "Restores of many small files are dominated by the kernel's cost of creating files (sys time), which varies a",
   "lot on a shared VM: the same restore has taken from 4 to 30 s from one run to the next. Compare restore",
@@ -516,6 +539,19 @@ export function markdown(results: Results, opts: { other?: boolean } = {}): stri
       ),
       "",
     );
+    const missing = [
+      ...SET_KINDS.filter((k) => !results.sets?.[k]).map((k) => ({ part: k, what: `data set "${k}"` })),
+      ...(results.freezer ? [] : [{ part: "freezer", what: "the Freezer bzip2 restore" }]),
+      ...(results.rss ? [] : [{ part: "sizes", what: "the memory flatness from 1 GiB to 4 GiB" }]),
+    ];
+    if (missing.length > 0) {
+      out.push(
+        `Not measured yet, so its bars are missing below: ${
+          missing.map((m) => `${m.what} (\`deno task bench --set ${m.part}\`)`).join(", ")
+        }.`,
+        "",
+      );
+    }
     out.push(mdBars(bars.map((b) => ({ ...b, set: b.set ?? "home, by size" })), true), "");
     const short = bars.filter((b) => b.status === "SHORT");
     if (short.length === 0) out.push("frost meets every bar measured here.", "");
