@@ -89,6 +89,8 @@ export interface RssRow {
   rssMiB: number | null;
   mbps: number;
   walls: number[];
+  /** The restore of that backup into an empty folder: best wall, highest peak RSS, every run's wall. */
+  restore?: { wall: number; rssMiB: number | null; walls: number[] };
 }
 
 /** What the memory-flatness run (`--set sizes`, sizes from `--rss-sizes`) produced. */
@@ -232,26 +234,48 @@ export function freezerBars(rows: Row[]): Bar[] {
 
 /** The memory-flatness bars: flat from the smallest to the biggest size, and under the ceiling at each. */
 export function rssBars(rows: RssRow[]): Bar[] {
-  const measured = rows.filter((r) => r.rssMiB !== null);
-  const first = measured[0], last = measured.at(-1);
-  const flat = `peak RSS flat from ${first?.size ?? "1 GiB"} to ${last?.size ?? "4 GiB"} (≤ +${
-    RSS_FLAT_TOLERANCE * 100
-  } %)`;
-  const ceiling = `peak RSS ≤ ${RSS_LIMIT_MIB} MiB at every size`;
-  if (!first || !last) return [{ bar: flat, measured: "not measured", status: "n/a" }];
-  const list = measured.map((r) => `${r.size}: ${r.rssMiB!.toFixed(0)} MiB`).join(", ");
-  const peak = Math.max(...measured.map((r) => r.rssMiB!));
+  const jobs: { what: string; peaks: { size: string; rss: number }[] }[] = [
+    {
+      what: "full backup",
+      peaks: rows.filter((r) => r.rssMiB !== null).map((r) => ({ size: r.size, rss: r.rssMiB! })),
+    },
+    {
+      what: "full restore",
+      peaks: rows.filter((r) => r.restore && r.restore.rssMiB !== null).map((r) => ({
+        size: r.size,
+        rss: r.restore!.rssMiB!,
+      })),
+    },
+  ];
   const bars: Bar[] = [];
-  if (first === last) bars.push({ bar: flat, measured: "needs two sizes", status: "n/a" });
-  else {
-    const growth = last.rssMiB! / first.rssMiB! - 1;
-    bars.push({
-      bar: flat,
-      measured: `${list} (${growth >= 0 ? "+" : ""}${(growth * 100).toFixed(0)} %)`,
-      status: growth <= RSS_FLAT_TOLERANCE ? "PASS" : "SHORT",
-    });
+  const all: string[] = [];
+  let peak = 0;
+  for (const { what, peaks } of jobs) {
+    const first = peaks[0], last = peaks.at(-1);
+    const flat = `peak RSS of the ${what} flat from ${first?.size ?? "1 GiB"} to ${
+      last?.size ?? "4 GiB"
+    } (≤ +${RSS_FLAT_TOLERANCE * 100} %)`;
+    if (!first || !last) {
+      bars.push({ bar: flat, measured: "not measured", status: "n/a" });
+      continue;
+    }
+    const list = peaks.map((p) => `${p.size}: ${p.rss.toFixed(0)} MiB`).join(", ");
+    all.push(`${what} ${list}`);
+    peak = Math.max(peak, ...peaks.map((p) => p.rss));
+    if (first === last) bars.push({ bar: flat, measured: "needs two sizes", status: "n/a" });
+    else {
+      const growth = last.rss / first.rss - 1;
+      bars.push({
+        bar: flat,
+        measured: `${list} (${growth >= 0 ? "+" : ""}${(growth * 100).toFixed(0)} %)`,
+        status: growth <= RSS_FLAT_TOLERANCE ? "PASS" : "SHORT",
+      });
+    }
   }
-  bars.push({ bar: ceiling, measured: list, status: peak <= RSS_LIMIT_MIB ? "PASS" : "SHORT" });
+  const ceiling = `peak RSS ≤ ${RSS_LIMIT_MIB} MiB at every size`;
+  if (all.length > 0) {
+    bars.push({ bar: ceiling, measured: all.join("; "), status: peak <= RSS_LIMIT_MIB ? "PASS" : "SHORT" });
+  }
   return bars;
 }
 
@@ -341,7 +365,7 @@ const HOW_TO_RUN = [
   "deno task bench                    # = deno run -A bench/run.ts: every part, every installed tool, best of 2",
   "deno task bench --set home,usr     # some parts: home, vm, usr, flat, freezer, sizes",
   "deno task bench --smoke            # tiny home, vm, flat, freezer; frost and tar; ~20 s; bench/results/smoke.*",
-  "deno task bench --rss-sizes 1G,4G  # only the sizes part (frost's full backup: peak RSS per data size)",
+  "deno task bench --rss-sizes 1G,4G  # only the sizes part: frost's backup and restore, peak RSS per size",
   "deno task bench --report           # rewrite this page from bench/results/latest.json",
   "```",
   "",
@@ -568,7 +592,7 @@ export function markdown(results: Results, opts: { other?: boolean } = {}): stri
   if (results.freezer) out.push(...freezerSection(results.freezer));
   out.push(...METHOD);
   const r = results.rss;
-  out.push("## Memory flatness (frost full backup only)", "");
+  out.push("## Memory flatness (frost's full backup and restore by data size)", "");
   if (r) {
     out.push(
       `${r.date}; ${
@@ -583,9 +607,25 @@ export function markdown(results: Results, opts: { other?: boolean } = {}): stri
     for (const n of r.frost.notes) out.push(`- **${n}**`, "");
     out.push(
       mdTable(
-        ["data", "files", "wall s", "peak RSS MiB", "MB/s"],
-        r.rows.map((x) => [x.size, String(x.files), x.wall.toFixed(2), num(x.rssMiB, 0), x.mbps.toFixed(0)]),
-        [1, 2, 3, 4],
+        [
+          "data",
+          "files",
+          "backup wall s",
+          "backup peak RSS MiB",
+          "backup MB/s",
+          "restore wall s",
+          "restore peak RSS MiB",
+        ],
+        r.rows.map((x) => [
+          x.size,
+          String(x.files),
+          x.wall.toFixed(2),
+          num(x.rssMiB, 0),
+          x.mbps.toFixed(0),
+          x.restore ? x.restore.wall.toFixed(2) : "—",
+          num(x.restore?.rssMiB ?? null, 0),
+        ]),
+        [1, 2, 3, 4, 5, 6],
       ),
       "",
       mdBars(r.bars, false),

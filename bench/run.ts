@@ -7,7 +7,7 @@
  *
  *   deno task bench [--set home,vm] [--size 200M] [--files 10000] [--runs 1] [--tools frost,tar,…]
  *   deno task bench --smoke              # tiny sets, frost and tar, ~15 s (results go to bench/results/smoke.*)
- *   deno task bench --rss-sizes 1G,4G    # frost's full backup only: peak RSS per data size
+ *   deno task bench --rss-sizes 1G,4G    # the sizes part only: frost's backup and restore, peak RSS per size
  *
  * The bench measures; it never fails a build. It exits 0 even when frost falls short of a bar.
  * @module
@@ -92,8 +92,8 @@ const USAGE = `Usage: deno task bench [options]
 
   --set LIST           parts to run, in this order (default: all): home, vm (generated; with 1 % change
                        rounds and a 5-level chain), usr (this machine's /usr, read only), flat (one folder of
-                       --flat-files files), freezer (Freezer bzip2 restore), sizes (frost's full backup at
-                       each --rss-sizes: peak RSS flat)
+                       --flat-files files), freezer (Freezer bzip2 restore), sizes (frost's full backup
+                       and restore at each --rss-sizes: is peak RSS flat)
   --size SIZE          size of "home" and "vm" (default home 1.6G, vm 2G, or $BENCH_SIZE; K/M/G/T binary)
   --home-size SIZE     size of "home" (overrides --size)
   --vm-size SIZE       size of "vm" (overrides --size)
@@ -765,13 +765,14 @@ function busyNote(loadAtStart: number, notes: string[]): void {
   }
 }
 
-/** The memory-flatness run: frost's full backup of "home" at each size. */
+/** The memory-flatness run: frost's full backup of "home" at each size, and its restore. */
 function runRss(opts: Options, frost: ReturnType<typeof resolveFrost>): RssResults {
   const sizes = opts.rssSizes;
   const machine = machineFacts(BENCH);
   const loadStart = loads();
   const rows: RssRow[] = [];
-  log(`\n== sizes: frost's full backup of "home" at ${sizes.map(formatSize).join(", ")}`);
+  const notes: string[] = [];
+  log(`\n== sizes: frost's full backup and restore of "home" at ${sizes.map(formatSize).join(", ")}`);
   for (const size of sizes) {
     const params: DataParams = { kind: "home", size, files: opts.rssFiles, seed: opts.seed };
     const data = ensureDataSet(DATA_DIR, params, log);
@@ -784,11 +785,16 @@ function runRss(opts: Options, frost: ReturnType<typeof resolveFrost>): RssResul
       frost: frost.cmd,
     });
     const runs: StepResult[] = [];
+    const restores: StepResult[] = [];
     for (let round = 0; round < opts.runs; round++) {
       try {
         const r = tool.backup(0);
         runs.push(r);
-        log(`rss ${formatSize(size)} round ${round + 1}/${opts.runs}: ${fmtStep(r)}`);
+        log(`rss ${formatSize(size)} round ${round + 1}/${opts.runs}: backup ${fmtStep(r)}`);
+        const rr = tool.restore(0);
+        restores.push(rr);
+        log(`rss ${formatSize(size)} round ${round + 1}/${opts.runs}: restore ${fmtStep(rr)}`);
+        if (rr.note) notes.push(`${formatSize(size)}, restore, round ${round + 1}: ${rr.note}`);
       } catch (err) {
         if (!(err instanceof CommandError)) throw err;
         log(`rss ${formatSize(size)} round ${round + 1}/${opts.runs}: FAILED: ${err.message}`);
@@ -799,15 +805,28 @@ function runRss(opts: Options, frost: ReturnType<typeof resolveFrost>): RssResul
     syncDisks();
     const b = best(runs);
     if (!b) continue;
-    const rss = runs.map((r) => r.sample.rssMiB).filter((x): x is number => x !== null);
+    const peakOf = (steps: StepResult[]) => {
+      const rss = steps.map((r) => r.sample.rssMiB).filter((x): x is number => x !== null);
+      return rss.length ? Math.max(...rss) : null;
+    };
+    const br = best(restores);
     rows.push({
       size: formatSize(data.bytes),
       bytes: data.bytes,
       files: data.fileCount,
       wall: b.sample.wall,
-      rssMiB: rss.length ? Math.max(...rss) : null,
+      rssMiB: peakOf(runs),
       mbps: data.bytes / 1e6 / b.sample.wall,
       walls: runs.map((r) => r.sample.wall),
+      ...(br
+        ? {
+          restore: {
+            wall: br.sample.wall,
+            rssMiB: peakOf(restores),
+            walls: restores.map((r) => r.sample.wall),
+          },
+        }
+        : {}),
     });
     if (opts.cleanData) {
       fs.rmSync(data.root, { recursive: true, force: true });
@@ -815,7 +834,6 @@ function runRss(opts: Options, frost: ReturnType<typeof resolveFrost>): RssResul
     }
   }
   const bars = rssBars(rows);
-  const notes: string[] = [];
   const loadEnd = loads();
   busyNote(machine.loadAverage, notes);
   const result: RssResults = {
@@ -828,11 +846,19 @@ function runRss(opts: Options, frost: ReturnType<typeof resolveFrost>): RssResul
     notes,
     load: { start: loadStart, end: loadEnd },
   };
-  console.log(`\nfrost full backup, peak RSS by data size (best wall of ${opts.runs}, highest RSS):`);
+  console.log(
+    `\nfrost full backup and restore, peak RSS by data size (best wall of ${opts.runs}, highest RSS):`,
+  );
+  const mib = (x: number | null | undefined) =>
+    x === null || x === undefined ? "   —" : x.toFixed(0).padStart(4);
   for (const r of rows) {
     console.log(
-      `  ${r.size.padEnd(9)} ${String(r.files).padStart(6)} files  ${r.wall.toFixed(2).padStart(7)} s  ` +
-        `${r.rssMiB === null ? "—" : r.rssMiB.toFixed(0).padStart(4)} MiB  ${r.mbps.toFixed(0)} MB/s`,
+      `  ${r.size.padEnd(9)} ${String(r.files).padStart(6)} files  backup ${
+        r.wall.toFixed(2).padStart(7)
+      } s ` +
+        `${mib(r.rssMiB)} MiB ${r.mbps.toFixed(0)} MB/s  restore ${
+          r.restore ? r.restore.wall.toFixed(2).padStart(7) : "      —"
+        } s ${mib(r.restore?.rssMiB)} MiB`,
     );
   }
   console.log("\n" + textBars(bars));
