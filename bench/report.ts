@@ -348,13 +348,20 @@ function mdBars(bars: Bar[], withSet: boolean): string {
   );
 }
 
-function machineLine(m: Machine, load?: Load): string {
-  const avg = (l: number[]) => l.map((x) => x.toFixed(2)).join(" ");
+function hostLine(m: Machine): string {
   return `${m.cpus} × ${m.cpuModel} (nproc ${m.cpus}), ${m.memoryGiB} GiB RAM, ${m.os}, kernel ${m.kernel}, ` +
-    `writing to ${m.filesystem}, ` +
-    (load
-      ? `load average (1, 5, 15 min) ${avg(load.start)} at the start, ${avg(load.end)} at the end`
-      : `load average ${m.loadAverage ?? "?"} at the start`);
+    `writing to ${m.filesystem}`;
+}
+
+function loadLine(m: Machine, load?: Load): string {
+  const avg = (l: number[]) => l.map((x) => x.toFixed(2)).join(" ");
+  return load
+    ? `load average (1, 5, 15 min) ${avg(load.start)} at the start, ${avg(load.end)} at the end`
+    : `load average ${m.loadAverage ?? "?"} at the start`;
+}
+
+function machineLine(m: Machine, load?: Load): string {
+  return `${hostLine(m)}, ${loadLine(m, load)}`;
 }
 
 const HOW_TO_RUN = [
@@ -552,13 +559,18 @@ export function markdown(results: Results, opts: { other?: boolean } = {}): stri
       ...(results.freezer ? [{ label: "freezer", r: results.freezer }] : []),
       ...(results.rss ? [{ label: "home, by size", r: results.rss }] : []),
     ];
+    const hosts = new Set(runs.map(({ r }) => hostLine(r.machine)));
+    const one = hosts.size === 1;
     out.push(
       "Measured side by side, one data set after another, keeping each tool's best wall time of the rounds,",
-      "warm page cache. Machine and load average (uptime's 1, 5 and 15 minutes) of each part:",
+      `warm page cache. ${
+        one ? `Machine: ${[...hosts][0]}. Load` : "Machine and load"
+      } average (uptime's 1, 5`,
+      "and 15 minutes) of each part:",
       "",
       ...runs.map(({ label, r }) =>
         `- ${label} (${r.date}, ${r.runs === 1 ? "one round" : `best of ${r.runs}`}): ${
-          machineLine(r.machine, r.load)
+          one ? loadLine(r.machine, r.load) : machineLine(r.machine, r.load)
         }.`
       ),
       "",
