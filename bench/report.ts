@@ -379,7 +379,7 @@ const HOW_TO_RUN = [
   'Parts (`--set`, default all, in this order): "home" 1.6 GiB with 100 000 small files and "vm" one 2 GiB',
   'disk image (generated; with 1 % change rounds and a 5-level chain); "usr" this machine\'s /usr backed up in',
   "place, read only (`--usr-source DIR`; a restore needs as much free space in `bench/work/` as the tree);",
-  '"flat" one folder of 200 000 tiny files (`--flat-files N`); "freezer" a Freezer bzip2 backup of a 32 MiB',
+  '"flat" one folder of 200 000 tiny files (`--flat-files N`); "freezer" a Freezer bzip2 backup of a 50 MiB',
   'tree restored by frost and by `bzip2 -dc` (`--freezer-size`); "sizes" frost\'s full backup and restore of',
   '"home" at 1 GiB and 4 GiB with 20 000 small files (`--rss-sizes`). Every part keeps the best of two',
   "rounds (`--runs 2`; `--runs 3` for three). The full default run was not timed here: expect roughly 30–45 minutes on a 2-core",

@@ -100,7 +100,7 @@ const USAGE = `Usage: deno task bench [options]
   --files N            small files in "home" (default 100000, or $BENCH_FILES)
   --usr-source DIR     the tree of "usr" (default /usr; never written)
   --flat-files N       files in "flat" (default 200000; smoke 2000)
-  --freezer-size SIZE  the "home"-like tree behind the Freezer bzip2 backup (default 32M with 2000 small
+  --freezer-size SIZE  the "home"-like tree behind the Freezer bzip2 backup (default 50M with 2000 small
                        files; smoke 4M with 200)
   --runs N             rounds, best of which is kept (default 2, or $BENCH_RUNS; smoke 1)
   --seed N             data generator seed (default 1)
@@ -219,7 +219,7 @@ function options(): Options | null {
     files,
     usrSource: path.resolve(values["usr-source"] ?? "/usr"),
     flatFiles: Math.max(1, int(values["flat-files"], smoke ? 2000 : 200000, "--flat-files")),
-    freezerSize: parseSize(values["freezer-size"] ?? (smoke ? "4M" : "32M")),
+    freezerSize: parseSize(values["freezer-size"] ?? (smoke ? "4M" : "50M")),
     freezerFiles: smoke ? 200 : 2000,
     rssFiles: values["rss-sizes"] && values.files ? files : 20000,
     runs: Math.max(1, int(values.runs ?? (smoke ? "1" : env.BENCH_RUNS), 2, "--runs")),
