@@ -7,6 +7,8 @@
  *   (at least three; each alternates 1 MiB of text and 1 MiB of random bytes) that fill the set up to its size.
  * - "vm": one disk image `disk.img` made of regions of 64 KiB–16 MiB: zeros, text, random bytes (compressed
  *   or encrypted content), low-entropy binary (code, tables) and copies of earlier regions (duplicated files).
+ * - "flat": one folder of N tiny files (0–99 bytes of pseudo-English text; issue 18's 200 000 files).
+ * And "usr" (`sourceDataSet`): an existing tree, this machine's /usr, backed up in place and never written.
  *
  * A change round (`applyChanges`) modifies 1 % of a home set's files (a region of up to 4 KiB rewritten in
  * place, sometimes bytes appended; large files get 256 KiB–1 MiB rewritten), adds 0.5 % new files and deletes
@@ -27,8 +29,8 @@ import path from "node:path";
 const GENERATOR_VERSION = 2;
 const KiB = 1024;
 const MiB = 1024 * KiB;
-/** The kinds of data set. */
-export const SET_KINDS = ["home", "vm"] as const;
+/** The kinds of data set: generated ("home", "vm", "flat") or an existing tree read in place ("usr"). */
+export const SET_KINDS = ["home", "vm", "usr", "flat"] as const;
 /** One kind of data set. */
 export type SetKind = typeof SET_KINDS[number];
 
@@ -49,9 +51,16 @@ export interface DataParams {
   kind: SetKind;
   /** Target total size in bytes (home: small files first, large files fill the rest; vm: the image). */
   size: number;
-  /** Number of small files (home; 1 for vm). */
+  /** Number of small files (home, flat; 1 for vm). */
   files: number;
   seed: number;
+  /** "usr": the existing tree that is backed up (read only). */
+  source?: string;
+}
+
+/** Kinds whose tree the change rounds can modify (1 % change incremental, 5-level chain). */
+export function hasChangeRounds(kind: SetKind): boolean {
+  return kind === "home" || kind === "vm";
 }
 
 /** A generated data set and its current state. */
@@ -298,7 +307,52 @@ export function formatSize(bytes: number): string {
 /** The data set's id: the folder name under bench/data/. */
 export function dataSetId(p: DataParams): string {
   const size = formatSize(p.size).replace(/[ .]/g, "");
+  if (p.kind === "usr") return `usr${(p.source ?? "/usr").replace(/[^A-Za-z0-9]+/g, "_")}`;
+  if (p.kind === "flat") return `flat-${p.files}f-s${p.seed}`;
   return p.kind === "vm" ? `vm-${size}-s${p.seed}` : `home-${size}-${p.files}f-s${p.seed}`;
+}
+
+/**
+ * The "usr" set: an existing tree (this machine's /usr by default), backed up where it is and never written
+ * (no change rounds). Its files and bytes are counted now.
+ */
+export function sourceDataSet(params: DataParams, log: (line: string) => void): DataSet {
+  const root = path.resolve(params.source ?? "/usr");
+  if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) {
+    throw new Error(`data set "usr": ${root} is not a folder`);
+  }
+  const started = performance.now();
+  let dirs = 0;
+  const walk = (dir: string) => {
+    dirs++;
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(path.join(dir, e.name));
+    }
+  };
+  walk(root);
+  const { files, bytes } = countTree(root);
+  log(
+    `data: ${root}: ${files} files in ${dirs} folders, ${formatSize(bytes)} (counted in ${
+      ((performance.now() - started) / 1000).toFixed(1)
+    } s; read only)`,
+  );
+  return {
+    id: dataSetId(params),
+    kind: params.kind,
+    params: { ...params, size: bytes, files },
+    root,
+    fileCount: files,
+    dirCount: dirs,
+    bytes,
+    largeFiles: 0,
+    generatedSeconds: 0,
+    reused: true,
+    state: 0,
+    touched: [],
+    changedAt: 0,
+    journal: "",
+    initial: { fileCount: files, bytes },
+  };
 }
 
 /** Returns the data set for `params`, generating it under `dataDir` unless an identical one is there. */
@@ -348,14 +402,22 @@ export function ensureDataSet(dataDir: string, params: DataParams, log: (line: s
   function regenerate(): DataSet {
     log(
       `data: generating ${root} (${
-        params.kind === "vm" ? "one disk image" : `${params.files} small files`
-      }, ${formatSize(params.size)} in all)…`,
+        params.kind === "vm"
+          ? `one disk image of ${formatSize(params.size)}`
+          : params.kind === "flat"
+          ? `${params.files} tiny files in one folder`
+          : `${params.files} small files, ${formatSize(params.size)} in all`
+      })…`,
     );
     const started = performance.now();
     fs.rmSync(markerPath, { force: true });
     fs.rmSync(journal, { recursive: true, force: true });
     fs.rmSync(root, { recursive: true, force: true });
-    const totals = params.kind === "vm" ? generateVm(root, params) : generateHome(root, params);
+    const totals = params.kind === "vm"
+      ? generateVm(root, params)
+      : params.kind === "flat"
+      ? generateFlat(root, params)
+      : generateHome(root, params);
     const written: Marker = { generator: GENERATOR_VERSION, params, ...totals };
     fs.writeFileSync(markerPath, JSON.stringify(written, null, 2) + "\n");
     const seconds = (performance.now() - started) / 1000;
@@ -448,6 +510,26 @@ function generateHome(root: string, params: DataParams) {
     bytes,
     largeFiles,
   };
+}
+
+/** Largest file of a "flat" set, bytes (sizes are uniform in 0 … this − 1). */
+const FLAT_FILE_MAX = 100;
+
+/** One folder of `params.files` tiny files (0–99 bytes of pseudo-English text). */
+function generateFlat(root: string, params: DataParams) {
+  const rng = new Rng(params.seed ^ 0x0f1a7);
+  const text = new TextSource(rng);
+  fs.mkdirSync(root, { recursive: true });
+  const buf = new Uint8Array(FLAT_FILE_MAX);
+  let bytes = 0;
+  const width = String(params.files).length;
+  for (let f = 0; f < params.files; f++) {
+    const body = buf.subarray(0, rng.int(FLAT_FILE_MAX));
+    text.fill(body);
+    fs.writeFileSync(path.join(root, `f${String(f).padStart(width, "0")}.txt`), body);
+    bytes += body.length;
+  }
+  return { fileCount: params.files, dirCount: 1, bytes, largeFiles: 0 };
 }
 
 function generateVm(root: string, params: DataParams) {
@@ -799,6 +881,14 @@ export function verifyRestore(restored: string, set: DataSet): string | undefine
 export function describeSet(set: DataSet): string {
   const p = set.params;
   const total = `${formatSize(set.initial.bytes)} (${set.initial.bytes} bytes)`;
+  if (set.kind === "usr") {
+    return `"usr": this machine's ${set.root}, backed up in place (read only; nobody here wrote it): ${total} ` +
+      `in ${set.initial.fileCount} regular files and ${set.dirCount} folders, plus its symlinks; no change rounds`;
+  }
+  if (set.kind === "flat") {
+    return `"flat": one folder of ${set.initial.fileCount} files of 0–${FLAT_FILE_MAX - 1} bytes ` +
+      `(pseudo-English text), ${total}; no change rounds; seed ${p.seed}`;
+  }
   if (set.kind === "vm") {
     return `"vm": one ${total} disk image of 64 KiB–16 MiB regions (about 25 % zeros, 20 % pseudo-English ` +
       `text, 30 % random bytes, 15 % low-entropy binary, 10 % copies of earlier regions); a change round ` +

@@ -7,7 +7,7 @@
  *
  *   deno task bench [--set home,vm] [--size 200M] [--files 10000] [--runs 1] [--tools frost,tar,…]
  *   deno task bench --smoke              # tiny sets, frost and tar, ~15 s (results go to bench/results/smoke.*)
- *   deno task bench --rss-sizes 1G,4G    # frost's full backup only: peak RSS per data size
+ *   deno task bench --rss-sizes 1G,4G    # the sizes part only: frost's backup and restore, peak RSS per size
  *
  * The bench measures; it never fails a build. It exits 0 even when frost falls short of a bar.
  * @module
@@ -25,12 +25,15 @@ import {
   describeSet,
   ensureDataSet,
   formatSize,
+  hasChangeRounds,
   parseSize,
   revertChanges,
   SET_KINDS,
   type SetKind,
   settle,
+  sourceDataSet,
 } from "./data.ts";
+import { freezerSetup } from "./freezer_set.ts";
 import {
   exec,
   haveGnuTime,
@@ -43,6 +46,8 @@ import {
 } from "./measure.ts";
 import {
   composeDoc,
+  freezerBars,
+  type FreezerResults,
   markdown,
   type Results,
   type Row,
@@ -73,24 +78,39 @@ const DATA_DIR = path.join(BENCH, "data");
 const WORK_DIR = path.join(BENCH, "work");
 const RESULTS_DIR = path.join(BENCH, "results");
 const DOCS = path.join(ROOT, "docs", "BENCHMARKS.md");
-const DEFAULT_SIZE: Record<SetKind, string> = { home: "1.6G", vm: "2G" };
-const SMOKE_SIZE: Record<SetKind, string> = { home: "24M", vm: "16M" };
+/** The generated sets whose size is chosen. */
+type SizedKind = "home" | "vm";
+const DEFAULT_SIZE: Record<SizedKind, string> = { home: "1.6G", vm: "2G" };
+const SMOKE_SIZE: Record<SizedKind, string> = { home: "24M", vm: "16M" };
+/** The parts of a run: the data sets, then the Freezer bzip2 restore and the memory-flatness run. */
+const PARTS = [...SET_KINDS, "freezer", "sizes"] as const;
+type Part = typeof PARTS[number];
+/** What --smoke runs unless --set says otherwise ("usr" is not small, "sizes" needs GiBs). */
+const SMOKE_PARTS: Part[] = ["home", "vm", "flat", "freezer"];
 
 const USAGE = `Usage: deno task bench [options]
 
-  --set LIST           data sets: home, vm or home,vm (default: both)
-  --size SIZE          size of every selected set (default home 1.6G, vm 2G, or $BENCH_SIZE; K/M/G/T binary)
+  --set LIST           parts to run, in this order (default: all): home, vm (generated; with 1 % change
+                       rounds and a 5-level chain), usr (this machine's /usr, read only), flat (one folder of
+                       --flat-files files), freezer (Freezer bzip2 restore), sizes (frost's full backup
+                       and restore at each --rss-sizes: is peak RSS flat)
+  --size SIZE          size of "home" and "vm" (default home 1.6G, vm 2G, or $BENCH_SIZE; K/M/G/T binary)
   --home-size SIZE     size of "home" (overrides --size)
   --vm-size SIZE       size of "vm" (overrides --size)
   --files N            small files in "home" (default 100000, or $BENCH_FILES)
-  --runs N             rounds, best of which is kept (default 1, or $BENCH_RUNS)
+  --usr-source DIR     the tree of "usr" (default /usr; never written)
+  --flat-files N       files in "flat" (default 200000; smoke 2000)
+  --freezer-size SIZE  the "home"-like tree behind the Freezer bzip2 backup (default 50M with 2000 small
+                       files; smoke 4M with 200)
+  --runs N             rounds, best of which is kept (default 2, or $BENCH_RUNS; smoke 1)
   --seed N             data generator seed (default 1)
-  --smoke              quick check: home 24M/400 files, vm 16M, frost and tar only (unless --tools), no waits
-                       between change rounds; results in bench/results/smoke.{json,md}
+  --smoke              quick check: home 24M/400 files, vm 16M, flat 2000 files, freezer 4M; frost and tar
+                       only (unless --tools), one round, no waits between change rounds; no "usr" and no
+                       "sizes" unless --set names them; results in bench/results/smoke.{json,md}
   --tools LIST         comma-separated subset of ${TOOL_IDS.join(",")}
                        (default: every installed one but borg-none; frost-rsync runs on "vm" only)
-  --rss-sizes LIST     only frost's full backup of "home" at these sizes (e.g. 1G,4G): peak RSS per size
-                       (small files: --files, default 20000 here)
+  --rss-sizes LIST     sizes of the "sizes" part (default 1G,4G; small files: 20000, or --files when given
+                       here). Given without --set: only that part
   --frost-bin PATH     frost binary to measure (also --frost, or $FROST_BIN; built there when missing).
                        Default dist/frost, built when missing or older than the sources
   --no-build           never build frost
@@ -103,14 +123,19 @@ const USAGE = `Usage: deno task bench [options]
   -h, --help           this help`;
 
 interface Options {
-  sets: SetKind[];
-  sizes: Record<SetKind, number>;
+  parts: Part[];
+  sizes: Record<SizedKind, number>;
   files: number;
+  usrSource: string;
+  flatFiles: number;
+  freezerSize: number;
+  freezerFiles: number;
+  rssFiles: number;
   runs: number;
   seed: number;
   smoke: boolean;
   tools: ToolId[];
-  rssSizes: number[] | null;
+  rssSizes: number[];
   frost: string | undefined;
   build: boolean;
   timeout: number;
@@ -133,6 +158,9 @@ function options(): Options | null {
       "home-size": { type: "string" },
       "vm-size": { type: "string" },
       files: { type: "string" },
+      "usr-source": { type: "string" },
+      "flat-files": { type: "string" },
+      "freezer-size": { type: "string" },
       runs: { type: "string" },
       seed: { type: "string" },
       smoke: { type: "boolean" },
@@ -162,9 +190,13 @@ function options(): Options | null {
   const list = (v: string) => v.split(",").map((t) => t.trim()).filter(Boolean);
   const smoke = values.smoke ?? false;
   const env = process.env;
-  const sets = values.set === undefined || values.set === "all" ? [...SET_KINDS] : list(values.set);
-  for (const s of sets) {
-    if (!(SET_KINDS as readonly string[]).includes(s)) throw new Error(`--set: unknown data set "${s}"`);
+  const parts = values.set === undefined
+    ? values["rss-sizes"] ? ["sizes"] : smoke ? SMOKE_PARTS : [...PARTS]
+    : values.set === "all"
+    ? [...PARTS]
+    : list(values.set);
+  for (const s of parts) {
+    if (!(PARTS as readonly string[]).includes(s)) throw new Error(`--set: unknown part "${s}"`);
   }
   const tools = values.tools === undefined
     ? TOOL_IDS.filter((t) =>
@@ -177,22 +209,24 @@ function options(): Options | null {
     if (!(TOOL_IDS as readonly string[]).includes(t)) throw new Error(`--tools: unknown tool "${t}"`);
   }
   const both = values.size ?? (smoke ? undefined : env.BENCH_SIZE || undefined);
-  const sizeOf = (k: SetKind) =>
+  const sizeOf = (k: SizedKind) =>
     parseSize(values[`${k}-size`] ?? both ?? (smoke ? SMOKE_SIZE[k] : DEFAULT_SIZE[k]));
   const frost = values["frost-bin"] ?? values.frost ?? env.FROST_BIN;
+  const files = int(values.files ?? (smoke ? "400" : env.BENCH_FILES), 100000, "--files");
   return {
-    sets: sets as SetKind[],
+    parts: PARTS.filter((p) => parts.includes(p)),
     sizes: { home: sizeOf("home"), vm: sizeOf("vm") },
-    files: int(
-      values.files ?? (smoke ? "400" : env.BENCH_FILES),
-      values["rss-sizes"] ? 20000 : 100000,
-      "--files",
-    ),
-    runs: Math.max(1, int(values.runs ?? (smoke ? "1" : env.BENCH_RUNS), 1, "--runs")),
+    files,
+    usrSource: path.resolve(values["usr-source"] ?? "/usr"),
+    flatFiles: Math.max(1, int(values["flat-files"], smoke ? 2000 : 200000, "--flat-files")),
+    freezerSize: parseSize(values["freezer-size"] ?? (smoke ? "4M" : "50M")),
+    freezerFiles: smoke ? 200 : 2000,
+    rssFiles: values["rss-sizes"] && values.files ? files : 20000,
+    runs: Math.max(1, int(values.runs ?? (smoke ? "1" : env.BENCH_RUNS), 2, "--runs")),
     seed: int(values.seed, 1, "--seed"),
     smoke,
     tools: tools as ToolId[],
-    rssSizes: values["rss-sizes"] ? list(values["rss-sizes"]).map((x) => parseSize(x)) : null,
+    rssSizes: list(values["rss-sizes"] ?? "1G,4G").map((x) => parseSize(x)),
     frost: frost || undefined,
     build: !values["no-build"],
     timeout: int(values.timeout, smoke ? 120 : 1800, "--timeout"),
@@ -356,9 +390,10 @@ function publish(opts: Options, update: Results): void {
   const results: Results = { ...old, ...update, sets: { ...old.sets, ...update.sets } };
   // The verdicts follow the current bars, also for the kept part from an earlier run.
   for (const set of Object.values(results.sets ?? {})) {
-    if (set) set.bars = setBars(set.set, set.rows, set.set === "home" ? set.data.smallFiles : 1);
+    if (set) set.bars = setBars(set.set, set.rows, set.set === "vm" ? 1 : set.data.smallFiles);
   }
   if (results.rss) results.rss.bars = rssBars(results.rss.rows);
+  if (results.freezer) results.freezer.bars = freezerBars(results.freezer.rows);
   writeJson(jsonFile, results);
   fs.mkdirSync(path.dirname(mdFile), { recursive: true });
   const existing = fs.existsSync(mdFile) ? fs.readFileSync(mdFile, "utf8") : null;
@@ -403,13 +438,16 @@ function runSet(kind: SetKind, opts: Options, frost: ReturnType<typeof resolveFr
   }
   const ids = toolsFor(kind, opts, notes);
   const machine = machineFacts(BENCH);
+  const loadStart = loads();
+  const changing = hasChangeRounds(kind);
   const params: DataParams = {
     kind,
-    size: opts.sizes[kind],
-    files: kind === "vm" ? 1 : opts.files,
+    size: kind === "home" || kind === "vm" ? opts.sizes[kind] : 0,
+    files: kind === "vm" ? 1 : kind === "flat" ? opts.flatFiles : opts.files,
     seed: opts.seed,
+    ...(kind === "usr" ? { source: opts.usrSource } : {}),
   };
-  const data = ensureDataSet(DATA_DIR, params, log);
+  const data = kind === "usr" ? sourceDataSet(params, log) : ensureDataSet(DATA_DIR, params, log);
   fs.mkdirSync(WORK_DIR, { recursive: true });
   warm(data);
   const settleSeconds = opts.smoke ? 0 : 2.5;
@@ -427,7 +465,7 @@ function runSet(kind: SetKind, opts: Options, frost: ReturnType<typeof resolveFr
   const bytesAt = new Map<Scenario, number>();
   for (let round = 0; round < opts.runs; round++) {
     if (data.state !== 0) revertChanges(data);
-    settle(data, settleSeconds);
+    if (changing) settle(data, settleSeconds);
     const failed = new Set<string>();
     const order = tools.map((_, i) => tools[(i + round) % tools.length]!);
     const step = (scenario: Scenario | null, what: string, run: (t: Tool) => StepResult) => {
@@ -448,6 +486,7 @@ function runSet(kind: SetKind, opts: Options, frost: ReturnType<typeof resolveFr
             (levelWalls[tool.label] ??= []).push(Math.round(r.sample.wall * 1000) / 1000);
           }
         } catch (err) {
+          if (err instanceof Skip) continue;
           if (!(err instanceof CommandError)) throw err;
           failed.add(tool.id);
           failures.set(`${tool.label}/${what}`, err.message);
@@ -462,7 +501,9 @@ function runSet(kind: SetKind, opts: Options, frost: ReturnType<typeof resolveFr
     };
     step("full", SCENARIO_TITLES.full, (t) => t.backup(0));
     step("restore", SCENARIO_TITLES.restore, (t) => t.restore(0));
-    for (let k = 1; k <= CHANGE_ROUNDS; k++) {
+    // "usr" and "flat" have no change rounds: the no-change level is level 1.
+    const levels = changing ? CHANGE_ROUNDS : 0;
+    for (let k = 1; k <= levels; k++) {
       const c = applyChanges(data, k);
       if (round === 0) changes.push(c);
       log(
@@ -475,18 +516,30 @@ function runSet(kind: SetKind, opts: Options, frost: ReturnType<typeof resolveFr
       settle(data, settleSeconds);
       step(k === 1 ? "change" : null, `level ${k} (1 % changed)`, (t) => t.backup(k));
     }
-    step("chain", SCENARIO_TITLES.chain, (t) => t.restore(CHANGE_ROUNDS));
-    settle(data, settleSeconds);
-    step("nochange", SCENARIO_TITLES.nochange, (t) => t.backup(CHANGE_ROUNDS + 1));
+    if (changing) {
+      step("chain", SCENARIO_TITLES.chain, (t) => t.restore(CHANGE_ROUNDS));
+      settle(data, settleSeconds);
+    }
+    step("nochange", SCENARIO_TITLES.nochange, (t) => t.backup(levels + 1));
+    // Peak RSS of reading the whole chain back (frost only): ls and verify --read-data of the newest backup.
+    const only = (scenario: "ls" | "verify", run: (t: Tool) => StepResult | undefined) =>
+      step(scenario, SCENARIO_TITLES[scenario], (t) => {
+        const r = run(t);
+        if (!r) throw new Skip();
+        return r;
+      });
+    only("ls", (t) => t.ls?.());
+    only("verify", (t) => t.verify?.());
     if (!opts.keep || round < opts.runs - 1) {
       for (const t of tools) t.cleanup();
     }
   }
-  revertChanges(data);
+  if (changing) revertChanges(data);
   for (const [key, message] of failures) {
     const [tool, what] = key.split("/");
     notes.push(`${tool} failed in ${what} (and skipped the rest of that round): ${message}`);
   }
+  const loadEnd = loads();
   busyNote(machine.loadAverage, notes);
 
   const rows: Row[] = [];
@@ -497,7 +550,8 @@ function runSet(kind: SetKind, opts: Options, frost: ReturnType<typeof resolveFr
       const b = best(runs);
       if (!runs || !b) continue;
       const rss = runs.map((r) => r.sample.rssMiB).filter((x): x is number => x !== null);
-      const throughput = scenario === "full" || scenario === "restore" || scenario === "chain";
+      const throughput = scenario === "full" || scenario === "restore" || scenario === "chain" ||
+        scenario === "verify";
       rows.push({
         scenario,
         tool: tool.id,
@@ -514,7 +568,7 @@ function runSet(kind: SetKind, opts: Options, frost: ReturnType<typeof resolveFr
       });
     }
   }
-  const smallFiles = kind === "home" ? opts.files : 1;
+  const smallFiles = kind === "home" ? opts.files : kind === "vm" ? 1 : data.initial.fileCount;
   const result: SetResults = {
     set: kind,
     date: new Date().toISOString(),
@@ -538,6 +592,7 @@ function runSet(kind: SetKind, opts: Options, frost: ReturnType<typeof resolveFr
     levelWalls,
     commands: Object.fromEntries(tools.map((t) => [t.label, t.commands])),
     notes,
+    load: { start: loadStart, end: loadEnd },
   };
   console.log(
     `\n"${kind}": ${formatSize(data.bytes)} in ${data.fileCount} files, ${
@@ -547,28 +602,156 @@ function runSet(kind: SetKind, opts: Options, frost: ReturnType<typeof resolveFr
   console.log(textTable(rows));
   console.log("\n" + textBars(result.bars));
   if (notes.length) console.log("\nnotes:\n" + notes.map((n) => `- ${n}`).join("\n"));
-  if (opts.cleanData) {
+  if (opts.cleanData && kind !== "usr") {
     fs.rmSync(data.root, { recursive: true, force: true });
     fs.rmSync(path.join(DATA_DIR, `${data.id}.json`), { force: true });
   }
   return result;
 }
 
-/** The comparison run: each selected data set in turn, published after each. */
+/** A step a tool does not have (ls, verify: frost only). */
+class Skip extends Error {}
+
+/** uptime's load averages (1, 5, 15 minutes), two decimals. */
+function loads(): number[] {
+  return os.loadavg().map((x) => Math.round(x * 100) / 100);
+}
+
+/** The comparison run: each selected part in turn, published after each. */
 function runMain(opts: Options): void {
   const frost = resolveFrost(opts);
   const machine = machineFacts(BENCH);
   log(`frost: ${shellQuote(frost.cmd)}`);
   for (const n of frost.notes) log(`frost: ${n}`);
   console.log(
-    `frost bench: machine ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, kernel ${machine.kernel}`,
+    `frost bench: machine ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, kernel ${machine.kernel}; ` +
+      `load average ${loads().join(" ")}; parts ${opts.parts.join(", ")}; ${
+        opts.runs === 1 ? "one round" : `best of ${opts.runs}`
+      }`,
   );
   const started = performance.now();
-  for (const kind of opts.sets) {
-    const result = runSet(kind, opts, frost);
-    if (opts.save) publish(opts, { sets: { [kind]: result } });
+  for (const part of opts.parts) {
+    if (part === "freezer") {
+      const result = runFreezer(opts, frost);
+      if (result && opts.save) publish(opts, { freezer: result });
+    } else if (part === "sizes") {
+      const result = runRss(opts, frost);
+      if (opts.save) publish(opts, { rss: result });
+    } else {
+      const result = runSet(part, opts, frost);
+      if (opts.save) publish(opts, { sets: { [part]: result } });
+    }
   }
-  log(`bench: ${((performance.now() - started) / 1000).toFixed(0)} s in all`);
+  log(
+    `bench: ${((performance.now() - started) / 1000).toFixed(0)} s in all; load average ${loads().join(" ")}`,
+  );
+}
+
+/** The Freezer bzip2 restore: frost freezer restore vs bzip2 -dc, on a Freezer-made level 0. */
+function runFreezer(opts: Options, frost: ReturnType<typeof resolveFrost>): FreezerResults | null {
+  const started = performance.now();
+  const notes: string[] = [];
+  for (const c of ["tar", "bzip2"]) {
+    if (!onPath(c)) {
+      log(`freezer: skipped: ${c} is not installed (bash bench/setup)`);
+      return null;
+    }
+  }
+  const machine = machineFacts(BENCH);
+  const loadStart = loads();
+  const params: DataParams = {
+    kind: "home",
+    size: opts.freezerSize,
+    files: opts.freezerFiles,
+    seed: opts.seed,
+  };
+  const data = ensureDataSet(DATA_DIR, params, log);
+  const setup = freezerSetup(data, path.join(WORK_DIR, "freezer"), frost.cmd, opts.timeout);
+  log(
+    `\n== Freezer bzip2 restore: ${formatSize(data.bytes)} in ${data.fileCount} files, bzip2 stream ${
+      formatSize(setup.compressed)
+    } (made in ${setup.seconds.toFixed(1)} s)`,
+  );
+  const samples = new Map<string, StepResult[]>();
+  const failed = new Set<string>();
+  for (let round = 0; round < opts.runs; round++) {
+    const order = setup.tools.map((_, i) => setup.tools[(i + round) % setup.tools.length]!);
+    for (const tool of order) {
+      if (failed.has(tool.id)) continue;
+      try {
+        const r = tool.run();
+        samples.set(tool.id, [...(samples.get(tool.id) ?? []), r]);
+        log(
+          `round ${round + 1}/${opts.runs}  ${"Freezer bzip2 restore".padEnd(24)} ${tool.label.padEnd(22)} ${
+            fmtStep(r)
+          }`,
+        );
+        if (r.note) notes.push(`${tool.label}, round ${round + 1}: ${r.note}`);
+      } catch (err) {
+        if (!(err instanceof CommandError)) throw err;
+        failed.add(tool.id);
+        notes.push(`${tool.label} failed: ${err.message}`);
+        log(`round ${round + 1}/${opts.runs}  ${tool.label} FAILED: ${err.message}`);
+      }
+    }
+  }
+  if (!opts.keep) setup.cleanup();
+  const loadEnd = loads();
+  busyNote(machine.loadAverage, notes);
+  const frostBest = best(samples.get("frost"));
+  const rows: Row[] = [];
+  for (const tool of setup.tools) {
+    const runs = samples.get(tool.id);
+    const b = best(runs);
+    if (!runs || !b) continue;
+    const rss = runs.map((r) => r.sample.rssMiB).filter((x): x is number => x !== null);
+    rows.push({
+      scenario: "freezer",
+      tool: tool.id,
+      label: tool.label,
+      wall: b.sample.wall,
+      cpu: b.sample.cpu,
+      rssMiB: rss.length ? Math.max(...rss) : null,
+      storedMiB: setup.compressed / 2 ** 20,
+      mbps: data.bytes / 1e6 / b.sample.wall,
+      frostSpeed: tool.id === "frost" || !frostBest ? null : b.sample.wall / frostBest.sample.wall,
+      walls: runs.map((r) => r.sample.wall),
+    });
+  }
+  const result: FreezerResults = {
+    date: new Date().toISOString(),
+    seconds: (performance.now() - started) / 1000,
+    machine,
+    load: { start: loadStart, end: loadEnd },
+    versions: (() => {
+      const v = versions(frost.cmd, ["tar"]);
+      const m = /\d+\.\d+(\.\d+)?/.exec(versionOf(["bash", "-c", "bzip2 --help 2>&1 | head -1"]) ?? "");
+      if (m) v.bzip2 = m[0];
+      delete v.zstd;
+      return v;
+    })(),
+    frost: { command: frost.label, commit: commitOf(), notes: frost.notes },
+    data: {
+      description: describeSet(data).replace(/; a change round .*(; seed)/, "$1"),
+      bytes: data.bytes,
+      files: data.fileCount,
+      compressed: setup.compressed,
+    },
+    runs: opts.runs,
+    rows,
+    bars: freezerBars(rows),
+    commands: Object.fromEntries(setup.tools.map((t) => [t.label, t.command])),
+    notes,
+  };
+  console.log(
+    `\nFreezer bzip2 restore: ${formatSize(data.bytes)} in ${data.fileCount} files, ${
+      opts.runs === 1 ? "one round" : `best of ${opts.runs}`
+    }`,
+  );
+  console.log(textTable(rows));
+  console.log("\n" + textBars(result.bars));
+  if (notes.length) console.log("\nnotes:\n" + notes.map((n) => `- ${n}`).join("\n"));
+  return result;
 }
 
 /** A note when something else kept the CPUs busy while the bench ran. */
@@ -582,13 +765,16 @@ function busyNote(loadAtStart: number, notes: string[]): void {
   }
 }
 
-/** The memory-flatness run: frost's full backup of "home" at each size. */
-function runRss(opts: Options, sizes: number[]): void {
-  const frost = resolveFrost(opts);
+/** The memory-flatness run: frost's full backup of "home" at each size, and its restore. */
+function runRss(opts: Options, frost: ReturnType<typeof resolveFrost>): RssResults {
+  const sizes = opts.rssSizes;
   const machine = machineFacts(BENCH);
+  const loadStart = loads();
   const rows: RssRow[] = [];
+  const notes: string[] = [];
+  log(`\n== sizes: frost's full backup and restore of "home" at ${sizes.map(formatSize).join(", ")}`);
   for (const size of sizes) {
-    const params: DataParams = { kind: "home", size, files: opts.files, seed: opts.seed };
+    const params: DataParams = { kind: "home", size, files: opts.rssFiles, seed: opts.seed };
     const data = ensureDataSet(DATA_DIR, params, log);
     warm(data);
     settle(data);
@@ -599,11 +785,16 @@ function runRss(opts: Options, sizes: number[]): void {
       frost: frost.cmd,
     });
     const runs: StepResult[] = [];
+    const restores: StepResult[] = [];
     for (let round = 0; round < opts.runs; round++) {
       try {
         const r = tool.backup(0);
         runs.push(r);
-        log(`rss ${formatSize(size)} round ${round + 1}/${opts.runs}: ${fmtStep(r)}`);
+        log(`rss ${formatSize(size)} round ${round + 1}/${opts.runs}: backup ${fmtStep(r)}`);
+        const rr = tool.restore(0);
+        restores.push(rr);
+        log(`rss ${formatSize(size)} round ${round + 1}/${opts.runs}: restore ${fmtStep(rr)}`);
+        if (rr.note) notes.push(`${formatSize(size)}, restore, round ${round + 1}: ${rr.note}`);
       } catch (err) {
         if (!(err instanceof CommandError)) throw err;
         log(`rss ${formatSize(size)} round ${round + 1}/${opts.runs}: FAILED: ${err.message}`);
@@ -614,15 +805,28 @@ function runRss(opts: Options, sizes: number[]): void {
     syncDisks();
     const b = best(runs);
     if (!b) continue;
-    const rss = runs.map((r) => r.sample.rssMiB).filter((x): x is number => x !== null);
+    const peakOf = (steps: StepResult[]) => {
+      const rss = steps.map((r) => r.sample.rssMiB).filter((x): x is number => x !== null);
+      return rss.length ? Math.max(...rss) : null;
+    };
+    const br = best(restores);
     rows.push({
       size: formatSize(data.bytes),
       bytes: data.bytes,
       files: data.fileCount,
       wall: b.sample.wall,
-      rssMiB: rss.length ? Math.max(...rss) : null,
+      rssMiB: peakOf(runs),
       mbps: data.bytes / 1e6 / b.sample.wall,
       walls: runs.map((r) => r.sample.wall),
+      ...(br
+        ? {
+          restore: {
+            wall: br.sample.wall,
+            rssMiB: peakOf(restores),
+            walls: restores.map((r) => r.sample.wall),
+          },
+        }
+        : {}),
     });
     if (opts.cleanData) {
       fs.rmSync(data.root, { recursive: true, force: true });
@@ -630,7 +834,7 @@ function runRss(opts: Options, sizes: number[]): void {
     }
   }
   const bars = rssBars(rows);
-  const notes: string[] = [];
+  const loadEnd = loads();
   busyNote(machine.loadAverage, notes);
   const result: RssResults = {
     date: new Date().toISOString(),
@@ -640,22 +844,30 @@ function runRss(opts: Options, sizes: number[]): void {
     rows,
     bars,
     notes,
+    load: { start: loadStart, end: loadEnd },
   };
-  console.log(`\nfrost full backup, peak RSS by data size (best wall of ${opts.runs}, highest RSS):`);
+  console.log(
+    `\nfrost full backup and restore, peak RSS by data size (best wall of ${opts.runs}, highest RSS):`,
+  );
+  const mib = (x: number | null | undefined) =>
+    x === null || x === undefined ? "   —" : x.toFixed(0).padStart(4);
   for (const r of rows) {
     console.log(
-      `  ${r.size.padEnd(9)} ${String(r.files).padStart(6)} files  ${r.wall.toFixed(2).padStart(7)} s  ` +
-        `${r.rssMiB === null ? "—" : r.rssMiB.toFixed(0).padStart(4)} MiB  ${r.mbps.toFixed(0)} MB/s`,
+      `  ${r.size.padEnd(9)} ${String(r.files).padStart(6)} files  backup ${
+        r.wall.toFixed(2).padStart(7)
+      } s ` +
+        `${mib(r.rssMiB)} MiB ${r.mbps.toFixed(0)} MB/s  restore ${
+          r.restore ? r.restore.wall.toFixed(2).padStart(7) : "      —"
+        } s ${mib(r.restore?.rssMiB)} MiB`,
     );
   }
   console.log("\n" + textBars(bars));
   if (notes.length) console.log("\nnotes:\n" + notes.map((n) => `- ${n}`).join("\n"));
-  if (opts.save) publish(opts, { rss: result });
+  return result;
 }
 
 const opts = options();
 if (opts) {
   if (opts.report) publish(opts, {});
-  else if (opts.rssSizes) runRss(opts, opts.rssSizes);
   else runMain(opts);
 }

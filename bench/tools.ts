@@ -11,8 +11,17 @@ import path from "node:path";
 import { type DataSet, type SetKind, verifyRestore } from "./data.ts";
 import { CommandError, duBytes, exec, freshDir, measure, type Sample, syncDisks } from "./measure.ts";
 
-/** The measured scenarios, in the table's order. */
-export const SCENARIOS = ["full", "nochange", "change", "restore", "chain"] as const;
+/** The measured scenarios, in the table's order ("ls" and "verify": frost only; "freezer": its own run). */
+export const SCENARIOS = [
+  "full",
+  "nochange",
+  "change",
+  "restore",
+  "chain",
+  "ls",
+  "verify",
+  "freezer",
+] as const;
 /** One of the measured scenarios. */
 export type Scenario = typeof SCENARIOS[number];
 
@@ -23,6 +32,9 @@ export const SCENARIO_TITLES: Record<Scenario, string> = {
   change: "1 % change incremental",
   restore: "full restore (newest)",
   chain: "restore 5-level chain",
+  ls: "ls (newest backup)",
+  verify: "verify --read-data",
+  freezer: "Freezer bzip2 restore",
 };
 
 /** Change rounds after the full backup: the chain is level 0 + this many levels. */
@@ -59,11 +71,15 @@ export interface Tool {
   /** Name in the table. */
   label: string;
   /** The timed commands, for the report (DATA = the tree, paths shortened). */
-  commands: Record<Scenario, string>;
+  commands: Partial<Record<Scenario, string>>;
   /** Makes backup number k (0: full, into an empty storage; k ≥ 1: incremental on backup k − 1). */
   backup(k: number): StepResult;
   /** Restores the newest backup, number k, into an empty folder and checks it. */
   restore(k: number): StepResult;
+  /** Lists the files of the newest backup (frost only; output discarded). */
+  ls?(): StepResult;
+  /** Reads back and checks every byte of the newest backup's chain (frost only). */
+  verify?(): StepResult;
   /** Removes what the tool wrote. */
   cleanup(): void;
 }
@@ -135,10 +151,16 @@ function frostLike(ctx: ToolContext, id: "frost" | "frost-rsync", engine: string
     label: id === "frost" ? "frost" : "frost --engine rsync",
     commands: {
       full: `${cmd}   (empty STORE: level 0)`,
-      nochange: `${cmd}   (after level 4, nothing changed: level 5)`,
+      nochange: `${cmd}   (nothing changed: level 5 after the change levels; level 1 where there are none)`,
       change: `${cmd}   (after 1 % changed: level 1; levels 2–4 likewise, untimed)`,
       restore: "frost restore --name bench --storage STORE --to OUT   (newest = level 0)",
       chain: "frost restore --name bench --storage STORE --to OUT   (newest = level 4: applies levels 0–4)",
+      ...(id === "frost"
+        ? {
+          ls: "frost ls --name bench --storage STORE > /dev/null   (after the no-change level)",
+          verify: "frost verify --name bench --storage STORE --read-data   (after the no-change level)",
+        }
+        : {}),
     },
     backup(k) {
       if (k === 0) freshDir(ctx.work);
@@ -149,6 +171,19 @@ function frostLike(ctx: ToolContext, id: "frost" | "frost-rsync", engine: string
       restoreStep(ctx, target, [...ctx.frost, "restore", ...common, "--to", target], {
         stored: duBytes(store),
       }),
+    // ls and verify: the default (tar) engine only; `frost ls` reads tar-engine backups only.
+    ...(id === "frost"
+      ? {
+        ls: (): StepResult => ({
+          sample: timed(ctx, [...BASH, 'exec "$@" > /dev/null', "bash", ...ctx.frost, "ls", ...common]),
+          stored: null,
+        }),
+        verify: (): StepResult => ({
+          sample: timed(ctx, [...ctx.frost, "verify", ...common, "--read-data"]),
+          stored: duBytes(store),
+        }),
+      }
+      : {}),
     cleanup: () => fs.rmSync(ctx.work, { recursive: true, force: true }),
   };
 }
@@ -194,7 +229,7 @@ export function tarTool(ctx: ToolContext): Tool {
       full: "tar -C DATA -cf - . | zstd -1 -q -o l0.tar.zst   " +
         "(then, untimed: tar -C DATA --listed-incremental=l0.snar -cf /dev/null .)",
       nochange: "tar -C DATA --listed-incremental=l5.snar -cf - . | zstd -1 -q -o l5.tar.zst   " +
-        "(l5.snar = copy of l4.snar; nothing changed)",
+        "(l5.snar = copy of l4.snar; nothing changed; l1 from l0 where there are no change levels)",
       change: "tar -C DATA --listed-incremental=l1.snar -cf - . | zstd -1 -q -o l1.tar.zst   " +
         "(l1.snar = copy of l0.snar; levels 2–4 likewise, untimed)",
       restore: "zstd -dc l0.tar.zst | tar -x -C OUT",

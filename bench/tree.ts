@@ -9,7 +9,9 @@
  * full backup, a no-change level, then `ls`, `verify --read-data` and a restore into an empty folder; GNU
  * tar does the same jobs side by side (`tar -c | zstd -1`, `tar -g` with nothing changed, `zstd -d | tar -x`).
  * Reported per job: best wall time of `--runs`, CPU seconds (user + sys) and the highest peak RSS (GNU
- * time), and frost's speed as a multiple of tar's.
+ * time), and frost's speed as a multiple of tar's. `deno task bench --set usr,flat` measures the same jobs
+ * as data sets of the main bench (with every installed peer, bars and the report); this script stays for a
+ * quick look at one tree.
  * @module
  */
 import fs from "node:fs";
