@@ -21,7 +21,11 @@ import { type DirFix, restoreRun, RestoreTally, RestoreTarget, type SpecialType 
 import { type StoredXattrs, XattrRestorer } from "./_xattrs.ts";
 import {
   Dumpdir,
+  dumpdirDrops,
+  type DumpdirRecord,
+  dumpdirRenames,
   parseDumpdir,
+  readDumpdir,
   type TarEntry,
   type TarHandler,
   TarReader,
@@ -429,13 +433,7 @@ class Applier implements TarHandler {
    * member of a chain deletes nothing.
    */
   #purge(rel: string, abs: string, e: TarEntry): void {
-    const records = parseDumpdir(e.dumpdir!);
-    const keep = new Map<string, number>();
-    let renames = false;
-    for (const r of records) {
-      if (r.code === Dumpdir.R || r.code === Dumpdir.X) renames = true;
-      else if (r.code !== Dumpdir.T) keep.set(r.name, r.code);
-    }
+    const { records, keep, renames } = readDumpdir(e.dumpdir!);
     if (renames) this.#renames(records, e.name);
     const before = this.#previous?.get(rel);
     if (before === undefined) return;
@@ -443,9 +441,7 @@ class Applier implements TarHandler {
     for (const r of parseDumpdir(before)) if (r.code !== Dumpdir.R && r.code !== Dumpdir.T) held.add(r.name);
     for (const d of fs.readdirSync(abs, { withFileTypes: true })) {
       if (!held.has(d.name)) continue;
-      const c = keep.get(d.name);
-      const isDir = d.isDirectory();
-      if (c === undefined || (c === Dumpdir.D && !isDir) || (c === Dumpdir.Y && isDir)) {
+      if (dumpdirDrops(keep, d.name, d.isDirectory())) {
         const childRel = rel === "" ? d.name : rel + "/" + d.name;
         this.#n.deleted += this.#t.select
           ? this.#t.removeSelected(childRel, abs + "/" + d.name)
@@ -454,25 +450,15 @@ class Applier implements TarHandler {
     }
   }
 
-  #renames(records: { code: number; name: string }[], name: string): void {
-    const malformed = () =>
-      new FrostError(`Cannot restore "${name}": malformed rename records in its dumpdir`);
-    let temp: string | undefined;
-    for (let k = 0; k < records.length; k++) {
-      const r = records[k]!;
-      if (r.code === Dumpdir.X) {
-        const dir = safeRel(r.name, name);
-        if (!this.#t.parentsSafe(dir + "/x")) throw malformed();
-        temp = path.relative(this.#t.root, fs.mkdtempSync(this.#t.abs(dir) + "/tar."));
-      } else if (r.code === Dumpdir.R) {
-        const t = records[++k];
-        if (!t || t.code !== Dumpdir.T) throw malformed();
-        const from = r.name === "" ? temp : safeRel(r.name, name);
-        const to = t.name === "" ? temp : safeRel(t.name, name);
-        if (!from || !to) throw malformed();
-        this.#rename(from, to, name);
-      }
-    }
+  #renames(records: DumpdirRecord[], name: string): void {
+    const renames = dumpdirRenames(records, name, {
+      rel: (n) => safeRel(n, name),
+      temp: (dir) =>
+        this.#t.parentsSafe(dir + "/x")
+          ? path.relative(this.#t.root, fs.mkdtempSync(this.#t.abs(dir) + "/tar."))
+          : undefined,
+    });
+    for (const [from, to] of renames) this.#rename(from, to, name);
     // Directories moved: what was verified under their old names no longer says anything.
     this.#t.verified.clear();
     this.#t.verified.add("");
