@@ -61,3 +61,17 @@ export function oneLine(text: string, max = 300): string {
   const line = text.trim().split(/\r?\n/, 1)[0] ?? "";
   return line.length > max ? `${line.slice(0, max - 3)}...` : line;
 }
+
+/** `storage` once `check()` has passed; when it fails, `storage` is closed and the failure rethrown. */
+export async function checkedOpen<S extends { close(): Promise<void> }>(
+  storage: S,
+  check: () => Promise<void>,
+): Promise<S> {
+  try {
+    await check();
+    return storage;
+  } catch (err) {
+    await storage.close();
+    throw err;
+  }
+}

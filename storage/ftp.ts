@@ -31,12 +31,14 @@ import { messageOf, UsageError } from "../base/errors.ts";
 import { uploadPieces } from "./_pieces.ts";
 import { checkPrefix, checkRange } from "./_key.ts";
 import {
+  checkedOpen,
   checkObjectKey,
   codeOf,
   emptyStream,
   networkFailure,
   oneLine,
   parseRemoteUrl,
+  remoteRoot,
   TEMP_PREFIX,
   tempName,
   walkConcurrently,
@@ -191,14 +193,9 @@ export class FtpStorage implements Storage {
       timeout: options.timeout ?? 30_000,
     };
     const storage = new FtpStorage(parsed.shown, target, Math.max(1, options.connections ?? 4));
-    try {
+    return await checkedOpen(storage, async () => {
       await storage.#withConnection(`Cannot use storage "${storage.url}"`, undefined, async ({ client }) => {
-        let root = parsed.path;
-        if (root === "" || root === "/~" || root.startsWith("/~/")) {
-          root = path.posix.join(await client.pwd(), root.slice(2));
-        }
-        root = path.posix.normalize(root);
-        storage.#root = root.length > 1 && root.endsWith("/") ? root.slice(0, -1) : root;
+        storage.#root = await remoteRoot(parsed.path, () => client.pwd());
         if (await isFolder(client, storage.#root)) return;
         if (!options.create) throw new StorageError(`Storage "${storage.url}" does not exist`);
         await storage.#makeFolders(
@@ -208,11 +205,7 @@ export class FtpStorage implements Storage {
           "/",
         );
       });
-      return storage;
-    } catch (err) {
-      await storage.close();
-      throw err;
-    }
+    });
   }
 
   /** Uploads `data` to a temp name beside the key and renames it over the key. */
