@@ -20,7 +20,6 @@ import { AbortedError, ExitCode, FrostError, messageOf, UsageError } from "../ba
 import { formatBytes, parseDate } from "../base/units.ts";
 import { tarRestore } from "../engines/tar_restore.ts";
 import type { RestoreStats } from "../engines/engine.ts";
-import { showName } from "../engines/mod.ts";
 import {
   checkPlainHead,
   concatObjects,
@@ -220,10 +219,7 @@ async function restore(ctx: CommandContext, values: Values): Promise<number> {
             } written, ${formatBytes(read)} read`
           ),
         onWarning: (w) => {
-          progress.clear();
-          if (w.notice) return ctx.stderr(`frost: notice: ${showName(w.path)}: ${w.message}`);
-          warnings++;
-          ctx.stderr(`frost: warning: ${showName(w.path)}: ${w.message}`);
+          if (progress.warning(w)) warnings++;
         },
       });
       let stream = concatObjects(storage, keys, { signal: ctx.signal, onRead: (n) => read += n });

@@ -363,10 +363,7 @@ async function applyChain(
       });
     },
     onWarning: (w) => {
-      progress.clear();
-      if (w.notice) return ctx.stderr(`frost: notice: ${showName(w.path)}: ${w.message}`);
-      warnings++;
-      ctx.stderr(`frost: warning: ${showName(w.path)}: ${w.message}`);
+      if (progress.warning(w)) warnings++;
     },
   }).catch((err) => {
     progress.clear();
