@@ -8,7 +8,7 @@ import fs from "./_fs_bytes.ts";
 import process from "node:process";
 import { execFileSync } from "node:child_process";
 import type { RestoreOptions, RestoreRun, RestoreStats, Selection } from "./engine.ts";
-import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
+import { AbortedError, failureOf, FrostError, messageOf } from "../base/errors.ts";
 import { code, count, IdMap, safeRel } from "./_fs_common.ts";
 import { hasEscape } from "./_names.ts";
 import { type StoredXattrs, XattrRestorer } from "./_xattrs.ts";
@@ -155,8 +155,7 @@ export interface DirFix<T> {
 
 /** A failure while restoring the entry `name`, as a `FrostError` that names it (frost's own errors as they are). */
 export function restoreError(err: unknown, name: string): Error {
-  if (err instanceof FrostError || err instanceof AbortedError) return err;
-  return new FrostError(`Cannot restore "${name}": ${messageOf(err)}`, { cause: err });
+  return failureOf(err, `Cannot restore "${name}"`);
 }
 
 /**
