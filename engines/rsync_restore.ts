@@ -16,6 +16,7 @@ import path from "node:path";
 import crypto from "node:crypto";
 import type { RestoreOptions, RestoreRun, RestoreStats, Selection } from "./engine.ts";
 import { FrostError } from "../base/errors.ts";
+import { equalBytes } from "../base/bytes.ts";
 import { sha256 } from "./_rsync_delta.ts";
 import { decodeName } from "./_names.ts";
 import { DELETED_DIR, DELETED_OTHER, KIND, STREAM_MAGIC, STREAM_VERSIONS, TAG } from "./_rsync_format.ts";
@@ -759,10 +760,4 @@ function describe(st: fs.Stats): string {
   if (st.isSymbolicLink()) return "symlink";
   if (st.isFIFO()) return "fifo";
   return "special file";
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

@@ -49,7 +49,7 @@ export function parseObjectStoreUrl(spec: string, scheme: string): ObjectStoreLo
   return { container, prefix, url: `${head}${container}${prefix === "" ? "" : `/${prefix}`}` };
 }
 
-export { checkedOpen, emptyStream, networkFailure, oneLine } from "./_remote.ts";
+export { checkedOpen, emptyStream, networkFailure, nonEmpty, oneLine } from "./_remote.ts";
 
 /** The HTTP `Range` header value of a `get()` range: undefined for the whole object. */
 export function rangeHeader(range: Range | undefined): string | undefined {

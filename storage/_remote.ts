@@ -51,6 +51,11 @@ export function networkFailure(err: unknown): { reason: string; retriable: boole
   return undefined;
 }
 
+/** An environment variable's value, undefined when it is unset or empty. */
+export function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === "" ? undefined : value;
+}
+
 /** An empty byte stream. */
 export function emptyStream(): ReadableStream<Uint8Array> {
   return new ReadableStream<Uint8Array>({ start: (controller) => controller.close() });

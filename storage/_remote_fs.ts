@@ -126,4 +126,4 @@ export async function remoteRoot(urlPath: string, home: () => Promise<string>): 
   return root.length > 1 && root.endsWith("/") ? root.slice(0, -1) : root;
 }
 
-export { checkedOpen, codeOf, emptyStream, networkFailure, oneLine } from "./_remote.ts";
+export { checkedOpen, codeOf, emptyStream, networkFailure, nonEmpty, oneLine } from "./_remote.ts";

@@ -36,6 +36,7 @@ import {
   codeOf,
   emptyStream,
   networkFailure,
+  nonEmpty,
   oneLine,
   parseRemoteUrl,
   remoteRoot,
@@ -784,8 +785,4 @@ async function readSetting(file: string, what: string, shown: string): Promise<s
       cause: err,
     });
   }
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value === "" ? undefined : value;
 }

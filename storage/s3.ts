@@ -27,6 +27,7 @@ import {
   IdleWatch,
   isKey,
   networkFailure,
+  nonEmpty,
   oneLine,
   parseObjectStoreUrl,
   rangeHeader,
@@ -528,8 +529,4 @@ function codeOf(err: unknown): string | undefined {
   if (typeof err !== "object" || err === null) return undefined;
   if ("Code" in err && typeof err.Code === "string") return err.Code;
   return "$metadata" in err && err instanceof Error ? err.name : undefined;
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value === "" ? undefined : value;
 }

@@ -47,6 +47,7 @@ import {
   codeOf,
   emptyStream,
   networkFailure,
+  nonEmpty,
   oneLine,
   parseRemoteUrl,
   remoteRoot,
@@ -942,8 +943,4 @@ async function defaultKey(home: string): Promise<string | undefined> {
     if (await fsp.access(file).then(() => true, () => false)) return file;
   }
   return undefined;
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value === "" ? undefined : value;
 }

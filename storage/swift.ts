@@ -25,6 +25,7 @@ import {
   idleStream,
   isKey,
   networkFailure,
+  nonEmpty,
   oneLine,
   parseObjectStoreUrl,
   rangeHeader,
@@ -485,10 +486,7 @@ export class SwiftStorage implements Storage {
 
 /** Reads the credentials settings, failing with a `StorageError` that says what to set. */
 function authConfig(env: Record<string, string | undefined>, url: string): AuthConfig {
-  const get = (name: string) => {
-    const value = env[name];
-    return value === undefined || value === "" ? undefined : value;
-  };
+  const get = (name: string) => nonEmpty(env[name]);
   const missing = (names: string[]) =>
     new StorageError(`Cannot use ${url}: set ${names.join(" and ")} in the environment`);
   const stAuth = get("ST_AUTH");
