@@ -14,6 +14,13 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** Whether `a` and `b` hold the same bytes. */
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /**
  * Gives a chunk back to whoever lent it, once the taker is done with its bytes, so that its buffer can be
  * filled again instead of a new one allocated (the same bytes and length; it may be a new view, e.g. after a

@@ -35,3 +35,12 @@ export class InterruptedError extends AbortedError {
 export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * `err` as a failure of `action` (`Cannot back up "/srv"`): a `FrostError` with the action before its
+ * message; frost's own errors and aborts as they are.
+ */
+export function failureOf(err: unknown, action: string): Error {
+  if (err instanceof FrostError || err instanceof AbortedError) return err;
+  return new FrostError(`${action}: ${messageOf(err)}`, { cause: err });
+}

@@ -19,7 +19,7 @@ import { fileURLToPath } from "node:url";
 import fsp from "node:fs/promises";
 import { Buffer } from "node:buffer";
 import { FrostError, messageOf, UsageError } from "../base/errors.ts";
-import { concatBytes } from "../base/bytes.ts";
+import { concatBytes, equalBytes } from "../base/bytes.ts";
 import { KDF_CHILD_ARG, scryptMaxmem } from "./kdf_child.ts";
 import { decryptorGivesBackFor, decryptStream, encryptStream, type StreamKey } from "./_encryption_stream.ts";
 import type { Encryptor, StreamOptions } from "./_encryption_stream.ts";
@@ -739,10 +739,6 @@ export async function recipientOf(identity: string): Promise<string> {
     RECIPIENT_PREFIX,
     await x25519PublicOf(await importX25519Private(parseIdentity(identity))),
   );
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.byteLength === b.byteLength && a.every((v, i) => v === b[i]);
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ import { normalizeArgs } from "./cli_options.ts";
 import { checkSelection, selectChain, type Selection } from "../series/time.ts";
 import type { KeyOptions } from "../series/keys.ts";
 import { readIdentityFile, readPassFile, readRecipientFile } from "../codec/encryption.ts";
+import type { Warning } from "../engines/engine.ts";
+import { showName } from "../engines/mod.ts";
 
 /** What every command receives: its arguments and a place to print. */
 export interface CommandContext {
@@ -456,6 +458,12 @@ export class ProgressLine {
   clear(): void {
     if (this.#shown) process.stderr.write("\r\x1b[K");
     this.#shown = false;
+  }
+  /** Prints an engine's warning or notice about a path (the progress line cleared first); true for a warning. */
+  warning(w: Warning): boolean {
+    this.clear();
+    this.ctx.stderr(`frost: ${w.notice ? "notice" : "warning"}: ${showName(w.path)}: ${w.message}`);
+    return !w.notice;
   }
 }
 

@@ -9,17 +9,17 @@ import {
   absolute,
   type Command,
   type CommandContext,
-  openStorages,
   parse,
+  parseOrHelp,
   ProgressLine,
   STORAGE_HELP,
   STORAGE_OPTIONS,
+  withStorages,
 } from "./cli.ts";
 import { AbortedError, ExitCode, FrostError, messageOf, UsageError } from "../base/errors.ts";
 import { formatBytes, parseDate } from "../base/units.ts";
 import { tarRestore } from "../engines/tar_restore.ts";
 import type { RestoreStats } from "../engines/engine.ts";
-import { showName } from "../engines/mod.ts";
 import {
   checkPlainHead,
   concatObjects,
@@ -84,11 +84,9 @@ export const freezerCommand: Command = {
     if (sub !== "list" && sub !== "restore") {
       throw new UsageError(`Unknown freezer subcommand "${sub}" (expected list or restore)`);
     }
-    const { values, positionals } = parse(args, OPTIONS, true);
-    if (values.help) {
-      ctx.stdout(USAGE);
-      return ExitCode.ok;
-    }
+    const parsed = parseOrHelp({ ...ctx, args }, USAGE, OPTIONS, true);
+    if (!parsed) return ExitCode.ok;
+    const { values, positionals } = parsed;
     if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
     return sub === "list" ? await list(ctx, values) : await restore(ctx, values);
   },
@@ -111,8 +109,7 @@ async function list(ctx: CommandContext, values: Values): Promise<number> {
   }
   const host = values.hostname === undefined ? undefined : freezerName(values.hostname, "--hostname");
   const name = values.name === undefined ? undefined : freezerName(values.name, "--name");
-  const storage = await openStorages(values, { create: false, ctx });
-  try {
+  return await withStorages(values, { create: false, ctx }, async (storage) => {
     const backups = await listFreezerBackups(storage, {
       hbn: host !== undefined && name !== undefined ? `${host}_${name}` : undefined,
       filter: (hbn) =>
@@ -147,9 +144,7 @@ async function list(ctx: CommandContext, values: Values): Promise<number> {
       }
     }
     return ExitCode.ok;
-  } finally {
-    await storage.close();
-  }
+  });
 }
 
 async function restore(ctx: CommandContext, values: Values): Promise<number> {
@@ -173,8 +168,7 @@ async function restore(ctx: CommandContext, values: Values): Promise<number> {
     }
   }
 
-  const storage = await openStorages(values, { create: false, ctx });
-  try {
+  return await withStorages(values, { create: false, ctx }, async (storage) => {
     const backups = await listFreezerBackups(storage, {
       hbn,
       signal: ctx.signal,
@@ -225,10 +219,7 @@ async function restore(ctx: CommandContext, values: Values): Promise<number> {
             } written, ${formatBytes(read)} read`
           ),
         onWarning: (w) => {
-          progress.clear();
-          if (w.notice) return ctx.stderr(`frost: notice: ${showName(w.path)}: ${w.message}`);
-          warnings++;
-          ctx.stderr(`frost: warning: ${showName(w.path)}: ${w.message}`);
+          if (progress.warning(w)) warnings++;
         },
       });
       let stream = concatObjects(storage, keys, { signal: ctx.signal, onRead: (n) => read += n });
@@ -277,9 +268,7 @@ async function restore(ctx: CommandContext, values: Values): Promise<number> {
       );
     }
     return warnings > 0 ? ExitCode.warnings : ExitCode.ok;
-  } finally {
-    await storage.close();
-  }
+  });
 }
 
 /** A failure's message; Bun's web-stream adapter throws zlib errors as an empty TypeError with a cause. */

@@ -8,9 +8,9 @@ import { parseArgs } from "node:util";
 import {
   type CommandContext,
   hostnameOption,
-  openStorages,
   STORAGE_OPTIONS,
   type StorageValues,
+  withStorages,
 } from "./cli.ts";
 import { listSeries, manifestsPrefix, seriesName } from "../series/manifest.ts";
 import type { Storage } from "../storage/storage.ts";
@@ -59,13 +59,8 @@ export async function freezerFallback(
     ...io,
     interactive: false,
   };
-  let storage: Storage;
-  try {
-    storage = await openStorages(values, { create: false, ctx });
-  } catch {
-    return argv;
-  }
-  try {
+  // A storage that cannot be opened, or any failure below: the native command runs and says why.
+  return await withStorages(values, { create: false, ctx }, async (storage) => {
     let hbn: string | undefined;
     if (values.name !== undefined) {
       hbn = seriesName(hostnameOption(values.hostname), values.name);
@@ -81,9 +76,5 @@ export async function freezerFallback(
         `reading those (as "frost freezer ${command}")`,
     );
     return ["freezer", command, ...args];
-  } catch {
-    return argv;
-  } finally {
-    await storage.close();
-  }
+  }).catch(() => argv);
 }

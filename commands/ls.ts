@@ -9,22 +9,25 @@
 import {
   chooseChain,
   type Command,
+  type CommandContext,
   hostnameOption,
   KEY_OPTIONS,
   keyOptions,
   loadHistory,
   nameOption,
+  parse,
   parseOrHelp,
   STORAGE_HELP,
   STORAGE_OPTIONS,
   withStorages,
 } from "./cli.ts";
 import { ExitCode, FrostError, UsageError } from "../base/errors.ts";
-import { seriesName } from "../series/manifest.ts";
+import { type Manifest, seriesName } from "../series/manifest.ts";
 import { formatBytes } from "../base/units.ts";
-import { checkSelection, chosenLine } from "../series/time.ts";
+import { checkSelection, chosenLine, type Selection } from "../series/time.ts";
 import { readDataChunks } from "../pipeline/mod.ts";
 import { chainDataKeys } from "../series/keys.ts";
+import type { Storage } from "../storage/storage.ts";
 import { type EntryType, normalize, parseShownName, showName, tarReplayer, Tree } from "../engines/mod.ts";
 
 const USAGE = `Usage: frost ls --name NAME [--date T] [PATH] [options]
@@ -47,98 +50,129 @@ Options:
 
 ${STORAGE_HELP}`;
 
+/** `frost ls`'s options. */
+const LS_OPTIONS = {
+  ...STORAGE_OPTIONS,
+  date: { type: "string" },
+  id: { type: "string" },
+  ...KEY_OPTIONS,
+} as const;
+
+type LsValues = ReturnType<typeof parse<typeof LS_OPTIONS>>["values"];
+
 /** The ls command. */
 export const lsCommand: Command = {
   summary: "list the files of a backup point as restore would produce them",
   usage: USAGE,
   async run(ctx) {
-    const parsed = parseOrHelp(ctx, USAGE, {
-      ...STORAGE_OPTIONS,
-      date: { type: "string" },
-      id: { type: "string" },
-      ...KEY_OPTIONS,
-    }, true);
+    const parsed = parseOrHelp(ctx, USAGE, LS_OPTIONS, true);
     if (!parsed) return ExitCode.ok;
     const { values, positionals } = parsed;
     if (positionals.length > 1) throw new UsageError(`Unexpected argument "${positionals[1]}"`);
-    const name = nameOption(values.name, "ls");
-    const hostname = hostnameOption(values.hostname);
-    const selection = { id: values.id, date: values.date };
-    checkSelection(selection);
-    const prefix = positionals[0] === undefined
-      ? ""
-      : normalize(parseShownName(positionals[0]), positionals[0]);
-
+    const o = lsOptions(values, positionals[0]);
     return await withStorages(values, { create: false, ctx }, async (storage) => {
-      const series = seriesName(hostname, name);
+      const { series } = o;
       const history = await loadHistory(storage, series, ctx);
       if (history.length === 0) throw new FrostError(`No backup of "${series}" in ${storage.url}`);
-      const chain = await chooseChain(storage, series, history, selection);
-      ctx.stderr(chosenLine("listing", series, chain[chain.length - 1]!));
-      for (const m of chain) {
-        if (m.engine !== "tar") {
-          throw new FrostError(`frost ls reads tar-engine backups only; backup "${m.id}" uses "${m.engine}"`);
-        }
+      const chain = await chooseChain(storage, series, history, o.selection);
+      const newest = chain[chain.length - 1]!;
+      ctx.stderr(chosenLine("listing", series, newest));
+      const tree = await replayChain(storage, chain, values, ctx.signal);
+      if (o.prefix !== "" && !tree.has(o.prefix)) {
+        throw new FrostError(`"${o.shownPrefix}" is not in backup ${newest.id} of "${series}"`);
       }
-      const keyOpts = await keyOptions(values);
-      const keys = await chainDataKeys(chain, keyOpts);
-
-      const tree = new Tree();
-      for (const m of chain) {
-        const replay = tarReplayer(tree);
-        await readDataChunks(storage, m, keys.get(m.id) ?? null, (chunk) => replay.push(chunk), ctx.signal);
-        replay.finish();
-      }
-
-      if (prefix !== "" && !tree.has(prefix)) {
-        throw new FrostError(
-          `"${positionals[0]}" is not in backup ${chain[chain.length - 1]!.id} of "${series}"`,
-        );
-      }
-      if (values.json) {
-        ctx.stdout(JSON.stringify(
-          tree.list(prefix).map(([path, n]) => ({
-            path,
-            type: n.type,
-            mode: n.mode,
-            size: n.size,
-            mtime: Number.isNaN(n.mtime) ? null : new Date(n.mtime * 1000).toISOString(),
-            ...n.linkname && { linkname: n.linkname },
-          })),
-          null,
-          2,
-        ));
-        return ExitCode.ok;
-      }
-      // Streamed from the tree: no row array of every path beside it.
-      let entries = 0;
-      let files = 0;
-      let bytes = 0;
-      for (const [path, n] of tree.walk(prefix)) {
-        entries++;
-        if (n.type === "file") {
-          files++;
-          bytes += n.size;
-        }
-        const time = Number.isNaN(n.mtime)
-          ? "-".padEnd(19)
-          : new Date(n.mtime * 1000).toISOString().slice(0, 19).replace("T", " ");
-        const link = n.type === "symlink"
-          ? ` -> ${showName(n.linkname)}`
-          : n.type === "hardlink"
-          ? ` (hard link of ${showName(n.linkname)})`
-          : "";
-        ctx.stdout(
-          `${typeChar(n.type)}${modeString(n.mode)} ${String(n.size).padStart(12)} ${time} ${
-            showName(path)
-          }${link}`,
-        );
-      }
-      ctx.stderr(`${entries} entries, ${files} files, ${formatBytes(bytes)}`);
+      if (values.json) printJson(ctx, tree, o.prefix);
+      else printRows(ctx, tree, o.prefix);
       return ExitCode.ok;
     });
   },
 };
+
+/** What `frost ls`'s options say. */
+interface LsSetup {
+  series: string;
+  selection: Selection;
+  /** PATH as a name inside the backup ("" for all). */
+  prefix: string;
+  /** PATH as given. */
+  shownPrefix: string | undefined;
+}
+
+/** Checks `frost ls`'s options and PATH (usage errors). */
+function lsOptions(values: LsValues, shownPrefix: string | undefined): LsSetup {
+  const name = nameOption(values.name, "ls");
+  const hostname = hostnameOption(values.hostname);
+  const selection = { id: values.id, date: values.date };
+  checkSelection(selection);
+  const prefix = shownPrefix === undefined ? "" : normalize(parseShownName(shownPrefix), shownPrefix);
+  return { series: seriesName(hostname, name), selection, prefix, shownPrefix };
+}
+
+/** The tree `chain` restores to, replayed in memory from its data streams (tar-engine backups only). */
+async function replayChain(
+  storage: Storage,
+  chain: readonly Manifest[],
+  keyValues: Parameters<typeof keyOptions>[0],
+  signal: AbortSignal,
+): Promise<Tree> {
+  for (const m of chain) {
+    if (m.engine !== "tar") {
+      throw new FrostError(`frost ls reads tar-engine backups only; backup "${m.id}" uses "${m.engine}"`);
+    }
+  }
+  const keys = await chainDataKeys(chain, await keyOptions(keyValues));
+  const tree = new Tree();
+  for (const m of chain) {
+    const replay = tarReplayer(tree);
+    await readDataChunks(storage, m, keys.get(m.id) ?? null, (chunk) => replay.push(chunk), signal);
+    replay.finish();
+  }
+  return tree;
+}
+
+/** `--json`: one array of every entry at or below `prefix`. */
+function printJson(ctx: CommandContext, tree: Tree, prefix: string): void {
+  ctx.stdout(JSON.stringify(
+    tree.list(prefix).map(([path, n]) => ({
+      path,
+      type: n.type,
+      mode: n.mode,
+      size: n.size,
+      mtime: Number.isNaN(n.mtime) ? null : new Date(n.mtime * 1000).toISOString(),
+      ...n.linkname && { linkname: n.linkname },
+    })),
+    null,
+    2,
+  ));
+}
+
+/** One row per entry at or below `prefix` (streamed from the tree: no row array beside it), then totals. */
+function printRows(ctx: CommandContext, tree: Tree, prefix: string): void {
+  let entries = 0;
+  let files = 0;
+  let bytes = 0;
+  for (const [path, n] of tree.walk(prefix)) {
+    entries++;
+    if (n.type === "file") {
+      files++;
+      bytes += n.size;
+    }
+    const time = Number.isNaN(n.mtime)
+      ? "-".padEnd(19)
+      : new Date(n.mtime * 1000).toISOString().slice(0, 19).replace("T", " ");
+    const link = n.type === "symlink"
+      ? ` -> ${showName(n.linkname)}`
+      : n.type === "hardlink"
+      ? ` (hard link of ${showName(n.linkname)})`
+      : "";
+    ctx.stdout(
+      `${typeChar(n.type)}${modeString(n.mode)} ${String(n.size).padStart(12)} ${time} ${
+        showName(path)
+      }${link}`,
+    );
+  }
+  ctx.stderr(`${entries} entries, ${files} files, ${formatBytes(bytes)}`);
+}
 
 function typeChar(type: EntryType): string {
   return { file: "-", dir: "d", symlink: "l", hardlink: "-", char: "c", block: "b", fifo: "p" }[type];

@@ -363,10 +363,7 @@ async function applyChain(
       });
     },
     onWarning: (w) => {
-      progress.clear();
-      if (w.notice) return ctx.stderr(`frost: notice: ${showName(w.path)}: ${w.message}`);
-      warnings++;
-      ctx.stderr(`frost: warning: ${showName(w.path)}: ${w.message}`);
+      if (progress.warning(w)) warnings++;
     },
   }).catch((err) => {
     progress.clear();
@@ -470,16 +467,14 @@ async function summarizeEntries(
     firstFile: undefined,
     covered: patterns.map(() => false),
   };
-  const engine = engineForBackup(manifest.engine);
-  for await (const e of engine.entries(readState(storage, manifest, key, signal))) {
-    if (selector && selector.select(e.path, e.type === "dir") !== "in") continue;
+  await forSelectedEntries(storage, manifest, key, selector, signal, (e) => {
     summary.count++;
     if (e.path !== "") summary.nonRoot++;
     if (summary.firstFile === undefined && e.type === "file") summary.firstFile = e.path;
     for (const [i, p] of patterns.entries()) {
       if (!summary.covered[i] && selector!.covers(p, e.path)) summary.covered[i] = true;
     }
-  }
+  });
   return summary;
 }
 
@@ -492,11 +487,23 @@ async function listEntries(
   signal: AbortSignal,
 ): Promise<StateEntry[]> {
   const out: StateEntry[] = [];
+  await forSelectedEntries(storage, manifest, key, selector, signal, (e) => out.push(e));
+  return out;
+}
+
+/** Calls `each` with the entries of a backup point's tree (from its engine state) that a selector restores. */
+async function forSelectedEntries(
+  storage: Storage,
+  manifest: Manifest,
+  key: DataKey | null,
+  selector: IncludeSelector | undefined,
+  signal: AbortSignal,
+  each: (e: StateEntry) => void,
+): Promise<void> {
   const engine = engineForBackup(manifest.engine);
   for await (const e of engine.entries(readState(storage, manifest, key, signal))) {
-    if (!selector || selector.select(e.path, e.type === "dir") === "in") out.push(e);
+    if (!selector || selector.select(e.path, e.type === "dir") === "in") each(e);
   }
-  return out;
 }
 
 const TYPE_CHARS: Record<StateEntry["type"], string> = {

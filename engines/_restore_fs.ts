@@ -8,10 +8,10 @@ import fs from "./_fs_bytes.ts";
 import process from "node:process";
 import { execFileSync } from "node:child_process";
 import type { RestoreOptions, RestoreRun, RestoreStats, Selection } from "./engine.ts";
-import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
+import { AbortedError, failureOf, FrostError, messageOf } from "../base/errors.ts";
 import { code, count, IdMap, safeRel } from "./_fs_common.ts";
 import { hasEscape } from "./_names.ts";
-import type { StoredXattrs } from "./_xattrs.ts";
+import { type StoredXattrs, XattrRestorer } from "./_xattrs.ts";
 
 /** What a restore's stream drives: one engine's parser and applier. */
 export interface RestoreSink {
@@ -153,6 +153,91 @@ export interface DirFix<T> {
   xattrsClear?: boolean;
 }
 
+/** A failure while restoring the entry `name`, as a `FrostError` that names it (frost's own errors as they are). */
+export function restoreError(err: unknown, name: string): Error {
+  return failureOf(err, `Cannot restore "${name}"`);
+}
+
+/**
+ * The extended attributes of a restore, as both engines apply them: each entry's stored ones (none with
+ * `options.xattrs: false`), and the default ACLs that the directories a stream makes give what is made in
+ * them.
+ */
+export class RestoreXattrs {
+  /** Sets stored xattrs; undefined when `options.xattrs` is false. */
+  readonly #x: XattrRestorer | undefined;
+  /** Directories (relative paths) given a default ACL by this stream: what is made in them inherits it. */
+  readonly #defaults = new Set<string>();
+
+  constructor(ids: IdMap, options: RestoreOptions, warn: (name: string, message: string) => void) {
+    if (options.xattrs !== false) this.#x = new XattrRestorer(ids, warn, options.xattrsRefused);
+  }
+
+  /** Whether what is made at `rel` inherits a default ACL that this stream gave its directory. */
+  inherits(rel: string): boolean {
+    if (this.#defaults.size === 0) return false;
+    const slash = rel.lastIndexOf("/");
+    return this.#defaults.has(slash < 0 ? "" : rel.slice(0, slash));
+  }
+
+  /** Applies the stored xattrs of the entry at `rel` (not a directory) to `abs`, after chown and chmod. */
+  entry(abs: string, rel: string, name: string, stored: StoredXattrs | undefined, mode: number): void {
+    const clear = this.inherits(rel);
+    if (this.#x && (stored || clear)) this.#x.apply(abs, name, stored, { dir: false, mode, clear });
+  }
+
+  /** Applies a symlink's stored xattrs to `abs`. */
+  symlink(abs: string, name: string, stored: StoredXattrs | undefined, mode: number): void {
+    if (this.#x && stored) {
+      this.#x.apply(abs, name, stored, { dir: false, symlink: true, mode, clear: false });
+    }
+  }
+
+  /**
+   * A directory at `rel` that `t.dir()` just made (or found, `existed`): one made in a directory with a
+   * default ACL inherited it, and an inherited access ACL may leave the owner without write permission, so
+   * it is made writable until the end; its own default ACL is set now, before its children are made (they
+   * inherit it, as they did in the source). The target itself keeps what it had. Returns whether the
+   * xattrs it has that the stream does not list go at the end (`DirFix.xattrsClear`).
+   */
+  dir<F>(t: RestoreTarget<F>, rel: string, name: string, stored: StoredXattrs | undefined, existed: boolean) {
+    const inherits = !existed && this.inherits(rel);
+    if (inherits) t.makeWritable(t.abs(rel));
+    const clear = rel !== "" && (existed || inherits);
+    if (this.#x && (stored || clear)) {
+      if (this.#x.applyDefault(t.abs(rel), name, stored, clear)) this.#defaults.add(rel);
+      else this.#defaults.delete(rel);
+    }
+    return clear;
+  }
+
+  /**
+   * Applies the directory attributes kept in `t.fixups` (owners, modes, xattrs, times; `time` gives what
+   * utimes takes), deepest first, once the stream has ended.
+   */
+  fixDirs<T>(t: RestoreTarget<DirFix<T>>, time: (t: T | undefined) => number | Date): void {
+    const dirs = [...t.fixups.entries()].sort((a, b) => b[1].depth - a[1].depth);
+    for (const [rel, fix] of dirs) {
+      try {
+        const abs = t.fixupPath(rel);
+        if (abs === undefined) continue;
+        if (t.owners) fs.lchownSync(abs, fix.uid, fix.gid);
+        fs.chmodSync(abs, fix.mode);
+        if (this.#x && (fix.xattrs || fix.xattrsClear)) {
+          this.#x.apply(abs, fix.name, fix.xattrs, {
+            dir: true,
+            mode: fix.mode,
+            clear: fix.xattrsClear ?? false,
+          });
+        }
+        fs.utimesSync(abs, time(fix.atime), time(fix.mtime));
+      } catch (err) {
+        throw restoreError(err, fix.name);
+      }
+    }
+  }
+}
+
 const CREATE = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
 
 /** A special file's type, as the restore messages name it. */
@@ -180,10 +265,13 @@ export class RestoreTarget<F> {
   /** A partial restore's path test (`options.select`); undefined when everything is restored. */
   readonly select: ((path: string, isDir: boolean) => Selection) | undefined;
 
+  readonly #options: RestoreOptions;
+
   constructor(root: string, options: RestoreOptions) {
     this.root = root;
     this.owners = options.owners ?? this.superuser;
     this.select = options.select;
+    this.#options = options;
   }
 
   /** Where `rel` stands in this restore ("in" when it is not partial). */
@@ -441,6 +529,14 @@ export class RestoreTarget<F> {
     minor: number,
     warn: (name: string, message: string) => void,
   ): string | undefined {
+    if (type !== "fifo" && this.#options.devices === false) {
+      this.#options.onWarning?.({
+        path: name,
+        message: `${type} device skipped (--no-devices)`,
+        notice: true,
+      });
+      return undefined;
+    }
     if (rel === "") throw new FrostError(`Cannot restore "${name}": the target root is not a ${type}`);
     if (type !== "fifo" && !this.superuser) {
       warn(name, `skipped: restoring a ${type} device needs root`);

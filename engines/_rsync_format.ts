@@ -3,8 +3,8 @@
  * chunked writer both are produced with, and the streaming reader of a parent's state.
  * @module
  */
-import { FrostError, messageOf } from "../base/errors.ts";
-import { compareKey, recordsOf } from "./_tar_state.ts";
+import { FrostError } from "../base/errors.ts";
+import { compareKey, readParentState, recordsOf, stopParentState } from "./_tar_state.ts";
 import type { StateEntry } from "./engine.ts";
 import { decodeName, encodeName, hasEscape } from "./_names.ts";
 
@@ -310,12 +310,7 @@ export class RsyncStateReader {
 
   /** Buffers the next chunk of input. */
   async more(): Promise<void> {
-    let result: ReadableStreamReadResult<Uint8Array>;
-    try {
-      result = await this.#reader.read();
-    } catch (err) {
-      throw new FrostError(`Cannot read the parent backup's state: ${messageOf(err)}`, { cause: err });
-    }
+    const result = await readParentState(this.#reader);
     if (result.done) {
       this.#ended = true;
       return;
@@ -337,11 +332,7 @@ export class RsyncStateReader {
 
   /** Stops reading (the rest of the parent's state is not needed). */
   async close(): Promise<void> {
-    try {
-      await this.#reader.cancel();
-    } catch {
-      // The parent's stream failing now cannot change this backup.
-    }
+    await stopParentState(this.#reader);
   }
 
   #corrupt(why: string): FrostError {

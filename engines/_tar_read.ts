@@ -942,3 +942,63 @@ export function parseDumpdir(data: Uint8Array): DumpdirRecord[] {
   }
   return out;
 }
+
+/** A GNU dumpdir read for replaying it on a directory that exists already. */
+export interface DumpdirListing {
+  records: DumpdirRecord[];
+  /** The children it names, each with its code (Y, N or D): the others go. */
+  keep: Map<string, number>;
+  /** Whether it records renames (R/T pairs, X temporary directories): see `dumpdirRenames`. */
+  renames: boolean;
+}
+
+/** Reads a GNU dumpdir for its replay (`dumpdirDrops`, `dumpdirRenames`). */
+export function readDumpdir(data: Uint8Array): DumpdirListing {
+  const records = parseDumpdir(data);
+  const keep = new Map<string, number>();
+  let renames = false;
+  for (const r of records) {
+    if (r.code === Dumpdir.R || r.code === Dumpdir.X) renames = true;
+    else if (r.code !== Dumpdir.T) keep.set(r.name, r.code);
+  }
+  return { records, keep, renames };
+}
+
+/**
+ * Whether a directory's dumpdir (its `keep`) removes its child `name`, a directory or not: a child it does
+ * not name, or names as the other kind (D for a directory, Y for anything else).
+ */
+export function dumpdirDrops(keep: ReadonlyMap<string, number>, name: string, isDir: boolean): boolean {
+  const c = keep.get(name);
+  return c === undefined || (c === Dumpdir.D && !isDir) || (c === Dumpdir.Y && isDir);
+}
+
+/**
+ * The renames a dumpdir records, in order, as [from, to] paths made by `paths.rel`. An X record makes a
+ * temporary directory in its directory (`paths.temp`, given that directory's path; undefined: refused), which
+ * an empty R or T name then stands for: GNU tar's way of breaking a rename cycle. Throws on records that do
+ * not pair up (`entry` is the member named in the error).
+ */
+export function* dumpdirRenames(
+  records: readonly DumpdirRecord[],
+  entry: string,
+  paths: { rel(name: string): string; temp(dir: string): string | undefined },
+): Generator<[from: string, to: string]> {
+  const malformed = () =>
+    new FrostError(`Cannot restore "${entry}": malformed rename records in its dumpdir`);
+  let temp: string | undefined;
+  for (let k = 0; k < records.length; k++) {
+    const r = records[k]!;
+    if (r.code === Dumpdir.X) {
+      temp = paths.temp(paths.rel(r.name));
+      if (temp === undefined) throw malformed();
+    } else if (r.code === Dumpdir.R) {
+      const t = records[++k];
+      if (!t || t.code !== Dumpdir.T) throw malformed();
+      const from = r.name === "" ? temp : paths.rel(r.name);
+      const to = t.name === "" ? temp : paths.rel(t.name);
+      if (!from || !to) throw malformed();
+      yield [from, to];
+    }
+  }
+}

@@ -129,6 +129,26 @@ export interface ParentRecord {
   tail: string;
 }
 
+/** The next chunk of a parent backup's state; a failure to read it says so. */
+export async function readParentState(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+): Promise<ReadableStreamReadResult<Uint8Array>> {
+  try {
+    return await reader.read();
+  } catch (err) {
+    throw new FrostError(`Cannot read the parent backup's state: ${messageOf(err)}`, { cause: err });
+  }
+}
+
+/** Stops reading a parent backup's state (the rest is not needed). */
+export async function stopParentState(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
+  try {
+    await reader.cancel();
+  } catch {
+    // The parent's stream failing now cannot change this backup.
+  }
+}
+
 /** Returned by `TarStateReader.match()` when it must `await more()` before it can answer. */
 export const MORE = Symbol("more");
 
@@ -216,12 +236,7 @@ export class TarStateReader {
 
   /** Buffers the next chunk of input. */
   async more(): Promise<void> {
-    let result: ReadableStreamReadResult<Uint8Array>;
-    try {
-      result = await this.#reader.read();
-    } catch (err) {
-      throw new FrostError(`Cannot read the parent backup's state: ${messageOf(err)}`, { cause: err });
-    }
+    const result = await readParentState(this.#reader);
     let text: string;
     try {
       text = result.done ? this.#decoder.decode() : this.#decoder.decode(result.value, { stream: true });
@@ -235,11 +250,7 @@ export class TarStateReader {
 
   /** Stops reading (the rest of the parent's state is not needed). */
   async close(): Promise<void> {
-    try {
-      await this.#reader.cancel();
-    } catch {
-      // The parent's stream failing now cannot change this backup.
-    }
+    await stopParentState(this.#reader);
   }
 
   #line(): string | undefined {

@@ -15,7 +15,7 @@ import path from "node:path";
 import process from "node:process";
 import { setImmediate } from "node:timers";
 import type { BackupOptions, BackupRun } from "./engine.ts";
-import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
+import { AbortedError, failureOf, FrostError } from "../base/errors.ts";
 import { sortNames } from "./_tar_state.ts";
 import { devMajor, devMinor, utf8Length } from "./_tar_header.ts";
 import { blockSizeFor, decodeSignatures, encodeSignatures, type OpSink, Scanner } from "./_rsync_delta.ts";
@@ -220,11 +220,7 @@ class RsyncBackup {
       this.#c.succeed();
       await this.#reader?.close();
     } catch (err) {
-      this.#fail(
-        err instanceof FrostError || err instanceof AbortedError
-          ? err
-          : new FrostError(`Cannot back up "${this.#source}": ${messageOf(err)}`, { cause: err }),
-      );
+      this.#fail(failureOf(err, `Cannot back up "${this.#source}"`));
     }
   }
 

@@ -15,13 +15,21 @@ import fs from "./_fs_bytes.ts";
 import path from "node:path";
 import crypto from "node:crypto";
 import type { RestoreOptions, RestoreRun, RestoreStats, Selection } from "./engine.ts";
-import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
+import { FrostError } from "../base/errors.ts";
+import { equalBytes } from "../base/bytes.ts";
 import { sha256 } from "./_rsync_delta.ts";
 import { decodeName } from "./_names.ts";
 import { DELETED_DIR, DELETED_OTHER, KIND, STREAM_MAGIC, STREAM_VERSIONS, TAG } from "./_rsync_format.ts";
 import { code, fsTimeNs as fsTime, safeRel } from "./_fs_common.ts";
-import { type DirFix, restoreRun, RestoreTally, RestoreTarget } from "./_restore_fs.ts";
-import { type StoredXattrs, type Xattr, XattrRestorer } from "./_xattrs.ts";
+import {
+  type DirFix,
+  restoreError,
+  restoreRun,
+  RestoreTally,
+  RestoreTarget,
+  RestoreXattrs,
+} from "./_restore_fs.ts";
+import type { StoredXattrs, Xattr } from "./_xattrs.ts";
 import { writeSkippingZeros } from "./_sparse.ts";
 
 /**
@@ -119,10 +127,8 @@ class Applier {
   #version = 0;
   /** Extended attributes read from an `X` record, for the entry record that follows it. */
   #pendingXattrs: Xattr[] | undefined;
-  /** Sets stored xattrs; undefined when `options.xattrs` is false. */
-  #x: XattrRestorer | undefined;
-  /** Directories (relative paths) given a default ACL by this stream: what is made in them inherits it. */
-  #defaults = new Set<string>();
+  /** Stored xattrs and inherited default ACLs. */
+  #x: RestoreXattrs;
 
   // Output.
   #job: FileJob | undefined;
@@ -134,28 +140,7 @@ class Applier {
     this.#t = new RestoreTarget(root, options);
     this.#options = options;
     this.#n = new RestoreTally(options);
-    if (options.xattrs !== false) {
-      this.#x = new XattrRestorer(
-        this.#t.ids,
-        (name, message) => this.#warn(name, message),
-        options.xattrsRefused,
-      );
-    }
-  }
-
-  /** Whether what is made at `rel` inherits a default ACL that this stream gave its directory. */
-  #inherits(rel: string): boolean {
-    if (this.#defaults.size === 0) return false;
-    const slash = rel.lastIndexOf("/");
-    return this.#defaults.has(slash < 0 ? "" : rel.slice(0, slash));
-  }
-
-  /** Applies an entry's stored xattrs to `abs` (after chown and chmod). */
-  #xattrs(abs: string, h: Header, rel: string): void {
-    const clear = this.#inherits(rel);
-    if (this.#x && (h.xattrs || clear)) {
-      this.#x.apply(abs, h.path, h.xattrs, { dir: false, mode: h.mode, clear });
-    }
+    this.#x = new RestoreXattrs(this.#t.ids, options, (name, message) => this.#warn(name, message));
   }
 
   /** Applies the next bytes of the stream. */
@@ -429,8 +414,7 @@ class Applier {
     try {
       return fn();
     } catch (err) {
-      if (err instanceof FrostError || err instanceof AbortedError) throw err;
-      throw new FrostError(`Cannot restore "${name}": ${messageOf(err)}`, { cause: err });
+      throw restoreError(err, name);
     }
   }
 
@@ -449,23 +433,7 @@ class Applier {
           }`,
       );
     }
-    const dirs = [...this.#t.fixups.entries()].sort((a, b) => b[1].depth - a[1].depth);
-    for (const [rel, fix] of dirs) {
-      this.#wrap(fix.name, () => {
-        const abs = this.#t.fixupPath(rel);
-        if (abs === undefined) return;
-        if (this.#t.owners) fs.lchownSync(abs, fix.uid, fix.gid);
-        fs.chmodSync(abs, fix.mode);
-        if (this.#x && (fix.xattrs || fix.xattrsClear)) {
-          this.#x.apply(abs, fix.name, fix.xattrs, {
-            dir: true,
-            mode: fix.mode,
-            clear: fix.xattrsClear ?? false,
-          });
-        }
-        fs.utimesSync(abs, fsTime(undefined), fsTime(fix.mtime));
-      });
-    }
+    this.#x.fixDirs(this.#t, fsTime);
     return this.#n.totals();
   }
 
@@ -691,7 +659,7 @@ class Applier {
       fs.fchmodSync(fd, h.mode);
     }
     // After the data, chown and chmod: each of them drops security.capability.
-    this.#xattrs(job.out, h, job.rel);
+    this.#x.entry(job.out, job.rel, h.path, h.xattrs, h.mode);
     // Deno's futimes fails (EINVAL) on negative times with a fraction; its path-based utimes does not.
     const negative = h.mtime < 0n;
     if (!negative) fs.futimesSync(fd, fsTime(undefined), fsTime(h.mtime));
@@ -717,17 +685,7 @@ class Applier {
   #dir(h: Header): void {
     const rel = safeRel(h.path, h.path);
     const existed = this.#t.dir(rel, h.path);
-    // The target itself keeps what it had; a directory made in one with a default ACL inherited it.
-    const inherits = !existed && this.#inherits(rel);
-    // An inherited access ACL may leave the owner without write permission: fill it first, fix it at the end.
-    if (inherits) this.#t.makeWritable(this.#t.abs(rel));
-    const clear = rel !== "" && (existed || inherits);
-    this.#fixup(h, rel, clear);
-    if (this.#x && (h.xattrs || clear)) {
-      // Its default ACL now, before its children are made: they inherit it, as they did in the source.
-      if (this.#x.applyDefault(this.#t.abs(rel), h.path, h.xattrs, clear)) this.#defaults.add(rel);
-      else this.#defaults.delete(rel);
-    }
+    this.#fixup(h, rel, this.#x.dir(this.#t, rel, h.path, h.xattrs, existed));
   }
 
   /** Directory attributes, applied at the end (in a partial restore, only if the directory was made). */
@@ -747,9 +705,7 @@ class Applier {
   #symlink(h: Header, target: string): void {
     const abs = this.#t.symlink(safeRel(h.path, h.path), h.path, target);
     if (this.#t.owners) fs.lchownSync(abs, this.#uid(h), this.#gid(h));
-    if (this.#x && h.xattrs) {
-      this.#x.apply(abs, h.path, h.xattrs, { dir: false, symlink: true, mode: h.mode, clear: false });
-    }
+    this.#x.symlink(abs, h.path, h.xattrs, h.mode);
     try {
       fs.lutimesSync(abs, fsTime(undefined), fsTime(h.mtime));
     } catch (err) {
@@ -768,20 +724,12 @@ class Applier {
   #special(h: Header, major: number, minor: number): boolean {
     const rel = safeRel(h.path, h.path);
     const type = h.kind === KIND.fifo ? "fifo" : h.kind === KIND.char ? "char" : "block";
-    if (type !== "fifo" && this.#options.devices === false) {
-      this.#options.onWarning?.({
-        path: h.path,
-        message: `${type} device skipped (--no-devices)`,
-        notice: true,
-      });
-      return false;
-    }
     const warn = (name: string, message: string) => this.#warn(name, message);
     const abs = this.#t.special(rel, h.path, type, h.mode, major, minor, warn);
     if (abs === undefined) return false;
     if (this.#t.owners) fs.lchownSync(abs, this.#uid(h), this.#gid(h));
     if (h.mode & 0o7000) fs.chmodSync(abs, h.mode);
-    this.#xattrs(abs, h, rel);
+    this.#x.entry(abs, rel, h.path, h.xattrs, h.mode);
     fs.utimesSync(abs, fsTime(undefined), fsTime(h.mtime));
     return true;
   }
@@ -812,10 +760,4 @@ function describe(st: fs.Stats): string {
   if (st.isSymbolicLink()) return "symlink";
   if (st.isFIFO()) return "fifo";
   return "special file";
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

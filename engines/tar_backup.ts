@@ -90,7 +90,7 @@ import path from "node:path";
 import process from "node:process";
 import { setImmediate } from "node:timers";
 import type { BackupOptions, BackupRun, EngineTimes } from "./engine.ts";
-import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
+import { AbortedError, failureOf, FrostError } from "../base/errors.ts";
 import {
   BLOCK,
   devMajor,
@@ -368,11 +368,7 @@ class TarBackup {
         times.readBytes = this.#c.stats.bytes;
       } else await this.#fill();
     } catch (err) {
-      this.#fail(
-        err instanceof FrostError || err instanceof AbortedError
-          ? err
-          : new FrostError(`Cannot back up "${this.#source}": ${messageOf(err)}`, { cause: err }),
-      );
+      this.#fail(failureOf(err, `Cannot back up "${this.#source}"`));
     }
   }
 

@@ -6,7 +6,14 @@
  * @module
  */
 import { FrostError } from "../base/errors.ts";
-import { Dumpdir, type EntryType, parseDumpdir, type TarEntry, TarReader } from "./_tar_read.ts";
+import {
+  dumpdirDrops,
+  dumpdirRenames,
+  type EntryType,
+  readDumpdir,
+  type TarEntry,
+  TarReader,
+} from "./_tar_read.ts";
 
 /** One entry of the replayed tree. */
 export interface TreeNode {
@@ -108,31 +115,16 @@ export class Tree {
     dir.mode = attrs.mode;
     dir.mtime = attrs.mtime;
     if (!e.dumpdir) return;
-    const records = parseDumpdir(e.dumpdir);
-    const keep = new Map<string, number>();
-    let temp: string | undefined;
-    for (let k = 0; k < records.length; k++) {
-      const r = records[k]!;
-      if (r.code === Dumpdir.X) {
-        temp = `${normalize(r.name, e.name)}/tar.${++this.#tempCount}`.replace(/^\//, "");
-      } else if (r.code === Dumpdir.R) {
-        const t = records[++k];
-        if (!t || t.code !== Dumpdir.T) {
-          throw new FrostError(`Cannot restore "${e.name}": malformed rename records in its dumpdir`);
-        }
-        const from = r.name === "" ? temp : normalize(r.name, e.name);
-        const to = t.name === "" ? temp : normalize(t.name, e.name);
-        if (from && to) this.#rename(from, to, e.name);
-      } else if (r.code !== Dumpdir.T) {
-        keep.set(r.name, r.code);
-      }
+    const { records, keep, renames } = readDumpdir(e.dumpdir);
+    if (renames) {
+      const moves = dumpdirRenames(records, e.name, {
+        rel: (n) => normalize(n, e.name),
+        temp: (dir) => `${dir}/tar.${++this.#tempCount}`.replace(/^\//, ""),
+      });
+      for (const [from, to] of moves) this.#rename(from, to, e.name);
     }
     for (const [name, child] of dir.children!) {
-      const c = keep.get(name);
-      const isDir = child.type === "dir";
-      if (c === undefined || (c === Dumpdir.D && !isDir) || (c === Dumpdir.Y && isDir)) {
-        dir.children!.delete(name);
-      }
+      if (dumpdirDrops(keep, name, child.type === "dir")) dir.children!.delete(name);
     }
   }
 

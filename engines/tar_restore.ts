@@ -15,13 +15,25 @@
 import fs from "./_fs_bytes.ts";
 import path from "node:path";
 import type { RestoreOptions, RestoreRun, RestoreStats } from "./engine.ts";
-import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
+import { FrostError } from "../base/errors.ts";
 import { fsTime, safeRel } from "./_fs_common.ts";
-import { type DirFix, restoreRun, RestoreTally, RestoreTarget, type SpecialType } from "./_restore_fs.ts";
-import { type StoredXattrs, XattrRestorer } from "./_xattrs.ts";
+import {
+  type DirFix,
+  restoreError,
+  restoreRun,
+  RestoreTally,
+  RestoreTarget,
+  RestoreXattrs,
+  type SpecialType,
+} from "./_restore_fs.ts";
+import type { StoredXattrs } from "./_xattrs.ts";
 import {
   Dumpdir,
+  dumpdirDrops,
+  type DumpdirRecord,
+  dumpdirRenames,
   parseDumpdir,
+  readDumpdir,
   type TarEntry,
   type TarHandler,
   TarReader,
@@ -102,38 +114,15 @@ class Applier implements TarHandler {
   #behind = new Set<Promise<void>>();
   #behindBytes = 0;
   #behindError: unknown;
-  /** Sets stored xattrs; undefined when `options.xattrs` is false. */
-  #x: XattrRestorer | undefined;
-  /** Directories (relative paths) given a default ACL by this archive: what is made in them inherits it. */
-  #defaults = new Set<string>();
+  /** Stored xattrs and inherited default ACLs. */
+  #x: RestoreXattrs;
 
   constructor(root: string, options: RestoreOptions) {
     this.#t = new RestoreTarget(root, options);
     this.#options = options;
     this.#n = new RestoreTally(options);
     this.#previous = options.memo?.get(LISTINGS) as Map<string, Uint8Array> | undefined;
-    if (options.xattrs !== false) {
-      this.#x = new XattrRestorer(
-        this.#t.ids,
-        (name, message) => this.warn(name, message),
-        options.xattrsRefused,
-      );
-    }
-  }
-
-  /** Whether what is made at `rel` inherits a default ACL that this archive gave its directory. */
-  #inherits(rel: string): boolean {
-    if (this.#defaults.size === 0) return false;
-    const slash = rel.lastIndexOf("/");
-    return this.#defaults.has(slash < 0 ? "" : rel.slice(0, slash));
-  }
-
-  /** Applies an entry's stored xattrs (after chown and chmod). */
-  #xattrs(abs: string, e: TarEntry, rel: string): void {
-    const clear = this.#inherits(rel);
-    if (this.#x && (e.xattrs || clear)) {
-      this.#x.apply(abs, e.name, e.xattrs, { dir: false, mode: e.mode, clear });
-    }
+    this.#x = new RestoreXattrs(this.#t.ids, options, (name, message) => this.warn(name, message));
   }
 
   entry(e: TarEntry): boolean {
@@ -172,7 +161,7 @@ class Applier implements TarHandler {
       this.#n.files++;
       return false;
     } catch (err) {
-      throw wrap(err, e.name);
+      throw restoreError(err, e.name);
     }
   }
 
@@ -185,7 +174,7 @@ class Applier implements TarHandler {
         this.#n.bytes += n;
       }
     } catch (err) {
-      throw wrap(err, this.#file?.name ?? "");
+      throw restoreError(err, this.#file?.name ?? "");
     }
   }
 
@@ -212,7 +201,7 @@ class Applier implements TarHandler {
     const written = new Promise<void>((resolve, reject) => {
       const from = (offset: number) => {
         fs.write(fd, bytes, offset, bytes.byteLength - offset, at + offset, (err, n) => {
-          if (err) return reject(wrap(err, name));
+          if (err) return reject(restoreError(err, name));
           this.#n.bytes += n;
           if (offset + n < bytes.byteLength) return from(offset + n);
           resolve();
@@ -251,7 +240,7 @@ class Applier implements TarHandler {
       if (this.#t.owners) fs.fchownSync(fd, this.#t.ids.uid(e.uname, e.uid), this.#t.ids.gid(e.gname, e.gid));
       if ((e.mode & 0o7000) !== 0 || (e.mode & this.#t.umask & 0o777) !== 0) fs.fchmodSync(fd, e.mode);
       // After the data, chown and chmod: each of them drops security.capability.
-      this.#xattrs(this.#fileAbs, e, this.#fileRel);
+      this.#x.entry(this.#fileAbs, this.#fileRel, e.name, e.xattrs, e.mode);
       // Deno's futimes fails (EINVAL) on negative times with a fraction; its path-based utimes does not.
       const negative = e.mtime.sec < 0 || (e.atime?.sec ?? 0) < 0;
       if (!negative) fs.futimesSync(fd, fsTime(e.atime), fsTime(e.mtime));
@@ -261,7 +250,7 @@ class Applier implements TarHandler {
       if (negative) fs.utimesSync(this.#fileAbs, fsTime(e.atime), fsTime(e.mtime));
       this.#n.files++;
     } catch (err) {
-      throw wrap(err, e.name);
+      throw restoreError(err, e.name);
     }
   }
 
@@ -277,25 +266,7 @@ class Applier implements TarHandler {
   /** Applies directory owners, modes and times, deepest first, and returns the totals. */
   finish(): RestoreStats {
     this.#options.memo?.set(LISTINGS, this.#listings);
-    const dirs = [...this.#t.fixups.entries()].sort((a, b) => b[1].depth - a[1].depth);
-    for (const [rel, fix] of dirs) {
-      try {
-        const abs = this.#t.fixupPath(rel);
-        if (abs === undefined) continue;
-        if (this.#t.owners) fs.lchownSync(abs, fix.uid, fix.gid);
-        fs.chmodSync(abs, fix.mode);
-        if (this.#x && (fix.xattrs || fix.xattrsClear)) {
-          this.#x.apply(abs, fix.name, fix.xattrs, {
-            dir: true,
-            mode: fix.mode,
-            clear: fix.xattrsClear ?? false,
-          });
-        }
-        fs.utimesSync(abs, fsTime(fix.atime), fsTime(fix.mtime));
-      } catch (err) {
-        throw wrap(err, fix.name);
-      }
-    }
+    this.#x.fixDirs(this.#t, fsTime);
     return this.#n.totals();
   }
 
@@ -340,17 +311,7 @@ class Applier implements TarHandler {
     const existed = this.#t.dir(rel, e.name);
     if (e.dumpdir) this.#listings.set(rel, e.dumpdir);
     if (existed && e.dumpdir) this.#purge(rel, this.#t.abs(rel), e);
-    // The target itself keeps what it had; a directory made in one with a default ACL inherited it.
-    const inherits = !existed && this.#inherits(rel);
-    // An inherited access ACL may leave the owner without write permission: fill it first, fix it at the end.
-    if (inherits) this.#t.makeWritable(this.#t.abs(rel));
-    const clear = rel !== "" && (existed || inherits);
-    this.#fixup(e, rel, e.xattrs, clear);
-    if (this.#x && (e.xattrs || clear)) {
-      // Its default ACL now, before its children are made: they inherit it, as they did in the source.
-      if (this.#x.applyDefault(this.#t.abs(rel), e.name, e.xattrs, clear)) this.#defaults.add(rel);
-      else this.#defaults.delete(rel);
-    }
+    this.#fixup(e, rel, e.xattrs, this.#x.dir(this.#t, rel, e.name, e.xattrs, existed));
   }
 
   /**
@@ -383,9 +344,7 @@ class Applier implements TarHandler {
   #symlink(e: TarEntry, rel: string): void {
     const abs = this.#t.symlink(rel, e.name, e.linkname);
     if (this.#t.owners) fs.lchownSync(abs, this.#t.ids.uid(e.uname, e.uid), this.#t.ids.gid(e.gname, e.gid));
-    if (this.#x && e.xattrs) {
-      this.#x.apply(abs, e.name, e.xattrs, { dir: false, symlink: true, mode: e.mode, clear: false });
-    }
+    this.#x.symlink(abs, e.name, e.xattrs, e.mode);
     try {
       fs.lutimesSync(abs, fsTime(e.atime), fsTime(e.mtime));
     } catch (err) {
@@ -403,20 +362,12 @@ class Applier implements TarHandler {
   /** Fifos and devices. */
   #special(e: TarEntry, rel: string): boolean {
     const type = e.type as SpecialType;
-    if (type !== "fifo" && this.#options.devices === false) {
-      this.#options.onWarning?.({
-        path: e.name,
-        message: `${type} device skipped (--no-devices)`,
-        notice: true,
-      });
-      return false;
-    }
     const warn = (name: string, message: string) => this.warn(name, message);
     const abs = this.#t.special(rel, e.name, type, e.mode, e.devmajor, e.devminor, warn);
     if (abs === undefined) return false;
     if (this.#t.owners) fs.lchownSync(abs, this.#t.ids.uid(e.uname, e.uid), this.#t.ids.gid(e.gname, e.gid));
     if (e.mode & 0o7000) fs.chmodSync(abs, e.mode);
-    this.#xattrs(abs, e, rel);
+    this.#x.entry(abs, rel, e.name, e.xattrs, e.mode);
     fs.utimesSync(abs, fsTime(e.atime), fsTime(e.mtime));
     return true;
   }
@@ -429,13 +380,7 @@ class Applier implements TarHandler {
    * member of a chain deletes nothing.
    */
   #purge(rel: string, abs: string, e: TarEntry): void {
-    const records = parseDumpdir(e.dumpdir!);
-    const keep = new Map<string, number>();
-    let renames = false;
-    for (const r of records) {
-      if (r.code === Dumpdir.R || r.code === Dumpdir.X) renames = true;
-      else if (r.code !== Dumpdir.T) keep.set(r.name, r.code);
-    }
+    const { records, keep, renames } = readDumpdir(e.dumpdir!);
     if (renames) this.#renames(records, e.name);
     const before = this.#previous?.get(rel);
     if (before === undefined) return;
@@ -443,9 +388,7 @@ class Applier implements TarHandler {
     for (const r of parseDumpdir(before)) if (r.code !== Dumpdir.R && r.code !== Dumpdir.T) held.add(r.name);
     for (const d of fs.readdirSync(abs, { withFileTypes: true })) {
       if (!held.has(d.name)) continue;
-      const c = keep.get(d.name);
-      const isDir = d.isDirectory();
-      if (c === undefined || (c === Dumpdir.D && !isDir) || (c === Dumpdir.Y && isDir)) {
+      if (dumpdirDrops(keep, d.name, d.isDirectory())) {
         const childRel = rel === "" ? d.name : rel + "/" + d.name;
         this.#n.deleted += this.#t.select
           ? this.#t.removeSelected(childRel, abs + "/" + d.name)
@@ -454,25 +397,15 @@ class Applier implements TarHandler {
     }
   }
 
-  #renames(records: { code: number; name: string }[], name: string): void {
-    const malformed = () =>
-      new FrostError(`Cannot restore "${name}": malformed rename records in its dumpdir`);
-    let temp: string | undefined;
-    for (let k = 0; k < records.length; k++) {
-      const r = records[k]!;
-      if (r.code === Dumpdir.X) {
-        const dir = safeRel(r.name, name);
-        if (!this.#t.parentsSafe(dir + "/x")) throw malformed();
-        temp = path.relative(this.#t.root, fs.mkdtempSync(this.#t.abs(dir) + "/tar."));
-      } else if (r.code === Dumpdir.R) {
-        const t = records[++k];
-        if (!t || t.code !== Dumpdir.T) throw malformed();
-        const from = r.name === "" ? temp : safeRel(r.name, name);
-        const to = t.name === "" ? temp : safeRel(t.name, name);
-        if (!from || !to) throw malformed();
-        this.#rename(from, to, name);
-      }
-    }
+  #renames(records: DumpdirRecord[], name: string): void {
+    const renames = dumpdirRenames(records, name, {
+      rel: (n) => safeRel(n, name),
+      temp: (dir) =>
+        this.#t.parentsSafe(dir + "/x")
+          ? path.relative(this.#t.root, fs.mkdtempSync(this.#t.abs(dir) + "/tar."))
+          : undefined,
+    });
+    for (const [from, to] of renames) this.#rename(from, to, name);
     // Directories moved: what was verified under their old names no longer says anything.
     this.#t.verified.clear();
     this.#t.verified.add("");
@@ -504,9 +437,4 @@ class Applier implements TarHandler {
       for (const [k, v] of moved) previous.set(k, v);
     }
   }
-}
-
-function wrap(err: unknown, name: string): Error {
-  if (err instanceof FrostError || err instanceof AbortedError) return err;
-  return new FrostError(`Cannot restore "${name}": ${messageOf(err)}`, { cause: err });
 }

@@ -20,6 +20,7 @@ import os from "node:os";
 import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
 import { getBytes, NotFoundError, type Storage } from "../storage/storage.ts";
 import { defaultHostname } from "../base/host.ts";
+import { sleep } from "../base/sleep.ts";
 import { seriesName } from "./manifest.ts";
 import { VERSION } from "../base/version.ts";
 
@@ -308,21 +309,6 @@ async function exists(storage: Storage, key: string, signal?: AbortSignal): Prom
     if (err instanceof NotFoundError) return false;
     throw err;
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 /** The `frost unlock` command to suggest: with `--force` for a lock not known to be stale. */

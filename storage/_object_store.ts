@@ -4,6 +4,7 @@
  * @module
  */
 import { checkKey, checkPrefix } from "./_key.ts";
+import type { Range } from "./storage.ts";
 
 /** Where `s3://bucket/prefix` or `swift://container/prefix` points. */
 export interface ObjectStoreLocation {
@@ -48,7 +49,14 @@ export function parseObjectStoreUrl(spec: string, scheme: string): ObjectStoreLo
   return { container, prefix, url: `${head}${container}${prefix === "" ? "" : `/${prefix}`}` };
 }
 
-export { emptyStream, networkFailure, oneLine } from "./_remote.ts";
+export { checkedOpen, emptyStream, networkFailure, nonEmpty, oneLine } from "./_remote.ts";
+
+/** The HTTP `Range` header value of a `get()` range: undefined for the whole object. */
+export function rangeHeader(range: Range | undefined): string | undefined {
+  const offset = range?.offset ?? 0;
+  if (range === undefined || (offset === 0 && range.length === undefined)) return undefined;
+  return `bytes=${offset}-${range.length === undefined ? "" : offset + range.length - 1}`;
+}
 
 /** Whether `key` is a valid storage key (listings skip the names of other programs that are not). */
 export function isKey(key: string): boolean {

@@ -51,6 +51,11 @@ export function networkFailure(err: unknown): { reason: string; retriable: boole
   return undefined;
 }
 
+/** An environment variable's value, undefined when it is unset or empty. */
+export function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === "" ? undefined : value;
+}
+
 /** An empty byte stream. */
 export function emptyStream(): ReadableStream<Uint8Array> {
   return new ReadableStream<Uint8Array>({ start: (controller) => controller.close() });
@@ -60,4 +65,18 @@ export function emptyStream(): ReadableStream<Uint8Array> {
 export function oneLine(text: string, max = 300): string {
   const line = text.trim().split(/\r?\n/, 1)[0] ?? "";
   return line.length > max ? `${line.slice(0, max - 3)}...` : line;
+}
+
+/** `storage` once `check()` has passed; when it fails, `storage` is closed and the failure rethrown. */
+export async function checkedOpen<S extends { close(): Promise<void> }>(
+  storage: S,
+  check: () => Promise<void>,
+): Promise<S> {
+  try {
+    await check();
+    return storage;
+  } catch (err) {
+    await storage.close();
+    throw err;
+  }
 }

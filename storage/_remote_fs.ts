@@ -5,6 +5,7 @@
  * @module
  */
 import crypto from "node:crypto";
+import path from "node:path";
 import { UsageError } from "../base/errors.ts";
 import { checkKey } from "./_key.ts";
 import { TEMP_PREFIX } from "./local.ts";
@@ -112,4 +113,17 @@ export async function* walkConcurrently<D>(
   }
 }
 
-export { codeOf, emptyStream, networkFailure, oneLine } from "./_remote.ts";
+/**
+ * The storage folder that a URL's path names: "" and "/~[/…]" are relative to the login's home folder
+ * (`home()`, asked only then); normalized, without a trailing "/".
+ */
+export async function remoteRoot(urlPath: string, home: () => Promise<string>): Promise<string> {
+  let root = urlPath;
+  if (root === "" || root === "/~" || root.startsWith("/~/")) {
+    root = path.posix.join(await home(), root.slice(2));
+  }
+  root = path.posix.normalize(root);
+  return root.length > 1 && root.endsWith("/") ? root.slice(0, -1) : root;
+}
+
+export { checkedOpen, codeOf, emptyStream, networkFailure, nonEmpty, oneLine } from "./_remote.ts";

@@ -31,12 +31,15 @@ import { messageOf, UsageError } from "../base/errors.ts";
 import { uploadPieces } from "./_pieces.ts";
 import { checkPrefix, checkRange } from "./_key.ts";
 import {
+  checkedOpen,
   checkObjectKey,
   codeOf,
   emptyStream,
   networkFailure,
+  nonEmpty,
   oneLine,
   parseRemoteUrl,
+  remoteRoot,
   TEMP_PREFIX,
   tempName,
   walkConcurrently,
@@ -192,14 +195,9 @@ export class FtpStorage implements Storage, CleansLeftovers {
       timeout: options.timeout ?? 30_000,
     };
     const storage = new FtpStorage(parsed.shown, target, Math.max(1, options.connections ?? 4));
-    try {
+    return await checkedOpen(storage, async () => {
       await storage.#withConnection(`Cannot use storage "${storage.url}"`, undefined, async ({ client }) => {
-        let root = parsed.path;
-        if (root === "" || root === "/~" || root.startsWith("/~/")) {
-          root = path.posix.join(await client.pwd(), root.slice(2));
-        }
-        root = path.posix.normalize(root);
-        storage.#root = root.length > 1 && root.endsWith("/") ? root.slice(0, -1) : root;
+        storage.#root = await remoteRoot(parsed.path, () => client.pwd());
         if (await isFolder(client, storage.#root)) return;
         if (!options.create) throw new StorageError(`Storage "${storage.url}" does not exist`);
         await storage.#makeFolders(
@@ -209,11 +207,7 @@ export class FtpStorage implements Storage, CleansLeftovers {
           "/",
         );
       });
-      return storage;
-    } catch (err) {
-      await storage.close();
-      throw err;
-    }
+    });
   }
 
   /** Uploads `data` to a temp name beside the key and renames it over the key. */
@@ -849,8 +843,4 @@ async function readSetting(file: string, what: string, shown: string): Promise<s
       cause: err,
     });
   }
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value === "" ? undefined : value;
 }

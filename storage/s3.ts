@@ -24,13 +24,16 @@ import { messageOf } from "../base/errors.ts";
 import { uploadPieces } from "./_pieces.ts";
 import { checkKey, checkPrefix, checkRange, mapStreamErrors } from "./_key.ts";
 import {
+  checkedOpen,
   emptyStream,
   idleStream,
   IdleWatch,
   isKey,
   networkFailure,
+  nonEmpty,
   oneLine,
   parseObjectStoreUrl,
+  rangeHeader,
   SILENT_LOGGER,
 } from "./_object_store.ts";
 import {
@@ -193,13 +196,7 @@ export class S3Storage implements Storage, HashesPuts, CleansLeftovers {
    */
   static async open(spec: string, options: S3Options & { create: boolean }): Promise<S3Storage> {
     const storage = new S3Storage(spec, options);
-    try {
-      await storage.#check(options.create);
-      return storage;
-    } catch (err) {
-      await storage.close();
-      throw err;
-    }
+    return await checkedOpen(storage, () => storage.#check(options.create));
   }
 
   /** The SDK signs the SHA-256 of every put's payload (`x-amz-content-sha256`); `put` takes it when given. */
@@ -249,10 +246,7 @@ export class S3Storage implements Storage, HashesPuts, CleansLeftovers {
       await this.stat(key, { signal }); // a missing key still rejects
       return emptyStream();
     }
-    const offset = range?.offset ?? 0;
-    const header = range === undefined || (offset === 0 && range.length === undefined)
-      ? undefined
-      : `bytes=${offset}-${range.length === undefined ? "" : offset + range.length - 1}`;
+    const header = rangeHeader(range);
     try {
       const response = await this.#send(
         (abortSignal) =>
@@ -617,8 +611,4 @@ function codeOf(err: unknown): string | undefined {
   if (typeof err !== "object" || err === null) return undefined;
   if ("Code" in err && typeof err.Code === "string") return err.Code;
   return "$metadata" in err && err instanceof Error ? err.name : undefined;
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value === "" ? undefined : value;
 }

@@ -42,12 +42,15 @@ import {
   parseKnownHosts,
 } from "./_known_hosts.ts";
 import {
+  checkedOpen,
   checkObjectKey,
   codeOf,
   emptyStream,
   networkFailure,
+  nonEmpty,
   oneLine,
   parseRemoteUrl,
+  remoteRoot,
   TEMP_PREFIX,
   tempName,
   walkConcurrently,
@@ -229,23 +232,15 @@ export class SftpStorage implements Storage, CleansLeftovers {
       timeout: options.timeout ?? 20_000,
       idleTimeout: options.idleTimeout ?? 120_000,
     };
-    // "" and "/~[/…]" are relative to the home folder, which realpath(".") resolves on the server.
-    const relative = parsed.path === "" || parsed.path === "/~" || parsed.path.startsWith("/~/");
     const storage = new SftpStorage(parsed.shown, target);
-    try {
-      let root = parsed.path;
-      if (relative) {
+    return await checkedOpen(storage, async () => {
+      // The home folder, which realpath(".") resolves on the server.
+      storage.#root = await remoteRoot(parsed.path, async () => {
         const { sftp } = await storage.#connection();
-        root = path.posix.join(await call<string>((cb) => sftp.realpath(".", cb)), parsed.path.slice(2));
-      }
-      root = path.posix.normalize(root);
-      storage.#root = root.length > 1 && root.endsWith("/") ? root.slice(0, -1) : root;
+        return await call<string>((cb) => sftp.realpath(".", cb));
+      });
       await storage.#checkRoot(options.create);
-      return storage;
-    } catch (err) {
-      await storage.close();
-      throw err;
-    }
+    });
   }
 
   /** Writes `data` to a temp file beside the key, fsyncs it and renames it over the key. */
@@ -995,8 +990,4 @@ async function defaultKey(home: string): Promise<string | undefined> {
     if (await fsp.access(file).then(() => true, () => false)) return file;
   }
   return undefined;
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value === "" ? undefined : value;
 }

@@ -20,12 +20,15 @@ import process from "node:process";
 import { messageOf } from "../base/errors.ts";
 import { checkKey, checkPrefix, checkRange, mapStreamErrors } from "./_key.ts";
 import {
+  checkedOpen,
   emptyStream,
   idleStream,
   isKey,
   networkFailure,
+  nonEmpty,
   oneLine,
   parseObjectStoreUrl,
+  rangeHeader,
 } from "./_object_store.ts";
 import { UPLOAD_PIECE } from "./_pieces.ts";
 import {
@@ -160,13 +163,7 @@ export class SwiftStorage implements Storage {
    */
   static async open(spec: string, options: SwiftOptions & { create: boolean }): Promise<SwiftStorage> {
     const storage = new SwiftStorage(spec, options);
-    try {
-      await storage.#check(options.create);
-      return storage;
-    } catch (err) {
-      await storage.close();
-      throw err;
-    }
+    return await checkedOpen(storage, () => storage.#check(options.create));
   }
 
   /**
@@ -211,11 +208,9 @@ export class SwiftStorage implements Storage {
       await this.stat(key, { signal }); // a missing key still rejects
       return emptyStream();
     }
-    const offset = range?.offset ?? 0;
     const headers: Record<string, string> = {};
-    if (range !== undefined && (offset > 0 || range.length !== undefined)) {
-      headers.Range = `bytes=${offset}-${range.length === undefined ? "" : offset + range.length - 1}`;
-    }
+    const header = rangeHeader(range);
+    if (header !== undefined) headers.Range = header;
     try {
       const response = await this.#request("GET", path, { signal, headers });
       if (response.status === 404) {
@@ -494,10 +489,7 @@ export class SwiftStorage implements Storage {
 
 /** Reads the credentials settings, failing with a `StorageError` that says what to set. */
 function authConfig(env: Record<string, string | undefined>, url: string): AuthConfig {
-  const get = (name: string) => {
-    const value = env[name];
-    return value === undefined || value === "" ? undefined : value;
-  };
+  const get = (name: string) => nonEmpty(env[name]);
   const missing = (names: string[]) =>
     new StorageError(`Cannot use ${url}: set ${names.join(" and ")} in the environment`);
   const stAuth = get("ST_AUTH");

@@ -10,6 +10,8 @@ import { execFileSync } from "node:child_process";
 import { test } from "node:test";
 import type { RestoreOptions, RestoreStats, Warning } from "../../engines/engine.ts";
 import { tarRestore } from "../../engines/tar_restore.ts";
+import { replayTar, Tree } from "../../engines/tar_list.ts";
+import { streamOf } from "../_streams.ts";
 import { AbortedError, FrostError } from "../../base/errors.ts";
 import { assertSameTree } from "../_tree.ts";
 
@@ -527,6 +529,61 @@ test("tarRestore() keeps unchanged files ('N' in the dumpdir) and moves renamed 
   }
 });
 
+/** The paths (type-marked: "d " a directory) of a replayed tree, or of a real one, sorted. */
+function listedPaths(tree: Tree): string[] {
+  return tree.list("").map(([p, n]) => `${n.type === "dir" ? "d" : "-"} ${p}`).sort();
+}
+
+function diskPaths(root: string, rel = "."): string[] {
+  const out = [`d ${rel}`];
+  for (const d of fs.readdirSync(path.join(root, rel), { withFileTypes: true })) {
+    const child = rel === "." ? d.name : `${rel}/${d.name}`;
+    if (d.isDirectory()) out.push(...diskPaths(root, child));
+    else out.push(`- ${child}`);
+  }
+  return out.sort();
+}
+
+test("tarRestore() and the listing Tree replay a swap of two directories (GNU tar's X temporary) alike", async () => {
+  const base = scratch();
+  try {
+    const src = path.join(base, "src");
+    const snar = path.join(base, "snar");
+    fs.mkdirSync(path.join(src, "a"), { recursive: true });
+    fs.mkdirSync(path.join(src, "b"));
+    fs.writeFileSync(path.join(src, "a/fa"), "A");
+    fs.writeFileSync(path.join(src, "b/fb"), "B");
+    const l0 = gnuTar(src, snar, "gnu");
+    await new Promise((r) => setTimeout(r, 20));
+    fs.renameSync(path.join(src, "a"), path.join(src, "t"));
+    fs.renameSync(path.join(src, "b"), path.join(src, "a"));
+    fs.renameSync(path.join(src, "t"), path.join(src, "b"));
+    const l1 = gnuTar(src, snar, "gnu");
+    // A rename cycle: GNU tar breaks it through a temporary directory (X) and empty R/T names.
+    assert.ok(Buffer.from(l1).includes("X.\0"));
+    const target = path.join(base, "target");
+    fs.mkdirSync(target);
+    await restore(target, l0);
+    await restore(target, l1);
+    const tree = new Tree();
+    for (const level of [l0, l1]) await replayTar(streamOf([level]), tree);
+    const expected = ["d .", "d a", "- a/fb", "d b", "- b/fa"].sort();
+    assert.deepEqual(diskPaths(target), expected);
+    assert.deepEqual(listedPaths(tree), expected);
+  } finally {
+    cleanup(base);
+  }
+});
+
+test("tarRestore() and the listing Tree refuse the same malformed dumpdir renames", async () => {
+  // An empty R name stands for the X temporary directory: without an X before it, nothing does.
+  for (const records of ["R\0T./x\0\0", "R./x\0\0", "R./x\0Dx\0\0"]) {
+    const archive = tarOf([{ name: "./", type: "D", data: new TextEncoder().encode(records) }]);
+    const pattern = /^Cannot restore "\.\/": malformed rename records in its dumpdir/;
+    await assertRefused(archive, pattern);
+    await rejectsWith(replayTar(streamOf([archive]), new Tree()), pattern);
+  }
+});
 // ---------------------------------------------------------------------------------------------------
 // Plain archives and overwriting.
 
