@@ -31,7 +31,7 @@ import { checkSelection, selectChain, type Selection } from "../series/time.ts";
 import type { KeyOptions } from "../series/keys.ts";
 import { readIdentityFile, readPassFile, readRecipientFile } from "../codec/encryption.ts";
 import type { Warning } from "../engines/engine.ts";
-import { showName } from "../engines/mod.ts";
+import { type EntryType, showName } from "../engines/mod.ts";
 
 /** What every command receives: its arguments and a place to print. */
 export interface CommandContext {
@@ -465,6 +465,21 @@ export class ProgressLine {
     this.ctx.stderr(`frost: ${w.notice ? "notice" : "warning"}: ${showName(w.path)}: ${w.message}`);
     return !w.notice;
   }
+}
+
+const TYPE_CHARS: Record<EntryType, string> = {
+  file: "-",
+  dir: "d",
+  symlink: "l",
+  hardlink: "-",
+  char: "c",
+  block: "b",
+  fifo: "p",
+};
+
+/** The letter `ls -l` shows for an entry's type (a hard link shows as the file it is). */
+export function typeChar(type: EntryType): string {
+  return TYPE_CHARS[type];
 }
 
 /** Options that select or open encryption keys. Secrets come from files or the environment, never argv. */

@@ -19,6 +19,7 @@ import {
   parseOrHelp,
   STORAGE_HELP,
   STORAGE_OPTIONS,
+  typeChar,
   withStorages,
 } from "./cli.ts";
 import { ExitCode, FrostError, UsageError } from "../base/errors.ts";
@@ -28,7 +29,7 @@ import { checkSelection, chosenLine, type Selection } from "../series/time.ts";
 import { readDataChunks } from "../pipeline/mod.ts";
 import { chainDataKeys } from "../series/keys.ts";
 import type { Storage } from "../storage/storage.ts";
-import { type EntryType, normalize, parseShownName, showName, tarReplayer, Tree } from "../engines/mod.ts";
+import { normalize, parseShownName, showName, tarReplayer, Tree } from "../engines/mod.ts";
 
 const USAGE = `Usage: frost ls --name NAME [--date T] [PATH] [options]
 
@@ -172,10 +173,6 @@ function printRows(ctx: CommandContext, tree: Tree, prefix: string): void {
     );
   }
   ctx.stderr(`${entries} entries, ${files} files, ${formatBytes(bytes)}`);
-}
-
-function typeChar(type: EntryType): string {
-  return { file: "-", dir: "d", symlink: "l", hardlink: "-", char: "c", block: "b", fifo: "p" }[type];
 }
 
 function modeString(mode: number): string {

@@ -20,6 +20,7 @@ import {
   ProgressLine,
   STORAGE_HELP,
   STORAGE_OPTIONS,
+  typeChar,
   withStorages,
 } from "./cli.ts";
 import { ExitCode, FrostError, InterruptedError, UsageError } from "../base/errors.ts";
@@ -506,15 +507,6 @@ async function forSelectedEntries(
   }
 }
 
-const TYPE_CHARS: Record<StateEntry["type"], string> = {
-  file: "-",
-  dir: "d",
-  symlink: "l",
-  fifo: "p",
-  char: "c",
-  block: "b",
-};
-
 /**
  * `restore --dry-run`: what the restore would do, with sizes: each entry it writes (created, or replacing
  * what the target has there) and each existing entry it deletes.
@@ -559,7 +551,7 @@ function printDryRun(
   }
   for (const e of shown) {
     ctx.stdout(
-      `${action(e).padEnd(7)} ${TYPE_CHARS[e.type]} ${String(e.size).padStart(12)} ${
+      `${action(e).padEnd(7)} ${typeChar(e.type)} ${String(e.size).padStart(12)} ${
         e.path === "" ? "." : showName(e.path)
       }`,
     );
