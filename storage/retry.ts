@@ -10,6 +10,7 @@
 import type { CallOptions, ObjectInfo, PutOptions, PutStream, Range, Storage } from "./storage.ts";
 import { canDeleteLeftovers, canReadInPlace, canStreamPut, hashesPuts, StorageError } from "./storage.ts";
 import { formatDuration } from "../base/units.ts";
+import { sleep } from "../base/sleep.ts";
 import { codeOf } from "./_remote.ts";
 
 /** How long one operation keeps retrying by default: 15 minutes (restic's figure). */
@@ -52,21 +53,6 @@ export function isRetriable(err: unknown): err is StorageError {
  */
 export function isUnknownHost(err: unknown): err is StorageError {
   return err instanceof StorageError && codeOf(err) === "ENOTFOUND";
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 /** The short cause of a storage error: the last part of its message (`connection refused`, `HTTP 503`). */
