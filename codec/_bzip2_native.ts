@@ -104,6 +104,8 @@ class NativeDecoder implements Bunzip2Decoder {
   #fed = 0;
   #streams = 0;
   #sawInput = false;
+  /** `close` was called: nothing more is decoded (libbz2 is not started again). */
+  #closed = false;
 
   constructor(
     lib: Libbz2,
@@ -134,6 +136,7 @@ class NativeDecoder implements Bunzip2Decoder {
   read(): Uint8Array | null {
     const v = this.#view;
     for (;;) {
+      if (this.#closed) return null;
       let availIn = v.getUint32(AVAIL_IN, true);
       if (availIn === 0 && !this.#full) {
         if (this.#chunk.byteLength === 0) return null;
@@ -181,6 +184,7 @@ class NativeDecoder implements Bunzip2Decoder {
   }
 
   close(): void {
+    this.#closed = true;
     if (this.#open) this.#endStream();
   }
 

@@ -52,6 +52,7 @@ export function bunzip2(
   const dec = decoder;
   const reader = input.getReader();
   let ended = false;
+  let cancelled = false;
   /** Runs a decoder step; on failure frees the decoder, cancels the input and throws a FrostError. */
   const decode = <T>(step: () => T): T => {
     try {
@@ -84,6 +85,7 @@ export function bunzip2(
           dec.close();
           throw err;
         }
+        if (cancelled) return;
         if (next.done) {
           ended = true;
           decode(() => dec.end());
@@ -93,6 +95,7 @@ export function bunzip2(
       }
     },
     async cancel(reason) {
+      cancelled = true;
       dec.close();
       await reader.cancel(reason);
     },

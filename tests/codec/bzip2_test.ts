@@ -155,6 +155,27 @@ describe("bunzip2()", () => {
         }
       });
 
+      it("stops when its reader cancels, and cancels its input", async () => {
+        const packed = bzip2(new Uint8Array(8 * MiB), 9);
+        let inputCancelled = false;
+        // Stream after stream, never ending (a 1 MiB piece: the JavaScript decoder waits for that much).
+        const piece = Buffer.concat(Array.from({ length: Math.ceil(MiB / packed.byteLength) }, () => packed));
+        const input = new ReadableStream<Uint8Array>({
+          pull(controller) {
+            controller.enqueue(piece.slice());
+          },
+          cancel() {
+            inputCancelled = true;
+          },
+        });
+        const reader = bunzip2(input, { implementation }).getReader();
+        const first = await reader.read();
+        assert.equal(first.done, false);
+        assert.ok(first.value!.byteLength > 0 && first.value!.every((b) => b === 0));
+        await reader.cancel(new Error("stop"));
+        assert.equal(inputCancelled, true);
+      });
+
       it("decodes an empty stream to nothing", async () => {
         const packed = bzip2(new Uint8Array(0));
         assert.equal(bzip2dc(packed).byteLength, 0);
