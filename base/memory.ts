@@ -6,11 +6,11 @@
  * for a full collection when they passed a ceiling; the ceiling then becomes twice what stayed alive, so
  * that a large live set is not collected in a loop. Under Deno (V8 collects young garbage promptly) and where `bun:jsc` is missing it does nothing.
  *
- * Like `engines/_ffi_lseek.ts`, this module touches a runtime module (`bun:jsc`), and nothing else does.
+ * The collector hooks come from the runtime adapter, base/runtime.ts.
  * @module
  */
-import { createRequire } from "node:module";
 import process from "node:process";
+import { bunCollector, WORKER_COLLECTOR_SOURCE } from "./runtime.ts";
 
 /** Heap plus buffer bytes above which a collection is asked for. */
 const CEILING = 40 * 1024 * 1024;
@@ -21,18 +21,10 @@ const PERIOD = 50;
 export function watchMemory(): void {
   if (started) return;
   started = true;
-  const g = globalThis as unknown as { Bun?: unknown };
-  if (g.Bun === undefined) return;
-  try {
-    const jsc = createRequire(import.meta.url)("bun:jsc") as { fullGC?: () => void; heapSize?: () => number };
-    if (typeof jsc.fullGC === "function" && typeof jsc.heapSize === "function") {
-      collect = jsc.fullGC;
-      heapSize = jsc.heapSize;
-    }
-  } catch {
-    collect = undefined;
-  }
-  if (!collect) return;
+  const jsc = bunCollector();
+  if (!jsc) return;
+  collect = jsc.fullGC;
+  heapSize = jsc.heapSize;
   setInterval(check, PERIOD).unref();
 }
 
@@ -70,9 +62,8 @@ function check(): void {
  * worker has its own heap, whose 1 MiB results would otherwise pile up by the hundred). A no-op elsewhere.
  */
 export const WORKER_MEMORY_SOURCE = `
-let relieveGarbage = 0;
-let relieveCollect = null;
-try { relieveCollect = require("bun:jsc").fullGC; } catch {}
+${WORKER_COLLECTOR_SOURCE}let relieveGarbage = 0;
+const relieveCollect = runtimeFullGC;
 function relieveMemory(bytes) {
   if (!relieveCollect) return;
   relieveGarbage += bytes;

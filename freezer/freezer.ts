@@ -12,8 +12,8 @@ import zlib from "node:zlib";
 import { Buffer } from "node:buffer";
 import { Duplex } from "node:stream";
 import * as xzModule from "xz-decompress";
-import unbzip2 from "unbzip2-stream";
 import { FrostError } from "../base/errors.ts";
+import { bunzip2 } from "../codec/bzip2.ts";
 import { getBytes, NotFoundError, type ObjectInfo, type Storage } from "../storage/storage.ts";
 
 /** The engine whose layout frost reads. */
@@ -427,7 +427,7 @@ export function decompress(
     if (!Xz) throw new FrostError("The xz decoder (xz-decompress) is not available in this build");
     return relabel(new Xz(stream), "xz");
   }
-  return stream.pipeThrough(bunzip2());
+  return bunzip2(stream);
 }
 
 /** Passes `stream` through, turning its errors into "<what>: corrupt or truncated stream (…)". */
@@ -453,41 +453,4 @@ function relabel(stream: ReadableStream<Uint8Array>, what: string): ReadableStre
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
-}
-
-/** unbzip2-stream (a classic node stream) as a TransformStream. */
-function bunzip2(): TransformStream<Uint8Array, Uint8Array> {
-  const bz = unbzip2();
-  let controller!: TransformStreamDefaultController<Uint8Array>;
-  let failure: unknown;
-  bz.on("data", (d: Buffer) => controller.enqueue(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
-  bz.on("error", (err: unknown) => failure ??= err);
-  const check = () => {
-    if (failure !== undefined) {
-      throw new FrostError(
-        `bzip2: corrupt or truncated stream (${(failure as Error)?.message ?? String(failure)})`,
-      );
-    }
-  };
-  return new TransformStream({
-    start(c) {
-      controller = c;
-    },
-    transform(chunk) {
-      try {
-        bz.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-      } catch (err) {
-        failure ??= err;
-      }
-      check();
-    },
-    flush() {
-      try {
-        bz.end();
-      } catch (err) {
-        failure ??= err;
-      }
-      check();
-    },
-  });
 }

@@ -1,0 +1,71 @@
+/**
+ * base/runtime.ts, the one runtime adapter: its FFI calls a real C library (libc), gives undefined for a
+ * library that is not there, and no other source file touches a runtime global (`Deno`, `Bun`, `bun:…`).
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import process from "node:process";
+import { bunCollector, nativeAddress, openNativeLibrary } from "../../base/runtime.ts";
+import { LAYERS } from "../check_layers.ts";
+
+const ROOT = path.resolve(import.meta.dirname!, "../..");
+
+/** The source files of the layers (tests and bench left out), relative to the repository root. */
+function sources(): string[] {
+  const out: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of fs.readdirSync(path.join(ROOT, dir), { withFileTypes: true })) {
+      const rel = `${dir}/${e.name}`;
+      if (e.isDirectory()) walk(rel);
+      else if (e.name.endsWith(".ts")) out.push(rel);
+    }
+  };
+  for (const top of Object.keys(LAYERS)) {
+    if (top === "tests" || top === "bench") continue;
+    if (top.endsWith(".ts")) out.push(top);
+    else walk(top);
+  }
+  return out;
+}
+
+describe("base/runtime.ts", () => {
+  it("openNativeLibrary() calls libc through the runtime's FFI", () => {
+    const libc = openNativeLibrary(["libc.so.6", "libc.so"], { getpid: { args: [], returns: "i32" } });
+    assert.ok(libc, "FFI is there under deno test -A");
+    assert.equal(libc.getpid(), process.pid);
+  });
+
+  it("openNativeLibrary() gives undefined for a library that is not there", () => {
+    assert.equal(
+      openNativeLibrary(["libfrost-none.so.9"], { nothing: { args: [], returns: "void" } }),
+      undefined,
+    );
+  });
+
+  it("nativeAddress() gives the address of a buffer's first byte", () => {
+    const buffer = new Uint8Array(new ArrayBuffer(4096));
+    const at = nativeAddress(buffer);
+    assert.equal(typeof at, "bigint");
+    assert.equal(nativeAddress(buffer.subarray(16)), at! + 16n);
+  });
+
+  it("bunCollector() is undefined under Deno", () => {
+    assert.equal(bunCollector(), undefined);
+  });
+
+  it("is the only source file that touches a runtime global", () => {
+    const offenders: string[] = [];
+    for (const file of sources()) {
+      if (file === "base/runtime.ts") continue;
+      const code = fs.readFileSync(path.join(ROOT, file), "utf8")
+        .replace(/\/\*[\s\S]*?\*\//g, "")
+        .replace(/(^|[^:])\/\/.*$/gm, "$1");
+      const m = /\b(Deno|Bun)\b|["'`]bun:/.exec(code);
+      if (m) offenders.push(`${file}: ${m[0]}`);
+    }
+    assert.deepEqual(offenders, []);
+    assert.ok(sources().includes("engines/_ffi_lseek.ts"));
+  });
+});
