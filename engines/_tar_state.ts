@@ -127,6 +127,8 @@ export interface ParentRecord {
   kind: Kind;
   /** `"<ino>","<size>","<mtime>","<ctime>"]` */
   tail: string;
+  /** The whole record line (without its `\n`): an unchanged entry's record in the next state, as is. */
+  line: string;
 }
 
 /** Returned by `TarStateReader.match()` when it must `await more()` before it can answer. */
@@ -268,6 +270,7 @@ export class TarStateReader {
           parts: path === "." ? [] : path.split("/"),
           kind: fields[0] as Kind,
           tail: line.slice(tailStart(line)),
+          line,
         };
       }
     }
@@ -290,6 +293,7 @@ export class TarStateReader {
       parts: path === "." ? [] : path.split("/"),
       kind: v[1] as Kind,
       tail: line.slice(tailStart(line)),
+      line,
     };
   }
 }
