@@ -249,6 +249,8 @@ interface Entry {
   fd: number;
   /** For directories: the frame of its children, pushed once the header is written. */
   frame: Frame | undefined;
+  /** Its state record is written already (a directory at level N: see #listLevel()). */
+  recorded?: boolean;
   /** A file with holes, stored in GNU's sparse format 1.0 (see _sparse.ts); `size` is then its stored size. */
   sparse?: SparseLayout;
 }
@@ -520,9 +522,11 @@ class TarBackup {
       const names = listDir(abs, isRoot, this.#source, this.#c);
       if (names === undefined) return undefined;
       if (this.#reader) {
-        return this.#listLevel(child, sortNames(names)).then((listed) => {
+        return this.#listLevel(child, sortNames(names), item).then((listed) => {
           child.items = listed.files.concat(listed.dirs);
-          return this.#dirEntry(frame, item, child, abs, listed.byName);
+          const entry = this.#dirEntry(frame, item, child, abs, listed.byName);
+          entry.recorded = true;
+          return entry;
         });
       }
       byName = this.#list(child, sortNames(names));
@@ -569,10 +573,16 @@ class TarBackup {
    * with one link, which is kept as its parent's record only (in a Run); a changed entry, a directory
    * or a file with several links gets a second, exact lstat (BigInt) and an Item. In `byName`, a name
    * stands for an unchanged file (`N` in the dumpdir).
+   *
+   * The directory's own state record (`self`) is written first, and the records of the unchanged files
+   * before its first changed one straight after it, so that a directory where nothing changed holds
+   * nothing: the directory's entry comes next in the archive whatever happens (records are in the order
+   * of the archive's entries, see the state format), so its record can be written now.
    */
   async #listLevel(
     dir: Frame,
     names: string[],
+    self: Item,
   ): Promise<{ byName: (Item | string)[]; files: (Item | Run)[]; dirs: Item[] }> {
     relieveMemory();
     const reader = this.#reader!;
@@ -582,6 +592,9 @@ class TarBackup {
     const dirs: Item[] = [];
     const linked: Item[] = [];
     let run: string[] = [];
+    this.#record(self.line);
+    /** No changed file yet: unchanged records go to the state now. */
+    let leading = true;
     const endRun = () => {
       if (run.length === 0) return;
       files.push({ lines: run.join("\n") + "\n", count: run.length });
@@ -606,7 +619,10 @@ class TarBackup {
         }
         const line = fast.nlink <= 1 ? this.#sameRecord(rec, rel, kind, fast) : undefined;
         if (line !== undefined) {
-          run.push(line);
+          if (leading) {
+            this.#record(line + "\n");
+            this.#c.stats.scanned++;
+          } else run.push(line);
           byName.push(name);
           continue;
         }
@@ -632,6 +648,7 @@ class TarBackup {
       it.changed = !this.#unchanged(rec, it);
       endRun();
       files.push(it);
+      leading = false;
       if (it.linkKey !== undefined) linked.push(it);
     }
     endRun();
@@ -929,7 +946,7 @@ class TarBackup {
     this.#off += need;
 
     this.#c.stats.files++;
-    this.#record(item.line);
+    if (!e.recorded) this.#record(item.line);
     if (e.frame) this.#stack.push(e.frame);
     if (e.size > 0 && e.typeflag === TYPE.file) {
       this.#fd = e.fd;
