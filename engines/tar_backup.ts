@@ -214,6 +214,32 @@ interface Run {
 }
 
 /**
+ * The children of a directory at level 0, packed in typed arrays by name order (a folder's listing stays
+ * in memory while its subtree is walked: an Item each would cost ~300 bytes); each child's Item is made
+ * when the walk reaches it. `order` holds the indexes in walk order (non-directories, then directories).
+ */
+interface Pack {
+  names: string[];
+  /** Per child: its kind (index in KIND_CODES), +8 when it may have holes. */
+  flags: Uint8Array;
+  /** Per child: mode, uid, gid, nlink, size. */
+  nums: Float64Array;
+  /** Per child: dev, ino, rdev. */
+  ids: BigUint64Array;
+  /** Per child: mtime, ctime (ns). */
+  times: BigInt64Array;
+  /** The lstat of a child with a value the arrays cannot hold (a time past 2262, say). */
+  exact: Map<number, fs.BigIntStats> | undefined;
+  order: Uint32Array;
+  /** Children in the pack, and the next one in walk order. */
+  count: number;
+  next: number;
+}
+
+const KIND_CODES: readonly Kind[] = ["f", "d", "l", "p", "c", "b"];
+const HOLES_FLAG = 8;
+
+/**
  * How far (ms) a time from a number lstat may be from the parent's nanoseconds and still count as the
  * same: a double holds a time in ms to about 0.24 µs. See "Change detection" for why this is exact enough.
  */
@@ -227,7 +253,7 @@ interface Frame {
   relPrefix: string;
   memberPrefix: string;
   absPrefix: string;
-  items: (Item | Run)[];
+  items: (Item | Run | Pack)[];
   index: number;
   /** The frame holding only the source itself; its item is named specially. */
   top: boolean;
@@ -451,7 +477,13 @@ class TarBackup {
         await this.#finish();
         return;
       }
-      const item = frame.items[frame.index++];
+      let item = frame.items[frame.index++];
+      if (item !== undefined && "order" in item) {
+        if (item.next < item.count) {
+          frame.index--;
+          item = this.#unpack(frame, item, item.order[item.next++]!);
+        } else continue;
+      }
       if (!item) {
         this.#stack.pop();
         continue;
@@ -517,7 +549,6 @@ class TarBackup {
       index: 0,
       top: false,
     };
-    let byName: Item[] = [];
     if (!item.mount || this.#options.crossFileSystems) {
       const names = listDir(abs, isRoot, this.#source, this.#c);
       if (names === undefined) return undefined;
@@ -529,29 +560,21 @@ class TarBackup {
           return entry;
         });
       }
-      byName = this.#list(child, sortNames(names));
+      const pack = this.#list(sortNames(names), child);
+      child.items = [pack];
+      return this.#dirEntry(frame, item, child, abs, pack);
     }
-    const files: Item[] = [];
-    const dirs: Item[] = [];
-    for (const it of byName) (it.kind === "d" ? dirs : files).push(it);
-    child.items = files.concat(dirs);
-
-    const make = (): Entry => this.#dirEntry(frame, item, child, abs, byName);
-    if (this.#reader && files.length > 0) {
-      const waiting = this.#merge(parts, files, 0);
-      if (waiting) {
-        return waiting.then(() => {
-          this.#keepLinks(files);
-          return make();
-        });
-      }
-      this.#keepLinks(files);
-    }
-    return make();
+    return this.#dirEntry(frame, item, child, abs, []);
   }
 
   /** The entry of a listed directory: its header with the dumpdir, and the frame of its children. */
-  #dirEntry(frame: Frame, item: Item, child: Frame, abs: string, byName: readonly (Item | string)[]): Entry {
+  #dirEntry(
+    frame: Frame,
+    item: Item,
+    child: Frame,
+    abs: string,
+    byName: readonly (Item | string)[] | Pack,
+  ): Entry {
     return {
       abs,
       member: frame.top ? "./" : child.memberPrefix,
@@ -675,10 +698,22 @@ class TarBackup {
   }
 
   /** lstat()s the children of a directory (names sorted), leaving out excluded and unsupported ones. */
-  #list(dir: Frame, names: string[]): Item[] {
+  #list(names: string[], dir: Frame): Pack {
     relieveMemory();
-    const items: Item[] = [];
+    const n = names.length;
+    const pack: Pack = {
+      names: [],
+      flags: new Uint8Array(n),
+      nums: new Float64Array(n * 5),
+      ids: new BigUint64Array(n * 3),
+      times: new BigInt64Array(n * 2),
+      exact: undefined,
+      order: new Uint32Array(n),
+      count: 0,
+      next: 0,
+    };
     const exclude = this.#exclude;
+    let dirs = 0;
     for (const name of names) {
       const rel = dir.relPrefix + name;
       if (exclude?.(rel, name, false)) continue;
@@ -687,10 +722,71 @@ class TarBackup {
       if (!st) continue;
       const kind = entryKind(Number(st.mode), abs, this.#isRoot, this.#c);
       if (kind === undefined || (kind === "d" && exclude?.(rel, name, true))) continue;
-      items.push(makeItem(name, rel, kind, st, this.#rootDev));
-      if ((items.length & 1023) === 0) relieveMemory(); // a folder of 200 000 files is one long loop
+      const i = pack.count++;
+      pack.names.push(name);
+      pack.flags[i] = KIND_CODES.indexOf(kind) | (kind === "f" && mayHaveHoles(st) ? HOLES_FLAG : 0);
+      const nums = pack.nums;
+      nums[i * 5] = Number(st.mode);
+      nums[i * 5 + 1] = Number(st.uid);
+      nums[i * 5 + 2] = Number(st.gid);
+      nums[i * 5 + 3] = Number(st.nlink);
+      nums[i * 5 + 4] = Number(st.size);
+      const ids = pack.ids;
+      ids[i * 3] = st.dev;
+      ids[i * 3 + 1] = st.ino;
+      ids[i * 3 + 2] = kind === "c" || kind === "b" ? st.rdev : 0n;
+      pack.times[i * 2] = st.mtimeNs;
+      pack.times[i * 2 + 1] = st.ctimeNs;
+      if (
+        pack.times[i * 2] !== st.mtimeNs || pack.times[i * 2 + 1] !== st.ctimeNs || ids[i * 3] !== st.dev ||
+        ids[i * 3 + 1] !== st.ino
+      ) (pack.exact ??= new Map()).set(i, st);
+      if (kind === "d") dirs++;
+      if ((i & 1023) === 1023) relieveMemory(); // a folder of 200 000 files is one long loop
     }
-    return items;
+    // Walk order: non-directories, then directories, each by name.
+    let f = 0;
+    let d = pack.count - dirs;
+    for (let i = 0; i < pack.count; i++) pack.order[(pack.flags[i]! & 7) === 1 ? d++ : f++] = i;
+    return pack;
+  }
+
+  /** The Item of child `i` of a pack (see #list()). */
+  #unpack(frame: Frame, pack: Pack, i: number): Item {
+    const kind = KIND_CODES[pack.flags[i]! & 7]!;
+    const name = pack.names[i]!;
+    const exact = pack.exact?.get(i);
+    if (exact) return makeItem(name, frame.relPrefix + name, kind, exact, this.#rootDev);
+    const nums = pack.nums;
+    const dev = pack.ids[i * 3]!;
+    const ino = String(pack.ids[i * 3 + 1]);
+    const size = nums[i * 5 + 4]!;
+    const nlink = nums[i * 5 + 3]!;
+    const line = stateRecord(
+      frame.relPrefix + name,
+      kind,
+      String(dev),
+      ino,
+      String(size),
+      String(pack.times[i * 2]),
+      String(pack.times[i * 2 + 1]),
+    );
+    return {
+      name,
+      kind,
+      changed: true,
+      mount: kind === "d" && dev !== this.#rootDev,
+      mode: nums[i * 5]! & 0o7777,
+      uid: nums[i * 5 + 1]!,
+      gid: nums[i * 5 + 2]!,
+      nlink,
+      size,
+      rdev: pack.ids[i * 3 + 2]!,
+      linkKey: nlink > 1 && kind !== "d" ? `${dev}:${ino}` : undefined,
+      holes: (pack.flags[i]! & HOLES_FLAG) !== 0,
+      line,
+      tailAt: tailStart(line),
+    };
   }
 
   /** Sets `changed` of non-directory children from the parent's state; a promise when it must wait. */
@@ -1106,7 +1202,8 @@ function sparseRecords(member: string, realSize: number): [string, string, numbe
 }
 
 /** The GNU dumpdir of a directory: children by name, `Y`/`N`/`D` flag + name + NUL, then a NUL. */
-function dumpdir(byName: readonly (Item | string)[]): Uint8Array {
+function dumpdir(byName: readonly (Item | string)[] | Pack): Uint8Array {
+  if (!Array.isArray(byName)) return packDumpdir(byName as Pack);
   let size = 1;
   for (const it of byName) size += utf8Length(typeof it === "string" ? it : it.name) + 2;
   const out = new Uint8Array(size);
@@ -1119,6 +1216,19 @@ function dumpdir(byName: readonly (Item | string)[]): Uint8Array {
     }
     out[p] = it.kind === "d" ? 0x44 : it.changed ? 0x59 : 0x4e; // 'D', 'Y', 'N'
     p += 1 + writeString(out, p + 1, size, it.name) + 1;
+  }
+  return out;
+}
+
+/** The dumpdir of a level 0 directory: its children are all in the archive (`Y`) or directories (`D`). */
+function packDumpdir(pack: Pack): Uint8Array {
+  let size = 1;
+  for (let i = 0; i < pack.count; i++) size += utf8Length(pack.names[i]!) + 2;
+  const out = new Uint8Array(size);
+  let p = 0;
+  for (let i = 0; i < pack.count; i++) {
+    out[p] = (pack.flags[i]! & 7) === 1 ? 0x44 : 0x59; // 'D', 'Y'
+    p += 1 + writeString(out, p + 1, size, pack.names[i]!) + 1;
   }
   return out;
 }

@@ -616,6 +616,35 @@ describe("tarBackup()", () => {
     }
   });
 
+  test("times past 2262 and before 1970 reach the state and the pax headers exactly", async () => {
+    const dir = scratch();
+    try {
+      const src = path.join(dir, "src");
+      fs.mkdirSync(src);
+      const times: Record<string, [number, number]> = {
+        future: [10_413_792_000, 500_000_000], // 2300: more nanoseconds than an int64 holds
+        past: [-86_400, 250_000_000],
+        now: [1_700_000_000, 0],
+      };
+      for (const [name, [sec, nsec]] of Object.entries(times)) {
+        fs.writeFileSync(path.join(src, name), name);
+        touch(path.join(src, name), sec, nsec);
+      }
+      const r = await backup(src);
+      const lines = new TextDecoder().decode(r.state).split("\n").slice(1).filter((l) => l !== "");
+      for (const name of Object.keys(times)) {
+        const st = fs.lstatSync(path.join(src, name), { bigint: true });
+        const rec = lines.map((l) => JSON.parse(l) as string[]).find((v) => v[0] === name)!;
+        assert.equal(rec[5], String(st.mtimeNs), name);
+        assert.equal(rec[6], String(st.ctimeNs), name);
+        const member = parseArchive(r.archive).find((m) => m.name === `./${name}`)!;
+        assert.equal(decoder.decode(member.pax.get("mtime")), paxTime(String(st.mtimeNs)), name);
+      }
+    } finally {
+      cleanup(dir);
+    }
+  });
+
   test("exclude leaves out basenames, paths below the source, and whole directories", async () => {
     const dir = scratch();
     try {
