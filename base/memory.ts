@@ -24,10 +24,15 @@ export function watchMemory(): void {
   const g = globalThis as unknown as { Bun?: unknown };
   if (g.Bun === undefined) return;
   try {
-    const jsc = createRequire(import.meta.url)("bun:jsc") as { fullGC?: () => void; heapSize?: () => number };
+    const jsc = createRequire(import.meta.url)("bun:jsc") as {
+      fullGC?: () => void;
+      edenGC?: () => void;
+      heapSize?: () => number;
+    };
     if (typeof jsc.fullGC === "function" && typeof jsc.heapSize === "function") {
       collect = jsc.fullGC;
       heapSize = jsc.heapSize;
+      if (typeof jsc.edenGC === "function") collectEden = jsc.edenGC;
     }
   } catch {
     collect = undefined;
@@ -44,8 +49,19 @@ export function relieveMemory(): void {
   if (collect && performance.now() - lastCheck >= PERIOD) check();
 }
 
+/**
+ * Collects the young generation now (Bun; elsewhere a no-op): for loops that make many short-lived
+ * objects per entry (a walk's lstat results and path strings). Cheap, unlike a full collection: called every
+ * few thousand entries it keeps a walk of 200 000 files ~15 MiB smaller at no measurable cost (measured:
+ * the strings' memory, outside the heap size that `relieveMemory` watches, is freed too).
+ */
+export function collectYoung(): void {
+  collectEden?.();
+}
+
 let started = false;
 let collect: (() => void) | undefined;
+let collectEden: (() => void) | undefined;
 let ceiling = CEILING;
 let lastCheck = 0;
 let heapSize: () => number = () => 0;

@@ -140,7 +140,7 @@ import {
   statSource,
 } from "./_walk.ts";
 import { OPEN_FLAGS, PROGRESS_MS, SLICE_MS } from "./_walk.ts";
-import { relieveMemory } from "../base/memory.ts";
+import { collectYoung, relieveMemory } from "../base/memory.ts";
 
 /** Output chunk size: big enough that per-chunk costs vanish, small enough to keep memory low; one
  * compressed frame each. */
@@ -512,6 +512,7 @@ class TarBackup {
         this.#record(item.line);
       }
       if ((++count & 63) === 0) {
+        if ((count & 4095) === 0) collectYoung();
         if (signal?.aborted) throw this.#c.aborted();
         const now = performance.now();
         if (now - this.#c.lastProgress >= PROGRESS_MS) this.#c.progress(now);
@@ -624,7 +625,10 @@ class TarBackup {
       run = [];
     };
     for (let i = 0; i < names.length; i++) {
-      if ((i & 1023) === 1023) relieveMemory(); // a folder of 200 000 files is one long loop
+      if ((i & 1023) === 1023) {
+        relieveMemory(); // a folder of 200 000 files is one long loop
+        if ((i & 4095) === 4095) collectYoung();
+      }
       const name = names[i]!;
       const rel = dir.relPrefix + name;
       if (exclude?.(rel, name, false)) continue;
@@ -742,7 +746,10 @@ class TarBackup {
         ids[i * 3 + 1] !== st.ino
       ) (pack.exact ??= new Map()).set(i, st);
       if (kind === "d") dirs++;
-      if ((i & 1023) === 1023) relieveMemory(); // a folder of 200 000 files is one long loop
+      if ((i & 1023) === 1023) {
+        relieveMemory(); // a folder of 200 000 files is one long loop
+        if ((i & 4095) === 4095) collectYoung();
+      }
     }
     // Walk order: non-directories, then directories, each by name.
     let f = 0;
