@@ -351,6 +351,8 @@ class TarBackup {
   /** Data bytes still owed to the archive for the current file (read, or zeros once it failed). */
   #remaining = 0;
   #lastYield = performance.now();
+  /** Entries listed so far (see #tick()). */
+  #listed = 0;
   /** Time spent yielding to the event loop during this fill (not busy), and when the last fill ended. */
   #idleMs = 0;
   #filled = 0;
@@ -625,10 +627,7 @@ class TarBackup {
       run = [];
     };
     for (let i = 0; i < names.length; i++) {
-      if ((i & 1023) === 1023) {
-        relieveMemory(); // a folder of 200 000 files is one long loop
-        if ((i & 4095) === 4095) collectYoung();
-      }
+      this.#tick();
       const name = names[i]!;
       const rel = dir.relPrefix + name;
       if (exclude?.(rel, name, false)) continue;
@@ -746,16 +745,24 @@ class TarBackup {
         ids[i * 3 + 1] !== st.ino
       ) (pack.exact ??= new Map()).set(i, st);
       if (kind === "d") dirs++;
-      if ((i & 1023) === 1023) {
-        relieveMemory(); // a folder of 200 000 files is one long loop
-        if ((i & 4095) === 4095) collectYoung();
-      }
+      this.#tick();
     }
     // Walk order: non-directories, then directories, each by name.
     let f = 0;
     let d = pack.count - dirs;
     for (let i = 0; i < pack.count; i++) pack.order[(pack.flags[i]! & 7) === 1 ? d++ : f++] = i;
     return pack;
+  }
+
+  /**
+   * Called per entry listed: every 1024 entries a look at the memory (a folder of 200 000 files is one
+   * long loop), every 4096 a young collection of their lstat results and path strings (see base/memory.ts).
+   */
+  #tick(): void {
+    const n = ++this.#listed;
+    if ((n & 1023) !== 0) return;
+    relieveMemory();
+    if ((n & 4095) === 0) collectYoung();
   }
 
   /** The Item of child `i` of a pack (see #list()). */
