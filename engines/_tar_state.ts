@@ -129,6 +129,8 @@ export interface ParentRecord {
   tail: string;
   /** The whole record line (without its `\n`): an unchanged entry's record in the next state, as is. */
   line: string;
+  /** The tail's fields [ino, size, mtime, ctime] when already split (else see `tailFields`). */
+  fields?: string[];
 }
 
 /** Returned by `TarStateReader.match()` when it must `await more()` before it can answer. */
@@ -266,11 +268,14 @@ export class TarStateReader {
       const fields = line.slice(end + 3, -2).split('","');
       if (end > 0 && fields.length === 6 && KINDS.has(fields[0]!)) {
         const path = line.slice(2, end);
+        // `["<path>","<kind>","<dev>","` precedes the tail's opening quote.
+        const tail = line.slice(end + 9 + fields[1]!.length);
         return {
           parts: path === "." ? [] : path.split("/"),
           kind: fields[0] as Kind,
-          tail: line.slice(tailStart(line)),
+          tail,
           line,
+          fields: fields.slice(2),
         };
       }
     }

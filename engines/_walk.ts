@@ -135,7 +135,7 @@ export function lstatChild(abs: string, name: string, run: BackupControl): fs.Bi
 export function lstatChildFast(abs: string, name: string, run: BackupControl): fs.Stats | undefined {
   let st: fs.Stats | undefined;
   try {
-    st = fs.lstatSync(abs, { throwIfNoEntry: false });
+    st = fs.lstatSync(abs, NO_THROW);
   } catch (err) {
     run.warn(abs, `cannot stat: ${errnoText(err)}; left out`);
     return undefined;
@@ -143,6 +143,8 @@ export function lstatChildFast(abs: string, name: string, run: BackupControl): f
   if (!st) lstatMissing(abs, name, run);
   return st;
 }
+
+const NO_THROW = { throwIfNoEntry: false } as const;
 
 function lstatMissing(abs: string, name: string, run: BackupControl): void {
   // Under Deno, names that are not UTF-8 reach us with U+FFFD in them: Deno cannot give their bytes.

@@ -688,7 +688,12 @@ class TarBackup {
    */
   #sameRecord(rec: ParentRecord | undefined, rel: string, kind: Kind, st: fs.Stats): string | undefined {
     if (rec === undefined || rec.kind !== kind) return undefined;
-    const [ino, size, mtime, ctime] = tailFields(rec.tail, 0) as [string, string, string, string];
+    const [ino, size, mtime, ctime] = (rec.fields ?? tailFields(rec.tail, 0)) as [
+      string,
+      string,
+      string,
+      string,
+    ];
     if (!Number.isSafeInteger(st.ino) || Number(ino) !== st.ino || Number(size) !== st.size) return undefined;
     if (Math.abs(Number(mtime) / 1e6 - st.mtimeMs) >= SAME_TIME_MS) return undefined;
     if (Math.abs(Number(ctime) / 1e6 - st.ctimeMs) >= SAME_TIME_MS) return undefined;
