@@ -638,10 +638,10 @@ class TarBackup {
       if (kind === undefined || (kind === "d" && exclude?.(rel, name, true))) continue;
       let rec: ParentRecord | undefined | typeof MORE;
       if (kind !== "d") {
-        rec = reader.match(dir.parts, name, false);
+        rec = reader.match(dir.parts, name, false, dir.relPrefix);
         while (rec === MORE) {
           await reader.more();
-          rec = reader.match(dir.parts, name, false);
+          rec = reader.match(dir.parts, name, false, dir.relPrefix);
         }
         const line = fast.nlink <= 1 ? this.#sameRecord(rec, rel, kind, fast) : undefined;
         if (line !== undefined) {
@@ -666,10 +666,10 @@ class TarBackup {
         dirs.push(it);
         continue;
       }
-      if (rec === undefined) rec = reader.match(dir.parts, name, false); // was a directory at first
+      if (rec === undefined) rec = reader.match(dir.parts, name, false, dir.relPrefix); // was a directory at first
       while (rec === MORE) {
         await reader.more();
-        rec = reader.match(dir.parts, name, false);
+        rec = reader.match(dir.parts, name, false, dir.relPrefix);
       }
       it.changed = !this.#unchanged(rec, it);
       endRun();
