@@ -645,6 +645,54 @@ describe("tarBackup()", () => {
     }
   });
 
+  test("level 1 of a big folder read from a parent state in small pieces: changed files stored, the state as a level 0's", async () => {
+    const dir = scratch();
+    try {
+      const src = path.join(dir, "src");
+      fs.mkdirSync(path.join(src, "sub"), { recursive: true });
+      const name = (i: number) => `f${String(i).padStart(3, "0")}`;
+      for (let i = 0; i < 300; i++) fs.writeFileSync(path.join(src, name(i)), `file ${i}`);
+      for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(src, "sub", name(i)), `sub ${i}`);
+      fs.linkSync(path.join(src, name(5)), path.join(src, "sub", "link"));
+      await settle();
+      const l0 = await backup(src);
+      const changed = new Set<string>();
+      for (let i = 0; i < 300; i += 7) {
+        fs.writeFileSync(path.join(src, name(i)), `changed ${i}`);
+        changed.add(`./${name(i)}`);
+      }
+      for (let i = 3; i < 300; i += 50) {
+        fs.rmSync(path.join(src, name(i)));
+        changed.delete(`./${name(i)}`);
+      }
+      fs.writeFileSync(path.join(src, "new"), "new");
+      changed.add("./new");
+      fs.writeFileSync(path.join(src, "sub", name(1)), "changed in sub");
+      changed.add(`./sub/${name(1)}`);
+      const l1 = await backup(src, { previous: streamOf(l0.state, 100) });
+      const members = parseArchive(l1.archive);
+      assert.deepEqual(
+        members.filter((m) => m.type !== "5").map((m) => m.name).sort(),
+        [...changed].sort(),
+      );
+      const top = dumpdirOf(members.find((m) => m.name === "./")!);
+      for (const e of top) {
+        const flag = e === "Dsub" ? "D" : changed.has(`./${e.slice(1)}`) ? "Y" : "N";
+        assert.equal(e[0], flag, e);
+      }
+      assert.equal(top.length, 300 - 6 + 1 + 1);
+      assert.equal(l1.stats.scanned, 1 + 295 + 1 + 21);
+      // Its state is the one a level 0 of the tree would have (same records, same order).
+      const fresh = await backup(src);
+      const body = (st: Uint8Array) => new TextDecoder().decode(st).split("\n").slice(1);
+      assert.deepEqual(body(l1.state), body(fresh.state));
+      const out = extract(dir, save(dir, "l0.tar", l0.archive), save(dir, "l1.tar", l1.archive));
+      assertSameTree(src, out);
+    } finally {
+      cleanup(dir);
+    }
+  });
+
   test("exclude leaves out basenames, paths below the source, and whole directories", async () => {
     const dir = scratch();
     try {
