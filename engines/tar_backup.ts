@@ -68,6 +68,13 @@
  * whose `node:fs` reports mtime in milliseconds and ctime in whole seconds; Bun and Node report
  * nanoseconds. Directories are always written, with their dumpdir.
  *
+ * At level N each child is first lstat()ed with numbers (no BigInts: cheaper), whose times hold about
+ * 0.24 µs. A file with one link whose inode, size, mtime and ctime match the parent's record within 2 µs
+ * (and whose record passes the rule above) is unchanged, and its record is the parent's, copied; anything
+ * else is lstat()ed again exactly and compared as above. Within 2 µs is as good as equal: a file changed
+ * after its parent backup started has a ctime at least 0.1 s after the one recorded (the rule above), and
+ * no one can set a ctime.
+ *
  * ## Errors
  *
  * `tarBackup()` throws a FrostError synchronously when the source is missing, not a directory or regular
@@ -123,9 +130,17 @@ import { errnoText, excludeMatcher, OwnerNames } from "./_fs_common.ts";
 import { hasEscape } from "./_names.ts";
 import { mayHaveHoles, sparseHeaderName, type SparseLayout, sparseLayout, SparseSource } from "./_sparse.ts";
 import { ACL_ACCESS, ACL_DEFAULT, aclToText, encodeXattrKeyword, readXattrs, type Xattr } from "./_xattrs.ts";
-import { BackupControl, closeRead, entryKind, listDir, lstatChild, statSource } from "./_walk.ts";
+import {
+  BackupControl,
+  closeRead,
+  entryKind,
+  listDir,
+  lstatChild,
+  lstatChildFast,
+  statSource,
+} from "./_walk.ts";
 import { OPEN_FLAGS, PROGRESS_MS, SLICE_MS } from "./_walk.ts";
-import { relieveMemory } from "../base/memory.ts";
+import { collectYoung, relieveMemory } from "../base/memory.ts";
 
 /** Output chunk size: big enough that per-chunk costs vanish, small enough to keep memory low; one
  * compressed frame each. */
@@ -189,6 +204,47 @@ function makeItem(name: string, rel: string, kind: Kind, st: fs.BigIntStats, roo
   };
 }
 
+/**
+ * Unchanged non-directories that follow each other in a directory at level N, kept as their state records
+ * only (one text): all that is left to do for them is to copy those records to the new state.
+ */
+interface Run {
+  lines: string;
+  count: number;
+}
+
+/**
+ * The children of a directory at level 0, packed in typed arrays by name order (a folder's listing stays
+ * in memory while its subtree is walked: an Item each would cost ~300 bytes); each child's Item is made
+ * when the walk reaches it. `order` holds the indexes in walk order (non-directories, then directories).
+ */
+interface Pack {
+  names: string[];
+  /** Per child: its kind (index in KIND_CODES), +8 when it may have holes. */
+  flags: Uint8Array;
+  /** Per child: mode, uid, gid, nlink, size. */
+  nums: Float64Array;
+  /** Per child: dev, ino, rdev. */
+  ids: BigUint64Array;
+  /** Per child: mtime, ctime (ns). */
+  times: BigInt64Array;
+  /** The lstat of a child with a value the arrays cannot hold (a time past 2262, say). */
+  exact: Map<number, fs.BigIntStats> | undefined;
+  order: Uint32Array;
+  /** Children in the pack, and the next one in walk order. */
+  count: number;
+  next: number;
+}
+
+const KIND_CODES: readonly Kind[] = ["f", "d", "l", "p", "c", "b"];
+const HOLES_FLAG = 8;
+
+/**
+ * How far (ms) a time from a number lstat may be from the parent's nanoseconds and still count as the
+ * same: a double holds a time in ms to about 0.24 µs. See "Change detection" for why this is exact enough.
+ */
+const SAME_TIME_MS = 0.002;
+
 /** A directory being walked: its children in walk order and where the walk is. */
 interface Frame {
   /** Path components of the directory below the source (empty for the root). */
@@ -197,7 +253,7 @@ interface Frame {
   relPrefix: string;
   memberPrefix: string;
   absPrefix: string;
-  items: Item[];
+  items: (Item | Run | Pack)[];
   index: number;
   /** The frame holding only the source itself; its item is named specially. */
   top: boolean;
@@ -219,6 +275,8 @@ interface Entry {
   fd: number;
   /** For directories: the frame of its children, pushed once the header is written. */
   frame: Frame | undefined;
+  /** Its state record is written already (a directory at level N: see #listLevel()). */
+  recorded?: boolean;
   /** A file with holes, stored in GNU's sparse format 1.0 (see _sparse.ts); `size` is then its stored size. */
   sparse?: SparseLayout;
 }
@@ -293,6 +351,8 @@ class TarBackup {
   /** Data bytes still owed to the archive for the current file (read, or zeros once it failed). */
   #remaining = 0;
   #lastYield = performance.now();
+  /** Entries listed so far (see #tick()). */
+  #listed = 0;
   /** Time spent yielding to the event loop during this fill (not busy), and when the last fill ended. */
   #idleMs = 0;
   #filled = 0;
@@ -381,7 +441,8 @@ class TarBackup {
       const limit = this.#reader.started - 100_000_000n;
       this.#racyLimit = String((limit / 1_000_000_000n) * 1_000_000_000n);
       const top = this.#stack[0];
-      if (top?.items[0]?.kind === "f") await this.#merge([], top.items, 0); // a single-file source
+      const only = top?.items[0] as Item | undefined;
+      if (only?.kind === "f") await this.#merge([], [only], 0); // a single-file source
     }
     // A fast consumer keeps pulling through microtasks alone: give timers and I/O (abort, progress
     // reporting, uploads) a turn now and then.
@@ -414,30 +475,42 @@ class TarBackup {
         await this.#finish();
         return;
       }
-      const item = frame.items[frame.index++];
+      let item = frame.items[frame.index++];
+      if (item !== undefined && "order" in item) {
+        if (item.next < item.count) {
+          frame.index--;
+          item = this.#unpack(frame, item, item.order[item.next++]!);
+        } else continue;
+      }
       if (!item) {
         this.#stack.pop();
         continue;
       }
-      this.#c.stats.scanned++;
-      if (item.kind === "d") {
+      if ("lines" in item) {
+        this.#c.stats.scanned += item.count;
+        this.#record(item.lines);
+      } else if (item.kind === "d") {
+        this.#c.stats.scanned++;
         const t0 = times ? performance.now() : 0;
         const entry = this.#enterDir(frame, item);
-        if (times) times.walkMs += performance.now() - t0;
         this.#pending = entry instanceof Promise ? await entry : entry;
+        if (times) times.walkMs += performance.now() - t0;
       } else if (item.changed) {
+        this.#c.stats.scanned++;
         if (times) {
           const t0 = performance.now();
           this.#pending = this.#prepare(frame, item);
           times.readMs += performance.now() - t0;
         } else this.#pending = this.#prepare(frame, item);
       } else {
+        this.#c.stats.scanned++;
         if (item.linkKey !== undefined && !this.#links.has(item.linkKey)) {
           this.#links.set(item.linkKey, { member: frame.memberPrefix + item.name, written: false });
         }
         this.#record(item.line);
       }
       if ((++count & 63) === 0) {
+        if ((count & 4095) === 0) collectYoung();
         if (signal?.aborted) throw this.#c.aborted();
         const now = performance.now();
         if (now - this.#c.lastProgress >= PROGRESS_MS) this.#c.progress(now);
@@ -475,21 +548,36 @@ class TarBackup {
       index: 0,
       top: false,
     };
-    let byName: Item[] = [];
     if (!item.mount || this.#options.crossFileSystems) {
       const names = listDir(abs, isRoot, this.#source, this.#c);
       if (names === undefined) return undefined;
-      byName = this.#list(child, sortNames(names));
+      if (this.#reader) {
+        return this.#listLevel(child, sortNames(names), item).then((listed) => {
+          child.items = listed.files.concat(listed.dirs);
+          const entry = this.#dirEntry(frame, item, child, abs, listed.byName);
+          entry.recorded = true;
+          return entry;
+        });
+      }
+      const pack = this.#list(sortNames(names), child);
+      child.items = [pack];
+      return this.#dirEntry(frame, item, child, abs, pack);
     }
-    const files: Item[] = [];
-    const dirs: Item[] = [];
-    for (const it of byName) (it.kind === "d" ? dirs : files).push(it);
-    child.items = files.concat(dirs);
+    return this.#dirEntry(frame, item, child, abs, []);
+  }
 
-    const make = (): Entry => ({
+  /** The entry of a listed directory: its header with the dumpdir, and the frame of its children. */
+  #dirEntry(
+    frame: Frame,
+    item: Item,
+    child: Frame,
+    abs: string,
+    byName: readonly (Item | string)[] | Pack,
+  ): Entry {
+    return {
       abs,
-      member: isRoot ? "./" : child.memberPrefix,
-      paxName: isRoot ? "./PaxHeaders/." : `${frame.memberPrefix}PaxHeaders/${item.name}`,
+      member: frame.top ? "./" : child.memberPrefix,
+      paxName: frame.top ? "./PaxHeaders/." : `${frame.memberPrefix}PaxHeaders/${item.name}`,
       item,
       typeflag: TYPE.dir,
       size: 0,
@@ -498,25 +586,138 @@ class TarBackup {
       xattrs: this.#xattrs(abs),
       fd: -1,
       frame: child,
-    });
-    if (this.#reader && files.length > 0) {
-      const waiting = this.#merge(parts, files, 0);
-      if (waiting) {
-        return waiting.then(() => {
-          this.#keepLinks(files);
-          return make();
-        });
+    };
+  }
+
+  /**
+   * At level N: lstat()s the children of a directory (names sorted) and compares its non-directories with
+   * the parent's state on the way. A first lstat with numbers settles the usual case, an unchanged file
+   * with one link, which is kept as its parent's record only (in a Run); a changed entry, a directory
+   * or a file with several links gets a second, exact lstat (BigInt) and an Item. In `byName`, a name
+   * stands for an unchanged file (`N` in the dumpdir).
+   *
+   * The directory's own state record (`self`) is written first, and the records of the unchanged files
+   * before its first changed one straight after it, so that a directory where nothing changed holds
+   * nothing: the directory's entry comes next in the archive whatever happens (records are in the order
+   * of the archive's entries, see the state format), so its record can be written now.
+   */
+  async #listLevel(
+    dir: Frame,
+    names: string[],
+    self: Item,
+  ): Promise<{ byName: (Item | string)[]; files: (Item | Run)[]; dirs: Item[] }> {
+    relieveMemory();
+    const reader = this.#reader!;
+    const exclude = this.#exclude;
+    const byName: (Item | string)[] = [];
+    const files: (Item | Run)[] = [];
+    const dirs: Item[] = [];
+    const linked: Item[] = [];
+    let run: string[] = [];
+    this.#record(self.line);
+    /** No changed file yet: unchanged records go to the state now. */
+    let leading = true;
+    const endRun = () => {
+      if (run.length === 0) return;
+      files.push({ lines: run.join("\n") + "\n", count: run.length });
+      run = [];
+    };
+    for (let i = 0; i < names.length; i++) {
+      this.#tick();
+      const name = names[i]!;
+      const rel = dir.relPrefix + name;
+      if (exclude?.(rel, name, false)) continue;
+      const abs = dir.absPrefix + name;
+      const fast = lstatChildFast(abs, name, this.#c);
+      if (!fast) continue;
+      let kind = entryKind(fast.mode, abs, this.#isRoot, this.#c);
+      if (kind === undefined || (kind === "d" && exclude?.(rel, name, true))) continue;
+      let rec: ParentRecord | undefined | typeof MORE;
+      if (kind !== "d") {
+        rec = reader.match(dir.parts, name, false, dir.relPrefix);
+        while (rec === MORE) {
+          await reader.more();
+          rec = reader.match(dir.parts, name, false, dir.relPrefix);
+        }
+        const line = fast.nlink <= 1 ? this.#sameRecord(rec, rel, kind, fast) : undefined;
+        if (line !== undefined) {
+          if (leading) {
+            this.#record(line + "\n");
+            this.#c.stats.scanned++;
+          } else run.push(line);
+          byName.push(name);
+          continue;
+        }
       }
-      this.#keepLinks(files);
+      // The exact look: it decides what is stored (and, for a non-directory, whether it changed).
+      const st = lstatChild(abs, name, this.#c);
+      if (!st) continue;
+      if ((Number(st.mode) & 0o170000) !== (fast.mode & 0o170000)) {
+        kind = entryKind(Number(st.mode), abs, this.#isRoot, this.#c); // replaced in between
+        if (kind === undefined || (kind === "d" && exclude?.(rel, name, true))) continue;
+      }
+      const it = makeItem(name, rel, kind, st, this.#rootDev);
+      byName.push(it);
+      if (kind === "d") {
+        dirs.push(it);
+        continue;
+      }
+      if (rec === undefined) rec = reader.match(dir.parts, name, false, dir.relPrefix); // was a directory at first
+      while (rec === MORE) {
+        await reader.more();
+        rec = reader.match(dir.parts, name, false, dir.relPrefix);
+      }
+      it.changed = !this.#unchanged(rec, it);
+      endRun();
+      files.push(it);
+      leading = false;
+      if (it.linkKey !== undefined) linked.push(it);
     }
-    return make();
+    endRun();
+    this.#keepLinks(linked);
+    return { byName, files, dirs };
+  }
+
+  /**
+   * The next state's record of a non-directory found unchanged by a number lstat (see "Change
+   * detection"): the parent's record, with this device; undefined when it may have changed.
+   */
+  #sameRecord(rec: ParentRecord | undefined, rel: string, kind: Kind, st: fs.Stats): string | undefined {
+    if (rec === undefined || rec.kind !== kind) return undefined;
+    const [ino, size, mtime, ctime] = (rec.fields ?? tailFields(rec.tail, 0)) as [
+      string,
+      string,
+      string,
+      string,
+    ];
+    if (!Number.isSafeInteger(st.ino) || Number(ino) !== st.ino || Number(size) !== st.size) return undefined;
+    if (Math.abs(Number(mtime) / 1e6 - st.mtimeMs) >= SAME_TIME_MS) return undefined;
+    if (Math.abs(Number(ctime) / 1e6 - st.ctimeMs) >= SAME_TIME_MS) return undefined;
+    if (!decimalLess(ctime, this.#racyLimit)) return undefined;
+    const dev = String(st.dev);
+    const line = rec.line;
+    const at = line.length - rec.tail.length - dev.length - 8; // where `,"<kind>","<dev>",` starts
+    if (line.startsWith(`,"${kind}","${dev}",`, at)) return line;
+    return `[${JSON.stringify(rel)},"${kind}","${dev}",${rec.tail}`;
   }
 
   /** lstat()s the children of a directory (names sorted), leaving out excluded and unsupported ones. */
-  #list(dir: Frame, names: string[]): Item[] {
+  #list(names: string[], dir: Frame): Pack {
     relieveMemory();
-    const items: Item[] = [];
+    const n = names.length;
+    const pack: Pack = {
+      names: [],
+      flags: new Uint8Array(n),
+      nums: new Float64Array(n * 5),
+      ids: new BigUint64Array(n * 3),
+      times: new BigInt64Array(n * 2),
+      exact: undefined,
+      order: new Uint32Array(n),
+      count: 0,
+      next: 0,
+    };
     const exclude = this.#exclude;
+    let dirs = 0;
     for (const name of names) {
       const rel = dir.relPrefix + name;
       if (exclude?.(rel, name, false)) continue;
@@ -525,10 +726,82 @@ class TarBackup {
       if (!st) continue;
       const kind = entryKind(Number(st.mode), abs, this.#isRoot, this.#c);
       if (kind === undefined || (kind === "d" && exclude?.(rel, name, true))) continue;
-      items.push(makeItem(name, rel, kind, st, this.#rootDev));
-      if ((items.length & 1023) === 0) relieveMemory(); // a folder of 200 000 files is one long loop
+      const i = pack.count++;
+      pack.names.push(name);
+      pack.flags[i] = KIND_CODES.indexOf(kind) | (kind === "f" && mayHaveHoles(st) ? HOLES_FLAG : 0);
+      const nums = pack.nums;
+      nums[i * 5] = Number(st.mode);
+      nums[i * 5 + 1] = Number(st.uid);
+      nums[i * 5 + 2] = Number(st.gid);
+      nums[i * 5 + 3] = Number(st.nlink);
+      nums[i * 5 + 4] = Number(st.size);
+      const ids = pack.ids;
+      ids[i * 3] = st.dev;
+      ids[i * 3 + 1] = st.ino;
+      ids[i * 3 + 2] = kind === "c" || kind === "b" ? st.rdev : 0n;
+      pack.times[i * 2] = st.mtimeNs;
+      pack.times[i * 2 + 1] = st.ctimeNs;
+      if (
+        pack.times[i * 2] !== st.mtimeNs || pack.times[i * 2 + 1] !== st.ctimeNs || ids[i * 3] !== st.dev ||
+        ids[i * 3 + 1] !== st.ino
+      ) (pack.exact ??= new Map()).set(i, st);
+      if (kind === "d") dirs++;
+      this.#tick();
     }
-    return items;
+    // Walk order: non-directories, then directories, each by name.
+    let f = 0;
+    let d = pack.count - dirs;
+    for (let i = 0; i < pack.count; i++) pack.order[(pack.flags[i]! & 7) === 1 ? d++ : f++] = i;
+    return pack;
+  }
+
+  /**
+   * Called per entry listed: every 1024 entries a look at the memory (a folder of 200 000 files is one
+   * long loop), every 4096 a young collection of their lstat results and path strings (see base/memory.ts).
+   */
+  #tick(): void {
+    const n = ++this.#listed;
+    if ((n & 1023) !== 0) return;
+    relieveMemory();
+    if ((n & 4095) === 0) collectYoung();
+  }
+
+  /** The Item of child `i` of a pack (see #list()). */
+  #unpack(frame: Frame, pack: Pack, i: number): Item {
+    const kind = KIND_CODES[pack.flags[i]! & 7]!;
+    const name = pack.names[i]!;
+    const exact = pack.exact?.get(i);
+    if (exact) return makeItem(name, frame.relPrefix + name, kind, exact, this.#rootDev);
+    const nums = pack.nums;
+    const dev = pack.ids[i * 3]!;
+    const ino = String(pack.ids[i * 3 + 1]);
+    const size = nums[i * 5 + 4]!;
+    const nlink = nums[i * 5 + 3]!;
+    const line = stateRecord(
+      frame.relPrefix + name,
+      kind,
+      String(dev),
+      ino,
+      String(size),
+      String(pack.times[i * 2]),
+      String(pack.times[i * 2 + 1]),
+    );
+    return {
+      name,
+      kind,
+      changed: true,
+      mount: kind === "d" && dev !== this.#rootDev,
+      mode: nums[i * 5]! & 0o7777,
+      uid: nums[i * 5 + 1]!,
+      gid: nums[i * 5 + 2]!,
+      nlink,
+      size,
+      rdev: pack.ids[i * 3 + 2]!,
+      linkKey: nlink > 1 && kind !== "d" ? `${dev}:${ino}` : undefined,
+      holes: (pack.flags[i]! & HOLES_FLAG) !== 0,
+      line,
+      tailAt: tailStart(line),
+    };
   }
 
   /** Sets `changed` of non-directory children from the parent's state; a promise when it must wait. */
@@ -784,7 +1057,7 @@ class TarBackup {
     this.#off += need;
 
     this.#c.stats.files++;
-    this.#record(item.line);
+    if (!e.recorded) this.#record(item.line);
     if (e.frame) this.#stack.push(e.frame);
     if (e.size > 0 && e.typeflag === TYPE.file) {
       this.#fd = e.fd;
@@ -944,14 +1217,33 @@ function sparseRecords(member: string, realSize: number): [string, string, numbe
 }
 
 /** The GNU dumpdir of a directory: children by name, `Y`/`N`/`D` flag + name + NUL, then a NUL. */
-function dumpdir(byName: readonly Item[]): Uint8Array {
+function dumpdir(byName: readonly (Item | string)[] | Pack): Uint8Array {
+  if (!Array.isArray(byName)) return packDumpdir(byName as Pack);
   let size = 1;
-  for (const it of byName) size += utf8Length(it.name) + 2;
+  for (const it of byName) size += utf8Length(typeof it === "string" ? it : it.name) + 2;
   const out = new Uint8Array(size);
   let p = 0;
   for (const it of byName) {
+    if (typeof it === "string") {
+      out[p] = 0x4e; // 'N': an unchanged file
+      p += 1 + writeString(out, p + 1, size, it) + 1;
+      continue;
+    }
     out[p] = it.kind === "d" ? 0x44 : it.changed ? 0x59 : 0x4e; // 'D', 'Y', 'N'
     p += 1 + writeString(out, p + 1, size, it.name) + 1;
+  }
+  return out;
+}
+
+/** The dumpdir of a level 0 directory: its children are all in the archive (`Y`) or directories (`D`). */
+function packDumpdir(pack: Pack): Uint8Array {
+  let size = 1;
+  for (let i = 0; i < pack.count; i++) size += utf8Length(pack.names[i]!) + 2;
+  const out = new Uint8Array(size);
+  let p = 0;
+  for (let i = 0; i < pack.count; i++) {
+    out[p] = (pack.flags[i]! & 7) === 1 ? 0x44 : 0x59; // 'D', 'Y'
+    p += 1 + writeString(out, p + 1, size, pack.names[i]!) + 1;
   }
   return out;
 }

@@ -568,6 +568,131 @@ describe("tarBackup()", () => {
     }
   });
 
+  test("a file rewritten in the same second with its size and mtime put back is sent again (its ctime moved)", async () => {
+    const dir = scratch();
+    try {
+      const src = path.join(dir, "src");
+      fs.mkdirSync(src);
+      for (const n of ["a", "b", "c"]) fs.writeFileSync(path.join(src, n), `${n}-before`);
+      touch(path.join(src, "b"), 1_700_000_000, 123_456_789);
+      await settle();
+      const l0 = await backup(src);
+      const before = fs.lstatSync(path.join(src, "b"), { bigint: true });
+      fs.writeFileSync(path.join(src, "b"), "b-after!"); // same size
+      touch(path.join(src, "b"), 1_700_000_000, 123_456_789);
+      const after = fs.lstatSync(path.join(src, "b"), { bigint: true });
+      assert.equal(after.mtimeNs, before.mtimeNs);
+      assert.equal(after.size, before.size);
+      assert.equal(after.ino, before.ino);
+      const l1 = await backup(src, { previous: streamOf(l0.state) });
+      assert.deepEqual(tarNames(save(dir, "l1.tar", l1.archive)), ["./", "./b"]);
+      const out = extract(dir, save(dir, "l0.tar", l0.archive), save(dir, "l1b.tar", l1.archive));
+      assert.equal(fs.readFileSync(path.join(out, "b"), "utf8"), "b-after!");
+    } finally {
+      cleanup(dir);
+    }
+  });
+
+  test("an unchanged file on another device number is not sent again; the new state has the new device", async () => {
+    const dir = scratch();
+    try {
+      const src = path.join(dir, "src");
+      fs.mkdirSync(path.join(src, "d"), { recursive: true });
+      for (const n of ["a", "b", "d/c"]) fs.writeFileSync(path.join(src, n), n);
+      await settle();
+      const l0 = await backup(src);
+      // As after a snapshot is mounted again: every record names another device.
+      const text = new TextDecoder().decode(l0.state);
+      const moved = text.replace(/^(\[".*?","[a-z]",")\d+"/gm, '$1999"');
+      assert.notEqual(moved, text);
+      const l1 = await backup(src, { previous: streamOf(new TextEncoder().encode(moved)) });
+      assert.deepEqual(tarNames(save(dir, "l1.tar", l1.archive)), ["./", "./d/"]);
+      assert.equal(
+        new TextDecoder().decode(l1.state).split("\n").slice(1).join("\n"),
+        text.split("\n").slice(1).join("\n"),
+      );
+    } finally {
+      cleanup(dir);
+    }
+  });
+
+  test("times past 2262 and before 1970 reach the state and the pax headers exactly", async () => {
+    const dir = scratch();
+    try {
+      const src = path.join(dir, "src");
+      fs.mkdirSync(src);
+      const times: Record<string, [number, number]> = {
+        future: [10_413_792_000, 500_000_000], // 2300: more nanoseconds than an int64 holds
+        past: [-86_400, 250_000_000],
+        now: [1_700_000_000, 0],
+      };
+      for (const [name, [sec, nsec]] of Object.entries(times)) {
+        fs.writeFileSync(path.join(src, name), name);
+        touch(path.join(src, name), sec, nsec);
+      }
+      const r = await backup(src);
+      const lines = new TextDecoder().decode(r.state).split("\n").slice(1).filter((l) => l !== "");
+      for (const name of Object.keys(times)) {
+        const st = fs.lstatSync(path.join(src, name), { bigint: true });
+        const rec = lines.map((l) => JSON.parse(l) as string[]).find((v) => v[0] === name)!;
+        assert.equal(rec[5], String(st.mtimeNs), name);
+        assert.equal(rec[6], String(st.ctimeNs), name);
+        const member = parseArchive(r.archive).find((m) => m.name === `./${name}`)!;
+        assert.equal(decoder.decode(member.pax.get("mtime")), paxTime(String(st.mtimeNs)), name);
+      }
+    } finally {
+      cleanup(dir);
+    }
+  });
+
+  test("level 1 of a big folder read from a parent state in small pieces: changed files stored, the state as a level 0's", async () => {
+    const dir = scratch();
+    try {
+      const src = path.join(dir, "src");
+      fs.mkdirSync(path.join(src, "sub"), { recursive: true });
+      const name = (i: number) => `f${String(i).padStart(3, "0")}`;
+      for (let i = 0; i < 300; i++) fs.writeFileSync(path.join(src, name(i)), `file ${i}`);
+      for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(src, "sub", name(i)), `sub ${i}`);
+      fs.linkSync(path.join(src, name(5)), path.join(src, "sub", "link"));
+      await settle();
+      const l0 = await backup(src);
+      const changed = new Set<string>();
+      for (let i = 0; i < 300; i += 7) {
+        fs.writeFileSync(path.join(src, name(i)), `changed ${i}`);
+        changed.add(`./${name(i)}`);
+      }
+      for (let i = 3; i < 300; i += 50) {
+        fs.rmSync(path.join(src, name(i)));
+        changed.delete(`./${name(i)}`);
+      }
+      fs.writeFileSync(path.join(src, "new"), "new");
+      changed.add("./new");
+      fs.writeFileSync(path.join(src, "sub", name(1)), "changed in sub");
+      changed.add(`./sub/${name(1)}`);
+      const l1 = await backup(src, { previous: streamOf(l0.state, 100) });
+      const members = parseArchive(l1.archive);
+      assert.deepEqual(
+        members.filter((m) => m.type !== "5").map((m) => m.name).sort(),
+        [...changed].sort(),
+      );
+      const top = dumpdirOf(members.find((m) => m.name === "./")!);
+      for (const e of top) {
+        const flag = e === "Dsub" ? "D" : changed.has(`./${e.slice(1)}`) ? "Y" : "N";
+        assert.equal(e[0], flag, e);
+      }
+      assert.equal(top.length, 300 - 6 + 1 + 1);
+      assert.equal(l1.stats.scanned, 1 + 295 + 1 + 21);
+      // Its state is the one a level 0 of the tree would have (same records, same order).
+      const fresh = await backup(src);
+      const body = (st: Uint8Array) => new TextDecoder().decode(st).split("\n").slice(1);
+      assert.deepEqual(body(l1.state), body(fresh.state));
+      const out = extract(dir, save(dir, "l0.tar", l0.archive), save(dir, "l1.tar", l1.archive));
+      assertSameTree(src, out);
+    } finally {
+      cleanup(dir);
+    }
+  });
+
   test("exclude leaves out basenames, paths below the source, and whole directories", async () => {
     const dir = scratch();
     try {
