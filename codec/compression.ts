@@ -13,7 +13,7 @@ import { outputPool } from "./_output_pool.ts";
 import { EvalWorkers } from "./_workers.ts";
 import { messageOf, UsageError } from "../base/errors.ts";
 import { WORKER_MEMORY_SOURCE } from "../base/memory.ts";
-import type { GiveBack } from "../base/bytes.ts";
+import { type GiveBack, isShared, workerBuffer } from "../base/bytes.ts";
 
 /** The compression names frost accepts. */
 export const COMPRESSIONS = ["zstd", "gzip", "none"] as const;
@@ -75,10 +75,12 @@ function zlibCompressor(kind: Exclude<Compression, "none">): Compress {
 // already off the main thread, and its eval workers are slow, so Deno keeps the zlib path.
 // The input's buffer is transferred to the worker and back, so that its owner can fill it again; the
 // result is copied into `into` (a buffer the caller reuses) when it fits. "unzstd" decompresses a frame.
+// Shared buffers (workerBuffer) are read and filled in place, never moved.
 const WORKER_SOURCE = WORKER_MEMORY_SOURCE + `
 const { parentPort } = require("node:worker_threads");
 const zlib = require("node:zlib");
 const level = { [zlib.constants.ZSTD_c_compressionLevel]: 1 };
+const movable = (b) => !(b instanceof SharedArrayBuffer);
 parentPort.on("message", ({ id, kind, input, into }) => {
   const list = [input.buffer];
   const started = performance.now();
@@ -99,10 +101,10 @@ parentPort.on("message", ({ id, kind, input, into }) => {
     } else if (out.byteOffset !== 0 || out.byteLength !== out.buffer.byteLength) out = new Uint8Array(out);
     list.push(out.buffer);
     if (into) list.push(into.buffer);
-    parentPort.postMessage({ id, out, input, into, ms: performance.now() - started }, list);
+    parentPort.postMessage({ id, out, input, into, ms: performance.now() - started }, list.filter(movable));
   } catch (err) {
     if (into) list.push(into.buffer);
-    parentPort.postMessage({ id, input, into, error: String(err && err.message || err) }, list);
+    parentPort.postMessage({ id, input, into, error: String(err && err.message || err) }, list.filter(movable));
   }
 });`;
 
@@ -132,7 +134,8 @@ function decompressWorkers(): WorkerPool {
 
 /**
  * Compresses (or, kind "unzstd", decompresses into `into` when it fits) `input` on a worker of `pool`. The
- * whole buffers of `input` and `into` are transferred: the caller must own them (no other views).
+ * whole buffers of `input` and `into` are transferred, unless shared (`workerBuffer`): the caller must own
+ * them (no other views in use until this resolves). Shared ones come back as the same views.
  */
 async function runFrame(
   pool: WorkerPool,
@@ -140,17 +143,23 @@ async function runFrame(
   input: Uint8Array,
   into?: Uint8Array,
 ): Promise<Compressed> {
-  const list = [input.buffer as ArrayBuffer];
-  if (into) list.push(into.buffer as ArrayBuffer);
+  const list: ArrayBuffer[] = [];
+  if (!isShared(input)) list.push(input.buffer as ArrayBuffer);
+  if (into && !isShared(into)) list.push(into.buffer as ArrayBuffer);
   const m = await pool.run({ kind, input, into }, list);
-  if (m.out) return { out: m.out, input: m.input, into: m.into, ms: m.ms };
-  throw new Error(`Cannot ${kind === "unzstd" ? "decompress" : "compress"}: ${m.error}`);
+  if (!m.out) throw new Error(`Cannot ${kind === "unzstd" ? "decompress" : "compress"}: ${m.error}`);
+  const given = isShared(input) ? input : m.input;
+  if (!into || !isShared(into)) return { out: m.out, input: given, into: m.into, ms: m.ms };
+  // The result is in `into` unless it did not fit (then `into` comes back unused).
+  if (m.into) return { out: m.out, input: given, into, ms: m.ms };
+  return { out: into.subarray(0, m.out.byteLength), input: given, ms: m.ms };
 }
 
 /** Output buffers offered to compression workers: a compressed frame of `BLOCK_SIZE` input fits. */
 const COMPRESSED_SIZE = BLOCK_SIZE + (BLOCK_SIZE >> 7) + (64 << 10);
 
-/** Compresses frames; `outputs` (Bun only) are buffers the workers may write results into. */
+/** Compresses frames; `outputs` (Bun only) are buffers the workers may write results into (made shared:
+ * the compressor's output chunks may then lie on shared memory). */
 function compressor(kind: Exclude<Compression, "none">, outputs?: Uint8Array[]): Compress {
   if (!process.versions.bun) return zlibCompressor(kind);
   return (input) =>
@@ -158,7 +167,7 @@ function compressor(kind: Exclude<Compression, "none">, outputs?: Uint8Array[]):
       workers(),
       kind,
       input,
-      outputs ? outputs.pop() ?? new Uint8Array(COMPRESSED_SIZE) : undefined,
+      outputs ? outputs.pop() ?? workerBuffer(COMPRESSED_SIZE) : undefined,
     );
 }
 
@@ -197,7 +206,8 @@ export interface CompressorOptions {
   /**
    * The reader promises to hand every output chunk back through `Compressor.giveBack` once done with it,
    * so that output buffers are reused (zstd and gzip: under Bun; elsewhere giving back is a no-op). "none"
-   * passes the input chunks themselves on; with `giveBack`, those given back go to it.
+   * passes the input chunks themselves on; with `giveBack`, those given back go to it. Under Bun the reused
+   * output buffers are shared memory (`workerBuffer`): a reader that hands them to WebCrypto copies them.
    */
   readerGivesBack?: boolean;
 }
@@ -234,7 +244,8 @@ export function createCompressor(kind: Compression, options: CompressorOptions =
   let filled = 0;
   let started = false;
 
-  const newBlock = () => free.pop() ?? new Uint8Array(BLOCK_SIZE);
+  // Shared with the workers under Bun (`workerBuffer`): posting them costs no copy.
+  const newBlock = () => free.pop() ?? workerBuffer(BLOCK_SIZE);
   const output = async (controller: TransformStreamDefaultController<Uint8Array>) => {
     const { job, ours } = pending.shift()!;
     const { out, input, into } = await job;
