@@ -75,12 +75,16 @@ function zlibCompressor(kind: Exclude<Compression, "none">): Compress {
 // already off the main thread, and its eval workers are slow, so Deno keeps the zlib path.
 // The input's buffer is transferred to the worker and back, so that its owner can fill it again; the
 // result is copied into `into` (a buffer the caller reuses) when it fits. "unzstd" decompresses a frame.
-// Shared buffers (workerBuffer) are read and filled in place, never moved.
+// Shared buffers (workerBuffer) are read and filled in place, never moved, and not posted back either (the
+// caller has them): each shared buffer posted makes a new object that counts its whole size as memory,
+// which set off a full collection on the main thread every few frames. A result in a shared \`into\` comes
+// back as its length, \`inInto\`.
 const WORKER_SOURCE = WORKER_MEMORY_SOURCE + `
 const { parentPort } = require("node:worker_threads");
 const zlib = require("node:zlib");
 const level = { [zlib.constants.ZSTD_c_compressionLevel]: 1 };
 const movable = (b) => !(b instanceof SharedArrayBuffer);
+const mine = (v) => v && movable(v.buffer) ? v : undefined;
 parentPort.on("message", ({ id, kind, input, into }) => {
   const list = [input.buffer];
   const started = performance.now();
@@ -93,26 +97,32 @@ parentPort.on("message", ({ id, kind, input, into }) => {
         ? zlib.zstdCompressSync(input, { params: level, chunkSize })
         : zlib.gzipSync(input, { level: 6, chunkSize });
     }
+    let inInto;
     if (into && out.byteLength <= into.byteLength) {
       relieveMemory(out.byteLength);
       into.set(out);
+      if (!movable(into.buffer)) inInto = out.byteLength;
       out = into.subarray(0, out.byteLength);
       into = undefined;
     } else if (out.byteOffset !== 0 || out.byteLength !== out.buffer.byteLength) out = new Uint8Array(out);
     list.push(out.buffer);
     if (into) list.push(into.buffer);
-    parentPort.postMessage({ id, out, input, into, ms: performance.now() - started }, list.filter(movable));
+    const reply = { id, out: mine(out), inInto, input: mine(input), into: mine(into), ms: performance.now() - started };
+    parentPort.postMessage(reply, list.filter(movable));
   } catch (err) {
     if (into) list.push(into.buffer);
-    parentPort.postMessage({ id, input, into, error: String(err && err.message || err) }, list.filter(movable));
+    const reply = { id, input: mine(input), into: mine(into), error: String(err && err.message || err) };
+    parentPort.postMessage(reply, list.filter(movable));
   }
 });`;
 
-/** What a worker hands back: the result, the input, and `into` when the result did not use it. */
+/** What a worker hands back: the result, the input, and `into` when the result did not use it; shared buffers
+ * are not handed back (a result in a shared `into` comes back as its length, `inInto`). */
 interface Reply {
   id: number;
   out?: Uint8Array;
-  input: Uint8Array;
+  inInto?: number;
+  input?: Uint8Array;
   into?: Uint8Array;
   error?: string;
   ms?: number;
@@ -147,12 +157,14 @@ async function runFrame(
   if (!isShared(input)) list.push(input.buffer as ArrayBuffer);
   if (into && !isShared(into)) list.push(into.buffer as ArrayBuffer);
   const m = await pool.run({ kind, input, into }, list);
-  if (!m.out) throw new Error(`Cannot ${kind === "unzstd" ? "decompress" : "compress"}: ${m.error}`);
-  const given = isShared(input) ? input : m.input;
-  if (!into || !isShared(into)) return { out: m.out, input: given, into: m.into, ms: m.ms };
-  // The result is in `into` unless it did not fit (then `into` comes back unused).
-  if (m.into) return { out: m.out, input: given, into, ms: m.ms };
-  return { out: into.subarray(0, m.out.byteLength), input: given, ms: m.ms };
+  if (m.error !== undefined) {
+    throw new Error(`Cannot ${kind === "unzstd" ? "decompress" : "compress"}: ${m.error}`);
+  }
+  const given = isShared(input) ? input : m.input!;
+  if (!into || !isShared(into)) return { out: m.out!, input: given, into: m.into, ms: m.ms };
+  // The result is in the shared `into` (`inInto` bytes), or it did not fit and `into` is unused.
+  if (m.inInto !== undefined) return { out: into.subarray(0, m.inInto), input: given, ms: m.ms };
+  return { out: m.out!, input: given, into, ms: m.ms };
 }
 
 /** Output buffers offered to compression workers: a compressed frame of `BLOCK_SIZE` input fits. */
