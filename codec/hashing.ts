@@ -206,7 +206,8 @@ const SHARED_MIN = 64 * 1024;
 export class SegmentSha256 {
   #local: ReturnType<typeof createHash> | null = null;
   #stream = -1;
-  #last: Promise<Reply> | null = null;
+  /** Updates sent to the worker; `digest()` checks that each one succeeded. */
+  #sent: Promise<void>[] = [];
 
   /**
    * Adds `chunk`. When the result is a promise, the chunk's bytes must stay as they are until it resolves
@@ -221,16 +222,18 @@ export class SegmentSha256 {
       }
       this.#stream = nextStream++;
     }
-    const sent = hashWorker().run({ stream: this.#stream, chunks: [chunk], end: false }, []);
-    this.#last = sent;
-    return sent.then((reply) => {
+    const sent = hashWorker().run({ stream: this.#stream, chunks: [chunk], end: false }, []).then((reply) => {
       if (reply.error !== null) throw new Error(`Cannot hash a segment: ${reply.error}`);
     });
+    sent.catch(() => {}); // surfaces in digest()
+    this.#sent.push(sent);
+    return sent;
   }
 
   /** The hex digest of everything added. */
   async digest(): Promise<string> {
     if (this.#stream < 0) return (this.#local ?? createHash("sha256")).digest("hex");
+    await Promise.all(this.#sent);
     const reply = await hashWorker().run({ stream: this.#stream, chunks: [], end: true }, []);
     if (reply.error !== null) throw new Error(`Cannot hash a segment: ${reply.error}`);
     return reply.hex!;
@@ -239,7 +242,6 @@ export class SegmentSha256 {
   /** Gives up: the worker forgets this hash. */
   drop(): void {
     if (this.#stream < 0) return;
-    this.#last?.catch(() => {});
     hashWorker().run({ stream: this.#stream, drop: true }, []).catch(() => {});
   }
 }

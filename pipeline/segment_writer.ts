@@ -171,6 +171,9 @@ export class SegmentWriter extends WritableStream<Uint8Array> {
   }
 }
 
+/** Chunks a `StreamingSegmentWriter` writes ahead of the hashing worker (each ~1 MiB at most, held meanwhile). */
+const HASHES_BEHIND = 4;
+
 /**
  * A WritableStream that cuts a byte stream into segments of `size` bytes (the last one shorter) and writes
  * each one to the storage as its bytes arrive (`StreamingPut.openPut`), hashing them on the way (on the
@@ -200,6 +203,8 @@ export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
     let next = 0;
     const times = options.times;
     const jobs = new InFlight(times);
+    /** Chunks written and not yet hashed, in order: each resolves once its chunk was given back. */
+    const hashing: Promise<void>[] = [];
     const commit = async (segment: Open) => {
       const t0 = times ? performance.now() : 0;
       await segment.put.commit();
@@ -214,6 +219,7 @@ export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
       async write(chunk) {
         jobs.check();
         let offset = 0;
+        let hashings: Promise<void>[] | undefined;
         while (offset < chunk.byteLength) {
           if (!current) {
             const n = next++;
@@ -225,24 +231,22 @@ export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
           }
           const n = Math.min(size - current.size, chunk.byteLength - offset);
           const piece = n === chunk.byteLength ? chunk : chunk.subarray(offset, offset + n);
-          // A hash on the worker reads the piece while it is written: both must end before the chunk goes back.
+          // A hash on the worker reads the piece while it is written and after: the chunk goes back once
+          // both are done (a failed hash fails the segment's commit).
           if (times) {
             const t0 = performance.now();
             const hashing = current.hash.update(piece);
-            hashing?.catch(() => {}); // awaited below, unless the write fails first
             const t1 = performance.now();
             await current.put.write(piece);
-            const t2 = performance.now();
-            await hashing;
-            times.hash.ms += t1 - t0 + performance.now() - t2;
+            if (hashing) (hashings ??= []).push(hashing);
+            times.hash.ms += t1 - t0;
             times.hash.bytes += n;
-            times.store.ms += t2 - t1;
+            times.store.ms += performance.now() - t1;
             times.store.bytes += n;
           } else {
             const hashing = current.hash.update(piece);
-            hashing?.catch(() => {});
             await current.put.write(piece);
-            await hashing;
+            if (hashing) (hashings ??= []).push(hashing);
           }
           current.size += n;
           offset += n;
@@ -253,7 +257,15 @@ export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
             await jobs.settle(options.queueSize - 1);
           }
         }
-        options.giveBack?.(chunk);
+        if (!hashings) return void options.giveBack?.(chunk);
+        // Written, still being hashed: the next chunks are written meanwhile, a few at most.
+        const giveBack = options.giveBack;
+        hashing.push(Promise.all(hashings).then(() => giveBack?.(chunk), () => {}));
+        if (hashing.length > HASHES_BEHIND) {
+          const t0 = times ? performance.now() : 0;
+          await hashing.shift();
+          if (times) times.hash.ms += performance.now() - t0;
+        }
       },
       async close() {
         if (current) {
@@ -261,6 +273,7 @@ export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
           current = null;
           jobs.add(commit(last));
         }
+        await Promise.all(hashing);
         await jobs.settle(0);
       },
       async abort() {
