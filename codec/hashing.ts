@@ -46,10 +46,9 @@ parentPort.on("message", ({ id, bytes: given, chunks, stream, end, drop }) => {
     error = String((err && err.message) || err);
   }
   const moved = bytes ? [bytes.buffer] : chunks ? chunks.map((c) => c.buffer) : [];
-  // Shared chunks (SegmentSha256) were hashed in place: they are not posted back (each would make a new
-  // object that counts its whole size as memory on the main thread).
-  const back = chunks && chunks.filter((c) => !(c.buffer instanceof SharedArrayBuffer));
-  parentPort.postMessage({ id, bytes, chunks: back, hex, error }, moved.filter((b) => !(b instanceof SharedArrayBuffer)));
+  // Shared chunks (SegmentSha256) were hashed in place: they are posted back, not moved. (Not posting them
+  // back measured 15-20 MiB more peak RSS in a backup of 50 000 files.)
+  parentPort.postMessage({ id, bytes, chunks, hex, error }, moved.filter((b) => !(b instanceof SharedArrayBuffer)));
 });`;
 
 interface Reply {
