@@ -172,7 +172,7 @@ export class SegmentWriter extends WritableStream<Uint8Array> {
 }
 
 /** Chunks a `StreamingSegmentWriter` writes ahead of the hashing worker (each ~1 MiB at most, held meanwhile). */
-const HASHES_BEHIND = 4;
+const HASHES_BEHIND = 2;
 
 /**
  * A WritableStream that cuts a byte stream into segments of `size` bytes (the last one shorter) and writes
