@@ -8,7 +8,7 @@ import nodeCrypto from "node:crypto";
 import process from "node:process";
 import { FrostError } from "../base/errors.ts";
 import { outputPool } from "./_output_pool.ts";
-import type { GiveBack } from "../base/bytes.ts";
+import { type GiveBack, isShared } from "../base/bytes.ts";
 
 /** The stream magic, ASCII `FROSTENC`. */
 export const STREAM_MAGIC: Uint8Array = new TextEncoder().encode("FROSTENC");
@@ -314,7 +314,8 @@ export function encryptStream(
     const job = crypto.subtle.encrypt(
       { name: "AES-GCM", iv, additionalData: aad },
       key.cryptoKey,
-      piece as Uint8Array<ArrayBuffer>,
+      // WebCrypto refuses shared memory (a compressor's output under Bun): a copy of plain memory then.
+      (isShared(piece) ? piece.slice() : piece) as Uint8Array<ArrayBuffer>,
     ).then((out) => new Uint8Array(out));
     return jobs.add(job);
   }, true);

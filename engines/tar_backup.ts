@@ -141,6 +141,7 @@ import {
 } from "./_walk.ts";
 import { OPEN_FLAGS, PROGRESS_MS, SLICE_MS } from "./_walk.ts";
 import { collectYoung, relieveMemory } from "../base/memory.ts";
+import { workerBuffer } from "../base/bytes.ts";
 
 /** Output chunk size: big enough that per-chunk costs vanish, small enough to keep memory low; one
  * compressed frame each. */
@@ -282,9 +283,10 @@ interface Entry {
 }
 
 function newChunk(size: number): Uint8Array {
-  // A fresh ArrayBuffer is zeroed by the allocator (calloc/mmap), cheaper than Uint8Array(n) in Deno,
-  // and the encoder relies on the zeros for empty header fields and padding.
-  return new Uint8Array(new ArrayBuffer(size));
+  // A fresh buffer is zeroed by the allocator (calloc/mmap), cheaper than Uint8Array(n) in Deno, and the
+  // encoder relies on the zeros for empty header fields and padding. Under Bun it is shared memory, which
+  // the compression workers read in place (an ArrayBuffer would be copied there and back).
+  return workerBuffer(size);
 }
 
 /** `a < b` for decimal integer strings without leading zeros (a minus sign sorts first). */

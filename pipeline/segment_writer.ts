@@ -3,11 +3,10 @@
  * hash and store them (whole segments, or streamed into `StreamingPut.openPut`), with the storage jobs in flight.
  * @module
  */
-import { createHash } from "node:crypto";
 import type { PutStream, Storage, StreamingPut } from "../storage/storage.ts";
 import { hashesPuts } from "../storage/storage.ts";
 import type { SegmentRef } from "../series/manifest.ts";
-import { hashLeavesBuffer, type MovedHash, sha256Moving } from "../codec/hashing.ts";
+import { hashLeavesBuffer, type MovedHash, SegmentSha256, sha256Moving } from "../codec/hashing.ts";
 
 import { BufferPool } from "./buffer_pool.ts";
 import type { GiveBack } from "../base/bytes.ts";
@@ -172,9 +171,13 @@ export class SegmentWriter extends WritableStream<Uint8Array> {
   }
 }
 
+/** Chunks a `StreamingSegmentWriter` writes ahead of the hashing worker (each ~1 MiB at most, held meanwhile). */
+const HASHES_BEHIND = 2;
+
 /**
  * A WritableStream that cuts a byte stream into segments of `size` bytes (the last one shorter) and writes
- * each one to the storage as its bytes arrive (`StreamingPut.openPut`), hashing them on the way: memory holds
+ * each one to the storage as its bytes arrive (`StreamingPut.openPut`), hashing them on the way (on the
+ * hashing worker while they are written, for chunks on shared memory: `SegmentSha256`): memory holds
  * no segment, only the chunk being written. A segment is committed once full, in the background; up to
  * `queueSize` segments are in flight (the one being written and the ones committing), and a write resolves
  * only when there is room, so backpressure reaches the engine. `refs` lists what was stored, in order.
@@ -195,11 +198,13 @@ export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
     },
   ) {
     const refs: SegmentRef[] = [];
-    type Open = { n: number; key: string; put: PutStream; hash: ReturnType<typeof createHash>; size: number };
+    type Open = { n: number; key: string; put: PutStream; hash: SegmentSha256; size: number };
     let current: Open | null = null;
     let next = 0;
     const times = options.times;
     const jobs = new InFlight(times);
+    /** Chunks written and not yet hashed, in order: each resolves once its chunk was given back. */
+    const hashing: Promise<void>[] = [];
     const commit = async (segment: Open) => {
       const t0 = times ? performance.now() : 0;
       await segment.put.commit();
@@ -207,13 +212,14 @@ export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
         times.store.ms += performance.now() - t0;
         times.store.objects++;
       }
-      refs[segment.n] = { key: segment.key, size: segment.size, sha256: segment.hash.digest("hex") };
+      refs[segment.n] = { key: segment.key, size: segment.size, sha256: await segment.hash.digest() };
       options.onStored?.(segment.size);
     };
     super({
       async write(chunk) {
         jobs.check();
         let offset = 0;
+        let hashings: Promise<void>[] | undefined;
         while (offset < chunk.byteLength) {
           if (!current) {
             const n = next++;
@@ -221,22 +227,26 @@ export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
             const t0 = times ? performance.now() : 0;
             const put = await storage.openPut(key, { signal: options.signal });
             if (times) times.store.ms += performance.now() - t0;
-            current = { n, key, put, hash: createHash("sha256"), size: 0 };
+            current = { n, key, put, hash: new SegmentSha256(), size: 0 };
           }
           const n = Math.min(size - current.size, chunk.byteLength - offset);
           const piece = n === chunk.byteLength ? chunk : chunk.subarray(offset, offset + n);
+          // A hash on the worker reads the piece while it is written and after: the chunk goes back once
+          // both are done (a failed hash fails the segment's commit).
           if (times) {
             const t0 = performance.now();
-            current.hash.update(piece);
+            const hashing = current.hash.update(piece);
             const t1 = performance.now();
             await current.put.write(piece);
+            if (hashing) (hashings ??= []).push(hashing);
             times.hash.ms += t1 - t0;
             times.hash.bytes += n;
             times.store.ms += performance.now() - t1;
             times.store.bytes += n;
           } else {
-            current.hash.update(piece);
+            const hashing = current.hash.update(piece);
             await current.put.write(piece);
+            if (hashing) (hashings ??= []).push(hashing);
           }
           current.size += n;
           offset += n;
@@ -247,7 +257,15 @@ export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
             await jobs.settle(options.queueSize - 1);
           }
         }
-        options.giveBack?.(chunk);
+        if (!hashings) return void options.giveBack?.(chunk);
+        // Written, still being hashed: the next chunks are written meanwhile, a few at most.
+        const giveBack = options.giveBack;
+        hashing.push(Promise.all(hashings).then(() => giveBack?.(chunk), () => {}));
+        if (hashing.length > HASHES_BEHIND) {
+          const t0 = times ? performance.now() : 0;
+          await hashing.shift();
+          if (times) times.hash.ms += performance.now() - t0;
+        }
       },
       async close() {
         if (current) {
@@ -255,11 +273,13 @@ export class StreamingSegmentWriter extends WritableStream<Uint8Array> {
           current = null;
           jobs.add(commit(last));
         }
+        await Promise.all(hashing);
         await jobs.settle(0);
       },
       async abort() {
         const open = current;
         current = null;
+        open?.hash.drop();
         await open?.put.abort();
         await jobs.drain();
       },

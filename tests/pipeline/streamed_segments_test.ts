@@ -6,6 +6,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
+import { createHash } from "node:crypto";
 import path from "node:path";
 import {
   BufferPool,
@@ -34,6 +35,7 @@ import {
 import { cleanup, pseudoRandom, tempDir } from "../_cli.ts";
 import { assertSameTree } from "../_tree.ts";
 import { collect, listKeys, streamOf } from "../_streams.ts";
+import { isShared, SHARE_WITH_WORKERS, workerBuffer } from "../../base/bytes.ts";
 
 /** Every path under `dir`, relative, `/`-separated. */
 function walk(dir: string): string[] {
@@ -267,6 +269,48 @@ describe("segments streamed to the storage", () => {
     assert.ok(Buffer.from(await collect(readSegments(storage, writer.refs))).equals(Buffer.from(bytes)));
   });
 
+  it("hashes chunks on shared memory beside the writes, and gives each back only once it is hashed", async () => {
+    // Under Bun the chunks are hashed in place by the hashing worker, behind the writes; a chunk given back
+    // too early would be hashed after it was scribbled over, and its segment would not check out.
+    const storage = await LocalStorage.open(path.join(work, "shared"), { create: true });
+    const bytes = pseudoRandom(3_000_000, 12);
+    const size = 256 * 1024;
+    const free: Uint8Array[] = [];
+    let made = 0;
+    let given = 0;
+    let offset = 0;
+    let pulled = 0;
+    const source = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (offset >= bytes.byteLength) return controller.close();
+        const n = Math.min(size - (pulled++ % 3) * 1000, bytes.byteLength - offset);
+        const buffer = free.pop() ?? (made++, workerBuffer(size));
+        buffer.set(bytes.subarray(offset, offset + n));
+        offset += n;
+        controller.enqueue(buffer.subarray(0, n));
+      },
+    });
+    const writer = new StreamingSegmentWriter(storage, (n) => `h/${n}`, 1_000_000, {
+      queueSize: 2,
+      giveBack: (chunk) => {
+        given++;
+        assert.equal(isShared(chunk), SHARE_WITH_WORKERS);
+        const whole = new Uint8Array(chunk.buffer, 0, size);
+        whole.fill(0xee);
+        free.push(whole);
+      },
+    });
+    await source.pipeTo(writer);
+    assert.equal(given, pulled, "every chunk is given back");
+    assert.ok(made < pulled, "buffers were reused");
+    assert.deepEqual(writer.refs.map((r) => r.size), [1_000_000, 1_000_000, 1_000_000]);
+    for (const ref of writer.refs) {
+      const stored = fs.readFileSync(path.join(work, "shared", ref.key));
+      assert.equal(ref.sha256, createHash("sha256").update(stored).digest("hex"), ref.key);
+    }
+    assert.ok(Buffer.from(await collect(readSegments(storage, writer.refs))).equals(Buffer.from(bytes)));
+  });
+
   it("a segment read into a pool buffer that does not check out is never passed on", async () => {
     const root = path.join(work, "corrupt");
     const storage = await LocalStorage.open(root, { create: true });
@@ -345,6 +389,39 @@ describe("zstd frames", () => {
       const back = await collect(streamOf(chunks).pipeThrough(createDecompressor("zstd")));
       assert.ok(Buffer.from(back).equals(expected), `cut every ${cut} bytes`);
     }
+  });
+
+  it("frames compressed on the workers from shared chunks come out in order; chunks go back unchanged", async () => {
+    // Under Bun the engine's chunks and the compressor's outputs are shared memory that the workers read
+    // and fill in place; several frames are in flight at once.
+    const parts = Array.from(
+      { length: 12 },
+      (_, i) => i % 3 === 0 ? new Uint8Array(1 << 20).fill(65 + i) : pseudoRandom(1 << 20, 20 + i),
+    );
+    parts.push(pseudoRandom(100_000, 40)); // a last, small frame
+    const lent = new Set<ArrayBufferLike>();
+    let back = 0;
+    const compressor = createCompressor("zstd", {
+      readerGivesBack: true,
+      giveBack: (chunk) => {
+        assert.ok(lent.has(chunk.buffer) || !isShared(chunk), "a shared chunk comes back as itself");
+        back++;
+      },
+    });
+    const source = streamOf(parts.map((p) => {
+      const chunk = workerBuffer(p.byteLength);
+      chunk.set(p);
+      lent.add(chunk.buffer);
+      return chunk;
+    }));
+    const out: Uint8Array[] = [];
+    for await (const chunk of source.pipeThrough(compressor)) {
+      out.push(chunk.slice());
+      compressor.giveBack?.(chunk);
+    }
+    assert.equal(back, parts.length);
+    const restored = await collect(streamOf(out).pipeThrough(createDecompressor("zstd")));
+    assert.ok(Buffer.from(restored).equals(Buffer.concat(parts)));
   });
 
   it("a stream that ends inside a frame is an error", async () => {
