@@ -4,7 +4,8 @@
  * @module
  */
 import { checkKey, checkPrefix } from "./_key.ts";
-import type { Range } from "./storage.ts";
+import type { Range, Storage } from "./storage.ts";
+import { emptyStream } from "./_remote.ts";
 
 /** Where `s3://bucket/prefix` or `swift://container/prefix` points. */
 export interface ObjectStoreLocation {
@@ -50,6 +51,21 @@ export function parseObjectStoreUrl(spec: string, scheme: string): ObjectStoreLo
 }
 
 export { checkedOpen, emptyStream, networkFailure, nonEmpty, oneLine } from "./_remote.ts";
+
+/**
+ * The answer to a `get()` of a zero-length `range`: an empty stream once `stat` found the key (a missing key
+ * still rejects); undefined for any other range, which the caller reads.
+ */
+export async function emptyRange(
+  storage: Pick<Storage, "stat">,
+  key: string,
+  range: Range | undefined,
+  signal: AbortSignal | undefined,
+): Promise<ReadableStream<Uint8Array> | undefined> {
+  if (range?.length !== 0) return undefined;
+  await storage.stat(key, { signal });
+  return emptyStream();
+}
 
 /** The HTTP `Range` header value of a `get()` range: undefined for the whole object. */
 export function rangeHeader(range: Range | undefined): string | undefined {

@@ -25,6 +25,7 @@ import { uploadPieces } from "./_pieces.ts";
 import { checkKey, checkPrefix, checkRange, mapStreamErrors } from "./_key.ts";
 import {
   checkedOpen,
+  emptyRange,
   emptyStream,
   idleStream,
   IdleWatch,
@@ -242,10 +243,8 @@ export class S3Storage implements Storage, HashesPuts, CleansLeftovers {
     checkRange(key, range);
     signal?.throwIfAborted();
     const action = `Cannot read "${key}" from ${this.url}`;
-    if (range?.length === 0) {
-      await this.stat(key, { signal }); // a missing key still rejects
-      return emptyStream();
-    }
+    const empty = await emptyRange(this, key, range, signal);
+    if (empty) return empty;
     const header = rangeHeader(range);
     try {
       const response = await this.#send(

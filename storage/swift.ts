@@ -21,6 +21,7 @@ import { messageOf } from "../base/errors.ts";
 import { checkKey, checkPrefix, checkRange, mapStreamErrors } from "./_key.ts";
 import {
   checkedOpen,
+  emptyRange,
   emptyStream,
   idleStream,
   isKey,
@@ -204,10 +205,8 @@ export class SwiftStorage implements Storage {
     checkRange(key, range);
     signal?.throwIfAborted();
     const action = `Cannot read "${key}" from ${this.url}`;
-    if (range?.length === 0) {
-      await this.stat(key, { signal }); // a missing key still rejects
-      return emptyStream();
-    }
+    const empty = await emptyRange(this, key, range, signal);
+    if (empty) return empty;
     const headers: Record<string, string> = {};
     const header = rangeHeader(range);
     if (header !== undefined) headers.Range = header;
