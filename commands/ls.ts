@@ -22,6 +22,8 @@ import {
 import { ExitCode, FrostError, UsageError } from "../base/errors.ts";
 import { seriesName } from "../series/manifest.ts";
 import { formatBytes } from "../base/units.ts";
+import { relieveMemory } from "../base/memory.ts";
+import { setImmediate } from "node:timers";
 import { checkSelection, chosenLine } from "../series/time.ts";
 import { readDataChunks } from "../pipeline/mod.ts";
 import { chainDataKeys } from "../series/keys.ts";
@@ -115,7 +117,10 @@ export const lsCommand: Command = {
       let files = 0;
       let bytes = 0;
       for (const [path, n] of tree.walk(prefix)) {
-        entries++;
+        // Now and then a turn for the event loop: stdout drains and the memory watcher looks (Bun kept every
+        // printed line's garbage, 90 MiB for 200 000 lines, in a loop that never awaits).
+        if (++entries % 4096 === 0) await new Promise((resolve) => setImmediate(resolve));
+        relieveMemory();
         if (n.type === "file") {
           files++;
           bytes += n.size;

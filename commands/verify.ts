@@ -462,7 +462,6 @@ async function compareReplay(
   problems: Problem[],
 ): Promise<void> {
   // The state's entries are looked up in the tree and marked there: no Set of every path beside it.
-  const seen = new WeakSet<object>();
   let missingCount = 0;
   let firstMissing = "";
   let held = 0;
@@ -470,16 +469,11 @@ async function compareReplay(
   for await (const e of engineForBackup(m.engine).entries(readState(storage, m, key, options.signal))) {
     if (e.path === "") continue;
     held++;
-    const node = tree.find(e.path);
-    if (node && !seen.has(node)) seen.add(node);
-    else if (missingCount++ === 0) firstMissing = e.path;
+    if (!tree.mark(e.path) && missingCount++ === 0) firstMissing = e.path;
   }
   let extraCount = 0;
   let firstExtra = "";
-  for (const [path, node] of tree.walk("")) {
-    if (path === "." || seen.has(node)) continue;
-    if (extraCount++ === 0) firstExtra = path;
-  }
+  for (const path of tree.unmarked()) if (extraCount++ === 0) firstExtra = path;
   if (missingCount === 0 && extraCount === 0) return;
   const parts = [
     missingCount > 0 && `${missingCount} of its ${held} entries missing (first "${firstMissing}")`,
