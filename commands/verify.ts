@@ -36,6 +36,7 @@ import { checkSelection, describe, selectChain, type Selection } from "../series
 import { openStream, readSegments, readState } from "../pipeline/mod.ts";
 import { dataKeyOf, type KeyOptions, stateKeyOf } from "../series/keys.ts";
 import { type DataKey } from "../codec/encryption.ts";
+import { relieveMemory } from "../base/memory.ts";
 import { tarReplayer, Tree } from "../engines/mod.ts";
 import { engineForBackup } from "../engines/registry.ts";
 import { NotFoundError, type Storage } from "../storage/storage.ts";
@@ -468,12 +469,16 @@ async function compareReplay(
   const key = options.keys.get(m.id)?.state ?? null;
   for await (const e of engineForBackup(m.engine).entries(readState(storage, m, key, options.signal))) {
     if (e.path === "") continue;
-    held++;
+    // A loop of microtasks only: the memory watcher's timer gets no turn.
+    if (++held % 1024 === 0) relieveMemory();
     if (!tree.mark(e.path) && missingCount++ === 0) firstMissing = e.path;
   }
   let extraCount = 0;
   let firstExtra = "";
-  for (const path of tree.unmarked()) if (extraCount++ === 0) firstExtra = path;
+  for (const path of tree.unmarked()) {
+    if (extraCount++ === 0) firstExtra = path;
+    if (extraCount % 1024 === 0) relieveMemory();
+  }
   if (missingCount === 0 && extraCount === 0) return;
   const parts = [
     missingCount > 0 && `${missingCount} of its ${held} entries missing (first "${firstMissing}")`,
