@@ -36,7 +36,7 @@ const DIR = 1;
 /**
  * The restore target, in memory: a chain's archives replayed on it as the tar restore replays them on disk.
  * Entries are numbered and their attributes kept in typed arrays, each directory a Map of its children's
- * names to their numbers: no object per entry (200 000 entries took ~100 MiB as objects, ~20 MiB so).
+ * names to their numbers: no object per entry.
  */
 export class Tree {
   #type = new Uint8Array(1024);
