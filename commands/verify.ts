@@ -36,9 +36,10 @@ import { checkSelection, describe, selectChain, type Selection } from "../series
 import { openStream, readSegments, readState } from "../pipeline/mod.ts";
 import { dataKeyOf, type KeyOptions, stateKeyOf } from "../series/keys.ts";
 import { type DataKey } from "../codec/encryption.ts";
-import { replayTar, Tree } from "../engines/mod.ts";
+import { relieveMemory } from "../base/memory.ts";
+import { tarReplayer, Tree } from "../engines/mod.ts";
 import { engineForBackup } from "../engines/registry.ts";
-import { NotFoundError, readAll, type Storage } from "../storage/storage.ts";
+import { NotFoundError, type Storage } from "../storage/storage.ts";
 import { storagesOf } from "../storage/multi.ts";
 
 const USAGE =
@@ -410,7 +411,7 @@ async function verifyOn(
     for (const ref of pickSample(all, options.sample)) {
       objects++;
       const got = await fetchVerified(storage, ref, options.signal, problems);
-      if (got) bytes += got.byteLength;
+      for (const chunk of got ?? []) bytes += chunk.byteLength;
     }
     return { objects, bytes };
   }
@@ -462,23 +463,21 @@ async function compareReplay(
   problems: Problem[],
 ): Promise<void> {
   // The state's entries are looked up in the tree and marked there: no Set of every path beside it.
-  const seen = new WeakSet<object>();
   let missingCount = 0;
   let firstMissing = "";
   let held = 0;
   const key = options.keys.get(m.id)?.state ?? null;
   for await (const e of engineForBackup(m.engine).entries(readState(storage, m, key, options.signal))) {
     if (e.path === "") continue;
-    held++;
-    const node = tree.find(e.path);
-    if (node && !seen.has(node)) seen.add(node);
-    else if (missingCount++ === 0) firstMissing = e.path;
+    // A loop of microtasks only: the memory watcher's timer gets no turn.
+    if (++held % 1024 === 0) relieveMemory();
+    if (!tree.mark(e.path) && missingCount++ === 0) firstMissing = e.path;
   }
   let extraCount = 0;
   let firstExtra = "";
-  for (const [path, node] of tree.walk("")) {
-    if (path === "." || seen.has(node)) continue;
+  for (const path of tree.unmarked()) {
     if (extraCount++ === 0) firstExtra = path;
+    if (extraCount % 1024 === 0) relieveMemory();
   }
   if (missingCount === 0 && extraCount === 0) return;
   const parts = [
@@ -513,9 +512,10 @@ async function fetchVerified(
   ref: SegmentRef,
   signal: AbortSignal,
   problems: Problem[],
-): Promise<Uint8Array | null> {
+): Promise<Uint8Array[] | null> {
   try {
-    return await readAll(readSegments(storage, [ref], { signal }));
+    // As the storage delivered it (checked as a whole): not copied into one 32 MiB buffer.
+    return await Array.fromAsync(readSegments(storage, [ref], { signal }));
   } catch (err) {
     if (signal.aborted) throw err;
     const message = messageOf(err).replace(`Cannot read segment "${ref.key}": `, "").replace(
@@ -556,10 +556,10 @@ async function readStream(
       broken = true;
       continue;
     }
-    bytes += got.byteLength;
+    for (const chunk of got) bytes += chunk.byteLength;
     if (writer && !broken && decodeError === undefined) {
       try {
-        await writer.write(got);
+        for (const chunk of got) await writer.write(chunk);
       } catch (err) {
         decodeError = err;
       }
@@ -596,13 +596,17 @@ async function readStream(
  */
 function startDecoder(m: Manifest, kind: "data" | "state", key: DataKey | null, tree?: Tree) {
   const entry = new TransformStream<Uint8Array, Uint8Array>();
-  const { stream } = openStream(entry.readable, m, kind, key);
-  const done = kind === "data" && m.engine === "tar"
-    // Members replayed on `tree` as ls (and the restore) apply them; file data is skipped.
-    ? replayTar(stream, tree)
-    : (async () => {
-      for await (const _ of stream);
-    })();
+  // Each decoded chunk is done with once parsed: its buffer goes back to the decompressor.
+  const { stream, giveBack } = openStream(entry.readable, m, kind, key, { readerGivesBack: true });
+  // Members replayed on `tree` as ls (and the restore) apply them; file data is skipped.
+  const replay = kind === "data" && m.engine === "tar" ? tarReplayer(tree) : undefined;
+  const done = (async () => {
+    for await (const chunk of stream) {
+      replay?.push(chunk);
+      giveBack?.(chunk);
+    }
+    replay?.finish();
+  })();
   done.catch(() => {});
   return { input: entry.writable, done };
 }

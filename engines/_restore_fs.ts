@@ -262,6 +262,12 @@ export class RestoreTarget<F> {
   readonly verified = new Set<string>([""]);
   /** Directory attributes applied at the end, by relative path; a removed directory leaves. */
   readonly fixups = new Map<string, F>();
+  /**
+   * Directories (relative paths) this run made: nothing else is in them, so an entry made there needs no
+   * look first. Elsewhere an entry is looked for (lstat) before it is made: a call that fails with EEXIST
+   * costs an Error object with its stack, one per replaced file.
+   */
+  readonly #made = new Set<string>();
   /** A partial restore's path test (`options.select`); undefined when everything is restored. */
   readonly select: ((path: string, isDir: boolean) => Selection) | undefined;
 
@@ -357,6 +363,7 @@ export class RestoreTarget<F> {
         const st = fs.lstatSync(abs, { throwIfNoEntry: false });
         if (!st) {
           fs.mkdirSync(abs, 0o777);
+          this.#made.add(dir);
         } else if (st.isSymbolicLink()) {
           throw new FrostError(
             `Refusing to restore "${name}": path leaves the target (through symlink "${dir}")`,
@@ -428,27 +435,39 @@ export class RestoreTarget<F> {
     }
     let existed = true;
     this.parents(rel, name);
+    const there = this.#maybeThere(rel) ? fs.lstatSync(abs, { throwIfNoEntry: false }) : undefined;
     try {
+      if (there) throw Object.assign(new Error("exists"), { code: "EEXIST" });
       // Created private; the stored mode comes at the end, so a read-only directory can still be filled.
       fs.mkdirSync(abs, 0o700);
       existed = false;
+      this.#made.add(rel);
     } catch (err) {
       if (code(err) !== "EEXIST") throw err;
-      const st = fs.lstatSync(abs);
+      const st = there ?? fs.lstatSync(abs);
       if (st.isDirectory()) {
         this.makeWritable(abs, st.mode);
       } else {
         this.remove(rel, abs);
         fs.mkdirSync(abs, 0o700);
         existed = false;
+        this.#made.add(rel);
       }
     }
     this.verified.add(rel);
     return existed;
   }
 
+  /** Whether something may be at `rel` already: its directory was not made by this run. */
+  #maybeThere(rel: string): boolean {
+    const slash = rel.lastIndexOf("/");
+    return !this.#made.has(slash < 0 ? "" : rel.slice(0, slash));
+  }
+
   /** Creates the file `abs` (at `rel`, parents checked) for writing, replacing what was there; its fd. */
   createFile(rel: string, abs: string, mode: number): number {
+    // What is there is removed first (see `#made`); O_EXCL still guards against what appears meanwhile.
+    if (this.#maybeThere(rel) && fs.lstatSync(abs, { throwIfNoEntry: false })) this.remove(rel, abs);
     try {
       // O_EXCL: one call in the common case, never writes through an existing symlink or hard link.
       return fs.openSync(abs, CREATE, mode);

@@ -47,6 +47,8 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
   const memo = new Map<string, unknown>();
   // Each kind of xattr the kernel refuses is reported once for the whole chain.
   const xattrsRefused = new Set<string>();
+  // One segment buffer for the whole chain: each level's segments are all given back when it ends.
+  let lastPool: ReturnType<typeof segmentPool>;
   for (const manifest of job.chain) {
     const engine = job.engines(manifest.engine);
     let last: Progress = { files: 0, bytes: 0 };
@@ -72,7 +74,8 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
       },
       onWarning: job.onWarning,
     });
-    const pool = segmentPool(manifest, key);
+    const pool = segmentPool(manifest, key, lastPool);
+    lastPool = pool ?? lastPool;
     const segments = readSegments(job.storage, manifest.segments, {
       signal: job.signal,
       pool,

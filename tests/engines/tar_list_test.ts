@@ -1,0 +1,99 @@
+/**
+ * The tar engine's listing API (engines/tar_list.ts): GNU tar incremental levels replayed on a `Tree`
+ * give the tree the source had at each level.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { test } from "node:test";
+import { tarReplayer, Tree } from "../../engines/tar_list.ts";
+
+/** Archives `src` with GNU tar as one incremental level (`snar` is created or updated). */
+function gnuTar(src: string, snar: string): Uint8Array {
+  return execFileSync("tar", ["-C", src, "-g", snar, "--format=posix", "-cf", "-", "."], {
+    maxBuffer: 1 << 26,
+  });
+}
+
+/** Replays `archive` on `tree` in chunks of 1000 bytes. */
+function replay(tree: Tree, archive: Uint8Array): void {
+  const r = tarReplayer(tree);
+  for (let o = 0; o < archive.byteLength; o += 1000) r.push(archive.subarray(o, o + 1000));
+  r.finish();
+}
+
+/** Every path below `dir` with its type letter, sorted as `Tree.walk` sorts them. */
+function listing(dir: string, rel = ""): string[] {
+  const out: string[] = [];
+  for (const name of fs.readdirSync(path.join(dir, rel)).sort()) {
+    const p = rel === "" ? name : `${rel}/${name}`;
+    const st = fs.lstatSync(path.join(dir, p));
+    out.push(`${st.isDirectory() ? "d" : st.isSymbolicLink() ? "l" : "f"} ${p}`);
+    if (st.isDirectory()) out.push(...listing(dir, p));
+  }
+  return out;
+}
+
+function treeListing(tree: Tree): string[] {
+  const letter = { dir: "d", symlink: "l", file: "f" } as Record<string, string>;
+  return tree.list("").filter(([p]) => p !== ".").map(([p, n]) => `${letter[n.type] ?? "?"} ${p}`);
+}
+
+test("Tree replays levels that delete, replace and rename entries as the source had them", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "frost-tree-"));
+  try {
+    const src = path.join(dir, "src");
+    const snar = path.join(dir, "snar");
+    fs.mkdirSync(path.join(src, "a/deep"), { recursive: true });
+    fs.mkdirSync(path.join(src, "gone/sub"), { recursive: true });
+    fs.mkdirSync(path.join(src, "old"));
+    fs.writeFileSync(path.join(src, "a/deep/f"), "x");
+    fs.writeFileSync(path.join(src, "gone/sub/g"), "y");
+    fs.writeFileSync(path.join(src, "old/h"), "z");
+    fs.writeFileSync(path.join(src, "file"), "1");
+    fs.symlinkSync("file", path.join(src, "link"));
+    const tree = new Tree();
+    replay(tree, gnuTar(src, snar));
+    assert.deepEqual(treeListing(tree), listing(src));
+    assert.equal(tree.find("a/deep/f")?.size, 1);
+
+    // A directory removed, one replaced by a file, a file replaced by a directory, a rename.
+    fs.rmSync(path.join(src, "gone"), { recursive: true });
+    fs.rmSync(path.join(src, "a/deep"), { recursive: true });
+    fs.writeFileSync(path.join(src, "a/deep"), "now a file");
+    fs.rmSync(path.join(src, "file"));
+    fs.mkdirSync(path.join(src, "file"));
+    fs.writeFileSync(path.join(src, "file/inside"), "2");
+    fs.renameSync(path.join(src, "old"), path.join(src, "new"));
+    replay(tree, gnuTar(src, snar));
+    assert.deepEqual(treeListing(tree), listing(src));
+    assert.equal(tree.find("a/deep")?.type, "file");
+    assert.equal(tree.find("a/deep")?.size, 10);
+    assert.equal(tree.has("a/deep/f"), false);
+    assert.equal(tree.has("gone/sub/g"), false);
+    assert.equal(tree.find("link")?.linkname, "file");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("Tree.mark() marks each entry once and unmarked() lists the others in path order", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "frost-tree-"));
+  try {
+    const src = path.join(dir, "src");
+    fs.mkdirSync(path.join(src, "d/e"), { recursive: true });
+    fs.writeFileSync(path.join(src, "d/e/f"), "");
+    fs.writeFileSync(path.join(src, "g"), "");
+    const tree = new Tree();
+    replay(tree, gnuTar(src, path.join(dir, "snar")));
+    assert.equal(tree.mark("d/e"), true);
+    assert.equal(tree.mark("d/e"), false);
+    assert.equal(tree.mark("missing"), false);
+    assert.equal(tree.mark("g"), true);
+    assert.deepEqual([...tree.unmarked()], ["d", "d/e/f"]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
