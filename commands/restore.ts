@@ -351,6 +351,7 @@ async function applyChain(
     target: target ?? process.cwd(),
     queueSize: o.queueSize,
     select,
+    emptyTarget: target !== undefined && startedEmpty,
     ...flags,
     signal: ctx.signal,
     onProgress: (p) => {

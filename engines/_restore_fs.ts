@@ -278,6 +278,7 @@ export class RestoreTarget<F> {
     this.owners = options.owners ?? this.superuser;
     this.select = options.select;
     this.#options = options;
+    if (options.emptyTarget) this.#made.add("");
   }
 
   /** Where `rel` stands in this restore ("in" when it is not partial). */

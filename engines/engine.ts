@@ -107,6 +107,12 @@ export interface RestoreOptions {
   /** Make device nodes. Default: true (as GNU tar); false skips them with a notice. */
   devices?: boolean;
   /**
+   * The target held nothing when this stream began (a new or empty folder, first member of the chain):
+   * entries at its top are made at once, without looking for something to replace first (O_EXCL still
+   * guards against what appears meanwhile). Default: false.
+   */
+  emptyTarget?: boolean;
+  /**
    * Partial restore: which entries (paths relative to the backup's root, as `frost ls` shows them) to
    * restore. Default: all.
    */

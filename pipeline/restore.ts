@@ -34,6 +34,8 @@ export interface RestoreJob {
   xattrs?: boolean;
   /** Make device nodes (`RestoreOptions.devices`). Default: true. */
   devices?: boolean;
+  /** The target is a new or empty folder: the chain's first member needs no look before each entry. */
+  emptyTarget?: boolean;
   signal?: AbortSignal;
   onProgress?: (progress: Progress & { level: number; read: number }) => void;
   onWarning?: (warning: Warning) => void;
@@ -59,6 +61,7 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
       xattrs: job.xattrs,
       xattrsRefused,
       devices: job.devices,
+      emptyTarget: job.emptyTarget === true && manifest === job.chain[0],
       signal: job.signal,
       // zstd output buffers are handed back and filled again; encrypted streams are left out too (not checked
       // for reuse), so chunks are kept (written behind) only for unencrypted none/gzip data.
