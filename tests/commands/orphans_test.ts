@@ -363,8 +363,9 @@ describe("orphans of killed backups on remote storages", () => {
           const listed = await frost(["list", ...common, "--json"], { env: remote.env });
           assert.equal(JSON.parse(listed.stdout).length, 2);
         } finally {
-          // The storage folder, on the server's disk here.
-          fs.rmSync(path.dirname(remote.folder!), { recursive: true, force: true });
+          // The storage folder, on the server's disk here. The server may still be closing the killed run's
+          // session and write there meanwhile (ENOTEMPTY): try again a few times.
+          await removeSettled(path.dirname(remote.folder!));
         }
       });
     });
@@ -402,7 +403,15 @@ describe("orphans of killed backups on remote storages", () => {
           );
         };
         const common = await killThenBackup(remote, async () => (await uncommitted()).length >= 2);
-        const orphan = await uncommitted();
+        // A PutObject the server had wholly received when the run died may still land: wait until the
+        // orphan's objects stop changing.
+        let orphan = await uncommitted();
+        for (let i = 0; i < 50; i++) {
+          await sleep(200);
+          const now = await uncommitted();
+          if (JSON.stringify(now) === JSON.stringify(orphan)) break;
+          orphan = now;
+        }
         assert.ok(orphan.length >= 2);
         assert.deepEqual(await uploads(), [], "a killed PutObject leaves no multipart upload");
         // What a multipart writer cut in the middle leaves in the orphan's folder (another tool, or an older
@@ -438,3 +447,16 @@ describe("orphans of killed backups on remote storages", () => {
     });
   });
 });
+
+/** Removes `dir` and everything in it, trying again for a few seconds while something still writes there. */
+async function removeSettled(dir: string): Promise<void> {
+  for (let i = 0;; i++) {
+    try {
+      fs.rmSync(dir, { recursive: true, force: true });
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOTEMPTY" || i >= 50) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
