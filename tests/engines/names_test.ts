@@ -100,12 +100,16 @@ const CHANGE_1 = `cd "$1"
   printf 'new\\n' > $'new\\xe1'
   rm $'link\\xff' && ln -s $'new\\xe1' $'link\\xff'`;
 
-/** Level 2: a folder with such a name renamed, another deleted with its subtree, a file made a folder. */
+/**
+ * Level 2: a folder with such a name renamed, another deleted with its subtree, a file made a folder. The new
+ * folder is made before the other is deleted: GNU tar tells folders by inode, and one made after the delete
+ * may get the deleted folder's inode, which GNU tar then records as a rename of it onto the file.
+ */
 const CHANGE_2 = `cd "$1"
+  rm $'new\\xe1' && mkdir $'new\\xe1' && printf 'in\\n' > $'new\\xe1/\\xe9'
   mv $'dir\\xe9/sub\\xfc' $'dir\\xe9/moved\\xfd'
   rm -r $'dir\\xe9/moved\\xfd'
-  mv $'dir\\xe9' $'dir\\xea'
-  rm $'new\\xe1' && mkdir $'new\\xe1' && printf 'in\\n' > $'new\\xe1/\\xe9'`;
+  mv $'dir\\xe9' $'dir\\xea'`;
 
 /** Backs up levels 0..2 of the tree through `engine`; returns each level's id and the tree it saw. */
 async function backupLevels(
