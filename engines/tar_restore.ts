@@ -425,7 +425,24 @@ class Applier implements TarHandler {
       }
       return;
     }
-    fs.renameSync(absFrom, absTo);
+    // GNU tar records renames of directories only, so the level says `to` is a directory now. A folder
+    // that is gone may leave its inode to a new one made where a file was: GNU tar then records a rename
+    // onto that file's name. The non-directory there goes first (a symlink itself, never what it points
+    // to); a directory stays, and renaming onto one that holds anything fails.
+    const there = fs.lstatSync(absTo, { throwIfNoEntry: false });
+    if (there && !there.isDirectory()) {
+      this.#n.deleted += this.#t.remove(to, absTo);
+    }
+    try {
+      fs.renameSync(absFrom, absTo);
+    } catch (err) {
+      const c = (err as { code?: string }).code;
+      if (c !== "ENOTEMPTY" && c !== "EEXIST") throw err;
+      throw new FrostError(
+        `Cannot restore "${name}": cannot rename "${from}" to "${to}": "${to}" is a folder that holds entries`,
+        { cause: err },
+      );
+    }
     // What the chain held under the old name, it now holds under the new one.
     const previous = this.#previous;
     if (previous) {

@@ -575,6 +575,66 @@ test("tarRestore() and the listing Tree replay a swap of two directories (GNU ta
   }
 });
 
+test("tarRestore() replays a GNU tar rename of a directory onto a name that was a file (or a symlink)", async () => {
+  const base = scratch();
+  try {
+    const src = path.join(base, "src");
+    const snar = path.join(base, "snar");
+    const outside = path.join(base, "outside");
+    fs.mkdirSync(outside);
+    fs.writeFileSync(path.join(outside, "keep"), "not ours");
+    fs.mkdirSync(path.join(src, "a/sub"), { recursive: true });
+    fs.mkdirSync(path.join(src, "b"));
+    fs.writeFileSync(path.join(src, "a/unchanged"), "moved by the rename only");
+    fs.writeFileSync(path.join(src, "a/sub/x"), "x");
+    fs.writeFileSync(path.join(src, "b/y"), "y");
+    fs.writeFileSync(path.join(src, "f"), "a file at level 0");
+    fs.symlinkSync(outside, path.join(src, "s"));
+    const l0 = gnuTar(src, snar, "gnu");
+    await new Promise((r) => setTimeout(r, 20));
+    // What GNU tar also records when a deleted folder's inode goes to a new folder made where a file was.
+    fs.rmSync(path.join(src, "f"));
+    fs.renameSync(path.join(src, "a"), path.join(src, "f"));
+    fs.rmSync(path.join(src, "s"));
+    fs.renameSync(path.join(src, "b"), path.join(src, "s"));
+    const l1 = gnuTar(src, snar, "gnu");
+    assert.ok(Buffer.from(l1).includes("R./a\0T./f\0"));
+    assert.ok(!Buffer.from(l1).includes("moved by the rename only"));
+    const target = path.join(base, "target");
+    fs.mkdirSync(target);
+    await restore(target, l0);
+    const { stats } = await restore(target, l1);
+    assert.equal(fs.readFileSync(path.join(target, "f/unchanged"), "utf8"), "moved by the rename only");
+    assert.ok(!fs.existsSync(path.join(target, "a")));
+    assert.ok(fs.lstatSync(path.join(target, "s")).isDirectory());
+    assert.deepEqual(fs.readdirSync(outside), ["keep"]);
+    assert.ok(stats.deleted >= 2, `deleted ${stats.deleted}`);
+    assertSameTree(src, target, { mtimePrecisionNs: SECONDS });
+    const tree = new Tree();
+    for (const level of [l0, l1]) await replayTar(streamOf([level]), tree);
+    assert.deepEqual(listedPaths(tree), diskPaths(target));
+  } finally {
+    cleanup(base);
+  }
+});
+
+test("tarRestore() leaves a directory with content at a rename's target (the rename fails)", async () => {
+  const dumpdir = new TextEncoder().encode("R./a\0T./f\0Df\0\0");
+  const target = scratch();
+  try {
+    fs.mkdirSync(path.join(target, "a"));
+    fs.mkdirSync(path.join(target, "f"));
+    fs.writeFileSync(path.join(target, "f/mine"), "not in the backup");
+    await rejectsWith(
+      restore(target, tarOf([{ name: "./", type: "D", data: dumpdir }])),
+      /^Cannot restore "\.\/": cannot rename "a" to "f": "f" is a folder that holds entries/,
+    );
+    assert.equal(fs.readFileSync(path.join(target, "f/mine"), "utf8"), "not in the backup");
+  } finally {
+    cleanup(target);
+  }
+});
+
 test("tarRestore() and the listing Tree refuse the same malformed dumpdir renames", async () => {
   // An empty R name stands for the X temporary directory: without an X before it, nothing does.
   for (const records of ["R\0T./x\0\0", "R./x\0\0", "R./x\0Dx\0\0"]) {

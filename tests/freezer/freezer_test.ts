@@ -87,6 +87,8 @@ function makeHistory(work: string): { a: Level[]; b: Level[] } {
       fs.symlinkSync("a.txt", path.join(src, "link"));
       fs.mkdirSync(path.join(src, "empty"));
       fs.chmodSync(path.join(src, "b.txt"), 0o600);
+      w(src, "e.txt", "echo, a file until level 3\n");
+      w(src, "old/z.txt", "zulu, moved by a rename at level 3\n");
     },
     () => {
       w(src, "f.txt", "foxtrot\n");
@@ -103,6 +105,9 @@ function makeHistory(work: string): { a: Level[]; b: Level[] } {
       w(src, "h/i.txt", "india\n");
       fs.rmSync(path.join(src, "link"));
       fs.rmSync(path.join(src, "empty"), { recursive: true });
+      // A folder renamed onto a file's name: GNU tar records R/T, as when a new folder takes a deleted one's inode.
+      fs.rmSync(path.join(src, "e.txt"));
+      fs.renameSync(path.join(src, "old"), path.join(src, "e.txt"));
     },
   ];
   let snar: string | null = null;
