@@ -3,10 +3,22 @@
  * so that a read no other storage can serve still reaches it (through its retry decorator) later in the run.
  * @module
  */
-import type { CallOptions, ObjectInfo, PutOptions, Range, Storage } from "./storage.ts";
+import {
+  type CallOptions,
+  canDeleteLeftovers,
+  type CleansLeftovers,
+  type ObjectInfo,
+  type PutOptions,
+  type Range,
+  type Storage,
+} from "./storage.ts";
 
-/** Opens the storage with `open` on the first call (again on the next call when opening failed). */
-export class LazyStorage implements Storage {
+/**
+ * Opens the storage with `open` on the first call (again on the next call when opening failed). What the
+ * storage can do is known only once it is open: `deleteLeftovers` opens it and frees nothing (0) when it
+ * has no leftovers to clean (`CleansLeftovers`).
+ */
+export class LazyStorage implements Storage, CleansLeftovers {
   readonly url: string;
   readonly #open: () => Promise<Storage>;
   #opening: Promise<Storage> | undefined;
@@ -47,6 +59,11 @@ export class LazyStorage implements Storage {
 
   async delete(key: string, options?: CallOptions): Promise<void> {
     return (await this.#storage()).delete(key, options);
+  }
+
+  async deleteLeftovers(prefix: string, options?: CallOptions): Promise<number> {
+    const storage = await this.#storage();
+    return canDeleteLeftovers(storage) ? await storage.deleteLeftovers(prefix, options) : 0;
   }
 
   async close(): Promise<void> {
