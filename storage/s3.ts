@@ -311,17 +311,77 @@ export class S3Storage implements Storage, HashesPuts, CleansLeftovers {
     }
   }
 
-  /** The common prefixes of a ListObjectsV2 with delimiter "/", as folder names. */
+  /**
+   * The common prefixes of a ListObjectsV2 with delimiter "/", as folder names, then those of the unfinished
+   * multipart uploads (ListMultipartUploads) that no object has: a folder holding only an upload cut in the
+   * middle is one a file system's temp file would make, and `deleteLeftovers` aborts its upload.
+   */
   async *listFolders(prefix: string, options: CallOptions = {}): AsyncGenerator<string> {
     checkPrefix(prefix);
     const action = `Cannot list the folders of "${prefix}" in ${this.url}`;
     const start = this.#root + prefix;
-    for await (const page of this.#pages(prefix, true, options.signal, action)) {
+    const folder = (common: { Prefix?: string }) => {
+      const name = common.Prefix?.startsWith(start) ? common.Prefix.slice(start.length, -1) : undefined;
+      return name !== undefined && isKey(name) && !name.includes("/") ? name : undefined;
+    };
+    // Few in practice (uploads are aborted with their orphan): held while the objects' folders stream.
+    const uploads = new Set<string>();
+    for await (const page of this.#uploadPages(start, options.signal, action)) {
       for (const common of page.CommonPrefixes ?? []) {
-        const name = common.Prefix?.startsWith(start) ? common.Prefix.slice(start.length, -1) : undefined;
-        if (name !== undefined && isKey(name) && !name.includes("/")) yield name;
+        const name = folder(common);
+        if (name !== undefined) uploads.add(name);
       }
     }
+    for await (const page of this.#pages(prefix, true, options.signal, action)) {
+      for (const common of page.CommonPrefixes ?? []) {
+        const name = folder(common);
+        if (name === undefined) continue;
+        uploads.delete(name);
+        yield name;
+      }
+    }
+    yield* uploads;
+  }
+
+  /**
+   * The pages of a ListMultipartUploads of `start` (a bucket prefix) with delimiter "/"; none where the
+   * server or a policy does not allow listing uploads (as in `deleteLeftovers`).
+   */
+  async *#uploadPages(start: string, signal: AbortSignal | undefined, action: string) {
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    do {
+      signal?.throwIfAborted();
+      let page;
+      try {
+        page = await this.#send(
+          (abortSignal) =>
+            this.#client.send(
+              new ListMultipartUploadsCommand({
+                Bucket: this.bucket,
+                Prefix: start,
+                Delimiter: "/",
+                MaxUploads: this.#pageSize,
+                KeyMarker: keyMarker,
+                UploadIdMarker: uploadIdMarker,
+              }),
+              { abortSignal },
+            ),
+          signal,
+          action,
+        );
+      } catch (err) {
+        const status = statusOf(err);
+        if (status === 501 || status === 403 || ACCESS_CODES.has(codeOf(err) ?? "")) return;
+        throw this.#error(action, err, signal);
+      }
+      yield page;
+      keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+      uploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
+      if (page.IsTruncated && keyMarker === undefined) {
+        throw new StorageError(`${action}: the server sent a truncated listing without a next marker`);
+      }
+    } while (keyMarker !== undefined);
   }
 
   /** The pages of a listing of `prefix` (folders: with delimiter "/", so one level only). */

@@ -57,7 +57,8 @@ export interface PutOptions extends CallOptions {
  *   `prefix` is `""` or ends with `/`, so `host_web/` never matches `host_web2/`.
  * - `listFolders(prefix)` yields, once each and in no set order, the names of the folders right below
  *   `prefix`: every `name` such that some key starts with `prefix + name + "/"`. A storage on a file system
- *   may also yield a folder that holds no object any more. It reads one level, not the whole tree.
+ *   may also yield a folder that holds no object any more, S3 one that holds only unfinished multipart uploads
+ *   (what `CleansLeftovers` removes). It reads one level, not the whole tree.
  * - `delete` of a missing key succeeds (idempotent).
  * - Every other failure is a `StorageError` saying whether a retry may help, with the original as `cause`.
  * - No retry loops inside an adapter: retries are a decorator composed once in `openStorages`

@@ -457,6 +457,61 @@ describe("orphans of killed backups on remote storages", () => {
         client.destroy();
       }
     });
+
+    it("the next backup aborts the unfinished multipart upload of an orphan that holds no object on S3", async () => {
+      const bucket = uniqueName();
+      const settings = {
+        endpoint: env.FROST_TEST_S3_ENDPOINT!,
+        pathStyle: true,
+        region: "us-east-1",
+        credentials: { accessKeyId: env.FROST_TEST_S3_KEY!, secretAccessKey: env.FROST_TEST_S3_SECRET! },
+        env: {},
+      };
+      const common = [
+        ...["--storage", `s3://${bucket}/backups`, "--s3-endpoint", settings.endpoint, "--s3-path-style"],
+        ...["--hostname", "h1", "--name", "o"],
+      ];
+      const runEnv = {
+        AWS_ACCESS_KEY_ID: settings.credentials.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: settings.credentials.secretAccessKey,
+      };
+      const storage = await S3Storage.open(`s3://${bucket}/backups`, { ...settings, create: true });
+      const client = new S3Client({ ...settings, forcePathStyle: true });
+      const uploads = async () =>
+        (await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: "backups/" })))
+          .Uploads ?? [];
+      try {
+        const first = await frost(["backup", src, ...common], { env: runEnv });
+        assert.equal(first.code, 0, first.stderr);
+        // A multipart writer cut in its first part (another tool, or an older frost): no object at all.
+        const Key = "backups/h1_o/backups/20200101T000000.000Z/data/00000000";
+        const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key }));
+        const part = pseudoRandom(2 << 20, 6);
+        await client.send(
+          new UploadPartCommand({ Bucket: bucket, Key, UploadId, PartNumber: 1, Body: part }),
+        );
+        assert.deepEqual(await listKeys(storage, "h1_o/backups/20200101T000000.000Z/"), []);
+        const r = await frost(["backup", src, ...common], { env: runEnv });
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(
+          r.stderr,
+          new RegExp(
+            `^frost: removed the data of 1 interrupted backup of h1_o \\(20200101T000000\\.000Z\\): ${
+              formatBytes(part.byteLength).replace(".", "\\.")
+            } freed$`,
+            "m",
+          ),
+        );
+        assert.deepEqual(await uploads(), []);
+        const listed = await frost(["list", ...common, "--json"], { env: runEnv });
+        assert.equal(JSON.parse(listed.stdout).length, 2);
+      } finally {
+        for (const key of await listKeys(storage, "")) await storage.delete(key);
+        await storage.close();
+        await client.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
+        client.destroy();
+      }
+    });
   });
 });
 

@@ -174,6 +174,40 @@ withSwiftServer("S3Storage on the Swift s3api server", (env: SwiftServerEnv) => 
       }
     });
 
+    it("S3Storage.listFolders() also lists the folders that hold only unfinished multipart uploads, each once", async () => {
+      const client = new S3Client({ endpoint, region: "us-east-1", forcePathStyle: true, credentials });
+      const start = async (key: string) => {
+        const Key = `${run}/${key}`;
+        const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key }));
+        await client.send(
+          new UploadPartCommand({ Bucket: bucket, Key, UploadId, PartNumber: 1, Body: bytes(key) }),
+        );
+      };
+      try {
+        await storage.put("uf/a/data/00000000", bytes("a"));
+        await storage.put("uf/b/data/00000000", bytes("b"));
+        await start("uf/b/data/00000001");
+        await start("uf/b/data/00000002");
+        // Upload-only folders across pages of 7, two uploads in one of them, one upload right at the prefix.
+        const only = Array.from({ length: 10 }, (_, i) => `u${String(i).padStart(2, "0")}`);
+        for (const name of only) await start(`uf/${name}/data/00000000`);
+        await start("uf/u03/data/00000001");
+        await start("uf/loose");
+        const listed: string[] = [];
+        for await (const name of storage.listFolders("uf/")) listed.push(name);
+        assert.deepEqual([...listed].sort(), ["a", "b", ...only]);
+        const none: string[] = [];
+        for await (const name of storage.listFolders("uf/a/")) none.push(name);
+        assert.deepEqual(none, ["data"]);
+        assert.ok(await storage.deleteLeftovers("uf/") > 0);
+        listed.length = 0;
+        for await (const name of storage.listFolders("uf/")) listed.push(name);
+        assert.deepEqual(listed.sort(), ["a", "b"], "aborted uploads leave no folder");
+      } finally {
+        client.destroy();
+      }
+    });
+
     it("S3Storage rejects wrong credentials with one clear, non-retriable line", async () => {
       const wrong = { ...settings, credentials: { ...credentials, secretAccessKey: "wrong" } };
       const opening = await rejection(S3Storage.open(`s3://${bucket}/p`, { ...wrong, create: true }));
