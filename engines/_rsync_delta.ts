@@ -119,6 +119,17 @@ export interface OpSink {
   literal(buf: Uint8Array, start: number, end: number): void;
   /** `count` whole blocks of the base, from block `first` on. */
   copy(first: number, count: number): void;
+  /** `n` zero bytes that are a hole of the file (whole blocks; see `Scanner.hole`). */
+  hole?(n: number): void;
+}
+
+const zeroDigests = new Map<number, Uint8Array>();
+
+/** The SHA-256 of `size` zero bytes (a block of a hole), computed once per block size. */
+export function zeroBlockDigest(size: number): Uint8Array {
+  let d = zeroDigests.get(size);
+  if (!d) zeroDigests.set(size, d = sha256(new Uint8Array(size)));
+  return d;
 }
 
 /** What a scan produced. */
@@ -388,6 +399,41 @@ export class Scanner {
       this.#emitLiteral(start, this.#end);
       this.#sign(Number.MAX_SAFE_INTEGER);
     }
+  }
+
+  /**
+   * Takes `n` zero bytes, a hole of the file, without their being read: they go out as one hole op, and
+   * their blocks get the signatures of zero blocks, so signatures and file hash are those of the zeros.
+   * `fileOffset` and `n` must be multiples of the block size; what was fed before is matched and sent
+   * first (the search starts again after the hole).
+   */
+  hole(n: number): void {
+    const bs = this.#bs;
+    const at = this.fileOffset;
+    if (at % bs !== 0 || n % bs !== 0 || !this.#sink.hole) {
+      throw new RangeError(`Cannot take a hole of ${n} bytes at ${at}: not whole blocks of ${bs}`);
+    }
+    if (n === 0) return;
+    if (this.#table) {
+      this.#match();
+      this.#emitLiteral(this.#lit, this.#end);
+      this.#rolling = false;
+    }
+    this.#flushCopy();
+    this.#pos = this.#lit = this.#end;
+    this.#sign(Number.MAX_SAFE_INTEGER);
+    const digest = zeroBlockDigest(bs);
+    const blocks = Math.min(n / bs, this.#weak.length - this.#count);
+    for (let k = this.#count, end = this.#count + blocks; k < end; k++) {
+      this.#weak[k] = 0; // rsync's weak checksum of zeros
+      this.#digests.set(digest, k * 32);
+      this.#strong.set(digest.subarray(0, STRONG_LEN), k * STRONG_LEN);
+    }
+    this.#count += blocks;
+    this.#signAt = at + n;
+    this.#sink.hole(n);
+    this.#bufStart = at + n;
+    this.#end = this.#pos = this.#lit = 0;
   }
 
   /** Ends the file: the rest is literal, the last signatures are computed, the file hash is made. */

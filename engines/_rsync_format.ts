@@ -9,11 +9,12 @@ import type { StateEntry } from "./engine.ts";
 import { decodeName, encodeName, hasEscape } from "./_names.ts";
 
 /**
- * First 8 bytes of a data stream: "FRSYNC", NUL, version 2 (version 1, without `X` records, is read too).
+ * First 8 bytes of a data stream: "FRSYNC", NUL, version 3 (versions 1, without `X` records, and 2,
+ * without `H` ops, are read too).
  */
-export const STREAM_MAGIC = new Uint8Array([0x46, 0x52, 0x53, 0x59, 0x4e, 0x43, 0x00, 0x02]);
+export const STREAM_MAGIC = new Uint8Array([0x46, 0x52, 0x53, 0x59, 0x4e, 0x43, 0x00, 0x03]);
 /** Stream versions this code reads. */
-export const STREAM_VERSIONS = [1, 2];
+export const STREAM_VERSIONS = [1, 2, 3];
 /** First 8 bytes of an engine state: "FRSYNS", NUL, version 1; then the i64 start time. */
 export const STATE_MAGIC = new Uint8Array([0x46, 0x52, 0x53, 0x59, 0x4e, 0x53, 0x00, 0x01]);
 
@@ -27,6 +28,8 @@ export const TAG = {
   literal: 0x4c, // 'L'
   copy: 0x43, // 'C'
   fileEnd: 0x46, // 'F'
+  /** Zero bytes that are a hole of a sparse file, not stored (version 3). */
+  hole: 0x48, // 'H'
 } as const;
 
 /** Entry kinds (ASCII codes): file, directory, symlink, hard link (stream only), fifo, char/block device. */

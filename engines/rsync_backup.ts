@@ -36,6 +36,7 @@ import {
 } from "./_rsync_format.ts";
 import { code, errnoText, excludeMatcher, OwnerNames } from "./_fs_common.ts";
 import { readXattrs } from "./_xattrs.ts";
+import { mayHaveHoles, sparseLayout } from "./_sparse.ts";
 import { BackupControl, closeRead, entryKind, listDir, lstatChild, statSource } from "./_walk.ts";
 import { type FileKind, OPEN_FLAGS, PROGRESS_MS, SLICE_MS } from "./_walk.ts";
 
@@ -71,6 +72,8 @@ interface Item {
   linkKey: string | undefined;
   /** A directory on another file system than the source. */
   mount: boolean;
+  /** A regular file with fewer blocks allocated than its size needs: it may have holes. */
+  holes: boolean;
   /** Index of its metadata in the frame's `meta`. */
   at: number;
 }
@@ -114,6 +117,7 @@ function makeItem(name: string, kind: number, st: fs.BigIntStats, rootDev: bigin
     rdev: kind === KIND.char || kind === KIND.block ? st.rdev : 0n,
     linkKey: nlink > 1 && kind !== KIND.dir ? `${st.dev}:${st.ino}` : undefined,
     mount: kind === KIND.dir && st.dev !== rootDev,
+    holes: kind === KIND.file && mayHaveHoles(st),
     at,
   };
 }
@@ -477,15 +481,34 @@ class RsyncBackup {
         out.u32(first);
         out.u32(count);
       },
+      hole(n) {
+        out.u8(TAG.hole);
+        out.u64(n);
+      },
     };
+    // The holes of a sparse file, as whole blocks: skipped, not read (the bytes around them are).
+    const holes = fd >= 0 && item.holes ? holeBlocks(fd, item.size, bs) : [];
+    let nextHole = 0;
     const scanner = new Scanner(sink, base, bs, item.size, this.#scanBuffer);
     this.#scanBuffer = scanner.buffer;
     let flags = 0;
     let remaining = item.size;
     while (remaining > 0 && fd >= 0) {
+      const holeAt = holes[nextHole] ?? Infinity;
+      if (scanner.fileOffset === holeAt) {
+        const n = holes[nextHole + 1]!;
+        scanner.hole(n);
+        remaining -= n;
+        nextHole += 2;
+        continue;
+      }
       const { buffer, offset, length } = scanner.space();
       // Ask for one byte more than the file should have left, when it fits, to notice growth for free.
-      const want = remaining < length ? remaining + 1 : length;
+      const want = holeAt - scanner.fileOffset < length
+        ? holeAt - scanner.fileOffset
+        : remaining < length
+        ? remaining + 1
+        : length;
       let n: number;
       try {
         n = fs.readSync(fd, buffer, offset, want, scanner.fileOffset);
@@ -637,6 +660,26 @@ class RsyncBackup {
     void this.#reader?.close();
     this.#c.fail(err);
   }
+}
+
+/**
+ * The holes of the open file `fd` of `size` bytes that cover whole blocks of `bs` bytes, flat:
+ * `[offset0, length0, …]`, in order; none when it has no holes (see `sparseLayout`).
+ */
+function holeBlocks(fd: number, size: number, bs: number): number[] {
+  const layout = sparseLayout(fd, size);
+  if (!layout) return [];
+  const out: number[] = [];
+  const regions = layout.regions;
+  let from = 0; // end of the data before the hole
+  for (let i = 0; i <= regions.length; i += 2) {
+    const to = i < regions.length ? regions[i]! : size; // start of the data after it
+    const start = Math.ceil(from / bs) * bs;
+    const end = Math.floor(to / bs) * bs;
+    if (end > start) out.push(start, end - start);
+    if (i < regions.length) from = regions[i]! + regions[i + 1]!;
+  }
+  return out;
 }
 
 /**

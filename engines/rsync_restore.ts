@@ -17,7 +17,7 @@ import crypto from "node:crypto";
 import type { RestoreOptions, RestoreRun, RestoreStats, Selection } from "./engine.ts";
 import { FrostError } from "../base/errors.ts";
 import { equalBytes } from "../base/bytes.ts";
-import { sha256 } from "./_rsync_delta.ts";
+import { sha256, zeroBlockDigest } from "./_rsync_delta.ts";
 import { decodeName } from "./_names.ts";
 import { DELETED_DIR, DELETED_OTHER, KIND, STREAM_MAGIC, STREAM_VERSIONS, TAG } from "./_rsync_format.ts";
 import { code, fsTimeNs as fsTime, safeRel } from "./_fs_common.ts";
@@ -396,6 +396,12 @@ class Applier {
         this.#wrap(job.header.path, () => this.#copy(job, first, count));
         return;
       }
+      case TAG.hole: {
+        if (this.#version < 3) throw this.#corrupt(`unknown operation ${tag} in "${job.header.path}"`);
+        const n = this.#u64();
+        this.#wrap(job.header.path, () => this.#hole(job, n));
+        return;
+      }
       case TAG.fileEnd: {
         const size = this.#u64();
         this.#need(32);
@@ -598,6 +604,32 @@ class Applier {
       pos += n;
       if (this.#stageOff === limit) this.#flushStage(job);
     }
+  }
+
+  /**
+   * `n` zero bytes that were a hole of the file (whole blocks, from a block boundary): what is staged is
+   * written, the hole is left unwritten (the final size makes it part of the file), its blocks hashed as
+   * zero blocks.
+   */
+  #hole(job: FileJob, n: number): void {
+    if (job.skip) return;
+    const bs = job.block;
+    if (n % bs !== 0 || this.#stageOff % bs !== 0) {
+      throw this.#corrupt(`"${job.header.path}" has a hole that is not whole blocks`);
+    }
+    this.#flushStage(job);
+    const blocks = n / bs;
+    if (blocks === 0) return;
+    job.list ??= crypto.createHash("sha256");
+    const digest = zeroBlockDigest(bs);
+    const batch = Math.min(blocks, 1024);
+    if (this.#digests.length < batch * 32) this.#digests = new Uint8Array(batch * 32);
+    for (let k = 0; k < batch; k++) this.#digests.set(digest, k * 32);
+    for (let left = blocks; left > 0; left -= batch) {
+      job.list.update(this.#digests.subarray(0, Math.min(left, batch) * 32));
+    }
+    job.size += n;
+    this.#n.bytes += n;
   }
 
   /** Hashes the staged blocks (the stage is full: a whole number of blocks) and writes them. */

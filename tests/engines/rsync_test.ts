@@ -544,6 +544,46 @@ describe("rsync restore refuses what it cannot apply faithfully", () => {
       /after the end|follows the end/,
     );
   });
+
+  test("a hole op restores as a hole with the file's hash; version 2 streams restore, without hole ops", async () => {
+    const target = path.join(work, "holes");
+    fs.mkdirSync(target);
+    // 8 KiB of data, then 3 blocks of hole, then a 100-byte tail of data (block size 8 KiB).
+    const data = pseudoRandom(8192, 31);
+    const tail = pseudoRandom(100, 32);
+    const size = 4 * 8192 + 100;
+    const whole = new Uint8Array(size);
+    whole.set(data, 0);
+    whole.set(tail, 4 * 8192);
+    const sha = (b: Uint8Array) => crypto.createHash("sha256").update(b).digest();
+    const trailer = new Uint8Array(12);
+    new DataView(trailer.buffer).setUint32(0, size, true);
+    new DataView(trailer.buffer).setUint32(8, 8192, true);
+    const blocks = [0, 1, 2, 3].map((k) => sha(whole.subarray(k * 8192, (k + 1) * 8192)));
+    const hash = crypto.createHash("sha256").update(concat([...blocks, tail, trailer])).digest();
+    const body = (b: StreamBuilder, hole: boolean) => {
+      b.entry(KIND.file, "sparse").u32(8192).u8(0).u8(TAG.literal).u32(8192).raw(data);
+      if (hole) b.u8(TAG.hole).u64(3 * 8192);
+      else b.u8(TAG.literal).u32(3 * 8192).raw(new Uint8Array(3 * 8192));
+      return b.u8(TAG.literal).u32(100).raw(tail).u8(TAG.fileEnd).u64(size).raw(hash).end();
+    };
+    await directRestore(target, body(new StreamBuilder(), true), [1000]);
+    assert.deepEqual(new Uint8Array(fs.readFileSync(path.join(target, "sparse"))), whole);
+    // Version 2 (what frost wrote before hole ops): literal zeros, still restored; a hole op there is corrupt.
+    const v2 = (stream: Uint8Array) => {
+      const out = stream.slice();
+      out[7] = 2;
+      return out;
+    };
+    fs.rmSync(path.join(target, "sparse"));
+    await directRestore(target, v2(body(new StreamBuilder(), false)));
+    assert.deepEqual(new Uint8Array(fs.readFileSync(path.join(target, "sparse"))), whole);
+    await rejectsWith(directRestore(target, v2(body(new StreamBuilder(), true))), /unknown operation 72/);
+    // A hole that is not whole blocks is refused.
+    const odd = new StreamBuilder().entry(KIND.file, "odd").u32(8192).u8(0).u8(TAG.hole).u64(100).u8(TAG.end)
+      .end();
+    await rejectsWith(directRestore(target, odd), /"odd" has a hole that is not whole blocks/);
+  });
 });
 
 describe("rsync engine streams", () => {
@@ -624,6 +664,65 @@ describe("rsync engine streams", () => {
     const again = scan(concat([new Uint8Array([1]), zeros]), 8 * KiB, zsigs);
     assert.equal(again.literalBytes, 1);
     assert.deepEqual(again.ops.slice(1), [[0, 128]]);
+  });
+
+  test("the scanner's hole() signs and hashes whole zero blocks as a scan of the zeros does, with or without a base", () => {
+    const bs = 8 * KiB;
+    // Data, a hole of 5 blocks from block 3, data again, a hole of 2 blocks, a partial last block.
+    const file = pseudoRandom(12 * bs + 300, 71);
+    file.fill(0, 3 * bs, 8 * bs);
+    file.fill(0, 9 * bs, 11 * bs);
+    const holes = new Map([[3 * bs, 5 * bs], [9 * bs, 2 * bs]]);
+    const scan = (sigs: Signatures | undefined, skip: boolean) => {
+      const ops: (Uint8Array | [number, number] | number)[] = [];
+      const sink = {
+        literal: (b: Uint8Array, st: number, e: number) => ops.push(b.slice(st, e)),
+        copy: (first: number, count: number) => ops.push([first, count]),
+        hole: (n: number) => ops.push(n),
+      };
+      const scanner = new Scanner(sink, sigs, bs, file.length);
+      while (scanner.fileOffset < file.length) {
+        const off = scanner.fileOffset;
+        const hole = skip ? holes.get(off) : undefined;
+        if (hole !== undefined) {
+          scanner.hole(hole);
+          continue;
+        }
+        const next = skip ? Math.min(...[...holes.keys()].filter((h) => h > off), file.length) : file.length;
+        const { buffer, offset, length } = scanner.space();
+        const n = Math.min(length, next - off, 5000);
+        buffer.set(file.subarray(off, off + n), offset);
+        scanner.advance(n);
+      }
+      return { ...scanner.finish(), ops };
+    };
+    const read = scan(undefined, false);
+    // Without a base, and against the file's own signatures (every block but the tail copied).
+    for (const sigs of [undefined, scan(undefined, false).signatures]) {
+      const skipped = scan(sigs, true);
+      assert.deepEqual(skipped.hash, read.hash);
+      assert.deepEqual(skipped.signatures.weak, read.signatures.weak);
+      assert.deepEqual(skipped.signatures.strong, read.signatures.strong);
+      assert.deepEqual(skipped.ops.filter((op) => typeof op === "number"), [5 * bs, 2 * bs]);
+      // Rebuilt from the ops (the hole ops as zeros), the file is the same.
+      const rebuilt = concat(
+        skipped.ops.map((op) =>
+          typeof op === "number"
+            ? new Uint8Array(op)
+            : op instanceof Uint8Array
+            ? op
+            : file.subarray(op[0] * bs, Math.min((op[0] + op[1]) * bs, file.length))
+        ),
+      );
+      assert.deepEqual(rebuilt, file);
+    }
+    assert.throws(() => {
+      const s = new Scanner({ literal() {}, copy() {}, hole() {} }, undefined, bs, file.length);
+      const { buffer, offset } = s.space();
+      buffer.set(file.subarray(0, 10), offset);
+      s.advance(10);
+      s.hole(bs);
+    }, RangeError);
   });
 
   test("an abort errors both streams with an AbortedError", async () => {

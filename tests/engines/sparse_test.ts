@@ -252,13 +252,34 @@ describe("sparse files", () => {
     }
   });
 
-  it("the rsync engine restores the same tree with the holes as holes", async () => {
+  it("the rsync engine backs up levels 0 and 1 without reading the holes and restores them as holes", async () => {
     const rstore = path.join(work, "rsync-store");
-    await ok(["backup", src, "--engine", "rsync", "--name", "sr", "--hostname", "h1", "--storage", rstore]);
+    const common = ["--name", "sr", "--hostname", "h1", "--storage", rstore];
+    const backup = async () =>
+      JSON.parse(
+        (await ok(["backup", src, ...common, "--engine", "rsync", "--max-level", "1", "--json"])).stdout,
+      ) as Summary;
+    const l0 = await backup();
     const to = path.join(work, "rsync-restored");
-    await ok(["restore", "--name", "sr", "--hostname", "h1", "--storage", rstore, "--to", to]);
+    await ok(["restore", ...common, "--to", to]);
     assertSameTree(expected[2]!, to);
     if (holes) assertSmall(to, LIMITS[2]!, "rsync restore");
+    // Level 1: data written into vm.img's hole and at its end, sent as a delta against level 0.
+    await sleepMs(1500);
+    writeAt(path.join(src, "vm.img"), [[2 * MiB + 5, 3000, "R"], [8 * MiB - 100, 100, "S"]]);
+    const expected1 = path.join(work, "rsync-expected1");
+    copyTree(src, expected1);
+    const l1 = await backup();
+    assert.equal(l1.level, 1);
+    for (const p of [l0, l1]) {
+      if (holes) assert.ok(p.bytesIn < 1 * MiB, `rsync level ${p.level} read ${p.bytesIn} bytes`);
+      assert.ok(p.bytesStored < 64 * KiB, `rsync level ${p.level} stored ${p.bytesStored} bytes`);
+    }
+    const to1 = path.join(work, "rsync-restored1");
+    await ok(["restore", ...common, "--to", to1]);
+    assertSameTree(expected1, to1);
+    execFileSync("cmp", [path.join(expected1, "vm.img"), path.join(to1, "vm.img")]);
+    if (holes) assertSmall(to1, { ...LIMITS[2]!, "vm.img": 128 * KiB }, "rsync restore of level 1");
   });
 });
 
