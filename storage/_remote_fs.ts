@@ -1,7 +1,7 @@
 /**
  * Helpers shared by the storages that are remote file systems, SFTP and FTP (private to `storage/`): their
- * `scheme://user@host:port/path` URLs, key checks with reserved temp names and a concurrent tree walk; the
- * helpers of every remote storage come from `_remote.ts`.
+ * `scheme://user@host:port/path` URLs, key checks with reserved temp names, a concurrent tree walk and the
+ * removal of temp files left by cut puts; the helpers of every remote storage come from `_remote.ts`.
  * @module
  */
 import crypto from "node:crypto";
@@ -111,6 +111,44 @@ export async function* walkConcurrently<D>(
     // Reads still running when the caller stops early or one fails: let them settle unobserved.
     for (const pending of running.values()) pending.catch(() => {});
   }
+}
+
+/** What `deleteTempFiles` does on one storage. */
+export interface TempFileOps<D> {
+  /** Reads one folder: its temp files (as objects, keys from the storage's root) and its sub-folders. */
+  read(folder: D): Promise<{ objects: ObjectInfo[]; folders: D[] }>;
+  /** Removes one temp file; false when it was gone already (removed by someone else). */
+  unlink(temp: ObjectInfo): Promise<boolean>;
+  /** Removes the folder `dir` and its parents up to the storage's root while they are empty. */
+  removeEmpty(dir: string): Promise<void>;
+  /** Folder reads in flight at once. */
+  concurrency: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * `deleteLeftovers` of the remote file systems (see `CleansLeftovers`): walks the folders from `top`,
+ * removes each temp file found, then the folders left empty, deepest first (so that a folder that held
+ * only emptied folders goes too); resolves to the bytes freed.
+ */
+export async function deleteTempFiles<D extends { dir: string }>(
+  top: D,
+  ops: TempFileOps<D>,
+): Promise<number> {
+  const dirs: string[] = [];
+  const temps: ObjectInfo[] = [];
+  const read = (folder: D) => {
+    dirs.push(folder.dir);
+    return ops.read(folder);
+  };
+  for await (const temp of walkConcurrently(top, read, ops.concurrency, ops.signal)) temps.push(temp);
+  let freed = 0;
+  for (const temp of temps) {
+    ops.signal?.throwIfAborted();
+    if (await ops.unlink(temp)) freed += temp.size;
+  }
+  for (const dir of dirs.sort((a, b) => b.length - a.length)) await ops.removeEmpty(dir);
+  return freed;
 }
 
 /**

@@ -34,6 +34,7 @@ import {
   checkedOpen,
   checkObjectKey,
   codeOf,
+  deleteTempFiles,
   emptyStream,
   networkFailure,
   nonEmpty,
@@ -346,40 +347,34 @@ export class FtpStorage implements Storage, CleansLeftovers {
     signal?.throwIfAborted();
     const action = `Cannot delete the leftovers under "${prefix}" in ${this.url}`;
     const top = prefix === "" ? this.#root : this.#path(prefix.slice(0, -1));
-    const dirs: string[] = [];
-    const temps: { file: string; size: number }[] = [];
-    const read = (folder: Folder) => {
-      dirs.push(folder.dir);
-      return this.#withConnection(
-        action,
-        signal,
-        ({ client }) => readFolder(client, folder, this.#root, action, true),
-      );
-    };
-    for await (const temp of walkConcurrently({ dir: top, keyPrefix: prefix }, read, this.#max, signal)) {
-      temps.push({ file: `${top}/${this.#encodedPath(temp.key.slice(prefix.length))}`, size: temp.size });
-    }
-    return await this.#withConnection(action, signal, async (connection) => {
-      const { client } = connection;
-      let freed = 0;
-      for (const { file, size } of temps) {
-        signal?.throwIfAborted();
-        try {
-          await client.send(`DELE ${file}`);
-          freed += size;
-        } catch (err) {
-          if (!isReply(err, 550)) throw err;
-          // Gone meanwhile is fine; a file that is still there could not be deleted.
-          const gone = await statFile(connection, file, action).then(() => false, (e) => {
-            if (e instanceof NotFoundError) return true;
-            throw e;
-          });
-          if (!gone) throw err;
-        }
-      }
-      // Deepest first, so that a folder that held only emptied folders goes too.
-      for (const dir of dirs.sort((a, b) => b.length - a.length)) await this.#removeEmptyFolders(client, dir);
-      return freed;
+    return await deleteTempFiles({ dir: top, keyPrefix: prefix }, {
+      read: (folder: Folder) =>
+        this.#withConnection(
+          action,
+          signal,
+          ({ client }) => readFolder(client, folder, this.#root, action, true),
+        ),
+      unlink: (temp) =>
+        this.#withConnection(action, signal, async (connection) => {
+          const file = `${top}/${this.#encodedPath(temp.key.slice(prefix.length))}`;
+          try {
+            await connection.client.send(`DELE ${file}`);
+            return true;
+          } catch (err) {
+            if (!isReply(err, 550)) throw err;
+            // Gone meanwhile is fine; a file that is still there could not be deleted.
+            const gone = await statFile(connection, file, action).then(() => false, (e) => {
+              if (e instanceof NotFoundError) return true;
+              throw e;
+            });
+            if (!gone) throw err;
+            return false;
+          }
+        }),
+      removeEmpty: (dir) =>
+        this.#withConnection(action, signal, ({ client }) => this.#removeEmptyFolders(client, dir)),
+      concurrency: this.#max,
+      signal,
     });
   }
 

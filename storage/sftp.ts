@@ -45,6 +45,7 @@ import {
   checkedOpen,
   checkObjectKey,
   codeOf,
+  deleteTempFiles,
   emptyStream,
   networkFailure,
   nonEmpty,
@@ -432,27 +433,21 @@ export class SftpStorage implements Storage, CleansLeftovers {
       session = await this.#connection();
       const { sftp } = session;
       const top = prefix === "" ? this.#root : this.#path(prefix.slice(0, -1));
-      const dirs: string[] = [];
-      const read = (folder: Folder) => {
-        dirs.push(folder.dir);
-        return readFolder(sftp, folder, true);
-      };
-      let freed = 0;
-      for await (
-        const temp of walkConcurrently({ dir: top, keyPrefix: prefix }, read, LIST_CONCURRENCY, signal)
-      ) {
-        try {
-          await call((cb) =>
-            sftp.unlink(this.#root === "/" ? `/${temp.key}` : `${this.#root}/${temp.key}`, cb)
-          );
-          freed += temp.size;
-        } catch (err) {
-          if (statusOf(err) !== Status.noSuchFile) throw err; // gone meanwhile: freed by someone else
-        }
-      }
-      // Deepest first, so that a folder that held only emptied folders goes too.
-      for (const dir of dirs.sort((a, b) => b.length - a.length)) await this.#removeEmptyFolders(sftp, dir);
-      return freed;
+      return await deleteTempFiles({ dir: top, keyPrefix: prefix }, {
+        read: (folder: Folder) => readFolder(sftp, folder, true),
+        unlink: (temp) =>
+          call((cb) => sftp.unlink(this.#root === "/" ? `/${temp.key}` : `${this.#root}/${temp.key}`, cb))
+            .then(
+              () => true,
+              (err) => {
+                if (statusOf(err) !== Status.noSuchFile) throw err;
+                return false; // gone meanwhile: freed by someone else
+              },
+            ),
+        removeEmpty: (dir) => this.#removeEmptyFolders(sftp, dir),
+        concurrency: LIST_CONCURRENCY,
+        signal,
+      });
     } catch (err) {
       throw this.#error(action, err, signal, session);
     }

@@ -79,9 +79,10 @@ describe("orphans of killed backups", () => {
       let bytes = 0;
       for (const rel of fs.readdirSync(path.join(folders, id), { recursive: true }) as string[]) {
         const file = path.join(folders, id, rel);
-        if (fs.statSync(file).isFile() && !path.basename(file).startsWith(TEMP_PREFIX)) {
-          bytes += fs.statSync(file).size;
-        }
+        // The run may still be writing: a temp file can be renamed between the listing and the stat.
+        if (path.basename(file).startsWith(TEMP_PREFIX)) continue;
+        const st = fs.statSync(file, { throwIfNoEntry: false });
+        if (st?.isFile()) bytes += st.size;
       }
       if (bytes > 0) out.set(id, bytes);
     }
