@@ -7,7 +7,6 @@
  * @module
  */
 import { FrostError, messageOf } from "../base/errors.ts";
-import type { Bunzip2Decoder } from "./_bzip2_common.ts";
 import { hasLibbz2, nativeBunzip2Decoder } from "./_bzip2_native.ts";
 import { JsBunzip2Decoder } from "./_bzip2_js.ts";
 
@@ -42,14 +41,8 @@ export function bunzip2(
   options: Bunzip2Options = {},
 ): ReadableStream<Uint8Array> {
   const which = options.implementation ?? bunzip2Implementation();
-  let decoder: Bunzip2Decoder | undefined;
-  if (which === "libbz2") {
-    decoder = nativeBunzip2Decoder();
-    if (!decoder) throw new FrostError("bzip2: libbz2 cannot be used here (no FFI, or no libbz2.so.1.0)");
-  } else {
-    decoder = new JsBunzip2Decoder();
-  }
-  const dec = decoder;
+  const dec = which === "libbz2" ? nativeBunzip2Decoder() : new JsBunzip2Decoder();
+  if (!dec) throw new FrostError("bzip2: libbz2 cannot be used here (no FFI, or no libbz2.so.1.0)");
   const reader = input.getReader();
   let ended = false;
   let cancelled = false;
