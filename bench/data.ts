@@ -24,6 +24,7 @@ import { Buffer } from "node:buffer";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
+import { formatBytes } from "../base/units.ts";
 
 /** Bump when the generator's output changes, so that old data sets are regenerated. */
 const GENERATOR_VERSION = 2;
@@ -282,31 +283,12 @@ class BinarySource {
   }
 }
 
-/** Parses "50M", "1G", "1.5GiB", "4096" (binary units) into bytes. */
-export function parseSize(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(text.trim());
-  if (!m) throw new Error(`Invalid size "${text}" (examples: 50M, 1G, 4GiB)`);
-  const unit = ({ "": 1, k: KiB, m: MiB, g: 1024 * MiB, t: 1024 * 1024 * MiB } as Record<string, number>)[
-    m[2]!.toLowerCase()
-  ]!;
-  return Math.round(Number(m[1]) * unit);
-}
-
-/** "1 GiB", "50 MiB", "1.5 GiB". */
-export function formatSize(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = bytes;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[u]}`;
-}
-
-/** The data set's id: the folder name under bench/data/. */
+/**
+ * The data set's id: the folder name under bench/data/. The size drops its point and space, so 1.6 GiB
+ * reads `16GiB` (kept: the ids name data sets already made).
+ */
 export function dataSetId(p: DataParams): string {
-  const size = formatSize(p.size).replace(/[ .]/g, "");
+  const size = formatBytes(p.size).replace(/[ .]/g, "");
   if (p.kind === "usr") return `usr${(p.source ?? "/usr").replace(/[^A-Za-z0-9]+/g, "_")}`;
   if (p.kind === "flat") return `flat-${p.files}f-s${p.seed}`;
   return p.kind === "vm" ? `vm-${size}-s${p.seed}` : `home-${size}-${p.files}f-s${p.seed}`;
@@ -332,7 +314,7 @@ export function sourceDataSet(params: DataParams, log: (line: string) => void): 
   walk(root);
   const { files, bytes } = countTree(root);
   log(
-    `data: ${root}: ${files} files in ${dirs} folders, ${formatSize(bytes)} (counted in ${
+    `data: ${root}: ${files} files in ${dirs} folders, ${formatBytes(bytes)} (counted in ${
       ((performance.now() - started) / 1000).toFixed(1)
     } s; read only)`,
   );
@@ -394,7 +376,7 @@ export function ensureDataSet(dataDir: string, params: DataParams, log: (line: s
         return regenerate();
       }
     }
-    log(`data: reusing ${root} (${marker.fileCount} files, ${formatSize(marker.bytes)})`);
+    log(`data: reusing ${root} (${marker.fileCount} files, ${formatBytes(marker.bytes)})`);
     return set;
   }
   return regenerate();
@@ -403,10 +385,10 @@ export function ensureDataSet(dataDir: string, params: DataParams, log: (line: s
     log(
       `data: generating ${root} (${
         params.kind === "vm"
-          ? `one disk image of ${formatSize(params.size)}`
+          ? `one disk image of ${formatBytes(params.size)}`
           : params.kind === "flat"
           ? `${params.files} tiny files in one folder`
-          : `${params.files} small files, ${formatSize(params.size)} in all`
+          : `${params.files} small files, ${formatBytes(params.size)} in all`
       })…`,
     );
     const started = performance.now();
@@ -422,7 +404,7 @@ export function ensureDataSet(dataDir: string, params: DataParams, log: (line: s
     fs.writeFileSync(markerPath, JSON.stringify(written, null, 2) + "\n");
     const seconds = (performance.now() - started) / 1000;
     log(
-      `data: ${totals.fileCount} files in ${totals.dirCount} folders, ${formatSize(totals.bytes)}, ${
+      `data: ${totals.fileCount} files in ${totals.dirCount} folders, ${formatBytes(totals.bytes)}, ${
         seconds.toFixed(1)
       } s`,
     );
@@ -880,7 +862,7 @@ export function verifyRestore(restored: string, set: DataSet): string | undefine
 /** One line describing the set as generated, for the report. */
 export function describeSet(set: DataSet): string {
   const p = set.params;
-  const total = `${formatSize(set.initial.bytes)} (${set.initial.bytes} bytes)`;
+  const total = `${formatBytes(set.initial.bytes)} (${set.initial.bytes} bytes)`;
   if (set.kind === "usr") {
     return `"usr": this machine's ${set.root}, backed up in place (read only; nobody here wrote it): ${total} ` +
       `in ${set.initial.fileCount} regular files and ${set.dirCount} folders, plus its symlinks; no change rounds`;

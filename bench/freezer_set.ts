@@ -39,6 +39,8 @@ export interface FreezerTool {
 export interface FreezerSetup {
   /** Bytes of the bzip2 stream (the `data` object). */
   compressed: number;
+  /** The path of that `data` object. */
+  object: string;
   /** Seconds spent making it (untimed). */
   seconds: number;
   tools: FreezerTool[];
@@ -136,6 +138,7 @@ export function freezerSetup(
   ];
   return {
     compressed,
+    object,
     seconds: (performance.now() - started) / 1000,
     tools,
     cleanup: () => fs.rmSync(work, { recursive: true, force: true }),

@@ -24,15 +24,14 @@ import {
   type DataSet,
   describeSet,
   ensureDataSet,
-  formatSize,
   hasChangeRounds,
-  parseSize,
   revertChanges,
   SET_KINDS,
   type SetKind,
   settle,
   sourceDataSet,
 } from "./data.ts";
+import { formatBytes, parseSize } from "../base/units.ts";
 import { freezerSetup } from "./freezer_set.ts";
 import {
   exec,
@@ -455,7 +454,9 @@ function runSet(kind: SetKind, opts: Options, frost: ReturnType<typeof resolveFr
     TOOLS[t].make({ data, work: path.join(WORK_DIR, t), timeout: opts.timeout, frost: frost.cmd })
   );
   log(
-    `\n== data set "${kind}": ${formatSize(data.bytes)} in ${data.fileCount} files; tools: ${ids.join(", ")}`,
+    `\n== data set "${kind}": ${formatBytes(data.bytes)} in ${data.fileCount} files; tools: ${
+      ids.join(", ")
+    }`,
   );
 
   const samples = new Map<string, StepResult[]>();
@@ -595,7 +596,7 @@ function runSet(kind: SetKind, opts: Options, frost: ReturnType<typeof resolveFr
     load: { start: loadStart, end: loadEnd },
   };
   console.log(
-    `\n"${kind}": ${formatSize(data.bytes)} in ${data.fileCount} files, ${
+    `\n"${kind}": ${formatBytes(data.bytes)} in ${data.fileCount} files, ${
       opts.runs === 1 ? "one round" : `best of ${opts.runs}`
     }, warm cache, ${Math.round(result.seconds)} s in all`,
   );
@@ -668,8 +669,8 @@ function runFreezer(opts: Options, frost: ReturnType<typeof resolveFrost>): Free
   const data = ensureDataSet(DATA_DIR, params, log);
   const setup = freezerSetup(data, path.join(WORK_DIR, "freezer"), frost.cmd, opts.timeout);
   log(
-    `\n== Freezer bzip2 restore: ${formatSize(data.bytes)} in ${data.fileCount} files, bzip2 stream ${
-      formatSize(setup.compressed)
+    `\n== Freezer bzip2 restore: ${formatBytes(data.bytes)} in ${data.fileCount} files, bzip2 stream ${
+      formatBytes(setup.compressed)
     } (made in ${setup.seconds.toFixed(1)} s)`,
   );
   const samples = new Map<string, StepResult[]>();
@@ -744,7 +745,7 @@ function runFreezer(opts: Options, frost: ReturnType<typeof resolveFrost>): Free
     notes,
   };
   console.log(
-    `\nFreezer bzip2 restore: ${formatSize(data.bytes)} in ${data.fileCount} files, ${
+    `\nFreezer bzip2 restore: ${formatBytes(data.bytes)} in ${data.fileCount} files, ${
       opts.runs === 1 ? "one round" : `best of ${opts.runs}`
     }`,
   );
@@ -772,7 +773,7 @@ function runRss(opts: Options, frost: ReturnType<typeof resolveFrost>): RssResul
   const loadStart = loads();
   const rows: RssRow[] = [];
   const notes: string[] = [];
-  log(`\n== sizes: frost's full backup and restore of "home" at ${sizes.map(formatSize).join(", ")}`);
+  log(`\n== sizes: frost's full backup and restore of "home" at ${sizes.map(formatBytes).join(", ")}`);
   for (const size of sizes) {
     const params: DataParams = { kind: "home", size, files: opts.rssFiles, seed: opts.seed };
     const data = ensureDataSet(DATA_DIR, params, log);
@@ -790,14 +791,14 @@ function runRss(opts: Options, frost: ReturnType<typeof resolveFrost>): RssResul
       try {
         const r = tool.backup(0);
         runs.push(r);
-        log(`rss ${formatSize(size)} round ${round + 1}/${opts.runs}: backup ${fmtStep(r)}`);
+        log(`rss ${formatBytes(size)} round ${round + 1}/${opts.runs}: backup ${fmtStep(r)}`);
         const rr = tool.restore(0);
         restores.push(rr);
-        log(`rss ${formatSize(size)} round ${round + 1}/${opts.runs}: restore ${fmtStep(rr)}`);
-        if (rr.note) notes.push(`${formatSize(size)}, restore, round ${round + 1}: ${rr.note}`);
+        log(`rss ${formatBytes(size)} round ${round + 1}/${opts.runs}: restore ${fmtStep(rr)}`);
+        if (rr.note) notes.push(`${formatBytes(size)}, restore, round ${round + 1}: ${rr.note}`);
       } catch (err) {
         if (!(err instanceof CommandError)) throw err;
-        log(`rss ${formatSize(size)} round ${round + 1}/${opts.runs}: FAILED: ${err.message}`);
+        log(`rss ${formatBytes(size)} round ${round + 1}/${opts.runs}: FAILED: ${err.message}`);
         break;
       }
     }
@@ -811,7 +812,7 @@ function runRss(opts: Options, frost: ReturnType<typeof resolveFrost>): RssResul
     };
     const br = best(restores);
     rows.push({
-      size: formatSize(data.bytes),
+      size: formatBytes(data.bytes),
       bytes: data.bytes,
       files: data.fileCount,
       wall: b.sample.wall,
