@@ -326,7 +326,7 @@ export class S3Storage implements Storage, HashesPuts, CleansLeftovers {
     };
     // Few in practice (uploads are aborted with their orphan): held while the objects' folders stream.
     const uploads = new Set<string>();
-    for await (const page of this.#uploadPages(start, options.signal, action)) {
+    for await (const page of this.#uploadPages(start, "/", options.signal, action)) {
       for (const common of page.CommonPrefixes ?? []) {
         const name = folder(common);
         if (name !== undefined) uploads.add(name);
@@ -344,10 +344,16 @@ export class S3Storage implements Storage, HashesPuts, CleansLeftovers {
   }
 
   /**
-   * The pages of a ListMultipartUploads of `start` (a bucket prefix) with delimiter "/"; none where the
-   * server or a policy does not allow listing uploads (as in `deleteLeftovers`).
+   * The pages of a ListMultipartUploads of `start` (a bucket prefix), with `delimiter` if given; none where
+   * the server or a policy does not allow listing uploads (AccessDenied, NotImplemented): there are none
+   * frost could have left.
    */
-  async *#uploadPages(start: string, signal: AbortSignal | undefined, action: string) {
+  async *#uploadPages(
+    start: string,
+    delimiter: string | undefined,
+    signal: AbortSignal | undefined,
+    action: string,
+  ) {
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     do {
@@ -360,7 +366,7 @@ export class S3Storage implements Storage, HashesPuts, CleansLeftovers {
               new ListMultipartUploadsCommand({
                 Bucket: this.bucket,
                 Prefix: start,
-                Delimiter: "/",
+                Delimiter: delimiter,
                 MaxUploads: this.#pageSize,
                 KeyMarker: keyMarker,
                 UploadIdMarker: uploadIdMarker,
@@ -451,30 +457,8 @@ export class S3Storage implements Storage, HashesPuts, CleansLeftovers {
     const action = `Cannot delete the unfinished uploads under "${prefix}" in ${this.url}`;
     const send = <T>(make: (abortSignal: AbortSignal) => Promise<T>) => this.#send(make, signal, action);
     let freed = 0;
-    let keyMarker: string | undefined;
-    let uploadIdMarker: string | undefined;
     try {
-      do {
-        signal?.throwIfAborted();
-        let page;
-        try {
-          page = await send((abortSignal) =>
-            this.#client.send(
-              new ListMultipartUploadsCommand({
-                Bucket: this.bucket,
-                Prefix: this.#root + prefix,
-                MaxUploads: this.#pageSize,
-                KeyMarker: keyMarker,
-                UploadIdMarker: uploadIdMarker,
-              }),
-              { abortSignal },
-            )
-          );
-        } catch (err) {
-          const status = statusOf(err);
-          if (status === 501 || status === 403 || ACCESS_CODES.has(codeOf(err) ?? "")) return 0;
-          throw err;
-        }
+      for await (const page of this.#uploadPages(this.#root + prefix, undefined, signal, action)) {
         for (const upload of page.Uploads ?? []) {
           if (upload.Key === undefined || upload.UploadId === undefined) continue;
           const { Key, UploadId } = upload;
@@ -504,12 +488,7 @@ export class S3Storage implements Storage, HashesPuts, CleansLeftovers {
             if (codeOf(err) !== "NoSuchUpload") throw err;
           }
         }
-        keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
-        uploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
-        if (page.IsTruncated && keyMarker === undefined) {
-          throw new StorageError(`${action}: the server sent a truncated listing without a next marker`);
-        }
-      } while (keyMarker !== undefined);
+      }
       return freed;
     } catch (err) {
       throw this.#error(action, err, signal);

@@ -385,7 +385,19 @@ describe("orphans of killed backups on remote storages", () => {
   }
 
   withSwiftServer("the swift server runs (S3)", (env) => {
-    it("the next backup frees the data of a backup killed in a put on S3, which leaves no multipart upload", async () => {
+    /**
+     * Runs `body` on a new bucket (frost's storage `s3://<bucket>/backups`), then empties and removes it;
+     * `uploads()` lists the bucket's unfinished multipart uploads.
+     */
+    async function withBucket(
+      body: (b: {
+        bucket: string;
+        remote: Remote;
+        storage: S3Storage;
+        client: S3Client;
+        uploads: () => Promise<unknown[]>;
+      }) => Promise<void>,
+    ): Promise<void> {
       const bucket = uniqueName();
       const settings = {
         endpoint: env.FROST_TEST_S3_ENDPOINT!,
@@ -408,6 +420,17 @@ describe("orphans of killed backups on remote storages", () => {
         (await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: "backups/" })))
           .Uploads ?? [];
       try {
+        await body({ bucket, remote, storage, client, uploads });
+      } finally {
+        for (const key of await listKeys(storage, "")) await storage.delete(key);
+        await storage.close();
+        await client.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
+        client.destroy();
+      }
+    }
+
+    it("the next backup frees the data of a backup killed in a put on S3, which leaves no multipart upload", async () => {
+      await withBucket(async ({ bucket, remote, storage, client, uploads }) => {
         const committed = async () => new Set(await listKeys(storage, "h1_o/manifests/"));
         const uncommitted = async () => {
           const manifests = [...await committed()].map((k) => k.split("/").at(-1)!.replace(/\.json$/, ""));
@@ -451,37 +474,13 @@ describe("orphans of killed backups on remote storages", () => {
         );
         assert.deepEqual(await uncommitted(), []);
         assert.deepEqual(await uploads(), []);
-      } finally {
-        for (const key of await listKeys(storage, "")) await storage.delete(key);
-        await storage.close();
-        await client.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
-        client.destroy();
-      }
+      });
     });
 
     it("the next backup aborts the unfinished multipart upload of an orphan that holds no object on S3", async () => {
-      const bucket = uniqueName();
-      const settings = {
-        endpoint: env.FROST_TEST_S3_ENDPOINT!,
-        pathStyle: true,
-        region: "us-east-1",
-        credentials: { accessKeyId: env.FROST_TEST_S3_KEY!, secretAccessKey: env.FROST_TEST_S3_SECRET! },
-        env: {},
-      };
-      const common = [
-        ...["--storage", `s3://${bucket}/backups`, "--s3-endpoint", settings.endpoint, "--s3-path-style"],
-        ...["--hostname", "h1", "--name", "o"],
-      ];
-      const runEnv = {
-        AWS_ACCESS_KEY_ID: settings.credentials.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: settings.credentials.secretAccessKey,
-      };
-      const storage = await S3Storage.open(`s3://${bucket}/backups`, { ...settings, create: true });
-      const client = new S3Client({ ...settings, forcePathStyle: true });
-      const uploads = async () =>
-        (await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: "backups/" })))
-          .Uploads ?? [];
-      try {
+      await withBucket(async ({ bucket, remote, storage, client, uploads }) => {
+        const common = ["--storage", remote.storage, ...remote.args, "--hostname", "h1", "--name", "o"];
+        const runEnv = remote.env;
         const first = await frost(["backup", src, ...common], { env: runEnv });
         assert.equal(first.code, 0, first.stderr);
         // A multipart writer cut in its first part (another tool, or an older frost): no object at all.
@@ -506,12 +505,7 @@ describe("orphans of killed backups on remote storages", () => {
         assert.deepEqual(await uploads(), []);
         const listed = await frost(["list", ...common, "--json"], { env: runEnv });
         assert.equal(JSON.parse(listed.stdout).length, 2);
-      } finally {
-        for (const key of await listKeys(storage, "")) await storage.delete(key);
-        await storage.close();
-        await client.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
-        client.destroy();
-      }
+      });
     });
   });
 });
