@@ -3,11 +3,40 @@
  * GNU tar stores (`SCHILY.acl.access`), and restoring them with one warning per kind the kernel refuses.
  *
  * Every call goes through `@napi-rs/xattr`, whose functions use the `l*xattr` system calls: they never
- * follow a symlink (a symlink's own attributes are read and set, where the kernel allows).
+ * follow a symlink (a symlink's own attributes are read and set, where the kernel allows). Where that addon
+ * cannot load (Deno without --allow-ffi), a backup storing xattrs fails at once and a restore warns once.
  * @module
  */
-import { getAttributeSync, listAttributesSync, removeAttributeSync, setAttributeSync } from "@napi-rs/xattr";
+import { FrostError } from "../base/errors.ts";
 import type { IdMap, OwnerNames } from "./_fs_common.ts";
+
+// Loaded here rather than imported: a native addon, which Deno loads only with --allow-ffi. Without it frost
+// still starts; a backup that would store xattrs refuses to run (`requireXattrs`), a restore warns once.
+const addon = await import("@napi-rs/xattr").catch(() => undefined);
+
+/** Why xattrs cannot be read or set in this process, or undefined when they can. */
+export function xattrsUnavailable(): string | undefined {
+  return addon
+    ? undefined
+    : "extended attributes and ACLs cannot be read or set here: the native xattr addon did not load " +
+      "(under Deno, run frost with --allow-ffi)";
+}
+
+/**
+ * Throws when xattrs are to be stored (`wanted`) but cannot be read here: a backup that silently left
+ * them out would lose them. `source` names the backup in the error.
+ */
+export function requireXattrs(source: string, wanted: boolean | undefined): void {
+  const why = wanted === false ? undefined : xattrsUnavailable();
+  if (why) {
+    throw new FrostError(`Cannot back up "${source}": ${why}; give --no-xattrs to back up without them`);
+  }
+}
+
+function xattrs(): NonNullable<typeof addon> {
+  if (!addon) throw new FrostError(`Cannot use extended attributes: ${xattrsUnavailable()}`);
+  return addon;
+}
 
 /** One extended attribute: its full name (`user.x`) and raw value. */
 export type Xattr = [name: string, value: Uint8Array];
@@ -60,7 +89,7 @@ function errnoWords(errno: number, err: unknown): string {
 export function readXattrs(abs: string, warn: (message: string) => void): Xattr[] | undefined {
   let names: string[];
   try {
-    names = listAttributesSync(abs);
+    names = xattrs().listAttributesSync(abs);
   } catch (err) {
     const errno = errnoOf(err);
     if (errno !== EOPNOTSUPP && errno !== ENOENT) {
@@ -72,7 +101,7 @@ export function readXattrs(abs: string, warn: (message: string) => void): Xattr[
   const out: Xattr[] = [];
   for (const name of names.sort()) {
     try {
-      const value = getAttributeSync(abs, name);
+      const value = xattrs().getAttributeSync(abs, name);
       if (value) out.push([name, new Uint8Array(value.buffer, value.byteOffset, value.byteLength)]);
     } catch (err) {
       const errno = errnoOf(err);
@@ -198,6 +227,9 @@ function modeAcl(mode: number): Uint8Array {
   return out;
 }
 
+/** The key of `XattrRestorer`'s refusals when the addon is missing: every kind at once. */
+const UNAVAILABLE = "all extended attributes";
+
 /** The kind of an xattr, as a restore's warning names it (one warning per kind refused). */
 function kindOf(name: string): string {
   if (name === ACL_ACCESS || name === ACL_DEFAULT) return "POSIX ACLs";
@@ -300,17 +332,18 @@ export class XattrRestorer {
 
   /** The names of the xattrs `abs` has ([] when they cannot be listed). */
   #list(abs: string): string[] {
+    if (!addon) return [];
     try {
-      return listAttributesSync(abs);
+      return addon.listAttributesSync(abs);
     } catch {
       return [];
     }
   }
 
   #set(abs: string, name: string, attr: string, value: Uint8Array): boolean {
-    if (this.#refused.has(kindOf(attr))) return false;
+    if (this.#refused.has(kindOf(attr)) || this.#unavailable(name)) return false;
     try {
-      setAttributeSync(abs, attr, value);
+      xattrs().setAttributeSync(abs, attr, value);
       return true;
     } catch (err) {
       const errno = errnoOf(err);
@@ -325,9 +358,9 @@ export class XattrRestorer {
   }
 
   #remove(abs: string, name: string, attr: string): void {
-    if (this.#refused.has(kindOf(attr))) return;
+    if (this.#refused.has(kindOf(attr)) || this.#unavailable(name)) return;
     try {
-      removeAttributeSync(abs, attr);
+      xattrs().removeAttributeSync(abs, attr);
     } catch (err) {
       const errno = errnoOf(err);
       if (errno === ENODATA || errno === ENOENT) return;
@@ -338,6 +371,17 @@ export class XattrRestorer {
         errno === EPERM || errno === EACCES || errno === EOPNOTSUPP,
       );
     }
+  }
+
+  /** True when xattrs cannot be set here at all; said once per restore, for the first entry that has some. */
+  #unavailable(name: string): boolean {
+    const why = xattrsUnavailable();
+    if (why === undefined) return false;
+    if (!this.#refused.has(UNAVAILABLE)) {
+      this.#refused.add(UNAVAILABLE);
+      this.#warn(name, `${why}; not restored (reported once; no entry of this restore gets them)`);
+    }
+    return true;
   }
 
   /**

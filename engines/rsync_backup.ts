@@ -35,7 +35,7 @@ import {
   TAG,
 } from "./_rsync_format.ts";
 import { code, errnoText, excludeMatcher, OwnerNames } from "./_fs_common.ts";
-import { readXattrs } from "./_xattrs.ts";
+import { readXattrs, requireXattrs } from "./_xattrs.ts";
 import { mayHaveHoles, sparseLayout } from "./_sparse.ts";
 import { BackupControl, closeRead, entryKind, listDir, lstatChild, statSource } from "./_walk.ts";
 import { type FileKind, OPEN_FLAGS, PROGRESS_MS, SLICE_MS } from "./_walk.ts";
@@ -699,5 +699,7 @@ function holeBlocks(fd: number, size: number, bs: number): number[] {
  * ```
  */
 export function rsyncBackup(source: string, options: BackupOptions = {}): BackupRun {
-  return new RsyncBackup(source, statSource(source), options).run;
+  const stat = statSource(source);
+  requireXattrs(source, options.xattrs);
+  return new RsyncBackup(source, stat, options).run;
 }

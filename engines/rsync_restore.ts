@@ -265,8 +265,8 @@ class Applier {
       throw new FrostError(
         sameFormat
           ? `Cannot restore: rsync stream version ${version} is not supported (this frost reads ${
-            STREAM_VERSIONS.join(" and ")
-          })`
+            STREAM_VERSIONS.slice(0, -1).join(", ")
+          } and ${STREAM_VERSIONS.at(-1)})`
           : "Cannot restore: the data is not an rsync engine stream",
       );
     }

@@ -129,7 +129,15 @@ import {
 import { errnoText, excludeMatcher, OwnerNames } from "./_fs_common.ts";
 import { hasEscape } from "./_names.ts";
 import { mayHaveHoles, sparseHeaderName, type SparseLayout, sparseLayout, SparseSource } from "./_sparse.ts";
-import { ACL_ACCESS, ACL_DEFAULT, aclToText, encodeXattrKeyword, readXattrs, type Xattr } from "./_xattrs.ts";
+import {
+  ACL_ACCESS,
+  ACL_DEFAULT,
+  aclToText,
+  encodeXattrKeyword,
+  readXattrs,
+  requireXattrs,
+  type Xattr,
+} from "./_xattrs.ts";
 import {
   BackupControl,
   closeRead,
@@ -1267,5 +1275,7 @@ function packDumpdir(pack: Pack): Uint8Array {
  * ```
  */
 export function tarBackup(source: string, options: BackupOptions = {}): BackupRun {
-  return new TarBackup(source, statSource(source), options).run;
+  const stat = statSource(source);
+  requireXattrs(source, options.xattrs);
+  return new TarBackup(source, stat, options).run;
 }

@@ -480,9 +480,12 @@ describe("rsync stream versions", () => {
     await run.done;
   };
 
-  it("writes version 2 with an X record for an entry's xattrs, and still reads version 1", async () => {
-    const v2 = await streamOf(true);
-    assert.equal(v2[7], 2);
+  it("writes version 3 with an X record for an entry's xattrs, and still reads versions 2 and 1", async () => {
+    const v3 = await streamOf(true);
+    assert.equal(v3[7], 3);
+    // Version 2 is version 3 without H (hole) records: this file has none.
+    const v2 = v3.slice();
+    v2[7] = 2;
     await restore(v2, path.join(work, "v2"));
     assert.match(sh("getfattr", ["-d", "--absolute-names", path.join(work, "v2/f")]), /user\.x="hello"/);
     // A version 1 stream is a version 2 stream without X records.
@@ -494,10 +497,10 @@ describe("rsync stream versions", () => {
     const bad = v2.slice();
     bad[7] = 1;
     await assert.rejects(restore(bad, path.join(work, "bad1")), /unknown record tag 88/);
-    bad[7] = 3;
+    bad[7] = 4;
     await assert.rejects(
-      restore(bad, path.join(work, "bad3")),
-      /version 3 is not supported \(this frost reads 1 and 2\)/,
+      restore(bad, path.join(work, "bad4")),
+      /version 4 is not supported \(this frost reads 1, 2 and 3\)/,
     );
   });
 });
@@ -539,4 +542,85 @@ describe("a restore as nobody under a default ACL that leaves the owner no write
       );
     });
   }
+});
+
+describe("frost under Deno without --allow-ffi (the xattr addon cannot load)", {
+  skip: process.env.FROST_BIN !== undefined && "runs main.ts under Deno; the binary always has the addon",
+}, () => {
+  const ROOT = path.resolve(import.meta.dirname!, "../..");
+  const DENO = path.join(ROOT, "node_modules/deno/deno");
+  let work: string;
+  let src: string;
+  let store: string;
+  /** main.ts under Deno with every permission but FFI. */
+  const noFfi = (args: string[]) =>
+    spawnSync(DENO, [
+      "run",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-sys",
+      "--allow-run",
+      "main.ts",
+      ...args,
+    ], {
+      cwd: ROOT,
+      encoding: "utf8",
+      env: { ...process.env, NO_COLOR: "1" },
+    });
+  before(() => {
+    work = tempDir("no-ffi");
+    src = path.join(work, "src");
+    store = path.join(work, "store");
+    fs.mkdirSync(src);
+    fs.writeFileSync(path.join(src, "f"), "x\n");
+    fs.writeFileSync(path.join(src, "g"), "y\n");
+    sh("setfattr", ["-n", "user.x", "-v", "hello", path.join(src, "f")]);
+    sh("setfattr", ["-n", "user.y", "-v", "world", path.join(src, "g")]);
+  });
+  after(() => cleanup(work));
+
+  it("starts, refuses a backup that would lose xattrs unless --no-xattrs, and warns once on restore", async () => {
+    const common = ["--name", "nf", "--hostname", "h1", "--storage", store];
+    assert.equal(noFfi(["--version"]).status, 0);
+    for (const engine of ["tar", "rsync"]) {
+      const refused = noFfi(["backup", src, ...common, "--engine", engine]);
+      assert.equal(refused.status, 1, refused.stderr);
+      assert.equal(
+        refused.stderr,
+        `frost: Cannot back up "${src}": extended attributes and ACLs cannot be read or set here: the native ` +
+          "xattr addon did not load (under Deno, run frost with --allow-ffi); give --no-xattrs to back up " +
+          "without them\n",
+      );
+    }
+    assert.equal(noFfi(["list", ...common]).status, 0, "nothing was backed up");
+    const without = noFfi([
+      "backup",
+      src,
+      "--name",
+      "plain",
+      "--hostname",
+      "h1",
+      "--storage",
+      store,
+      "--no-xattrs",
+    ]);
+    assert.equal(without.status, 0, without.stderr);
+    // Made with the addon (frost's usual run), restored without it: the data, and one warning.
+    const made = await frost(["backup", src, ...common]);
+    assert.equal(made.code, 0, made.stderr);
+    const to = path.join(work, "restored");
+    const r = noFfi(["restore", ...common, "--to", to]);
+    assert.equal(r.status, 3, r.stderr);
+    const warnings = r.stderr.split("\n").filter((l) => l.startsWith("frost: warning:"));
+    assert.equal(warnings.length, 1, r.stderr);
+    assert.match(
+      warnings[0]!,
+      /extended attributes and ACLs cannot be read or set here.*not restored \(reported once/,
+    );
+    assert.equal(fs.readFileSync(path.join(to, "f"), "utf8"), "x\n");
+    assert.equal(fs.readFileSync(path.join(to, "g"), "utf8"), "y\n");
+    const quiet = noFfi(["restore", ...common, "--to", path.join(work, "quiet"), "--no-xattrs"]);
+    assert.equal(quiet.status, 0, quiet.stderr);
+  });
 });
