@@ -542,6 +542,11 @@ class RsyncBackup {
         if (this.#ended) throw this.#c.aborted();
       }
     }
+    // Holes are not read, so a file that shrank into one is only seen here.
+    if (nextHole > 0 && (flags & FLAG_REREAD) === 0 && fs.fstatSync(fd).size < item.size) {
+      this.#c.warn(abs, `file shrank while read; stored ${item.size} bytes, zeros at its end`);
+      flags |= FLAG_REREAD;
+    }
     this.#closeFile();
     const result = scanner.finish();
     out.u8(TAG.fileEnd);
