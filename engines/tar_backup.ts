@@ -140,6 +140,7 @@ import {
   statSource,
 } from "./_walk.ts";
 import { OPEN_FLAGS, PROGRESS_MS, SLICE_MS } from "./_walk.ts";
+import { ChildStat } from "./_ffi_stat.ts";
 import { collectYoung, relieveMemory } from "../base/memory.ts";
 import { workerBuffer } from "../base/bytes.ts";
 
@@ -324,6 +325,8 @@ class TarBackup {
   #ended = false;
 
   #reader: TarStateReader | undefined;
+  /** The level N walk's first look at children, through statx() where the runtime can call it. */
+  #childStat: ChildStat | undefined;
   #readerOpen = false;
   /** Parent records with a ctime at or after this (ns, decimal) count as changed; see "Change detection". */
   #racyLimit = "0";
@@ -367,7 +370,10 @@ class TarBackup {
     this.#rootDev = rootStat.dev;
     this.#exclude = options.exclude ? excludeMatcher(options.exclude) : undefined;
     const started = BigInt(Date.now()) * 1_000_000n;
-    if (options.previous) this.#reader = new TarStateReader(options.previous);
+    if (options.previous) {
+      this.#reader = new TarStateReader(options.previous);
+      this.#childStat = ChildStat.open();
+    }
 
     const name = rootStat.isDirectory() ? "." : path.basename(source);
     const rootItem = makeItem(name, name, rootStat.isDirectory() ? "d" : "f", rootStat, rootStat.dev);
@@ -624,56 +630,77 @@ class TarBackup {
       files.push({ lines: run.join("\n") + "\n", count: run.length });
       run = [];
     };
-    for (let i = 0; i < names.length; i++) {
-      this.#tick();
-      const name = names[i]!;
-      const rel = dir.relPrefix + name;
-      if (exclude?.(rel, name, false)) continue;
-      const abs = dir.absPrefix + name;
-      const fast = lstatChildFast(abs, name, this.#c);
-      if (!fast) continue;
-      let kind = entryKind(fast.mode, abs, this.#isRoot, this.#c);
-      if (kind === undefined || (kind === "d" && exclude?.(rel, name, true))) continue;
-      let rec: ParentRecord | undefined | typeof MORE;
-      if (kind !== "d") {
-        rec = reader.match(dir.parts, name, false, dir.relPrefix);
+    const at = this.#childStat;
+    const native = at?.openDir(dir.absPrefix) === true;
+    try {
+      for (let i = 0; i < names.length; i++) {
+        this.#tick();
+        const name = names[i]!;
+        const rel = dir.relPrefix + name;
+        if (exclude?.(rel, name, false)) continue;
+        const abs = dir.absPrefix + name;
+        // The first look: statx() in this directory when the runtime can, else a number lstat.
+        let fast: fs.Stats | undefined;
+        let mode: number;
+        let nlink: number;
+        if (native && at!.stat(name)) {
+          mode = at!.mode;
+          nlink = at!.nlink;
+        } else {
+          fast = lstatChildFast(abs, name, this.#c);
+          if (!fast) continue;
+          mode = fast.mode;
+          nlink = fast.nlink;
+        }
+        let kind = entryKind(mode, abs, this.#isRoot, this.#c);
+        if (kind === undefined || (kind === "d" && exclude?.(rel, name, true))) continue;
+        let rec: ParentRecord | undefined | typeof MORE;
+        if (kind !== "d") {
+          rec = reader.match(dir.parts, name, false, dir.relPrefix);
+          while (rec === MORE) {
+            await reader.more();
+            rec = reader.match(dir.parts, name, false, dir.relPrefix);
+          }
+          const line = nlink > 1
+            ? undefined
+            : fast
+            ? this.#sameRecord(rec, rel, kind, fast)
+            : this.#sameRecordExact(rec, rel, kind, at!);
+          if (line !== undefined) {
+            if (leading) {
+              this.#record(line + "\n");
+              this.#c.stats.scanned++;
+            } else run.push(line);
+            byName.push(name);
+            continue;
+          }
+        }
+        // The exact look: it decides what is stored (and, for a non-directory, whether it changed).
+        const st = lstatChild(abs, name, this.#c);
+        if (!st) continue;
+        if ((Number(st.mode) & 0o170000) !== (mode & 0o170000)) {
+          kind = entryKind(Number(st.mode), abs, this.#isRoot, this.#c); // replaced in between
+          if (kind === undefined || (kind === "d" && exclude?.(rel, name, true))) continue;
+        }
+        const it = makeItem(name, rel, kind, st, this.#rootDev);
+        byName.push(it);
+        if (kind === "d") {
+          dirs.push(it);
+          continue;
+        }
+        if (rec === undefined) rec = reader.match(dir.parts, name, false, dir.relPrefix); // was a directory at first
         while (rec === MORE) {
           await reader.more();
           rec = reader.match(dir.parts, name, false, dir.relPrefix);
         }
-        const line = fast.nlink <= 1 ? this.#sameRecord(rec, rel, kind, fast) : undefined;
-        if (line !== undefined) {
-          if (leading) {
-            this.#record(line + "\n");
-            this.#c.stats.scanned++;
-          } else run.push(line);
-          byName.push(name);
-          continue;
-        }
+        it.changed = !this.#unchanged(rec, it);
+        endRun();
+        files.push(it);
+        leading = false;
+        if (it.linkKey !== undefined) linked.push(it);
       }
-      // The exact look: it decides what is stored (and, for a non-directory, whether it changed).
-      const st = lstatChild(abs, name, this.#c);
-      if (!st) continue;
-      if ((Number(st.mode) & 0o170000) !== (fast.mode & 0o170000)) {
-        kind = entryKind(Number(st.mode), abs, this.#isRoot, this.#c); // replaced in between
-        if (kind === undefined || (kind === "d" && exclude?.(rel, name, true))) continue;
-      }
-      const it = makeItem(name, rel, kind, st, this.#rootDev);
-      byName.push(it);
-      if (kind === "d") {
-        dirs.push(it);
-        continue;
-      }
-      if (rec === undefined) rec = reader.match(dir.parts, name, false, dir.relPrefix); // was a directory at first
-      while (rec === MORE) {
-        await reader.more();
-        rec = reader.match(dir.parts, name, false, dir.relPrefix);
-      }
-      it.changed = !this.#unchanged(rec, it);
-      endRun();
-      files.push(it);
-      leading = false;
-      if (it.linkKey !== undefined) linked.push(it);
+    } finally {
+      at?.closeDir();
     }
     endRun();
     this.#keepLinks(linked);
@@ -696,7 +723,34 @@ class TarBackup {
     if (Math.abs(Number(mtime) / 1e6 - st.mtimeMs) >= SAME_TIME_MS) return undefined;
     if (Math.abs(Number(ctime) / 1e6 - st.ctimeMs) >= SAME_TIME_MS) return undefined;
     if (!decimalLess(ctime, this.#racyLimit)) return undefined;
-    const dev = String(st.dev);
+    return this.#withDevice(rec, rel, kind, String(st.dev));
+  }
+
+  /**
+   * {@linkcode #sameRecord} for a first look through statx() (`at`), whose values are exact: the parent's
+   * record when inode, size, mtime and ctime are the same to the nanosecond (and the record passes the
+   * ctime rule), with this device; undefined when it may have changed.
+   */
+  #sameRecordExact(
+    rec: ParentRecord | undefined,
+    rel: string,
+    kind: Kind,
+    at: ChildStat,
+  ): string | undefined {
+    if (rec === undefined || rec.kind !== kind) return undefined;
+    const [ino, size, mtime, ctime] = (rec.fields ?? tailFields(rec.tail, 0)) as [
+      string,
+      string,
+      string,
+      string,
+    ];
+    if (ino !== at.ino || size !== at.size || mtime !== at.mtimeNs || ctime !== at.ctimeNs) return undefined;
+    if (!decimalLess(ctime, this.#racyLimit)) return undefined;
+    return this.#withDevice(rec, rel, kind, at.dev);
+  }
+
+  /** The parent's record `rec` of an unchanged entry, with device `dev` (this run's). */
+  #withDevice(rec: ParentRecord, rel: string, kind: Kind, dev: string): string {
     const line = rec.line;
     const at = line.length - rec.tail.length - dev.length - 8; // where `,"<kind>","<dev>",` starts
     if (line.startsWith(`,"${kind}","${dev}",`, at)) return line;
