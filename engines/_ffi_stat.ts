@@ -70,6 +70,21 @@ function nsText(lo: number, hi: number, nsec: number): string {
   return String((BigInt(hi) * BigInt(TWO_32) + BigInt(lo)) * 1_000_000_000n + BigInt(nsec));
 }
 
+/**
+ * The decimal digits of `text` from `start` to `end` as a number: exact up to 2^53, at least 2^53 beyond;
+ * -1 when there are none, more than 16 or something else.
+ */
+function digits(text: string, start: number, end: number): number {
+  if (end <= start || end - start > 16) return -1;
+  let v = 0;
+  for (let i = start; i < end; i++) {
+    const d = text.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
 /** A 64-bit unsigned field as decimal text. */
 function u64Text(lo: number, hi: number): string {
   return hi < 0x200000 ? String(hi * TWO_32 + lo) : String(BigInt(hi) * BigInt(TWO_32) + BigInt(lo));
@@ -154,6 +169,46 @@ export class ChildStat {
   get ctimeNs(): string {
     return nsText(this.#u32[24]!, this.#i32[25]!, this.#u32[26]!);
   }
+  /**
+   * Whether inode, size, mtime and ctime are those of a state record's tail, `"<ino>","<size>","<mtime
+   * ns>","<ctime ns>"]` starting at `start` in `line`: read digit by digit, no string made where the
+   * values are below 2^53 (times: whole seconds), compared as text otherwise.
+   */
+  sameTail(line: string, start: number): boolean {
+    let p = start + 1;
+    let e = line.indexOf('"', p);
+    if (e < 0 || !this.#sameU64(line, p, e, 8)) return false;
+    p = e + 3;
+    e = line.indexOf('"', p);
+    if (e < 0 || !this.#sameU64(line, p, e, 10)) return false;
+    p = e + 3;
+    e = line.indexOf('"', p);
+    if (e < 0 || !this.#sameTime(line, p, e, 28)) return false;
+    p = e + 3;
+    e = line.indexOf('"', p);
+    return e >= 0 && e + 2 === line.length && this.#sameTime(line, p, e, 24);
+  }
+
+  /** Whether `line` from `start` to `end` is the 64-bit field at 32-bit index `at` of the buffer. */
+  #sameU64(line: string, start: number, end: number, at: number): boolean {
+    const lo = this.#u32[at]!;
+    const hi = this.#u32[at + 1]!;
+    if (hi >= 0x200000) return line.slice(start, end) === u64Text(lo, hi);
+    return digits(line, start, end) === hi * TWO_32 + lo; // exact: the right side is below 2^53
+  }
+
+  /** Whether `line` from `start` to `end` is the time at 32-bit index `at` of the buffer, in decimal ns. */
+  #sameTime(line: string, start: number, end: number, at: number): boolean {
+    const lo = this.#u32[at]!;
+    const hi = this.#i32[at + 1]!;
+    const nsec = this.#u32[at + 2]!;
+    if (hi < 0 || hi >= 0x100000 || (hi === 0 && lo === 0)) {
+      return line.slice(start, end) === nsText(lo, hi, nsec);
+    }
+    // Whole seconds (≥ 1, below 2^52) then exactly nine digits of nanoseconds.
+    return digits(line, start, end - 9) === hi * TWO_32 + lo && digits(line, end - 9, end) === nsec;
+  }
+
   /** The device, as glibc's `makedev(major, minor)` in decimal (node:fs's `dev`). */
   get dev(): string {
     const major = this.#u32[34]!;

@@ -713,7 +713,7 @@ class TarBackup {
    */
   #sameRecord(rec: ParentRecord | undefined, rel: string, kind: Kind, st: fs.Stats): string | undefined {
     if (rec === undefined || rec.kind !== kind) return undefined;
-    const [ino, size, mtime, ctime] = (rec.fields ?? tailFields(rec.tail, 0)) as [
+    const [ino, size, mtime, ctime] = rec.fields as [
       string,
       string,
       string,
@@ -737,15 +737,9 @@ class TarBackup {
     kind: Kind,
     at: ChildStat,
   ): string | undefined {
-    if (rec === undefined || rec.kind !== kind) return undefined;
-    const [ino, size, mtime, ctime] = (rec.fields ?? tailFields(rec.tail, 0)) as [
-      string,
-      string,
-      string,
-      string,
-    ];
-    if (ino !== at.ino || size !== at.size || mtime !== at.mtimeNs || ctime !== at.ctimeNs) return undefined;
-    if (!decimalLess(ctime, this.#racyLimit)) return undefined;
+    if (rec === undefined || rec.kind !== kind || !at.sameTail(rec.line, rec.tailAt)) return undefined;
+    const line = rec.line;
+    if (!decimalLess(line.slice(line.lastIndexOf('","') + 3, -2), this.#racyLimit)) return undefined;
     return this.#withDevice(rec, rel, kind, at.dev);
   }
 

@@ -98,7 +98,21 @@ describe("ChildStat", () => {
           assert.equal(lib.ino, String(st.ino), name);
           assert.equal(lib.size, String(st.size), name);
           assert.equal(lib.dev, String(st.dev), name);
-          assert.deepEqual([lib.mtimeNs, lib.ctimeNs], exactTimes(p), name);
+          const [mtime, ctime] = exactTimes(p);
+          assert.deepEqual([lib.mtimeNs, lib.ctimeNs], [mtime, ctime], name);
+          const [ino, size] = [String(st.ino), String(st.size)];
+          const next = (t: string) => String(BigInt(t) + 1n);
+          const head = '["x","f","1",';
+          const same = (...tail: string[]): boolean =>
+            lib!.sameTail(`${head}"${tail.join('","')}"]`, head.length);
+          assert.ok(same(ino, size, mtime, ctime), name);
+          assert.equal(same(next(ino), size, mtime, ctime), false, name);
+          assert.equal(same(ino, next(size), mtime, ctime), false, name);
+          assert.equal(same(ino, size, next(mtime), ctime), false, name);
+          assert.equal(same(ino, size, mtime, next(ctime)), false, name);
+          assert.equal(same(ino, size, `0${mtime}`.slice(0, -1), ctime), false, name);
+          assert.equal(same(ino, size, mtime, `${ctime}x`), false, name);
+          assert.equal(same(ino, size, mtime), false, name);
         }
         assert.equal(lib.stat("missing"), false);
       } finally {
