@@ -56,7 +56,7 @@ function parseTrace(text: string): Call[] {
 }
 
 describe("a backup to a local storage", { skip: hasStrace() ? false : "strace is not installed" }, () => {
-  test("fsyncs what a listed backup needs before its manifest, each folder once per change, no lock folder", async () => {
+  test("fsyncs what a listed backup needs before its manifest, each folder once per change, no lock folder", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "frost-durability-"));
     try {
       const src = path.join(dir, "src");
