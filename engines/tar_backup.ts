@@ -68,12 +68,14 @@
  * whose `node:fs` reports mtime in milliseconds and ctime in whole seconds; Bun and Node report
  * nanoseconds. Directories are always written, with their dumpdir.
  *
- * At level N each child is first lstat()ed with numbers (no BigInts: cheaper), whose times hold about
- * 0.24 µs. A file with one link whose inode, size, mtime and ctime match the parent's record within 2 µs
- * (and whose record passes the rule above) is unchanged, and its record is the parent's, copied; anything
- * else is lstat()ed again exactly and compared as above. Within 2 µs is as good as equal: a file changed
- * after its parent backup started has a ctime at least 0.1 s after the one recorded (the rule above), and
- * no one can set a ctime.
+ * At level N each child is first looked at with `statx()` relative to its open directory, through FFI where
+ * the runtime has it (_ffi_stat.ts: exact values into one reused buffer, no Stats object, no full path); a
+ * file with one link whose inode, size, mtime and ctime are those of the parent's record to the nanosecond
+ * (and whose record passes the rule above) is unchanged, and its record is the parent's, copied. Without
+ * FFI (or when that call fails) the first look is a number lstat (no BigInts: cheaper), whose times hold
+ * about 0.24 µs, and a match within 2 µs counts. Anything else is lstat()ed again exactly (node:fs, BigInt)
+ * and compared as above. Within 2 µs is as good as equal: a file changed after its parent backup started has
+ * a ctime at least 0.1 s after the one recorded (the rule above), and no one can set a ctime.
  *
  * ## Errors
  *
