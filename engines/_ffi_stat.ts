@@ -103,6 +103,10 @@ export class ChildStat {
   readonly #i32 = new Int32Array(this.#buf.buffer, 0, STATX_SIZE / 4);
   readonly #name = this.#buf.subarray(NAME_AT);
   #fd = -1;
+  /** The last device seen, and its text (a walk mostly stays on one). */
+  #devMajor = -1;
+  #devMinor = -1;
+  #devText = "";
 
   private constructor(lib: Libc) {
     this.#libc = lib;
@@ -213,10 +217,13 @@ export class ChildStat {
   get dev(): string {
     const major = this.#u32[34]!;
     const minor = this.#u32[35]!;
-    if (major < 0x1000 && minor < 0x100) return String(major * 256 + minor);
+    if (major === this.#devMajor && minor === this.#devMinor) return this.#devText;
+    this.#devMajor = major;
+    this.#devMinor = minor;
+    if (major < 0x1000 && minor < 0x100) return this.#devText = String(major * 256 + minor);
     const ma = BigInt(major);
     const mi = BigInt(minor);
-    return String(
+    return this.#devText = String(
       ((ma & 0xfffff000n) << 32n) | ((ma & 0xfffn) << 8n) | ((mi & 0xffffff00n) << 12n) | (mi & 0xffn),
     );
   }

@@ -747,8 +747,13 @@ class TarBackup {
   /** The parent's record `rec` of an unchanged entry, with device `dev` (this run's). */
   #withDevice(rec: ParentRecord, rel: string, kind: Kind, dev: string): string {
     const line = rec.line;
-    const at = line.length - rec.tail.length - dev.length - 8; // where `,"<kind>","<dev>",` starts
-    if (line.startsWith(`,"${kind}","${dev}",`, at)) return line;
+    // The device field ends where the tail starts: `<kind>","<dev>","<ino>…`; fields hold no quotes.
+    const at = rec.tailAt - 2 - dev.length;
+    if (
+      line.startsWith(dev, at) && line.startsWith('","', at - 3) && line.startsWith('",', at + dev.length)
+    ) {
+      return line;
+    }
     return `[${JSON.stringify(rel)},"${kind}","${dev}",${rec.tail}`;
   }
 

@@ -187,6 +187,13 @@ describe("tarBackup() at level N", () => {
       assert.notEqual(off, parent);
       const again = await backup(src, { previous: streamOf(off) });
       assert.deepEqual(memberNames(again.archive), ["./", "./b", "./c", "./d", "./sub/", "./sub/e"]);
+      // A parent on another device number (a snapshot mounted again): same files, the records get this device.
+      const moved = parent.replace(/^(\[".*?","[a-z]",")\d+"/gm, '$1999"');
+      assert.notEqual(moved, parent);
+      const remounted = await backup(src, { previous: streamOf(moved) });
+      assert.deepEqual(memberNames(remounted.archive), changed);
+      const r = byPath(remounted.state);
+      for (const name of ["a", "d", "l", "sub/f"]) assert.equal(r.get(name), was.get(name), name);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
