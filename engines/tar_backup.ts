@@ -328,7 +328,7 @@ class TarBackup {
 
   #reader: TarStateReader | undefined;
   /** The level N walk's first look at children, through statx() where the runtime can call it. */
-  #childStat: ChildStat | undefined;
+  #childStat: ChildStat | null | undefined;
   #readerOpen = false;
   /** Parent records with a ctime at or after this (ns, decimal) count as changed; see "Change detection". */
   #racyLimit = "0";
@@ -372,10 +372,7 @@ class TarBackup {
     this.#rootDev = rootStat.dev;
     this.#exclude = options.exclude ? excludeMatcher(options.exclude) : undefined;
     const started = BigInt(Date.now()) * 1_000_000n;
-    if (options.previous) {
-      this.#reader = new TarStateReader(options.previous);
-      this.#childStat = ChildStat.open();
-    }
+    if (options.previous) this.#reader = new TarStateReader(options.previous);
 
     const name = rootStat.isDirectory() ? "." : path.basename(source);
     const rootItem = makeItem(name, name, rootStat.isDirectory() ? "d" : "f", rootStat, rootStat.dev);
@@ -632,7 +629,9 @@ class TarBackup {
       files.push({ lines: run.join("\n") + "\n", count: run.length });
       run = [];
     };
-    const at = this.#childStat;
+    // Loaded on first use: a single-file source lists no directory (and loading costs a few ms under Bun).
+    if (this.#childStat === undefined) this.#childStat = ChildStat.open() ?? null;
+    const at = this.#childStat ?? undefined;
     const native = at?.openDir(dir.absPrefix) === true;
     for (let i = 0; i < names.length; i++) {
       this.#tick();
