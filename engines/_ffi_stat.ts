@@ -25,11 +25,14 @@ const NAME_AT = STATX_SIZE;
 /** Longest name (bytes) with its NUL; longer ones go through node:fs. */
 const NAME_MAX = 4096;
 const TWO_32 = 4294967296;
+/** Bytes `hasNoXattrs()` lets flistxattr() fill (the name area, free then). */
+const LIST_SIZE = BigInt(NAME_MAX);
 
 interface Libc {
   open: (path: Uint8Array, flags: number) => number;
   close: (fd: number) => number;
   statx: (dirfd: number, path: Uint8Array, flags: number, mask: number, out: Uint8Array) => number;
+  flistxattr: (fd: number, list: Uint8Array, size: bigint) => number;
 }
 
 let libc: Libc | null | undefined;
@@ -49,6 +52,7 @@ function load(): Libc | undefined {
           open: { args: ["pointer", "i32"], returns: "i32" },
           close: { args: ["i32"], returns: "i32" },
           statx: { args: ["i32", "pointer", "i32", "i32", "pointer"], returns: "i32" },
+          flistxattr: { args: ["i32", "pointer", "i64"], returns: "i32" },
         });
         if (lib) libc = lib as unknown as Libc;
       } catch {
@@ -134,6 +138,14 @@ export class ChildStat {
   closeDir(): void {
     if (this.#fd >= 0) this.#libc.close(this.#fd);
     this.#fd = -1;
+  }
+
+  /**
+   * Whether the open directory has no extended attributes at all (`flistxattr()` lists none); false when
+   * it has some or that cannot be told (read them as usual then).
+   */
+  hasNoXattrs(): boolean {
+    return this.#fd >= 0 && this.#libc.flistxattr(this.#fd, this.#name, LIST_SIZE) === 0;
   }
 
   /**

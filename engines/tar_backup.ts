@@ -561,7 +561,7 @@ class TarBackup {
       if (this.#reader) {
         return this.#listLevel(child, sortNames(names), item).then((listed) => {
           child.items = listed.files.concat(listed.dirs);
-          const entry = this.#dirEntry(frame, item, child, abs, listed.byName);
+          const entry = this.#dirEntry(frame, item, child, abs, listed.byName, listed.noXattrs);
           entry.recorded = true;
           return entry;
         });
@@ -580,6 +580,7 @@ class TarBackup {
     child: Frame,
     abs: string,
     byName: readonly (Item | string)[] | Pack,
+    noXattrs = false,
   ): Entry {
     return {
       abs,
@@ -590,7 +591,7 @@ class TarBackup {
       size: 0,
       linkname: "",
       dumpdir: dumpdir(byName),
-      xattrs: this.#xattrs(abs),
+      xattrs: noXattrs ? undefined : this.#xattrs(abs),
       fd: -1,
       frame: child,
     };
@@ -612,7 +613,7 @@ class TarBackup {
     dir: Frame,
     names: string[],
     self: Item,
-  ): Promise<{ byName: (Item | string)[]; files: (Item | Run)[]; dirs: Item[] }> {
+  ): Promise<{ byName: (Item | string)[]; files: (Item | Run)[]; dirs: Item[]; noXattrs: boolean }> {
     relieveMemory();
     const reader = this.#reader!;
     const exclude = this.#exclude;
@@ -633,6 +634,8 @@ class TarBackup {
     if (this.#childStat === undefined) this.#childStat = ChildStat.open() ?? null;
     const at = this.#childStat ?? undefined;
     const native = at?.openDir(dir.absPrefix) === true;
+    // The directory has no extended attributes at all (then its entry skips reading them), asked now.
+    const noXattrs = native && this.#options.xattrs !== false && at!.hasNoXattrs();
     for (let i = 0; i < names.length; i++) {
       this.#tick();
       const name = names[i]!;
@@ -704,7 +707,7 @@ class TarBackup {
     at?.closeDir();
     endRun();
     this.#keepLinks(linked);
-    return { byName, files, dirs };
+    return { byName, files, dirs, noXattrs };
   }
 
   /**

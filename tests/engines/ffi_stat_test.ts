@@ -118,6 +118,12 @@ describe("ChildStat", () => {
       } finally {
         lib.closeDir();
       }
+      assert.ok(lib.openDir(path.join(dir, "sub")));
+      assert.equal(lib.hasNoXattrs(), true, "a new folder has no xattrs");
+      execFileSync("setfattr", ["-n", "user.x", "-v", "1", path.join(dir, "sub")]);
+      assert.equal(lib.hasNoXattrs(), false, "a folder with one");
+      lib.closeDir();
+      assert.equal(lib.hasNoXattrs(), false, "no directory open");
       assert.equal(lib.openDir(path.join(dir, "plain")), false, "a file is not a directory");
       assert.equal(lib.openDir(path.join(dir, "missing")), false);
       assert.equal(lib.stat("plain"), false, "no directory open");
