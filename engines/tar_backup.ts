@@ -638,6 +638,12 @@ class TarBackup {
     const noXattrs = native && this.#options.xattrs !== false && at!.hasNoXattrs();
     for (let i = 0; i < names.length; i++) {
       this.#tick();
+      // A big folder is one long loop: give the event loop a turn now and then, so that the state written so
+      // far is taken (else it piles up until the folder ends), and abort and progress are seen.
+      if ((i & 1023) === 1023 && performance.now() - this.#lastYield >= SLICE_MS) {
+        await this.#yield();
+        if (this.#ended) break;
+      }
       const name = names[i]!;
       const rel = dir.relPrefix + name;
       if (exclude?.(rel, name, false)) continue;
