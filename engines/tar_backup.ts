@@ -499,9 +499,10 @@ class TarBackup {
       } else if (item.kind === "d") {
         this.#c.stats.scanned++;
         const t0 = times ? performance.now() : 0;
+        const idle = this.#idleMs;
         const entry = this.#enterDir(frame, item);
         this.#pending = entry instanceof Promise ? await entry : entry;
-        if (times) times.walkMs += performance.now() - t0;
+        if (times) times.walkMs += performance.now() - t0 - (this.#idleMs - idle); // not its turns given away
       } else if (item.changed) {
         this.#c.stats.scanned++;
         if (times) {
