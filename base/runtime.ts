@@ -120,7 +120,10 @@ export function openNativeLibrary<K extends string>(
   const out = {} as Record<K, NativeFunction>;
   for (const key of Object.keys(symbols) as K[]) {
     const fn = raw[key]!;
-    out[key] = (...args) => Number(fn(...args) ?? 0);
+    // An i32 result is a number already in both runtimes: the function itself, no wrapper per call.
+    out[key] = symbols[key].returns === "i32"
+      ? fn as unknown as NativeFunction
+      : (...args) => Number(fn(...args) ?? 0);
   }
   return out;
 }

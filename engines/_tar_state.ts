@@ -130,17 +130,27 @@ export function tailFields(line: string, start: number): string[] {
 /** A record of the parent's state, as the merge needs it. */
 export class ParentRecord {
   #parts: string[] | undefined;
+  #tail: string | undefined;
+  #fields: string[] | undefined;
   constructor(
     /** Its path below the source (`.` for the root). */
     readonly path: string,
     readonly kind: Kind,
-    /** `"<ino>","<size>","<mtime>","<ctime>"]` */
-    readonly tail: string,
+    /** Where the tail (see `tail`) starts in `line`. */
+    readonly tailAt: number,
     /** The whole record line (without its `\n`): an unchanged entry's record in the next state, as is. */
     readonly line: string,
-    /** The tail's fields [ino, size, mtime, ctime] when already split (else see `tailFields`). */
-    readonly fields?: string[],
   ) {}
+
+  /** `"<ino>","<size>","<mtime>","<ctime>"]`, cut from the line when first asked for. */
+  get tail(): string {
+    return this.#tail ??= this.line.slice(this.tailAt);
+  }
+
+  /** The tail's fields [ino, size, mtime, ctime], split when first asked for. */
+  get fields(): string[] {
+    return this.#fields ??= tailFields(this.line, this.tailAt);
+  }
 
   /** The path's components (none for the root), split when first asked for. */
   get parts(): string[] {
@@ -298,14 +308,19 @@ export class TarStateReader {
   }
 
   #parse(line: string): ParentRecord {
-    // Fast path: without backslashes no JSON string has escapes, and `","` only separates fields.
+    // Fast path: without backslashes no JSON string has escapes (nor quotes), and `","` only separates
+    // fields; the fields are not cut out until asked for.
     if (line.indexOf("\\") < 0 && line.startsWith('["') && line.endsWith('"]')) {
       const end = line.indexOf('","', 2);
-      const fields = line.slice(end + 3, -2).split('","');
-      if (end > 0 && fields.length === 6 && KINDS.has(fields[0]!)) {
+      const kind = line[end + 3];
+      if (end > 0 && line.startsWith('","', end + 4) && kind !== undefined && KINDS.has(kind)) {
+        let separators = 1;
+        let devEnd = -1;
+        for (let q = end + 4; (q = line.indexOf('","', q + 3)) >= 0;) {
+          if (++separators === 2) devEnd = q;
+        }
         // `["<path>","<kind>","<dev>","` precedes the tail's opening quote.
-        const tail = line.slice(end + 9 + fields[1]!.length);
-        return new ParentRecord(line.slice(2, end), fields[0] as Kind, tail, line, fields.slice(2));
+        if (separators === 5) return new ParentRecord(line.slice(2, end), kind as Kind, devEnd + 2, line);
       }
     }
     let v: unknown;
@@ -322,7 +337,7 @@ export class TarStateReader {
         `Cannot read the parent backup's state: line ${this.#lineNo} is not a state record`,
       );
     }
-    return new ParentRecord(v[0] as string, v[1] as Kind, line.slice(tailStart(line)), line);
+    return new ParentRecord(v[0] as string, v[1] as Kind, tailStart(line), line);
   }
 }
 

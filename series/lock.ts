@@ -24,6 +24,13 @@ import { sleep } from "../base/sleep.ts";
 import { seriesName } from "./manifest.ts";
 import { VERSION } from "../base/version.ts";
 
+/**
+ * How lock objects are put: `ephemeral`, since a lock matters only while its process runs. One lost in a
+ * crash frees the series as its holder's death does; one that survives is whole (its bytes are flushed before
+ * its name appears) and is broken as dead. So a local storage fsyncs the lock file but not its folders.
+ */
+const LOCK_PUT = { ephemeral: true } as const;
+
 /** What a lock protects against. Every kind conflicts with every kind; the kind is for people. */
 export type LockKind = "backup" | "remove";
 
@@ -272,7 +279,7 @@ export class Lock {
     }
     const info = { ...this.info, refreshed: this.#now().toISOString() };
     try {
-      await this.#storage.put(this.key, encodeLock(info));
+      await this.#storage.put(this.key, encodeLock(info), LOCK_PUT);
       this.#info = info;
     } catch (err) {
       this.#warn(`frost: warning: cannot refresh the lock of "${this.info.series}": ${messageOf(err)}`);
@@ -351,7 +358,7 @@ export async function acquireLock(
     frost: VERSION,
   };
   try {
-    await storage.put(key, encodeLock(info), { signal });
+    await storage.put(key, encodeLock(info), { ...LOCK_PUT, signal });
     for (let look = 0;; look++) {
       const conflicts: FoundLock[] = [];
       for (const other of await readLocks(storage, locksPrefix(series), signal)) {

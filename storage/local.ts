@@ -17,6 +17,7 @@ import {
   type CleansLeftovers,
   NotFoundError,
   type ObjectInfo,
+  type PutOptions,
   type PutStream,
   type Range,
   type ReadsInPlace,
@@ -132,8 +133,8 @@ export class LocalStorage implements Storage, StreamingPut, ReadsInPlace, Cleans
   }
 
   /** Writes `data` to a temp file beside the key, fsyncs it, renames it over the key and fsyncs the folder. */
-  async put(key: string, data: Uint8Array, options: CallOptions = {}): Promise<void> {
-    const put = await this.openPut(key, options);
+  async put(key: string, data: Uint8Array, options: PutOptions = {}): Promise<void> {
+    const put = await this.#openPut(key, options, options.ephemeral === true);
     try {
       await put.write(data);
       await put.commit();
@@ -147,7 +148,12 @@ export class LocalStorage implements Storage, StreamingPut, ReadsInPlace, Cleans
    * fsync → rename over the key → fsync the folder. Until the rename the object is a temp file that
    * `list()` skips; a failure or `abort()` removes it (and the folders this put created, when empty).
    */
-  async openPut(key: string, options: CallOptions = {}): Promise<PutStream> {
+  openPut(key: string, options: CallOptions = {}): Promise<PutStream> {
+    return this.#openPut(key, options, false);
+  }
+
+  /** `openPut`; `ephemeral` (see PutOptions): the folders are not fsynced after the rename. */
+  async #openPut(key: string, options: CallOptions, ephemeral: boolean): Promise<PutStream> {
     const file = this.#file(key);
     const { signal } = options;
     signal?.throwIfAborted();
@@ -156,8 +162,9 @@ export class LocalStorage implements Storage, StreamingPut, ReadsInPlace, Cleans
     const action = `Cannot write "${key}" to ${this.url}`;
     let handle: fsp.FileHandle | undefined;
     let parents: string[];
+    let madeAt: number;
     try {
-      ({ handle, parents } = await this.#openTemp(dir, temp, action));
+      ({ handle, parents, madeAt } = await this.#openTemp(dir, temp, action));
     } catch (err) {
       await this.#removeEmptyFolders(dir);
       throw this.#error(action, err, signal);
@@ -209,9 +216,12 @@ export class LocalStorage implements Storage, StreamingPut, ReadsInPlace, Cleans
         } catch (err) {
           return await fail(err);
         }
+        const renamedAt = ++folderChanges;
+        if (ephemeral) return;
         try {
           // The object is now visible; fsync the folders whose entries changed so it survives a crash.
-          for (const changed of [dir, ...parents]) await syncFolder(changed);
+          await syncFolderSince(dir, renamedAt);
+          for (const changed of parents) await syncFolderSince(changed, madeAt);
         } catch (err) {
           throw this.#error(action, err, signal);
         }
@@ -435,12 +445,13 @@ export class LocalStorage implements Storage, StreamingPut, ReadsInPlace, Cleans
     dir: string,
     temp: string,
     action: string,
-  ): Promise<{ handle: fsp.FileHandle; parents: string[] }> {
+  ): Promise<{ handle: fsp.FileHandle; parents: string[]; madeAt: number }> {
     let topmost: string | undefined;
     for (let attempt = 1;; attempt++) {
       let created: string | undefined;
       try {
         created = await fsp.mkdir(dir, { recursive: true, mode: DIR_MODE });
+        ++folderChanges;
       } catch (err) {
         // Deno reports a file in the way as EEXIST, Node as ENOTDIR: say the same for both.
         if (codeOf(err) !== "EEXIST") throw err;
@@ -451,6 +462,7 @@ export class LocalStorage implements Storage, StreamingPut, ReadsInPlace, Cleans
       }
       try {
         const handle = await fsp.open(temp, "wx", FILE_MODE);
+        const madeAt = folderChanges;
         const parents: string[] = [];
         if (topmost !== undefined) {
           const last = path.dirname(topmost);
@@ -459,7 +471,7 @@ export class LocalStorage implements Storage, StreamingPut, ReadsInPlace, Cleans
             parents.push(d);
           }
         }
-        return { handle, parents };
+        return { handle, parents, madeAt };
       } catch (err) {
         if (codeOf(err) !== "ENOENT" || attempt >= 3) throw err;
       }
@@ -528,6 +540,33 @@ export class LocalStorage implements Storage, StreamingPut, ReadsInPlace, Cleans
       return new NotFoundError(`${action}: not found`, { cause: err });
     }
     return new StorageError(`${action}: ${describe(err)}`, { cause: err, retriable: isRetriable(err) });
+  }
+}
+
+/**
+ * Changes to folders so far (mkdir, rename into one), counted in order: a folder fsync that began after
+ * change n (its `started` > n) makes change n durable.
+ */
+let folderChanges = 0;
+/** The last fsync begun of each folder: when, and its outcome. */
+const folderSyncs = new Map<string, { started: number; done: Promise<void> }>();
+
+/**
+ * fsyncs folder `dir` unless an fsync of it that began after change `changedAt` (see `folderChanges`) has
+ * succeeded or is under way, which makes that change durable too; then waits for that one. So two objects
+ * put at once into new folders of one backup fsync their common parent once.
+ */
+async function syncFolderSince(dir: string, changedAt: number): Promise<void> {
+  const last = folderSyncs.get(dir);
+  if (last !== undefined && last.started > changedAt) return await last.done;
+  const entry = { started: ++folderChanges, done: syncFolder(dir) };
+  if (folderSyncs.size >= 256) folderSyncs.clear();
+  folderSyncs.set(dir, entry);
+  try {
+    await entry.done;
+  } catch (err) {
+    if (folderSyncs.get(dir) === entry) folderSyncs.delete(dir);
+    throw err;
   }
 }
 

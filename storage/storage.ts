@@ -44,6 +44,12 @@ export interface PutOptions extends CallOptions {
    * the put otherwise.
    */
   sha256?: string;
+  /**
+   * The object need not outlive a crash of the machine, only be whole if it does (a lock: its holder does
+   * not outlive it either). A storage may then leave out making its name durable (a local folder's fsync);
+   * the bytes are still flushed before the name appears. Default false.
+   */
+  ephemeral?: boolean;
 }
 
 /**

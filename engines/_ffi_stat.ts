@@ -1,0 +1,266 @@
+/**
+ * lstat() of a directory's children through libc's `statx(2)`, relative to the directory's descriptor and
+ * into one reused buffer (called through the runtime adapter, base/runtime.ts): no Stats object per entry
+ * for the collector, no full path for the kernel to walk again, and times exact to the nanosecond. The level
+ * N walk uses it for its first look at each child (see "Change detection" in tar_backup.ts). Where the
+ * runtime has no FFI or this is not Linux on x86-64 or arm64, `ChildStat.open()` returns undefined; a call
+ * that fails (-1: errno is not available) tells the caller to ask node:fs again for the real error.
+ * @module
+ */
+import process from "node:process";
+import { openNativeLibrary } from "../base/runtime.ts";
+import { encodeName, hasEscape } from "./_names.ts";
+
+const LIBC_NAMES = ["libc.so.6", "libc.so"];
+/** Linux open(2) flags; O_DIRECTORY differs between x86-64 and arm64. */
+const O_NONBLOCK = 0o4000;
+const O_CLOEXEC = 0o2000000;
+const O_DIRECTORY: Record<string, number> = { x64: 0o200000, arm64: 0o40000 };
+const AT_SYMLINK_NOFOLLOW = 0x100;
+/** STATX_TYPE, MODE, NLINK, UID, GID, MTIME, CTIME, INO, SIZE, BLOCKS: all but the access time. */
+const STATX_WANTED = 0x7df;
+/** Bytes of `struct statx`, and where the name is put in the buffer after it. */
+const STATX_SIZE = 256;
+const NAME_AT = STATX_SIZE;
+/** Longest name (bytes) with its NUL; longer ones go through node:fs. */
+const NAME_MAX = 4096;
+const TWO_32 = 4294967296;
+/** Bytes `hasNoXattrs()` lets flistxattr() fill (the name area, free then). */
+const LIST_SIZE = BigInt(NAME_MAX);
+
+interface Libc {
+  open: (path: Uint8Array, flags: number) => number;
+  close: (fd: number) => number;
+  statx: (dirfd: number, path: Uint8Array, flags: number, mask: number, out: Uint8Array) => number;
+  flistxattr: (fd: number, list: Uint8Array, size: bigint) => number;
+}
+
+let libc: Libc | null | undefined;
+let enabled = true;
+
+/** Turns the native look off (false) or on again: for tests that compare it with node:fs. */
+export function useNativeStat(on: boolean): void {
+  enabled = on;
+}
+
+function load(): Libc | undefined {
+  if (libc === undefined) {
+    libc = null;
+    if (process.platform === "linux" && O_DIRECTORY[process.arch] !== undefined) {
+      try {
+        const lib = openNativeLibrary(LIBC_NAMES, {
+          open: { args: ["pointer", "i32"], returns: "i32" },
+          close: { args: ["i32"], returns: "i32" },
+          statx: { args: ["i32", "pointer", "i32", "i32", "pointer"], returns: "i32" },
+          flistxattr: { args: ["i32", "pointer", "i64"], returns: "i32" },
+        });
+        if (lib) libc = lib as unknown as Libc;
+      } catch {
+        libc = null;
+      }
+    }
+  }
+  return libc ?? undefined;
+}
+
+/** A time from `struct statx_timestamp` as decimal nanoseconds (as node:fs's BigInt `mtimeNs` prints). */
+function nsText(lo: number, hi: number, nsec: number): string {
+  if (hi >= 0 && hi < 0x100000) {
+    const sec = hi * TWO_32 + lo;
+    if (sec === 0) return String(nsec);
+    const n = String(nsec);
+    return String(sec) + "000000000".slice(n.length) + n;
+  }
+  return String((BigInt(hi) * BigInt(TWO_32) + BigInt(lo)) * 1_000_000_000n + BigInt(nsec));
+}
+
+/**
+ * The decimal digits of `text` from `start` to `end` as a number: exact up to 2^53, at least 2^53 beyond;
+ * -1 when there are none, more than 16 or something else.
+ */
+function digits(text: string, start: number, end: number): number {
+  if (end <= start || end - start > 16) return -1;
+  let v = 0;
+  for (let i = start; i < end; i++) {
+    const d = text.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+/** A 64-bit unsigned field as decimal text. */
+function u64Text(lo: number, hi: number): string {
+  return hi < 0x200000 ? String(hi * TWO_32 + lo) : String(BigInt(hi) * BigInt(TWO_32) + BigInt(lo));
+}
+
+/**
+ * Looks at the children of one directory at a time: `openDir()`, then `stat(name)` per child and its
+ * fields, then `closeDir()`.
+ */
+export class ChildStat {
+  readonly #libc: Libc;
+  readonly #flags: number;
+  /** `struct statx`, then the name being looked at (NUL-terminated). */
+  readonly #buf = new Uint8Array(new ArrayBuffer(STATX_SIZE + NAME_MAX));
+  readonly #u32 = new Uint32Array(this.#buf.buffer, 0, STATX_SIZE / 4);
+  readonly #i32 = new Int32Array(this.#buf.buffer, 0, STATX_SIZE / 4);
+  readonly #name = this.#buf.subarray(NAME_AT);
+  #fd = -1;
+  /** The last device seen, and its text (a walk mostly stays on one). */
+  #devMajor = -1;
+  #devMinor = -1;
+  #devText = "";
+
+  private constructor(lib: Libc) {
+    this.#libc = lib;
+    this.#flags = O_NONBLOCK | O_CLOEXEC | O_DIRECTORY[process.arch]!;
+  }
+
+  /** A ChildStat, or undefined where the runtime cannot call statx (or `useNativeStat(false)`). */
+  static open(): ChildStat | undefined {
+    if (!enabled) return undefined;
+    const lib = load();
+    return lib ? new ChildStat(lib) : undefined;
+  }
+
+  /** Opens directory `abs` for the `stat()`s that follow; false when it cannot be (use node:fs then). */
+  openDir(abs: string): boolean {
+    this.closeDir();
+    const path = this.#cString(abs);
+    if (path === undefined) return false;
+    const fd = this.#libc.open(path, this.#flags);
+    this.#fd = fd;
+    return fd >= 0;
+  }
+
+  /** Closes the directory opened last, if any. */
+  closeDir(): void {
+    if (this.#fd >= 0) this.#libc.close(this.#fd);
+    this.#fd = -1;
+  }
+
+  /**
+   * Whether the open directory has no extended attributes at all (`flistxattr()` lists none); false when
+   * it has some or that cannot be told (read them as usual then).
+   */
+  hasNoXattrs(): boolean {
+    return this.#fd >= 0 && this.#libc.flistxattr(this.#fd, this.#name, LIST_SIZE) === 0;
+  }
+
+  /**
+   * lstat()s child `name` of the open directory into the fields below; false when that fails or the file
+   * system leaves out a field (ask node:fs: it gives the error, or the same answer).
+   */
+  stat(name: string): boolean {
+    if (this.#fd < 0) return false;
+    const path = this.#cString(name);
+    if (path === undefined) return false;
+    const u = this.#u32;
+    u[0] = 0;
+    if (this.#libc.statx(this.#fd, path, AT_SYMLINK_NOFOLLOW, STATX_WANTED, this.#buf) !== 0) return false;
+    return (u[0]! & STATX_WANTED) === STATX_WANTED;
+  }
+
+  /** The file type and permission bits (`st_mode`). */
+  get mode(): number {
+    return this.#u32[7]! & 0xffff;
+  }
+  get nlink(): number {
+    return this.#u32[4]!;
+  }
+  /** The inode number, as decimal text. */
+  get ino(): string {
+    return u64Text(this.#u32[8]!, this.#u32[9]!);
+  }
+  /** The size in bytes, as decimal text. */
+  get size(): string {
+    return u64Text(this.#u32[10]!, this.#u32[11]!);
+  }
+  /** The modification time in nanoseconds since the epoch, as decimal text. */
+  get mtimeNs(): string {
+    return nsText(this.#u32[28]!, this.#i32[29]!, this.#u32[30]!);
+  }
+  /** The status change time in nanoseconds since the epoch, as decimal text. */
+  get ctimeNs(): string {
+    return nsText(this.#u32[24]!, this.#i32[25]!, this.#u32[26]!);
+  }
+  /**
+   * Whether inode, size, mtime and ctime are those of a state record's tail, `"<ino>","<size>","<mtime
+   * ns>","<ctime ns>"]` starting at `start` in `line`: read digit by digit, no string made where the
+   * values are below 2^53 (times: whole seconds), compared as text otherwise.
+   */
+  sameTail(line: string, start: number): boolean {
+    let p = start + 1;
+    let e = line.indexOf('"', p);
+    if (e < 0 || !this.#sameU64(line, p, e, 8)) return false;
+    p = e + 3;
+    e = line.indexOf('"', p);
+    if (e < 0 || !this.#sameU64(line, p, e, 10)) return false;
+    p = e + 3;
+    e = line.indexOf('"', p);
+    if (e < 0 || !this.#sameTime(line, p, e, 28)) return false;
+    p = e + 3;
+    e = line.indexOf('"', p);
+    return e >= 0 && e + 2 === line.length && this.#sameTime(line, p, e, 24);
+  }
+
+  /** Whether `line` from `start` to `end` is the 64-bit field at 32-bit index `at` of the buffer. */
+  #sameU64(line: string, start: number, end: number, at: number): boolean {
+    const lo = this.#u32[at]!;
+    const hi = this.#u32[at + 1]!;
+    if (hi >= 0x200000) return line.slice(start, end) === u64Text(lo, hi);
+    return digits(line, start, end) === hi * TWO_32 + lo; // exact: the right side is below 2^53
+  }
+
+  /** Whether `line` from `start` to `end` is the time at 32-bit index `at` of the buffer, in decimal ns. */
+  #sameTime(line: string, start: number, end: number, at: number): boolean {
+    const lo = this.#u32[at]!;
+    const hi = this.#i32[at + 1]!;
+    const nsec = this.#u32[at + 2]!;
+    if (hi < 0 || hi >= 0x100000 || (hi === 0 && lo === 0)) {
+      return line.slice(start, end) === nsText(lo, hi, nsec);
+    }
+    // Whole seconds (≥ 1, below 2^52) then exactly nine digits of nanoseconds.
+    return digits(line, start, end - 9) === hi * TWO_32 + lo && digits(line, end - 9, end) === nsec;
+  }
+
+  /** The device, as glibc's `makedev(major, minor)` in decimal (node:fs's `dev`). */
+  get dev(): string {
+    const major = this.#u32[34]!;
+    const minor = this.#u32[35]!;
+    if (major === this.#devMajor && minor === this.#devMinor) return this.#devText;
+    this.#devMajor = major;
+    this.#devMinor = minor;
+    if (major < 0x1000 && minor < 0x100) return this.#devText = String(major * 256 + minor);
+    const ma = BigInt(major);
+    const mi = BigInt(minor);
+    return this.#devText = String(
+      ((ma & 0xfffff000n) << 32n) | ((ma & 0xfffn) << 8n) | ((mi & 0xffffff00n) << 12n) | (mi & 0xffn),
+    );
+  }
+
+  /** `s` as a NUL-terminated string of its bytes in the buffer's name area; undefined when too long. */
+  #cString(s: string): Uint8Array | undefined {
+    const out = this.#name;
+    const n = s.length;
+    if (n >= NAME_MAX) return undefined;
+    let i = 0;
+    for (; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) break;
+      out[i] = c;
+    }
+    if (i === n) {
+      out[n] = 0;
+      return out;
+    }
+    const bytes = hasEscape(s) ? encodeName(s) : encoder.encode(s);
+    if (bytes.length >= NAME_MAX) return undefined;
+    out.set(bytes);
+    out[bytes.length] = 0;
+    return out;
+  }
+}
+
+const encoder = new TextEncoder();

@@ -1,0 +1,207 @@
+/**
+ * Tests of the level N walk's first look through statx() (engines/_ffi_stat.ts): its fields against
+ * node:fs and GNU stat, and a level 1 taken with it against one taken with node:fs alone.
+ * @module
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { describe, test } from "node:test";
+import { ChildStat, useNativeStat } from "../../engines/_ffi_stat.ts";
+import { tarBackup } from "../../engines/tar_backup.ts";
+import type { BackupOptions } from "../../engines/engine.ts";
+
+function scratch(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), "frost-ffi-stat-"));
+}
+
+function touch(p: string, sec: number, nsec = 0): void {
+  execFileSync("touch", ["-h", "-d", `@${sec}.${String(nsec).padStart(9, "0")}`, p]);
+}
+
+/** GNU stat's exact times of `p`, in nanoseconds as decimal text: [mtime, ctime]. */
+function exactTimes(p: string): [string, string] {
+  const out = execFileSync("stat", ["-c", "%.9Y %.9Z", p], { encoding: "utf8" }).trim().split(" ");
+  const ns = (t: string) => {
+    const [sec, frac] = t.split(".") as [string, string];
+    return String(BigInt(sec) * 1_000_000_000n + (BigInt(sec) < 0n ? -1n : 1n) * BigInt(frac));
+  };
+  return [ns(out[0]!), ns(out[1]!)];
+}
+
+/** Waits until the wall clock is past the next whole second plus 0.15 s (see "Change detection"). */
+async function settle(): Promise<void> {
+  const ms = Math.floor(Date.now() / 1000) * 1000 + 1150 - Date.now();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function backup(
+  source: string,
+  options: BackupOptions = {},
+): Promise<{ archive: string; state: string }> {
+  const r = tarBackup(source, options);
+  const [archive, state] = await Promise.all([new Response(r.stream).text(), new Response(r.state).text()]);
+  await r.done;
+  return { archive, state };
+}
+
+/** Member names of an uncompressed archive (ustar names, which these short paths fit). */
+function memberNames(archive: string): string[] {
+  const names: string[] = [];
+  for (let p = 0; p + 512 <= archive.length;) {
+    const name = archive.slice(p, p + 100).replace(/\0.*$/s, "");
+    if (name === "") break;
+    const size = parseInt(archive.slice(p + 124, p + 136), 8) || 0;
+    if (archive[p + 156] !== "x") names.push(name);
+    p += 512 + Math.ceil(size / 512) * 512;
+  }
+  return names;
+}
+
+/** The state with every record's mtime and ctime replaced by the exact ones (as Bun's lstat gives them). */
+function exactState(src: string, state: string): string {
+  return state.split("\n").map((line, i) => {
+    if (i === 0 || line === "") return line;
+    const v = JSON.parse(line) as string[];
+    const [mtime, ctime] = exactTimes(path.join(src, v[0]!));
+    return JSON.stringify([...v.slice(0, 5), mtime, ctime]);
+  }).join("\n");
+}
+
+const streamOf = (text: string) => new Response(text).body!;
+
+describe("ChildStat", () => {
+  test("statx() in a directory gives what node:fs lstat and GNU stat give", () => {
+    const lib = ChildStat.open();
+    assert.ok(lib, "statx is callable here (Linux, FFI allowed)");
+    const dir = scratch();
+    try {
+      const names = ["plain", "été-ü", "past", "future", "link", "sub"];
+      fs.writeFileSync(path.join(dir, "plain"), "12345");
+      fs.writeFileSync(path.join(dir, "été-ü"), "x".repeat(70_000));
+      fs.writeFileSync(path.join(dir, "past"), "p");
+      touch(path.join(dir, "past"), -86_400, 250_000_000);
+      fs.writeFileSync(path.join(dir, "future"), "f");
+      touch(path.join(dir, "future"), 10_413_792_000, 500_000_000);
+      fs.symlinkSync("plain", path.join(dir, "link"));
+      fs.mkdirSync(path.join(dir, "sub"));
+      assert.ok(lib.openDir(dir));
+      try {
+        for (const name of names) {
+          const p = path.join(dir, name);
+          const st = fs.lstatSync(p, { bigint: true });
+          assert.ok(lib.stat(name), name);
+          assert.equal(lib.mode, Number(st.mode), name);
+          assert.equal(lib.nlink, Number(st.nlink), name);
+          assert.equal(lib.ino, String(st.ino), name);
+          assert.equal(lib.size, String(st.size), name);
+          assert.equal(lib.dev, String(st.dev), name);
+          const [mtime, ctime] = exactTimes(p);
+          assert.deepEqual([lib.mtimeNs, lib.ctimeNs], [mtime, ctime], name);
+          const [ino, size] = [String(st.ino), String(st.size)];
+          const next = (t: string) => String(BigInt(t) + 1n);
+          const head = '["x","f","1",';
+          const same = (...tail: string[]): boolean =>
+            lib!.sameTail(`${head}"${tail.join('","')}"]`, head.length);
+          assert.ok(same(ino, size, mtime, ctime), name);
+          assert.equal(same(next(ino), size, mtime, ctime), false, name);
+          assert.equal(same(ino, next(size), mtime, ctime), false, name);
+          assert.equal(same(ino, size, next(mtime), ctime), false, name);
+          assert.equal(same(ino, size, mtime, next(ctime)), false, name);
+          assert.equal(same(ino, size, `0${mtime}`.slice(0, -1), ctime), false, name);
+          assert.equal(same(ino, size, mtime, `${ctime}x`), false, name);
+          assert.equal(same(ino, size, mtime), false, name);
+        }
+        assert.equal(lib.stat("missing"), false);
+      } finally {
+        lib.closeDir();
+      }
+      assert.ok(lib.openDir(path.join(dir, "sub")));
+      assert.equal(lib.hasNoXattrs(), true, "a new folder has no xattrs");
+      execFileSync("setfattr", ["-n", "user.x", "-v", "1", path.join(dir, "sub")]);
+      assert.equal(lib.hasNoXattrs(), false, "a folder with one");
+      lib.closeDir();
+      assert.equal(lib.hasNoXattrs(), false, "no directory open");
+      assert.equal(lib.openDir(path.join(dir, "plain")), false, "a file is not a directory");
+      assert.equal(lib.openDir(path.join(dir, "missing")), false);
+      assert.equal(lib.stat("plain"), false, "no directory open");
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("tarBackup() at level N", () => {
+  test("the first look through statx() finds the same changes and writes the same state as node:fs lstat", async () => {
+    const dir = scratch();
+    try {
+      const src = path.join(dir, "src");
+      fs.mkdirSync(path.join(src, "sub"), { recursive: true });
+      for (const n of ["a", "b", "c", "d", "sub/e", "sub/f"]) {
+        fs.writeFileSync(path.join(src, n), `${n}-before`);
+      }
+      fs.symlinkSync("a", path.join(src, "l"));
+      touch(path.join(src, "b"), 1_700_000_000, 123_456_789);
+      touch(path.join(src, "c"), 1_700_000_000, 987_654_321);
+      await settle();
+      const l0 = await backup(src);
+      // Exact times in the parent, as the frost binary (Bun) writes them, whatever this runtime's lstat says.
+      const parent = exactState(src, l0.state);
+      fs.writeFileSync(path.join(src, "b"), "b-after!"); // same size, mtime put back: only the ctime moved
+      touch(path.join(src, "b"), 1_700_000_000, 123_456_789);
+      fs.rmSync(path.join(src, "c"));
+      fs.writeFileSync(path.join(src, "c"), "c-after!"); // a new inode, same size and mtime
+      touch(path.join(src, "c"), 1_700_000_000, 987_654_321);
+      fs.appendFileSync(path.join(src, "sub/e"), "+");
+      const native = await backup(src, { previous: streamOf(parent) });
+      // node:fs alone, from the parent this runtime wrote (Deno's lstat has no nanoseconds).
+      useNativeStat(false);
+      let plain;
+      try {
+        plain = await backup(src, { previous: streamOf(l0.state) });
+      } finally {
+        useNativeStat(true);
+      }
+      const changed = ["./", "./b", "./c", "./sub/", "./sub/e"];
+      assert.deepEqual(memberNames(native.archive), changed);
+      assert.deepEqual(memberNames(plain.archive), changed);
+      // Unchanged files keep their parent's record; the others get the same record either way.
+      const byPath = (s: string) =>
+        new Map(
+          s.split("\n").slice(1).filter((l) => l !== "").map((l) => [(JSON.parse(l) as string[])[0]!, l]),
+        );
+      const [n, p, was, wasPlain] = [
+        byPath(native.state),
+        byPath(plain.state),
+        byPath(parent),
+        byPath(l0.state),
+      ];
+      assert.deepEqual([...n.keys()], [...p.keys()]);
+      for (const [name, line] of n) {
+        if (["a", "d", "l", "sub/f"].includes(name)) {
+          assert.equal(line, was.get(name), name);
+          assert.equal(p.get(name), wasPlain.get(name), name);
+        } else assert.equal(line, p.get(name), name);
+      }
+      // One nanosecond off is a change.
+      const off = parent.replace(
+        /^(\["d",.*,")(\d+)(","\d+"\])$/m,
+        (_, a, t, b) => `${a}${BigInt(t) + 1n}${b}`,
+      );
+      assert.notEqual(off, parent);
+      const again = await backup(src, { previous: streamOf(off) });
+      assert.deepEqual(memberNames(again.archive), ["./", "./b", "./c", "./d", "./sub/", "./sub/e"]);
+      // A parent on another device number (a snapshot mounted again): same files, the records get this device.
+      const moved = parent.replace(/^(\[".*?","[a-z]",")\d+"/gm, '$1999"');
+      assert.notEqual(moved, parent);
+      const remounted = await backup(src, { previous: streamOf(moved) });
+      assert.deepEqual(memberNames(remounted.archive), changed);
+      const r = byPath(remounted.state);
+      for (const name of ["a", "d", "l", "sub/f"]) assert.equal(r.get(name), was.get(name), name);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
