@@ -28,6 +28,8 @@ export function parseCompression(text: string): Compression {
 
 /** Input bytes per compressed frame: large enough for a good ratio, small enough to keep memory low. */
 export const BLOCK_SIZE = 1 << 20;
+/** Chunks of the caller's pool from this size up are compressed in place, as frames of their own. */
+const DIRECT_MIN = BLOCK_SIZE >> 1;
 /** Frames compressed at once (this machine has 2 cores): one per worker; a third one waits its turn while the
  * oldest is taken (3 measured no faster and ~5 MiB more peak RSS once frames moved through shared memory). */
 const IN_FLIGHT = 2;
@@ -175,8 +177,9 @@ const COMPRESSED_SIZE = BLOCK_SIZE + (BLOCK_SIZE >> 7) + (64 << 10);
  * the compressor's output chunks may then lie on shared memory). */
 function compressor(kind: Exclude<Compression, "none">, outputs?: Uint8Array[]): Compress {
   if (!process.versions.bun) return zlibCompressor(kind);
+  // Once the workers run, small frames go there too: the main thread reads the files.
   return (input) =>
-    input.byteLength < SMALL_FRAME ? compressHere(kind, input) : runFrame(
+    input.byteLength < SMALL_FRAME && pool === null ? compressHere(kind, input) : runFrame(
       workers(),
       kind,
       input,
@@ -186,7 +189,8 @@ function compressor(kind: Exclude<Compression, "none">, outputs?: Uint8Array[]):
 
 /**
  * Frames smaller than this (a stream's last, partial frame: a state, a no-change level) are compressed on the
- * main thread (Bun): starting a worker thread costs ~10 ms, more than the frame. Same bytes either way.
+ * main thread (Bun) until the workers have started: starting a worker thread costs ~10 ms, more than the
+ * frame. Same bytes either way.
  */
 const SMALL_FRAME = 256 << 10;
 
@@ -294,8 +298,16 @@ export function createCompressor(kind: Compression, options: CompressorOptions =
   const stream: Compressor = new TransformStream<Uint8Array, Uint8Array>({
     async transform(chunk, controller) {
       let offset = 0;
-      // Large chunks of the caller's pool go straight to compression with no copy; others are gathered.
-      if (giveBack && filled === 0 && chunk.byteLength >= BLOCK_SIZE) {
+      // Large chunks of the caller's pool go straight to compression with no copy, as frames of their own
+      // (a frame need not be BLOCK_SIZE: the engine's chunks are often a header's room short of it); what
+      // was gathered before goes first, as a shorter frame. Other chunks are gathered.
+      if (giveBack && chunk.byteLength >= DIRECT_MIN) {
+        if (buffer && filled > 0) {
+          const block = buffer.subarray(0, filled);
+          buffer = null;
+          filled = 0;
+          await start(block, true, controller);
+        }
         await start(chunk, false, controller);
         return;
       }
