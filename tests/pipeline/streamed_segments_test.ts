@@ -7,6 +7,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import { execFileSync } from "node:child_process";
+import zlib from "node:zlib";
 import { createHash } from "node:crypto";
 import path from "node:path";
 import {
@@ -454,6 +455,32 @@ describe("zstd frames", () => {
     } finally {
       cleanup(dir);
     }
+  });
+
+  it("blocks of zeros compress to the same frames as other blocks, again and again", async () => {
+    // Under Bun the workers compare a block with zeros and copy the frame they keep for its size.
+    const sizes = [1 << 20, 1 << 20, 700_000, 1 << 20, 700_000, (3 << 20) + 512];
+    const parts = sizes.map((n) => new Uint8Array(n));
+    parts[3]![(1 << 20) - 1] = 1; // zeros but the last byte
+    parts[4]![0] = 1; // zeros but the first byte
+    parts[5]![2 << 20] = 7; // zeros but one byte past the first compared megabyte
+    const level = { params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 } };
+    const expected = parts.map((p) => new Uint8Array(zlib.zstdCompressSync(p, level)));
+    const compressor = createCompressor("zstd", { readerGivesBack: true, giveBack: () => {} });
+    const out: Uint8Array[] = [];
+    const source = streamOf(parts.map((p) => {
+      const chunk = workerBuffer(p.byteLength);
+      chunk.set(p);
+      return chunk;
+    }));
+    for await (const chunk of source.pipeThrough(compressor)) {
+      out.push(chunk.slice());
+      compressor.giveBack?.(chunk);
+    }
+    assert.equal(out.length, parts.length);
+    for (let i = 0; i < parts.length; i++) assert.ok(Buffer.from(out[i]!).equals(expected[i]!), `frame ${i}`);
+    const restored = await collect(streamOf(out).pipeThrough(createDecompressor("zstd")));
+    assert.ok(Buffer.from(restored).equals(Buffer.concat(parts)));
   });
 
   it("a stream that ends inside a frame is an error", async () => {
