@@ -912,7 +912,7 @@ class TarBackup {
         break;
     }
     if (linkKey !== undefined) this.#links.set(linkKey, { member, written: true });
-    entry.xattrs = this.#xattrs(abs);
+    entry.xattrs = this.#xattrs(abs, entry.fd);
     return entry;
   }
 
@@ -940,9 +940,9 @@ class TarBackup {
   }
 
   /** The extended attributes of `abs`, when they are stored (`options.xattrs`, default true). */
-  #xattrs(abs: string): Xattr[] | undefined {
+  #xattrs(abs: string, fd?: number): Xattr[] | undefined {
     if (this.#options.xattrs === false) return undefined;
-    const list = readXattrs(abs, (message) => this.#c.warn(abs, message));
+    const list = readXattrs(abs, (message) => this.#c.warn(abs, message), fd);
     if (!list?.some(([name]) => utf8Length(name) !== name.length)) return list;
     return list.filter(([name]) => {
       if (utf8Length(name) === name.length) return true;
