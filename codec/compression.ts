@@ -28,6 +28,8 @@ export function parseCompression(text: string): Compression {
 
 /** Input bytes per compressed frame: large enough for a good ratio, small enough to keep memory low. */
 export const BLOCK_SIZE = 1 << 20;
+/** Chunks of the caller's pool from this size up are compressed in place, as frames of their own. */
+const DIRECT_MIN = BLOCK_SIZE >> 1;
 /** Frames compressed at once (this machine has 2 cores): one per worker; a third one waits its turn while the
  * oldest is taken (3 measured no faster and ~5 MiB more peak RSS once frames moved through shared memory). */
 const IN_FLIGHT = 2;
@@ -71,6 +73,10 @@ function zlibCompressor(kind: Exclude<Compression, "none">): Compress {
     );
 }
 
+/** Bytes a compression worker compares with zeros at a time, and the frames of zeros it keeps (by size). */
+const ZERO_COMPARE = 1 << 20;
+const ZERO_FRAMES_KEPT = 8;
+
 // Bun runs zlib's async calls on the main thread, where the engine reads files: there, frames are
 // compressed by worker threads instead (measured: ~2x the backup speed on 2 cores). Deno's zlib calls are
 // already off the main thread, and its eval workers are slow, so Deno keeps the zlib path.
@@ -78,7 +84,8 @@ function zlibCompressor(kind: Exclude<Compression, "none">): Compress {
 // result is copied into `into` (a buffer the caller reuses) when it fits. "unzstd" decompresses a frame.
 // Shared buffers (workerBuffer) are read and filled in place, never moved, and not posted back either (the
 // caller has them): each shared buffer posted makes a new object that counts its whole size as memory,
-// which set off a full collection on the main thread every few frames. A result in a shared \`into\` comes
+// which set off a full collection on the main thread every few frames (and each reaches a worker only
+// once, see _workers.ts). A result in a shared \`into\` comes
 // back as its length, \`inInto\`.
 const WORKER_SOURCE = WORKER_MEMORY_SOURCE + `
 const { parentPort } = require("node:worker_threads");
@@ -86,21 +93,46 @@ const zlib = require("node:zlib");
 const level = { [zlib.constants.ZSTD_c_compressionLevel]: 1 };
 const movable = (b) => !(b instanceof SharedArrayBuffer);
 const mine = (v) => v && movable(v.buffer) ? v : undefined;
-parentPort.on("message", ({ id, kind, input, into }) => {
+const compress = (kind, input) => {
+  const chunkSize = input.byteLength + (input.byteLength >> 7) + 65536;
+  return kind === "zstd"
+    ? zlib.zstdCompressSync(input, { params: level, chunkSize })
+    : zlib.gzipSync(input, { level: 6, chunkSize });
+};
+// A block of zeros (a disk image's empty regions) is compared (memcmp) instead of compressed: its frame,
+// the same bytes the compressor gives, is kept per size and copied.
+const ZEROS = Buffer.alloc(${ZERO_COMPARE});
+const zeroFrames = new Map();
+const zeroFrame = (kind, input) => {
+  const n = input.byteLength;
+  if (n === 0 || input[0] !== 0 || input[n - 1] !== 0) return undefined;
+  const bytes = Buffer.from(input.buffer, input.byteOffset, n);
+  for (let o = 0; o < n; o += ZEROS.length) {
+    const m = Math.min(ZEROS.length, n - o);
+    if (!bytes.subarray(o, o + m).equals(ZEROS.subarray(0, m))) return undefined;
+  }
+  const key = kind + n;
+  let frame = zeroFrames.get(key);
+  if (!frame) {
+    frame = new Uint8Array(compress(kind, input));
+    if (zeroFrames.size < ${ZERO_FRAMES_KEPT}) zeroFrames.set(key, frame);
+  }
+  return new Uint8Array(frame); // a copy: the result may move to the main thread
+};
+parentPort.on("message", (message) => {
+  const m = received(message);
+  if (m === null) return;
+  const { id, kind, input } = m;
+  let into = m.into;
   const list = [input.buffer];
   const started = performance.now();
   try {
     let out;
     if (kind === "unzstd") out = zlib.zstdDecompressSync(input);
-    else {
-      const chunkSize = input.byteLength + (input.byteLength >> 7) + 65536;
-      out = kind === "zstd"
-        ? zlib.zstdCompressSync(input, { params: level, chunkSize })
-        : zlib.gzipSync(input, { level: 6, chunkSize });
-    }
+    else out = zeroFrame(kind, input) ?? compress(kind, input);
     let inInto;
     if (into && out.byteLength <= into.byteLength) {
-      relieveMemory(out.byteLength);
+      relieveMemory(out.buffer.byteLength); // what was allocated: the result may be a view of more
       into.set(out);
       if (!movable(into.buffer)) inInto = out.byteLength;
       out = into.subarray(0, out.byteLength);
@@ -175,8 +207,9 @@ const COMPRESSED_SIZE = BLOCK_SIZE + (BLOCK_SIZE >> 7) + (64 << 10);
  * the compressor's output chunks may then lie on shared memory). */
 function compressor(kind: Exclude<Compression, "none">, outputs?: Uint8Array[]): Compress {
   if (!process.versions.bun) return zlibCompressor(kind);
+  // Once the workers run, small frames go there too: the main thread reads the files.
   return (input) =>
-    input.byteLength < SMALL_FRAME ? compressHere(kind, input) : runFrame(
+    input.byteLength < SMALL_FRAME && pool === null ? compressHere(kind, input) : runFrame(
       workers(),
       kind,
       input,
@@ -186,7 +219,8 @@ function compressor(kind: Exclude<Compression, "none">, outputs?: Uint8Array[]):
 
 /**
  * Frames smaller than this (a stream's last, partial frame: a state, a no-change level) are compressed on the
- * main thread (Bun): starting a worker thread costs ~10 ms, more than the frame. Same bytes either way.
+ * main thread (Bun) until the workers have started: starting a worker thread costs ~10 ms, more than the
+ * frame. Same bytes either way.
  */
 const SMALL_FRAME = 256 << 10;
 
@@ -294,8 +328,16 @@ export function createCompressor(kind: Compression, options: CompressorOptions =
   const stream: Compressor = new TransformStream<Uint8Array, Uint8Array>({
     async transform(chunk, controller) {
       let offset = 0;
-      // Large chunks of the caller's pool go straight to compression with no copy; others are gathered.
-      if (giveBack && filled === 0 && chunk.byteLength >= BLOCK_SIZE) {
+      // Large chunks of the caller's pool go straight to compression with no copy, as frames of their own
+      // (a frame need not be BLOCK_SIZE: the engine's chunks are often a header's room short of it); what
+      // was gathered before goes first, as a shorter frame. Other chunks are gathered.
+      if (giveBack && chunk.byteLength >= DIRECT_MIN) {
+        if (buffer && filled > 0) {
+          const block = buffer.subarray(0, filled);
+          buffer = null;
+          filled = 0;
+          await start(block, true, controller);
+        }
         await start(chunk, false, controller);
         return;
       }

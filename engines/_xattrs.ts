@@ -3,12 +3,15 @@
  * GNU tar stores (`SCHILY.acl.access`), and restoring them with one warning per kind the kernel refuses.
  *
  * Every call goes through `@napi-rs/xattr`, whose functions use the `l*xattr` system calls: they never
- * follow a symlink (a symlink's own attributes are read and set, where the kernel allows). Where that addon
+ * follow a symlink (a symlink's own attributes are read and set, where the kernel allows). A file that is
+ * open already is first asked whether it has any with libc's `flistxattr` (through the runtime adapter,
+ * base/runtime.ts, where there is one): one system call on the descriptor, no path to look up. Where the addon
  * cannot load (Deno without --allow-ffi), a backup storing xattrs fails at once and a restore warns once.
  * @module
  */
 import { FrostError } from "../base/errors.ts";
 import type { IdMap, OwnerNames } from "./_fs_common.ts";
+import { openNativeLibrary } from "../base/runtime.ts";
 
 // Loaded here rather than imported: a native addon, which Deno loads only with --allow-ffi. Without it frost
 // still starts; a backup that would store xattrs refuses to run (`requireXattrs`), a restore warns once.
@@ -82,11 +85,41 @@ function errnoWords(errno: number, err: unknown): string {
   }
 }
 
+/** Room for any list of xattr names (the kernel's XATTR_LIST_MAX). */
+const NAMES_ROOM = 65536;
+let flistxattr: ((fd: number) => number) | null | undefined;
+
+/**
+ * The byte length of the xattr name list of open file `fd` (0: it has none); -1 when the call failed, or
+ * undefined where libc cannot be called.
+ */
+function namesLength(fd: number): number | undefined {
+  if (flistxattr === undefined) {
+    flistxattr = null;
+    try {
+      const libc = openNativeLibrary(["libc.so.6", "libc.so"], {
+        flistxattr: { args: ["i32", "pointer", "i64"], returns: "i64" },
+      });
+      if (libc) {
+        const buffer = new Uint8Array(NAMES_ROOM);
+        const call = libc.flistxattr;
+        flistxattr = (fd) => call(fd, buffer, BigInt(NAMES_ROOM));
+      }
+    } catch {
+      flistxattr = null;
+    }
+  }
+  return flistxattr?.(fd);
+}
+
 /**
  * The xattrs of `abs` (never through a symlink), sorted by name; undefined when it has none or the file
- * system has no xattrs. An attribute that cannot be read is left out with a warning (`warn`).
+ * system has no xattrs. An attribute that cannot be read is left out with a warning (`warn`). `fd`, when
+ * given, is `abs` open: a file without xattrs is then known in one call on it.
  */
-export function readXattrs(abs: string, warn: (message: string) => void): Xattr[] | undefined {
+export function readXattrs(abs: string, warn: (message: string) => void, fd?: number): Xattr[] | undefined {
+  // Files with names, and failures (errno is not at hand here), take the path below.
+  if (fd !== undefined && fd >= 0 && namesLength(fd) === 0) return undefined;
   let names: string[];
   try {
     names = xattrs().listAttributesSync(abs);

@@ -89,7 +89,7 @@
  *
  * The archive is produced on demand (`pull()`), in chunks of 1 MiB that file data is read into directly,
  * with two chunks read ahead; memory stays flat whatever the tree. A reader that calls `run.giveBack()` with
- * the chunks it is done with gets the same buffers again (zeroed), so that a backup of any size allocates
+ * the chunks it is done with gets the same buffers again, so that a backup of any size allocates
  * only a few chunks (the garbage collectors of Deno and Bun free big buffers late). The state is enqueued
  * as it is produced, in pieces of about 64 KiB, without waiting for its reader.
  * @module
@@ -294,9 +294,10 @@ interface Entry {
 }
 
 function newChunk(size: number): Uint8Array {
-  // A fresh buffer is zeroed by the allocator (calloc/mmap), cheaper than Uint8Array(n) in Deno, and the
-  // encoder relies on the zeros for empty header fields and padding. Under Bun it is shared memory, which
-  // the compression workers read in place (an ArrayBuffer would be copied there and back).
+  // A fresh buffer, zeroed by the allocator (calloc/mmap): cheaper than Uint8Array(n) in Deno. (Reused
+  // chunks are not zeroed: #commit, #copy and #finish zero the headers and padding they write.) Under Bun
+  // it is shared memory, which the compression workers read in place (an ArrayBuffer would be copied there
+  // and back).
   return workerBuffer(size);
 }
 
@@ -344,7 +345,7 @@ class TarBackup {
   #stack: Frame[];
   #chunk: Uint8Array = NO_CHUNK;
   #off = 0;
-  /** Chunks given back, zeroed. */
+  /** Chunks given back (not zeroed: each header, padding and end block is zeroed where it is written). */
   #free: Uint8Array[] = [];
   #times: EngineTimes | undefined;
   #pending: Entry | undefined;
@@ -418,15 +419,13 @@ class TarBackup {
     this.#c.listen((err) => this.#fail(err));
   }
 
-  /** Takes back a chunk of `stream` (see BackupRun.giveBack): only full-size ones, zeroed for reuse. */
+  /** Takes back a chunk of `stream` (see BackupRun.giveBack): only full-size ones, for reuse. */
   #giveBack(chunk: Uint8Array): void {
     const buffer = chunk.buffer;
     if (chunk.byteOffset !== 0 || buffer.byteLength !== CHUNK_SIZE || this.#free.length >= KEEP_CHUNKS) {
       return;
     }
-    const whole = new Uint8Array(buffer, 0, CHUNK_SIZE);
-    whole.fill(0, 0, chunk.byteLength);
-    this.#free.push(whole);
+    this.#free.push(new Uint8Array(buffer, 0, CHUNK_SIZE));
   }
 
   async #pull(): Promise<void> {
@@ -984,7 +983,7 @@ class TarBackup {
         break;
     }
     if (linkKey !== undefined) this.#links.set(linkKey, { member, written: true });
-    entry.xattrs = this.#xattrs(abs);
+    entry.xattrs = this.#xattrs(abs, entry.fd);
     return entry;
   }
 
@@ -1012,9 +1011,9 @@ class TarBackup {
   }
 
   /** The extended attributes of `abs`, when they are stored (`options.xattrs`, default true). */
-  #xattrs(abs: string): Xattr[] | undefined {
+  #xattrs(abs: string, fd?: number): Xattr[] | undefined {
     if (this.#options.xattrs === false) return undefined;
-    const list = readXattrs(abs, (message) => this.#c.warn(abs, message));
+    const list = readXattrs(abs, (message) => this.#c.warn(abs, message), fd);
     if (!list?.some(([name]) => utf8Length(name) !== name.length)) return list;
     return list.filter(([name]) => {
       if (utf8Length(name) === name.length) return true;
@@ -1093,6 +1092,7 @@ class TarBackup {
       this.#chunk = newChunk(roundUp(need));
     }
     const buf = this.#chunk;
+    buf.fill(0, this.#off, this.#off + need); // a reused chunk holds earlier bytes; headers need zeros
     const seconds = wholeSeconds(mtimeNs);
 
     // The pax header's own ustar header, as GNU tar writes it.
@@ -1150,8 +1150,9 @@ class TarBackup {
       const space = buf.length - this.#off;
       if (space === 0) return false;
       if (this.#fd < 0) {
-        // The file failed or shrank: the chunk is zeroed already, so padding is skipping.
+        // The file failed or shrank: padded with zeros.
         const n = this.#remaining < space ? this.#remaining : space;
+        buf.fill(0, this.#off, this.#off + n);
         this.#off += n;
         this.#remaining -= n;
         continue;
@@ -1190,7 +1191,9 @@ class TarBackup {
       if (!this.#sparse?.inMap) this.#c.stats.bytes += n; // file bytes read, not the sparse map
     }
     this.#closeFile();
-    this.#off = roundUp(this.#off); // chunk sizes are block multiples, so padding always fits
+    const end = roundUp(this.#off); // chunk sizes are block multiples, so padding always fits
+    buf.fill(0, this.#off, end);
+    this.#off = end;
     return true;
   }
 
@@ -1214,7 +1217,7 @@ class TarBackup {
   /**
    * Enqueues the filled part of the chunk: the chunk itself when mostly full, else a copy, so that
    * small outputs (an unchanged tree yields little) do not each pin a whole chunk in the consumer; the
-   * chunk, zeroed again, is then reused.
+   * chunk is then reused.
    */
   #emit(): void {
     const chunk = this.#chunk;
@@ -1223,7 +1226,6 @@ class TarBackup {
       this.#chunk = NO_CHUNK;
     } else if (this.#off > 0) {
       this.#data.enqueue(chunk.slice(0, this.#off));
-      chunk.fill(0, 0, this.#off);
     }
     this.#off = 0;
   }
@@ -1234,6 +1236,7 @@ class TarBackup {
       this.#emit();
       if (this.#chunk.length < 2 * BLOCK) this.#chunk = newChunk(2 * BLOCK);
     }
+    this.#chunk.fill(0, this.#off, this.#off + 2 * BLOCK);
     this.#off += 2 * BLOCK;
     this.#emit();
     this.#flushState();

@@ -6,6 +6,8 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
+import { execFileSync } from "node:child_process";
+import zlib from "node:zlib";
 import { createHash } from "node:crypto";
 import path from "node:path";
 import {
@@ -420,6 +422,63 @@ describe("zstd frames", () => {
       compressor.giveBack?.(chunk);
     }
     assert.equal(back, parts.length);
+    const restored = await collect(streamOf(out).pipeThrough(createDecompressor("zstd")));
+    assert.ok(Buffer.from(restored).equals(Buffer.concat(parts)));
+  });
+
+  it("large chunks of the caller's pool become frames of their own, whatever their size", async () => {
+    // The engine's chunks are often a header's room short of a block: they are compressed where they are
+    // (no copy into a gathering block), and what was gathered before one goes first, as a shorter frame.
+    const sizes = [(1 << 20) - 1024, 10_000, 700_000, (1 << 20) - 512, 100];
+    const parts = sizes.map((n, i) => pseudoRandom(n, 50 + i).fill(66, 0, n >> 1));
+    let back = 0;
+    const compressor = createCompressor("zstd", { giveBack: () => void back++ });
+    const source = streamOf(parts.map((p) => {
+      const chunk = workerBuffer(p.byteLength);
+      chunk.set(p);
+      return chunk;
+    }));
+    const compressed = await collect(source.pipeThrough(compressor));
+    assert.equal(back, parts.length);
+    const restored = await collect(streamOf([compressed]).pipeThrough(createDecompressor("zstd")));
+    assert.ok(Buffer.from(restored).equals(Buffer.concat(parts)));
+    // The zstd tool counts the frames: 1 MiB - 1 KiB | 10 000 | 700 000 | 1 MiB - 512 | 100.
+    const dir = tempDir("frost-frames-");
+    try {
+      const file = path.join(dir, "out.zst");
+      fs.writeFileSync(file, compressed);
+      const listing = execFileSync("zstd", ["-lv", file], {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "ignore"],
+      });
+      assert.match(listing, /# Zstandard Frames: 5\n/);
+    } finally {
+      cleanup(dir);
+    }
+  });
+
+  it("blocks of zeros compress to the same frames as other blocks, again and again", async () => {
+    // Under Bun the workers compare a block with zeros and copy the frame they keep for its size.
+    const sizes = [1 << 20, 1 << 20, 700_000, 1 << 20, 700_000, (3 << 20) + 512];
+    const parts = sizes.map((n) => new Uint8Array(n));
+    parts[3]![(1 << 20) - 1] = 1; // zeros but the last byte
+    parts[4]![0] = 1; // zeros but the first byte
+    parts[5]![2 << 20] = 7; // zeros but one byte past the first compared megabyte
+    const level = { params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 } };
+    const expected = parts.map((p) => new Uint8Array(zlib.zstdCompressSync(p, level)));
+    const compressor = createCompressor("zstd", { readerGivesBack: true, giveBack: () => {} });
+    const out: Uint8Array[] = [];
+    const source = streamOf(parts.map((p) => {
+      const chunk = workerBuffer(p.byteLength);
+      chunk.set(p);
+      return chunk;
+    }));
+    for await (const chunk of source.pipeThrough(compressor)) {
+      out.push(chunk.slice());
+      compressor.giveBack?.(chunk);
+    }
+    assert.equal(out.length, parts.length);
+    for (let i = 0; i < parts.length; i++) assert.ok(Buffer.from(out[i]!).equals(expected[i]!), `frame ${i}`);
     const restored = await collect(streamOf(out).pipeThrough(createDecompressor("zstd")));
     assert.ok(Buffer.from(restored).equals(Buffer.concat(parts)));
   });
