@@ -33,7 +33,7 @@ import { NoBackupError } from "../series/levels.ts";
 import { formatBytes } from "../base/units.ts";
 import { METRICS_OPTION, metricsHelp } from "./metrics.ts";
 import { checkSelection, describe, selectChain, type Selection } from "../series/time.ts";
-import { openStream, readSegments, readState } from "../pipeline/mod.ts";
+import { type BufferPool, openStream, readSegments, readState, segmentPool } from "../pipeline/mod.ts";
 import { dataKeyOf, type KeyOptions, stateKeyOf } from "../series/keys.ts";
 import { type DataKey } from "../codec/encryption.ts";
 import { relieveMemory } from "../base/memory.ts";
@@ -506,16 +506,20 @@ function pickSample(refs: SegmentRef[], share: number): SegmentRef[] {
   return order.slice(0, want).sort((a, b) => a - b).map((i) => refs[i]!);
 }
 
-/** Downloads one segment and checks size and SHA-256 (readSegments does); records a problem on failure. */
+/**
+ * Downloads one segment and checks size and SHA-256 (readSegments does); records a problem on failure. With
+ * `pool`, a storage that reads in place fills one of its buffers (the pieces must all go back to `pool`).
+ */
 async function fetchVerified(
   storage: Storage,
   ref: SegmentRef,
   signal: AbortSignal,
   problems: Problem[],
+  pool?: BufferPool,
 ): Promise<Uint8Array[] | null> {
   try {
-    // As the storage delivered it (checked as a whole): not copied into one 32 MiB buffer.
-    return await Array.fromAsync(readSegments(storage, [ref], { signal }));
+    // Without a pool: as the storage delivered it (checked as a whole), not copied into one 32 MiB buffer.
+    return await Array.fromAsync(readSegments(storage, [ref], { signal, pool }));
   } catch (err) {
     if (signal.aborted) throw err;
     const message = messageOf(err).replace(`Cannot read segment "${ref.key}": `, "").replace(
@@ -546,14 +550,19 @@ async function readStream(
   let objects = 0;
   let bytes = 0;
   let broken = false;
-  const decoding = key === undefined ? null : startDecoder(m, kind, key, tree);
+  // Data segments being decoded are read into one reused buffer, which the decompressor gives back (as ls
+  // and the restore read them): no 32 MiB of garbage per segment, no hashing thread.
+  let pool = key === undefined || kind !== "data" ? undefined : segmentPool(m, key);
+  const decoding = key === undefined ? null : startDecoder(m, kind, key, tree, pool);
   const writer = decoding?.input.getWriter();
   let decodeError: unknown;
   for (const ref of refs) {
     objects++;
-    const got = await fetchVerified(storage, ref, options.signal, problems);
+    const got = await fetchVerified(storage, ref, options.signal, problems, pool);
     if (!got) {
       broken = true;
+      // Nothing more is decoded, so nothing gives pool buffers back.
+      pool = undefined;
       continue;
     }
     for (const chunk of got) bytes += chunk.byteLength;
@@ -562,6 +571,7 @@ async function readStream(
         for (const chunk of got) await writer.write(chunk);
       } catch (err) {
         decodeError = err;
+        pool = undefined;
       }
     }
   }
@@ -594,10 +604,17 @@ async function readStream(
  * decompressed and (tar data) parsed to the end-of-archive block, its members replayed on `tree` when given.
  * Nothing is written.
  */
-function startDecoder(m: Manifest, kind: "data" | "state", key: DataKey | null, tree?: Tree) {
+function startDecoder(
+  m: Manifest,
+  kind: "data" | "state",
+  key: DataKey | null,
+  tree?: Tree,
+  pool?: BufferPool,
+) {
   const entry = new TransformStream<Uint8Array, Uint8Array>();
-  // Each decoded chunk is done with once parsed: its buffer goes back to the decompressor.
-  const { stream, giveBack } = openStream(entry.readable, m, kind, key, { readerGivesBack: true });
+  // Each decoded chunk is done with once parsed: its buffer goes back to the decompressor; each stored chunk
+  // goes back to `pool` once decompressed.
+  const { stream, giveBack } = openStream(entry.readable, m, kind, key, { pool, readerGivesBack: true });
   // Members replayed on `tree` as ls (and the restore) apply them; file data is skipped.
   const replay = kind === "data" && m.engine === "tar" ? tarReplayer(tree) : undefined;
   const done = (async () => {
