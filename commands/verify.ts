@@ -33,7 +33,7 @@ import { NoBackupError } from "../series/levels.ts";
 import { formatBytes } from "../base/units.ts";
 import { METRICS_OPTION, metricsHelp } from "./metrics.ts";
 import { checkSelection, describe, selectChain, type Selection } from "../series/time.ts";
-import { type BufferPool, openStream, readSegments, readState, segmentPool } from "../pipeline/mod.ts";
+import { openStream, readSegments, readState, streamSegments } from "../pipeline/mod.ts";
 import { dataKeyOf, type KeyOptions, stateKeyOf } from "../series/keys.ts";
 import { type DataKey } from "../codec/encryption.ts";
 import { relieveMemory } from "../base/memory.ts";
@@ -506,27 +506,52 @@ function pickSample(refs: SegmentRef[], share: number): SegmentRef[] {
   return order.slice(0, want).sort((a, b) => a - b).map((i) => refs[i]!);
 }
 
-/**
- * Downloads one segment and checks size and SHA-256 (readSegments does); records a problem on failure. With
- * `pool`, a storage that reads in place fills one of its buffers (the pieces must all go back to `pool`).
- */
+/** Downloads one segment and checks size and SHA-256 (readSegments does); records a problem on failure. */
 async function fetchVerified(
   storage: Storage,
   ref: SegmentRef,
   signal: AbortSignal,
   problems: Problem[],
-  pool?: BufferPool,
 ): Promise<Uint8Array[] | null> {
   try {
-    // Without a pool: as the storage delivered it (checked as a whole), not copied into one 32 MiB buffer.
-    return await Array.fromAsync(readSegments(storage, [ref], { signal, pool }));
+    // As the storage delivered it (checked as a whole): not copied into one 32 MiB buffer.
+    return await Array.fromAsync(readSegments(storage, [ref], { signal }));
   } catch (err) {
     if (signal.aborted) throw err;
-    const message = messageOf(err).replace(`Cannot read segment "${ref.key}": `, "").replace(
-      /^it is missing from .*$/,
-      "missing",
-    );
-    problems.push({ key: ref.key, problem: message });
+    problems.push({ key: ref.key, problem: segmentProblem(ref, err) });
+    return null;
+  }
+}
+
+/** What a failed read of segment `ref` says, without the segment's name. */
+function segmentProblem(ref: SegmentRef, err: unknown): string {
+  return messageOf(err).replace(`Cannot read segment "${ref.key}": `, "").replace(
+    /^it is missing from .*$/,
+    "missing",
+  );
+}
+
+/**
+ * Reads one segment as the storage delivers it, handing each chunk to `use` (which must not throw), and
+ * checks its size and SHA-256 at its end: its size, or null (and a problem recorded) when it is bad.
+ */
+async function streamVerified(
+  storage: Storage,
+  ref: SegmentRef,
+  signal: AbortSignal,
+  problems: Problem[],
+  use: (chunk: Uint8Array) => Promise<void>,
+): Promise<number | null> {
+  let size = 0;
+  try {
+    for await (const chunk of streamSegments(storage, [ref], { signal }).stream) {
+      size += chunk.byteLength;
+      await use(chunk);
+    }
+    return size;
+  } catch (err) {
+    if (signal.aborted) throw err;
+    problems.push({ key: ref.key, problem: segmentProblem(ref, err) });
     return null;
   }
 }
@@ -550,30 +575,24 @@ async function readStream(
   let objects = 0;
   let bytes = 0;
   let broken = false;
-  // Data segments being decoded are read into one reused buffer, which the decompressor gives back (as ls
-  // and the restore read them): no 32 MiB of garbage per segment, no hashing thread.
-  let pool = key === undefined || kind !== "data" ? undefined : segmentPool(m, key);
-  const decoding = key === undefined ? null : startDecoder(m, kind, key, tree, pool);
+  const decoding = key === undefined ? null : startDecoder(m, kind, key, tree);
   const writer = decoding?.input.getWriter();
   let decodeError: unknown;
   for (const ref of refs) {
     objects++;
-    const got = await fetchVerified(storage, ref, options.signal, problems, pool);
-    if (!got) {
-      broken = true;
-      // Nothing more is decoded, so nothing gives pool buffers back.
-      pool = undefined;
-      continue;
-    }
-    for (const chunk of got) bytes += chunk.byteLength;
-    if (writer && !broken && decodeError === undefined) {
+    // Streamed into the decoder as they arrive, checked at the segment's end (no segment held whole): the
+    // bytes of a bad segment may reach the decoder, but then what it made of them is not reported.
+    const decode = writer && !broken && decodeError === undefined ? writer : undefined;
+    const read = await streamVerified(storage, ref, options.signal, problems, async (chunk) => {
+      if (!decode || decodeError !== undefined) return;
       try {
-        for (const chunk of got) await writer.write(chunk);
+        await decode.write(chunk);
       } catch (err) {
         decodeError = err;
-        pool = undefined;
       }
-    }
+    });
+    if (read === null) broken = true;
+    else bytes += read;
   }
   if (writer && decoding) {
     if (broken || decodeError !== undefined) {
@@ -585,7 +604,8 @@ async function readStream(
         await writer.close();
         await decoding.done;
       } catch (err) {
-        decodeError = err;
+        // A decoder that failed after its last write resolved: its own error says why, not the close.
+        decodeError = await decoding.done.then(() => err, (failure) => failure);
       }
     }
     if (!broken && decodeError !== undefined) {
@@ -604,17 +624,10 @@ async function readStream(
  * decompressed and (tar data) parsed to the end-of-archive block, its members replayed on `tree` when given.
  * Nothing is written.
  */
-function startDecoder(
-  m: Manifest,
-  kind: "data" | "state",
-  key: DataKey | null,
-  tree?: Tree,
-  pool?: BufferPool,
-) {
+function startDecoder(m: Manifest, kind: "data" | "state", key: DataKey | null, tree?: Tree) {
   const entry = new TransformStream<Uint8Array, Uint8Array>();
-  // Each decoded chunk is done with once parsed: its buffer goes back to the decompressor; each stored chunk
-  // goes back to `pool` once decompressed.
-  const { stream, giveBack } = openStream(entry.readable, m, kind, key, { pool, readerGivesBack: true });
+  // Each decoded chunk is done with once parsed: its buffer goes back to the decompressor.
+  const { stream, giveBack } = openStream(entry.readable, m, kind, key, { readerGivesBack: true });
   // Members replayed on `tree` as ls (and the restore) apply them; file data is skipped.
   const replay = kind === "data" && m.engine === "tar" ? tarReplayer(tree) : undefined;
   const done = (async () => {

@@ -8,6 +8,7 @@
 export { type BackupJob, runBackup } from "./backup.ts";
 export { type RestoreJob, runRestore } from "./restore.ts";
 export { readSegments } from "./segment_reader.ts";
+export { type StreamedSegments, streamSegments } from "./segment_stream.ts";
 export {
   type DecodedStream,
   openStream,
