@@ -407,10 +407,14 @@ export class Tree {
 
   /** The paths of the entries below the root that `mark` did not mark, in path order. */
   *unmarked(): Generator<string> {
-    for (const [path, i] of this.#walk("")) if (i !== 0 && !this.#marks?.[i]) yield path;
+    const marks = this.#marks;
+    // The paths of marked files are not even made.
+    const unmarked = (i: number) => !marks?.[i];
+    for (const [path, i] of this.#walk("", unmarked)) if (i !== 0 && unmarked(i)) yield path;
   }
 
-  *#walk(prefix: string): Generator<[string, number]> {
+  /** The entries at or below `prefix` in path order; files for which `want` says false are left out. */
+  *#walk(prefix: string, want?: (i: number) => boolean): Generator<[string, number]> {
     const start = this.#find(prefix);
     if (start < 0) return;
     // An explicit stack of sorted child lists: one per directory level, not one per entry.
@@ -430,6 +434,7 @@ export class Tree {
         continue;
       }
       const child = top.entries[top.i++]!;
+      if (want && this.#type[child] !== DIR && !want(child)) continue;
       const name = this.#name(child);
       const path = top.path === "." ? name : `${top.path}/${name}`;
       yield [path, child];
