@@ -33,7 +33,7 @@ import { NoBackupError } from "../series/levels.ts";
 import { formatBytes } from "../base/units.ts";
 import { METRICS_OPTION, metricsHelp } from "./metrics.ts";
 import { checkSelection, describe, selectChain, type Selection } from "../series/time.ts";
-import { openStream, readSegments, readState, streamSegments } from "../pipeline/mod.ts";
+import { openStream, readSegments, streamSegments } from "../pipeline/mod.ts";
 import { dataKeyOf, type KeyOptions, stateKeyOf } from "../series/keys.ts";
 import { type DataKey } from "../codec/encryption.ts";
 import { relieveMemory } from "../base/memory.ts";
@@ -467,7 +467,15 @@ async function compareReplay(
   let firstMissing = "";
   let held = 0;
   const key = options.keys.get(m.id)?.state ?? null;
-  for await (const e of engineForBackup(m.engine).entries(readState(storage, m, key, options.signal))) {
+  // Its segments were checked above: read again as they arrive (checked at their ends), with no hashing thread
+  // started for them (readState's segments are hashed on one when large).
+  const state = openStream(
+    streamSegments(storage, m.state, { signal: options.signal }).stream,
+    m,
+    "state",
+    key,
+  );
+  for await (const e of engineForBackup(m.engine).entries(state.stream)) {
     if (e.path === "") continue;
     // A loop of microtasks only: the memory watcher's timer gets no turn.
     if (++held % 1024 === 0) relieveMemory();
