@@ -36,7 +36,7 @@ import { checkSelection, describe, selectChain, type Selection } from "../series
 import { openStream, readSegments, streamSegments } from "../pipeline/mod.ts";
 import { dataKeyOf, type KeyOptions, stateKeyOf } from "../series/keys.ts";
 import { type DataKey } from "../codec/encryption.ts";
-import { relieveMemory } from "../base/memory.ts";
+import { collectNow, relieveMemory } from "../base/memory.ts";
 import { tarReplayer, Tree } from "../engines/mod.ts";
 import { engineForBackup } from "../engines/registry.ts";
 import { NotFoundError, type Storage } from "../storage/storage.ts";
@@ -445,6 +445,8 @@ async function verifyOn(
     }
   }
   if (tree && problems.length === before && selected.length > 0) {
+    // What the replay left is garbage: freed before the comparison makes more.
+    collectNow();
     await compareReplay(storage, series, selected[selected.length - 1]!, tree, options, problems);
   }
   return { objects, bytes };
