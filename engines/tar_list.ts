@@ -142,6 +142,16 @@ export class Tree {
     return h >>> 0;
   }
 
+  /** `#hash(parent, name of i)`, from the names buffer. */
+  #hashOf(parent: number, i: number): number {
+    let h = (parent ^ 0x811c9dc5) >>> 0;
+    h = Math.imul(h, 0x01000193);
+    const names = this.#names;
+    const end = this.#nameAt[i]! + this.#nameLength[i]!;
+    for (let k = this.#nameAt[i]!; k < end; k++) h = Math.imul(h ^ names[k]!, 0x01000193);
+    return h >>> 0;
+  }
+
   #named(i: number, name: string): boolean {
     if (this.#nameLength[i] !== name.length) return false;
     const at = this.#nameAt[i]!;
@@ -164,7 +174,7 @@ export class Tree {
     if ((this.#tableUsed + 1) * 2 > this.#table.length) this.#rehash();
     const dir = this.#parentOf[i]!;
     const mask = this.#table.length - 1;
-    let slot = this.#hash(dir, this.#name(i)) & mask;
+    let slot = this.#hashOf(dir, i) & mask;
     while (this.#table[slot]! >= 0) slot = (slot + 1) & mask;
     if (this.#table[slot] === NONE) this.#tableUsed++;
     this.#table[slot] = i;
@@ -179,7 +189,7 @@ export class Tree {
   #unlink(i: number): void {
     const dir = this.#parentOf[i]!;
     const mask = this.#table.length - 1;
-    for (let slot = this.#hash(dir, this.#name(i)) & mask;; slot = (slot + 1) & mask) {
+    for (let slot = this.#hashOf(dir, i) & mask;; slot = (slot + 1) & mask) {
       const at = this.#table[slot]!;
       if (at === NONE) break;
       if (at === i) {
@@ -207,7 +217,7 @@ export class Tree {
     const mask = size - 1;
     for (const i of old) {
       if (i < 0) continue;
-      let slot = this.#hash(this.#parentOf[i]!, this.#name(i)) & mask;
+      let slot = this.#hashOf(this.#parentOf[i]!, i) & mask;
       while (this.#table[slot] !== NONE) slot = (slot + 1) & mask;
       this.#table[slot] = i;
       this.#tableUsed++;
