@@ -25,7 +25,7 @@ import {
 import { ExitCode, FrostError, UsageError } from "../base/errors.ts";
 import { type Manifest, seriesName } from "../series/manifest.ts";
 import { formatBytes } from "../base/units.ts";
-import { relieveMemory } from "../base/memory.ts";
+import { collectNow, relieveMemory } from "../base/memory.ts";
 import { setImmediate } from "node:timers";
 import { checkSelection, chosenLine, type Selection } from "../series/time.ts";
 import { readDataChunks } from "../pipeline/mod.ts";
@@ -129,6 +129,8 @@ async function replayChain(
     const replay = tarReplayer(tree);
     await readDataChunks(storage, m, keys.get(m.id) ?? null, (chunk) => replay.push(chunk), signal);
     replay.finish();
+    // What this level's members left is garbage: freed before the next level (or the listing) makes more.
+    collectNow();
   }
   return tree;
 }

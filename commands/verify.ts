@@ -33,10 +33,10 @@ import { NoBackupError } from "../series/levels.ts";
 import { formatBytes } from "../base/units.ts";
 import { METRICS_OPTION, metricsHelp } from "./metrics.ts";
 import { checkSelection, describe, selectChain, type Selection } from "../series/time.ts";
-import { openStream, readSegments, readState } from "../pipeline/mod.ts";
+import { openStream, readSegments, streamSegments } from "../pipeline/mod.ts";
 import { dataKeyOf, type KeyOptions, stateKeyOf } from "../series/keys.ts";
 import { type DataKey } from "../codec/encryption.ts";
-import { relieveMemory } from "../base/memory.ts";
+import { collectNow, relieveMemory } from "../base/memory.ts";
 import { tarReplayer, Tree } from "../engines/mod.ts";
 import { engineForBackup } from "../engines/registry.ts";
 import { NotFoundError, type Storage } from "../storage/storage.ts";
@@ -445,6 +445,8 @@ async function verifyOn(
     }
   }
   if (tree && problems.length === before && selected.length > 0) {
+    // What the replay left is garbage: freed before the comparison makes more.
+    collectNow();
     await compareReplay(storage, series, selected[selected.length - 1]!, tree, options, problems);
   }
   return { objects, bytes };
@@ -467,7 +469,15 @@ async function compareReplay(
   let firstMissing = "";
   let held = 0;
   const key = options.keys.get(m.id)?.state ?? null;
-  for await (const e of engineForBackup(m.engine).entries(readState(storage, m, key, options.signal))) {
+  // Its segments were checked above: read again as they arrive (checked at their ends), with no hashing thread
+  // started for them (readState's segments are hashed on one when large).
+  const state = openStream(
+    streamSegments(storage, m.state, { signal: options.signal }).stream,
+    m,
+    "state",
+    key,
+  );
+  for await (const e of engineForBackup(m.engine).entries(state.stream)) {
     if (e.path === "") continue;
     // A loop of microtasks only: the memory watcher's timer gets no turn.
     if (++held % 1024 === 0) relieveMemory();
@@ -518,11 +528,40 @@ async function fetchVerified(
     return await Array.fromAsync(readSegments(storage, [ref], { signal }));
   } catch (err) {
     if (signal.aborted) throw err;
-    const message = messageOf(err).replace(`Cannot read segment "${ref.key}": `, "").replace(
-      /^it is missing from .*$/,
-      "missing",
-    );
-    problems.push({ key: ref.key, problem: message });
+    problems.push({ key: ref.key, problem: segmentProblem(ref, err) });
+    return null;
+  }
+}
+
+/** What a failed read of segment `ref` says, without the segment's name. */
+function segmentProblem(ref: SegmentRef, err: unknown): string {
+  return messageOf(err).replace(`Cannot read segment "${ref.key}": `, "").replace(
+    /^it is missing from .*$/,
+    "missing",
+  );
+}
+
+/**
+ * Reads one segment as the storage delivers it, handing each chunk to `use` (which must not throw), and
+ * checks its size and SHA-256 at its end: its size, or null (and a problem recorded) when it is bad.
+ */
+async function streamVerified(
+  storage: Storage,
+  ref: SegmentRef,
+  signal: AbortSignal,
+  problems: Problem[],
+  use: (chunk: Uint8Array) => Promise<void>,
+): Promise<number | null> {
+  let size = 0;
+  try {
+    for await (const chunk of streamSegments(storage, [ref], { signal }).stream) {
+      size += chunk.byteLength;
+      await use(chunk);
+    }
+    return size;
+  } catch (err) {
+    if (signal.aborted) throw err;
+    problems.push({ key: ref.key, problem: segmentProblem(ref, err) });
     return null;
   }
 }
@@ -551,19 +590,19 @@ async function readStream(
   let decodeError: unknown;
   for (const ref of refs) {
     objects++;
-    const got = await fetchVerified(storage, ref, options.signal, problems);
-    if (!got) {
-      broken = true;
-      continue;
-    }
-    for (const chunk of got) bytes += chunk.byteLength;
-    if (writer && !broken && decodeError === undefined) {
+    // Streamed into the decoder as they arrive, checked at the segment's end (no segment held whole): the
+    // bytes of a bad segment may reach the decoder, but then what it made of them is not reported.
+    const decode = writer && !broken && decodeError === undefined ? writer : undefined;
+    const read = await streamVerified(storage, ref, options.signal, problems, async (chunk) => {
+      if (!decode || decodeError !== undefined) return;
       try {
-        for (const chunk of got) await writer.write(chunk);
+        await decode.write(chunk);
       } catch (err) {
         decodeError = err;
       }
-    }
+    });
+    if (read === null) broken = true;
+    else bytes += read;
   }
   if (writer && decoding) {
     if (broken || decodeError !== undefined) {
@@ -575,7 +614,8 @@ async function readStream(
         await writer.close();
         await decoding.done;
       } catch (err) {
-        decodeError = err;
+        // A decoder that failed after its last write resolved: its own error says why, not the close.
+        decodeError = await decoding.done.then(() => err, (failure) => failure);
       }
     }
     if (!broken && decodeError !== undefined) {

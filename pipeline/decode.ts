@@ -13,6 +13,8 @@ import { createDecryptor, type DataKey, decryptorGivesBack, streamId } from "../
 
 import { BufferPool } from "./buffer_pool.ts";
 import { readSegments } from "./segment_reader.ts";
+import { streamSegments } from "./segment_stream.ts";
+import { standbyOf, storagesOf } from "../storage/multi.ts";
 
 /** A backup's engine state, read back (checked, decrypted, decompressed). */
 export function readState(
@@ -25,9 +27,11 @@ export function readState(
 }
 
 /**
- * A backup's data, read back as a restore reads it (segments read whole into reused buffers, checked,
- * decrypted, decompressed into reused buffers), each chunk handed to `use`, which must be done with it when
- * it returns: memory stays at a segment and a few frames, whatever the size of the backup.
+ * A backup's data, read back (segments checked, decrypted, decompressed into reused buffers), each chunk
+ * handed to `use`, which must be done with it when it returns and must keep nothing of what it made of the
+ * chunks when this rejects: from one storage a segment's bytes reach `use` before its checks at its end
+ * (`streamSegments`). Memory stays at a few frames (a segment, from several storages), whatever the size
+ * of the backup.
  */
 export async function readDataChunks(
   storage: Storage,
@@ -36,6 +40,24 @@ export async function readDataChunks(
   use: (chunk: Uint8Array) => void,
   signal?: AbortSignal,
 ): Promise<void> {
+  // From one storage, the segments are passed on as they arrive and checked at their ends (`use` keeps
+  // nothing until the stream ended): no segment is held whole. From several, a bad copy is read again from
+  // the next storage, so each segment is held until it checks out.
+  if (storagesOf(storage).length === 1 && standbyOf(storage).length === 0) {
+    const segments = streamSegments(storage, manifest.segments, { signal });
+    const decoded = openStream(segments.stream, manifest, "data", key, { readerGivesBack: true });
+    try {
+      for await (const chunk of decoded.stream) {
+        use(chunk);
+        decoded.giveBack?.(chunk);
+      }
+    } catch (err) {
+      // A corrupt segment is named as such, not by what decoding made of its bytes.
+      await segments.settle();
+      throw err;
+    }
+    return;
+  }
   const pool = segmentPool(manifest, key);
   const segments = readSegments(storage, manifest.segments, { signal, pool, ahead: 1 });
   const decoded = openStream(segments, manifest, "data", key, { pool, readerGivesBack: true });

@@ -8,12 +8,14 @@
 export { type BackupJob, runBackup } from "./backup.ts";
 export { type RestoreJob, runRestore } from "./restore.ts";
 export { readSegments } from "./segment_reader.ts";
+export { type StreamedSegments, streamSegments } from "./segment_stream.ts";
 export {
   type DecodedStream,
   openStream,
   type OpenStreamOptions,
   readDataChunks,
   readState,
+  segmentPool,
 } from "./decode.ts";
 export { type BackupTimes, backupTimesJson, formatBackupTimes, newBackupTimes } from "./stats.ts";
 export { BufferPool } from "./buffer_pool.ts";

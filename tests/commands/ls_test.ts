@@ -143,6 +143,60 @@ describe("frost ls", () => {
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /encrypt/);
   });
+
+  it("names a corrupt or truncated data segment, even when its bytes reached the archive reader", async () => {
+    // Segments are read as they arrive and checked at their ends: bytes that do not decode must still be
+    // reported as the corrupt object they are.
+    const plainSrc = path.join(work, "plain-src");
+    fs.mkdirSync(plainSrc);
+    // Random bytes do not compress: 320 KB make several 64 KiB segments.
+    for (let i = 0; i < 8; i++) {
+      fs.writeFileSync(path.join(plainSrc, `f${i}`), crypto.getRandomValues(new Uint8Array(40_000)));
+    }
+    const plain = ["--name", "p", "--hostname", "h1"];
+    const r = await frost([
+      "backup",
+      plainSrc,
+      ...plain,
+      "--storage",
+      store,
+      "--segment-size",
+      "64K",
+      "--json",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const id = (JSON.parse(r.stdout) as { id: string }).id;
+    const manifest = JSON.parse(
+      fs.readFileSync(path.join(store, "h1_p", "manifests", `${id}.json`), "utf8"),
+    ) as {
+      segments: { key: string; size: number }[];
+    };
+    assert.ok(manifest.segments.length >= 3, `${manifest.segments.length} segments`);
+    const good = await frost(["ls", ...plain, "--storage", store]);
+    assert.equal(good.code, 0, good.stderr);
+    for (const at of [0, 1, manifest.segments.length - 1]) {
+      const copy = path.join(work, `bad-${at}`);
+      fs.cpSync(store, copy, { recursive: true });
+      const ref = manifest.segments[at]!;
+      const file = path.join(copy, ref.key);
+      const bytes = fs.readFileSync(file);
+      // The whole first half overwritten: what reaches the decompressor does not decode.
+      bytes.fill(0x55, 0, bytes.length >> 1);
+      fs.writeFileSync(file, bytes);
+      const bad = await frost(["ls", ...plain, "--storage", copy]);
+      assert.equal(bad.code, 1, bad.stderr);
+      assert.match(bad.stderr, new RegExp(`segment "${ref.key}": checksum mismatch`), bad.stderr);
+      assert.equal(bad.stdout, "");
+      fs.truncateSync(file, ref.size - 100);
+      const short = await frost(["ls", ...plain, "--storage", copy]);
+      assert.equal(short.code, 1, short.stderr);
+      assert.match(
+        short.stderr,
+        new RegExp(`segment "${ref.key}": it holds ${ref.size - 100} bytes`),
+        short.stderr,
+      );
+    }
+  });
 });
 
 function isoOf(id: string): string {

@@ -97,3 +97,42 @@ test("Tree.mark() marks each entry once and unmarked() lists the others in path 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("Tree keeps thousands of entries straight through deletions, renames and re-added names", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "frost-tree-many-"));
+  try {
+    const src = path.join(dir, "src");
+    const snar = path.join(dir, "snar");
+    let seed = 12345;
+    const rand = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed % n;
+    };
+    for (let d = 0; d < 20; d++) {
+      fs.mkdirSync(path.join(src, `d${d}`, "sub"), { recursive: true });
+      for (let f = 0; f < 150; f++) {
+        fs.writeFileSync(path.join(src, `d${d}`, f % 3 ? `f${f}` : `sub/é${f}`), "x");
+      }
+    }
+    const tree = new Tree();
+    replay(tree, gnuTar(src, snar));
+    assert.deepEqual(treeListing(tree), listing(src));
+    for (let level = 1; level <= 4; level++) {
+      const files = listing(src).filter((l) => l.startsWith("f ")).map((l) => l.slice(2));
+      for (let k = 0; k < 400; k++) fs.rmSync(path.join(src, files[rand(files.length)]!), { force: true });
+      const dirs = fs.readdirSync(src).filter((n) =>
+        /^d\d+$/.test(n) && fs.statSync(path.join(src, n)).isDirectory()
+      );
+      for (let k = 0; k < 300; k++) {
+        fs.writeFileSync(path.join(src, dirs[rand(dirs.length)]!, `f${rand(200)}`), "again");
+      }
+      const d = dirs[rand(dirs.length)]!.slice(1);
+      fs.renameSync(path.join(src, `d${d}`), path.join(src, `moved${level}`));
+      fs.writeFileSync(path.join(src, `d${d}`), "a file where a folder was");
+      replay(tree, gnuTar(src, snar));
+      assert.deepEqual(treeListing(tree), listing(src), `level ${level}`);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
