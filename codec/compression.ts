@@ -134,7 +134,16 @@ let pool: WorkerPool | null = null;
 let decompressPool: WorkerPool | null = null;
 
 function workers(): WorkerPool {
-  return pool ??= new EvalWorkers(WORKER_SOURCE, Math.max(1, Math.min(4, os.availableParallelism())));
+  return pool ??= new EvalWorkers(WORKER_SOURCE, poolSize());
+}
+
+function poolSize(): number {
+  return Math.max(1, Math.min(4, os.availableParallelism()));
+}
+
+/** How many compression worker threads are running (0 until a stream needs them: see `EARLY_BYTES`). */
+export function compressionWorkerCount(): number {
+  return pool === null ? 0 : poolSize();
 }
 
 /** One worker decompresses faster than the main thread writes files (measured: 1 GiB restored in the same
@@ -175,14 +184,29 @@ const COMPRESSED_SIZE = BLOCK_SIZE + (BLOCK_SIZE >> 7) + (64 << 10);
  * the compressor's output chunks may then lie on shared memory). */
 function compressor(kind: Exclude<Compression, "none">, outputs?: Uint8Array[]): Compress {
   if (!process.versions.bun) return zlibCompressor(kind);
-  return (input) =>
-    input.byteLength < SMALL_FRAME ? compressHere(kind, input) : runFrame(
+  /** Input bytes compressed on this thread so far (see `EARLY_BYTES`). */
+  let here = 0;
+  return (input) => {
+    if (input.byteLength < SMALL_FRAME || (here < EARLY_BYTES && pool === null)) {
+      here += input.byteLength;
+      return compressHere(kind, input);
+    }
+    return runFrame(
       workers(),
       kind,
       input,
       outputs ? outputs.pop() ?? workerBuffer(COMPRESSED_SIZE) : undefined,
     );
+  };
 }
+
+/**
+ * A stream's first bytes, up to this many, are compressed on the main thread (Bun) while no worker is
+ * running yet: a small stream (a level N where little changed: its directories and state) then never starts
+ * the workers, whose start costs more CPU time and memory (~0.1 s, ~30 MiB) than compressing it here. Same
+ * bytes either way.
+ */
+const EARLY_BYTES = 16 << 20;
 
 /**
  * Frames smaller than this (a stream's last, partial frame: a state, a no-change level) are compressed on the
