@@ -565,10 +565,15 @@ class TarBackup {
       top: false,
     };
     if (!item.mount || this.#options.crossFileSystems) {
-      const names = listDir(abs, isRoot, this.#source, this.#c);
-      if (names === undefined) return undefined;
+      // At level N the directory is opened for statx() first and listed from that descriptor where it can be.
+      const at = this.#reader ? this.#openChildStat(child) : undefined;
+      const names = at?.names() ?? listDir(abs, isRoot, this.#source, this.#c);
+      if (names === undefined) {
+        at?.closeDir();
+        return undefined;
+      }
       if (this.#reader) {
-        return this.#listLevel(child, sortNames(names), item).then((listed) => {
+        return this.#listLevel(child, sortNames(names), item, at).then((listed) => {
           child.items = listed.files.concat(listed.dirs);
           const entry = this.#dirEntry(frame, item, child, abs, listed.byName, listed.noXattrs);
           entry.recorded = true;
@@ -622,6 +627,7 @@ class TarBackup {
     dir: Frame,
     names: string[],
     self: Item,
+    at: ChildStat | undefined,
   ): Promise<{ byName: (Item | string)[]; files: (Item | Run)[]; dirs: Item[]; noXattrs: boolean }> {
     relieveMemory();
     const reader = this.#reader!;
@@ -639,10 +645,7 @@ class TarBackup {
       files.push({ lines: run.join("\n") + "\n", count: run.length });
       run = [];
     };
-    // Loaded on first use: a single-file source lists no directory (and loading costs a few ms under Bun).
-    if (this.#childStat === undefined) this.#childStat = ChildStat.open() ?? null;
-    const at = this.#childStat ?? undefined;
-    const native = at?.openDir(dir.absPrefix) === true;
+    const native = at !== undefined;
     // The directory has no extended attributes at all (then its entry skips reading them), asked now.
     const noXattrs = native && this.#options.xattrs !== false && at!.hasNoXattrs();
     for (let i = 0; i < names.length; i++) {
@@ -723,6 +726,16 @@ class TarBackup {
     endRun();
     this.#keepLinks(linked);
     return { byName, files, dirs, noXattrs };
+  }
+
+  /** The ChildStat with directory `dir` open in it; undefined where statx() cannot be used or it cannot be opened. */
+  #openChildStat(dir: Frame): ChildStat | undefined {
+    // Loaded on first use: a single-file source lists no directory (and loading costs a few ms under Bun).
+    if (this.#childStat === undefined) this.#childStat = ChildStat.open() ?? null;
+    const at = this.#childStat ?? undefined;
+    if (at?.openDir(dir.absPrefix) === true) return at;
+    at?.closeDir();
+    return undefined;
   }
 
   /**

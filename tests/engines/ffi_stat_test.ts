@@ -1,6 +1,7 @@
 /**
- * Tests of the level N walk's first look through statx() (engines/_ffi_stat.ts): its fields against
- * node:fs and GNU stat, and a level 1 taken with it against one taken with node:fs alone.
+ * Tests of the level N walk's first look through statx() and listing through getdents64
+ * (engines/_ffi_stat.ts): its fields and names against node:fs and GNU stat, and a level 1 taken with it
+ * against one taken with node:fs alone. Also run under `bun test`.
  * @module
  */
 import fs from "node:fs";
@@ -9,7 +10,8 @@ import path from "node:path";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { describe, test } from "node:test";
-import { ChildStat, useNativeStat } from "../../engines/_ffi_stat.ts";
+import { ChildStat, useNativeList, useNativeStat } from "../../engines/_ffi_stat.ts";
+import bytesFs, { BYTE_PATHS } from "../../engines/_fs_bytes.ts";
 import { tarBackup } from "../../engines/tar_backup.ts";
 import type { BackupOptions } from "../../engines/engine.ts";
 
@@ -127,6 +129,60 @@ describe("ChildStat", () => {
       assert.equal(lib.openDir(path.join(dir, "plain")), false, "a file is not a directory");
       assert.equal(lib.openDir(path.join(dir, "missing")), false);
       assert.equal(lib.stat("plain"), false, "no directory open");
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("names() lists the open directory as node:fs readdir does, over many buffer refills", () => {
+    const lib = ChildStat.open();
+    if (!lib) return;
+    const dir = scratch();
+    try {
+      // ~4 000 entries of up to 255 bytes: well over one 64 KiB read.
+      const names = ["plain", "é café", "日本語", "..x", ".hidden", "a b\tc", "\uFFFD"];
+      for (let i = 0; i < 4000; i++) names.push(`${i}-${"x".repeat(i % 240)}`);
+      for (const name of names) fs.writeFileSync(path.join(dir, name), "");
+      fs.mkdirSync(path.join(dir, "sub"));
+      assert.ok(lib.openDir(dir));
+      const listed = lib.names();
+      lib.closeDir();
+      assert.ok(listed);
+      assert.deepEqual([...listed].sort(), fs.readdirSync(dir).sort());
+      assert.equal(listed.length, names.length + 1);
+      assert.ok(lib.openDir(path.join(dir, "sub")));
+      assert.deepEqual(lib.names(), [], "an empty folder");
+      useNativeList(false);
+      assert.equal(lib.names(), undefined, "turned off");
+      useNativeList(true);
+      lib.closeDir();
+      assert.equal(lib.names(), undefined, "no directory open");
+    } finally {
+      useNativeList(true);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("names() gives a name that is not UTF-8 escaped, or nothing where node:fs cannot take it back", () => {
+    const lib = ChildStat.open();
+    if (!lib) return;
+    const dir = scratch();
+    try {
+      execFileSync("bash", [
+        "-euc",
+        `cd "$1"; touch plain $'\\xff' $'caf\\xe9' $'ok\\xc3\\xa9'`,
+        "bash",
+        dir,
+      ]);
+      assert.ok(lib.openDir(dir));
+      const listed = lib.names();
+      lib.closeDir();
+      if (BYTE_PATHS) {
+        assert.deepEqual(listed?.sort(), (bytesFs.readdirSync(dir) as string[]).sort());
+        assert.ok(listed?.includes("caf\udce9"));
+      } else {
+        assert.equal(listed, undefined);
+      }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
