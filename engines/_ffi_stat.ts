@@ -251,6 +251,21 @@ export class ChildStat {
   get nlink(): number {
     return this.#u32[4]!;
   }
+  get uid(): number {
+    return this.#u32[5]!;
+  }
+  get gid(): number {
+    return this.#u32[6]!;
+  }
+  /** Whether it has fewer 512-byte blocks than its size needs (a regular file may then have holes). */
+  get fewerBlocks(): boolean {
+    const u = this.#u32;
+    if (u[11]! >= 0x200000 || u[13]! >= 0x800) {
+      return (BigInt(u[13]!) * BigInt(TWO_32) + BigInt(u[12]!)) * 512n <
+        BigInt(u[11]!) * BigInt(TWO_32) + BigInt(u[10]!);
+    }
+    return (u[13]! * TWO_32 + u[12]!) * 512 < u[11]! * TWO_32 + u[10]!;
+  }
   /** The inode number, as decimal text. */
   get ino(): string {
     return u64Text(this.#u32[8]!, this.#u32[9]!);

@@ -216,6 +216,37 @@ function makeItem(name: string, rel: string, kind: Kind, st: fs.BigIntStats, roo
   };
 }
 
+/** Whether node:fs's BigInt lstat gives times to the nanosecond (Bun, Node; not Deno 2). */
+const EXACT_LSTAT = (process.versions as Record<string, string | undefined>).deno === undefined;
+
+/**
+ * {@linkcode makeItem} from the values statx() gave `at` (exact: the same Item as from an lstat then), for
+ * any kind but devices (whose numbers it does not keep).
+ */
+function makeItemAt(name: string, rel: string, kind: Kind, at: ChildStat, rootDev: string): Item {
+  const dev = at.dev;
+  const ino = at.ino;
+  const sizeText = at.size;
+  const nlink = at.nlink;
+  const line = stateRecord(rel, kind, dev, ino, sizeText, at.mtimeNs, at.ctimeNs);
+  return {
+    name,
+    kind,
+    changed: true,
+    mount: kind === "d" && dev !== rootDev,
+    mode: at.mode & 0o7777,
+    uid: at.uid,
+    gid: at.gid,
+    nlink,
+    size: Number(sizeText),
+    rdev: 0n,
+    linkKey: nlink > 1 && kind !== "d" ? `${dev}:${ino}` : undefined,
+    holes: kind === "f" && at.fewerBlocks,
+    line,
+    tailAt: tailStart(line),
+  };
+}
+
 /**
  * Unchanged non-directories that follow each other in a directory at level N, kept as their state records
  * only (one text): all that is left to do for them is to copy those records to the new state.
@@ -323,6 +354,7 @@ class TarBackup {
   #source: string;
   #options: BackupOptions;
   #rootDev: bigint;
+  #rootDevText: string;
   #isRoot = process.getuid?.() === 0;
   #exclude: ((rel: string, name: string, isDir: boolean) => boolean) | undefined;
   #c: BackupControl;
@@ -378,6 +410,7 @@ class TarBackup {
     this.#c = new BackupControl(source, options);
     this.#times = options.times;
     this.#rootDev = rootStat.dev;
+    this.#rootDevText = String(rootStat.dev);
     this.#exclude = options.exclude ? excludeMatcher(options.exclude) : undefined;
     const started = BigInt(Date.now()) * 1_000_000n;
     if (options.previous) this.#reader = new TarStateReader(options.previous);
@@ -696,14 +729,22 @@ class TarBackup {
           continue;
         }
       }
-      // The exact look: it decides what is stored (and, for a non-directory, whether it changed).
-      const st = lstatChild(abs, name, this.#c);
-      if (!st) continue;
-      if ((Number(st.mode) & 0o170000) !== (mode & 0o170000)) {
-        kind = entryKind(Number(st.mode), abs, this.#isRoot, this.#c); // replaced in between
-        if (kind === undefined || (kind === "d" && exclude?.(rel, name, true))) continue;
+      // The exact look: it decides what is stored (and, for a non-directory, whether it changed). Through
+      // statx() it was the first one (its values are exact) where node:fs's are exact too (the same record
+      // as before); devices, node:fs's first look and Deno (whose lstat has no nanoseconds, as in the
+      // states it writes) take another.
+      let it: Item;
+      if (fast === undefined && EXACT_LSTAT && kind !== "c" && kind !== "b") {
+        it = makeItemAt(name, rel, kind, at!, this.#rootDevText);
+      } else {
+        const st = lstatChild(abs, name, this.#c);
+        if (!st) continue;
+        if ((Number(st.mode) & 0o170000) !== (mode & 0o170000)) {
+          kind = entryKind(Number(st.mode), abs, this.#isRoot, this.#c); // replaced in between
+          if (kind === undefined || (kind === "d" && exclude?.(rel, name, true))) continue;
+        }
+        it = makeItem(name, rel, kind, st, this.#rootDev);
       }
-      const it = makeItem(name, rel, kind, st, this.#rootDev);
       byName.push(it);
       if (kind === "d") {
         dirs.push(it);
