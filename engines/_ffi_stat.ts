@@ -8,6 +8,7 @@
  * @module
  */
 import process from "node:process";
+import { Buffer } from "node:buffer";
 import { openNativeLibrary } from "../base/runtime.ts";
 import { decodeName, encodeName, hasEscape } from "./_names.ts";
 import { BYTE_PATHS } from "./_fs_bytes.ts";
@@ -150,8 +151,8 @@ export class ChildStat {
   readonly #u32 = new Uint32Array(this.#buf.buffer, 0, STATX_SIZE / 4);
   readonly #i32 = new Int32Array(this.#buf.buffer, 0, STATX_SIZE / 4);
   readonly #name = this.#buf.subarray(NAME_AT);
-  /** Directory entries being listed (made on first use). */
-  #dirents: Uint8Array | undefined;
+  /** Directory entries being listed (made on first use; a Buffer for its cheap ASCII strings). */
+  #dirents: Buffer | undefined;
   #fd = -1;
   /** The last device seen, and its text (a walk mostly stays on one). */
   #devMajor = -1;
@@ -190,7 +191,7 @@ export class ChildStat {
     if (this.#fd < 0 || !listing) return undefined;
     const read = loadGetdents();
     if (!read) return undefined;
-    const buf = this.#dirents ??= new Uint8Array(new ArrayBuffer(DIRENTS_SIZE));
+    const buf = this.#dirents ??= Buffer.from(new ArrayBuffer(DIRENTS_SIZE));
     const out: string[] = [];
     for (;;) {
       const n = read(this.#fd, buf, BigInt(DIRENTS_SIZE));
@@ -206,7 +207,7 @@ export class ChildStat {
         if (ascii) {
           const len = end - start;
           if (len <= 2 && buf[start] === 46 && (len === 1 || buf[start + 1] === 46)) continue; // "." and ".."
-          out.push(latin1.decode(buf.subarray(start, end)));
+          out.push(buf.toString("latin1", start, end));
           continue;
         }
         const name = decodeName(buf.subarray(start, end));
@@ -361,5 +362,3 @@ export class ChildStat {
 }
 
 const encoder = new TextEncoder();
-/** Decodes names that are ASCII (the same as UTF-8 for them). */
-const latin1 = new TextDecoder("latin1");
