@@ -1,12 +1,17 @@
 /**
- * createCompressor's frames: a small stream is compressed on the main thread (no worker thread started), a
- * big one goes to the workers too, and both decode to what went in. Also run under `bun test` (where the
+ * createCompressor's frames: a small stream is compressed (and decompressed) on the main thread (no worker
+ * thread started), a big one goes to the workers too, and both decode to what went in. Also run under `bun test` (where the
  * workers are real threads; Deno compresses through node:zlib).
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import process from "node:process";
-import { compressionWorkerCount, createCompressor, createDecompressor } from "../../codec/compression.ts";
+import {
+  compressionWorkerCount,
+  createCompressor,
+  createDecompressor,
+  decompressionWorkerCount,
+} from "../../codec/compression.ts";
 
 const MiB = 1 << 20;
 
@@ -39,10 +44,11 @@ async function roundTrip(data: Uint8Array): Promise<Uint8Array> {
 }
 
 describe("createCompressor", () => {
-  it("compresses a stream of a few MiB without starting a worker thread", async () => {
+  it("compresses and decompresses a stream of a few MiB without starting a worker thread", async () => {
     const data = dataOf(5 * MiB + 123, 1);
     assert.deepEqual(await roundTrip(data), data);
     assert.equal(compressionWorkerCount(), 0);
+    assert.equal(decompressionWorkerCount(), 0);
   });
 
   it("compresses a big stream on worker threads too (under Bun), the same bytes coming back", async () => {
