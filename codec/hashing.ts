@@ -123,6 +123,8 @@ const BATCH_BYTES = 1 << 20;
  * than hashing them on the main thread (restores 15 % slower); for 512 KiB ones (FTP) restores got 8 % faster.
  */
 const MOVE_MIN = 256 * 1024;
+/** Streams of at most this many bytes (announced) are hashed on the main thread: see `StreamSha256`. */
+const HERE_MAX = 8 << 20;
 let nextStream = 0;
 
 /**
@@ -134,8 +136,16 @@ let nextStream = 0;
  * to give up.
  */
 export class StreamSha256 {
-  /** Set once the first batch decided against the worker. */
+  /** Set once the first batch decided against the worker (or `size` did). */
   #local: ReturnType<typeof createHash> | null = null;
+
+  /**
+   * `size`, when given, is how many bytes the stream will have: one of at most `HERE_MAX` is hashed on
+   * this thread (a small segment, such as a level N's state: starting the worker costs more than it).
+   */
+  constructor(options: { size?: number } = {}) {
+    if (options.size !== undefined && options.size <= HERE_MAX) this.#local = createHash("sha256");
+  }
   readonly #stream = nextStream++;
   readonly #sent: Promise<Reply>[] = [];
   /** Chunks not sent to the worker: the batch being gathered, or all of them when hashing locally. */

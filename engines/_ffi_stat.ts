@@ -8,8 +8,10 @@
  * @module
  */
 import process from "node:process";
+import { Buffer } from "node:buffer";
 import { openNativeLibrary } from "../base/runtime.ts";
-import { encodeName, hasEscape } from "./_names.ts";
+import { decodeName, encodeName, hasEscape } from "./_names.ts";
+import { BYTE_PATHS } from "./_fs_bytes.ts";
 
 const LIBC_NAMES = ["libc.so.6", "libc.so"];
 /** Linux open(2) flags; O_DIRECTORY differs between x86-64 and arm64. */
@@ -37,6 +39,49 @@ interface Libc {
 
 let libc: Libc | null | undefined;
 let enabled = true;
+let listing = true;
+
+/** Reads directory entries (`struct linux_dirent64`) from `fd` into `buf`; bytes read, 0 at the end, -1. */
+type Getdents = (fd: number, buf: Uint8Array, size: bigint) => number;
+let getdents: Getdents | null | undefined;
+/** The getdents64 system call's number where glibc has no getdents64() (before 2.30). */
+const SYS_GETDENTS64: Record<string, bigint> = { x64: 217n, arm64: 61n };
+/** Bytes of the buffer directory entries are read into (reused). */
+const DIRENTS_SIZE = 64 * 1024;
+
+/** Turns listing through getdents64 off (false) or on again: for tests that compare it with node:fs. */
+export function useNativeList(on: boolean): void {
+  listing = on;
+}
+
+/** glibc's getdents64(), else the raw system call; null where neither can be called. */
+function loadGetdents(): Getdents | null {
+  if (getdents === undefined) {
+    getdents = null;
+    if (load()) {
+      try {
+        const lib = openNativeLibrary(LIBC_NAMES, {
+          getdents64: { args: ["i32", "pointer", "i64"], returns: "i32" },
+        });
+        if (lib) getdents = lib.getdents64 as unknown as Getdents;
+      } catch {
+        getdents = null;
+      }
+      if (!getdents) {
+        try {
+          const lib = openNativeLibrary(LIBC_NAMES, {
+            syscall: { args: ["i64", "i32", "pointer", "i64"], returns: "i32" },
+          });
+          const nr = SYS_GETDENTS64[process.arch]!;
+          if (lib) getdents = (fd, buf, size) => lib.syscall(nr, fd, buf, size);
+        } catch {
+          getdents = null;
+        }
+      }
+    }
+  }
+  return getdents;
+}
 
 /** Turns the native look off (false) or on again: for tests that compare it with node:fs. */
 export function useNativeStat(on: boolean): void {
@@ -106,6 +151,8 @@ export class ChildStat {
   readonly #u32 = new Uint32Array(this.#buf.buffer, 0, STATX_SIZE / 4);
   readonly #i32 = new Int32Array(this.#buf.buffer, 0, STATX_SIZE / 4);
   readonly #name = this.#buf.subarray(NAME_AT);
+  /** Directory entries being listed (made on first use; a Buffer for its cheap ASCII strings). */
+  #dirents: Buffer | undefined;
   #fd = -1;
   /** The last device seen, and its text (a walk mostly stays on one). */
   #devMajor = -1;
@@ -132,6 +179,42 @@ export class ChildStat {
     const fd = this.#libc.open(path, this.#flags);
     this.#fd = fd;
     return fd >= 0;
+  }
+
+  /**
+   * The names in the open directory (not "." and ".."), read with getdents64 into a reused buffer: the same
+   * strings as node:fs's readdir through _fs_bytes.ts (a name that is not valid UTF-8 escaped, see
+   * _names.ts). Undefined when they cannot be read so (no getdents64, an error, or such a name where this
+   * runtime's node:fs cannot take it back): list it with node:fs then, which gives the error.
+   */
+  names(): string[] | undefined {
+    if (this.#fd < 0 || !listing) return undefined;
+    const read = loadGetdents();
+    if (!read) return undefined;
+    const buf = this.#dirents ??= Buffer.from(new ArrayBuffer(DIRENTS_SIZE));
+    const out: string[] = [];
+    for (;;) {
+      const n = read(this.#fd, buf, BigInt(DIRENTS_SIZE));
+      if (n === 0) return out;
+      if (n < 0) return undefined;
+      for (let p = 0; p < n;) {
+        const reclen = buf[p + 16]! | (buf[p + 17]! << 8);
+        const start = p + 19;
+        let end = start;
+        let ascii = true;
+        for (let c = buf[end]!; c !== 0; c = buf[++end]!) if (c >= 0x80) ascii = false;
+        p += reclen;
+        if (ascii) {
+          const len = end - start;
+          if (len <= 2 && buf[start] === 46 && (len === 1 || buf[start + 1] === 46)) continue; // "." and ".."
+          out.push(buf.toString("latin1", start, end));
+          continue;
+        }
+        const name = decodeName(buf.subarray(start, end));
+        if (!BYTE_PATHS && hasEscape(name)) return undefined;
+        out.push(name);
+      }
+    }
   }
 
   /** Closes the directory opened last, if any. */
@@ -168,6 +251,21 @@ export class ChildStat {
   }
   get nlink(): number {
     return this.#u32[4]!;
+  }
+  get uid(): number {
+    return this.#u32[5]!;
+  }
+  get gid(): number {
+    return this.#u32[6]!;
+  }
+  /** Whether it has fewer 512-byte blocks than its size needs (a regular file may then have holes). */
+  get fewerBlocks(): boolean {
+    const u = this.#u32;
+    if (u[11]! >= 0x200000 || u[13]! >= 0x800) {
+      return (BigInt(u[13]!) * BigInt(TWO_32) + BigInt(u[12]!)) * 512n <
+        BigInt(u[11]!) * BigInt(TWO_32) + BigInt(u[10]!);
+    }
+    return (u[13]! * TWO_32 + u[12]!) * 512 < u[11]! * TWO_32 + u[10]!;
   }
   /** The inode number, as decimal text. */
   get ino(): string {

@@ -216,6 +216,37 @@ function makeItem(name: string, rel: string, kind: Kind, st: fs.BigIntStats, roo
   };
 }
 
+/** Whether node:fs's BigInt lstat gives times to the nanosecond (Bun, Node; not Deno 2). */
+const EXACT_LSTAT = (process.versions as Record<string, string | undefined>).deno === undefined;
+
+/**
+ * {@linkcode makeItem} from the values statx() gave `at` (exact: the same Item as from an lstat then), for
+ * any kind but devices (whose numbers it does not keep).
+ */
+function makeItemAt(name: string, rel: string, kind: Kind, at: ChildStat, rootDev: string): Item {
+  const dev = at.dev;
+  const ino = at.ino;
+  const sizeText = at.size;
+  const nlink = at.nlink;
+  const line = stateRecord(rel, kind, dev, ino, sizeText, at.mtimeNs, at.ctimeNs);
+  return {
+    name,
+    kind,
+    changed: true,
+    mount: kind === "d" && dev !== rootDev,
+    mode: at.mode & 0o7777,
+    uid: at.uid,
+    gid: at.gid,
+    nlink,
+    size: Number(sizeText),
+    rdev: 0n,
+    linkKey: nlink > 1 && kind !== "d" ? `${dev}:${ino}` : undefined,
+    holes: kind === "f" && at.fewerBlocks,
+    line,
+    tailAt: tailStart(line),
+  };
+}
+
 /**
  * Unchanged non-directories that follow each other in a directory at level N, kept as their state records
  * only (one text): all that is left to do for them is to copy those records to the new state.
@@ -324,6 +355,7 @@ class TarBackup {
   #source: string;
   #options: BackupOptions;
   #rootDev: bigint;
+  #rootDevText: string;
   #isRoot = process.getuid?.() === 0;
   #exclude: ((rel: string, name: string, isDir: boolean) => boolean) | undefined;
   #c: BackupControl;
@@ -379,6 +411,7 @@ class TarBackup {
     this.#c = new BackupControl(source, options);
     this.#times = options.times;
     this.#rootDev = rootStat.dev;
+    this.#rootDevText = String(rootStat.dev);
     this.#exclude = options.exclude ? excludeMatcher(options.exclude) : undefined;
     const started = BigInt(Date.now()) * 1_000_000n;
     if (options.previous) this.#reader = new TarStateReader(options.previous);
@@ -564,10 +597,15 @@ class TarBackup {
       top: false,
     };
     if (!item.mount || this.#options.crossFileSystems) {
-      const names = listDir(abs, isRoot, this.#source, this.#c);
-      if (names === undefined) return undefined;
+      // At level N the directory is opened for statx() first and listed from that descriptor where it can be.
+      const at = this.#reader ? this.#openChildStat(child) : undefined;
+      const names = at?.names() ?? listDir(abs, isRoot, this.#source, this.#c);
+      if (names === undefined) {
+        at?.closeDir();
+        return undefined;
+      }
       if (this.#reader) {
-        return this.#listLevel(child, sortNames(names), item).then((listed) => {
+        return this.#listLevel(child, sortNames(names), item, at).then((listed) => {
           child.items = listed.files.concat(listed.dirs);
           const entry = this.#dirEntry(frame, item, child, abs, listed.byName, listed.noXattrs);
           entry.recorded = true;
@@ -621,6 +659,7 @@ class TarBackup {
     dir: Frame,
     names: string[],
     self: Item,
+    at: ChildStat | undefined,
   ): Promise<{ byName: (Item | string)[]; files: (Item | Run)[]; dirs: Item[]; noXattrs: boolean }> {
     relieveMemory();
     const reader = this.#reader!;
@@ -638,10 +677,7 @@ class TarBackup {
       files.push({ lines: run.join("\n") + "\n", count: run.length });
       run = [];
     };
-    // Loaded on first use: a single-file source lists no directory (and loading costs a few ms under Bun).
-    if (this.#childStat === undefined) this.#childStat = ChildStat.open() ?? null;
-    const at = this.#childStat ?? undefined;
-    const native = at?.openDir(dir.absPrefix) === true;
+    const native = at !== undefined;
     // The directory has no extended attributes at all (then its entry skips reading them), asked now.
     const noXattrs = native && this.#options.xattrs !== false && at!.hasNoXattrs();
     for (let i = 0; i < names.length; i++) {
@@ -692,14 +728,22 @@ class TarBackup {
           continue;
         }
       }
-      // The exact look: it decides what is stored (and, for a non-directory, whether it changed).
-      const st = lstatChild(abs, name, this.#c);
-      if (!st) continue;
-      if ((Number(st.mode) & 0o170000) !== (mode & 0o170000)) {
-        kind = entryKind(Number(st.mode), abs, this.#isRoot, this.#c); // replaced in between
-        if (kind === undefined || (kind === "d" && exclude?.(rel, name, true))) continue;
+      // The exact look: it decides what is stored (and, for a non-directory, whether it changed). Through
+      // statx() it was the first one (its values are exact) where node:fs's are exact too (the same record
+      // as before); devices, node:fs's first look and Deno (whose lstat has no nanoseconds, as in the
+      // states it writes) take another.
+      let it: Item;
+      if (fast === undefined && EXACT_LSTAT && kind !== "c" && kind !== "b") {
+        it = makeItemAt(name, rel, kind, at!, this.#rootDevText);
+      } else {
+        const st = lstatChild(abs, name, this.#c);
+        if (!st) continue;
+        if ((Number(st.mode) & 0o170000) !== (mode & 0o170000)) {
+          kind = entryKind(Number(st.mode), abs, this.#isRoot, this.#c); // replaced in between
+          if (kind === undefined || (kind === "d" && exclude?.(rel, name, true))) continue;
+        }
+        it = makeItem(name, rel, kind, st, this.#rootDev);
       }
-      const it = makeItem(name, rel, kind, st, this.#rootDev);
       byName.push(it);
       if (kind === "d") {
         dirs.push(it);
@@ -722,6 +766,16 @@ class TarBackup {
     endRun();
     this.#keepLinks(linked);
     return { byName, files, dirs, noXattrs };
+  }
+
+  /** The ChildStat with directory `dir` open in it; undefined where statx() cannot be used or it cannot be opened. */
+  #openChildStat(dir: Frame): ChildStat | undefined {
+    // Loaded on first use: a single-file source lists no directory (and loading costs a few ms under Bun).
+    if (this.#childStat === undefined) this.#childStat = ChildStat.open() ?? null;
+    const at = this.#childStat ?? undefined;
+    if (at?.openDir(dir.absPrefix) === true) return at;
+    at?.closeDir();
+    return undefined;
   }
 
   /**

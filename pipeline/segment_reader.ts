@@ -111,7 +111,7 @@ export function readSegments(
     if (pool && canReadInPlace(storage) && ref.size < pool.size) {
       return await fetchInto(storage, ref, pool, lastResort);
     }
-    const hash = new StreamSha256();
+    const hash = new StreamSha256({ size: ref.size });
     let size = 0;
     try {
       try {

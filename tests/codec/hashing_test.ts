@@ -68,6 +68,22 @@ describe("StreamSha256", () => {
     assert.equal(small[0]!.byteLength, 64 * KiB);
   });
 
+  it("hashes a stream announced as small where it is, large chunks and all (no worker for a small segment)", async () => {
+    const large = chunksOf(4, 512 * KiB, 13);
+    const stream = new StreamSha256({ size: 4 * 512 * KiB });
+    for (const c of large) stream.push(c);
+    const { hex, chunks } = await stream.end();
+    assert.equal(hex, hexOf(large));
+    assert.equal(chunks[0], large[0]);
+    assert.equal(large[0]!.byteLength, 512 * KiB, "not moved");
+    // A big one still moves (under Bun).
+    const big = chunksOf(4, 512 * KiB, 14);
+    const second = new StreamSha256({ size: 64 << 20 });
+    for (const c of big) second.push(c);
+    assert.equal((await second.end()).hex, hexOf(chunksOf(4, 512 * KiB, 14)));
+    assert.equal(big[0]!.byteLength, HASH_MOVES_BUFFER ? 0 : 512 * KiB);
+  });
+
   it("copies chunks that are views of a shared buffer, and leaves that buffer usable", async () => {
     const shared = new Uint8Array(4 * 1024 * KiB);
     for (let i = 0; i < shared.length; i += 101) shared[i] = i & 0xff;

@@ -1,15 +1,18 @@
 /**
- * Tests of the level N walk's first look through statx() (engines/_ffi_stat.ts): its fields against
- * node:fs and GNU stat, and a level 1 taken with it against one taken with node:fs alone.
+ * Tests of the level N walk's first look through statx() and listing through getdents64
+ * (engines/_ffi_stat.ts): its fields and names against node:fs and GNU stat, and a level 1 taken with it
+ * against one taken with node:fs alone. Also run under `bun test`.
  * @module
  */
 import fs from "node:fs";
+import process from "node:process";
 import os from "node:os";
 import path from "node:path";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { describe, test } from "node:test";
-import { ChildStat, useNativeStat } from "../../engines/_ffi_stat.ts";
+import { ChildStat, useNativeList, useNativeStat } from "../../engines/_ffi_stat.ts";
+import bytesFs, { BYTE_PATHS } from "../../engines/_fs_bytes.ts";
 import { tarBackup } from "../../engines/tar_backup.ts";
 import type { BackupOptions } from "../../engines/engine.ts";
 
@@ -131,6 +134,60 @@ describe("ChildStat", () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  test("names() lists the open directory as node:fs readdir does, over many buffer refills", () => {
+    const lib = ChildStat.open();
+    if (!lib) return;
+    const dir = scratch();
+    try {
+      // ~4 000 entries of up to 255 bytes: well over one 64 KiB read.
+      const names = ["plain", "é café", "日本語", "..x", ".hidden", "a b\tc", "\uFFFD"];
+      for (let i = 0; i < 4000; i++) names.push(`${i}-${"x".repeat(i % 240)}`);
+      for (const name of names) fs.writeFileSync(path.join(dir, name), "");
+      fs.mkdirSync(path.join(dir, "sub"));
+      assert.ok(lib.openDir(dir));
+      const listed = lib.names();
+      lib.closeDir();
+      assert.ok(listed);
+      assert.deepEqual([...listed].sort(), fs.readdirSync(dir).sort());
+      assert.equal(listed.length, names.length + 1);
+      assert.ok(lib.openDir(path.join(dir, "sub")));
+      assert.deepEqual(lib.names(), [], "an empty folder");
+      useNativeList(false);
+      assert.equal(lib.names(), undefined, "turned off");
+      useNativeList(true);
+      lib.closeDir();
+      assert.equal(lib.names(), undefined, "no directory open");
+    } finally {
+      useNativeList(true);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("names() gives a name that is not UTF-8 escaped, or nothing where node:fs cannot take it back", () => {
+    const lib = ChildStat.open();
+    if (!lib) return;
+    const dir = scratch();
+    try {
+      execFileSync("bash", [
+        "-euc",
+        `cd "$1"; touch plain $'\\xff' $'caf\\xe9' $'ok\\xc3\\xa9'`,
+        "bash",
+        dir,
+      ]);
+      assert.ok(lib.openDir(dir));
+      const listed = lib.names();
+      lib.closeDir();
+      if (BYTE_PATHS) {
+        assert.deepEqual(listed?.sort(), (bytesFs.readdirSync(dir) as string[]).sort());
+        assert.ok(listed?.includes("caf\udce9"));
+      } else {
+        assert.equal(listed, undefined);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("tarBackup() at level N", () => {
@@ -155,6 +212,27 @@ describe("tarBackup() at level N", () => {
       fs.writeFileSync(path.join(src, "c"), "c-after!"); // a new inode, same size and mtime
       touch(path.join(src, "c"), 1_700_000_000, 987_654_321);
       fs.appendFileSync(path.join(src, "sub/e"), "+");
+      // New entries of every kind the first look's values now describe alone: a folder of another owner
+      // and mode, a sparse file, a hard-linked pair, a symlink, a FIFO.
+      const added = [
+        "./new/",
+        "./new/h1",
+        "./new/h2",
+        "./new/GNUSparseFile.0/holes",
+        "./new/link",
+        "./new/pipe",
+      ];
+      fs.mkdirSync(path.join(src, "new"), { mode: 0o750 });
+      fs.writeFileSync(path.join(src, "new/h1"), "linked");
+      fs.linkSync(path.join(src, "new/h1"), path.join(src, "new/h2"));
+      fs.writeFileSync(path.join(src, "new/holes"), "x");
+      fs.truncateSync(path.join(src, "new/holes"), 1 << 20);
+      fs.symlinkSync("../a", path.join(src, "new/link"));
+      execFileSync("mkfifo", [path.join(src, "new/pipe")]);
+      if (process.getuid?.() === 0) {
+        fs.chownSync(path.join(src, "new"), 65534, 65534);
+        fs.lchownSync(path.join(src, "new/link"), 65534, 123);
+      }
       const native = await backup(src, { previous: streamOf(parent) });
       // node:fs alone, from the parent this runtime wrote (Deno's lstat has no nanoseconds).
       useNativeStat(false);
@@ -164,9 +242,11 @@ describe("tarBackup() at level N", () => {
       } finally {
         useNativeStat(true);
       }
-      const changed = ["./", "./b", "./c", "./sub/", "./sub/e"];
+      const changed = ["./", "./b", "./c", ...added, "./sub/", "./sub/e"];
       assert.deepEqual(memberNames(native.archive), changed);
       assert.deepEqual(memberNames(plain.archive), changed);
+      // Where node:fs's lstat is exact (Bun: the binary), the same archive byte for byte.
+      if (process.versions.bun) assert.equal(native.archive, plain.archive);
       // Unchanged files keep their parent's record; the others get the same record either way.
       const byPath = (s: string) =>
         new Map(
@@ -192,7 +272,15 @@ describe("tarBackup() at level N", () => {
       );
       assert.notEqual(off, parent);
       const again = await backup(src, { previous: streamOf(off) });
-      assert.deepEqual(memberNames(again.archive), ["./", "./b", "./c", "./d", "./sub/", "./sub/e"]);
+      assert.deepEqual(memberNames(again.archive), [
+        "./",
+        "./b",
+        "./c",
+        "./d",
+        ...added,
+        "./sub/",
+        "./sub/e",
+      ]);
       // A parent on another device number (a snapshot mounted again): same files, the records get this device.
       const moved = parent.replace(/^(\[".*?","[a-z]",")\d+"/gm, '$1999"');
       assert.notEqual(moved, parent);
