@@ -14,6 +14,7 @@ export {
   type OpenStreamOptions,
   readDataChunks,
   readState,
+  readStateChunks,
 } from "./decode.ts";
 export { type BackupTimes, backupTimesJson, formatBackupTimes, newBackupTimes } from "./stats.ts";
 export { BufferPool } from "./buffer_pool.ts";
