@@ -27,7 +27,7 @@ import { ExitCode, FrostError, InterruptedError, UsageError } from "../base/erro
 import { type Manifest, manifestsPrefix, seriesName } from "../series/manifest.ts";
 import { formatBytes } from "../base/units.ts";
 import { checkSelection, chosenLine, formatTime, type Selection } from "../series/time.ts";
-import { readState, runRestore } from "../pipeline/mod.ts";
+import { readState, readStateChunks, runRestore } from "../pipeline/mod.ts";
 import { engineForBackup } from "../engines/registry.ts";
 import { chainDataKeys, stateKeyOf } from "../series/keys.ts";
 import {
@@ -469,6 +469,12 @@ async function summarizeEntries(
     firstFile: undefined,
     covered: patterns.map(() => false),
   };
+  const counter = selector ? undefined : engineForBackup(manifest.engine).countEntries?.();
+  if (counter) {
+    // Only the count is needed: the state's bytes are counted in reused buffers, no object per entry.
+    await readStateChunks(storage, manifest, key, (chunk) => counter.push(chunk), signal);
+    return { ...summary, ...counter.end() };
+  }
   await forSelectedEntries(storage, manifest, key, selector, signal, (e) => {
     summary.count++;
     if (e.path !== "") summary.nonRoot++;

@@ -180,4 +180,17 @@ export interface Engine {
    * what a restore of it would write, without reading its data.
    */
   entries(state: ReadableStream<Uint8Array>): AsyncIterable<StateEntry>;
+  /**
+   * Optional: counts what `entries` would list, from the same decoded state fed chunk by chunk, without
+   * making an object per entry (a restore into a new or empty target needs only the count).
+   */
+  countEntries?(): EntryCounter;
+}
+
+/** Counts a backup point's entries from its decoded engine state (`Engine.countEntries`). */
+export interface EntryCounter {
+  /** Takes the next bytes of the state; keeps no reference to `chunk`. */
+  push(chunk: Uint8Array): void;
+  /** The entries, and those but the root (""); throws when the state is not the engine's. */
+  end(): { count: number; nonRoot: number };
 }

@@ -4,6 +4,7 @@
  */
 import type { Engine } from "./engine.ts";
 import { tarStateEntries } from "./_tar_state.ts";
+import { TarStateCounter } from "./_tar_state_count.ts";
 import { tarBackup } from "./tar_backup.ts";
 import { tarRestore } from "./tar_restore.ts";
 
@@ -13,4 +14,5 @@ export const tarEngine: Engine = {
   backup: tarBackup,
   restore: tarRestore,
   entries: tarStateEntries,
+  countEntries: () => new TarStateCounter(),
 };

@@ -39,6 +39,7 @@ import {
   TarReader,
   type TarTime,
 } from "./_tar_read.ts";
+import { droppedChildren, recordsRenames } from "./_dumpdir_drops.ts";
 
 /**
  * Applies one tar archive, written into `writable` in chunks of any size, to the existing directory
@@ -380,10 +381,26 @@ class Applier implements TarHandler {
    * member of a chain deletes nothing.
    */
   #purge(rel: string, abs: string, e: TarEntry): void {
-    const { records, keep, renames } = readDumpdir(e.dumpdir!);
-    if (renames) this.#renames(records, e.name);
+    if (recordsRenames(e.dumpdir!)) this.#renames(readDumpdir(e.dumpdir!).records, e.name);
     const before = this.#previous?.get(rel);
     if (before === undefined) return;
+    const drops = droppedChildren(before, e.dumpdir!);
+    if (drops) {
+      for (const [name, test] of drops) {
+        const childAbs = abs + "/" + name;
+        if (test !== "any") {
+          const st = fs.lstatSync(childAbs, { throwIfNoEntry: false });
+          if (!st || st.isDirectory() !== (test === "dir")) continue;
+        }
+        const childRel = rel === "" ? name : rel + "/" + name;
+        this.#n.deleted += this.#t.select
+          ? this.#t.removeSelected(childRel, childAbs)
+          : this.#t.remove(childRel, childAbs);
+      }
+      return;
+    }
+    // Listings out of byte order (not written by frost or GNU tar): compared as sets.
+    const { keep } = readDumpdir(e.dumpdir!);
     const held = new Set<string>();
     for (const r of parseDumpdir(before)) if (r.code !== Dumpdir.R && r.code !== Dumpdir.T) held.add(r.name);
     for (const d of fs.readdirSync(abs, { withFileTypes: true })) {

@@ -67,6 +67,27 @@ export async function readDataChunks(
   }
 }
 
+/**
+ * A backup's engine state, read as `readDataChunks` reads its data (into reused buffers), each chunk handed
+ * to `use`, which must be done with it when it returns: a state of 200 000 entries (17 MiB) read through
+ * `readState` left ~45 MiB of dead chunks to the garbage collector.
+ */
+export async function readStateChunks(
+  storage: Storage,
+  manifest: Manifest,
+  key: DataKey | null,
+  use: (chunk: Uint8Array) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  const pool = segmentPool({ ...manifest, segments: manifest.state }, key);
+  const segments = readSegments(storage, manifest.state, { signal, pool, ahead: 1 });
+  const decoded = openStream(segments, manifest, "state", key, { pool, readerGivesBack: true });
+  for await (const chunk of decoded.stream) {
+    use(chunk);
+    decoded.giveBack?.(chunk);
+  }
+}
+
 /** A decoded stream, and where its reader gives each chunk back when `readerGivesBack` was asked for. */
 export interface DecodedStream {
   stream: ReadableStream<Uint8Array>;

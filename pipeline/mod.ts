@@ -15,6 +15,7 @@ export {
   type OpenStreamOptions,
   readDataChunks,
   readState,
+  readStateChunks,
   segmentPool,
 } from "./decode.ts";
 export { type BackupTimes, backupTimesJson, formatBackupTimes, newBackupTimes } from "./stats.ts";
