@@ -22,7 +22,7 @@ export function xattrsUnavailable(): string | undefined {
   return addon
     ? undefined
     : "extended attributes and ACLs cannot be read or set here: the native xattr addon did not load " +
-      "(under Deno, run frost with --allow-ffi)";
+      "(run frost's sources with --allow-ffi)";
 }
 
 /**

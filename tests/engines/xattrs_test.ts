@@ -589,7 +589,7 @@ describe("frost under Deno without --allow-ffi (the xattr addon cannot load)", {
       assert.equal(
         refused.stderr,
         `frost: Cannot back up "${src}": extended attributes and ACLs cannot be read or set here: the native ` +
-          "xattr addon did not load (under Deno, run frost with --allow-ffi); give --no-xattrs to back up " +
+          "xattr addon did not load (run frost's sources with --allow-ffi); give --no-xattrs to back up " +
           "without them\n",
       );
     }
