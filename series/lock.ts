@@ -31,6 +31,9 @@ import { VERSION } from "../base/version.ts";
  */
 const LOCK_PUT = { ephemeral: true } as const;
 
+/** How many times a run whose only conflicts are newer locks looks at the locks before it gives up. */
+const TIE_LOOKS = 4;
+
 /** What a lock protects against. Every kind conflicts with every kind; the kind is for people. */
 export type LockKind = "backup" | "remove";
 
@@ -74,7 +77,7 @@ export const STALE_AFTER_MS = 30 * 60_000;
 export interface LockTuning {
   refreshMs?: number;
   staleMs?: number;
-  /** The pause before the second look when two runs took their locks at the same moment (plus up to as much again at random). */
+  /** The pause before each further look when two runs took their locks at the same moment (plus up to as much again at random). */
   tieWaitMs?: number;
   now?: () => Date;
 }
@@ -380,9 +383,12 @@ export async function acquireLock(
         conflicts.push(other);
       }
       if (conflicts.length === 0) break;
-      // Only newer locks in the way, at the first look: they may be runs that started with this one and will
-      // see this lock and give up. Look once more after a pause; whatever is still there wins.
-      if (look === 0 && conflicts.every((c) => c.key > key)) {
+      // Only newer locks in the way: they may be runs that started with this one and will see this lock and
+      // give up (a newer lock that sees an older one always does), though a busy machine or a slow storage
+      // may take a while to delete theirs. Look again after a pause, up to TIE_LOOKS times; whatever is still
+      // there then wins (a newer run that listed before this lock landed may hold the series). This run wins
+      // only at a look that finds no lock but its own, so two runs never both win.
+      if (look < TIE_LOOKS - 1 && conflicts.every((c) => c.key > key)) {
         await sleep(tieWaitMs * (1 + Math.random()), signal);
         continue;
       }
