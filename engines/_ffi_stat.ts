@@ -12,6 +12,7 @@ import { Buffer } from "node:buffer";
 import { openNativeLibrary } from "../base/runtime.ts";
 import { decodeName, encodeName, hasEscape } from "./_names.ts";
 import { BYTE_PATHS } from "./_fs_bytes.ts";
+import { xattrNamesLength } from "./_xattrs.ts";
 
 const LIBC_NAMES = ["libc.so.6", "libc.so"];
 /** Linux open(2) flags; O_DIRECTORY differs between x86-64 and arm64. */
@@ -27,14 +28,11 @@ const NAME_AT = STATX_SIZE;
 /** Longest name (bytes) with its NUL; longer ones go through node:fs. */
 const NAME_MAX = 4096;
 const TWO_32 = 4294967296;
-/** Bytes `hasNoXattrs()` lets flistxattr() fill (the name area, free then). */
-const LIST_SIZE = BigInt(NAME_MAX);
 
 interface Libc {
   open: (path: Uint8Array, flags: number) => number;
   close: (fd: number) => number;
   statx: (dirfd: number, path: Uint8Array, flags: number, mask: number, out: Uint8Array) => number;
-  flistxattr: (fd: number, list: Uint8Array, size: bigint) => number;
 }
 
 let libc: Libc | null | undefined;
@@ -97,7 +95,6 @@ function load(): Libc | undefined {
           open: { args: ["pointer", "i32"], returns: "i32" },
           close: { args: ["i32"], returns: "i32" },
           statx: { args: ["i32", "pointer", "i32", "i32", "pointer"], returns: "i32" },
-          flistxattr: { args: ["i32", "pointer", "i64"], returns: "i32" },
         });
         if (lib) libc = lib as unknown as Libc;
       } catch {
@@ -228,7 +225,7 @@ export class ChildStat {
    * it has some or that cannot be told (read them as usual then).
    */
   hasNoXattrs(): boolean {
-    return this.#fd >= 0 && this.#libc.flistxattr(this.#fd, this.#name, LIST_SIZE) === 0;
+    return this.#fd >= 0 && xattrNamesLength(this.#fd) === 0;
   }
 
   /**

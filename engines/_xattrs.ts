@@ -90,10 +90,10 @@ const NAMES_ROOM = 65536;
 let flistxattr: ((fd: number) => number) | null | undefined;
 
 /**
- * The byte length of the xattr name list of open file `fd` (0: it has none); -1 when the call failed, or
- * undefined where libc cannot be called.
+ * The byte length of the xattr name list of open file or folder `fd` (0: it has none), by libc's
+ * `flistxattr`; -1 when the call failed, or undefined where libc cannot be called.
  */
-function namesLength(fd: number): number | undefined {
+export function xattrNamesLength(fd: number): number | undefined {
   if (flistxattr === undefined) {
     flistxattr = null;
     try {
@@ -102,8 +102,9 @@ function namesLength(fd: number): number | undefined {
       });
       if (libc) {
         const buffer = new Uint8Array(NAMES_ROOM);
+        const room = BigInt(NAMES_ROOM);
         const call = libc.flistxattr;
-        flistxattr = (fd) => call(fd, buffer, BigInt(NAMES_ROOM));
+        flistxattr = (fd) => call(fd, buffer, room);
       }
     } catch {
       flistxattr = null;
@@ -119,7 +120,7 @@ function namesLength(fd: number): number | undefined {
  */
 export function readXattrs(abs: string, warn: (message: string) => void, fd?: number): Xattr[] | undefined {
   // Files with names, and failures (errno is not at hand here), take the path below.
-  if (fd !== undefined && fd >= 0 && namesLength(fd) === 0) return undefined;
+  if (fd !== undefined && fd >= 0 && xattrNamesLength(fd) === 0) return undefined;
   let names: string[];
   try {
     names = xattrs().listAttributesSync(abs);
