@@ -58,13 +58,7 @@ export async function readDataChunks(
     }
     return;
   }
-  const pool = segmentPool(manifest, key);
-  const segments = readSegments(storage, manifest.segments, { signal, pool, ahead: 1 });
-  const decoded = openStream(segments, manifest, "data", key, { pool, readerGivesBack: true });
-  for await (const chunk of decoded.stream) {
-    use(chunk);
-    decoded.giveBack?.(chunk);
-  }
+  await readPooledChunks(storage, manifest, "data", key, use, signal);
 }
 
 /**
@@ -79,9 +73,25 @@ export async function readStateChunks(
   use: (chunk: Uint8Array) => void,
   signal?: AbortSignal,
 ): Promise<void> {
-  const pool = segmentPool({ ...manifest, segments: manifest.state }, key);
-  const segments = readSegments(storage, manifest.state, { signal, pool, ahead: 1 });
-  const decoded = openStream(segments, manifest, "state", key, { pool, readerGivesBack: true });
+  await readPooledChunks(storage, manifest, "state", key, use, signal);
+}
+
+/**
+ * The data or state stream of `manifest`, each segment read whole into a pool buffer and checked before it
+ * is decoded, each decoded chunk handed to `use` and given back.
+ */
+async function readPooledChunks(
+  storage: Storage,
+  manifest: Manifest,
+  kind: "data" | "state",
+  key: DataKey | null,
+  use: (chunk: Uint8Array) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  const list = kind === "data" ? manifest.segments : manifest.state;
+  const pool = segmentPool({ ...manifest, segments: list }, key);
+  const segments = readSegments(storage, list, { signal, pool, ahead: 1 });
+  const decoded = openStream(segments, manifest, kind, key, { pool, readerGivesBack: true });
   for await (const chunk of decoded.stream) {
     use(chunk);
     decoded.giveBack?.(chunk);
