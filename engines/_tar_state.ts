@@ -184,6 +184,31 @@ export const MORE = Symbol("more");
 const DIGITS = /^-?\d+$/;
 
 /**
+ * Checks a tar state's header line (`line`, without its newline): a frost tar state of the version this code
+ * reads; returns its `started` time. `whose` names the state in the errors ("the backup's state").
+ */
+export function checkStateHeader(line: string, whose: string): bigint {
+  let header: unknown;
+  try {
+    header = JSON.parse(line);
+  } catch {
+    header = undefined;
+  }
+  const h = header as { format?: unknown; version?: unknown; started?: unknown } | undefined;
+  if (h?.format !== STATE_FORMAT || typeof h.started !== "string" || !DIGITS.test(h.started)) {
+    throw new FrostError(`Cannot read ${whose}: it is not a frost tar state`);
+  }
+  if (h.version !== STATE_VERSION) {
+    throw new FrostError(
+      `Cannot read ${whose}: version ${
+        String(h.version)
+      } is not supported (this frost reads ${STATE_VERSION})`,
+    );
+  }
+  return BigInt(h.started);
+}
+
+/**
  * Reads a parent's state as a streaming merge: `match()` is called with keys in walk order and consumes
  * the parent's records up to that key, so memory holds one input chunk, never the whole state.
  */
@@ -209,24 +234,7 @@ export class TarStateReader {
       await this.more();
       line = this.#line();
     }
-    let header: unknown;
-    try {
-      header = JSON.parse(line ?? "");
-    } catch {
-      header = undefined;
-    }
-    const h = header as { format?: unknown; version?: unknown; started?: unknown } | undefined;
-    if (h?.format !== STATE_FORMAT || typeof h.started !== "string" || !DIGITS.test(h.started)) {
-      throw new FrostError("Cannot read the parent backup's state: it is not a frost tar state");
-    }
-    if (h.version !== STATE_VERSION) {
-      throw new FrostError(
-        `Cannot read the parent backup's state: version ${
-          String(h.version)
-        } is not supported (this frost reads ${STATE_VERSION})`,
-      );
-    }
-    this.started = BigInt(h.started);
+    this.started = checkStateHeader(line ?? "", "the parent backup's state");
   }
 
   /**

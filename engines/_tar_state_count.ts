@@ -6,7 +6,7 @@
  */
 import { FrostError } from "../base/errors.ts";
 import type { EntryCounter } from "./engine.ts";
-import { STATE_FORMAT, STATE_VERSION } from "./_tar_state.ts";
+import { checkStateHeader } from "./_tar_state.ts";
 
 const NL = 0x0a;
 /** `[".",`: how the root's record (path ".") starts; no other path is written as `"."`. */
@@ -64,24 +64,14 @@ export class TarStateCounter implements EntryCounter {
 
   /** The same checks as the state reader's: a frost tar state of the version this code reads. */
   #checkHeader(): void {
-    let header: unknown;
+    let line: string;
     try {
-      header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(new Uint8Array(this.#header!)));
+      line = new TextDecoder("utf-8", { fatal: true }).decode(new Uint8Array(this.#header!));
     } catch {
-      header = undefined;
-    }
-    this.#header = undefined;
-    const h = header as { format?: unknown; version?: unknown; started?: unknown } | undefined;
-    if (h?.format !== STATE_FORMAT || typeof h.started !== "string" || !/^-?\d+$/.test(h.started)) {
       throw notAState();
     }
-    if (h.version !== STATE_VERSION) {
-      throw new FrostError(
-        `Cannot read the backup's state: version ${
-          String(h.version)
-        } is not supported (this frost reads ${STATE_VERSION})`,
-      );
-    }
+    this.#header = undefined;
+    checkStateHeader(line, "the backup's state");
   }
 }
 
