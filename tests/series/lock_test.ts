@@ -73,6 +73,37 @@ function deadPid(): number {
   return pid;
 }
 
+/** `base` seen through hooks on put, list and delete (a storage that is slow at chosen moments). */
+function hooked(
+  base: Storage,
+  hooks: { afterPut?: () => Promise<void>; onList?: () => void; beforeDelete?: () => Promise<void> },
+): Storage {
+  return new Proxy(base, {
+    get(target, prop) {
+      if (prop === "put") {
+        return async (...args: Parameters<Storage["put"]>) => {
+          await target.put(...args);
+          await hooks.afterPut?.();
+        };
+      }
+      if (prop === "list") {
+        return (...args: Parameters<Storage["list"]>) => {
+          hooks.onList?.();
+          return target.list(...args);
+        };
+      }
+      if (prop === "delete") {
+        return async (...args: Parameters<Storage["delete"]>) => {
+          await hooks.beforeDelete?.();
+          return await target.delete(...args);
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
 const hoursAgo = (h: number) => new Date(Date.now() - h * 3600_000).toISOString();
 
 describe("series locks", () => {
@@ -146,6 +177,44 @@ describe("series locks", () => {
       await lock.release();
     }
     assert.deepEqual(await lockKeys(storage), []);
+  });
+
+  it("an older run outlasts a newer run that is slow to delete its lock, and takes the lock", async () => {
+    // The newer run B sees the older run A's lock and gives up, but its delete of its own lock lands only
+    // once A has looked three times (a slow storage, a busy machine). A must not give up before then.
+    let looksByA = 0;
+    let thirdLook!: () => void;
+    const aLookedThrice = new Promise<void>((resolve) => (thirdLook = resolve));
+    let bLanded!: () => void;
+    const bPut = new Promise<void>((resolve) => (bLanded = resolve));
+    const aView = hooked(storage, {
+      afterPut: () => bPut, // A looks only once B's lock is there too
+      onList: () => void (++looksByA === 3 && thirdLook()),
+    });
+    const a = acquireLock(aView, TARGET, "backup", sink().ctx, {
+      ...FAST,
+      now: () => new Date(Date.now() - 1000), // A started first: its lock is the older one
+    });
+    while ((await lockKeys(storage)).length === 0) await new Promise((r) => setTimeout(r, 5));
+    const aDone = a.then(() => {}, () => {});
+    const bView = hooked(storage, {
+      afterPut: async () => bLanded(),
+      beforeDelete: () => Promise.race([aLookedThrice, aDone]),
+    });
+    const [ra, rb] = await Promise.allSettled([
+      a,
+      acquireLock(bView, TARGET, "backup", sink().ctx, FAST),
+    ]);
+    assert.equal(rb.status, "rejected");
+    assert.match(String((rb as PromiseRejectedResult).reason), /is locked by backup/);
+    assert.equal(
+      ra.status,
+      "fulfilled",
+      `A gave up after ${looksByA} looks: ${(ra as PromiseRejectedResult).reason}`,
+    );
+    const lock = (ra as PromiseFulfilledResult<Awaited<ReturnType<typeof acquireLock>>>).value;
+    assert.deepEqual(await lockKeys(storage), [lock.key]);
+    await lock.release();
   });
 
   it("breaks the lock of a dead process of this host, with a notice", async () => {
