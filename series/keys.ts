@@ -153,6 +153,22 @@ export async function chainDataKeys(
 }
 
 /**
+ * The state keys of a chain's encrypted backups, by id (`stateKeyOf`); those this host cannot open are left
+ * out.
+ */
+export async function chainStateKeys(
+  chain: readonly { id: string; encryption: ManifestEncryption | null }[],
+  options: KeyOptions,
+): Promise<Map<string, DataKey>> {
+  const keys = new Map<string, DataKey>();
+  for (const m of chain) {
+    const key = await stateKeyOf(m.id, m.encryption, options);
+    if (key && key !== "unavailable") keys.set(m.id, key);
+  }
+  return keys;
+}
+
+/**
  * The state key of a parent backup, for computing the next level: with the passphrase or identity, else
  * (recipient mode) with this host's key. Returns "unavailable" when this host cannot open it (a fresh host
  * with a write-only key): the caller then starts a new chain.
