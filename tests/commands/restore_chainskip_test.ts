@@ -5,10 +5,11 @@
  * restores exactly as its source was, whole or in part, encrypted or not, from one storage or several.
  */
 import { after, before, describe, it } from "node:test";
+import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { cleanup, frost, pseudoRandom, tempDir } from "../_cli.ts";
 import { assertSameTree } from "../_tree.ts";
 
@@ -169,3 +170,50 @@ for (const encrypted of [false, true]) {
     });
   });
 }
+
+const ROOT = path.resolve(import.meta.dirname!, "..", "..");
+
+/** Runs frost where it can name any file (see names_test.ts): the binary ($FROST_BIN), else main.ts under Bun. */
+function frostBytes(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  if (process.env.FROST_BIN) return frost(args);
+  return new Promise((resolve, reject) => {
+    const child = spawn(path.join(ROOT, "node_modules/bun/bin/bun.exe"), [
+      path.join(ROOT, "main.ts"),
+      ...args,
+    ], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => stdout += d);
+    child.stderr.on("data", (d) => stderr += d);
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+it("skips the older copies of a large file whose name is not valid UTF-8", async () => {
+  const dir = tempDir("chainskip-names");
+  try {
+    const src = path.join(dir, "src");
+    const storage = path.join(dir, "st");
+    const name = Buffer.from("caf\xe9.img", "latin1");
+    const file = Buffer.concat([Buffer.from(src + "/"), name]);
+    fs.mkdirSync(src);
+    for (const seed of [1, 2, 3]) {
+      fs.writeFileSync(file, pseudoRandom(2 * MiB, seed));
+      await new Promise((r) => setTimeout(r, 1200));
+      const r = await frostBytes(["backup", src, "--name", "n", "--storage", storage, "--max-level", "5"]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const out = path.join(dir, "out");
+    const r = await frostBytes(["restore", "--name", "n", "--storage", storage, "--to", out, "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).bytesSkipped, 4 * MiB);
+    const restored = Buffer.concat([Buffer.from(out + "/"), name]);
+    assert.deepEqual(fs.readFileSync(restored), fs.readFileSync(file));
+  } finally {
+    cleanup(dir);
+  }
+});
