@@ -14,46 +14,51 @@ const HEADER_MAX = 4096;
 const WHOSE = "the backup's state";
 
 /**
- * Finds a tar state's trailer (the first line after the header that starts with `{`) from its bytes in
- * chunks of any size; keeps only the header's and the trailer's bytes, never a record's.
+ * Finds a tar state's trailer (its last line, when that starts with `{`) from its bytes in chunks of any
+ * size: each chunk is searched from its end for its last line breaks (no look at the records); keeps only
+ * the header's bytes, the last complete line when it may be the trailer, and the unfinished line.
  */
 export class TarStoredReader implements StoredWholeReader {
   #header: number[] | undefined = [];
   #version = 0;
-  /** The trailer's bytes so far, once its line began; undefined while in records. */
-  #trailer: Uint8Array[] | undefined;
-  #trailerDone = false;
-  /** At the start of a line (after the header). */
-  #lineStart = false;
+  /** The last complete line, when it starts with `{`. */
+  #last: Uint8Array | undefined;
+  /** The bytes of the line not yet ended. */
+  #open: Uint8Array[] = [];
 
   push(chunk: Uint8Array): void {
     let i = 0;
-    while (i < chunk.length && !this.#trailerDone) {
-      const nl = chunk.indexOf(NL, i);
+    if (this.#header) {
+      const nl = chunk.indexOf(NL);
       const end = nl < 0 ? chunk.length : nl;
-      if (this.#header) {
-        if (this.#header.length + end - i > HEADER_MAX) throw notAState();
-        for (let j = i; j < end; j++) this.#header.push(chunk[j]!);
-        if (nl >= 0) this.#checkHeader();
-      } else {
-        if (this.#lineStart && end > i && chunk[i] === BRACE && this.#version >= 2) this.#trailer = [];
-        this.#lineStart = nl >= 0;
-        if (this.#trailer) {
-          this.#trailer.push(chunk.slice(i, end));
-          if (nl >= 0) this.#trailerDone = true;
-        }
-      }
-      if (nl < 0) break;
+      if (this.#header.length + end > HEADER_MAX) throw notAState();
+      for (let j = 0; j < end; j++) this.#header.push(chunk[j]!);
+      if (nl < 0) return;
+      this.#checkHeader();
       i = nl + 1;
     }
+    const rest = chunk.subarray(i);
+    const last = rest.lastIndexOf(NL);
+    if (last < 0) {
+      if (rest.length > 0) this.#open.push(rest.slice());
+      return;
+    }
+    const prev = last === 0 ? -1 : rest.lastIndexOf(NL, last - 1);
+    const line = prev < 0 ? concat([...this.#open, rest.subarray(0, last)]) : rest.subarray(prev + 1, last);
+    this.#last = line[0] === BRACE ? line.slice() : undefined;
+    this.#open = last + 1 < rest.length ? [rest.slice(last + 1)] : [];
   }
 
   end(): ReadonlySet<string> | undefined {
     if (this.#header) this.#checkHeader();
-    if (!this.#trailer) return undefined;
+    if (this.#open.length > 0) {
+      const line = concat(this.#open);
+      this.#last = line[0] === BRACE ? line : undefined;
+    }
+    if (this.#version < 2 || !this.#last) return undefined;
     let text: string;
     try {
-      text = new TextDecoder("utf-8", { fatal: true }).decode(concat(this.#trailer));
+      text = new TextDecoder("utf-8", { fatal: true }).decode(this.#last);
     } catch {
       throw new FrostError(`Cannot read ${WHOSE}: it is not valid UTF-8`);
     }
@@ -69,7 +74,6 @@ export class TarStoredReader implements StoredWholeReader {
     }
     this.#header = undefined;
     this.#version = checkStateHeaderVersion(line, WHOSE).version;
-    this.#lineStart = true;
   }
 }
 
