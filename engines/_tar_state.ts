@@ -261,11 +261,6 @@ export class TarStateReader {
   #version = 0;
   /** When the parent backup started (wall clock, ns); set by `open()`. */
   started = 0n;
-  /**
-   * A version 2 state's trailer line (see `stateTrailer`), once the records have been read to their end;
-   * undefined before, and for a version 1 state.
-   */
-  trailer: string | undefined;
 
   constructor(stream: ReadableStream<Uint8Array>) {
     this.#reader = stream.getReader();
@@ -353,20 +348,19 @@ export class TarStateReader {
       const last = this.#text.slice(this.#pos);
       this.#pos = this.#text.length;
       this.#lineNo++;
-      if (last.charCodeAt(0) === 0x7b && this.#version >= 2) return this.#endRecords(last);
+      if (last.charCodeAt(0) === 0x7b && this.#version >= 2) return this.#endRecords();
       return last;
     }
     const line = this.#text.slice(this.#pos, i);
     this.#pos = i + 1;
     this.#lineNo++;
     // A version 2 state's trailer ends its records (records start with "[").
-    if (line.charCodeAt(0) === 0x7b && this.#version >= 2) return this.#endRecords(line);
+    if (line.charCodeAt(0) === 0x7b && this.#version >= 2) return this.#endRecords();
     return line;
   }
 
-  /** Keeps the trailer line and ends the records there. */
-  #endRecords(line: string): undefined {
-    this.trailer = line;
+  /** Ends the records at the trailer (which the merge and the listing do not need). */
+  #endRecords(): undefined {
     this.#ended = true;
     this.#text = "";
     this.#pos = 0;

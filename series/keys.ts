@@ -153,8 +153,9 @@ export async function chainDataKeys(
 }
 
 /**
- * The state keys of a chain's encrypted backups, by id (`stateKeyOf`); those this host cannot open are left
- * out.
+ * The state keys of a chain's encrypted backups, by id (`stateKeyOf`), for what the restore learns from the
+ * states; those that cannot be opened with these options are left out (never an error: the restore needs
+ * only the data keys).
  */
 export async function chainStateKeys(
   chain: readonly { id: string; encryption: ManifestEncryption | null }[],
@@ -162,7 +163,7 @@ export async function chainStateKeys(
 ): Promise<Map<string, DataKey>> {
   const keys = new Map<string, DataKey>();
   for (const m of chain) {
-    const key = await stateKeyOf(m.id, m.encryption, options);
+    const key = await stateKeyOf(m.id, m.encryption, options).catch(() => null);
     if (key && key !== "unavailable") keys.set(m.id, key);
   }
   return keys;
