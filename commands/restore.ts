@@ -29,7 +29,7 @@ import { formatBytes } from "../base/units.ts";
 import { checkSelection, chosenLine, formatTime, type Selection } from "../series/time.ts";
 import { readState, readStateChunks, runRestore } from "../pipeline/mod.ts";
 import { engineForBackup } from "../engines/registry.ts";
-import { chainDataKeys, stateKeyOf } from "../series/keys.ts";
+import { chainDataKeys, chainStateKeys, stateKeyOf } from "../series/keys.ts";
 import {
   type IncludeSelector,
   includeSelector,
@@ -144,9 +144,12 @@ export const restoreCommand: Command = {
           values.json ?? false,
         );
       }
+      // The states tell which files a later level stores whole: those are written once (see runRestore).
+      const stateKeys = await chainStateKeys(chain, keyOpts);
       const { stats, warnings, seconds } = await applyChain(storage, chain, keys, point, o, {
         xattrs: !values["no-xattrs"],
         devices: !values["no-devices"],
+        stateKeys,
       }, ctx);
       report(ctx, o, chain, point.restorePlan, stats, seconds, warnings, values.json ?? false);
       return warnings > 0 ? ExitCode.warnings : ExitCode.ok;
@@ -329,7 +332,7 @@ async function applyChain(
   keys: Awaited<ReturnType<typeof chainDataKeys>>,
   point: PointPlan,
   o: RestoreSetup,
-  flags: { xattrs: boolean; devices: boolean },
+  flags: { xattrs: boolean; devices: boolean; stateKeys: ReadonlyMap<string, DataKey> },
   ctx: CommandContext,
 ): Promise<{ stats: RestoreStats; warnings: number; seconds: number }> {
   const { series, target } = o;
@@ -405,6 +408,7 @@ function report(
       target: where,
       files: stats.files,
       bytes: stats.bytes,
+      bytesSkipped: stats.skipped ?? 0,
       entriesCreated: created,
       entriesReplaced: replaced,
       entriesDeleted: deleted,
@@ -413,6 +417,8 @@ function report(
       warnings,
     }));
   } else {
+    // File data of earlier levels that a later one stores whole again was not written (see runRestore).
+    const skipped = stats.skipped ? ` (${formatBytes(stats.skipped)} of older copies skipped)` : "";
     say(
       `Restored ${series} ${newest.id} (${
         formatTime(newest.created)
@@ -420,7 +426,7 @@ function report(
         chain.length === 1 ? "" : "s"
       } applied) into ${where}: ${created} created, ${replaced} replaced, ${deleted} deleted, ${
         formatBytes(stats.bytes)
-      } written in ${seconds.toFixed(1)} s`,
+      } written${skipped} in ${seconds.toFixed(1)} s`,
     );
   }
 }

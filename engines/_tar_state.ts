@@ -9,8 +9,14 @@ import { encodeName } from "./_names.ts";
 
 /** `format` value of a state's header line. */
 export const STATE_FORMAT = "frost-tar-state";
-/** Version of the state format this code writes and reads. */
-export const STATE_VERSION = 1;
+/** Version of the state format this code writes; it reads this one and version 1 (which has no trailer). */
+export const STATE_VERSION = 2;
+
+/**
+ * Smallest regular file a version 2 state's trailer lists (see `stateTrailer`): a restore skips the data of
+ * the earlier levels' copies only where that saves real writing.
+ */
+export const STORED_MIN = 1 << 20;
 
 /** Entry types in state records: file, directory, symlink, fifo, char device, block device. */
 export type Kind = "f" | "d" | "l" | "p" | "c" | "b";
@@ -95,6 +101,33 @@ function sameDirCompare(aName: string, aIsDir: boolean, bName: string, bIsDir: b
 /** The first line of a state. */
 export function stateHeader(startedNs: bigint): string {
   return `{"format":"${STATE_FORMAT}","version":${STATE_VERSION},"started":"${startedNs}"}\n`;
+}
+
+/**
+ * The last line of a version 2 state: `{"stored":[<path>,...]}`, the paths (escaped as in the records) of
+ * the regular files of at least `STORED_MIN` bytes with a single link that this level's archive holds as
+ * data members. A restore of a chain writes such a file's data only from the newest level that stores it.
+ */
+export function stateTrailer(stored: readonly string[]): string {
+  return `{"stored":${JSON.stringify(stored)}}\n`;
+}
+
+/**
+ * The paths of a state's trailer line (`line`, without its newline); throws when `line` is not one. `whose`
+ * names the state in the errors.
+ */
+export function parseStateTrailer(line: string, whose: string): string[] {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    v = undefined;
+  }
+  const stored = (v as { stored?: unknown } | undefined)?.stored;
+  if (!Array.isArray(stored) || !stored.every((p) => typeof p === "string")) {
+    throw new FrostError(`Cannot read ${whose}: its last line is not a state trailer`);
+  }
+  return stored as string[];
 }
 
 /** One record line of a state. All numbers are decimal strings so that 64-bit values survive JSON. */
@@ -184,10 +217,15 @@ export const MORE = Symbol("more");
 const DIGITS = /^-?\d+$/;
 
 /**
- * Checks a tar state's header line (`line`, without its newline): a frost tar state of the version this code
- * reads; returns its `started` time. `whose` names the state in the errors ("the backup's state").
+ * Checks a tar state's header line (`line`, without its newline): a frost tar state of a version this code
+ * reads (1 or 2); returns its `started` time. `whose` names the state in the errors ("the backup's state").
  */
 export function checkStateHeader(line: string, whose: string): bigint {
+  return BigInt(checkStateHeaderVersion(line, whose).started);
+}
+
+/** `checkStateHeader`, also giving the version. */
+export function checkStateHeaderVersion(line: string, whose: string): { version: number; started: bigint } {
   let header: unknown;
   try {
     header = JSON.parse(line);
@@ -198,14 +236,14 @@ export function checkStateHeader(line: string, whose: string): bigint {
   if (h?.format !== STATE_FORMAT || typeof h.started !== "string" || !DIGITS.test(h.started)) {
     throw new FrostError(`Cannot read ${whose}: it is not a frost tar state`);
   }
-  if (h.version !== STATE_VERSION) {
+  if (h.version !== 1 && h.version !== STATE_VERSION) {
     throw new FrostError(
       `Cannot read ${whose}: version ${
         String(h.version)
-      } is not supported (this frost reads ${STATE_VERSION})`,
+      } is not supported (this frost reads 1 and ${STATE_VERSION})`,
     );
   }
-  return BigInt(h.started);
+  return { version: h.version, started: BigInt(h.started) };
 }
 
 /**
@@ -220,6 +258,7 @@ export class TarStateReader {
   #ended = false;
   #lineNo = 0;
   #next: ParentRecord | undefined;
+  #version = 0;
   /** When the parent backup started (wall clock, ns); set by `open()`. */
   started = 0n;
 
@@ -234,7 +273,9 @@ export class TarStateReader {
       await this.more();
       line = this.#line();
     }
-    this.started = checkStateHeader(line ?? "", "the parent backup's state");
+    const header = checkStateHeaderVersion(line ?? "", "the parent backup's state");
+    this.started = header.started;
+    this.#version = header.version;
   }
 
   /**
@@ -307,12 +348,23 @@ export class TarStateReader {
       const last = this.#text.slice(this.#pos);
       this.#pos = this.#text.length;
       this.#lineNo++;
+      if (last.charCodeAt(0) === 0x7b && this.#version >= 2) return this.#endRecords();
       return last;
     }
     const line = this.#text.slice(this.#pos, i);
     this.#pos = i + 1;
     this.#lineNo++;
+    // A version 2 state's trailer ends its records (records start with "[").
+    if (line.charCodeAt(0) === 0x7b && this.#version >= 2) return this.#endRecords();
     return line;
+  }
+
+  /** Ends the records at the trailer (which the merge and the listing do not need). */
+  #endRecords(): undefined {
+    this.#ended = true;
+    this.#text = "";
+    this.#pos = 0;
+    return undefined;
   }
 
   #parse(line: string): ParentRecord {

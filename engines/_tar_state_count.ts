@@ -15,8 +15,9 @@ const ROOT = [0x5b, 0x22, 0x2e, 0x22, 0x2c];
 const HEADER_MAX = 4096;
 
 /**
- * Counts the records of a tar state (one per non-empty line after the header line, as `tarStateEntries`
- * lists them) and the root's, from its bytes in chunks of any size; keeps no chunk.
+ * Counts the records of a tar state (one per non-empty line after the header line but a version 2 state's
+ * trailer, as `tarStateEntries` lists them) and the root's, from its bytes in chunks of any size; keeps no
+ * chunk.
  */
 export class TarStateCounter implements EntryCounter {
   #header: number[] | undefined = [];
@@ -52,7 +53,8 @@ export class TarStateCounter implements EntryCounter {
   }
 
   #endLine(): void {
-    if (this.#lineLength > 0) {
+    // Records start with "["; a version 2 state's trailer with "{" (see `stateTrailer`).
+    if (this.#lineLength > 0 && this.#lineStart[0] !== 0x7b) {
       this.#count++;
       if (this.#lineStart.length === ROOT.length && this.#lineStart.every((b, i) => b === ROOT[i])) {
         this.#root++;

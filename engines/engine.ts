@@ -129,6 +129,13 @@ export interface RestoreOptions {
    */
   memo?: Map<string, unknown>;
   /**
+   * Paths (as the engine state writes them) of regular files whose data this member must not write: the
+   * engine's `storedWhole` lists them for this member and for a later member of the same chain, which
+   * writes them whole again. Each is made empty here (owner, mode and times as stored) and its data is read
+   * past, unwritten. Default: none.
+   */
+  skipData?: ReadonlySet<string>;
+  /**
    * The writer never wants a chunk it has written into the restore's stream given back: the restore may keep
    * chunks after their `write()` resolved (the tar engine then writes large file data in the background).
    */
@@ -141,6 +148,8 @@ export interface RestoreStats {
   bytes: number;
   /** Entries removed because a later level recorded their deletion. */
   deleted: number;
+  /** File data bytes not written because a later level stores the file whole (`RestoreOptions.skipData`). */
+  skipped?: number;
 }
 
 /** What `Engine.restore()` returns: write one backup's stream into `writable`, then await `done`. */
@@ -185,6 +194,21 @@ export interface Engine {
    * making an object per entry (a restore into a new or empty target needs only the count).
    */
   countEntries?(): EntryCounter;
+  /**
+   * Optional: reads, from a backup's decoded engine state fed chunk by chunk, the paths of the regular files
+   * its stream stores whole (as data, not as links) and that a restore may leave unwritten at the earlier
+   * members of its chain (see `RestoreOptions.skipData`). Without it, or when the state does not say
+   * (`end()` gives undefined), nothing is skipped.
+   */
+  storedWhole?(): StoredWholeReader;
+}
+
+/** Reads what a backup's state says its stream stores whole (`Engine.storedWhole`). */
+export interface StoredWholeReader {
+  /** Takes the next bytes of the state; keeps no reference to `chunk`. */
+  push(chunk: Uint8Array): void;
+  /** The paths; undefined when the state does not list them; throws when the state is not the engine's. */
+  end(): ReadonlySet<string> | undefined;
 }
 
 /** Counts a backup point's entries from its decoded engine state (`Engine.countEntries`). */

@@ -5,6 +5,7 @@
 import type { Engine } from "./engine.ts";
 import { tarStateEntries } from "./_tar_state.ts";
 import { TarStateCounter } from "./_tar_state_count.ts";
+import { TarStoredReader } from "./_tar_state_stored.ts";
 import { tarBackup } from "./tar_backup.ts";
 import { tarRestore } from "./tar_restore.ts";
 
@@ -15,4 +16,5 @@ export const tarEngine: Engine = {
   restore: tarRestore,
   entries: tarStateEntries,
   countEntries: () => new TarStateCounter(),
+  storedWhole: () => new TarStoredReader(),
 };

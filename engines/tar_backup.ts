@@ -43,10 +43,10 @@
  *   extra. The state records its real size.
  * - The archive ends with two zero blocks (no padding to a 10 KiB record).
  *
- * ## Engine state, format `frost-tar-state` version 1
+ * ## Engine state, format `frost-tar-state` version 2
  *
  * UTF-8 text, one JSON value per line (`\n`). The first line is a header object:
- * `{"format":"frost-tar-state","version":1,"started":"<ns>"}` where `started` is the wall-clock time the
+ * `{"format":"frost-tar-state","version":2,"started":"<ns>"}` where `started` is the wall-clock time the
  * backup started, in nanoseconds since the epoch. Each further line is one entry of the backed-up tree,
  * written whether or not the entry is in this archive:
  * `["<path>","<type>","<dev>","<ino>","<size>","<mtime ns>","<ctime ns>"]`, all numbers as decimal
@@ -56,7 +56,10 @@
  * record. Records come in the archive's member order (see above: depth first, non-directories before
  * directories, each group by UTF-8 bytes), which lets level N read its parent's state as a streaming
  * merge (memory flat in the number of files) and still know, before writing a directory's dumpdir,
- * which of its non-directory children are unchanged.
+ * which of its non-directory children are unchanged. After the last record, one trailer line
+ * `{"stored":["<path>",...]}` lists the regular files of at least 1 MiB with a single link that this
+ * archive holds as data (see `stateTrailer`): a chain restore writes each only from the newest level that
+ * stores it. Version 1 states (no trailer) are read as well.
  *
  * ## Change detection
  *
@@ -124,6 +127,8 @@ import {
   sortNames,
   stateHeader,
   stateRecord,
+  stateTrailer,
+  STORED_MIN,
   tailFields,
   tailStart,
   TarStateReader,
@@ -386,6 +391,8 @@ class TarBackup {
    * in this archive. Later changed names become type `1` links to it; see #keepLinks().
    */
   #links = new Map<string, { member: string; written: boolean }>();
+  /** Paths of the large single-link files stored as data, for the state's trailer (see `stateTrailer`). */
+  #stored: string[] = [];
   #header: HeaderFields = emptyHeader();
   #names = new OwnerNames();
 
@@ -1186,6 +1193,9 @@ class TarBackup {
     this.#c.stats.files++;
     if (!e.recorded) this.#record(item.line);
     if (e.frame) this.#stack.push(e.frame);
+    if (e.typeflag === TYPE.file && item.size >= STORED_MIN && item.nlink === 1) {
+      this.#stored.push(JSON.parse(item.line)[0] as string);
+    }
     if (e.size > 0 && e.typeflag === TYPE.file) {
       this.#fd = e.fd;
       this.#fileAbs = e.abs;
@@ -1293,6 +1303,7 @@ class TarBackup {
     this.#chunk.fill(0, this.#off, this.#off + 2 * BLOCK);
     this.#off += 2 * BLOCK;
     this.#emit();
+    this.#record(stateTrailer(this.#stored));
     this.#flushState();
     this.#ended = true;
     this.#data.close();

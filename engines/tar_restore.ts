@@ -111,6 +111,10 @@ class Applier implements TarHandler {
   #fileRel = "";
   /** Where the next data of the open file goes. */
   #pos = 0;
+  /** The open file is one whose data is skipped (`#skipFile`): left empty. */
+  #empty = false;
+  /** Data bytes of skipped files. */
+  #skipped = 0;
   /** Writes running in the background (`writeBehind`), oldest first, and their bytes. */
   #behind = new Set<Promise<void>>();
   #behindBytes = 0;
@@ -146,6 +150,10 @@ class Applier implements TarHandler {
       }
       switch (e.type) {
         case "file":
+          if (this.#options.skipData?.has(rel)) {
+            this.#skipFile(e, rel);
+            return false;
+          }
           return this.#openFile(e, rel);
         case "dir":
           this.#dir(e, rel);
@@ -236,7 +244,7 @@ class Applier implements TarHandler {
     try {
       const fd = this.#fd;
       // A sparse file's size: its holes, a trailing one included, take no space.
-      if (e.sparse) fs.ftruncateSync(fd, e.size);
+      if (e.sparse && !this.#empty) fs.ftruncateSync(fd, e.size);
       // chown before chmod: chown clears setuid/setgid.
       if (this.#t.owners) fs.fchownSync(fd, this.#t.ids.uid(e.uname, e.uid), this.#t.ids.gid(e.gname, e.gid));
       if ((e.mode & 0o7000) !== 0 || (e.mode & this.#t.umask & 0o777) !== 0) fs.fchmodSync(fd, e.mode);
@@ -247,6 +255,7 @@ class Applier implements TarHandler {
       if (!negative) fs.futimesSync(fd, fsTime(e.atime), fsTime(e.mtime));
       this.#fd = -1;
       this.#file = null;
+      this.#empty = false;
       fs.closeSync(fd);
       if (negative) fs.utimesSync(this.#fileAbs, fsTime(e.atime), fsTime(e.mtime));
       this.#n.files++;
@@ -268,7 +277,8 @@ class Applier implements TarHandler {
   finish(): RestoreStats {
     this.#options.memo?.set(LISTINGS, this.#listings);
     this.#x.fixDirs(this.#t, fsTime);
-    return this.#n.totals();
+    const totals = this.#n.totals();
+    return this.#skipped > 0 ? { ...totals, skipped: this.#skipped } : totals;
   }
 
   /**
@@ -289,6 +299,18 @@ class Applier implements TarHandler {
       else close();
       this.#fd = -1;
     }
+  }
+
+  /**
+   * A file that a later level of the chain stores whole (`RestoreOptions.skipData`): made empty, with its
+   * attributes, and its data read past. Made at all so that what this level and the next ones do to the
+   * path (replace it, delete it) goes as without the skip.
+   */
+  #skipFile(e: TarEntry, rel: string): void {
+    this.#openFile(e, rel);
+    this.#empty = true;
+    this.#skipped += e.size;
+    this.end();
   }
 
   #openFile(e: TarEntry, rel: string): boolean {

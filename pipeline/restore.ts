@@ -11,7 +11,7 @@ import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
 import type { DataKey } from "../codec/encryption.ts";
 
 import { readSegments } from "./segment_reader.ts";
-import { openStream, pipeGivingBack, segmentPool } from "./decode.ts";
+import { openStream, pipeGivingBack, readStateChunks, segmentPool } from "./decode.ts";
 
 /** Everything a restore run needs. */
 export interface RestoreJob {
@@ -21,6 +21,12 @@ export interface RestoreJob {
   chain: readonly Manifest[];
   /** The data keys of the chain's encrypted backups, by id (unwrapped before anything is written). */
   keys?: ReadonlyMap<string, DataKey>;
+  /**
+   * The state keys of the chain's encrypted backups, by id: with a backup's state readable (unencrypted, or
+   * its key here), the restore learns what its stream stores whole and does not write those files at the
+   * chain's earlier members (see `supersededFiles`). Without, nothing is skipped on its account.
+   */
+  stateKeys?: ReadonlyMap<string, DataKey>;
   /** An existing directory. */
   target: string;
   /**
@@ -51,7 +57,8 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
   const xattrsRefused = new Set<string>();
   // One segment buffer for the whole chain: each level's segments are all given back when it ends.
   let lastPool: ReturnType<typeof segmentPool>;
-  for (const manifest of job.chain) {
+  const skips = await supersededFiles(job);
+  for (const [level, manifest] of job.chain.entries()) {
     const engine = job.engines(manifest.engine);
     let last: Progress = { files: 0, bytes: 0 };
     const key = job.keys?.get(manifest.id) ?? null;
@@ -61,6 +68,7 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
       xattrs: job.xattrs,
       xattrsRefused,
       devices: job.devices,
+      skipData: skips[level],
       emptyTarget: job.emptyTarget === true && manifest === job.chain[0],
       signal: job.signal,
       // zstd output buffers are handed back and filled again; encrypted streams are left out too (not checked
@@ -118,6 +126,47 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
     total.files += stats.files;
     total.bytes += stats.bytes;
     total.deleted += stats.deleted;
+    if (stats.skipped) total.skipped = (total.skipped ?? 0) + stats.skipped;
   }
   return total;
+}
+
+/**
+ * For each member of the chain, the files whose data it need not write (`RestoreOptions.skipData`): those
+ * its own state lists as stored whole that a later member's state lists too; that member writes them
+ * whole again. Read from the states (segments checked as always) before anything is written. A member whose
+ * state says nothing (an older state format, an engine without `storedWhole`, no state key, a state that
+ * cannot be read) skips nothing and makes nothing skipped.
+ */
+async function supersededFiles(job: RestoreJob): Promise<(ReadonlySet<string> | undefined)[]> {
+  const chain = job.chain;
+  const skips: (ReadonlySet<string> | undefined)[] = chain.map(() => undefined);
+  if (chain.length < 2) return skips;
+  const lists: (ReadonlySet<string> | undefined)[] = [];
+  for (const m of chain) lists.push(await storedWhole(job, m));
+  const later = new Set<string>();
+  for (let j = chain.length - 1; j >= 0; j--) {
+    const own = lists[j];
+    if (!own) continue;
+    const skip = new Set<string>();
+    for (const p of own) if (later.has(p)) skip.add(p);
+    if (skip.size > 0) skips[j] = skip;
+    for (const p of own) later.add(p);
+  }
+  return skips;
+}
+
+/** What a chain member's state says its stream stores whole (`Engine.storedWhole`), if it says. */
+async function storedWhole(job: RestoreJob, m: Manifest): Promise<ReadonlySet<string> | undefined> {
+  const reader = job.engines(m.engine).storedWhole?.();
+  const key = m.encryption ? job.stateKeys?.get(m.id) : null;
+  if (!reader || key === undefined || m.state.length === 0) return undefined;
+  try {
+    await readStateChunks(job.storage, m, key, (chunk) => reader.push(chunk), job.signal);
+    return reader.end();
+  } catch {
+    if (job.signal?.aborted) throw new AbortedError("Restore interrupted");
+    // Only an optimisation: without the list, this member's files are all written.
+    return undefined;
+  }
 }

@@ -153,6 +153,23 @@ export async function chainDataKeys(
 }
 
 /**
+ * The state keys of a chain's encrypted backups, by id (`stateKeyOf`), for what the restore learns from the
+ * states; those that cannot be opened with these options are left out (never an error: the restore needs
+ * only the data keys).
+ */
+export async function chainStateKeys(
+  chain: readonly { id: string; encryption: ManifestEncryption | null }[],
+  options: KeyOptions,
+): Promise<Map<string, DataKey>> {
+  const keys = new Map<string, DataKey>();
+  for (const m of chain) {
+    const key = await stateKeyOf(m.id, m.encryption, options).catch(() => null);
+    if (key && key !== "unavailable") keys.set(m.id, key);
+  }
+  return keys;
+}
+
+/**
  * The state key of a parent backup, for computing the next level: with the passphrase or identity, else
  * (recipient mode) with this host's key. Returns "unavailable" when this host cannot open it (a fresh host
  * with a write-only key): the caller then starts a new chain.

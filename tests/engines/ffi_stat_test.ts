@@ -66,7 +66,8 @@ function memberNames(archive: string): string[] {
 /** The state with every record's mtime and ctime replaced by the exact ones (as Bun's lstat gives them). */
 function exactState(src: string, state: string): string {
   return state.split("\n").map((line, i) => {
-    if (i === 0 || line === "") return line;
+    // The header, and a version 2 state's trailer, stay.
+    if (i === 0 || line === "" || line.startsWith("{")) return line;
     const v = JSON.parse(line) as string[];
     const [mtime, ctime] = exactTimes(path.join(src, v[0]!));
     return JSON.stringify([...v.slice(0, 5), mtime, ctime]);

@@ -413,9 +413,11 @@ describe("tarBackup()", () => {
       const lines = new TextDecoder().decode(r.state).split("\n").filter((l) => l !== "");
       const header = JSON.parse(lines[0]!);
       assert.equal(header.format, "frost-tar-state");
-      assert.equal(header.version, 1);
+      assert.equal(header.version, 2);
       assert.match(header.started, /^\d+$/);
-      const records = lines.slice(1).map((l) => JSON.parse(l) as string[]);
+      // The trailer: the large single-link files this archive stores as data.
+      assert.deepEqual(JSON.parse(lines[lines.length - 1]!), { stored: ["big.bin"] });
+      const records = lines.slice(1, -1).map((l) => JSON.parse(l) as string[]);
       assert.equal(records.length, members.length);
       assert.deepEqual(records[0]!.slice(0, 2), [".", "d"]);
       for (const rec of records) assert.equal(rec.length, 7);
@@ -577,9 +579,12 @@ describe("tarBackup()", () => {
       for (const m of members) {
         for (const e of dumpdirOf(m)) assert.ok(e[0] === "N" || e[0] === "D", `${m.name}: ${e}`);
       }
-      // The state describes the same tree.
-      const body = (s: Uint8Array) => new TextDecoder().decode(s).split("\n").slice(1);
+      // The state describes the same tree; only level 0 stores the large file.
+      const body = (s: Uint8Array) => new TextDecoder().decode(s).split("\n").slice(1, -2);
       assert.deepEqual(body(l1.state), body(l0.state));
+      const trailer = (s: Uint8Array) => new TextDecoder().decode(s).split("\n").at(-2);
+      assert.equal(trailer(l0.state), '{"stored":["big.bin"]}');
+      assert.equal(trailer(l1.state), '{"stored":[]}');
       const out = extract(dir, save(dir, "l0.tar", l0.archive), save(dir, "l1.tar", l1.archive));
       assertSameTree(src, out);
     } finally {

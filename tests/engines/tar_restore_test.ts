@@ -1030,3 +1030,63 @@ test("tarRestore() keeps a pre-1970 time, down to the second at least for symlin
     cleanup(target);
   }
 });
+
+test("tarRestore() leaves the files of skipData empty, data read past, their links and attributes made", async () => {
+  const dir = scratch();
+  try {
+    const src = path.join(dir, "src");
+    fs.mkdirSync(src);
+    const big = new Uint8Array(3 * MiB).map((_, i) => (i * 7) & 0xff);
+    fs.writeFileSync(path.join(src, "big"), big);
+    fs.chmodSync(path.join(src, "big"), 0o640);
+    touch(path.join(src, "big"), 1700000000, 123456789);
+    fs.linkSync(path.join(src, "big"), path.join(src, "big.link"));
+    // A sparse file: data at 0 and 4 MiB, 6 MiB in all.
+    const fd = fs.openSync(path.join(src, "sparse"), "w");
+    fs.writeSync(fd, big, 0, MiB, 0);
+    fs.writeSync(fd, big, 0, MiB, 4 * MiB);
+    fs.ftruncateSync(fd, 6 * MiB);
+    fs.closeSync(fd);
+    fs.writeFileSync(path.join(src, "keep"), big.subarray(0, 2 * MiB));
+    const archive = run("tar", [
+      "-C",
+      src,
+      "--format=posix",
+      "--sparse",
+      "-cf",
+      "-",
+      "big",
+      "big.link",
+      "sparse",
+      "keep",
+    ]);
+    for (const noGiveBack of [false, true]) {
+      const out = path.join(dir, `out-${noGiveBack}`);
+      fs.mkdirSync(out);
+      const { stats } = await restore(out, archive, [100_000, MiB, 5], {
+        skipData: new Set(["big", "sparse"]),
+        noGiveBack,
+      });
+      assert.equal(stats.skipped, 3 * MiB + 6 * MiB);
+      assert.equal(stats.bytes, 2 * MiB);
+      assert.equal(stats.files, 4);
+      const st = fs.statSync(path.join(out, "big"), { bigint: true });
+      assert.equal(st.size, 0n);
+      assert.equal(Number(st.mode & 0o777n), 0o640);
+      assert.equal(st.mtimeNs / 1_000_000n, 1700000000123n);
+      // The link made at this level points to the (empty) file: a later level that stores the file whole
+      // replaces it, and links it again if the link is still one then.
+      assert.equal(fs.statSync(path.join(out, "big.link")).ino, Number(st.ino));
+      assert.equal(fs.statSync(path.join(out, "sparse")).size, 0);
+      assert.deepEqual(fs.readFileSync(path.join(out, "keep")), Buffer.from(big.subarray(0, 2 * MiB)));
+    }
+    // Without skipData, the same archive restores whole (and reports nothing skipped).
+    const whole = path.join(dir, "whole");
+    fs.mkdirSync(whole);
+    const { stats } = await restore(whole, archive);
+    assert.equal(stats.skipped, undefined);
+    assertSameTree(src, whole);
+  } finally {
+    cleanup(dir);
+  }
+});

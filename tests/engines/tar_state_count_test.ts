@@ -84,8 +84,8 @@ describe("TarStateCounter", () => {
       );
     }
     assert.throws(
-      () => counted(enc.encode('{"format":"frost-tar-state","version":2,"started":"1"}\n'), 3),
-      /version 2 is not supported/,
+      () => counted(enc.encode('{"format":"frost-tar-state","version":3,"started":"1"}\n'), 3),
+      /version 3 is not supported/,
     );
   });
 

@@ -1,0 +1,92 @@
+/**
+ * Reading what a tar state's trailer lists (`Engine.storedWhole` of the tar engine): the files a level's
+ * archive stores whole, which a restore of the chain need not write from the levels before it.
+ * @module
+ */
+import { FrostError } from "../base/errors.ts";
+import type { StoredWholeReader } from "./engine.ts";
+import { checkStateHeaderVersion, parseStateTrailer } from "./_tar_state.ts";
+
+const NL = 0x0a;
+const BRACE = 0x7b;
+/** A header line longer than this is not a frost tar state's. */
+const HEADER_MAX = 4096;
+const WHOSE = "the backup's state";
+
+/**
+ * Finds a tar state's trailer (its last line, when that starts with `{`) from its bytes in chunks of any
+ * size: each chunk is searched from its end for its last line breaks (no look at the records); keeps only
+ * the header's bytes, the last complete line when it may be the trailer, and the unfinished line.
+ */
+export class TarStoredReader implements StoredWholeReader {
+  #header: number[] | undefined = [];
+  #version = 0;
+  /** The last complete line, when it starts with `{`. */
+  #last: Uint8Array | undefined;
+  /** The bytes of the line not yet ended. */
+  #open: Uint8Array[] = [];
+
+  push(chunk: Uint8Array): void {
+    let i = 0;
+    if (this.#header) {
+      const nl = chunk.indexOf(NL);
+      const end = nl < 0 ? chunk.length : nl;
+      if (this.#header.length + end > HEADER_MAX) throw notAState();
+      for (let j = 0; j < end; j++) this.#header.push(chunk[j]!);
+      if (nl < 0) return;
+      this.#checkHeader();
+      i = nl + 1;
+    }
+    const rest = chunk.subarray(i);
+    const last = rest.lastIndexOf(NL);
+    if (last < 0) {
+      if (rest.length > 0) this.#open.push(rest.slice());
+      return;
+    }
+    const prev = last === 0 ? -1 : rest.lastIndexOf(NL, last - 1);
+    const line = prev < 0 ? concat([...this.#open, rest.subarray(0, last)]) : rest.subarray(prev + 1, last);
+    this.#last = line[0] === BRACE ? line.slice() : undefined;
+    this.#open = last + 1 < rest.length ? [rest.slice(last + 1)] : [];
+  }
+
+  end(): ReadonlySet<string> | undefined {
+    if (this.#header) this.#checkHeader();
+    if (this.#open.length > 0) {
+      const line = concat(this.#open);
+      this.#last = line[0] === BRACE ? line : undefined;
+    }
+    if (this.#version < 2 || !this.#last) return undefined;
+    let text: string;
+    try {
+      text = new TextDecoder("utf-8", { fatal: true }).decode(this.#last);
+    } catch {
+      throw new FrostError(`Cannot read ${WHOSE}: it is not valid UTF-8`);
+    }
+    return new Set(parseStateTrailer(text, WHOSE));
+  }
+
+  #checkHeader(): void {
+    let line: string;
+    try {
+      line = new TextDecoder("utf-8", { fatal: true }).decode(new Uint8Array(this.#header!));
+    } catch {
+      throw notAState();
+    }
+    this.#header = undefined;
+    this.#version = checkStateHeaderVersion(line, WHOSE).version;
+  }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function notAState(): FrostError {
+  return new FrostError(`Cannot read ${WHOSE}: it is not a frost tar state`);
+}
