@@ -198,7 +198,7 @@ describe("series locks", () => {
     while ((await lockKeys(storage)).length === 0) await new Promise((r) => setTimeout(r, 5));
     const aDone = a.then(() => {}, () => {});
     const bView = hooked(storage, {
-      afterPut: async () => bLanded(),
+      afterPut: () => Promise.resolve(bLanded()),
       beforeDelete: () => Promise.race([aLookedThrice, aDone]),
     });
     const [ra, rb] = await Promise.allSettled([
