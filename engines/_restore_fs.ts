@@ -219,10 +219,14 @@ export class RestoreXattrs {
     const dirs = [...t.fixups.entries()].sort((a, b) => b[1].depth - a[1].depth);
     for (const [rel, fix] of dirs) {
       try {
-        const abs = t.fixupPath(rel);
-        if (abs === undefined) continue;
-        if (t.owners) fs.lchownSync(abs, fix.uid, fix.gid);
-        fs.chmodSync(abs, fix.mode);
+        const found = t.fixupStat(rel);
+        if (found === undefined) continue;
+        const { abs, st } = found;
+        // What already holds (a later level of a chain finds most folders as the one before left them) is
+        // not set again: each such call dirties the inode in the file system's journal.
+        const chown = t.owners && (Number(st.uid) !== fix.uid || Number(st.gid) !== fix.gid);
+        if (chown) fs.lchownSync(abs, fix.uid, fix.gid);
+        if (chown || (Number(st.mode) & 0o7777) !== (fix.mode & 0o7777)) fs.chmodSync(abs, fix.mode);
         if (this.#x && (fix.xattrs || fix.xattrsClear)) {
           this.#x.apply(abs, fix.name, fix.xattrs, {
             dir: true,
@@ -230,12 +234,29 @@ export class RestoreXattrs {
             clear: fix.xattrsClear ?? false,
           });
         }
-        fs.utimesSync(abs, time(fix.atime), time(fix.mtime));
+        // Without a stored atime, utimes would set it to now: the one a previous level set is as good.
+        const atime = time(fix.atime);
+        const mtime = time(fix.mtime);
+        if (
+          !sameMicrosecond(st.mtimeNs, mtime) ||
+          (fix.atime !== undefined && !sameMicrosecond(st.atimeNs, atime))
+        ) {
+          fs.utimesSync(abs, atime, mtime);
+        }
       } catch (err) {
         throw restoreError(err, fix.name);
       }
     }
   }
+}
+
+/**
+ * Whether a file time of `ns` nanoseconds is what utimes given `t` (as `fsTime` makes it) would set, to the
+ * microsecond: the precision restores keep.
+ */
+export function sameMicrosecond(ns: bigint, t: number | Date): boolean {
+  const us = typeof t === "number" ? Math.floor(t * 1e6) : t.getTime() * 1000;
+  return Number.isSafeInteger(us) && ns >= 0n && ns / 1000n === BigInt(us);
 }
 
 const CREATE = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
@@ -292,10 +313,16 @@ export class RestoreTarget<F> {
    * restore, was not made or walked through by this restore.
    */
   fixupPath(rel: string): string | undefined {
+    return this.fixupStat(rel)?.abs;
+  }
+
+  /** {@linkcode fixupPath} with the directory's lstat (times in nanoseconds). */
+  fixupStat(rel: string): { abs: string; st: fs.BigIntStats } | undefined {
     if (rel !== "" && !this.parentsSafe(rel)) return undefined;
     if (this.select && !this.verified.has(rel)) return undefined;
     const abs = this.abs(rel);
-    return fs.lstatSync(abs, { throwIfNoEntry: false })?.isDirectory() ? abs : undefined;
+    const st = fs.lstatSync(abs, { bigint: true, throwIfNoEntry: false });
+    return st?.isDirectory() ? { abs, st } : undefined;
   }
 
   /**
@@ -437,6 +464,12 @@ export class RestoreTarget<F> {
     let existed = true;
     this.parents(rel, name);
     const there = this.#maybeThere(rel) ? fs.lstatSync(abs, { throwIfNoEntry: false }) : undefined;
+    if (there?.isDirectory()) {
+      // The usual case on a chain's later levels, without the cost of an Error and its stack.
+      this.makeWritable(abs, there.mode);
+      this.verified.add(rel);
+      return true;
+    }
     try {
       if (there) throw Object.assign(new Error("exists"), { code: "EEXIST" });
       // Created private; the stored mode comes at the end, so a read-only directory can still be filled.

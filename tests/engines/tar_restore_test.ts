@@ -529,6 +529,42 @@ test("tarRestore() keeps unchanged files ('N' in the dumpdir) and moves renamed 
   }
 });
 
+test("tarRestore() leaves the folders a later level finds as they are untouched (their change time stays)", async () => {
+  const base = scratch();
+  try {
+    const src = path.join(base, "src");
+    const snar = path.join(base, "snar");
+    fs.mkdirSync(path.join(src, "same/deep"), { recursive: true });
+    fs.mkdirSync(path.join(src, "changed"));
+    fs.writeFileSync(path.join(src, "same/deep/f"), "unchanged");
+    fs.writeFileSync(path.join(src, "changed/f"), "before");
+    fs.chmodSync(path.join(src, "same"), 0o750);
+    touch(path.join(src, "same/deep"), 1_600_000_000);
+    touch(path.join(src, "same"), 1_600_000_100);
+    const l0 = gnuTar(src, snar, "gnu");
+    await new Promise((r) => setTimeout(r, 20));
+    fs.writeFileSync(path.join(src, "changed/f"), "after, longer");
+    fs.chmodSync(path.join(src, "changed"), 0o705);
+    touch(path.join(src, "changed"), 1_600_000_200);
+    const l1 = gnuTar(src, snar, "gnu");
+    const target = path.join(base, "target");
+    fs.mkdirSync(target);
+    await restore(target, l0);
+    // GNU stat: Deno's node:fs gives ctime in whole seconds only.
+    const ctime = (rel: string) => run("stat", ["-c", "%z", path.join(target, rel)]).toString().trim();
+    const before = { same: ctime("same"), deep: ctime("same/deep") };
+    await new Promise((r) => setTimeout(r, 20));
+    await restore(target, l1);
+    // Owner, mode and times already hold: no chown, chmod or utimes touched them.
+    assert.deepEqual({ same: ctime("same"), deep: ctime("same/deep") }, before);
+    // What changed is applied all the same.
+    assert.equal(fs.lstatSync(path.join(target, "changed")).mode & 0o7777, 0o705);
+    assertSameTree(src, target, { mtimePrecisionNs: SECONDS });
+  } finally {
+    cleanup(base);
+  }
+});
+
 /** The paths (type-marked: "d " a directory) of a replayed tree, or of a real one, sorted. */
 function listedPaths(tree: Tree): string[] {
   return tree.list("").map(([p, n]) => `${n.type === "dir" ? "d" : "-"} ${p}`).sort();
