@@ -137,8 +137,45 @@ function u64Text(lo: number, hi: number): string {
 }
 
 /**
- * Looks at the children of one directory at a time: `openDir()`, then `stat(name)` per child and its
- * fields, then `closeDir()`.
+ * A directory's children listed and statx()ed elsewhere (a worker thread, see _walk_ahead.ts), for
+ * `ChildStat.useListing()`: the names in walk order and, per name, where its `struct statx` words are.
+ */
+export interface Listing {
+  names: string[];
+  /** The directory has no extended attributes at all. */
+  noXattrs: boolean;
+  /** Words of `struct statx` (those of LISTING_WORDS, the first one 0 where it failed). */
+  words: Uint32Array;
+  /** Per name, the index in `words` of its first word. */
+  at: Int32Array;
+}
+
+/** The 32-bit words of `struct statx` a Listing keeps per child, in its order: those read below. */
+export const LISTING_WORDS: readonly number[] = [
+  0,
+  4,
+  5,
+  6,
+  7,
+  8,
+  9,
+  10,
+  11,
+  12,
+  13,
+  24,
+  25,
+  26,
+  28,
+  29,
+  30,
+  34,
+  35,
+];
+
+/**
+ * Looks at the children of one directory at a time: `openDir()` (or `useListing()`), then `stat(name)` per
+ * child and its fields, then `closeDir()`.
  */
 export class ChildStat {
   readonly #libc: Libc;
@@ -151,6 +188,9 @@ export class ChildStat {
   /** Directory entries being listed (made on first use; a Buffer for its cheap ASCII strings). */
   #dirents: Buffer | undefined;
   #fd = -1;
+  /** The listing being read instead of an open directory, and the index of the next name in it. */
+  #listing: Listing | undefined;
+  #next = 0;
   /** The last device seen, and its text (a walk mostly stays on one). */
   #devMajor = -1;
   #devMinor = -1;
@@ -185,6 +225,7 @@ export class ChildStat {
    * runtime's node:fs cannot take it back): list it with node:fs then, which gives the error.
    */
   names(): string[] | undefined {
+    if (this.#listing) return this.#listing.names;
     if (this.#fd < 0 || !listing) return undefined;
     const read = loadGetdents();
     if (!read) return undefined;
@@ -218,6 +259,20 @@ export class ChildStat {
   closeDir(): void {
     if (this.#fd >= 0) this.#libc.close(this.#fd);
     this.#fd = -1;
+    this.#listing = undefined;
+  }
+
+  /**
+   * Reads `list` for the `names()`, `hasNoXattrs()` and `stat()`s that follow, instead of an open
+   * directory (until `closeDir()`). Its names must be asked for in its order; a name not found after the
+   * last one asked for is not statx()ed (false: ask node:fs). Undefined after `useNativeList(false)`.
+   */
+  useListing(list: Listing): this | undefined {
+    this.closeDir();
+    if (!listing) return undefined;
+    this.#listing = list;
+    this.#next = 0;
+    return this;
   }
 
   /**
@@ -225,6 +280,7 @@ export class ChildStat {
    * it has some or that cannot be told (read them as usual then).
    */
   hasNoXattrs(): boolean {
+    if (this.#listing) return this.#listing.noXattrs;
     return this.#fd >= 0 && xattrNamesLength(this.#fd) === 0;
   }
 
@@ -233,12 +289,26 @@ export class ChildStat {
    * system leaves out a field (ask node:fs: it gives the error, or the same answer).
    */
   stat(name: string): boolean {
+    if (this.#listing) return this.#listed(name);
     if (this.#fd < 0) return false;
     const path = this.#cString(name);
     if (path === undefined) return false;
     const u = this.#u32;
     u[0] = 0;
     if (this.#libc.statx(this.#fd, path, AT_SYMLINK_NOFOLLOW, STATX_WANTED, this.#buf) !== 0) return false;
+    return (u[0]! & STATX_WANTED) === STATX_WANTED;
+  }
+
+  /** `stat(name)` from the listing: its words copied where statx() would have put them. */
+  #listed(name: string): boolean {
+    const { names, words, at } = this.#listing!;
+    let i = this.#next;
+    while (i < names.length && names[i] !== name) i++;
+    if (i === names.length) return false;
+    this.#next = i + 1;
+    const u = this.#u32;
+    let w = at[i]!;
+    for (const index of LISTING_WORDS) u[index] = words[w++]!;
     return (u[0]! & STATX_WANTED) === STATX_WANTED;
   }
 

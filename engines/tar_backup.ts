@@ -150,7 +150,8 @@ import {
   statSource,
 } from "./_walk.ts";
 import { OPEN_FLAGS, PROGRESS_MS, SLICE_MS } from "./_walk.ts";
-import { ChildStat } from "./_ffi_stat.ts";
+import { ChildStat, type Listing } from "./_ffi_stat.ts";
+import { WalkAhead } from "./_walk_ahead.ts";
 import { collectYoung, relieveMemory } from "../base/memory.ts";
 import { workerBuffer } from "../base/bytes.ts";
 
@@ -371,6 +372,8 @@ class TarBackup {
   /** The level N walk's first look at children, through statx() where the runtime can call it. */
   #childStat: ChildStat | null | undefined;
   #readerOpen = false;
+  /** The level N walk's listings, made ahead on a worker thread where it can run (see _walk_ahead.ts). */
+  #ahead: WalkAhead | undefined;
   /** Parent records with a ctime at or after this (ns, decimal) count as changed; see "Change detection". */
   #racyLimit = "0";
 
@@ -414,7 +417,12 @@ class TarBackup {
     this.#rootDevText = String(rootStat.dev);
     this.#exclude = options.exclude ? excludeMatcher(options.exclude) : undefined;
     const started = BigInt(Date.now()) * 1_000_000n;
-    if (options.previous) this.#reader = new TarStateReader(options.previous);
+    if (options.previous) {
+      this.#reader = new TarStateReader(options.previous);
+      if (rootStat.isDirectory()) {
+        this.#ahead = WalkAhead.start(source, this.#rootDevText, options.crossFileSystems === true);
+      }
+    }
 
     const name = rootStat.isDirectory() ? "." : path.basename(source);
     const rootItem = makeItem(name, name, rootStat.isDirectory() ? "d" : "f", rootStat, rootStat.dev);
@@ -597,26 +605,43 @@ class TarBackup {
       top: false,
     };
     if (!item.mount || this.#options.crossFileSystems) {
-      // At level N the directory is opened for statx() first and listed from that descriptor where it can be.
-      const at = this.#reader ? this.#openChildStat(child) : undefined;
-      const names = at?.names() ?? listDir(abs, isRoot, this.#source, this.#c);
-      if (names === undefined) {
-        at?.closeDir();
-        return undefined;
-      }
       if (this.#reader) {
-        return this.#listLevel(child, sortNames(names), item, at).then((listed) => {
-          child.items = listed.files.concat(listed.dirs);
-          const entry = this.#dirEntry(frame, item, child, abs, listed.byName, listed.noXattrs);
-          entry.recorded = true;
-          return entry;
-        });
+        const listing = this.#ahead?.listing(parts);
+        return listing instanceof Promise
+          ? listing.then((l) => this.#enterLevel(frame, item, child, abs, l))
+          : this.#enterLevel(frame, item, child, abs, listing);
       }
+      const names = listDir(abs, isRoot, this.#source, this.#c);
+      if (names === undefined) return undefined;
       const pack = this.#list(sortNames(names), child);
       child.items = [pack];
       return this.#dirEntry(frame, item, child, abs, pack);
     }
     return this.#dirEntry(frame, item, child, abs, []);
+  }
+
+  /**
+   * At level N: lists a directory (from `listing`, made ahead, or else opened for statx() first and listed
+   * from that descriptor where it can be) and prepares its entry.
+   */
+  async #enterLevel(
+    frame: Frame,
+    item: Item,
+    child: Frame,
+    abs: string,
+    listing: Listing | undefined,
+  ): Promise<Entry | undefined> {
+    const at = listing ? this.#listingChildStat(listing) : this.#openChildStat(child);
+    const names = at?.names() ?? listDir(abs, frame.top, this.#source, this.#c);
+    if (names === undefined) {
+      at?.closeDir();
+      return undefined;
+    }
+    const listed = await this.#listLevel(child, sortNames(names), item, at);
+    child.items = listed.files.concat(listed.dirs);
+    const entry = this.#dirEntry(frame, item, child, abs, listed.byName, listed.noXattrs);
+    entry.recorded = true;
+    return entry;
   }
 
   /** The entry of a listed directory: its header with the dumpdir, and the frame of its children. */
@@ -776,6 +801,12 @@ class TarBackup {
     if (at?.openDir(dir.absPrefix) === true) return at;
     at?.closeDir();
     return undefined;
+  }
+
+  /** The ChildStat reading `listing`; undefined where statx() cannot be used here. */
+  #listingChildStat(listing: Listing): ChildStat | undefined {
+    if (this.#childStat === undefined) this.#childStat = ChildStat.open() ?? null;
+    return this.#childStat?.useListing(listing);
   }
 
   /**
@@ -1298,6 +1329,7 @@ class TarBackup {
     this.#data.close();
     if (!this.#stateCancelled) this.#state.close();
     this.#c.succeed();
+    this.#ahead?.stop();
     await this.#reader?.close();
   }
 
@@ -1314,6 +1346,7 @@ class TarBackup {
     }
     this.#pending = undefined;
     this.#childStat?.closeDir();
+    this.#ahead?.stop();
     this.#data.error(err);
     if (!this.#stateCancelled) this.#state.error(err);
     void this.#reader?.close();
