@@ -28,6 +28,8 @@ import { type Listing, LISTING_WORDS } from "./_ffi_stat.ts";
 const AHEAD_BYTES = 1 << 20;
 /** A batch is sent once it holds this many bytes (and at the end). */
 const BATCH_BYTES = 64 << 10;
+/** Directories with more children are listed on the main thread (see the worker's `list()`). */
+const BIG_DIR = 4096;
 /** Status bits of a listing. */
 const FAILED = 1;
 const NO_XATTRS = 2;
@@ -93,7 +95,9 @@ function list(dir) {
   path.set(dir.abs);
   const fd = libc.open(path, flags);
   if (fd < 0) return;
-  const names = [];
+  let names = [];
+  const types = [];
+  let big = false;
   for (;;) {
     const n = libc.getdents64(fd, DIRENTS, 65536n);
     if (n === 0) break;
@@ -103,14 +107,41 @@ function list(dir) {
     }
     for (let p = 0; p < n;) {
       const reclen = DIRENTS[p + 16] | (DIRENTS[p + 17] << 8);
+      const type = DIRENTS[p + 18];
       const start = p + 19;
       let end = start;
       while (DIRENTS[end] !== 0) end++;
       p += reclen;
       const len = end - start;
       if (len <= 2 && DIRENTS[start] === 46 && (len === 1 || DIRENTS[start + 1] === 46)) continue;
+      if (big) {
+        if (type === 4 || type === 0) names.push(DIRENTS.slice(start, end)); // DT_DIR, DT_UNKNOWN
+        continue;
+      }
       names.push(DIRENTS.slice(start, end));
+      types.push(type);
+      if (names.length > ${BIG_DIR}) {
+        // Left to the main thread: its listing would hold every child's stat at once. Only its
+        // subdirectories (by their type in the listing, else statx) are looked for, to list them.
+        big = true;
+        names = names.filter((_, i) => types[i] === 4 || types[i] === 0);
+      }
     }
+  }
+  if (big) {
+    const maybe = names.sort(Buffer.compare);
+    const dirs = [];
+    for (const name of maybe) {
+      if (name.length >= NAME.length) continue;
+      NAME.set(name);
+      NAME[name.length] = 0;
+      sx[0] = 0;
+      const ok = libc.statx(fd, NAME, 0x100, 0x7df, SX) === 0 && (sx[0] & 0x7df) === 0x7df;
+      if (ok && (sx[7] & 0xf000) === 0x4000 && (cross || devText(sx[34], sx[35]) === rootDev)) dirs.push(name);
+    }
+    libc.close(fd);
+    descend(dir, dirs);
+    return;
   }
   names.sort(Buffer.compare);
   const noXattrs = libc.flistxattr(fd, XATTRS, 65536n) === 0;
@@ -140,6 +171,9 @@ function list(dir) {
   libc.close(fd);
   words[head] = noXattrs ? ${NO_XATTRS} : 0;
   words[head + 1] = names.length;
+  descend(dir, dirs);
+}
+function descend(dir, dirs) {
   for (let i = dirs.length - 1; i >= 0; i--) {
     const name = dirs[i];
     stack.push({ abs: join(dir.abs, name), rel: dir.rel.length === 0 ? name : join(dir.rel, name) });
@@ -228,8 +262,10 @@ export class WalkAhead {
     });
     this.#worker.unref();
     this.#worker.on("message", (m: ArrayBuffer | string) => {
-      if (typeof m === "string") this.#ended = true;
-      else this.#batches.push(m);
+      if (typeof m === "string") {
+        this.#ended = true;
+        void this.#worker.terminate(); // all its listings are here: free its memory now
+      } else this.#batches.push(m);
       this.#wakeUp();
     });
     this.#worker.on("error", () => {

@@ -637,7 +637,8 @@ class TarBackup {
       at?.closeDir();
       return undefined;
     }
-    const listed = await this.#listLevel(child, sortNames(names), item, at);
+    // A listing made ahead is in walk order already (sorted by the names' bytes).
+    const listed = await this.#listLevel(child, listing && at ? names : sortNames(names), item, at);
     child.items = listed.files.concat(listed.dirs);
     const entry = this.#dirEntry(frame, item, child, abs, listed.byName, listed.noXattrs);
     entry.recorded = true;
