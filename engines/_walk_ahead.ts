@@ -18,7 +18,7 @@
 import { Buffer } from "node:buffer";
 import process from "node:process";
 import { Worker } from "node:worker_threads";
-import { WORKER_FFI_SOURCE } from "../base/runtime.ts";
+import { WORKER_COLLECTOR_SOURCE, WORKER_FFI_SOURCE } from "../base/runtime.ts";
 import { BYTE_PATHS } from "./_fs_bytes.ts";
 import { decodeName, encodeName, hasEscape } from "./_names.ts";
 import { compareNames } from "./_tar_state.ts";
@@ -28,13 +28,15 @@ import { type Listing, LISTING_WORDS } from "./_ffi_stat.ts";
 const AHEAD_BYTES = 1 << 20;
 /** A batch is sent once it holds this many bytes (and at the end). */
 const BATCH_BYTES = 64 << 10;
+/** Bytes of listings sent between two collections of the worker's garbage. */
+const COLLECT_BYTES = 512 << 10;
 /** Directories with more children are listed on the main thread (see the worker's `list()`). */
 const BIG_DIR = 4096;
 /** Status bits of a listing. */
 const FAILED = 1;
 const NO_XATTRS = 2;
 
-const WORKER_SOURCE = WORKER_FFI_SOURCE + `
+const WORKER_SOURCE = WORKER_FFI_SOURCE + WORKER_COLLECTOR_SOURCE + `
 const { parentPort, workerData } = require("node:worker_threads");
 const { Buffer } = require("node:buffer");
 const { root, rootDev, cross, flags } = workerData;
@@ -179,12 +181,19 @@ function descend(dir, dirs) {
     stack.push({ abs: join(dir.abs, name), rel: dir.rel.length === 0 ? name : join(dir.rel, name) });
   }
 }
+let sent = 0;
 function send() {
   if (off === 0) return;
   const out = batch.slice(0, off);
   ahead += off;
+  sent += off;
   off = 0;
   parentPort.postMessage(out.buffer, [out.buffer]);
+  // The names cut out of each listing are garbage by now: collect it now and then (Bun lets it pile up).
+  if (sent >= ${COLLECT_BYTES} && runtimeFullGC) {
+    sent = 0;
+    runtimeFullGC();
+  }
 }
 function step() {
   while (stack.length > 0) {
