@@ -318,6 +318,7 @@ export class WalkAhead {
   stop(): void {
     this.#ended = true;
     void this.#worker.terminate();
+    this.#wakeUp(); // a listing waited for is undefined now
   }
 
   #wakeUp(): void {
