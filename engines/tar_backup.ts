@@ -343,6 +343,19 @@ function decimalLess(a: string, b: string): boolean {
   return a.length !== b.length ? a.length < b.length : a < b;
 }
 
+/** `decimalLess(text.slice(start, end), b)`, without cutting the string where neither is negative. */
+function decimalLessAt(text: string, start: number, end: number, b: string): boolean {
+  if (text.charCodeAt(start) === 45 || b.charCodeAt(0) === 45) return decimalLess(text.slice(start, end), b);
+  const n = end - start;
+  if (n !== b.length) return n < b.length;
+  for (let i = 0; i < n; i++) {
+    const x = text.charCodeAt(start + i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return x < y;
+  }
+  return false;
+}
+
 /** "No chunk yet": the next pull allocates one. */
 const NO_CHUNK = new Uint8Array(0);
 
@@ -844,7 +857,7 @@ class TarBackup {
   ): string | undefined {
     if (rec === undefined || rec.kind !== kind || !at.sameTail(rec.line, rec.tailAt)) return undefined;
     const line = rec.line;
-    if (!decimalLess(line.slice(line.lastIndexOf('","') + 3, -2), this.#racyLimit)) return undefined;
+    if (!decimalLessAt(line, line.lastIndexOf('","') + 3, line.length - 2, this.#racyLimit)) return undefined;
     return this.#withDevice(rec, rel, kind, at.dev);
   }
 
