@@ -182,13 +182,17 @@ function descend(dir, dirs) {
   }
 }
 let sent = 0;
+/** Batches the main thread gave back, for reuse. */
+const free = [];
 function send() {
   if (off === 0) return;
-  const out = batch.slice(0, off);
-  ahead += off;
+  ahead += batch.byteLength;
   sent += off;
+  parentPort.postMessage({ buffer: batch.buffer, used: off }, [batch.buffer]);
   off = 0;
-  parentPort.postMessage(out.buffer, [out.buffer]);
+  const reuse = free.pop();
+  batch = reuse ? new Uint8Array(reuse) : new Uint8Array(${BATCH_BYTES * 2});
+  words = new Uint32Array(batch.buffer);
   // The names cut out of each listing are garbage by now: collect it now and then (Bun lets it pile up).
   if (sent >= ${COLLECT_BYTES} && runtimeFullGC) {
     sent = 0;
@@ -208,7 +212,8 @@ function step() {
   parentPort.postMessage("end");
 }
 parentPort.on("message", (taken) => {
-  ahead -= taken;
+  ahead -= taken.byteLength;
+  free.push(taken);
   if (waiting && ahead < ${AHEAD_BYTES}) {
     waiting = false;
     step();
@@ -254,10 +259,11 @@ function nameOf(bytes: Buffer, start: number, end: number): string {
 /** The directory listings of a level N walk, made ahead on a worker thread (see the module's description). */
 export class WalkAhead {
   readonly #worker: Worker;
-  readonly #batches: ArrayBuffer[] = [];
+  readonly #batches: { buffer: ArrayBuffer; used: number }[] = [];
   #head: Head | undefined;
-  /** Bytes of the current batch, and where its next listing starts (bytes). */
+  /** Bytes of the current batch, how many of them hold listings, and where its next listing starts. */
   #batch: Uint32Array | undefined;
+  #used = 0;
   #bytes: Buffer | undefined;
   #off = 0;
   #ended = false;
@@ -270,7 +276,7 @@ export class WalkAhead {
       workerData: { root, rootDev, cross: crossFileSystems, flags: OPEN_FLAGS[process.arch] },
     });
     this.#worker.unref();
-    this.#worker.on("message", (m: ArrayBuffer | string) => {
+    this.#worker.on("message", (m: { buffer: ArrayBuffer; used: number } | string) => {
       if (typeof m === "string") {
         this.#ended = true;
         void this.#worker.terminate(); // all its listings are here: free its memory now
@@ -296,7 +302,8 @@ export class WalkAhead {
   /**
    * The listing of the directory at `parts` below the source, once the worker has made it; undefined when
    * it has none (list it on this thread then). Directories must be asked for in walk order; listings of
-   * directories skipped on the way are dropped.
+   * directories skipped on the way are dropped. A listing is read until the next call (its memory goes back
+   * to the worker then).
    */
   listing(parts: readonly string[]): Listing | undefined | Promise<Listing | undefined> {
     for (;;) {
@@ -330,11 +337,14 @@ export class WalkAhead {
 
   /** Reads where the next listing is and which directory it is of; undefined when none has come yet. */
   #nextHead(): Head | undefined {
-    if (this.#batch === undefined || this.#off >= this.#batch.byteLength) {
-      if (this.#batch !== undefined) this.#worker.postMessage(this.#batch.byteLength);
+    if (this.#batch === undefined || this.#off >= this.#used) {
+      // Its listings are all taken (and no longer read: see listing()): back to the worker, for reuse.
+      const done = this.#batch?.buffer as ArrayBuffer | undefined;
+      if (done !== undefined && !this.#ended) this.#worker.postMessage(done, [done]);
       const next = this.#batches.shift();
-      this.#batch = next && new Uint32Array(next);
-      this.#bytes = next && Buffer.from(next);
+      this.#batch = next && new Uint32Array(next.buffer);
+      this.#bytes = next && Buffer.from(next.buffer);
+      this.#used = next?.used ?? 0;
       this.#off = 0;
       if (next === undefined) return undefined;
     }
