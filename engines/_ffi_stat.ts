@@ -178,7 +178,8 @@ export const LISTING_WORDS: readonly number[] = [
  * child and its fields, then `closeDir()`.
  */
 export class ChildStat {
-  readonly #libc: Libc;
+  /** libc, loaded on the first `openDir()` when made by `forListings()`. */
+  #libc: Libc | undefined;
   readonly #flags: number;
   /** `struct statx`, then the name being looked at (NUL-terminated). */
   readonly #buf = new Uint8Array(new ArrayBuffer(STATX_SIZE + NAME_MAX));
@@ -196,7 +197,7 @@ export class ChildStat {
   #devMinor = -1;
   #devText = "";
 
-  private constructor(lib: Libc) {
+  private constructor(lib: Libc | undefined) {
     this.#libc = lib;
     this.#flags = O_NONBLOCK | O_CLOEXEC | O_DIRECTORY[process.arch]!;
   }
@@ -208,12 +209,22 @@ export class ChildStat {
     return lib ? new ChildStat(lib) : undefined;
   }
 
+  /**
+   * A ChildStat that reads listings made elsewhere (`useListing()`) and loads libc only once it opens a
+   * directory itself (`openDir()` is false where it cannot); undefined after `useNativeStat(false)`.
+   */
+  static forListings(): ChildStat | undefined {
+    return enabled ? new ChildStat(undefined) : undefined;
+  }
+
   /** Opens directory `abs` for the `stat()`s that follow; false when it cannot be (use node:fs then). */
   openDir(abs: string): boolean {
     this.closeDir();
     const path = this.#cString(abs);
     if (path === undefined) return false;
-    const fd = this.#libc.open(path, this.#flags);
+    const lib = this.#libc ??= load();
+    if (lib === undefined) return false;
+    const fd = lib.open(path, this.#flags);
     this.#fd = fd;
     return fd >= 0;
   }
@@ -257,7 +268,7 @@ export class ChildStat {
 
   /** Closes the directory opened last, if any. */
   closeDir(): void {
-    if (this.#fd >= 0) this.#libc.close(this.#fd);
+    if (this.#fd >= 0) this.#libc!.close(this.#fd);
     this.#fd = -1;
     this.#listing = undefined;
   }
@@ -295,7 +306,7 @@ export class ChildStat {
     if (path === undefined) return false;
     const u = this.#u32;
     u[0] = 0;
-    if (this.#libc.statx(this.#fd, path, AT_SYMLINK_NOFOLLOW, STATX_WANTED, this.#buf) !== 0) return false;
+    if (this.#libc!.statx(this.#fd, path, AT_SYMLINK_NOFOLLOW, STATX_WANTED, this.#buf) !== 0) return false;
     return (u[0]! & STATX_WANTED) === STATX_WANTED;
   }
 

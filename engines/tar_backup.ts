@@ -821,7 +821,7 @@ class TarBackup {
 
   /** The ChildStat reading `listing`; undefined where statx() cannot be used here. */
   #listingChildStat(listing: Listing): ChildStat | undefined {
-    if (this.#childStat === undefined) this.#childStat = ChildStat.open() ?? null;
+    if (this.#childStat === undefined) this.#childStat = ChildStat.forListings() ?? null;
     return this.#childStat?.useListing(listing);
   }
 
