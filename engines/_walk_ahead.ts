@@ -5,14 +5,17 @@
  * compares the previous listings with the parent's state. The kernel's share of a walk (half of a no-change
  * level's time) then runs on the other core. The main thread takes each directory's listing when its walk
  * gets there (`WalkAhead.listing()`) and reads it through `ChildStat.useListing()`, as if it had made the
- * calls itself; a directory the worker has no listing for (it could not open it, a name this runtime cannot
- * pass on, the worker could not start) is listed on the main thread as before, which also gives the
- * warnings. The worker stays at most `AHEAD_BYTES` of listings ahead.
+ * calls itself. It never waits for the worker: a directory the worker has not listed yet (or could not: it
+ * could not open it, a name this runtime cannot pass on, more than `BIG_DIR` children, no FFI there) is
+ * listed on the main thread as before, which also gives the warnings; the worker then only looks for the
+ * subdirectories of the directories the main thread has passed (it knows how many, `PROGRESS`), to catch up.
  *
- * Each listing is one record of 32-bit words in a batch (an ArrayBuffer moved to the main thread): the
- * length of the directory's path below the source and its bytes (padded to 4), a status (`FAILED`,
- * `NO_XATTRS`), the number of children, then per child (in byte order of the names) the length of its name,
- * the words of `struct statx` in LISTING_WORDS (_ffi_stat.ts) (the first one 0 when statx failed) and the name's bytes (padded).
+ * The listings go through a ring of shared memory (`RING_BYTES`; the worker waits while it is full), read in
+ * place. Each is one record of 32-bit words: its length in bytes, the length of the directory's path below
+ * the source and its bytes (padded to 4), a status (`FAILED`, `NO_XATTRS`), the number of children, then per
+ * child (in byte order of the names) the length of its name, the words of `struct statx` in LISTING_WORDS
+ * (_ffi_stat.ts) (the first one 0 when statx failed) and the name's bytes (padded). A record that does not
+ * fit before the end of the ring starts at its beginning, after a `SKIP` word.
  * @module
  */
 import { Buffer } from "node:buffer";
@@ -24,11 +27,19 @@ import { decodeName, encodeName, hasEscape } from "./_names.ts";
 import { compareNames } from "./_tar_state.ts";
 import { type Listing, LISTING_WORDS } from "./_ffi_stat.ts";
 
-/** Bytes of listings the worker may have sent that the main thread has not taken yet. */
-const AHEAD_BYTES = 1 << 20;
-/** A batch is sent once it holds this many bytes (and at the end). */
-const BATCH_BYTES = 64 << 10;
-/** Bytes of listings sent between two collections of the worker's garbage. */
+/** Bytes of the ring of listings (a power of two, above the largest listing: BIG_DIR children). */
+const RING_BYTES = 2 << 20;
+/** Positions in the ring count bytes modulo 2^30 (Int32 counters that never overflow). */
+const MASK = (1 << 30) - 1;
+/** Int32 slots before the ring: bytes written, bytes read, done (1), directories the main thread reached. */
+const WRITTEN = 0;
+const READ = 1;
+const DONE = 2;
+const PROGRESS = 3;
+const HEADER_BYTES = 16;
+/** First word of a record that would not fit before the end of the ring: it starts at the beginning. */
+const SKIP = 0xffffffff;
+/** Bytes of listings written between two collections of the worker's garbage. */
 const COLLECT_BYTES = 512 << 10;
 /** Directories with more children are listed on the main thread (see the worker's `list()`). */
 const BIG_DIR = 4096;
@@ -37,9 +48,9 @@ const FAILED = 1;
 const NO_XATTRS = 2;
 
 const WORKER_SOURCE = WORKER_FFI_SOURCE + WORKER_COLLECTOR_SOURCE + `
-const { parentPort, workerData } = require("node:worker_threads");
+const { workerData } = require("node:worker_threads");
 const { Buffer } = require("node:buffer");
-const { root, rootDev, cross, flags } = workerData;
+const { root, rootDev, cross, flags, shared } = workerData;
 const WORDS = ${JSON.stringify(LISTING_WORDS)};
 const libc = runtimeLibrary(["libc.so.6", "libc.so"], {
   open: { args: ["pointer", "i32"], returns: "i32" },
@@ -48,16 +59,20 @@ const libc = runtimeLibrary(["libc.so.6", "libc.so"], {
   getdents64: { args: ["i32", "pointer", "i64"], returns: "i32" },
   flistxattr: { args: ["i32", "pointer", "i64"], returns: "i64" },
 });
+const header = new Int32Array(shared, 0, 4);
+const ring = new Uint8Array(shared, ${HEADER_BYTES}, ${RING_BYTES});
+const ringWords = new Uint32Array(shared, ${HEADER_BYTES}, ${RING_BYTES / 4});
 const SX = new Uint8Array(new ArrayBuffer(256));
 const sx = new Uint32Array(SX.buffer);
 const NAME = new Uint8Array(new ArrayBuffer(4096));
 const DIRENTS = new Uint8Array(new ArrayBuffer(65536));
 const XATTRS = new Uint8Array(new ArrayBuffer(65536));
-let batch = new Uint8Array(${BATCH_BYTES * 2});
+let batch = new Uint8Array(256 << 10);
 let words = new Uint32Array(batch.buffer);
 let off = 0;
-let ahead = 0;
-let waiting = false;
+let written = 0;
+/** Directories reached in walk order (the root is the first). */
+let reached = 0;
 const stack = [{ abs: root, rel: new Uint8Array(0) }];
 function room(n) {
   if (off + n <= batch.length) return;
@@ -71,6 +86,33 @@ function putBytes(bytes) {
   words[off >> 2] = bytes.length;
   batch.set(bytes, off + 4);
   off += 4 + ((bytes.length + 3) & ~3);
+}
+/** Copies the record in the batch to the ring, waiting while the ring has no room for it. */
+function put() {
+  const len = off;
+  words[0] = len;
+  let w = Atomics.load(header, ${WRITTEN});
+  for (;;) {
+    const r = Atomics.load(header, ${READ});
+    const free = ${RING_BYTES} - ((w - r) & ${MASK});
+    const tail = ${RING_BYTES} - (w & ${RING_BYTES - 1});
+    if (len <= tail ? len <= free : tail + len <= free) break;
+    Atomics.wait(header, ${READ}, r, 100);
+  }
+  let pos = w & ${RING_BYTES - 1};
+  if (len > ${RING_BYTES} - pos) {
+    ringWords[pos >> 2] = ${SKIP};
+    w = (w + ${RING_BYTES} - pos) & ${MASK};
+    pos = 0;
+  }
+  ring.set(batch.subarray(0, len), pos);
+  Atomics.store(header, ${WRITTEN}, (w + len) & ${MASK});
+  written += len;
+  // The names cut out of each listing are garbage by now: collect it now and then (Bun lets it pile up).
+  if (written >= ${COLLECT_BYTES} && runtimeFullGC) {
+    written = 0;
+    runtimeFullGC();
+  }
 }
 function devText(major, minor) {
   if (major < 0x1000 && minor < 0x100) return String(major * 256 + minor);
@@ -87,6 +129,9 @@ function join(a, b) {
   return out;
 }
 function list(dir) {
+  // The main thread has passed this directory already (listed it itself): only its subdirectories matter.
+  let big = Atomics.load(header, ${PROGRESS}) >= ++reached;
+  off = 4;
   putBytes(dir.rel);
   room(8);
   const head = off >> 2;
@@ -96,15 +141,19 @@ function list(dir) {
   const path = new Uint8Array(dir.abs.length + 1);
   path.set(dir.abs);
   const fd = libc.open(path, flags);
-  if (fd < 0) return;
+  if (fd < 0) {
+    if (!big) put();
+    return;
+  }
+  const passed = big;
   let names = [];
   const types = [];
-  let big = false;
   for (;;) {
     const n = libc.getdents64(fd, DIRENTS, 65536n);
     if (n === 0) break;
     if (n < 0) {
       libc.close(fd);
+      if (!passed) put();
       return;
     }
     for (let p = 0; p < n;) {
@@ -142,6 +191,7 @@ function list(dir) {
       if (ok && (sx[7] & 0xf000) === 0x4000 && (cross || devText(sx[34], sx[35]) === rootDev)) dirs.push(name);
     }
     libc.close(fd);
+    if (!passed) put(); // FAILED: too big
     descend(dir, dirs);
     return;
   }
@@ -173,6 +223,13 @@ function list(dir) {
   libc.close(fd);
   words[head] = noXattrs ? ${NO_XATTRS} : 0;
   words[head + 1] = names.length;
+  if (off > ${RING_BYTES / 2}) {
+    // Cannot happen with BIG_DIR children of 255 bytes at most; should it, the main thread lists it.
+    off = (head + 2) << 2;
+    words[head] = ${FAILED};
+    words[head + 1] = 0;
+  }
+  put();
   descend(dir, dirs);
 }
 function descend(dir, dirs) {
@@ -181,46 +238,8 @@ function descend(dir, dirs) {
     stack.push({ abs: join(dir.abs, name), rel: dir.rel.length === 0 ? name : join(dir.rel, name) });
   }
 }
-let sent = 0;
-/** Batches the main thread gave back, for reuse. */
-const free = [];
-function send() {
-  if (off === 0) return;
-  ahead += batch.byteLength;
-  sent += off;
-  parentPort.postMessage({ buffer: batch.buffer, used: off }, [batch.buffer]);
-  off = 0;
-  const reuse = free.pop();
-  batch = reuse ? new Uint8Array(reuse) : new Uint8Array(${BATCH_BYTES * 2});
-  words = new Uint32Array(batch.buffer);
-  // The names cut out of each listing are garbage by now: collect it now and then (Bun lets it pile up).
-  if (sent >= ${COLLECT_BYTES} && runtimeFullGC) {
-    sent = 0;
-    runtimeFullGC();
-  }
-}
-function step() {
-  while (stack.length > 0) {
-    if (ahead >= ${AHEAD_BYTES}) {
-      waiting = true;
-      return;
-    }
-    list(stack.pop());
-    if (off >= ${BATCH_BYTES}) send();
-  }
-  send();
-  parentPort.postMessage("end");
-}
-parentPort.on("message", (taken) => {
-  ahead -= taken.byteLength;
-  free.push(taken);
-  if (waiting && ahead < ${AHEAD_BYTES}) {
-    waiting = false;
-    step();
-  }
-});
-if (libc) step();
-else parentPort.postMessage("end");
+if (libc) while (stack.length > 0) list(stack.pop());
+Atomics.store(header, ${DONE}, 1);
 `;
 
 /** Linux open(2) flags of a directory to list: O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_DIRECTORY. */
@@ -228,15 +247,6 @@ const OPEN_FLAGS: Record<string, number> = {
   x64: 0o4000 | 0o2000000 | 0o200000,
   arm64: 0o4000 | 0o2000000 | 0o40000,
 };
-
-/** Where the next listing of a batch starts, and the directory it is of. */
-interface Head {
-  batch: Uint32Array;
-  bytes: Buffer;
-  /** Word index of the listing's status. */
-  at: number;
-  parts: string[];
-}
 
 /** Compares directories (path components below the source) in walk order: a directory before its subtree. */
 function comparePaths(a: readonly string[], b: readonly string[]): number {
@@ -251,7 +261,7 @@ function comparePaths(a: readonly string[], b: readonly string[]): number {
 /** A name's bytes as the walk's string for it (as ChildStat.names() and node:fs through _fs_bytes.ts give it). */
 function nameOf(bytes: Buffer, start: number, end: number): string {
   for (let i = start; i < end; i++) {
-    if (bytes[i]! >= 0x80) return decodeName(bytes.subarray(start, end));
+    if (bytes[i]! >= 0x80) return decodeName(new Uint8Array(bytes.subarray(start, end))); // not shared memory
   }
   return bytes.toString("latin1", start, end);
 }
@@ -259,34 +269,28 @@ function nameOf(bytes: Buffer, start: number, end: number): string {
 /** The directory listings of a level N walk, made ahead on a worker thread (see the module's description). */
 export class WalkAhead {
   readonly #worker: Worker;
-  readonly #batches: { buffer: ArrayBuffer; used: number }[] = [];
-  #head: Head | undefined;
-  /** Bytes of the current batch, how many of them hold listings, and where its next listing starts. */
-  #batch: Uint32Array | undefined;
-  #used = 0;
-  #bytes: Buffer | undefined;
-  #off = 0;
-  #ended = false;
-  #wake: (() => void) | undefined;
+  readonly #header: Int32Array;
+  readonly #words: Uint32Array;
+  readonly #bytes: Buffer;
+  /** Bytes read from the ring (the next record), and how far the worker may write again. */
+  #read = 0;
+  #released = 0;
+  /** Directories asked for. */
+  #asked = 0;
+  #stopped = false;
 
   private constructor(source: string, rootDev: string, crossFileSystems: boolean) {
     const root = encodeName(source.length > 1 && source.endsWith("/") ? source.slice(0, -1) : source);
+    const shared = new SharedArrayBuffer(HEADER_BYTES + RING_BYTES);
+    this.#header = new Int32Array(shared, 0, 4);
+    this.#words = new Uint32Array(shared, HEADER_BYTES, RING_BYTES / 4);
+    this.#bytes = Buffer.from(shared, HEADER_BYTES, RING_BYTES);
     this.#worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { root, rootDev, cross: crossFileSystems, flags: OPEN_FLAGS[process.arch] },
+      workerData: { root, rootDev, cross: crossFileSystems, flags: OPEN_FLAGS[process.arch], shared },
     });
     this.#worker.unref();
-    this.#worker.on("message", (m: { buffer: ArrayBuffer; used: number } | string) => {
-      if (typeof m === "string") {
-        this.#ended = true;
-        void this.#worker.terminate(); // all its listings are here: free its memory now
-      } else this.#batches.push(m);
-      this.#wakeUp();
-    });
-    this.#worker.on("error", () => {
-      this.#ended = true;
-      this.#wakeUp();
-    });
+    this.#worker.on("error", () => this.stop());
   }
 
   /** Starts listing the tree at directory `source` (on device `rootDev`) ahead; undefined where it cannot. */
@@ -300,84 +304,74 @@ export class WalkAhead {
   }
 
   /**
-   * The listing of the directory at `parts` below the source, once the worker has made it; undefined when
-   * it has none (list it on this thread then). Directories must be asked for in walk order; listings of
-   * directories skipped on the way are dropped. A listing is read until the next call (its memory goes back
-   * to the worker then).
+   * The listing of the directory at `parts` below the source, when the worker has made it already;
+   * undefined when not (list it on this thread then). Every directory the walk lists must be asked for, in
+   * walk order; listings of directories skipped on the way are dropped. A listing is read in place until
+   * the next call (its memory goes back to the worker then).
    */
-  listing(parts: readonly string[]): Listing | undefined | Promise<Listing | undefined> {
+  listing(parts: readonly string[]): Listing | undefined {
+    const header = this.#header;
+    Atomics.store(header, PROGRESS, ++this.#asked);
+    this.#release();
+    if (this.#stopped) return undefined;
+    const words = this.#words;
     for (;;) {
-      const head = this.#head ?? this.#nextHead();
-      if (head === undefined) {
-        if (this.#ended) return undefined;
-        this.#worker.ref(); // waited for: it must keep the process alive until it answers
-        return new Promise<void>((resolve) => this.#wake = resolve).then(() => this.listing(parts));
+      const read = this.#read;
+      if (((Atomics.load(header, WRITTEN) - read) & MASK) === 0) return undefined;
+      const at = (read & (RING_BYTES - 1)) >> 2;
+      const len = words[at]!;
+      if (len === SKIP) {
+        this.#read = (read + RING_BYTES - (at << 2)) & MASK;
+        continue;
       }
-      const c = comparePaths(head.parts, parts);
+      const relLen = words[at + 1]!;
+      const rel = relLen === 0 ? "" : nameOf(this.#bytes, (at + 2) << 2, ((at + 2) << 2) + relLen);
+      const c = comparePaths(rel === "" ? [] : rel.split("/"), parts);
       if (c > 0) return undefined;
-      this.#head = undefined;
-      const listing = this.#take(head);
-      if (c === 0) return listing;
+      this.#read = (read + len) & MASK;
+      if (c === 0) return this.#take(at + 2 + ((relLen + 3) >> 2));
+      this.#release();
     }
+  }
+
+  /** Whether the worker has written every listing it will (it has walked the whole tree, or could not start). */
+  done(): boolean {
+    return Atomics.load(this.#header, DONE) === 1;
   }
 
   /** Stops the worker. */
   stop(): void {
-    this.#ended = true;
+    if (this.#stopped) return;
+    this.#stopped = true;
     void this.#worker.terminate();
-    this.#wakeUp(); // a listing waited for is undefined now
   }
 
-  #wakeUp(): void {
-    if (this.#wake) this.#worker.unref();
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
+  /** Lets the worker write over the records read so far. */
+  #release(): void {
+    if (this.#released === this.#read) return;
+    this.#released = this.#read;
+    Atomics.store(this.#header, READ, this.#read);
+    Atomics.notify(this.#header, READ);
   }
 
-  /** Reads where the next listing is and which directory it is of; undefined when none has come yet. */
-  #nextHead(): Head | undefined {
-    if (this.#batch === undefined || this.#off >= this.#used) {
-      // Its listings are all taken (and no longer read: see listing()): back to the worker, for reuse.
-      const done = this.#batch?.buffer as ArrayBuffer | undefined;
-      if (done !== undefined && !this.#ended) this.#worker.postMessage(done, [done]);
-      const next = this.#batches.shift();
-      this.#batch = next && new Uint32Array(next.buffer);
-      this.#bytes = next && Buffer.from(next.buffer);
-      this.#used = next?.used ?? 0;
-      this.#off = 0;
-      if (next === undefined) return undefined;
-    }
-    const batch = this.#batch!;
-    const bytes = this.#bytes!;
-    let w = this.#off >> 2;
-    const relLen = batch[w]!;
-    const start = (w + 1) << 2;
-    const rel = relLen === 0 ? "" : decodeName(bytes.subarray(start, start + relLen));
-    w += 1 + ((relLen + 3) >> 2);
-    return this.#head = { batch, bytes, at: w, parts: rel === "" ? [] : rel.split("/") };
-  }
-
-  /** Reads the listing at `head` and moves past it; undefined when it failed or cannot be used here. */
-  #take(head: Head): Listing | undefined {
-    const { batch, bytes } = head;
-    let w = head.at;
-    const status = batch[w]!;
-    const count = batch[w + 1]!;
+  /** The listing whose status is at word `w` of the ring; undefined when it failed or cannot be used here. */
+  #take(w: number): Listing | undefined {
+    const words = this.#words;
+    const status = words[w]!;
+    const count = words[w + 1]!;
+    if ((status & FAILED) !== 0) return undefined;
     w += 2;
     const names: string[] = new Array(count);
     const at = new Int32Array(count);
-    let usable = (status & FAILED) === 0;
     for (let i = 0; i < count; i++) {
-      const len = batch[w]!;
+      const len = words[w]!;
       at[i] = w + 1;
       const start = (w + 1 + LISTING_WORDS.length) << 2;
-      const name = nameOf(bytes, start, start + len);
-      if (!BYTE_PATHS && hasEscape(name)) usable = false;
+      const name = nameOf(this.#bytes, start, start + len);
+      if (!BYTE_PATHS && hasEscape(name)) return undefined;
       names[i] = name;
       w += 1 + LISTING_WORDS.length + ((len + 3) >> 2);
     }
-    this.#off = w << 2;
-    return usable ? { names, noXattrs: (status & NO_XATTRS) !== 0, words: batch, at } : undefined;
+    return { names, noXattrs: (status & NO_XATTRS) !== 0, words, at };
   }
 }

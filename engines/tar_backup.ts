@@ -621,10 +621,7 @@ class TarBackup {
     };
     if (!item.mount || this.#options.crossFileSystems) {
       if (this.#reader) {
-        const listing = this.#ahead?.listing(parts);
-        return listing instanceof Promise
-          ? listing.then((l) => this.#enterLevel(frame, item, child, abs, l))
-          : this.#enterLevel(frame, item, child, abs, listing);
+        return this.#enterLevel(frame, item, child, abs, this.#ahead?.listing(parts));
       }
       const names = listDir(abs, isRoot, this.#source, this.#c);
       if (names === undefined) return undefined;

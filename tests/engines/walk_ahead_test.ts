@@ -36,8 +36,14 @@ function looksHere(at: ChildStat, dir: string): { names: string[]; looks: string
   }
 }
 
-async function listingOf(ahead: WalkAhead, parts: string[]): Promise<Listing | undefined> {
-  return await ahead.listing(parts);
+/** Waits until the worker has listed the whole tree (the walk itself never waits: see the module). */
+async function walked(ahead: WalkAhead): Promise<WalkAhead> {
+  while (!ahead.done()) await new Promise((resolve) => setTimeout(resolve, 5));
+  return ahead;
+}
+
+function listingOf(ahead: WalkAhead, parts: string[]): Listing | undefined {
+  return ahead.listing(parts);
 }
 
 describe("WalkAhead", () => {
@@ -60,6 +66,7 @@ describe("WalkAhead", () => {
 
       const ahead = WalkAhead.start(root, String(fs.statSync(root).dev), false);
       assert.ok(ahead, "it starts on Linux");
+      await walked(ahead);
       const at = ChildStat.forListings()!;
       try {
         // Walk order of the folders: a folder before its subtree, siblings by the bytes of their names.
@@ -71,7 +78,7 @@ describe("WalkAhead", () => {
         for (const rel of order) {
           if (skipped.has(rel)) continue;
           const parts = rel === "" ? [] : rel.split("/");
-          const listing = await listingOf(ahead, parts);
+          const listing = listingOf(ahead, parts);
           if (notAhead.has(rel)) {
             assert.equal(listing, undefined, `${rel}: left to this thread`);
             continue;
@@ -85,18 +92,36 @@ describe("WalkAhead", () => {
           assert.equal(at.stat("missing"), false, "a name not in the listing");
           at.closeDir();
         }
-        assert.equal(await listingOf(ahead, ["zz"]), undefined, "past the last folder");
+        assert.equal(listingOf(ahead, ["zz"]), undefined, "past the last folder");
       } finally {
         ahead.stop();
       }
 
+      // Asked for at once, while the worker starts: the folders it has not reached are left to this thread
+      // (it then looks only for their subfolders, to catch up); the listings it gives are right.
+      const early = WalkAhead.start(root, String(fs.statSync(root).dev), false)!;
+      try {
+        for (const rel of ["", "a", "a/y", "a/y/x", "a/z", "b", "big", "big/in", "c", "é"]) {
+          const listing = listingOf(early, rel === "" ? [] : rel.split("/"));
+          if (listing === undefined) continue;
+          const expected = looksHere(here, path.join(root, rel));
+          assert.ok(at.useListing(listing));
+          assert.deepEqual(looks(at, expected.names), expected.looks, rel);
+          at.closeDir();
+        }
+        await walked(early);
+        assert.equal(listingOf(early, ["zz"]), undefined, "past the last folder");
+      } finally {
+        early.stop();
+      }
+
       // A folder the worker did not list (the main thread found one it did not): undefined, and the
       // listings that follow are still there.
-      const again = WalkAhead.start(root, String(fs.statSync(root).dev), false)!;
+      const again = await walked(WalkAhead.start(root, String(fs.statSync(root).dev), false)!);
       try {
-        assert.ok(await listingOf(again, ["a"]));
-        assert.equal(await listingOf(again, ["a", "0"]), undefined);
-        assert.deepEqual((await listingOf(again, ["a", "y"]))?.names, ["x"]);
+        assert.ok(listingOf(again, ["a"]));
+        assert.equal(listingOf(again, ["a", "0"]), undefined);
+        assert.deepEqual((listingOf(again, ["a", "y"]))?.names, ["x"]);
       } finally {
         again.stop();
       }
