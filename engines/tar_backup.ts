@@ -75,7 +75,7 @@
  * FFI (or when that call fails) the first look is a number lstat (no BigInts: cheaper), whose times hold
  * about 0.24 µs, and a match within 2 µs counts. Anything else is lstat()ed again exactly (node:fs, BigInt)
  * and compared as above. The listings and statx() calls are made ahead on a worker thread where it can run
- * (_walk_ahead.ts; not with `exclude`), so that they take the other core. Within 2 µs is as good as equal: a file changed after its parent backup started has
+ * and a core is free (_walk_ahead.ts; not with `exclude`), so that they take the other core. Within 2 µs is as good as equal: a file changed after its parent backup started has
  * a ctime at least 0.1 s after the one recorded (the rule above), and no one can set a ctime.
  *
  * ## Errors
@@ -433,8 +433,8 @@ class TarBackup {
     const started = BigInt(Date.now()) * 1_000_000n;
     if (options.previous) {
       this.#reader = new TarStateReader(options.previous);
-      // Not with excludes: the worker would list excluded subtrees, which the walk would then wait for.
-      if (rootStat.isDirectory() && !options.exclude?.length) {
+      // Not with excludes: the worker would list excluded subtrees for nothing.
+      if (rootStat.isDirectory() && !options.exclude?.length && WalkAhead.worthIt()) {
         this.#ahead = WalkAhead.start(source, this.#rootDevText, options.crossFileSystems === true);
       }
     }
