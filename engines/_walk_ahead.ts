@@ -119,7 +119,8 @@ function devText(major, minor) {
   if (major < 0x1000 && minor < 0x100) return String(major * 256 + minor);
   const ma = BigInt(major);
   const mi = BigInt(minor);
-  return String(((ma & 0xfffff000n) << 32n) | ((ma & 0xfffn) << 8n) | ((mi & 0xffffff00n) << 12n) | (mi & 0xffn));
+  const high = ((ma & 0xfffff000n) << 32n) | ((ma & 0xfffn) << 8n);
+  return String(high | ((mi & 0xffffff00n) << 12n) | (mi & 0xffn));
 }
 function join(a, b) {
   const slash = a.length > 0 && a[a.length - 1] !== 47 ? 1 : 0;
@@ -189,7 +190,8 @@ function list(dir) {
       NAME[name.length] = 0;
       sx[0] = 0;
       const ok = libc.statx(fd, NAME, 0x100, 0x7df, SX) === 0 && (sx[0] & 0x7df) === 0x7df;
-      if (ok && (sx[7] & 0xf000) === 0x4000 && (cross || devText(sx[34], sx[35]) === rootDev)) dirs.push(name);
+      const isDir = ok && (sx[7] & 0xf000) === 0x4000;
+      if (isDir && (cross || devText(sx[34], sx[35]) === rootDev)) dirs.push(name);
     }
     libc.close(fd);
     if (!passed) put(); // FAILED: too big
@@ -259,7 +261,7 @@ function comparePaths(a: readonly string[], b: readonly string[]): number {
   return a.length - b.length;
 }
 
-/** A name's bytes as the walk's string for it (as ChildStat.names() and node:fs through _fs_bytes.ts give it). */
+/** A name's bytes as the walk's string for it (as ChildStat.names() and node:fs through _fs_bytes.ts do). */
 function nameOf(bytes: Buffer, start: number, end: number): string {
   for (let i = start; i < end; i++) {
     if (bytes[i]! >= 0x80) return decodeName(new Uint8Array(bytes.subarray(start, end))); // not shared memory
@@ -345,7 +347,7 @@ export class WalkAhead {
     }
   }
 
-  /** Whether the worker has written every listing it will (it has walked the whole tree, or could not start). */
+  /** Whether the worker has written every listing it will (it walked the whole tree, or could not start). */
   done(): boolean {
     return Atomics.load(this.#header, DONE) === 1;
   }

@@ -74,9 +74,10 @@
  * (and whose record passes the rule above) is unchanged, and its record is the parent's, copied. Without
  * FFI (or when that call fails) the first look is a number lstat (no BigInts: cheaper), whose times hold
  * about 0.24 µs, and a match within 2 µs counts. Anything else is lstat()ed again exactly (node:fs, BigInt)
- * and compared as above. The listings and statx() calls are made ahead on a worker thread where it can run
- * and a core is free (_walk_ahead.ts; not with `exclude`), so that they take the other core. Within 2 µs is as good as equal: a file changed after its parent backup started has
- * a ctime at least 0.1 s after the one recorded (the rule above), and no one can set a ctime.
+ * and compared as above. Within 2 µs is as good as equal: a file changed after its parent backup started has
+ * a ctime at least 0.1 s after the one recorded (the rule above), and no one can set a ctime. The listings
+ * and statx() calls are made ahead on a worker thread where it can run and a core is free (_walk_ahead.ts;
+ * not with `exclude`), so that they take the other core.
  *
  * ## Errors
  *

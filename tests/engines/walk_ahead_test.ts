@@ -15,7 +15,7 @@ import { sortNames } from "../../engines/_tar_state.ts";
 import bytesFs, { BYTE_PATHS } from "../../engines/_fs_bytes.ts";
 import { execFileSync } from "node:child_process";
 
-/** What ChildStat says of each child of the folder it reads: `name mode nlink uid gid ino size mtime ctime dev`. */
+/** What ChildStat says of each child of the folder it reads: name, mode, nlink, ids, ino, size, times, dev */
 function looks(at: ChildStat, names: string[]): string[] {
   return names.map((name) => {
     assert.ok(at.stat(name), name);
@@ -73,7 +73,7 @@ describe("WalkAhead", () => {
         const order = ["", "a", "a/y", "a/y/x", "a/z", "b", "big", "big/in", "c", "é"];
         const skipped = new Set(["a/y"]); // an excluded folder: its listing, not its subtree's, is dropped
         const notAhead = new Set(["big"]);
-        // A name that is not UTF-8: this runtime's node:fs must take it back (Bun), else the main thread lists.
+        // A name that is not UTF-8: the runtime's node:fs must take it back (Bun), else this thread lists.
         if (!BYTE_PATHS) notAhead.add("c");
         for (const rel of order) {
           if (skipped.has(rel)) continue;
