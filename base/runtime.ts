@@ -172,3 +172,46 @@ export function bunCollector(): Collector | undefined {
  */
 export const WORKER_COLLECTOR_SOURCE =
   `let runtimeFullGC = null;\ntry { runtimeFullGC = require("bun:jsc").fullGC; } catch {}\n`;
+
+/**
+ * Source text for a worker thread: defines `runtimeLibrary(names, symbols)`, `openNativeLibrary()` for a
+ * worker (the same `symbols` shape; `pointer` arguments are `Uint8Array`s, `i64` ones `bigint`s, results
+ * numbers), or null where the runtime has no FFI or it is not allowed.
+ */
+export const WORKER_FFI_SOURCE = `
+function runtimeLibrary(names, symbols) {
+  let open = null;
+  const d = globalThis.Deno;
+  if (d && typeof d.dlopen === "function") {
+    try {
+      if (d.permissions?.querySync && d.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
+    } catch { return null; }
+    const spec = {};
+    for (const [key, s] of Object.entries(symbols)) {
+      spec[key] = { parameters: s.args.map((t) => t === "pointer" ? "buffer" : t), result: s.returns };
+    }
+    open = (name) => d.dlopen(name, spec).symbols;
+  } else if (globalThis.Bun !== undefined) {
+    let b;
+    try { b = require("bun:ffi"); } catch { return null; }
+    const t = b.FFIType;
+    const type = { i32: t.i32, i64: t.i64, pointer: t.ptr, void: t.void };
+    const spec = {};
+    for (const [key, s] of Object.entries(symbols)) {
+      spec[key] = { args: s.args.map((a) => type[a]), returns: type[s.returns] };
+    }
+    open = (name) => b.dlopen(name, spec).symbols;
+  } else return null;
+  for (const name of names) {
+    let raw;
+    try { raw = open(name); } catch { continue; }
+    const out = {};
+    for (const key of Object.keys(symbols)) {
+      const fn = raw[key];
+      out[key] = symbols[key].returns === "i32" ? fn : (...args) => Number(fn(...args) ?? 0);
+    }
+    return out;
+  }
+  return null;
+}
+`;

@@ -137,11 +137,49 @@ function u64Text(lo: number, hi: number): string {
 }
 
 /**
- * Looks at the children of one directory at a time: `openDir()`, then `stat(name)` per child and its
- * fields, then `closeDir()`.
+ * A directory's children listed and statx()ed elsewhere (a worker thread, see _walk_ahead.ts), for
+ * `ChildStat.useListing()`: the names in walk order and, per name, where its `struct statx` words are.
+ */
+export interface Listing {
+  names: string[];
+  /** The directory has no extended attributes at all. */
+  noXattrs: boolean;
+  /** Words of `struct statx` (those of LISTING_WORDS, the first one 0 where it failed). */
+  words: Uint32Array;
+  /** Per name, the index in `words` of its first word. */
+  at: Int32Array;
+}
+
+/** The 32-bit words of `struct statx` a Listing keeps per child, in its order: those read below. */
+export const LISTING_WORDS: readonly number[] = [
+  0,
+  4,
+  5,
+  6,
+  7,
+  8,
+  9,
+  10,
+  11,
+  12,
+  13,
+  24,
+  25,
+  26,
+  28,
+  29,
+  30,
+  34,
+  35,
+];
+
+/**
+ * Looks at the children of one directory at a time: `openDir()` (or `useListing()`), then `stat(name)` per
+ * child and its fields, then `closeDir()`.
  */
 export class ChildStat {
-  readonly #libc: Libc;
+  /** libc, loaded on the first `openDir()` when made by `forListings()`. */
+  #libc: Libc | undefined;
   readonly #flags: number;
   /** `struct statx`, then the name being looked at (NUL-terminated). */
   readonly #buf = new Uint8Array(new ArrayBuffer(STATX_SIZE + NAME_MAX));
@@ -151,12 +189,15 @@ export class ChildStat {
   /** Directory entries being listed (made on first use; a Buffer for its cheap ASCII strings). */
   #dirents: Buffer | undefined;
   #fd = -1;
+  /** The listing being read instead of an open directory, and the index of the next name in it. */
+  #listing: Listing | undefined;
+  #next = 0;
   /** The last device seen, and its text (a walk mostly stays on one). */
   #devMajor = -1;
   #devMinor = -1;
   #devText = "";
 
-  private constructor(lib: Libc) {
+  private constructor(lib: Libc | undefined) {
     this.#libc = lib;
     this.#flags = O_NONBLOCK | O_CLOEXEC | O_DIRECTORY[process.arch]!;
   }
@@ -168,12 +209,22 @@ export class ChildStat {
     return lib ? new ChildStat(lib) : undefined;
   }
 
+  /**
+   * A ChildStat that reads listings made elsewhere (`useListing()`) and loads libc only once it opens a
+   * directory itself (`openDir()` is false where it cannot); undefined after `useNativeStat(false)`.
+   */
+  static forListings(): ChildStat | undefined {
+    return enabled ? new ChildStat(undefined) : undefined;
+  }
+
   /** Opens directory `abs` for the `stat()`s that follow; false when it cannot be (use node:fs then). */
   openDir(abs: string): boolean {
     this.closeDir();
     const path = this.#cString(abs);
     if (path === undefined) return false;
-    const fd = this.#libc.open(path, this.#flags);
+    const lib = this.#libc ??= load();
+    if (lib === undefined) return false;
+    const fd = lib.open(path, this.#flags);
     this.#fd = fd;
     return fd >= 0;
   }
@@ -185,6 +236,7 @@ export class ChildStat {
    * runtime's node:fs cannot take it back): list it with node:fs then, which gives the error.
    */
   names(): string[] | undefined {
+    if (this.#listing) return this.#listing.names;
     if (this.#fd < 0 || !listing) return undefined;
     const read = loadGetdents();
     if (!read) return undefined;
@@ -216,8 +268,22 @@ export class ChildStat {
 
   /** Closes the directory opened last, if any. */
   closeDir(): void {
-    if (this.#fd >= 0) this.#libc.close(this.#fd);
+    if (this.#fd >= 0) this.#libc!.close(this.#fd);
     this.#fd = -1;
+    this.#listing = undefined;
+  }
+
+  /**
+   * Reads `list` for the `names()`, `hasNoXattrs()` and `stat()`s that follow, instead of an open
+   * directory (until `closeDir()`). Its names must be asked for in its order; a name not found after the
+   * last one asked for is not statx()ed (false: ask node:fs). Undefined after `useNativeList(false)`.
+   */
+  useListing(list: Listing): this | undefined {
+    this.closeDir();
+    if (!listing) return undefined;
+    this.#listing = list;
+    this.#next = 0;
+    return this;
   }
 
   /**
@@ -225,6 +291,7 @@ export class ChildStat {
    * it has some or that cannot be told (read them as usual then).
    */
   hasNoXattrs(): boolean {
+    if (this.#listing) return this.#listing.noXattrs;
     return this.#fd >= 0 && xattrNamesLength(this.#fd) === 0;
   }
 
@@ -233,12 +300,26 @@ export class ChildStat {
    * system leaves out a field (ask node:fs: it gives the error, or the same answer).
    */
   stat(name: string): boolean {
+    if (this.#listing) return this.#listed(name);
     if (this.#fd < 0) return false;
     const path = this.#cString(name);
     if (path === undefined) return false;
     const u = this.#u32;
     u[0] = 0;
-    if (this.#libc.statx(this.#fd, path, AT_SYMLINK_NOFOLLOW, STATX_WANTED, this.#buf) !== 0) return false;
+    if (this.#libc!.statx(this.#fd, path, AT_SYMLINK_NOFOLLOW, STATX_WANTED, this.#buf) !== 0) return false;
+    return (u[0]! & STATX_WANTED) === STATX_WANTED;
+  }
+
+  /** `stat(name)` from the listing: its words copied where statx() would have put them. */
+  #listed(name: string): boolean {
+    const { names, words, at } = this.#listing!;
+    let i = this.#next;
+    while (i < names.length && names[i] !== name) i++;
+    if (i === names.length) return false;
+    this.#next = i + 1;
+    const u = this.#u32;
+    let w = at[i]!;
+    for (const index of LISTING_WORDS) u[index] = words[w++]!;
     return (u[0]! & STATX_WANTED) === STATX_WANTED;
   }
 

@@ -299,6 +299,14 @@ export class TarStateReader {
       }
       const rec = this.#next;
       const p = rec.path;
+      // The usual case first: the record is the entry's (no name cut out and compared).
+      if (
+        prefix !== undefined && p.length === prefix.length + name.length && (rec.kind === "d") === isDir &&
+        p.endsWith(name) && p.startsWith(prefix)
+      ) {
+        this.#next = undefined;
+        return rec;
+      }
       const c = prefix !== undefined && p.startsWith(prefix) && p.indexOf("/", prefix.length) < 0 && p !== "."
         ? sameDirCompare(p.slice(prefix.length), rec.kind === "d", name, isDir)
         : compareKey(rec.parts, rec.kind === "d", parent, name, isDir);

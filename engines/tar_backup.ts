@@ -78,7 +78,9 @@
  * FFI (or when that call fails) the first look is a number lstat (no BigInts: cheaper), whose times hold
  * about 0.24 µs, and a match within 2 µs counts. Anything else is lstat()ed again exactly (node:fs, BigInt)
  * and compared as above. Within 2 µs is as good as equal: a file changed after its parent backup started has
- * a ctime at least 0.1 s after the one recorded (the rule above), and no one can set a ctime.
+ * a ctime at least 0.1 s after the one recorded (the rule above), and no one can set a ctime. The listings
+ * and statx() calls are made ahead on a worker thread where it can run and a core is free (_walk_ahead.ts;
+ * not with `exclude`), so that they take the other core.
  *
  * ## Errors
  *
@@ -155,7 +157,8 @@ import {
   statSource,
 } from "./_walk.ts";
 import { OPEN_FLAGS, PROGRESS_MS, SLICE_MS } from "./_walk.ts";
-import { ChildStat } from "./_ffi_stat.ts";
+import { ChildStat, type Listing } from "./_ffi_stat.ts";
+import { WalkAhead } from "./_walk_ahead.ts";
 import { collectYoung, relieveMemory } from "../base/memory.ts";
 import { workerBuffer } from "../base/bytes.ts";
 
@@ -346,6 +349,19 @@ function decimalLess(a: string, b: string): boolean {
   return a.length !== b.length ? a.length < b.length : a < b;
 }
 
+/** `decimalLess(text.slice(start, end), b)`, without cutting the string where neither is negative. */
+function decimalLessAt(text: string, start: number, end: number, b: string): boolean {
+  if (text.charCodeAt(start) === 45 || b.charCodeAt(0) === 45) return decimalLess(text.slice(start, end), b);
+  const n = end - start;
+  if (n !== b.length) return n < b.length;
+  for (let i = 0; i < n; i++) {
+    const x = text.charCodeAt(start + i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return x < y;
+  }
+  return false;
+}
+
 /** "No chunk yet": the next pull allocates one. */
 const NO_CHUNK = new Uint8Array(0);
 
@@ -376,6 +392,8 @@ class TarBackup {
   /** The level N walk's first look at children, through statx() where the runtime can call it. */
   #childStat: ChildStat | null | undefined;
   #readerOpen = false;
+  /** The level N walk's listings, made ahead on a worker thread where it can run (see _walk_ahead.ts). */
+  #ahead: WalkAhead | undefined;
   /** Parent records with a ctime at or after this (ns, decimal) count as changed; see "Change detection". */
   #racyLimit = "0";
 
@@ -421,7 +439,13 @@ class TarBackup {
     this.#rootDevText = String(rootStat.dev);
     this.#exclude = options.exclude ? excludeMatcher(options.exclude) : undefined;
     const started = BigInt(Date.now()) * 1_000_000n;
-    if (options.previous) this.#reader = new TarStateReader(options.previous);
+    if (options.previous) {
+      this.#reader = new TarStateReader(options.previous);
+      // Not with excludes: the worker would list excluded subtrees for nothing.
+      if (rootStat.isDirectory() && !options.exclude?.length && WalkAhead.worthIt()) {
+        this.#ahead = WalkAhead.start(source, this.#rootDevText, options.crossFileSystems === true);
+      }
+    }
 
     const name = rootStat.isDirectory() ? "." : path.basename(source);
     const rootItem = makeItem(name, name, rootStat.isDirectory() ? "d" : "f", rootStat, rootStat.dev);
@@ -604,26 +628,41 @@ class TarBackup {
       top: false,
     };
     if (!item.mount || this.#options.crossFileSystems) {
-      // At level N the directory is opened for statx() first and listed from that descriptor where it can be.
-      const at = this.#reader ? this.#openChildStat(child) : undefined;
-      const names = at?.names() ?? listDir(abs, isRoot, this.#source, this.#c);
-      if (names === undefined) {
-        at?.closeDir();
-        return undefined;
-      }
       if (this.#reader) {
-        return this.#listLevel(child, sortNames(names), item, at).then((listed) => {
-          child.items = listed.files.concat(listed.dirs);
-          const entry = this.#dirEntry(frame, item, child, abs, listed.byName, listed.noXattrs);
-          entry.recorded = true;
-          return entry;
-        });
+        return this.#enterLevel(frame, item, child, abs, this.#ahead?.listing(parts));
       }
+      const names = listDir(abs, isRoot, this.#source, this.#c);
+      if (names === undefined) return undefined;
       const pack = this.#list(sortNames(names), child);
       child.items = [pack];
       return this.#dirEntry(frame, item, child, abs, pack);
     }
     return this.#dirEntry(frame, item, child, abs, []);
+  }
+
+  /**
+   * At level N: lists a directory (from `listing`, made ahead, or else opened for statx() first and listed
+   * from that descriptor where it can be) and prepares its entry.
+   */
+  async #enterLevel(
+    frame: Frame,
+    item: Item,
+    child: Frame,
+    abs: string,
+    listing: Listing | undefined,
+  ): Promise<Entry | undefined> {
+    const at = listing ? this.#listingChildStat(listing) : this.#openChildStat(child);
+    const names = at?.names() ?? listDir(abs, frame.top, this.#source, this.#c);
+    if (names === undefined) {
+      at?.closeDir();
+      return undefined;
+    }
+    // A listing made ahead is in walk order already (sorted by the names' bytes).
+    const listed = await this.#listLevel(child, listing && at ? names : sortNames(names), item, at);
+    child.items = listed.files.concat(listed.dirs);
+    const entry = this.#dirEntry(frame, item, child, abs, listed.byName, listed.noXattrs);
+    entry.recorded = true;
+    return entry;
   }
 
   /** The entry of a listed directory: its header with the dumpdir, and the frame of its children. */
@@ -785,6 +824,12 @@ class TarBackup {
     return undefined;
   }
 
+  /** The ChildStat reading `listing`; undefined where statx() cannot be used here. */
+  #listingChildStat(listing: Listing): ChildStat | undefined {
+    if (this.#childStat === undefined) this.#childStat = ChildStat.forListings() ?? null;
+    return this.#childStat?.useListing(listing);
+  }
+
   /**
    * The next state's record of a non-directory found unchanged by a number lstat (see "Change
    * detection"): the parent's record, with this device; undefined when it may have changed.
@@ -817,7 +862,7 @@ class TarBackup {
   ): string | undefined {
     if (rec === undefined || rec.kind !== kind || !at.sameTail(rec.line, rec.tailAt)) return undefined;
     const line = rec.line;
-    if (!decimalLess(line.slice(line.lastIndexOf('","') + 3, -2), this.#racyLimit)) return undefined;
+    if (!decimalLessAt(line, line.lastIndexOf('","') + 3, line.length - 2, this.#racyLimit)) return undefined;
     return this.#withDevice(rec, rel, kind, at.dev);
   }
 
@@ -1309,6 +1354,7 @@ class TarBackup {
     this.#data.close();
     if (!this.#stateCancelled) this.#state.close();
     this.#c.succeed();
+    this.#ahead?.stop();
     await this.#reader?.close();
   }
 
@@ -1325,6 +1371,7 @@ class TarBackup {
     }
     this.#pending = undefined;
     this.#childStat?.closeDir();
+    this.#ahead?.stop();
     this.#data.error(err);
     if (!this.#stateCancelled) this.#state.error(err);
     void this.#reader?.close();
