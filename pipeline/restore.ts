@@ -8,6 +8,7 @@ import { canReadInPlace } from "../storage/storage.ts";
 import type { Engine, Progress, RestoreOptions, RestoreStats, Warning } from "../engines/engine.ts";
 import type { Manifest } from "../series/manifest.ts";
 import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
+import { collectNow } from "../base/memory.ts";
 import type { DataKey } from "../codec/encryption.ts";
 
 import { readSegments } from "./segment_reader.ts";
@@ -118,6 +119,8 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
     total.files += stats.files;
     total.bytes += stats.bytes;
     total.deleted += stats.deleted;
+    // What this level's decoder and members left is garbage: freed before the next level makes more.
+    if (manifest !== job.chain[job.chain.length - 1]) collectNow();
   }
   return total;
 }
