@@ -173,6 +173,31 @@ export class Tree {
     }
   }
 
+  /**
+   * `#child(dir, name)` for a name given as bytes `b[start, end)` without making its string, when they are
+   * all ASCII (their UTF-16 code units are then the bytes); undefined for other names.
+   */
+  #childAscii(dir: number, b: Uint8Array, start: number, end: number): number | undefined {
+    let h = (dir ^ 0x811c9dc5) >>> 0;
+    h = Math.imul(h, 0x01000193);
+    for (let k = start; k < end; k++) {
+      if (b[k]! >= 0x80) return undefined;
+      h = Math.imul(h ^ b[k]!, 0x01000193);
+    }
+    const mask = this.#table.length - 1;
+    const names = this.#names;
+    const length = end - start;
+    for (let slot = (h >>> 0) & mask;; slot = (slot + 1) & mask) {
+      const i = this.#table[slot]!;
+      if (i === NONE) return NONE;
+      if (i === GONE || this.#parentOf[i] !== dir || this.#nameLength[i] !== length) continue;
+      const at = this.#nameAt[i]! - start;
+      let k = start;
+      while (k < end && names[at + k] === b[k]) k++;
+      if (k === end) return i;
+    }
+  }
+
   /** Links entry `i` (named, its parent set) into its parent's listing and the name table. */
   #link(i: number): void {
     if ((this.#tableUsed + 1) * 2 > this.#table.length) this.#rehash();
@@ -392,7 +417,8 @@ export class Tree {
       if (end < 0) end = dumpdir.length;
       const code = dumpdir[i]!;
       if (code !== Dumpdir.T) {
-        const child = this.#child(dir, decodeName(dumpdir.subarray(i + 1, end)));
+        const child = this.#childAscii(dir, dumpdir, i + 1, end) ??
+          this.#child(dir, decodeName(dumpdir.subarray(i + 1, end)));
         if (child !== NONE) codes[child] = code;
       }
       i = end + 1;
