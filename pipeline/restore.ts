@@ -56,6 +56,8 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
     const engine = job.engines(manifest.engine);
     let last: Progress = { files: 0, bytes: 0 };
     const key = job.keys?.get(manifest.id) ?? null;
+    // What the last level's decoder and members left is garbage: freed before this level makes more.
+    collectNow();
     const run = engine.restore(job.target, {
       select: job.select,
       memo,
@@ -119,8 +121,6 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
     total.files += stats.files;
     total.bytes += stats.bytes;
     total.deleted += stats.deleted;
-    // What this level's decoder and members left is garbage: freed before the next level makes more.
-    if (manifest !== job.chain[job.chain.length - 1]) collectNow();
   }
   return total;
 }
