@@ -159,6 +159,9 @@ async function printRows(ctx: CommandContext, tree: Tree, prefix: string): Promi
   // Lines are printed 1024 at a time, and now and then the event loop gets a turn: stdout drains and the
   // memory watcher looks (Bun kept every printed line, 90 MiB for 200 000, in a loop that never awaits).
   let lines: string[] = [];
+  let lastSecond: number | undefined;
+  let lastTime = "";
+  const modes = new Map<number, string>();
   for (const [path, n] of tree.walk(prefix)) {
     if (++entries % 1024 === 0) {
       ctx.stdout(lines.join("\n"));
@@ -170,18 +173,24 @@ async function printRows(ctx: CommandContext, tree: Tree, prefix: string): Promi
       files++;
       bytes += n.size;
     }
-    const time = Number.isNaN(n.mtime)
-      ? "-".padEnd(19)
-      : new Date(n.mtime * 1000).toISOString().slice(0, 19).replace("T", " ");
+    // Entries of one folder often share a second and a mode: their texts are made once, not per entry.
+    const second = Math.floor(Math.trunc(n.mtime * 1000) / 1000); // the second shown (NaN: none)
+    if (!Object.is(second, lastSecond)) {
+      lastSecond = second;
+      lastTime = Number.isNaN(n.mtime)
+        ? "-".padEnd(19)
+        : new Date(n.mtime * 1000).toISOString().slice(0, 19).replace("T", " ");
+    }
+    const time = lastTime;
+    let mode = modes.get(n.mode);
+    if (mode === undefined) modes.set(n.mode, mode = modeString(n.mode));
     const link = n.type === "symlink"
       ? ` -> ${showName(n.linkname)}`
       : n.type === "hardlink"
       ? ` (hard link of ${showName(n.linkname)})`
       : "";
     lines.push(
-      `${typeChar(n.type)}${modeString(n.mode)} ${String(n.size).padStart(12)} ${time} ${
-        showName(path)
-      }${link}`,
+      `${typeChar(n.type)}${mode} ${String(n.size).padStart(12)} ${time} ${showName(path)}${link}`,
     );
   }
   if (lines.length > 0) ctx.stdout(lines.join("\n"));

@@ -8,6 +8,7 @@ import { canReadInPlace } from "../storage/storage.ts";
 import type { Engine, Progress, RestoreOptions, RestoreStats, Warning } from "../engines/engine.ts";
 import type { Manifest } from "../series/manifest.ts";
 import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
+import { collectNow } from "../base/memory.ts";
 import type { DataKey } from "../codec/encryption.ts";
 
 import { readSegments } from "./segment_reader.ts";
@@ -62,6 +63,8 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
     const engine = job.engines(manifest.engine);
     let last: Progress = { files: 0, bytes: 0 };
     const key = job.keys?.get(manifest.id) ?? null;
+    // What the last level's decoder and members left is garbage: freed before this level makes more.
+    collectNow();
     const run = engine.restore(job.target, {
       select: job.select,
       memo,

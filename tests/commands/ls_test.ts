@@ -138,6 +138,31 @@ describe("frost ls", () => {
     assert.match(missing.stderr, /"nothing-here" is not in backup/);
   });
 
+  it("shows each entry's own mode and time (UTC, to the second) in text form", async () => {
+    const timed = path.join(work, "timed");
+    fs.mkdirSync(timed);
+    // Neighbours in the same second, the next second, the epoch, and modes that differ.
+    const files: [string, number, number, string][] = [
+      ["a", 0o640, Date.UTC(2001, 1, 3, 4, 5, 6, 700) / 1000, "-rw-r----- 2001-02-03 04:05:06"],
+      ["b", 0o755, Date.UTC(2001, 1, 3, 4, 5, 6, 200) / 1000, "-rwxr-xr-x 2001-02-03 04:05:06"],
+      ["c", 0o600, Date.UTC(2001, 1, 3, 4, 5, 7, 0) / 1000, "-rw------- 2001-02-03 04:05:07"],
+      ["d", 0o644, 0.5, "-rw-r--r-- 1970-01-01 00:00:00"],
+      ["e", 0o640, Date.UTC(2001, 1, 3, 4, 5, 7, 999) / 1000, "-rw-r----- 2001-02-03 04:05:07"],
+    ];
+    for (const [name, mode, mtime] of files) {
+      fs.writeFileSync(path.join(timed, name), "");
+      fs.chmodSync(path.join(timed, name), mode);
+      fs.utimesSync(path.join(timed, name), mtime, mtime);
+    }
+    const t = ["--name", "t", "--hostname", "h1", "--storage", store];
+    const b = await frost(["backup", timed, ...t]);
+    assert.equal(b.code, 0, b.stderr);
+    const r = await frost(["ls", ...t]);
+    assert.equal(r.code, 0, r.stderr);
+    const rows = r.stdout.trim().split("\n").slice(1).map((l) => l.replace(/ +0 /, " "));
+    assert.deepEqual(rows, files.map(([name, , , shown]) => `${shown} ${name}`));
+  });
+
   it("needs the key of encrypted backups", async () => {
     const r = await frost(["ls", ...common()], { env: { FROST_PASSPHRASE: "" } });
     assert.notEqual(r.code, 0);

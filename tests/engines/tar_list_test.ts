@@ -136,3 +136,23 @@ test("Tree keeps thousands of entries straight through deletions, renames and re
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("Tree keeps and drops non-ASCII names as a level's dumpdir says", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "frost-tree-"));
+  try {
+    const src = path.join(dir, "src");
+    const snar = path.join(dir, "snar");
+    fs.mkdirSync(path.join(src, "dé"), { recursive: true });
+    for (const name of ["naïve", "ü-gone", "plain", "dé/日本"]) fs.writeFileSync(path.join(src, name), name);
+    const tree = new Tree();
+    replay(tree, gnuTar(src, snar));
+    fs.rmSync(path.join(src, "ü-gone"));
+    fs.rmSync(path.join(src, "dé/日本"));
+    fs.writeFileSync(path.join(src, "dé/ß"), "new");
+    replay(tree, gnuTar(src, snar));
+    assert.deepEqual(treeListing(tree), listing(src));
+    assert.deepEqual(treeListing(tree), ["d dé", "f dé/ß", "f naïve", "f plain"]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
