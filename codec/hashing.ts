@@ -111,6 +111,18 @@ export async function sha256Moving(bytes: Uint8Array): Promise<MovedHash> {
   return { hex: reply.hex!, bytes: shared ? bytes : reply.bytes! };
 }
 
+/**
+ * The SHA-256 (hex) of `bytes`, which stay readable: on the hashing worker, in place, when they lie on shared
+ * memory (`hashableBuffer`, under Bun) and are more than `HERE_MAX` bytes (a segment read whole), else with
+ * node:crypto on this thread (a small segment does not start the worker).
+ */
+export async function sha256InPlace(bytes: Uint8Array): Promise<string> {
+  if (!HASH_MOVES_BUFFER || !isShared(bytes) || bytes.byteLength <= HERE_MAX) {
+    return createHash("sha256").update(bytes).digest("hex");
+  }
+  return (await sha256Moving(bytes)).hex;
+}
+
 function hashWorker(): EvalWorkers<Reply> {
   return worker ??= new EvalWorkers<Reply>(WORKER_SOURCE, 1);
 }

@@ -11,6 +11,7 @@ import {
   hashableBuffer,
   hashLeavesBuffer,
   SegmentSha256,
+  sha256InPlace,
   sha256Moving,
   StreamSha256,
 } from "../../codec/hashing.ts";
@@ -198,5 +199,20 @@ describe("SegmentSha256", () => {
     assert.equal(here.hex, hexOf(plain));
     assert.deepEqual(here.onWorker, [false, false, false]);
     assert.equal((await segmentHash([])).hex, hexOf([]));
+  });
+});
+
+describe("sha256InPlace", () => {
+  it("hashes a large hashable buffer (on the worker under Bun) and a small or plain one, leaving them readable", async () => {
+    const large = hashableBuffer(9 * 1024 * KiB);
+    large.set(chunksOf(1, large.byteLength, 30)[0]!);
+    const copy = large.slice();
+    const hashing = sha256InPlace(large.subarray(5));
+    assert.equal(Buffer.compare(large, copy), 0, "readable meanwhile");
+    assert.equal(await hashing, hexOf([copy.subarray(5)]));
+    for (const bytes of [hashableBuffer(1000), new Uint8Array(10 * 1024 * KiB), new Uint8Array(0)]) {
+      bytes.fill(7, 0, 100);
+      assert.equal(await sha256InPlace(bytes), hexOf([bytes]));
+    }
   });
 });
