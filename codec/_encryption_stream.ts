@@ -8,7 +8,7 @@ import nodeCrypto from "node:crypto";
 import process from "node:process";
 import { FrostError } from "../base/errors.ts";
 import { outputPool } from "./_output_pool.ts";
-import { type GiveBack, isShared } from "../base/bytes.ts";
+import { type GiveBack, isShared, workerBuffer } from "../base/bytes.ts";
 
 /** The stream magic, ASCII `FROSTENC`. */
 export const STREAM_MAGIC: Uint8Array = new TextEncoder().encode("FROSTENC");
@@ -287,7 +287,9 @@ export function encryptStream(
   const giveBack = options.giveBack;
   const raw = nodeChunks ? key.raw : undefined;
   // node:crypto: sealed chunks are gathered into ~1 MiB outputs from a pool (one write and one stream chunk
-  // per MiB, as unencrypted, instead of two per chunk; the reader's giveBack refills the same buffers).
+  // per MiB, as unencrypted, instead of two per chunk; the reader's giveBack refills the same buffers). Made
+  // shared (`workerBuffer`: under Bun, where this path runs), so that the segment's hash runs on the hashing
+  // worker, reading them in place (`SegmentSha256`), as for the compressor's outputs.
   const sealed = 2 ** chunkLog2 + TAG_SIZE;
   const outputSize = Math.max(1, Math.floor(OUTPUT_TARGET / 2 ** chunkLog2)) * sealed;
   const outputs = raw ? outputPool(outputSize) : undefined;
@@ -304,7 +306,7 @@ export function encryptStream(
     }
     const iv = nonceOf(prefix, index++, final);
     if (raw) {
-      out ??= outputs!.buffers.pop() ?? new Uint8Array(outputSize);
+      out ??= outputs!.buffers.pop() ?? workerBuffer(outputSize);
       outFilled = sealInto(raw, iv, aad, piece, out, outFilled);
       if (outputSize - outFilled < sealed) flushOut();
       return;

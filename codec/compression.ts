@@ -394,7 +394,10 @@ export function createCompressor(kind: Compression, options: CompressorOptions =
       while (pending.length > 0) await output(controller);
     },
   });
-  if (outputs) stream.giveBack = outputs.giveBack;
+  // Only shared buffers are kept for the workers to fill: frames compressed on this thread (`EARLY_BYTES`)
+  // come out of zlib on plain buffers of the same size, which, kept, went on as every later frame's output
+  // (copied back from the worker, and hashed on this thread by `SegmentSha256`).
+  if (outputs) stream.giveBack = (chunk) => isShared(chunk) && outputs.giveBack(chunk);
   return stream;
 }
 

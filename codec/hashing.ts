@@ -111,6 +111,18 @@ export async function sha256Moving(bytes: Uint8Array): Promise<MovedHash> {
   return { hex: reply.hex!, bytes: shared ? bytes : reply.bytes! };
 }
 
+/**
+ * The SHA-256 (hex) of `bytes`, which stay readable: on the hashing worker, in place, when they lie on shared
+ * memory (`hashableBuffer`, under Bun) and are more than `HERE_MAX` bytes (a segment read whole), else with
+ * node:crypto on this thread (a small segment does not start the worker).
+ */
+export async function sha256InPlace(bytes: Uint8Array): Promise<string> {
+  if (!HASH_MOVES_BUFFER || !isShared(bytes) || bytes.byteLength <= HERE_MAX) {
+    return createHash("sha256").update(bytes).digest("hex");
+  }
+  return (await sha256Moving(bytes)).hex;
+}
+
 function hashWorker(): EvalWorkers<Reply> {
   return worker ??= new EvalWorkers<Reply>(WORKER_SOURCE, 1);
 }
@@ -207,20 +219,25 @@ export class StreamSha256 {
   }
 }
 
-/** Smallest first chunk for which a `SegmentSha256` hashes on the worker (starting it costs ~10 ms). */
+/** Bytes a `SegmentSha256` gathers before it decides where to hash (starting the worker costs ~10 ms). */
 const SHARED_MIN = 64 * 1024;
 
 /**
  * The SHA-256 of a segment written chunk by chunk (a streamed upload), off the main thread where it can be:
- * under Bun, when the first chunk lies on shared memory (`workerBuffer`: a compressor's output) and is not
- * small, every chunk is hashed in place by the hashing worker, in order, while the caller writes it; other
- * chunks of such a segment are copied there. Otherwise node:crypto hashes on this thread. Same digest.
+ * under Bun, when the chunk that brings the segment to `SHARED_MIN` bytes lies on shared memory
+ * (`workerBuffer`: a compressor's or an encryptor's output), every chunk is hashed in place by the hashing
+ * worker, in order, while the caller writes it; the small chunks before it (copies: an encrypted stream's
+ * header, the rest of a chunk cut at the previous segment's end) and other chunks of such a segment are
+ * copied there. Otherwise node:crypto hashes on this thread. Same digest.
  */
 export class SegmentSha256 {
   #local: ReturnType<typeof createHash> | null = null;
   #stream = -1;
   /** Updates sent to the worker; `digest()` checks that each one succeeded. */
   #sent: Promise<void>[] = [];
+  /** Copies of the first chunks, while they are fewer than `SHARED_MIN` bytes: nothing is decided yet. */
+  #first: Uint8Array[] = [];
+  #firstBytes = 0;
 
   /**
    * Adds `chunk`. When the result is a promise, the chunk's bytes must stay as they are until it resolves
@@ -229,13 +246,33 @@ export class SegmentSha256 {
   update(chunk: Uint8Array): Promise<void> | undefined {
     if (this.#local) return void this.#local.update(chunk);
     if (this.#stream < 0) {
-      if (!HASH_MOVES_BUFFER || !isShared(chunk) || chunk.byteLength < SHARED_MIN) {
-        this.#local = createHash("sha256");
-        return void this.#local.update(chunk);
+      if (HASH_MOVES_BUFFER && this.#firstBytes + chunk.byteLength < SHARED_MIN) {
+        this.#first.push(chunk.slice());
+        this.#firstBytes += chunk.byteLength;
+        return undefined;
+      }
+      if (!HASH_MOVES_BUFFER || !isShared(chunk)) {
+        this.#hashHere();
+        return void this.#local!.update(chunk);
       }
       this.#stream = nextStream++;
+      if (this.#first.length > 0) {
+        this.#send(this.#first, this.#first.map((c) => c.buffer as ArrayBuffer));
+        this.#first = [];
+      }
     }
-    const sent = hashWorker().run({ stream: this.#stream, chunks: [chunk], end: false }, []).then((reply) => {
+    return this.#send([chunk], []);
+  }
+
+  /** Hashes on this thread from now on, starting with the first chunks kept. */
+  #hashHere(): void {
+    this.#local = createHash("sha256");
+    for (const chunk of this.#first) this.#local.update(chunk);
+    this.#first = [];
+  }
+
+  #send(chunks: Uint8Array[], transfer: ArrayBuffer[]): Promise<void> {
+    const sent = hashWorker().run({ stream: this.#stream, chunks, end: false }, transfer).then((reply) => {
       if (reply.error !== null) throw new Error(`Cannot hash a segment: ${reply.error}`);
     });
     sent.catch(() => {}); // surfaces in digest()
@@ -245,7 +282,10 @@ export class SegmentSha256 {
 
   /** The hex digest of everything added. */
   async digest(): Promise<string> {
-    if (this.#stream < 0) return (this.#local ?? createHash("sha256")).digest("hex");
+    if (this.#stream < 0) {
+      if (!this.#local) this.#hashHere();
+      return this.#local!.digest("hex");
+    }
     await Promise.all(this.#sent);
     const reply = await hashWorker().run({ stream: this.#stream, chunks: [], end: true }, []);
     if (reply.error !== null) throw new Error(`Cannot hash a segment: ${reply.error}`);

@@ -201,5 +201,7 @@ export function segmentPool(
   if (reuse && reuse.size > largest) return reuse;
   // One segment: the next one is read once the decompressor is done with it. Reading ahead into a
   // second buffer was no faster from a local disk (2.3-2.7 s either way for 1 GiB) and cost 32 MiB.
-  return new BufferPool(largest + 1, 1);
+  // Unencrypted: on shared memory under Bun (`hashable`), so that the segment's hash runs on the hashing
+  // worker, in place (`sha256InPlace`).
+  return new BufferPool(largest + 1, 1, key === null);
 }

@@ -2,13 +2,12 @@
  * The restore side of the segments: `readSegments`, each segment read and its size and SHA-256 checked.
  * @module
  */
-import { createHash } from "node:crypto";
 import type { ReadsInPlace, Storage } from "../storage/storage.ts";
 import { canReadInPlace, NotFoundError, StorageError } from "../storage/storage.ts";
 import { standbyOf, storagesOf } from "../storage/multi.ts";
 import type { SegmentRef } from "../series/manifest.ts";
 import { FrostError, messageOf } from "../base/errors.ts";
-import { StreamSha256 } from "../codec/hashing.ts";
+import { sha256InPlace, StreamSha256 } from "../codec/hashing.ts";
 
 import { BufferPool } from "./buffer_pool.ts";
 
@@ -97,8 +96,9 @@ export function readSegments(
       }
       if (size !== ref.size) throw size > ref.size ? sizeError(ref, ref.size, true) : sizeError(ref, size);
       const bytes = buffer.subarray(0, size);
-      // node:crypto hashes in place; WebCrypto would copy the segment first.
-      if (createHash("sha256").update(bytes).digest("hex") !== ref.sha256) throw corrupt(ref);
+      // node:crypto hashes in place (WebCrypto would copy the segment first): on the hashing worker for a
+      // large segment in a shared buffer (Bun), else here.
+      if (await sha256InPlace(bytes) !== ref.sha256) throw corrupt(ref);
       // In pieces, so that the reader's backpressure works within a segment.
       return pool.split(bytes, PIECE_SIZE);
     } catch (err) {

@@ -10,6 +10,7 @@ import fs from "node:fs";
 import nodeCrypto from "node:crypto";
 import os from "node:os";
 import path from "node:path";
+import { isShared } from "../../base/bytes.ts";
 import {
   checkEncryptionInfo,
   childScrypt,
@@ -237,10 +238,12 @@ describe("streaming AEAD", () => {
     const writer = encryptor.writable.getWriter();
     const parts: Uint8Array[] = [];
     const buffers = new Set<ArrayBufferLike>();
+    const shared: boolean[] = [];
     const reading = (async () => {
       for await (const part of encryptor.readable) {
         parts.push(part.slice());
         buffers.add(part.buffer);
+        shared.push(isShared(part));
         if (encryptor.giveBack) {
           part.fill(0x55); // the reader is done with it: the encryptor must not read these bytes again
           encryptor.giveBack(part);
@@ -259,6 +262,8 @@ describe("streaming AEAD", () => {
       // Under Bun: ~1 MiB outputs (4 sealed chunks each), a few buffers serving the whole stream.
       assert.ok(parts.length <= 10, `${parts.length} outputs for 7 MiB`);
       assert.ok(buffers.size <= 3, `${buffers.size} output buffers`);
+      // On shared memory, after the header: a segment's hash reads them in place on the hashing worker.
+      assert.deepEqual(shared.slice(1), shared.slice(1).map(() => true));
     } else {
       assert.equal(decryptorGivesBack(key), false, "output reuse goes with the node:crypto path");
     }

@@ -1,6 +1,6 @@
 /**
  * The SHA-256 helpers of hashing.ts: whole segments moved to the hashing thread and back, and the streaming
- * hash of downloads. Also run under `bun test` (where buffers really move to the worker thread).
+ * hash of downloads and of streamed segments. Also run under `bun test` (where buffers really move to the worker thread).
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -10,9 +10,12 @@ import {
   HASH_MOVES_BUFFER,
   hashableBuffer,
   hashLeavesBuffer,
+  SegmentSha256,
+  sha256InPlace,
   sha256Moving,
   StreamSha256,
 } from "../../codec/hashing.ts";
+import { workerBuffer } from "../../base/bytes.ts";
 
 const KiB = 1024;
 
@@ -147,5 +150,69 @@ describe("sha256Moving", () => {
   it("moves a plain buffer under Bun, so it may not be read meanwhile", () => {
     assert.equal(hashLeavesBuffer(new Uint8Array(1024)), !HASH_MOVES_BUFFER);
     assert.equal(hashLeavesBuffer(new Uint8Array(0)), true);
+  });
+});
+
+describe("SegmentSha256", () => {
+  /** Updates a new hash with `chunks` (each awaited when it goes to the worker): which ones did. */
+  async function segmentHash(chunks: Uint8Array[]): Promise<{ hex: string; onWorker: boolean[] }> {
+    const hash = new SegmentSha256();
+    const onWorker: boolean[] = [];
+    for (const chunk of chunks) {
+      const sent = hash.update(chunk);
+      onWorker.push(sent !== undefined);
+      await sent;
+    }
+    return { hex: await hash.digest(), onWorker };
+  }
+
+  /** `chunk`'s bytes on shared memory under Bun (`workerBuffer`: a compressor's output). */
+  const shared = (chunk: Uint8Array) => {
+    const out = workerBuffer(chunk.byteLength);
+    out.set(chunk);
+    return out;
+  };
+
+  it("hashes on the worker (Bun) when small chunks come first: an encrypted stream's header, a cut chunk's rest", async () => {
+    const chunks = [chunksOf(1, 17, 20)[0]!, shared(chunksOf(1, 2 * KiB, 21)[0]!)];
+    for (const c of chunksOf(3, 1024 * KiB, 22)) chunks.push(shared(c));
+    chunks.push(chunksOf(1, 5 * KiB, 23)[0]!); // a plain chunk later on is copied there
+    const { hex, onWorker } = await segmentHash(chunks);
+    assert.equal(hex, hexOf(chunks));
+    assert.deepEqual(onWorker, [
+      false,
+      false,
+      HASH_MOVES_BUFFER,
+      HASH_MOVES_BUFFER,
+      HASH_MOVES_BUFFER,
+      HASH_MOVES_BUFFER,
+    ]);
+  });
+
+  it("hashes here a segment of a few small chunks, or one that starts on plain memory", async () => {
+    const small = [chunksOf(1, 17, 24)[0]!, shared(chunksOf(1, 3 * KiB, 25)[0]!)];
+    const few = await segmentHash(small);
+    assert.equal(few.hex, hexOf(small));
+    assert.deepEqual(few.onWorker, [false, false]);
+    const plain = [...chunksOf(2, 512 * KiB, 26), shared(chunksOf(1, 512 * KiB, 27)[0]!)];
+    const here = await segmentHash(plain);
+    assert.equal(here.hex, hexOf(plain));
+    assert.deepEqual(here.onWorker, [false, false, false]);
+    assert.equal((await segmentHash([])).hex, hexOf([]));
+  });
+});
+
+describe("sha256InPlace", () => {
+  it("hashes a large hashable buffer (on the worker under Bun) and a small or plain one, leaving them readable", async () => {
+    const large = hashableBuffer(9 * 1024 * KiB);
+    large.set(chunksOf(1, large.byteLength, 30)[0]!);
+    const copy = large.slice();
+    const hashing = sha256InPlace(large.subarray(5));
+    assert.equal(Buffer.compare(large, copy), 0, "readable meanwhile");
+    assert.equal(await hashing, hexOf([copy.subarray(5)]));
+    for (const bytes of [hashableBuffer(1000), new Uint8Array(10 * 1024 * KiB), new Uint8Array(0)]) {
+      bytes.fill(7, 0, 100);
+      assert.equal(await sha256InPlace(bytes), hexOf([bytes]));
+    }
   });
 });

@@ -15,6 +15,7 @@ import {
   readSegments,
   runBackup,
   runRestore,
+  segmentPool,
   StreamingSegmentWriter,
 } from "../../pipeline/mod.ts";
 import { createCompressor, createDecompressor } from "../../codec/compression.ts";
@@ -343,6 +344,32 @@ describe("segments streamed to the storage", () => {
         new WritableStream({ write: (c) => pool2.give(c) }),
       ),
       /"c\/1": it holds more than 50000 bytes/,
+    );
+  });
+
+  it("large segments read into shared buffers are hashed in place (on the worker under Bun), a corrupt one caught", async () => {
+    const root = path.join(work, "large");
+    const storage = await LocalStorage.open(root, { create: true });
+    const size = 9 << 20; // more than a segment hashed on the main thread (hashing.ts HERE_MAX)
+    const writer = new StreamingSegmentWriter(storage, (n) => `l/${n}`, size, { queueSize: 2 });
+    const bytes = pseudoRandom(2 * size + 1000, 6);
+    await streamOf([bytes]).pipeTo(writer);
+    const manifest = { compression: "zstd", segments: writer.refs } as unknown as Manifest;
+    const pool = segmentPool(manifest, null)!;
+    assert.equal(pool.hashable, true, "an unencrypted backup's segments are read into hashable buffers");
+    const parts: Uint8Array[] = [];
+    for await (const c of readSegments(storage, writer.refs, { pool })) {
+      parts.push(c.slice());
+      pool.give(c);
+    }
+    assert.ok(Buffer.from(Buffer.concat(parts)).equals(Buffer.from(bytes)));
+    const file = path.join(root, "l/1");
+    const stored = fs.readFileSync(file);
+    stored[size - 1] = stored[size - 1]! ^ 1;
+    fs.writeFileSync(file, stored);
+    await assert.rejects(
+      readSegments(storage, writer.refs, { pool }).pipeTo(new WritableStream({ write: (c) => pool.give(c) })),
+      /"l\/1": checksum mismatch/,
     );
   });
 
