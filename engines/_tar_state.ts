@@ -224,6 +224,23 @@ export function checkStateHeader(line: string, whose: string): bigint {
   return BigInt(checkStateHeaderVersion(line, whose).started);
 }
 
+/**
+ * `checkStateHeaderVersion` of a header line given as its bytes (without the `\n`), as the streaming readers
+ * gather it: bytes that are not UTF-8 are not a frost tar state either.
+ */
+export function checkStateHeaderBytes(
+  bytes: readonly number[],
+  whose: string,
+): { version: number; started: bigint } {
+  let line: string;
+  try {
+    line = new TextDecoder("utf-8", { fatal: true }).decode(new Uint8Array(bytes));
+  } catch {
+    throw new FrostError(`Cannot read ${whose}: it is not a frost tar state`);
+  }
+  return checkStateHeaderVersion(line, whose);
+}
+
 /** `checkStateHeader`, also giving the version. */
 export function checkStateHeaderVersion(line: string, whose: string): { version: number; started: bigint } {
   let header: unknown;

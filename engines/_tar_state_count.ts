@@ -6,7 +6,7 @@
  */
 import { FrostError } from "../base/errors.ts";
 import type { EntryCounter } from "./engine.ts";
-import { checkStateHeader } from "./_tar_state.ts";
+import { checkStateHeaderBytes } from "./_tar_state.ts";
 
 const NL = 0x0a;
 /** `[".",`: how the root's record (path ".") starts; no other path is written as `"."`. */
@@ -66,14 +66,9 @@ export class TarStateCounter implements EntryCounter {
 
   /** The same checks as the state reader's: a frost tar state of the version this code reads. */
   #checkHeader(): void {
-    let line: string;
-    try {
-      line = new TextDecoder("utf-8", { fatal: true }).decode(new Uint8Array(this.#header!));
-    } catch {
-      throw notAState();
-    }
+    const header = this.#header!;
     this.#header = undefined;
-    checkStateHeader(line, "the backup's state");
+    checkStateHeaderBytes(header, "the backup's state");
   }
 }
 

@@ -5,7 +5,8 @@
  */
 import { FrostError } from "../base/errors.ts";
 import type { StoredWholeReader } from "./engine.ts";
-import { checkStateHeaderVersion, parseStateTrailer } from "./_tar_state.ts";
+import { concatBytes } from "../base/bytes.ts";
+import { checkStateHeaderBytes, parseStateTrailer } from "./_tar_state.ts";
 
 const NL = 0x0a;
 const BRACE = 0x7b;
@@ -44,7 +45,9 @@ export class TarStoredReader implements StoredWholeReader {
       return;
     }
     const prev = last === 0 ? -1 : rest.lastIndexOf(NL, last - 1);
-    const line = prev < 0 ? concat([...this.#open, rest.subarray(0, last)]) : rest.subarray(prev + 1, last);
+    const line = prev < 0
+      ? concatBytes([...this.#open, rest.subarray(0, last)])
+      : rest.subarray(prev + 1, last);
     this.#last = line[0] === BRACE ? line.slice() : undefined;
     this.#open = last + 1 < rest.length ? [rest.slice(last + 1)] : [];
   }
@@ -52,7 +55,7 @@ export class TarStoredReader implements StoredWholeReader {
   end(): ReadonlySet<string> | undefined {
     if (this.#header) this.#checkHeader();
     if (this.#open.length > 0) {
-      const line = concat(this.#open);
+      const line = concatBytes(this.#open);
       this.#last = line[0] === BRACE ? line : undefined;
     }
     if (this.#version < 2 || !this.#last) return undefined;
@@ -66,25 +69,10 @@ export class TarStoredReader implements StoredWholeReader {
   }
 
   #checkHeader(): void {
-    let line: string;
-    try {
-      line = new TextDecoder("utf-8", { fatal: true }).decode(new Uint8Array(this.#header!));
-    } catch {
-      throw notAState();
-    }
+    const header = this.#header!;
     this.#header = undefined;
-    this.#version = checkStateHeaderVersion(line, WHOSE).version;
+    this.#version = checkStateHeaderBytes(header, WHOSE).version;
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 function notAState(): FrostError {
