@@ -10,10 +10,14 @@ import path from "node:path";
 
 const ROOT = path.resolve(import.meta.dirname!, "..");
 
-/** The command that runs frost: `$FROST_BIN` (the built binary) or main.ts under the running Deno. */
-export function frostCommand(): string[] {
+/**
+ * The command that runs frost: `$FROST_BIN` (the built binary), else main.ts under the running Deno, or with
+ * `bun` under the project's Bun (which names any file: non-UTF-8 names, see names_test.ts).
+ */
+export function frostCommand(bun = false): string[] {
   const bin = process.env.FROST_BIN;
   if (bin) return [path.resolve(ROOT, bin)];
+  if (bun) return [path.join(ROOT, "node_modules/bun/bin/bun.exe"), path.join(ROOT, "main.ts")];
   return [process.execPath, "run", "-A", "--quiet", path.join(ROOT, "main.ts")];
 }
 
@@ -40,6 +44,8 @@ export interface RunOptions {
    * its own; the caller (root) makes the files it works on accessible.
    */
   asNobody?: boolean;
+  /** Without `$FROST_BIN`, run main.ts under Bun instead of Deno (see `frostCommand`). */
+  bun?: boolean;
 }
 
 /** The home of `nobody` runs (`RunOptions.asNobody`): writable by it. */
@@ -53,8 +59,8 @@ function nobodyHome(): string {
 /** Runs frost with `args` and resolves when it exits. */
 export function frost(args: string[], options: RunOptions = {}): Promise<RunResult> {
   const [cmd, ...pre] = options.asNobody
-    ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", ...frostCommand()]
-    : frostCommand();
+    ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", ...frostCommand(options.bun)]
+    : frostCommand(options.bun);
   const nobodyEnv = options.asNobody
     ? { HOME: nobodyHome(), DENO_DIR: path.join(nobodyHome(), "deno"), XDG_DATA_HOME: "", XDG_CACHE_HOME: "" }
     : {};

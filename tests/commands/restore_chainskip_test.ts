@@ -9,7 +9,7 @@ import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { cleanup, frost, pseudoRandom, tempDir } from "../_cli.ts";
 import { assertSameTree } from "../_tree.ts";
 
@@ -171,26 +171,9 @@ for (const encrypted of [false, true]) {
   });
 }
 
-const ROOT = path.resolve(import.meta.dirname!, "..", "..");
-
 /** Runs frost where it can name any file (see names_test.ts): the binary ($FROST_BIN), else main.ts under Bun. */
 function frostBytes(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  if (process.env.FROST_BIN) return frost(args);
-  return new Promise((resolve, reject) => {
-    const child = spawn(path.join(ROOT, "node_modules/bun/bin/bun.exe"), [
-      path.join(ROOT, "main.ts"),
-      ...args,
-    ], {
-      cwd: ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => stdout += d);
-    child.stderr.on("data", (d) => stderr += d);
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
+  return frost(args, { bun: true });
 }
 
 it("skips the older copies of a large file whose name is not valid UTF-8", async () => {

@@ -12,13 +12,10 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import path from "node:path";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { cleanup, frost, pseudoRandom, tempDir } from "../_cli.ts";
 import { decodeName, encodeName, parseShownName, showName } from "../../engines/_names.ts";
 import { compareNames } from "../../engines/_tar_state.ts";
-
-const ROOT = path.resolve(import.meta.dirname!, "..", "..");
-const BUN = path.join(ROOT, "node_modules/bun/bin/bun.exe");
 
 interface Run {
   code: number | null;
@@ -28,20 +25,7 @@ interface Run {
 
 /** Runs frost where it can name any file: the binary ($FROST_BIN), else main.ts under Bun. */
 function frostBytes(args: string[]): Promise<Run> {
-  if (process.env.FROST_BIN) return frost(args);
-  return new Promise((resolve, reject) => {
-    const child = spawn(BUN, [path.join(ROOT, "main.ts"), ...args], {
-      cwd: ROOT,
-      env: { ...process.env, NO_COLOR: "1" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => stdout += d);
-    child.stderr.on("data", (d) => stderr += d);
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
+  return frost(args, { bun: true });
 }
 
 async function ok(args: string[]): Promise<Run> {
