@@ -251,8 +251,9 @@ describe("orphans of killed backups on remote storages", () => {
     const out = new Map<string, number>();
     if (!fs.existsSync(dir)) return out;
     for (const rel of fs.readdirSync(dir, { recursive: true }) as string[]) {
-      const stats = fs.statSync(path.join(dir, rel));
-      if (stats.isFile()) out.set(rel, stats.size);
+      // A file the server renames or removes between the listing and this look is not there any more.
+      const stats = fs.statSync(path.join(dir, rel), { throwIfNoEntry: false });
+      if (stats?.isFile()) out.set(rel, stats.size);
     }
     return out;
   }
