@@ -126,7 +126,22 @@ function restoreStep(
   const sample = timed(ctx, cmd, { cwd: opts.cwd, env: opts.env });
   const note = verifyRestore(opts.restored ?? target, ctx.data);
   fs.rmSync(target, { recursive: true, force: true });
+  afterDelete();
   return { sample, stored: opts.stored, note };
+}
+
+/** Seconds to wait after deleting a restored tree before the next step is timed (see `afterDelete`). */
+const DELETE_PAUSE_S = 5;
+
+/**
+ * Lets the file system finish deleting a restored tree before the next step: ext4 frees a deleted tree's
+ * inodes and blocks in the background after the journal commits, and a restore timed right after deleting
+ * 100 000 files ran 2–3× slower in some rounds than in others, for every tool (the freed inodes are not reused
+ * at once). A sync commits the journal; the pause lets the background work end.
+ */
+function afterDelete(): void {
+  syncDisks();
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, DELETE_PAUSE_S * 1000);
 }
 
 function frostLike(ctx: ToolContext, id: "frost" | "frost-rsync", engine: string[]): Tool {
