@@ -191,14 +191,18 @@ export class ParentRecord {
   }
 }
 
-/** The next chunk of a parent backup's state; a failure to read it says so. */
+/** What a state reader names in its messages: a level N reads its parent's, restore and ls a backup's own. */
+const PARENT_STATE = "the parent backup's state";
+
+/** The next chunk of a parent backup's (or `what`) state; a failure to read it says so. */
 export async function readParentState(
   reader: ReadableStreamDefaultReader<Uint8Array>,
+  what = PARENT_STATE,
 ): Promise<ReadableStreamReadResult<Uint8Array>> {
   try {
     return await reader.read();
   } catch (err) {
-    throw new FrostError(`Cannot read the parent backup's state: ${messageOf(err)}`, { cause: err });
+    throw new FrostError(`Cannot read ${what}: ${messageOf(err)}`, { cause: err });
   }
 }
 
@@ -279,8 +283,12 @@ export class TarStateReader {
   /** When the parent backup started (wall clock, ns); set by `open()`. */
   started = 0n;
 
-  constructor(stream: ReadableStream<Uint8Array>) {
+  #what: string;
+
+  /** `what` names the state in messages (default: "the parent backup's state"). */
+  constructor(stream: ReadableStream<Uint8Array>, what = PARENT_STATE) {
     this.#reader = stream.getReader();
+    this.#what = what;
   }
 
   /** Reads and checks the header line. */
@@ -290,7 +298,7 @@ export class TarStateReader {
       await this.more();
       line = this.#line();
     }
-    const header = checkStateHeaderVersion(line ?? "", "the parent backup's state");
+    const header = checkStateHeaderVersion(line ?? "", this.#what);
     this.started = header.started;
     this.#version = header.version;
   }
@@ -349,12 +357,12 @@ export class TarStateReader {
 
   /** Buffers the next chunk of input. */
   async more(): Promise<void> {
-    const result = await readParentState(this.#reader);
+    const result = await readParentState(this.#reader, this.#what);
     let text: string;
     try {
       text = result.done ? this.#decoder.decode() : this.#decoder.decode(result.value, { stream: true });
     } catch (err) {
-      throw new FrostError("Cannot read the parent backup's state: it is not valid UTF-8", { cause: err });
+      throw new FrostError(`Cannot read ${this.#what}: it is not valid UTF-8`, { cause: err });
     }
     this.#text = this.#text.slice(this.#pos) + text;
     this.#pos = 0;
@@ -419,7 +427,7 @@ export class TarStateReader {
       !v.slice(2, 7).every((x) => typeof x === "string")
     ) {
       throw new FrostError(
-        `Cannot read the parent backup's state: line ${this.#lineNo} is not a state record`,
+        `Cannot read ${this.#what}: line ${this.#lineNo} is not a state record`,
       );
     }
     return new ParentRecord(v[0] as string, v[1] as Kind, tailStart(line), line);
@@ -457,7 +465,7 @@ const TAR_TYPES = { f: "file", d: "dir", l: "symlink", p: "fifo", c: "char", b: 
 
 /** Lists a tar state's entries (the tree its backup restores to). */
 export async function* tarStateEntries(state: ReadableStream<Uint8Array>): AsyncGenerator<StateEntry> {
-  for await (const rec of recordsOf<ParentRecord>(new TarStateReader(state))) {
+  for await (const rec of recordsOf<ParentRecord>(new TarStateReader(state, "the backup's state"))) {
     const size = rec.kind === "f" ? Number(tailFields(rec.tail, 0)[1]) : 0;
     yield { path: rec.path === "." ? "" : rec.path, type: TAR_TYPES[rec.kind], size };
   }

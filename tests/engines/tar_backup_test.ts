@@ -21,6 +21,7 @@ import {
   sortNames,
   stateHeader,
   stateRecord,
+  tarStateEntries,
   TarStateReader,
 } from "../../engines/_tar_state.ts";
 import { paxRecordLength, paxTime } from "../../engines/_tar_header.ts";
@@ -1015,7 +1016,25 @@ describe("tarBackup()", () => {
       const r3 = tarBackup(dir, { previous: streamOf(garbled) });
       void new Response(r3.state).arrayBuffer().catch(() => {});
       void new Response(r3.stream).arrayBuffer().catch(() => {});
-      await assert.rejects(r3.done, /line 2 is not a state record/);
+      await assert.rejects(
+        r3.done,
+        /^FrostError: Cannot read the parent backup's state: line 2 is not a state record/,
+      );
+
+      // restore --dry-run/--include and ls read a backup's own state: the message does not say "parent".
+      const listing = async () => {
+        for await (const _ of tarStateEntries(streamOf(garbled))) { /* drain */ }
+      };
+      await assert.rejects(
+        listing(),
+        /^FrostError: Cannot read the backup's state: line 2 is not a state record/,
+      );
+      await assert.rejects(
+        async () => {
+          for await (const _ of tarStateEntries(streamOf(future))) { /* drain */ }
+        },
+        /Cannot read the backup's state: version 99 is not supported/,
+      );
     } finally {
       cleanup(dir);
     }
