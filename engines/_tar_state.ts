@@ -191,7 +191,7 @@ export class ParentRecord {
   }
 }
 
-/** What a state reader names in its messages: a level N reads its parent's, restore and ls a backup's own. */
+/** What a state reader names in its messages: a level N reads its parent's, restore --dry-run a backup's own. */
 const PARENT_STATE = "the parent backup's state";
 
 /** The next chunk of a parent backup's (or `what`) state; a failure to read it says so. */
