@@ -306,6 +306,16 @@ export class WalkAhead {
     return cores >= 2 && os.loadavg()[0]! < cores;
   }
 
+  /**
+   * Whether listing ahead can help the walk of a tree whose root folder has `rootLinks` links: not when that
+   * folder has no subfolders (a link count of 2: a folder has 2 plus one per subfolder on ext4, xfs, tmpfs…;
+   * btrfs always says 1, which counts as "maybe"). The main thread lists the root itself before a worker
+   * could, so there the worker would only cost its start: ~20 ms of CPU in a no-change level of one file.
+   */
+  static helps(rootLinks: bigint | number): boolean {
+    return BigInt(rootLinks) !== 2n;
+  }
+
   /** Starts listing the tree at directory `source` (on device `rootDev`) ahead; undefined where it cannot. */
   static start(source: string, rootDev: string, crossFileSystems: boolean): WalkAhead | undefined {
     if (process.platform !== "linux" || OPEN_FLAGS[process.arch] === undefined) return undefined;

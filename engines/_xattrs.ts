@@ -9,17 +9,42 @@
  * cannot load (Deno without --allow-ffi), a backup storing xattrs fails at once and a restore warns once.
  * @module
  */
+import { createRequire } from "node:module";
 import { FrostError } from "../base/errors.ts";
 import type { IdMap, OwnerNames } from "./_fs_common.ts";
 import { openNativeLibrary } from "../base/runtime.ts";
 
-// Loaded here rather than imported: a native addon, which Deno loads only with --allow-ffi. Without it frost
-// still starts; a backup that would store xattrs refuses to run (`requireXattrs`), a restore warns once.
-const addon = await import("@napi-rs/xattr").catch(() => undefined);
+type Addon = typeof import("@napi-rs/xattr");
+
+// Loaded on first use rather than imported: a native addon, which Deno loads only with --allow-ffi, and whose
+// load cost every run of the binary ~2 ms at start (a no-change level of one file may read no xattrs at all).
+// Without it frost still starts; a backup that would store xattrs refuses to run (`requireXattrs`, or the
+// first read in the binary), a restore warns once.
+let addon: Addon | null | undefined;
+
+/** The addon, loaded now if it was not yet; undefined when it cannot be loaded. */
+function loadAddon(): Addon | undefined {
+  if (addon === undefined) {
+    try {
+      // `require` of a literal name (Bun, whose bundler packs the addon into the binary and runs it here, on
+      // the first call); Deno's modules have no `require`: node:module's, which finds it in node_modules.
+      addon = typeof require === "function"
+        ? require("@napi-rs/xattr") as Addon
+        : createRequire(import.meta.url)("@napi-rs/xattr") as Addon;
+    } catch {
+      addon = null;
+    }
+  }
+  return addon ?? undefined;
+}
+
+/** Where `require` exists (Bun), loading the addon cannot fail for want of a permission: `requireXattrs` leaves
+ * the load to the first read, which then fails the same way. */
+const LOAD_ON_READ = typeof require === "function";
 
 /** Why xattrs cannot be read or set in this process, or undefined when they can. */
 export function xattrsUnavailable(): string | undefined {
-  return addon
+  return loadAddon()
     ? undefined
     : "extended attributes and ACLs cannot be read or set here: the native xattr addon did not load " +
       "(run frost's sources with --allow-ffi)";
@@ -30,15 +55,16 @@ export function xattrsUnavailable(): string | undefined {
  * them out would lose them. `source` names the backup in the error.
  */
 export function requireXattrs(source: string, wanted: boolean | undefined): void {
-  const why = wanted === false ? undefined : xattrsUnavailable();
+  const why = wanted === false || LOAD_ON_READ ? undefined : xattrsUnavailable();
   if (why) {
     throw new FrostError(`Cannot back up "${source}": ${why}; give --no-xattrs to back up without them`);
   }
 }
 
-function xattrs(): NonNullable<typeof addon> {
-  if (!addon) throw new FrostError(`Cannot use extended attributes: ${xattrsUnavailable()}`);
-  return addon;
+function xattrs(): Addon {
+  const loaded = loadAddon();
+  if (!loaded) throw new FrostError(`Cannot use extended attributes: ${xattrsUnavailable()}`);
+  return loaded;
 }
 
 /** One extended attribute: its full name (`user.x`) and raw value. */
@@ -121,9 +147,10 @@ export function xattrNamesLength(fd: number): number | undefined {
 export function readXattrs(abs: string, warn: (message: string) => void, fd?: number): Xattr[] | undefined {
   // Files with names, and failures (errno is not at hand here), take the path below.
   if (fd !== undefined && fd >= 0 && xattrNamesLength(fd) === 0) return undefined;
+  const lib = xattrs(); // outside the try: an addon that cannot load fails the backup (see requireXattrs)
   let names: string[];
   try {
-    names = xattrs().listAttributesSync(abs);
+    names = lib.listAttributesSync(abs);
   } catch (err) {
     const errno = errnoOf(err);
     if (errno !== EOPNOTSUPP && errno !== ENOENT) {
@@ -135,7 +162,7 @@ export function readXattrs(abs: string, warn: (message: string) => void, fd?: nu
   const out: Xattr[] = [];
   for (const name of names.sort()) {
     try {
-      const value = xattrs().getAttributeSync(abs, name);
+      const value = lib.getAttributeSync(abs, name);
       if (value) out.push([name, new Uint8Array(value.buffer, value.byteOffset, value.byteLength)]);
     } catch (err) {
       const errno = errnoOf(err);
@@ -366,9 +393,10 @@ export class XattrRestorer {
 
   /** The names of the xattrs `abs` has ([] when they cannot be listed). */
   #list(abs: string): string[] {
-    if (!addon) return [];
+    const lib = loadAddon();
+    if (!lib) return [];
     try {
-      return addon.listAttributesSync(abs);
+      return lib.listAttributesSync(abs);
     } catch {
       return [];
     }

@@ -441,8 +441,12 @@ class TarBackup {
     const started = BigInt(Date.now()) * 1_000_000n;
     if (options.previous) {
       this.#reader = new TarStateReader(options.previous);
-      // Not with excludes: the worker would list excluded subtrees for nothing.
-      if (rootStat.isDirectory() && !options.exclude?.length && WalkAhead.worthIt()) {
+      // Not with excludes: the worker would list excluded subtrees for nothing; nor for a root without
+      // subfolders (WalkAhead.helps).
+      if (
+        rootStat.isDirectory() && !options.exclude?.length && WalkAhead.helps(rootStat.nlink) &&
+        WalkAhead.worthIt()
+      ) {
         this.#ahead = WalkAhead.start(source, this.#rootDevText, options.crossFileSystems === true);
       }
     }

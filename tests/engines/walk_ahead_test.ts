@@ -129,4 +129,19 @@ describe("WalkAhead", () => {
       fs.rmSync(root, { recursive: true, force: true });
     }
   });
+
+  test("is not wanted for a tree whose root folder has no subfolders (a one-file tree, one flat folder)", () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "frost-walk-ahead-"));
+    try {
+      fs.writeFileSync(path.join(root, "disk.img"), "1");
+      const links = fs.lstatSync(root, { bigint: true }).nlink;
+      // A file system that does not count subfolders in a folder's links (btrfs: always 1) cannot tell.
+      assert.equal(WalkAhead.helps(links), links !== 2n);
+      fs.mkdirSync(path.join(root, "sub"));
+      assert.equal(WalkAhead.helps(fs.lstatSync(root, { bigint: true }).nlink), true);
+      assert.equal(WalkAhead.helps(1n), true, "a link count of 1 says nothing (btrfs)");
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
 });

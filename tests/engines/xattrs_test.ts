@@ -624,3 +624,47 @@ describe("frost under Deno without --allow-ffi (the xattr addon cannot load)", {
     assert.equal(quiet.status, 0, quiet.stderr);
   });
 });
+
+describe("the xattr addon is loaded on first use", {
+  skip: !hasStrace() && "strace is not installed or may not trace here",
+}, () => {
+  /** The `.node` files (native addons: the binary writes its copy to a temp file) that `frost args` opens. */
+  const addonsOpened = (args: string[]) => {
+    const work = tempDir("addon");
+    try {
+      const log = path.join(work, "trace");
+      const [cmd, ...rest] = frostCommand();
+      execFileSync("strace", ["-f", "-qq", "-e", "trace=open,openat", "-o", log, cmd!, ...rest, ...args], {
+        stdio: "ignore",
+      });
+      return fs.readFileSync(log, "utf8").split("\n").filter((l) => /\.node"/.test(l));
+    } finally {
+      cleanup(work);
+    }
+  };
+
+  it("frost --version, and a backup with --no-xattrs, do not load it", () => {
+    assert.deepEqual(addonsOpened(["--version"]), []);
+    const work = tempDir("addon-backup");
+    try {
+      fs.mkdirSync(path.join(work, "src"));
+      fs.writeFileSync(path.join(work, "src", "a"), "a");
+      const store = path.join(work, "store");
+      assert.deepEqual(
+        addonsOpened(["backup", path.join(work, "src"), "--name", "n", "--storage", store, "--no-xattrs"]),
+        [],
+      );
+    } finally {
+      cleanup(work);
+    }
+  });
+});
+
+function hasStrace(): boolean {
+  try {
+    execFileSync("strace", ["-f", "-qq", "-o", "/dev/null", "true"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
