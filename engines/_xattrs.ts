@@ -32,7 +32,7 @@ function loadAddon(): Addon | undefined {
         ? require("@napi-rs/xattr") as Addon
         : createRequire(import.meta.url)("@napi-rs/xattr") as Addon;
     } catch {
-      addon = null;
+      addon = null; // its loader's message blames npm (optional dependencies), which misleads here
     }
   }
   return addon ?? undefined;
@@ -47,7 +47,11 @@ export function xattrsUnavailable(): string | undefined {
   return loadAddon()
     ? undefined
     : "extended attributes and ACLs cannot be read or set here: the native xattr addon did not load " +
-      "(run frost's sources with --allow-ffi)";
+      (LOAD_ON_READ
+        // The binary writes the addon into $TMPDIR (else /tmp) and loads it from there.
+        ? "(the frost binary unpacks it into $TMPDIR, else /tmp, and loads it from there: is that folder " +
+          "missing, full or mounted noexec?)"
+        : "(run frost's sources with --allow-ffi)");
 }
 
 /**
@@ -147,7 +151,14 @@ export function xattrNamesLength(fd: number): number | undefined {
 export function readXattrs(abs: string, warn: (message: string) => void, fd?: number): Xattr[] | undefined {
   // Files with names, and failures (errno is not at hand here), take the path below.
   if (fd !== undefined && fd >= 0 && xattrNamesLength(fd) === 0) return undefined;
-  const lib = xattrs(); // outside the try: an addon that cannot load fails the backup (see requireXattrs)
+  // Outside the try: an addon that cannot load fails the backup (see requireXattrs).
+  const lib = loadAddon();
+  if (!lib) {
+    throw new FrostError(
+      `Cannot read the extended attributes of "${abs}": ${xattrsUnavailable()}; give --no-xattrs to back up ` +
+        "without them",
+    );
+  }
   let names: string[];
   try {
     names = lib.listAttributesSync(abs);

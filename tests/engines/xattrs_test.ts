@@ -668,3 +668,32 @@ function hasStrace(): boolean {
     return false;
   }
 }
+
+describe("the binary where its xattr addon cannot be unpacked", {
+  skip: process.env.FROST_BIN === undefined &&
+    "the binary unpacks the addon; main.ts loads it from node_modules",
+}, () => {
+  it("fails the backup with a message naming the temp folder and --no-xattrs, and lists nothing", async () => {
+    const work = tempDir("addon-tmpdir");
+    try {
+      const src = path.join(work, "src");
+      fs.mkdirSync(src);
+      fs.writeFileSync(path.join(src, "a"), "a");
+      const store = path.join(work, "store");
+      const env = { TMPDIR: path.join(work, "missing") };
+      const failed = await frost(["backup", src, "--name", "n", "--storage", store], { env });
+      assert.equal(failed.code, 1, failed.stderr);
+      assert.match(
+        failed.stderr,
+        /^frost: Cannot read the extended attributes of .*\$TMPDIR.*give --no-xattrs/,
+      );
+      assert.equal(failed.stderr.trim().split("\n").length, 1, failed.stderr);
+      const listed = await frost(["list", "--name", "n", "--storage", store, "--json"]);
+      assert.deepEqual(JSON.parse(listed.stdout), []);
+      const without = await frost(["backup", src, "--name", "n", "--storage", store, "--no-xattrs"], { env });
+      assert.equal(without.code, 0, without.stderr);
+    } finally {
+      cleanup(work);
+    }
+  });
+});
