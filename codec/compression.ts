@@ -14,6 +14,7 @@ import { EvalWorkers } from "./_workers.ts";
 import { messageOf, UsageError } from "../base/errors.ts";
 import { WORKER_MEMORY_SOURCE } from "../base/memory.ts";
 import { type GiveBack, isShared, workerBuffer } from "../base/bytes.ts";
+import { skippedChunk, type SkipPlan } from "../base/skip.ts";
 
 /** The compression names frost accepts. */
 export const COMPRESSIONS = ["zstd", "gzip", "none"] as const;
@@ -410,6 +411,13 @@ export interface DecompressorOptions {
    * with it, so that output buffers are reused (under Bun; elsewhere giving back is a no-op).
    */
   readerGivesBack?: boolean;
+  /**
+   * zstd: output ranges the reader will not use. A frame whose header gives its content size and whose
+   * whole output lies in one of them is not decompressed: a marker chunk (`skippedChunk`, base/skip.ts)
+   * of that size comes in its place (consecutive ones as one). Frames partly in a range come whole. The
+   * reader must take markers for what they stand for. Default: every frame is decompressed.
+   */
+  skips?: SkipPlan;
 }
 
 /** A decompressing TransformStream, and where its reader gives output chunks back (`readerGivesBack`). */
@@ -482,6 +490,35 @@ function scanFrame(buf: Uint8Array, len: number, s: FrameScan): number {
   return len >= s.at ? s.at : 0;
 }
 
+/**
+ * The bytes the zstd frame at the start of `frame` decompresses to, as its header says (Frame_Content_Size,
+ * RFC 8878 3.1.1.1), or -1 when it does not say (or says more than a safe integer).
+ */
+export function frameContentSize(frame: Uint8Array): number {
+  if (frame.byteLength < 6) return -1;
+  const fhd = frame[4]!;
+  const single = (fhd >> 5) & 1;
+  const flag = fhd >> 6;
+  const size = flag === 0 ? single : [1, 2, 4, 8][flag]!;
+  const at = 5 + (single ? 0 : 1) + [0, 1, 2, 4][fhd & 3]!;
+  if (size === 0 || frame.byteLength < at + size) return -1;
+  const b = (i: number) => frame[at + i]!;
+  switch (size) {
+    case 1:
+      return b(0);
+    case 2:
+      return (b(0) | b(1) << 8) + 256;
+    case 4:
+      return (b(0) | b(1) << 8 | b(2) << 16 | b(3) << 24) >>> 0;
+    default: {
+      const low = (b(0) | b(1) << 8 | b(2) << 16 | b(3) << 24) >>> 0;
+      const high = (b(4) | b(5) << 8 | b(6) << 16 | b(7) << 24) >>> 0;
+      const n = high * 2 ** 32 + low;
+      return Number.isSafeInteger(n) ? n : -1;
+    }
+  }
+}
+
 function zstdDecompressFrame(frame: Uint8Array): Promise<Compressed> {
   return new Promise((resolve, reject) =>
     zlib.zstdDecompress(
@@ -490,6 +527,14 @@ function zstdDecompressFrame(frame: Uint8Array): Promise<Compressed> {
       (err, out) => err ? reject(err) : resolve({ out, input: frame }),
     )
   );
+}
+
+/** A frame queued by `zstdDecompressor`: decompressed by `job`, or skipped (no `job`: `size` bytes not
+ * needed, in the range numbered `range` of the `SkipPlan`). `size`: output bytes, -1 when unknown. */
+interface PendingFrame {
+  job?: Promise<Compressed>;
+  size: number;
+  range?: number;
 }
 
 /** Output bytes of a stream decompressed on the main thread (Bun) before its frames go to the worker: a level
@@ -508,7 +553,7 @@ const OUTPUT_SIZE = BLOCK_SIZE + 4096;
  * frames of at most a few MiB.
  */
 function zstdDecompressor(options: DecompressorOptions): Decompressor {
-  const { giveBack: giveInputBack } = options;
+  const { giveBack: giveInputBack, skips } = options;
   // Under Bun, whose zlib calls run on the main thread, frames go to the worker threads; the first small
   // ones (a state, a no-change level: the whole stream) are decompressed here, without starting a worker.
   const bun = process.versions.bun !== undefined;
@@ -546,9 +591,39 @@ function zstdDecompressor(options: DecompressorOptions): Decompressor {
   let buf = take(0);
   let len = 0;
   let scan: FrameScan = { at: 0, last: false, skip: false };
-  const pending: Promise<Compressed>[] = [];
+  /** Frames in order: being decompressed (`job`), or left undecompressed (see `skipFrame`). */
+  const pending: PendingFrame[] = [];
+  /** Output bytes handed on so far, markers included. */
+  let emitted = 0;
+  /**
+   * Whether the frame at the start of `frame`, of `size` output bytes (-1: unknown), lies wholly in a
+   * range of `skips`: then it is queued as skipped (joined to the skipped frames just before it in the
+   * same range), not decompressed. Its place in the output is known when every frame before it still
+   * queued has a known size.
+   */
+  const skipFrame = (size: number): boolean => {
+    if (!skips || size <= 0) return false;
+    let start = emitted;
+    for (const p of pending) {
+      if (p.size < 0) return false;
+      start += p.size;
+    }
+    const range = skips.covers(start, start + size);
+    if (range < 0) return false;
+    const last = pending.at(-1);
+    if (last && !last.job && last.range === range) last.size += size;
+    else pending.push({ size, range });
+    return true;
+  };
   const output = async (controller: TransformStreamDefaultController<Uint8Array>) => {
-    const { out, input, into } = await pending.shift()!;
+    const next = pending.shift()!;
+    if (!next.job) {
+      emitted += next.size;
+      controller.enqueue(skippedChunk(next.size));
+      return;
+    }
+    const { out, input, into } = await next.job;
+    emitted += out.byteLength;
     if (free.length <= DECOMPRESS_IN_FLIGHT) free.push(new Uint8Array(input.buffer));
     if (into) giveBack(into);
     if (out.byteLength > 0) controller.enqueue(out);
@@ -575,11 +650,14 @@ function zstdDecompressor(options: DecompressorOptions): Decompressor {
           buf = take(rest);
           buf.set(frame.subarray(end, len));
           len = rest;
+          const size = skips && !scan.skip ? frameContentSize(frame) : -1;
           if (scan.skip) free.push(frame);
-          else {
+          else if (skipFrame(size)) {
+            if (free.length <= DECOMPRESS_IN_FLIGHT) free.push(frame);
+          } else {
             const job = decompress(frame.subarray(0, end));
             job.catch(() => {}); // surfaces when awaited in output()
-            pending.push(job);
+            pending.push({ job, size });
           }
           scan = { at: 0, last: false, skip: false };
           while (pending.length > DECOMPRESS_IN_FLIGHT) await output(controller);
