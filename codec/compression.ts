@@ -59,7 +59,9 @@ function zlibCompressor(kind: Exclude<Compression, "none">): Compress {
       new Promise((resolve, reject) =>
         zlib.zstdCompress(
           input,
-          { params, chunkSize: chunkSizeFor(input) },
+          // The frame's size in its header, as Bun writes it unasked (a restore skips such frames unread:
+          // `DecompressorOptions.skips`); Deno's zlib writes it only when pledged.
+          { params, chunkSize: chunkSizeFor(input), pledgedSrcSize: input.byteLength },
           (err, out) => err ? reject(err) : resolve({ out, input }),
         )
       );
