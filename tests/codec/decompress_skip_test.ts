@@ -99,9 +99,10 @@ describe("createDecompressor() with skips", () => {
 
   for (const chunk of [64 * 1024 + 17, 3 * MiB + 1]) {
     it(`leaves undecompressed the frames wholly inside a skipped range (input chunks of ${chunk} bytes)`, async () => {
-      // From inside frame 1 to inside frame 5: frames 2 to 4 lie wholly inside, with corrupt bodies.
-      const from = starts[1]! + 12_345;
-      const to = starts[5]! + 777;
+      // From a byte into frame 1 to a byte before the end of frame 5: frames 2 to 4 lie wholly inside (a
+      // frame placed a byte off would not), with corrupt bodies.
+      const from = starts[1]! + 1;
+      const to = starts[6]! - 1;
       const bad = frames.map((f, k) => {
         if (k < 2 || k > 4) return f;
         const copy = f.slice();

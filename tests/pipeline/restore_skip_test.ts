@@ -113,7 +113,7 @@ describe("runRestore() of a chain whose skipped files' data spans frames at odd 
   const storage = new MemoryStorage();
   const chain: Manifest[] = [];
   /** Large files (two of them next to each other in the archive) and small ones before, between and after. */
-  const LARGE: Record<string, number> = { b1: 3 * MiB + 12_345, b2: 2 * MiB + 999, b3: MiB + 4097 };
+  const LARGE: Record<string, number> = { b1: 12 * MiB + 12_345, b2: 9 * MiB + 999, b3: 6 * MiB + 4097 };
   const SMALL: Record<string, number> = { a: 777, m: 5000, z: 123_457 };
 
   before(async () => {
