@@ -631,10 +631,49 @@ function zstdDecompressor(options: DecompressorOptions): Decompressor {
     if (out.byteLength > 0) controller.enqueue(out);
     else giveBack(out);
   };
+  /**
+   * The frame `frame[0, end)` is complete (scanned with `scan`): left undecompressed when it is skipped,
+   * else decompressed, from `frame` when `own` (a buffer of this decompressor), else from a copy.
+   */
+  const frameEnded = async (
+    frame: Uint8Array,
+    end: number,
+    own: boolean,
+    controller: TransformStreamDefaultController<Uint8Array>,
+  ) => {
+    const skippable = scan.skip;
+    scan = { at: 0, last: false, skip: false };
+    const size = skips && !skippable ? frameContentSize(frame) : -1;
+    if (skippable || skipFrame(size)) {
+      if (own && free.length <= DECOMPRESS_IN_FLIGHT) free.push(frame);
+      return;
+    }
+    let input = frame;
+    if (!own) {
+      input = take(end);
+      input.set(frame.subarray(0, end));
+    }
+    const job = decompress(input.subarray(0, end));
+    job.catch(() => {}); // surfaces when awaited in output()
+    pending.push({ job, size });
+    while (pending.length > DECOMPRESS_IN_FLIGHT) await output(controller);
+  };
   const stream: Decompressor = new TransformStream<Uint8Array, Uint8Array>({
     async transform(chunk, controller) {
       let offset = 0;
       while (offset < chunk.byteLength) {
+        if (len === 0) {
+          // A frame starts here. When it ends in this chunk, it is taken from there: copied once, into a
+          // buffer of its own, to be decompressed; not at all when it is skipped.
+          const rest = chunk.subarray(offset);
+          const end = scanFrame(rest, rest.byteLength, scan);
+          if (end > 0) {
+            offset += end;
+            await frameEnded(rest, end, false, controller);
+            continue;
+          }
+          // Else it is gathered in `buf`, the scan going on from where it stopped.
+        }
         if (len === buf.byteLength) {
           const bigger = new Uint8Array(buf.byteLength * 2);
           bigger.set(buf);
@@ -644,25 +683,15 @@ function zstdDecompressor(options: DecompressorOptions): Decompressor {
         buf.set(chunk.subarray(offset, offset + n), len);
         len += n;
         offset += n;
-        for (;;) {
-          const end = scanFrame(buf, len, scan);
-          if (end === 0) break;
-          const rest = len - end;
+        const end = scanFrame(buf, len, scan);
+        if (end > 0) {
+          // The frame began in an earlier chunk, so what follows it in `buf` came from this one: it is read
+          // from here again.
+          offset -= len - end;
           const frame = buf;
-          buf = take(rest);
-          buf.set(frame.subarray(end, len));
-          len = rest;
-          const size = skips && !scan.skip ? frameContentSize(frame) : -1;
-          if (scan.skip) free.push(frame);
-          else if (skipFrame(size)) {
-            if (free.length <= DECOMPRESS_IN_FLIGHT) free.push(frame);
-          } else {
-            const job = decompress(frame.subarray(0, end));
-            job.catch(() => {}); // surfaces when awaited in output()
-            pending.push({ job, size });
-          }
-          scan = { at: 0, last: false, skip: false };
-          while (pending.length > DECOMPRESS_IN_FLIGHT) await output(controller);
+          buf = take(0);
+          len = 0;
+          await frameEnded(frame, end, true, controller);
         }
       }
       giveInputBack?.(chunk);

@@ -134,6 +134,19 @@ describe("createDecompressor() with skips", () => {
     }
   });
 
+  it("reads frames and skippable frames cut anywhere, skipped or not", async () => {
+    const skippable = new Uint8Array([0x50, 0x2a, 0x4d, 0x18, 5, 0, 0, 0, 1, 2, 3, 4, 5]);
+    const stream = concatBytes(frames.flatMap((f) => [skippable, f]));
+    for (const chunk of [1, 7, 4096 + 3, stream.byteLength]) {
+      const none = await decode(stream, data, new SkipPlan(), chunk);
+      assert.equal(none.bytes, data.byteLength);
+      const plan = new SkipPlan();
+      plan.add(starts[1]! + 1, starts[6]! - starts[1]! - 2);
+      const some = await decode(stream, data, plan, chunk);
+      assert.deepEqual(some.markers, [[starts[2]!, starts[5]! - starts[2]!]]);
+    }
+  });
+
   it("decompresses every frame when no range holds a whole one", async () => {
     const plan = new SkipPlan();
     plan.add(starts[1]! + 1, SIZES[1]! + SIZES[2]! - 2);
