@@ -679,7 +679,11 @@ function zstdDecompressor(options: DecompressorOptions): Decompressor {
           bigger.set(buf);
           buf = bigger;
         }
-        const n = Math.min(buf.byteLength - len, chunk.byteLength - offset);
+        // Only what the scan needs next (its header, the next block header, or the rest up to its end): the
+        // frame's blocks are copied, not what follows it.
+        const at = Math.abs(scan.at);
+        const need = at === 0 ? 5 : scan.last ? at : at + 3;
+        const n = Math.min(buf.byteLength - len, chunk.byteLength - offset, Math.max(need - len, 1));
         buf.set(chunk.subarray(offset, offset + n), len);
         len += n;
         offset += n;
