@@ -2,7 +2,8 @@
  * `runRestore` with the real tar engine over a real (memory) storage: each member of a chain leaves unwritten
  * the large files a later member stores whole (`RestoreOptions.skipData`), and only on what the states say:
  * a member whose state says nothing (an older state version, a state that cannot be read) skips nothing and
- * makes nothing skipped.
+ * makes nothing skipped. The zstd frames holding only data read past (those files, or files a partial
+ * restore leaves out) are not decompressed, and every byte around them still comes where it belongs.
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -158,6 +159,18 @@ describe("runRestore() of a chain whose skipped files' data spans frames at odd 
     }
     const large = Object.values(LARGE).reduce((a, b) => a + b, 0);
     assert.equal(stats.skipped, 2 * large);
+  });
+
+  it("restores the small files exactly when a partial restore leaves the large ones out", async () => {
+    const target = path.join(work, "part");
+    fs.mkdirSync(target);
+    const select = (rel: string) =>
+      rel === "" ? "parent" as const : rel in LARGE ? "out" as const : "in" as const;
+    await runRestore({ storage, engines: () => tarEngine, chain, target, select });
+    assert.deepEqual(fs.readdirSync(target).sort(), Object.keys(SMALL).sort());
+    for (const name of Object.keys(SMALL)) {
+      assert.ok(fs.readFileSync(path.join(target, name)).equals(fs.readFileSync(path.join(src, name))), name);
+    }
   });
 
   it("restores an older point of the chain as it was, its own large files written", async () => {
