@@ -531,6 +531,13 @@ function zstdDecompressFrame(frame: Uint8Array): Promise<Compressed> {
   );
 }
 
+/** `buf`'s bytes in a new buffer of at least `size` bytes (twice as big, at least). */
+function grown(buf: Uint8Array, size: number): Uint8Array {
+  const bigger = new Uint8Array(Math.max(buf.byteLength * 2, size));
+  bigger.set(buf);
+  return bigger;
+}
+
 /** A frame queued by `zstdDecompressor`: decompressed by `job`, or skipped (no `job`: `size` bytes not
  * needed, in the range numbered `range` of the `SkipPlan`). `size`: output bytes, -1 when unknown. */
 interface PendingFrame {
@@ -593,6 +600,8 @@ function zstdDecompressor(options: DecompressorOptions): Decompressor {
   let buf = take(0);
   let len = 0;
   let scan: FrameScan = { at: 0, last: false, skip: false };
+  /** The frame being gathered in `buf` is not decompressed: only what its scan reads is copied. */
+  let passing = false;
   /** Frames in order: being decompressed (`job`), or left undecompressed (see `skipFrame`). */
   const pending: PendingFrame[] = [];
   /** Output bytes handed on so far, markers included. */
@@ -672,29 +681,44 @@ function zstdDecompressor(options: DecompressorOptions): Decompressor {
             await frameEnded(rest, end, false, controller);
             continue;
           }
-          // Else it is gathered in `buf`, the scan going on from where it stopped.
-        }
-        if (len === buf.byteLength) {
-          const bigger = new Uint8Array(buf.byteLength * 2);
-          bigger.set(buf);
-          buf = bigger;
+          // Else it is gathered in `buf`, the scan going on from where it stopped; a frame that is skipped
+          // (queued as such now), or a skippable one, is only scanned (`passing`).
+          passing = scan.skip || (scan.at !== 0 && skipFrame(frameContentSize(rest)));
+          while (pending.length > DECOMPRESS_IN_FLIGHT) await output(controller);
         }
         // Only what the scan needs next (its header, the next block header, or the rest up to its end): the
         // frame's blocks are copied, not what follows it.
         const at = Math.abs(scan.at);
         const need = at === 0 ? 5 : scan.last ? at : at + 3;
-        const n = Math.min(buf.byteLength - len, chunk.byteLength - offset, Math.max(need - len, 1));
-        buf.set(chunk.subarray(offset, offset + n), len);
+        let n = Math.min(chunk.byteLength - offset, Math.max(need - len, 1));
+        if (passing) {
+          // `buf` gets only the bytes the scan reads (block headers), at their places.
+          const from = Math.max(len, at);
+          if (from < len + n) {
+            if (len + n > buf.byteLength) buf = grown(buf, len + n);
+            buf.set(chunk.subarray(offset + from - len, offset + n), from);
+          }
+        } else {
+          if (len === buf.byteLength) buf = grown(buf, len + 1);
+          n = Math.min(n, buf.byteLength - len);
+          buf.set(chunk.subarray(offset, offset + n), len);
+        }
         len += n;
         offset += n;
         const end = scanFrame(buf, len, scan);
         if (end > 0) {
-          // The frame began in an earlier chunk, so what follows it in `buf` came from this one: it is read
-          // from here again.
+          // The frame began in an earlier chunk, so what follows it came from this one: it is read from here
+          // again.
           offset -= len - end;
+          len = 0;
+          if (passing) {
+            // Skipped (queued when it began) or skippable: nothing to hand on.
+            passing = false;
+            scan = { at: 0, last: false, skip: false };
+            continue;
+          }
           const frame = buf;
           buf = take(0);
-          len = 0;
           await frameEnded(frame, end, true, controller);
         }
       }

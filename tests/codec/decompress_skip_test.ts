@@ -42,6 +42,24 @@ function withoutSize(frame: Uint8Array): Uint8Array {
   return out;
 }
 
+/**
+ * `frame` with the body of its first block
+ * (compressed) garbled: its block headers stay, so the frame still ends where it did, but it no longer
+ * decompresses.
+ */
+function corruptFirstBlock(frame: Uint8Array): Uint8Array {
+  const copy = frame.slice();
+  // 0x80: a window descriptor and a 4-byte content size; 0xa0: a single segment, a 4-byte content size.
+  const header = { 0x80: 10, 0xa0: 9 }[copy[4]!];
+  assert.ok(header !== undefined, `frame header descriptor ${copy[4]}`);
+  const bh = copy[header]! | copy[header + 1]! << 8 | copy[header + 2]! << 16;
+  assert.equal((bh >> 1) & 3, 2, "a compressed block");
+  const size = bh >>> 3;
+  for (let i = header + 3; i < header + 3 + size; i += 5) copy[i]! ^= 0x5a;
+  assert.throws(() => zlib.zstdDecompressSync(copy));
+  return copy;
+}
+
 interface Decoded {
   /** Bytes that came as data, each where it belongs, checked against `data`. */
   bytes: number;
@@ -105,9 +123,7 @@ describe("createDecompressor() with skips", () => {
       const to = starts[6]! - 1;
       const bad = frames.map((f, k) => {
         if (k < 2 || k > 4) return f;
-        const copy = f.slice();
-        for (let i = 20; i < copy.length - 8; i += 97) copy[i]! ^= 0x5a;
-        return copy;
+        return corruptFirstBlock(f);
       });
       const plan = new SkipPlan();
       plan.add(from, to - from);
