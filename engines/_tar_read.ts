@@ -74,8 +74,8 @@ export interface TarHandler {
   warn(name: string, message: string): void;
   /**
    * The reader will read past the stream's bytes `[offset, offset + length)` without handing them on
-   * (the data of a member not taken): the feeder may then push, in place of runs of them, `readPast`
-   * counts instead of the bytes. Told in stream order, when the reader meets them.
+   * (the data of a member not taken): the feeder may then call `TarReader.readPast(n)` in place of pushing
+   * runs of them. Told in stream order, when the reader meets them.
    */
   skipping?(offset: number, length: number): void;
 }
