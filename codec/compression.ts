@@ -14,6 +14,7 @@ import { EvalWorkers } from "./_workers.ts";
 import { messageOf, UsageError } from "../base/errors.ts";
 import { WORKER_MEMORY_SOURCE } from "../base/memory.ts";
 import { type GiveBack, isShared, workerBuffer } from "../base/bytes.ts";
+import { skippedChunk, type SkipPlan } from "../base/skip.ts";
 
 /** The compression names frost accepts. */
 export const COMPRESSIONS = ["zstd", "gzip", "none"] as const;
@@ -58,7 +59,9 @@ function zlibCompressor(kind: Exclude<Compression, "none">): Compress {
       new Promise((resolve, reject) =>
         zlib.zstdCompress(
           input,
-          { params, chunkSize: chunkSizeFor(input) },
+          // The frame's size in its header, as Bun writes it unasked (a restore skips such frames unread:
+          // `DecompressorOptions.skips`); Deno's zlib writes it only when pledged.
+          { params, chunkSize: chunkSizeFor(input), pledgedSrcSize: input.byteLength },
           (err, out) => err ? reject(err) : resolve({ out, input }),
         )
       );
@@ -410,6 +413,13 @@ export interface DecompressorOptions {
    * with it, so that output buffers are reused (under Bun; elsewhere giving back is a no-op).
    */
   readerGivesBack?: boolean;
+  /**
+   * zstd: output ranges the reader will not use. A frame whose header gives its content size and whose
+   * whole output lies in one of them is not decompressed: a marker chunk (`skippedChunk`, base/skip.ts)
+   * of that size comes in its place (consecutive ones as one). Frames partly in a range come whole. The
+   * reader must take markers for what they stand for. Default: every frame is decompressed.
+   */
+  skips?: SkipPlan;
 }
 
 /** A decompressing TransformStream, and where its reader gives output chunks back (`readerGivesBack`). */
@@ -482,6 +492,35 @@ function scanFrame(buf: Uint8Array, len: number, s: FrameScan): number {
   return len >= s.at ? s.at : 0;
 }
 
+/**
+ * The bytes the zstd frame at the start of `frame` decompresses to, as its header says (Frame_Content_Size,
+ * RFC 8878 3.1.1.1), or -1 when it does not say (or says more than a safe integer).
+ */
+export function frameContentSize(frame: Uint8Array): number {
+  if (frame.byteLength < 6) return -1;
+  const fhd = frame[4]!;
+  const single = (fhd >> 5) & 1;
+  const flag = fhd >> 6;
+  const size = flag === 0 ? single : [1, 2, 4, 8][flag]!;
+  const at = 5 + (single ? 0 : 1) + [0, 1, 2, 4][fhd & 3]!;
+  if (size === 0 || frame.byteLength < at + size) return -1;
+  const b = (i: number) => frame[at + i]!;
+  switch (size) {
+    case 1:
+      return b(0);
+    case 2:
+      return (b(0) | b(1) << 8) + 256;
+    case 4:
+      return (b(0) | b(1) << 8 | b(2) << 16 | b(3) << 24) >>> 0;
+    default: {
+      const low = (b(0) | b(1) << 8 | b(2) << 16 | b(3) << 24) >>> 0;
+      const high = (b(4) | b(5) << 8 | b(6) << 16 | b(7) << 24) >>> 0;
+      const n = high * 2 ** 32 + low;
+      return Number.isSafeInteger(n) ? n : -1;
+    }
+  }
+}
+
 function zstdDecompressFrame(frame: Uint8Array): Promise<Compressed> {
   return new Promise((resolve, reject) =>
     zlib.zstdDecompress(
@@ -490,6 +529,21 @@ function zstdDecompressFrame(frame: Uint8Array): Promise<Compressed> {
       (err, out) => err ? reject(err) : resolve({ out, input: frame }),
     )
   );
+}
+
+/** `buf`'s bytes in a new buffer of at least `size` bytes (twice as big, at least). */
+function grown(buf: Uint8Array, size: number): Uint8Array {
+  const bigger = new Uint8Array(Math.max(buf.byteLength * 2, size));
+  bigger.set(buf);
+  return bigger;
+}
+
+/** A frame queued by `zstdDecompressor`: decompressed by `job`, or skipped (no `job`: `size` bytes not
+ * needed, in the range numbered `range` of the `SkipPlan`). `size`: output bytes, -1 when unknown. */
+interface PendingFrame {
+  job?: Promise<Compressed>;
+  size: number;
+  range?: number;
 }
 
 /** Output bytes of a stream decompressed on the main thread (Bun) before its frames go to the worker: a level
@@ -508,7 +562,7 @@ const OUTPUT_SIZE = BLOCK_SIZE + 4096;
  * frames of at most a few MiB.
  */
 function zstdDecompressor(options: DecompressorOptions): Decompressor {
-  const { giveBack: giveInputBack } = options;
+  const { giveBack: giveInputBack, skips } = options;
   // Under Bun, whose zlib calls run on the main thread, frames go to the worker threads; the first small
   // ones (a state, a no-change level: the whole stream) are decompressed here, without starting a worker.
   const bun = process.versions.bun !== undefined;
@@ -546,43 +600,126 @@ function zstdDecompressor(options: DecompressorOptions): Decompressor {
   let buf = take(0);
   let len = 0;
   let scan: FrameScan = { at: 0, last: false, skip: false };
-  const pending: Promise<Compressed>[] = [];
+  /** The frame being gathered in `buf` is not decompressed: only what its scan reads is copied. */
+  let passing = false;
+  /** Frames in order: being decompressed (`job`), or left undecompressed (see `skipFrame`). */
+  const pending: PendingFrame[] = [];
+  /** Output bytes handed on so far, markers included. */
+  let emitted = 0;
+  /**
+   * Whether the frame at the start of `frame`, of `size` output bytes (-1: unknown), lies wholly in a
+   * range of `skips`: then it is queued as skipped (joined to the skipped frames just before it in the
+   * same range), not decompressed. Its place in the output is known when every frame before it still
+   * queued has a known size.
+   */
+  const skipFrame = (size: number): boolean => {
+    if (!skips || size <= 0) return false;
+    let start = emitted;
+    for (const p of pending) {
+      if (p.size < 0) return false;
+      start += p.size;
+    }
+    const range = skips.covers(start, start + size);
+    if (range < 0) return false;
+    const last = pending.at(-1);
+    if (last && !last.job && last.range === range) last.size += size;
+    else pending.push({ size, range });
+    return true;
+  };
   const output = async (controller: TransformStreamDefaultController<Uint8Array>) => {
-    const { out, input, into } = await pending.shift()!;
+    const next = pending.shift()!;
+    if (!next.job) {
+      emitted += next.size;
+      controller.enqueue(skippedChunk(next.size));
+      return;
+    }
+    const { out, input, into } = await next.job;
+    emitted += out.byteLength;
     if (free.length <= DECOMPRESS_IN_FLIGHT) free.push(new Uint8Array(input.buffer));
     if (into) giveBack(into);
     if (out.byteLength > 0) controller.enqueue(out);
     else giveBack(out);
   };
+  /**
+   * The frame `frame[0, end)` is complete (scanned with `scan`): left undecompressed when it is skipped,
+   * else decompressed, from `frame` when `own` (a buffer of this decompressor), else from a copy.
+   */
+  const frameEnded = async (
+    frame: Uint8Array,
+    end: number,
+    own: boolean,
+    controller: TransformStreamDefaultController<Uint8Array>,
+  ) => {
+    const skippable = scan.skip;
+    scan = { at: 0, last: false, skip: false };
+    const size = skips && !skippable ? frameContentSize(frame) : -1;
+    if (skippable || skipFrame(size)) {
+      if (own && free.length <= DECOMPRESS_IN_FLIGHT) free.push(frame);
+      return;
+    }
+    let input = frame;
+    if (!own) {
+      input = take(end);
+      input.set(frame.subarray(0, end));
+    }
+    const job = decompress(input.subarray(0, end));
+    job.catch(() => {}); // surfaces when awaited in output()
+    pending.push({ job, size });
+    while (pending.length > DECOMPRESS_IN_FLIGHT) await output(controller);
+  };
   const stream: Decompressor = new TransformStream<Uint8Array, Uint8Array>({
     async transform(chunk, controller) {
       let offset = 0;
       while (offset < chunk.byteLength) {
-        if (len === buf.byteLength) {
-          const bigger = new Uint8Array(buf.byteLength * 2);
-          bigger.set(buf);
-          buf = bigger;
+        if (len === 0) {
+          // A frame starts here. When it ends in this chunk, it is taken from there: copied once, into a
+          // buffer of its own, to be decompressed; not at all when it is skipped.
+          const rest = chunk.subarray(offset);
+          const end = scanFrame(rest, rest.byteLength, scan);
+          if (end > 0) {
+            offset += end;
+            await frameEnded(rest, end, false, controller);
+            continue;
+          }
+          // Else it is gathered in `buf`, the scan going on from where it stopped; a frame that is skipped
+          // (queued as such now), or a skippable one, is only scanned (`passing`).
+          passing = scan.skip || (scan.at !== 0 && skipFrame(frameContentSize(rest)));
+          while (pending.length > DECOMPRESS_IN_FLIGHT) await output(controller);
         }
-        const n = Math.min(buf.byteLength - len, chunk.byteLength - offset);
-        buf.set(chunk.subarray(offset, offset + n), len);
+        // Only what the scan needs next (its header, the next block header, or the rest up to its end): the
+        // frame's blocks are copied, not what follows it.
+        const at = Math.abs(scan.at);
+        const need = at === 0 ? 5 : scan.last ? at : at + 3;
+        let n = Math.min(chunk.byteLength - offset, Math.max(need - len, 1));
+        if (passing) {
+          // `buf` gets only the bytes the scan reads (block headers), at their places.
+          const from = Math.max(len, at);
+          if (from < len + n) {
+            if (len + n > buf.byteLength) buf = grown(buf, len + n);
+            buf.set(chunk.subarray(offset + from - len, offset + n), from);
+          }
+        } else {
+          if (len === buf.byteLength) buf = grown(buf, len + 1);
+          n = Math.min(n, buf.byteLength - len);
+          buf.set(chunk.subarray(offset, offset + n), len);
+        }
         len += n;
         offset += n;
-        for (;;) {
-          const end = scanFrame(buf, len, scan);
-          if (end === 0) break;
-          const rest = len - end;
-          const frame = buf;
-          buf = take(rest);
-          buf.set(frame.subarray(end, len));
-          len = rest;
-          if (scan.skip) free.push(frame);
-          else {
-            const job = decompress(frame.subarray(0, end));
-            job.catch(() => {}); // surfaces when awaited in output()
-            pending.push(job);
+        const end = scanFrame(buf, len, scan);
+        if (end > 0) {
+          // The frame began in an earlier chunk, so what follows it came from this one: it is read from here
+          // again.
+          offset -= len - end;
+          len = 0;
+          if (passing) {
+            // Skipped (queued when it began) or skippable: nothing to hand on.
+            passing = false;
+            scan = { at: 0, last: false, skip: false };
+            continue;
           }
-          scan = { at: 0, last: false, skip: false };
-          while (pending.length > DECOMPRESS_IN_FLIGHT) await output(controller);
+          const frame = buf;
+          buf = take(0);
+          await frameEnded(frame, end, true, controller);
         }
       }
       giveInputBack?.(chunk);

@@ -72,6 +72,12 @@ export interface TarHandler {
   end(): void;
   /** A non-fatal problem with the member named `name`. */
   warn(name: string, message: string): void;
+  /**
+   * The reader will read past the stream's bytes `[offset, offset + length)` without handing them on
+   * (the data of a member not taken): the feeder may then call `TarReader.readPast(n)` in place of pushing
+   * runs of them. Told in stream order, when the reader meets them.
+   */
+  skipping?(offset: number, length: number): void;
 }
 
 const BLOCK = 512;
@@ -172,6 +178,8 @@ export class TarReader {
   #atEnd = false;
   #lastName = "";
   #sparse: Sparse | null = null;
+  /** The SKIP state was entered for a member's data and not told to the handler yet (`skipping`). */
+  #tellSkip = false;
 
   constructor(handler: TarHandler) {
     this.#h = handler;
@@ -234,6 +242,10 @@ export class TarReader {
           break;
         }
         default: {
+          if (this.#tellSkip) {
+            this.#tellSkip = false;
+            this.#h.skipping?.(this.#base + i, this.#left);
+          }
           const take = Math.min(this.#left, n - i);
           this.#left -= take;
           i += take;
@@ -241,7 +253,26 @@ export class TarReader {
         }
       }
     }
+    if (this.#tellSkip) {
+      this.#tellSkip = false;
+      this.#h.skipping?.(this.#base + n, this.#left);
+    }
     this.#base += n;
+  }
+
+  /**
+   * Takes the next `n` bytes of the stream as read past, unseen: they must lie inside the range the reader
+   * is skipping (told by `TarHandler.skipping`).
+   */
+  readPast(n: number): void {
+    if (!(this.#state === SKIP && n >= 0 && n <= this.#left)) {
+      throw new Error(
+        `readPast(${n}) outside a skipped range (${this.#state === SKIP ? this.#left : 0} left)`,
+      );
+    }
+    this.#left -= n;
+    this.#base += n;
+    if (this.#left === 0) this.#state = HEADER;
   }
 
   /** Data bytes of the current member still to come through `data()` (0 outside a member's data). */
@@ -303,6 +334,7 @@ export class TarReader {
     if (bytes > 0) {
       this.#state = SKIP;
       this.#left = bytes;
+      this.#tellSkip = this.#h.skipping !== undefined;
     } else {
       this.#state = HEADER;
     }

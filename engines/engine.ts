@@ -136,6 +136,13 @@ export interface RestoreOptions {
    */
   skipData?: ReadonlySet<string>;
   /**
+   * Told each range of the stream (offsets from its start, in stream order) that the restore will read past
+   * without using it (the data of a member it skips, e.g. for `skipData`). Once told, the writer may write
+   * in place of runs of those bytes marker chunks that stand for them (base/skip.ts `skippedChunk`); engines
+   * that never tell it never get one. Default: none.
+   */
+  onReadPast?: (offset: number, length: number) => void;
+  /**
    * The writer never wants a chunk it has written into the restore's stream given back: the restore may keep
    * chunks after their `write()` resolved (the tar engine then writes large file data in the background).
    */

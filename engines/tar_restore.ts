@@ -16,6 +16,7 @@ import fs from "./_fs_bytes.ts";
 import path from "node:path";
 import type { RestoreOptions, RestoreRun, RestoreStats } from "./engine.ts";
 import { FrostError } from "../base/errors.ts";
+import { skippedBytes } from "../base/skip.ts";
 import { fsTime, safeRel } from "./_fs_common.ts";
 import {
   type DirFix,
@@ -71,6 +72,9 @@ export function tarRestore(target: string, options: RestoreOptions = {}): Restor
   };
   const run = restoreRun(target, options, "tarRestore", {
     push(chunk) {
+      // A marker for bytes the restore said it reads past (`onReadPast`): no data, nothing to write.
+      const past = skippedBytes(chunk);
+      if (past > 0) return reader.readPast(past);
       if (options.noGiveBack && chunk.byteLength >= BEHIND_MIN && reader.dataLeft > chunk.byteLength) {
         reader.takeData(chunk.byteLength);
         return applier.writeBehind(chunk);
@@ -266,6 +270,10 @@ class Applier implements TarHandler {
 
   warn(name: string, message: string): void {
     this.#options.onWarning?.({ path: name, message });
+  }
+
+  skipping(offset: number, length: number): void {
+    this.#options.onReadPast?.(offset, length);
   }
 
   /** Reports progress at most every 100 ms. */

@@ -9,6 +9,7 @@ import { createDecompressor } from "../codec/compression.ts";
 import type { Manifest } from "../series/manifest.ts";
 import { FrostError } from "../base/errors.ts";
 import type { GiveBack } from "../base/bytes.ts";
+import type { SkipPlan } from "../base/skip.ts";
 import { createDecryptor, type DataKey, decryptorGivesBack, streamId } from "../codec/encryption.ts";
 
 import { BufferPool } from "./buffer_pool.ts";
@@ -110,6 +111,8 @@ export interface OpenStreamOptions {
   pool?: BufferPool;
   /** The reader hands each output chunk back through `giveBack` when done with it. Default: false. */
   readerGivesBack?: boolean;
+  /** What the reader will not use (`DecompressorOptions.skips`): it then takes marker chunks. Default: none. */
+  skips?: SkipPlan;
 }
 
 /**
@@ -123,7 +126,7 @@ export function openStream(
   key: DataKey | null,
   options: OpenStreamOptions = {},
 ): DecodedStream {
-  const { pool, readerGivesBack = false } = options;
+  const { pool, readerGivesBack = false, skips } = options;
   if (manifest.encryption && !key) {
     throw new FrostError(
       `Cannot read the ${kind} of backup "${manifest.id}": it is encrypted and no key was given`,
@@ -139,7 +142,11 @@ export function openStream(
     )
     : segments;
   const giveInputBack = key ? undefined : give;
-  const decompressor = createDecompressor(manifest.compression, { giveBack: giveInputBack, readerGivesBack });
+  const decompressor = createDecompressor(manifest.compression, {
+    giveBack: giveInputBack,
+    readerGivesBack,
+    skips,
+  });
   return { stream: plain.pipeThrough(decompressor), giveBack: decompressor.giveBack };
 }
 

@@ -10,6 +10,7 @@ import type { Manifest } from "../series/manifest.ts";
 import { AbortedError, FrostError, messageOf } from "../base/errors.ts";
 import { collectNow } from "../base/memory.ts";
 import type { DataKey } from "../codec/encryption.ts";
+import { SkipPlan } from "../base/skip.ts";
 
 import { readSegments } from "./segment_reader.ts";
 import { openStream, pipeGivingBack, readStateChunks, segmentPool } from "./decode.ts";
@@ -65,6 +66,8 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
     const key = job.keys?.get(manifest.id) ?? null;
     // What the last level's decoder and members left is garbage: freed before this level makes more.
     collectNow();
+    // What the restore reads past (skipped files' data) the zstd decompressor need not decompress.
+    const plan = manifest.compression === "zstd" ? new SkipPlan() : undefined;
     const run = engine.restore(job.target, {
       select: job.select,
       memo,
@@ -72,6 +75,7 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
       xattrsRefused,
       devices: job.devices,
       skipData: skips[level],
+      onReadPast: plan && ((offset, length) => plan.add(offset, length)),
       emptyTarget: job.emptyTarget === true && manifest === job.chain[0],
       signal: job.signal,
       // zstd output buffers are handed back and filled again; encrypted streams are left out too (not checked
@@ -109,6 +113,7 @@ export async function runRestore(job: RestoreJob): Promise<RestoreStats> {
     const decoded = openStream(segments, manifest, "data", key, {
       pool,
       readerGivesBack: run.givesBackOnWrite === true,
+      skips: plan,
     });
     const flow = decoded.giveBack
       ? pipeGivingBack(decoded.stream, run.writable, decoded.giveBack, job.signal)

@@ -2,7 +2,8 @@
  * `runRestore` with the real tar engine over a real (memory) storage: each member of a chain leaves unwritten
  * the large files a later member stores whole (`RestoreOptions.skipData`), and only on what the states say:
  * a member whose state says nothing (an older state version, a state that cannot be read) skips nothing and
- * makes nothing skipped.
+ * makes nothing skipped. The zstd frames holding only data read past (those files, or files a partial
+ * restore leaves out) are not decompressed, and every byte around them still comes where it belongs.
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -16,7 +17,8 @@ import { MemoryStorage } from "../../storage/memory.ts";
 import { cleanup, pseudoRandom, tempDir } from "../_cli.ts";
 import { assertSameTree } from "../_tree.ts";
 
-const SIZE = 2 << 20;
+const MiB = 1 << 20;
+const SIZE = 2 * MiB;
 let idClock = Date.parse("2026-02-01T00:00:00Z");
 function nextId(): string {
   idClock += 1000;
@@ -102,6 +104,86 @@ describe("runRestore() of a chain that stores a large file at every level", () =
       assert.equal(stats.skipped, SIZE);
     } finally {
       await storage.put(key, new Uint8Array(good));
+    }
+  });
+});
+
+describe("runRestore() of a chain whose skipped files' data spans frames at odd offsets", () => {
+  let work: string;
+  let src: string;
+  const storage = new MemoryStorage();
+  const chain: Manifest[] = [];
+  /** Large files (two of them next to each other in the archive) and small ones before, between and after. */
+  const LARGE: Record<string, number> = { b1: 12 * MiB + 12_345, b2: 9 * MiB + 999, b3: 6 * MiB + 4097 };
+  const SMALL: Record<string, number> = { a: 777, m: 5000, z: 123_457 };
+
+  before(async () => {
+    work = tempDir("restore-skip-odd");
+    src = path.join(work, "src");
+    fs.mkdirSync(src);
+    for (const [k, round] of [10, 20, 30].entries()) {
+      for (const [name, size] of Object.entries(LARGE)) {
+        fs.writeFileSync(path.join(src, name), pseudoRandom(size, round + name.charCodeAt(1)));
+      }
+      for (const [name, size] of Object.entries(SMALL)) {
+        fs.writeFileSync(path.join(src, name), pseudoRandom(size + k, round + name.charCodeAt(0)));
+      }
+      const parent = chain.at(-1) ?? null;
+      chain.push(
+        await runBackup({
+          storage,
+          engine: tarEngine,
+          source: src,
+          hostname: "h",
+          name: "odd",
+          id: nextId(),
+          level: parent ? parent.level + 1 : 0,
+          parent,
+          compression: "zstd",
+          segmentSize: 300_001,
+          queueSize: 2,
+          frostVersion: "test",
+        }),
+      );
+    }
+  });
+  after(() => cleanup(work));
+
+  it("restores every byte of the newest files and of those around the skipped ones", async () => {
+    const target = path.join(work, "out");
+    fs.mkdirSync(target);
+    const stats = await runRestore({ storage, engines: () => tarEngine, chain, target });
+    assertSameTree(src, target);
+    for (const name of [...Object.keys(LARGE), ...Object.keys(SMALL)]) {
+      assert.ok(fs.readFileSync(path.join(target, name)).equals(fs.readFileSync(path.join(src, name))), name);
+    }
+    const large = Object.values(LARGE).reduce((a, b) => a + b, 0);
+    assert.equal(stats.skipped, 2 * large);
+  });
+
+  it("restores the small files exactly when a partial restore leaves the large ones out", async () => {
+    const target = path.join(work, "part");
+    fs.mkdirSync(target);
+    const select = (rel: string) =>
+      rel === "" ? "parent" as const : rel in LARGE ? "out" as const : "in" as const;
+    await runRestore({ storage, engines: () => tarEngine, chain, target, select });
+    assert.deepEqual(fs.readdirSync(target).sort(), Object.keys(SMALL).sort());
+    for (const name of Object.keys(SMALL)) {
+      assert.ok(fs.readFileSync(path.join(target, name)).equals(fs.readFileSync(path.join(src, name))), name);
+    }
+  });
+
+  it("restores an older point of the chain as it was, its own large files written", async () => {
+    const target = path.join(work, "out1");
+    fs.mkdirSync(target);
+    const stats = await runRestore({ storage, engines: () => tarEngine, chain: chain.slice(0, 2), target });
+    const large = Object.values(LARGE).reduce((a, b) => a + b, 0);
+    assert.equal(stats.skipped, large);
+    for (const [name, size] of Object.entries(LARGE)) {
+      assert.ok(
+        fs.readFileSync(path.join(target, name)).equals(pseudoRandom(size, 20 + name.charCodeAt(1))),
+        name,
+      );
     }
   });
 });

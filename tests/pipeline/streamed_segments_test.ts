@@ -492,7 +492,10 @@ describe("zstd frames", () => {
     parts[4]![0] = 1; // zeros but the first byte
     parts[5]![2 << 20] = 7; // zeros but one byte past the first compared megabyte
     const level = { params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 } };
-    const expected = parts.map((p) => new Uint8Array(zlib.zstdCompressSync(p, level)));
+    // With its content size in its header, as Bun writes it and frost has Deno write it.
+    const expected = parts.map((p) =>
+      new Uint8Array(zlib.zstdCompressSync(p, { ...level, pledgedSrcSize: p.byteLength }))
+    );
     const compressor = createCompressor("zstd", { readerGivesBack: true, giveBack: () => {} });
     const out: Uint8Array[] = [];
     const source = streamOf(parts.map((p) => {
