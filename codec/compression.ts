@@ -89,7 +89,7 @@ const ZERO_FRAMES_KEPT = 8;
 // which set off a full collection on the main thread every few frames (and each reaches a worker only
 // once, see _workers.ts). A result in a shared \`into\` comes
 // back as its length, \`inInto\`.
-// Where libzstd opens (FFI: the Bun binary, Deno with --allow-ffi), zstd frames are compressed and
+// Where libzstd opens (FFI, base/runtime.ts), zstd frames are compressed and
 // decompressed with it straight into \`into\` (_zstd_native.ts); node:zlib does the rest, and every frame
 // libzstd rejects (so that a corrupt frame fails with node:zlib's message, as without FFI).
 const WORKER_SOURCE = WORKER_MEMORY_SOURCE + WORKER_FFI_SOURCE + WORKER_ZSTD_SOURCE + `
