@@ -32,19 +32,19 @@ const LEVEL = 1;
 const OWN_BUFFER_MAX = 64 << 20;
 
 /**
- * Source text for a worker thread, after `WORKER_FFI_SOURCE`: defines `nativeZstd`, null without FFI or
- * libzstd, else `{ compressInto(input, into), decompressInto(input, into), contentSize(input) }` as
- * `NativeZstd` describes (the same rules, written once more for the worker).
+ * Source text for a worker thread, after `WORKER_FFI_SOURCE`: defines `zstdBound(n)` (`compressBound`) and
+ * `nativeZstd`, null without FFI or libzstd, else `{ compressInto(input, into), decompressInto(input, into),
+ * contentSize(input) }` as `NativeZstd` describes (the same rules, written once more for the worker).
  */
 export const WORKER_ZSTD_SOURCE = `
+const zstdBound = (n) => n + (n >>> 8) + (n < 131072 ? (131072 - n) >>> 11 : 0);
 const nativeZstd = (() => {
   const lib = runtimeLibrary(${JSON.stringify(LIBZSTD_NAMES)}, ${JSON.stringify(SYMBOLS)});
   if (lib === null) return null;
   let cctx = 0, dctx = 0;
-  const bound = (n) => n + (n >>> 8) + (n < 131072 ? (131072 - n) >>> 11 : 0);
   return {
     compressInto(input, into) {
-      if (into.byteLength < bound(input.byteLength)) return -1;
+      if (into.byteLength < zstdBound(input.byteLength)) return -1;
       if (cctx === 0 && (cctx = lib.ZSTD_createCCtx()) === 0) return -1;
       return lib.ZSTD_compressCCtx(cctx, into, into.byteLength, input, input.byteLength, ${LEVEL});
     },

@@ -137,7 +137,7 @@ const viaLibzstd = (kind, input, into) => {
     const n = nativeZstd.decompressInto(input, dst);
     return n >= 0 && (size === -1 || n === size) ? dst.subarray(0, n) : undefined;
   }
-  const bound = input.byteLength + (input.byteLength >>> 8) + 131072;
+  const bound = zstdBound(input.byteLength);
   if (!dst || dst.byteLength < bound) dst = new Uint8Array(bound);
   const length = nativeZstd.compressInto(input, dst);
   return length < 0 ? undefined : dst.subarray(0, length);
