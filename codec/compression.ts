@@ -152,7 +152,7 @@ parentPort.on("message", (message) => {
   try {
     const zeros = kind === "unzstd" ? undefined : zeroFrame(kind, input);
     const native = zeros === undefined && kind !== "gzip" ? viaLibzstd(kind, input, into) : undefined;
-    const libzstd = native !== undefined || undefined;
+    const libzstd = native === undefined ? undefined : native.buffer === into?.buffer ? "into" : "own";
     let out = zeros ?? native ?? (kind === "unzstd" ? zlib.zstdDecompressSync(input) : compress(kind, input));
     let inInto;
     if (into && out.buffer === into.buffer) {
@@ -182,8 +182,8 @@ parentPort.on("message", (message) => {
  * are not handed back (a result in a shared `into` comes back as its length, `inInto`). */
 interface Reply {
   id: number;
-  /** libzstd made the result (else node:zlib). */
-  libzstd?: boolean;
+  /** libzstd made the result, straight in \`into\` or in a buffer of its own (else node:zlib did). */
+  libzstd?: "into" | "own";
   out?: Uint8Array;
   inInto?: number;
   input?: Uint8Array;
@@ -236,6 +236,7 @@ async function runFrame(
   if (into && !isShared(into)) list.push(into.buffer as ArrayBuffer);
   const m = await pool.run({ kind, input, into }, list);
   if (m.libzstd) libzstdFrames[kind === "unzstd" ? "decompressed" : "compressed"]++;
+  if (m.libzstd === "into") libzstdFrames.inPlace++;
   if (m.error !== undefined) {
     throw new Error(`Cannot ${kind === "unzstd" ? "decompress" : "compress"}: ${m.error}`);
   }
@@ -247,11 +248,12 @@ async function runFrame(
 }
 
 /** zstd frames that libzstd (FFI) compressed and decompressed in this process, on workers and here. */
-const libzstdFrames = { compressed: 0, decompressed: 0 };
+const libzstdFrames = { compressed: 0, decompressed: 0, inPlace: 0 };
 
 /** How many zstd frames libzstd (through FFI) compressed and decompressed so far in this process, the rest
- * going through node:zlib (which Deno's compressor and decompressor always use: see `compressor`). */
-export function libzstdFrameCounts(): { compressed: number; decompressed: number } {
+ * going through node:zlib (which Deno's compressor and decompressor always use: see `compressor`), and how
+ * many of them a worker's libzstd wrote straight into the output buffer it was offered (`inPlace`). */
+export function libzstdFrameCounts(): { compressed: number; decompressed: number; inPlace: number } {
   return { ...libzstdFrames };
 }
 
