@@ -13,6 +13,8 @@ import { outputPool } from "./_output_pool.ts";
 import { EvalWorkers } from "./_workers.ts";
 import { messageOf, UsageError } from "../base/errors.ts";
 import { WORKER_MEMORY_SOURCE } from "../base/memory.ts";
+import { WORKER_FFI_SOURCE } from "../base/runtime.ts";
+import { compressBound, nativeZstd, WORKER_ZSTD_SOURCE } from "./_zstd_native.ts";
 import { type GiveBack, isShared, workerBuffer } from "../base/bytes.ts";
 import { skippedChunk, type SkipPlan } from "../base/skip.ts";
 
@@ -90,7 +92,10 @@ const ZERO_FRAMES_KEPT = 8;
 // which set off a full collection on the main thread every few frames (and each reaches a worker only
 // once, see _workers.ts). A result in a shared \`into\` comes
 // back as its length, \`inInto\`.
-const WORKER_SOURCE = WORKER_MEMORY_SOURCE + `
+// Where libzstd opens (FFI, base/runtime.ts), zstd frames are compressed and
+// decompressed with it straight into \`into\` (_zstd_native.ts); node:zlib does the rest, and every frame
+// libzstd rejects (so that a corrupt frame fails with node:zlib's message, as without FFI).
+const WORKER_SOURCE = WORKER_MEMORY_SOURCE + WORKER_FFI_SOURCE + WORKER_ZSTD_SOURCE + `
 const { parentPort } = require("node:worker_threads");
 const zlib = require("node:zlib");
 const level = { [zlib.constants.ZSTD_c_compressionLevel]: 1 };
@@ -122,6 +127,24 @@ const zeroFrame = (kind, input) => {
   }
   return new Uint8Array(frame); // a copy: the result may move to the main thread
 };
+// A zstd frame through libzstd: in \`into\` when it fits (else in a buffer of its own), or undefined for
+// node:zlib to do it (no libzstd, a frame libzstd rejects).
+const viaLibzstd = (kind, input, into) => {
+  if (nativeZstd === null) return undefined;
+  let dst = into;
+  if (kind === "unzstd") {
+    // A frame without its content size (Deno's node:zlib writes them) is tried in \`into\` only.
+    const size = nativeZstd.contentSize(input);
+    if (size === -2 || (size === -1 && !dst)) return undefined;
+    if (size >= 0 && (!dst || dst.byteLength < size)) dst = new Uint8Array(size);
+    const n = nativeZstd.decompressInto(input, dst);
+    return n >= 0 && (size === -1 || n === size) ? dst.subarray(0, n) : undefined;
+  }
+  const bound = zstdBound(input.byteLength);
+  if (!dst || dst.byteLength < bound) dst = new Uint8Array(bound);
+  const length = nativeZstd.compressInto(input, dst);
+  return length < 0 ? undefined : dst.subarray(0, length);
+};
 parentPort.on("message", (message) => {
   const m = received(message);
   if (m === null) return;
@@ -130,11 +153,15 @@ parentPort.on("message", (message) => {
   const list = [input.buffer];
   const started = performance.now();
   try {
-    let out;
-    if (kind === "unzstd") out = zlib.zstdDecompressSync(input);
-    else out = zeroFrame(kind, input) ?? compress(kind, input);
+    const zeros = kind === "unzstd" ? undefined : zeroFrame(kind, input);
+    const native = zeros === undefined && kind !== "gzip" ? viaLibzstd(kind, input, into) : undefined;
+    const libzstd = native === undefined ? undefined : native.buffer === into?.buffer ? "into" : "own";
+    let out = zeros ?? native ?? (kind === "unzstd" ? zlib.zstdDecompressSync(input) : compress(kind, input));
     let inInto;
-    if (into && out.byteLength <= into.byteLength) {
+    if (into && out.buffer === into.buffer) {
+      if (!movable(into.buffer)) inInto = out.byteLength;
+      into = undefined;
+    } else if (into && out.byteLength <= into.byteLength) {
       relieveMemory(out.buffer.byteLength); // what was allocated: the result may be a view of more
       into.set(out);
       if (!movable(into.buffer)) inInto = out.byteLength;
@@ -143,7 +170,9 @@ parentPort.on("message", (message) => {
     } else if (out.byteOffset !== 0 || out.byteLength !== out.buffer.byteLength) out = new Uint8Array(out);
     list.push(out.buffer);
     if (into) list.push(into.buffer);
-    const reply = { id, out: mine(out), inInto, input: mine(input), into: mine(into), ms: performance.now() - started };
+    const reply = {
+      id, out: mine(out), inInto, input: mine(input), into: mine(into), ms: performance.now() - started, libzstd,
+    };
     parentPort.postMessage(reply, list.filter(movable));
   } catch (err) {
     if (into) list.push(into.buffer);
@@ -156,6 +185,8 @@ parentPort.on("message", (message) => {
  * are not handed back (a result in a shared `into` comes back as its length, `inInto`). */
 interface Reply {
   id: number;
+  /** libzstd made the result, straight in \`into\` or in a buffer of its own (else node:zlib did). */
+  libzstd?: "into" | "own";
   out?: Uint8Array;
   inInto?: number;
   input?: Uint8Array;
@@ -207,6 +238,8 @@ async function runFrame(
   if (!isShared(input)) list.push(input.buffer as ArrayBuffer);
   if (into && !isShared(into)) list.push(into.buffer as ArrayBuffer);
   const m = await pool.run({ kind, input, into }, list);
+  if (m.libzstd) libzstdFrames[kind === "unzstd" ? "decompressed" : "compressed"]++;
+  if (m.libzstd === "into") libzstdFrames.inPlace++;
   if (m.error !== undefined) {
     throw new Error(`Cannot ${kind === "unzstd" ? "decompress" : "compress"}: ${m.error}`);
   }
@@ -215,6 +248,16 @@ async function runFrame(
   // The result is in the shared `into` (`inInto` bytes), or it did not fit and `into` is unused.
   if (m.inInto !== undefined) return { out: into.subarray(0, m.inInto), input: given, ms: m.ms };
   return { out: m.out!, input: given, into, ms: m.ms };
+}
+
+/** zstd frames that libzstd (FFI) compressed and decompressed in this process, on workers and here. */
+const libzstdFrames = { compressed: 0, decompressed: 0, inPlace: 0 };
+
+/** How many zstd frames libzstd (through FFI) compressed and decompressed so far in this process, the rest
+ * going through node:zlib (which Deno's compressor and decompressor always use: see `compressor`), and how
+ * many of them a worker's libzstd wrote straight into the output buffer it was offered (`inPlace`). */
+export function libzstdFrameCounts(): { compressed: number; decompressed: number; inPlace: number } {
+  return { ...libzstdFrames };
 }
 
 /** Output buffers offered to compression workers: a compressed frame of `BLOCK_SIZE` input fits. */
@@ -256,10 +299,19 @@ const EARLY_BYTES = 16 << 20;
  */
 const SMALL_FRAME = 256 << 10;
 
-/** `input` compressed on this thread, as a worker would (same parameters: the same bytes). */
+/** `input` compressed on this thread, as a worker would (same parameters and library: the same bytes). */
 function compressHere(kind: Exclude<Compression, "none">, input: Uint8Array): Promise<Compressed> {
   try {
     const t0 = performance.now();
+    const native = kind === "zstd" ? nativeZstd() : null;
+    if (native) {
+      const into = new Uint8Array(compressBound(input.byteLength));
+      const n = native.compressInto(input, into);
+      if (n >= 0) {
+        libzstdFrames.compressed++;
+        return Promise.resolve({ out: into.subarray(0, n), input, ms: performance.now() - t0 });
+      }
+    }
     const chunkSize = chunkSizeFor(input);
     const out = kind === "zstd"
       ? zlib.zstdCompressSync(input, { params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 }, chunkSize })
@@ -531,6 +583,21 @@ function zstdDecompressFrame(frame: Uint8Array): Promise<Compressed> {
   );
 }
 
+/** The zstd frame `frame` decompressed on this thread: with libzstd where it opens (node:zlib for a frame
+ * it rejects, which then throws node:zlib's error), into a buffer of the frame's content size. */
+function zstdDecompressHere(frame: Uint8Array): Uint8Array {
+  const native = nativeZstd();
+  const size = native ? native.contentSize(frame) : -1;
+  if (native && size >= 0) {
+    const out = new Uint8Array(size);
+    if (native.decompressInto(frame, out) === size) {
+      libzstdFrames.decompressed++;
+      return out;
+    }
+  }
+  return zlib.zstdDecompressSync(frame);
+}
+
 /** `buf`'s bytes in a new buffer of at least `size` bytes (twice as big, at least). */
 function grown(buf: Uint8Array, size: number): Uint8Array {
   const bigger = new Uint8Array(Math.max(buf.byteLength * 2, size));
@@ -575,7 +642,7 @@ function zstdDecompressor(options: DecompressorOptions): Decompressor {
     // decompressed here left ~20 MiB more resident memory (`ls` of /usr: its level 1's frames).
     if (frame.byteLength < SMALL_FRAME && here < DECOMPRESS_HERE && decompressPool === null) {
       try {
-        const out = zlib.zstdDecompressSync(frame);
+        const out = zstdDecompressHere(frame);
         here += out.byteLength;
         return Promise.resolve({ out, input: frame });
       } catch (err) {
