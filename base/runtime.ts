@@ -143,7 +143,11 @@ export function nativeAddress(buffer: Uint8Array): bigint | undefined {
 
 /**
  * Bun's collector hooks (`bun:jsc`): a full collection, the heap's size in bytes, and a collection of the
- * young generation (eden) where there is one.
+ * young generation (eden) where there is one. The full collection sweeps at once where `bun:jsc` can
+ * (`gcAndSweep`): the blocks, strings and buffers of what died are freed before the next allocation, not by
+ * the incremental sweeper over later turns of the event loop, which a hot loop does not give it (after
+ * `fullGC` alone the heap kept its capacity, 79 MiB for 23 live). Peak RSS of `verify --read-data` of 200 000
+ * files fell from 161-180 to 144-152 MiB, of /usr from 166-171 to 153-159 MiB, for the same CPU time.
  */
 export interface Collector {
   fullGC(): void;
@@ -155,10 +159,11 @@ export interface Collector {
 export function bunCollector(): Collector | undefined {
   if (runtime.Bun === undefined) return undefined;
   try {
-    const jsc = createRequire(import.meta.url)("bun:jsc") as Partial<Collector>;
+    const jsc = createRequire(import.meta.url)("bun:jsc") as Partial<Collector> & { gcAndSweep?: unknown };
     if (typeof jsc.fullGC === "function" && typeof jsc.heapSize === "function") {
       const edenGC = typeof jsc.edenGC === "function" ? jsc.edenGC : undefined;
-      return { fullGC: jsc.fullGC, heapSize: jsc.heapSize, edenGC };
+      const fullGC = typeof jsc.gcAndSweep === "function" ? jsc.gcAndSweep as () => void : jsc.fullGC;
+      return { fullGC, heapSize: jsc.heapSize, edenGC };
     }
   } catch {
     // No bun:jsc.
