@@ -556,8 +556,9 @@ export interface StateMarks {
 /**
  * Marks in `tree` (`Tree.mark`) each entry below the root of the tar engine state `state` (a backup's
  * recorded tree, as `tarStateEntries` lists it). Its records are read in a loop that awaits only for more
- * input, and nothing but the path is taken from them: listed through the engine's async `entries` with each
- * record's size, the /usr state's 157 000 entries left ~40 MiB of garbage resident.
+ * input, and nothing but the path is taken from them (the engine's async `entries` made a promise, an entry
+ * and the parsed size per record), and the young generation is collected every 4096 records (Bun): the
+ * comparison is where `verify --read-data` of /usr or of 200 000 files in one folder peaked.
  */
 export async function markTarState(tree: Tree, state: ReadableStream<Uint8Array>): Promise<StateMarks> {
   const out: StateMarks = { entries: 0, missing: 0, firstMissing: "" };
