@@ -143,7 +143,12 @@ export function nativeAddress(buffer: Uint8Array): bigint | undefined {
 
 /**
  * Bun's collector hooks (`bun:jsc`): a full collection, the heap's size in bytes, and a collection of the
- * young generation (eden) where there is one.
+ * young generation (eden) where there is one. The full collection sweeps at once where `bun:jsc` can
+ * (`gcAndSweep`): the blocks, strings and buffers of what died are freed before the next allocation, not by
+ * the incremental sweeper over later turns of the event loop, which a hot loop does not give it (400 000
+ * dead strings: `fullGC` alone left the heap 39 MiB of blocks, `gcAndSweep` under 1 MiB). Peak RSS of
+ * `verify --read-data` of 200 000 files fell from 161-180 to 144-152 MiB, of /usr from 166-171 to 153-159
+ * MiB, for the same CPU time.
  */
 export interface Collector {
   fullGC(): void;
@@ -155,10 +160,11 @@ export interface Collector {
 export function bunCollector(): Collector | undefined {
   if (runtime.Bun === undefined) return undefined;
   try {
-    const jsc = createRequire(import.meta.url)("bun:jsc") as Partial<Collector>;
+    const jsc = createRequire(import.meta.url)("bun:jsc") as Partial<Collector> & { gcAndSweep?: unknown };
     if (typeof jsc.fullGC === "function" && typeof jsc.heapSize === "function") {
       const edenGC = typeof jsc.edenGC === "function" ? jsc.edenGC : undefined;
-      return { fullGC: jsc.fullGC, heapSize: jsc.heapSize, edenGC };
+      const fullGC = typeof jsc.gcAndSweep === "function" ? jsc.gcAndSweep as () => void : jsc.fullGC;
+      return { fullGC, heapSize: jsc.heapSize, edenGC };
     }
   } catch {
     // No bun:jsc.

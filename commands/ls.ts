@@ -25,7 +25,7 @@ import {
 import { ExitCode, FrostError, UsageError } from "../base/errors.ts";
 import { type Manifest, seriesName } from "../series/manifest.ts";
 import { formatBytes } from "../base/units.ts";
-import { collectNow, relieveMemory } from "../base/memory.ts";
+import { collectNow, collectYoung, relieveMemory } from "../base/memory.ts";
 import { setImmediate } from "node:timers";
 import { checkSelection, chosenLine, type Selection } from "../series/time.ts";
 import { readDataChunks } from "../pipeline/mod.ts";
@@ -166,7 +166,12 @@ async function printRows(ctx: CommandContext, tree: Tree, prefix: string): Promi
     if (++entries % 1024 === 0) {
       ctx.stdout(lines.join("\n"));
       lines = [];
-      if (entries % 4096 === 0) await new Promise((resolve) => setImmediate(resolve));
+      if (entries % 4096 === 0) {
+        await new Promise((resolve) => setImmediate(resolve));
+        // Each row's strings and objects die young: collected every 4096 rows, the listing of 200 000
+        // files in one folder peaked ~30 MiB lower (189 -> 152-160 MiB), /usr's ~20 MiB lower.
+        collectYoung();
+      }
       relieveMemory();
     }
     if (n.type === "file") {

@@ -37,8 +37,7 @@ import { openStream, readSegments, streamSegments } from "../pipeline/mod.ts";
 import { dataKeyOf, type KeyOptions, stateKeyOf } from "../series/keys.ts";
 import { type DataKey } from "../codec/encryption.ts";
 import { collectNow, relieveMemory } from "../base/memory.ts";
-import { tarReplayer, Tree } from "../engines/mod.ts";
-import { engineForBackup } from "../engines/registry.ts";
+import { markTarState, tarReplayer, Tree } from "../engines/mod.ts";
 import { NotFoundError, type Storage } from "../storage/storage.ts";
 import { storagesOf } from "../storage/multi.ts";
 
@@ -464,10 +463,6 @@ async function compareReplay(
   options: VerifyOptions,
   problems: Problem[],
 ): Promise<void> {
-  // The state's entries are looked up in the tree and marked there: no Set of every path beside it.
-  let missingCount = 0;
-  let firstMissing = "";
-  let held = 0;
   const key = options.keys.get(m.id)?.state ?? null;
   // Its segments were checked above: read again as they arrive (checked at their ends), with no hashing thread
   // started for them (readState's segments are hashed on one when large).
@@ -476,13 +471,11 @@ async function compareReplay(
     m,
     "state",
     key,
+    { readerGivesBack: true },
   );
-  for await (const e of engineForBackup(m.engine).entries(state.stream)) {
-    if (e.path === "") continue;
-    // A loop of microtasks only: the memory watcher's timer gets no turn.
-    if (++held % 1024 === 0) relieveMemory();
-    if (!tree.mark(e.path) && missingCount++ === 0) firstMissing = e.path;
-  }
+  // The state's entries are looked up in the tree and marked there: no Set of every path beside it.
+  const marks = await markTarState(tree, givingBackOnNext(state.stream, state.giveBack));
+  const { missing: missingCount, firstMissing, entries: held } = marks;
   let extraCount = 0;
   let firstExtra = "";
   for (const path of tree.unmarked()) {
@@ -499,6 +492,30 @@ async function compareReplay(
     problem: `restoring its chain gives another tree than backup ${m.id} holds: ${parts.join(", ")}; ` +
       `a level may have the wrong parent`,
   });
+}
+
+/**
+ * `stream`'s chunks, each given back to `giveBack` when the next one is asked for: for a reader that is done
+ * with a chunk once it asks for the next (the state reader decodes each chunk to text at once). The zstd
+ * decompressor then fills the same few buffers again instead of making a new one per frame.
+ */
+function givingBackOnNext(
+  stream: ReadableStream<Uint8Array>,
+  giveBack: ((chunk: Uint8Array) => void) | undefined,
+): ReadableStream<Uint8Array> {
+  if (!giveBack) return stream;
+  const reader = stream.getReader();
+  let last: Uint8Array | undefined;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (last) giveBack(last);
+      last = undefined;
+      const { done, value } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(last = value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
 }
 
 function statProblem(err: unknown): string {

@@ -14,4 +14,12 @@ export { globEscape, type IncludeSelector, includeSelector, keepingSelect } from
 export { default as fsBytes } from "./_fs_bytes.ts";
 export { RestoreTarget } from "./_restore_fs.ts";
 export type { EntryType, TarEntry } from "./_tar_read.ts";
-export { normalize, replayTar, tarReplayer, Tree, type TreeNode } from "./tar_list.ts";
+export {
+  markTarState,
+  normalize,
+  replayTar,
+  type StateMarks,
+  tarReplayer,
+  Tree,
+  type TreeNode,
+} from "./tar_list.ts";

@@ -5,8 +5,10 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import process from "node:process";
+import { execFileSync } from "node:child_process";
 import { bunCollector, nativeAddress, openNativeLibrary } from "../../base/runtime.ts";
 import { LAYERS } from "../check_layers.ts";
 
@@ -53,6 +55,37 @@ describe("base/runtime.ts", () => {
 
   it("bunCollector() is undefined under Deno", () => {
     assert.equal(bunCollector(), undefined);
+  });
+
+  it("bunCollector().fullGC() under Bun frees the heap blocks of what died before it returns", () => {
+    // A script run by the project's Bun: 400 000 strings made, dropped, collected; the heap's capacity
+    // (its blocks) then read at once, before the event loop gives the incremental sweeper a turn.
+    const script = `
+      import { bunCollector } from ${JSON.stringify(path.join(ROOT, "base/runtime.ts"))};
+      import { createRequire } from "node:module";
+      const jsc = createRequire(import.meta.url)("bun:jsc");
+      const collector = bunCollector();
+      let junk = [];
+      for (let i = 0; i < 400000; i++) junk.push("entry " + i + " " + "x".repeat(i % 40));
+      const before = jsc.heapStats().heapCapacity;
+      junk = undefined;
+      collector.fullGC();
+      console.log(JSON.stringify({ hooks: typeof collector.edenGC, before, after: jsc.heapStats().heapCapacity }));
+    `;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "frost-collector-"));
+    try {
+      fs.writeFileSync(path.join(dir, "collect.ts"), script);
+      const out = execFileSync(path.join(ROOT, "node_modules/bun/bin/bun.exe"), [
+        path.join(dir, "collect.ts"),
+      ], {
+        encoding: "utf8",
+      });
+      const { hooks, before, after } = JSON.parse(out) as { hooks: string; before: number; after: number };
+      assert.equal(hooks, "function");
+      assert.ok(after < before / 4, `heap capacity ${after} after the collection, ${before} before`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("is the only source file that touches a runtime global", () => {

@@ -8,7 +8,7 @@ import path from "node:path";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { test } from "node:test";
-import { tarReplayer, Tree } from "../../engines/tar_list.ts";
+import { markTarState, tarReplayer, Tree } from "../../engines/tar_list.ts";
 
 /** Archives `src` with GNU tar as one incremental level (`snar` is created or updated). */
 function gnuTar(src: string, snar: string): Uint8Array {
@@ -93,6 +93,37 @@ test("Tree.mark() marks each entry once and unmarked() lists the others in path 
     assert.equal(tree.mark("missing"), false);
     assert.equal(tree.mark("g"), true);
     assert.deepEqual([...tree.unmarked()], ["d", "d/e/f"]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("markTarState() marks a state's entries in the tree and counts those it does not hold", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "frost-tree-"));
+  try {
+    const src = path.join(dir, "src");
+    fs.mkdirSync(path.join(src, "d/e"), { recursive: true });
+    fs.writeFileSync(path.join(src, "d/e/f"), "");
+    fs.writeFileSync(path.join(src, "g"), "");
+    fs.writeFileSync(path.join(src, "h"), "");
+    const tree = new Tree();
+    replay(tree, gnuTar(src, path.join(dir, "snar")));
+    const record = (p: string, kind: string) => JSON.stringify([p, kind, "1", "2", "0", "3", "4"]);
+    const text = '{"format":"frost-tar-state","version":1,"started":"0"}\n' +
+      [record(".", "d"), record("d", "d"), record("d/e", "d"), record("d/e/f", "f"), record("d//e", "d")]
+        .join("\n") +
+      "\n" + record("g", "f") + "\n" + record("x/y", "f") + "\n";
+    const bytes = new TextEncoder().encode(text);
+    // In chunks of 7 bytes: records cut anywhere.
+    const state = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let o = 0; o < bytes.byteLength; o += 7) controller.enqueue(bytes.slice(o, o + 7));
+        controller.close();
+      },
+    });
+    const marks = await markTarState(tree, state);
+    assert.deepEqual(marks, { entries: 6, missing: 2, firstMissing: "d//e" });
+    assert.deepEqual([...tree.unmarked()], ["h"]);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
