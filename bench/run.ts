@@ -60,6 +60,7 @@ import {
 } from "./report.ts";
 import {
   CHANGE_ROUNDS,
+  clearRestored,
   CommandError,
   type Scenario,
   SCENARIO_TITLES,
@@ -536,6 +537,7 @@ function runSet(kind: SetKind, opts: Options, frost: ReturnType<typeof resolveFr
     }
   }
   if (changing) revertChanges(data);
+  clearRestored(WORK_DIR);
   for (const [key, message] of failures) {
     const [tool, what] = key.split("/");
     notes.push(`${tool} failed in ${what} (and skipped the rest of that round): ${message}`);
@@ -803,6 +805,7 @@ function runRss(opts: Options, frost: ReturnType<typeof resolveFrost>): RssResul
       }
     }
     tool.cleanup();
+    clearRestored(WORK_DIR);
     syncDisks();
     const b = best(runs);
     if (!b) continue;

@@ -125,23 +125,44 @@ function restoreStep(
   if (opts.create) fs.mkdirSync(target, { recursive: true });
   const sample = timed(ctx, cmd, { cwd: opts.cwd, env: opts.env });
   const note = verifyRestore(opts.restored ?? target, ctx.data);
-  fs.rmSync(target, { recursive: true, force: true });
-  afterDelete();
+  setAside(ctx, target);
   return { sample, stored: opts.stored, note };
 }
 
-/** Seconds to wait after deleting a restored tree before the next step is timed (see `afterDelete`). */
-const DELETE_PAUSE_S = 5;
+/**
+ * How long ext4 without a journal (this machine's /dev/vda) keeps a freed inode from being reused: creating a
+ * file skips every inode freed in about the last 30 s and pays a buffer lookup for each one skipped
+ * (`recently_deleted` in ext4's inode allocator). A restore timed right after deleting 100 000 files took
+ * 2–3× longer, for every tool, and a flat restore spent 62–65 % of its CPU there.
+ */
+const RECENTLY_DELETED_S = 35;
+
+/** Where restored trees wait, renamed (one cheap call), until `clearRestored` deletes them at a set's end. */
+function restoredGrave(ctx: ToolContext): string {
+  return path.join(path.dirname(ctx.work), "restored");
+}
+
+let setAsideCount = 0;
+
+/** Moves a checked restored tree out of the way instead of deleting it between timed steps (see above). */
+function setAside(ctx: ToolContext, target: string): void {
+  if (!fs.existsSync(target)) return;
+  const grave = restoredGrave(ctx);
+  fs.mkdirSync(grave, { recursive: true });
+  fs.renameSync(target, path.join(grave, String(++setAsideCount)));
+}
 
 /**
- * Lets the file system finish deleting a restored tree before the next step: ext4 frees a deleted tree's
- * inodes and blocks in the background after the journal commits, and a restore timed right after deleting
- * 100 000 files ran 2–3× slower in some rounds than in others, for every tool (the freed inodes are not reused
- * at once). A sync commits the journal; the pause lets the background work end.
+ * Deletes the restored trees set aside under `work` (the bench's work folder) and, when there were any, waits
+ * until the file system would reuse their inodes without the penalty above: called after a data set's rounds,
+ * so no restore is timed within `RECENTLY_DELETED_S` of deleting a big tree.
  */
-function afterDelete(): void {
+export function clearRestored(work: string): void {
+  const grave = path.join(work, "restored");
+  if (!fs.existsSync(grave)) return;
+  fs.rmSync(grave, { recursive: true, force: true });
   syncDisks();
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, DELETE_PAUSE_S * 1000);
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, RECENTLY_DELETED_S * 1000);
 }
 
 function frostLike(ctx: ToolContext, id: "frost" | "frost-rsync", engine: string[]): Tool {
