@@ -956,6 +956,13 @@ test("TarReader reads pax records as UTF-8, short and long, ASCII or not", () =>
   assert.equal(e?.xattrs?.aclAccess, acl);
 });
 
+test("TarReader names a metadata member that is malformed or too large", () => {
+  const malformed = tarOf([{ name: "PaxHeaders/a", type: "x", data: "5 x\n" }, { name: "a", data: "" }]);
+  assert.throws(() => membersOf(malformed), /malformed pax record in "PaxHeaders\/a"/);
+  const huge = header({ name: "././@LongLink", type: "L" }, 300 * MiB);
+  assert.throws(() => membersOf(huge), /metadata member "\.\/\.\/@LongLink" at byte 0 is too large/);
+});
+
 test("parseTime() reads pax times exactly and refuses malformed ones", () => {
   assert.deepEqual(parseTime("1700000000.123456789"), { sec: 1_700_000_000, nsec: 123_456_789 });
   assert.deepEqual(parseTime("1700000000.1234567891"), { sec: 1_700_000_000, nsec: 123_456_789 });
