@@ -960,32 +960,18 @@ function paxText(data: Uint8Array, start: number, end: number): string {
 
 function applyPax(e: TarEntry, pax: Pax, at: number): void {
   const r = pax.records;
-  const bad = (key: string): FrostError =>
-    new FrostError(`Cannot read archive: bad pax "${key}" record for "${e.name}" at byte ${at}`);
-  const int = (key: string): number | undefined => {
-    const v = r.get(key);
-    if (v === undefined || v === "") return undefined;
-    if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) throw bad(key);
-    return Number(v);
-  };
-  const time = (key: string): TarTime | undefined => {
-    const v = r.get(key);
-    if (v === undefined || v === "") return undefined;
-    const t = parseTime(v);
-    if (!t) throw bad(key);
-    return t;
-  };
+  // Module functions rather than closures: this runs once per member.
   const linkpath = r.get("linkpath");
   if (linkpath) e.linkname = linkpath;
-  e.size = int("size") ?? e.size;
-  e.uid = int("uid") ?? e.uid;
-  e.gid = int("gid") ?? e.gid;
+  e.size = paxInt(r, "size", e, at) ?? e.size;
+  e.uid = paxInt(r, "uid", e, at) ?? e.uid;
+  e.gid = paxInt(r, "gid", e, at) ?? e.gid;
   e.uname = r.get("uname") || e.uname;
   e.gname = r.get("gname") || e.gname;
-  e.mtime = time("mtime") ?? e.mtime;
-  e.atime = time("atime") ?? e.atime;
-  e.devmajor = int("SCHILY.devmajor") ?? e.devmajor;
-  e.devminor = int("SCHILY.devminor") ?? e.devminor;
+  e.mtime = paxTimeRecord(r, "mtime", e, at) ?? e.mtime;
+  e.atime = paxTimeRecord(r, "atime", e, at) ?? e.atime;
+  e.devmajor = paxInt(r, "SCHILY.devmajor", e, at) ?? e.devmajor;
+  e.devminor = paxInt(r, "SCHILY.devminor", e, at) ?? e.devminor;
   if (pax.dumpdir) e.dumpdir = pax.dumpdir;
   const aclAccess = r.get("SCHILY.acl.access");
   const aclDefault = r.get("SCHILY.acl.default");
@@ -998,6 +984,28 @@ function applyPax(e: TarEntry, pax: Pax, at: number): void {
     }
     e.xattrs = { list, aclAccess, aclDefault };
   }
+}
+
+function badPax(key: string, e: TarEntry, at: number): FrostError {
+  return new FrostError(`Cannot read archive: bad pax "${key}" record for "${e.name}" at byte ${at}`);
+}
+
+/** The decimal integer record `key` (undefined when absent or empty); throws when malformed. */
+function paxInt(r: Map<string, string>, key: string, e: TarEntry, at: number): number | undefined {
+  const v = r.get(key);
+  if (v === undefined || v === "") return undefined;
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw badPax(key, e, at);
+  return n;
+}
+
+/** The time record `key` (undefined when absent or empty); throws when malformed. */
+function paxTimeRecord(r: Map<string, string>, key: string, e: TarEntry, at: number): TarTime | undefined {
+  const v = r.get(key);
+  if (v === undefined || v === "") return undefined;
+  const t = parseTime(v);
+  if (!t) throw badPax(key, e, at);
+  return t;
 }
 
 /** Parses a pax time ("1700000000.123456789", "-1.5") exactly into seconds and nanoseconds. */

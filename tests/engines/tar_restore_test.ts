@@ -956,9 +956,13 @@ test("TarReader reads pax records as UTF-8, short and long, ASCII or not", () =>
   assert.equal(e?.xattrs?.aclAccess, acl);
 });
 
-test("TarReader names a metadata member that is malformed or too large", () => {
+test("TarReader names a metadata member that is malformed or too large, and a bad pax record", () => {
   const malformed = tarOf([{ name: "PaxHeaders/a", type: "x", data: "5 x\n" }, { name: "a", data: "" }]);
   assert.throws(() => membersOf(malformed), /malformed pax record in "PaxHeaders\/a"/);
+  const badUid = tarOf([{ name: "a", data: "", pax: { uid: "12x" } }]);
+  assert.throws(() => membersOf(badUid), /bad pax "uid" record for "a" at byte 1024$/);
+  const badTime = tarOf([{ name: "b", data: "", pax: { mtime: "1.2.3" } }]);
+  assert.throws(() => membersOf(badTime), /bad pax "mtime" record for "b" at byte 1024$/);
   const huge = header({ name: "././@LongLink", type: "L" }, 300 * MiB);
   assert.throws(() => membersOf(huge), /metadata member "\.\/\.\/@LongLink" at byte 0 is too large/);
 });
