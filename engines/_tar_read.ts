@@ -164,8 +164,16 @@ export class TarReader {
   #metaType = 0;
   /** The member whose data is being read (DATA, or META for a GNU 'D' dumpdir). */
   #entry: TarEntry | null = null;
-  /** Header name of the metadata member being read, for messages. */
+  /**
+   * Header name of the metadata member being read, for messages; a pax header's is kept as its bytes
+   * (`#metaNameBytes[0, #metaNameLength)`, when the length is ≥ 0) and decoded only for a message.
+   */
   #metaName = "";
+  #metaNameBytes = new Uint8Array(100);
+  #metaNameLength = -1;
+  /** The last uname and gname decoded: most members repeat them. */
+  #uname = newMemo(32);
+  #gname = newMemo(32);
   #longName: string | undefined;
   #longLink: string | undefined;
   #pax: Pax | undefined;
@@ -365,7 +373,10 @@ export class TarReader {
     if (
       type === T_LONGNAME || type === T_LONGLINK || type === T_PAX || type === T_PAX_OLD || type === T_GLOBAL
     ) {
-      this.#startMeta(type, size, str(b, o, 100, this.#h), at);
+      let n = 0;
+      while (n < 100 && b[o + n] !== 0) this.#metaNameBytes[n] = b[o + n++]!;
+      this.#metaNameLength = n;
+      this.#startMeta(type, size, undefined, at);
       return;
     }
 
@@ -440,8 +451,8 @@ export class TarReader {
       mode: num(b, o + 100, 8) & 0o7777,
       uid: num(b, o + 108, 8),
       gid: num(b, o + 116, 8),
-      uname: str(b, o + 265, 32, this.#h),
-      gname: str(b, o + 297, 32, this.#h),
+      uname: memoStr(b, o + 265, 32, this.#uname, this.#h),
+      gname: memoStr(b, o + 297, 32, this.#gname, this.#h),
       mtime: { sec: num(b, o + 136, 12), nsec: 0 },
       linkname: longLink ?? str(b, o + 157, 100, this.#h),
       devmajor: num(b, o + 329, 8),
@@ -667,14 +678,18 @@ export class TarReader {
     return i;
   }
 
-  #startMeta(type: number, size: number, name: string, at: number): void {
+  /** `name` undefined: the header's, copied into `#metaNameBytes` by the caller. */
+  #startMeta(type: number, size: number, name: string | undefined, at: number): void {
+    if (name !== undefined) {
+      this.#metaName = name;
+      this.#metaNameLength = -1;
+    }
     if (size > MAX_META) {
       throw new FrostError(
-        `Cannot read archive: metadata member "${name}" at byte ${at} is too large (${size} bytes)`,
+        `Cannot read archive: metadata member "${this.#metaLabel()}" at byte ${at} is too large (${size} bytes)`,
       );
     }
     this.#metaType = type;
-    this.#metaName = name;
     this.#meta = new Uint8Array(size);
     this.#metaFill = 0;
     if (size === 0) {
@@ -697,10 +712,10 @@ export class TarReader {
         break;
       case T_PAX:
       case T_PAX_OLD:
-        this.#pax = parsePax(data, this.#metaName);
+        this.#pax = parsePax(data) ?? this.#malformedPax();
         break;
       case T_GLOBAL: {
-        const g = parsePax(data, this.#metaName);
+        const g = parsePax(data) ?? this.#malformedPax();
         for (const [key, value] of g.records) {
           if (value === "") this.#global.delete(key);
           else this.#global.set(key, value);
@@ -718,6 +733,16 @@ export class TarReader {
       }
     }
     this.#skipPadding();
+  }
+
+  /** The name of the metadata member being read, for messages. */
+  #metaLabel(): string {
+    if (this.#metaNameLength < 0) return this.#metaName;
+    return str(this.#metaNameBytes, 0, this.#metaNameLength, this.#h);
+  }
+
+  #malformedPax(): never {
+    throw new FrostError(`Cannot read archive: malformed pax record in "${this.#metaLabel()}"`);
   }
 
   #effectivePax(): Pax | undefined {
@@ -786,14 +811,14 @@ function isZeroBlock(b: Uint8Array, o: number): boolean {
 /** The header checksum: the sum of all bytes with the checksum field read as spaces (signed sums accepted too). */
 function checksumOk(b: Uint8Array, o: number): boolean {
   const want = num(b, o + 148, 8);
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = o; i < o + BLOCK; i++) {
-    const c = i >= o + 148 && i < o + 156 ? 32 : b[i]!;
-    unsigned += c;
-    signed += c >= 128 ? c - 256 : c;
-  }
-  return want === unsigned || want === signed;
+  let unsigned = 8 * 32;
+  for (let i = o, end = o + 148; i < end; i++) unsigned += b[i]!;
+  for (let i = o + 156, end = o + BLOCK; i < end; i++) unsigned += b[i]!;
+  if (want === unsigned) return true;
+  // Signed: each byte ≥ 128 counts 256 less (rare: only old writers summed signed chars).
+  let high = 0;
+  for (let i = o, end = o + BLOCK; i < end; i++) if (b[i]! >= 128 && (i < o + 148 || i >= o + 156)) high++;
+  return want === unsigned - 256 * high;
 }
 
 /** Reads an octal field (leading spaces, ended by space or NUL) or a GNU base-256 one; NaN if malformed. */
@@ -834,6 +859,45 @@ function str(b: Uint8Array, o: number, len: number, h: TarHandler): string {
   return decode(b.subarray(o, end), h);
 }
 
+/** A decoded text and the bytes it came from (`bytes[0, length)`; length -1: none yet). */
+interface Memo {
+  bytes: Uint8Array;
+  length: number;
+  text: string;
+}
+
+function newMemo(size: number): Memo {
+  return { bytes: new Uint8Array(size), length: -1, text: "" };
+}
+
+/**
+ * `str()` for a field that repeats from header to header: the bytes are compared with those of the last
+ * call given `m`, and their text reused when they are the same (no string or view made).
+ */
+function memoStr(b: Uint8Array, o: number, len: number, m: Memo, h: TarHandler): string {
+  let n = 0;
+  while (n < len && b[o + n] !== 0) n++;
+  return memoText(b, o, o + n, m) ?? remember(m, b, o, n, str(b, o, len, h));
+}
+
+/** The memo's text when `b[start, end)` are its bytes, else undefined. */
+function memoText(b: Uint8Array, start: number, end: number, m: Memo): string | undefined {
+  const n = end - start;
+  if (n !== m.length) return undefined;
+  for (let k = 0; k < n; k++) if (b[start + k] !== m.bytes[k]) return undefined;
+  return m.text;
+}
+
+/** Keeps `text` and its bytes `b[o, o + n)` in the memo (when they fit); returns `text`. */
+function remember(m: Memo, b: Uint8Array, o: number, n: number, text: string): string {
+  if (n <= m.bytes.length) {
+    for (let k = 0; k < n; k++) m.bytes[k] = b[o + k]!;
+    m.length = n;
+    m.text = text;
+  }
+  return text;
+}
+
 function cString(data: Uint8Array, h: TarHandler): string {
   const nul = data.indexOf(0);
   return decode(nul < 0 ? data : data.subarray(0, nul), h);
@@ -845,9 +909,14 @@ function decode(bytes: Uint8Array, _h: TarHandler): string {
 }
 
 const XATTR_PREFIX = "SCHILY.xattr.";
+/** The last pax key read (most members have one record: mtime). */
+const keyMemo = newMemo(64);
 
-/** Parses pax records: "<length> <key>=<value>\n", value as bytes for GNU.dumpdir, else UTF-8. */
-function parsePax(data: Uint8Array, headerName: string): Pax {
+/**
+ * Parses pax records: "<length> <key>=<value>\n", value as bytes for GNU.dumpdir, else UTF-8; undefined when
+ * one is malformed.
+ */
+function parsePax(data: Uint8Array): Pax | undefined {
   const pax: Pax = { records: new Map() };
   let i = 0;
   while (i < data.length) {
@@ -856,15 +925,12 @@ function parsePax(data: Uint8Array, headerName: string): Pax {
     let j = i;
     while (j < data.length && data[j]! >= 0x30 && data[j]! <= 0x39) len = len * 10 + (data[j++]! - 0x30);
     const end = i + len;
-    if (j === i || data[j] !== 0x20 || end > data.length || data[end - 1] !== 0x0a) {
-      throw new FrostError(`Cannot read archive: malformed pax record in "${headerName}"`);
-    }
+    if (j === i || data[j] !== 0x20 || end > data.length || data[end - 1] !== 0x0a) return undefined;
     let eq = j + 1;
     while (eq < end - 1 && data[eq] !== 0x3d) eq++;
-    if (data[eq] !== 0x3d) {
-      throw new FrostError(`Cannot read archive: malformed pax record in "${headerName}"`);
-    }
-    const key = utf8Lossy.decode(data.subarray(j + 1, eq));
+    if (data[eq] !== 0x3d) return undefined;
+    const key = memoText(data, j + 1, eq, keyMemo) ??
+      remember(keyMemo, data, j + 1, eq - j - 1, paxText(data, j + 1, eq));
     const value = data.subarray(eq + 1, end - 1);
     if (key === "GNU.dumpdir") pax.dumpdir = value.slice();
     else if (key === "GNU.sparse.offset" || key === "GNU.sparse.numbytes") {
@@ -875,40 +941,37 @@ function parsePax(data: Uint8Array, headerName: string): Pax {
       pax.records.set(key, decodeName(value)); // raw bytes, as GNU tar writes them (hdrcharset=BINARY)
     } else if (key.startsWith(XATTR_PREFIX)) {
       (pax.xattrs ??= []).push([decodeXattrKeyword(key.slice(XATTR_PREFIX.length)), value.slice()]);
-    } else pax.records.set(key, utf8Lossy.decode(value));
+    } else pax.records.set(key, paxText(data, eq + 1, end - 1));
     i = end;
   }
   return pax;
 }
 
+/**
+ * `data[start, end)` as text, UTF-8 decoded lossily. Short ASCII (keys, numbers, times: nearly every
+ * record) skips the decoder, a native call that costs more than the record.
+ */
+function paxText(data: Uint8Array, start: number, end: number): string {
+  const bytes = data.subarray(start, end);
+  if (end - start > 64) return utf8Lossy.decode(bytes);
+  for (let i = start; i < end; i++) if (data[i]! >= 0x80) return utf8Lossy.decode(bytes);
+  return String.fromCharCode.apply(null, bytes as unknown as number[]);
+}
+
 function applyPax(e: TarEntry, pax: Pax, at: number): void {
   const r = pax.records;
-  const bad = (key: string): FrostError =>
-    new FrostError(`Cannot read archive: bad pax "${key}" record for "${e.name}" at byte ${at}`);
-  const int = (key: string): number | undefined => {
-    const v = r.get(key);
-    if (v === undefined || v === "") return undefined;
-    if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) throw bad(key);
-    return Number(v);
-  };
-  const time = (key: string): TarTime | undefined => {
-    const v = r.get(key);
-    if (v === undefined || v === "") return undefined;
-    const t = parseTime(v);
-    if (!t) throw bad(key);
-    return t;
-  };
+  // Module functions rather than closures: this runs once per member.
   const linkpath = r.get("linkpath");
   if (linkpath) e.linkname = linkpath;
-  e.size = int("size") ?? e.size;
-  e.uid = int("uid") ?? e.uid;
-  e.gid = int("gid") ?? e.gid;
+  e.size = paxInt(r, "size", e, at) ?? e.size;
+  e.uid = paxInt(r, "uid", e, at) ?? e.uid;
+  e.gid = paxInt(r, "gid", e, at) ?? e.gid;
   e.uname = r.get("uname") || e.uname;
   e.gname = r.get("gname") || e.gname;
-  e.mtime = time("mtime") ?? e.mtime;
-  e.atime = time("atime") ?? e.atime;
-  e.devmajor = int("SCHILY.devmajor") ?? e.devmajor;
-  e.devminor = int("SCHILY.devminor") ?? e.devminor;
+  e.mtime = paxTimeRecord(r, "mtime", e, at) ?? e.mtime;
+  e.atime = paxTimeRecord(r, "atime", e, at) ?? e.atime;
+  e.devmajor = paxInt(r, "SCHILY.devmajor", e, at) ?? e.devmajor;
+  e.devminor = paxInt(r, "SCHILY.devminor", e, at) ?? e.devminor;
   if (pax.dumpdir) e.dumpdir = pax.dumpdir;
   const aclAccess = r.get("SCHILY.acl.access");
   const aclDefault = r.get("SCHILY.acl.default");
@@ -923,21 +986,56 @@ function applyPax(e: TarEntry, pax: Pax, at: number): void {
   }
 }
 
+function badPax(key: string, e: TarEntry, at: number): FrostError {
+  return new FrostError(`Cannot read archive: bad pax "${key}" record for "${e.name}" at byte ${at}`);
+}
+
+/** The decimal integer record `key` (undefined when absent or empty); throws when malformed. */
+function paxInt(r: Map<string, string>, key: string, e: TarEntry, at: number): number | undefined {
+  const v = r.get(key);
+  if (v === undefined || v === "") return undefined;
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw badPax(key, e, at);
+  return n;
+}
+
+/** The time record `key` (undefined when absent or empty); throws when malformed. */
+function paxTimeRecord(r: Map<string, string>, key: string, e: TarEntry, at: number): TarTime | undefined {
+  const v = r.get(key);
+  if (v === undefined || v === "") return undefined;
+  const t = parseTime(v);
+  if (!t) throw badPax(key, e, at);
+  return t;
+}
+
 /** Parses a pax time ("1700000000.123456789", "-1.5") exactly into seconds and nanoseconds. */
 export function parseTime(v: string): TarTime | undefined {
-  const m = /^(-?)(\d+)(?:\.(\d*))?$/.exec(v);
-  if (!m) return undefined;
-  let sec = Number(m[2]);
-  let nsec = Number(((m[3] ?? "") + "000000000").slice(0, 9));
-  if (!Number.isSafeInteger(sec)) return undefined;
-  if (m[1] === "-") {
-    sec = -sec;
-    if (nsec > 0) {
-      sec -= 1;
-      nsec = 1_000_000_000 - nsec;
-    }
+  // By hand, not by a regular expression: one per member, and the match's strings cost more than this.
+  const n = v.length;
+  const negative = n > 0 && v.charCodeAt(0) === 0x2d;
+  let i = negative ? 1 : 0;
+  const start = i;
+  let sec = 0;
+  for (let c = v.charCodeAt(i) - 0x30; i < n && c >= 0 && c <= 9; c = v.charCodeAt(++i) - 0x30) {
+    sec = sec * 10 + c;
   }
-  return { sec, nsec };
+  if (i === start || !Number.isSafeInteger(sec)) return undefined;
+  let nsec = 0;
+  if (i < n) {
+    if (v.charCodeAt(i) !== 0x2e) return undefined;
+    let digits = 0;
+    for (i++; i < n; i++) {
+      const c = v.charCodeAt(i) - 0x30;
+      if (c < 0 || c > 9) return undefined;
+      if (digits < 9) {
+        nsec = nsec * 10 + c;
+        digits++;
+      }
+    }
+    for (; digits < 9; digits++) nsec *= 10;
+  }
+  if (negative && nsec > 0) return { sec: -sec - 1, nsec: 1_000_000_000 - nsec };
+  return { sec: negative ? -sec : sec, nsec };
 }
 
 /** Control letters of dumpdir entries. */

@@ -11,6 +11,7 @@ import { test } from "node:test";
 import type { RestoreOptions, RestoreStats, Warning } from "../../engines/engine.ts";
 import { tarRestore } from "../../engines/tar_restore.ts";
 import { replayTar, Tree } from "../../engines/tar_list.ts";
+import { parseTime, type TarEntry, TarReader } from "../../engines/_tar_read.ts";
 import { streamOf } from "../_streams.ts";
 import { AbortedError, FrostError } from "../../base/errors.ts";
 import { assertSameTree } from "../_tree.ts";
@@ -907,6 +908,75 @@ test("tarRestore() rejects a truncated archive naming the member or the offset",
     await rejectsWith(restore(target, new Uint8Array(0)), /the stream is empty/);
   } finally {
     cleanup(base);
+  }
+});
+
+/** The members TarReader hands on from `archive` (data not taken). */
+function membersOf(archive: Uint8Array): TarEntry[] {
+  const out: TarEntry[] = [];
+  const reader = new TarReader({
+    entry(e) {
+      out.push(e);
+      return false;
+    },
+    data() {},
+    end() {},
+    warn() {},
+  });
+  reader.push(archive);
+  reader.finish();
+  return out;
+}
+
+test("TarReader accepts a header checksum summed as signed bytes, and no other", () => {
+  const archive = tarOf([{ name: "é-ü", data: "s" }]);
+  // Old writers summed the header as signed chars: each byte ≥ 128 counts 256 less.
+  let signed = 8 * 0x20;
+  for (let i = 0; i < 512; i++) {
+    const c = archive[i]!;
+    if (i < 148 || i >= 156) signed += c >= 128 ? c - 256 : c;
+  }
+  archive.set(new TextEncoder().encode(signed.toString(8).padStart(6, "0") + "\0 "), 148);
+  assert.deepEqual(membersOf(archive).map((e) => e.name), ["é-ü"]);
+  archive.set(new TextEncoder().encode((signed + 256).toString(8).padStart(6, "0") + "\0 "), 148);
+  assert.throws(() => membersOf(archive), /bad header checksum at byte 0/);
+});
+
+test("TarReader reads pax records as UTF-8, short and long, ASCII or not", () => {
+  const acl = "user::rw-,user:jürgen:r--,group::r--,mask::r--,other::r--";
+  const long = "g".repeat(70);
+  const [e] = membersOf(tarOf([{
+    name: "p",
+    data: "",
+    pax: { uname: "jürgen", gname: long, mtime: "1700000000.123456789", "SCHILY.acl.access": acl },
+  }]));
+  assert.equal(e?.uname, "jürgen");
+  assert.equal(e?.gname, long);
+  assert.deepEqual(e?.mtime, { sec: 1_700_000_000, nsec: 123_456_789 });
+  assert.equal(e?.xattrs?.aclAccess, acl);
+});
+
+test("TarReader names a metadata member that is malformed or too large, and a bad pax record", () => {
+  const malformed = tarOf([{ name: "PaxHeaders/a", type: "x", data: "5 x\n" }, { name: "a", data: "" }]);
+  assert.throws(() => membersOf(malformed), /malformed pax record in "PaxHeaders\/a"/);
+  const badUid = tarOf([{ name: "a", data: "", pax: { uid: "12x" } }]);
+  assert.throws(() => membersOf(badUid), /bad pax "uid" record for "a" at byte 1024$/);
+  const badTime = tarOf([{ name: "b", data: "", pax: { mtime: "1.2.3" } }]);
+  assert.throws(() => membersOf(badTime), /bad pax "mtime" record for "b" at byte 1024$/);
+  const huge = header({ name: "././@LongLink", type: "L" }, 300 * MiB);
+  assert.throws(() => membersOf(huge), /metadata member "\.\/\.\/@LongLink" at byte 0 is too large/);
+});
+
+test("parseTime() reads pax times exactly and refuses malformed ones", () => {
+  assert.deepEqual(parseTime("1700000000.123456789"), { sec: 1_700_000_000, nsec: 123_456_789 });
+  assert.deepEqual(parseTime("1700000000.1234567891"), { sec: 1_700_000_000, nsec: 123_456_789 });
+  assert.deepEqual(parseTime("5.5"), { sec: 5, nsec: 500_000_000 });
+  assert.deepEqual(parseTime("7."), { sec: 7, nsec: 0 });
+  assert.deepEqual(parseTime("007"), { sec: 7, nsec: 0 });
+  assert.deepEqual(parseTime("-1.5"), { sec: -2, nsec: 500_000_000 });
+  assert.deepEqual(parseTime("-3"), { sec: -3, nsec: 0 });
+  for (const bad of ["", "-", ".5", "1.2.3", "1e9", " 1", "1 ", "+1", "1.-2", "99999999999999999999"]) {
+    assert.equal(parseTime(bad), undefined, bad);
   }
 });
 
