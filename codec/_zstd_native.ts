@@ -11,7 +11,7 @@
  * then gives the error message.
  * @module
  */
-import { openNativeLibrary } from "../base/runtime.ts";
+import { type NativeFunction, openNativeLibrary } from "../base/runtime.ts";
 
 /** Names the dynamic loader is asked for, in order (Debian/Ubuntu's libzstd1 has the first). */
 export const LIBZSTD_NAMES = ["libzstd.so.1", "libzstd.so"];
@@ -31,22 +31,22 @@ const LEVEL = 1;
 /** The largest frame content decompressed into a buffer of its own here (bigger: node:zlib decides). */
 const OWN_BUFFER_MAX = 64 << 20;
 
+/** libzstd's functions as `openNativeLibrary` (or a worker's `runtimeLibrary`) gives them. */
+type ZstdLibrary = Record<keyof typeof SYMBOLS, NativeFunction>;
+
 /**
- * Source text for a worker thread, after `WORKER_FFI_SOURCE`: defines `zstdBound(n)` (`compressBound`) and
- * `nativeZstd`, null without FFI or libzstd, else `{ compressInto(input, into), decompressInto(input, into),
- * contentSize(input) }` as `NativeZstd` describes (the same rules, written once more for the worker).
+ * The `NativeZstd` of `lib` (an opened libzstd): contexts made on first use, one of each kind, reused.
+ * Self-contained (it names nothing of this module: `bound`, `level` and `ownMax` come as arguments), because
+ * the worker source is made from its text, so that the main thread and the workers run the same code.
  */
-export const WORKER_ZSTD_SOURCE = `
-const zstdBound = (n) => n + (n >>> 8) + (n < 131072 ? (131072 - n) >>> 11 : 0);
-const nativeZstd = (() => {
-  const lib = runtimeLibrary(${JSON.stringify(LIBZSTD_NAMES)}, ${JSON.stringify(SYMBOLS)});
-  if (lib === null) return null;
-  let cctx = 0, dctx = 0;
+function zstdOver(lib: ZstdLibrary, bound: (n: number) => number, level: number, ownMax: number): NativeZstd {
+  let cctx = 0;
+  let dctx = 0;
   return {
     compressInto(input, into) {
-      if (into.byteLength < zstdBound(input.byteLength)) return -1;
+      if (into.byteLength < bound(input.byteLength)) return -1;
       if (cctx === 0 && (cctx = lib.ZSTD_createCCtx()) === 0) return -1;
-      return lib.ZSTD_compressCCtx(cctx, into, into.byteLength, input, input.byteLength, ${LEVEL});
+      return lib.ZSTD_compressCCtx(cctx, into, into.byteLength, input, input.byteLength, level);
     },
     decompressInto(input, into) {
       if (dctx === 0 && (dctx = lib.ZSTD_createDCtx()) === 0) return -1;
@@ -54,9 +54,26 @@ const nativeZstd = (() => {
     },
     contentSize(input) {
       const n = lib.ZSTD_getFrameContentSize(input, input.byteLength);
-      return n === -1 || (n >= 0 && n <= ${OWN_BUFFER_MAX}) ? n : -2;
+      return n === -1 || (n >= 0 && n <= ownMax) ? n : -2;
     },
   };
+}
+
+/** `ZSTD_COMPRESSBOUND(n)`: the most bytes a frame of `n` input bytes takes. Self-contained, as `zstdOver`. */
+export function compressBound(n: number): number {
+  return n + (n >>> 8) + (n < 131072 ? (131072 - n) >>> 11 : 0);
+}
+
+/**
+ * Source text for a worker thread, after `WORKER_FFI_SOURCE`: defines `zstdBound(n)` (`compressBound`) and
+ * `nativeZstd`, null without FFI or libzstd, else `{ compressInto(input, into), decompressInto(input, into),
+ * contentSize(input) }` as `NativeZstd` describes: `zstdOver`'s and `compressBound`'s own text.
+ */
+export const WORKER_ZSTD_SOURCE = `
+const zstdBound = ${compressBound};
+const nativeZstd = (() => {
+  const lib = runtimeLibrary(${JSON.stringify(LIBZSTD_NAMES)}, ${JSON.stringify(SYMBOLS)});
+  return lib === null ? null : (${zstdOver})(lib, zstdBound, ${LEVEL}, ${OWN_BUFFER_MAX});
 })();
 `;
 
@@ -77,27 +94,5 @@ let here: NativeZstd | null | undefined;
 export function nativeZstd(): NativeZstd | null {
   if (here !== undefined) return here;
   const lib = openNativeLibrary(LIBZSTD_NAMES, SYMBOLS);
-  if (!lib) return here = null;
-  let cctx = 0;
-  let dctx = 0;
-  return here = {
-    compressInto(input, into) {
-      if (into.byteLength < compressBound(input.byteLength)) return -1;
-      if (cctx === 0 && (cctx = lib.ZSTD_createCCtx()) === 0) return -1;
-      return lib.ZSTD_compressCCtx(cctx, into, into.byteLength, input, input.byteLength, LEVEL);
-    },
-    decompressInto(input, into) {
-      if (dctx === 0 && (dctx = lib.ZSTD_createDCtx()) === 0) return -1;
-      return lib.ZSTD_decompressDCtx(dctx, into, into.byteLength, input, input.byteLength);
-    },
-    contentSize(input) {
-      const n = lib.ZSTD_getFrameContentSize(input, input.byteLength);
-      return n === -1 || (n >= 0 && n <= OWN_BUFFER_MAX) ? n : -2;
-    },
-  };
-}
-
-/** `ZSTD_COMPRESSBOUND(n)`: the most bytes a frame of `n` input bytes takes. */
-export function compressBound(n: number): number {
-  return n + (n >>> 8) + (n < 131072 ? (131072 - n) >>> 11 : 0);
+  return here = lib ? zstdOver(lib, compressBound, LEVEL, OWN_BUFFER_MAX) : null;
 }
