@@ -191,8 +191,10 @@ export class ParentRecord {
   }
 }
 
-/** What a state reader names in its messages: a level N reads its parent's, restore --dry-run a backup's own. */
+/** What a state reader names in its messages: a level N reads its parent's state, the other readers (restore,
+ * verify) a backup's own. */
 const PARENT_STATE = "the parent backup's state";
+export const OWN_STATE = "the backup's state";
 
 /** The next chunk of a parent backup's (or `what`) state; a failure to read it says so. */
 export async function readParentState(
@@ -232,7 +234,7 @@ export function checkStateHeader(line: string, whose: string): bigint {
  * `checkStateHeaderVersion` of a header line given as its bytes (without the `\n`), as the streaming readers
  * gather it: bytes that are not UTF-8 are not a frost tar state either.
  */
-export function checkStateHeaderBytes(
+function checkStateHeaderBytes(
   bytes: readonly number[],
   whose: string,
 ): { version: number; started: bigint } {
@@ -243,6 +245,60 @@ export function checkStateHeaderBytes(
     throw new FrostError(`Cannot read ${whose}: it is not a frost tar state`);
   }
   return checkStateHeaderVersion(line, whose);
+}
+
+/** A header line longer than this is not a frost tar state's. */
+const HEADER_MAX = 4096;
+const NEWLINE = 0x0a;
+
+/**
+ * A tar state's header line gathered from its bytes in chunks of any size (the streaming readers that keep
+ * no records) and checked once it is whole (`checkStateHeaderBytes`).
+ */
+export class StateHeaderGatherer {
+  #bytes: number[] | undefined = [];
+  #version = 0;
+  readonly #whose: string;
+
+  /** `whose` names the state in the errors. */
+  constructor(whose: string) {
+    this.#whose = whose;
+  }
+
+  /** Whether the header line is whole and checked. */
+  get done(): boolean {
+    return this.#bytes === undefined;
+  }
+
+  /** The checked header's version (0 until `done`). */
+  get version(): number {
+    return this.#version;
+  }
+
+  /**
+   * Takes `chunk` from `from` up to the header's newline and then checks the header: the index after that
+   * newline, or -1 when the chunk ends first (all of it taken).
+   */
+  take(chunk: Uint8Array, from = 0): number {
+    const bytes = this.#bytes!;
+    const nl = chunk.indexOf(NEWLINE, from);
+    const end = nl < 0 ? chunk.length : nl;
+    if (bytes.length + end - from > HEADER_MAX) {
+      throw new FrostError(`Cannot read ${this.#whose}: it is not a frost tar state`);
+    }
+    for (let j = from; j < end; j++) bytes.push(chunk[j]!);
+    if (nl < 0) return -1;
+    this.end();
+    return nl + 1;
+  }
+
+  /** Checks the header if that was not done yet (a state that ends in its first line, or is empty). */
+  end(): void {
+    if (this.#bytes === undefined) return;
+    const bytes = this.#bytes;
+    this.#bytes = undefined;
+    this.#version = checkStateHeaderBytes(bytes, this.#whose).version;
+  }
 }
 
 /** `checkStateHeader`, also giving the version. */
@@ -465,7 +521,7 @@ const TAR_TYPES = { f: "file", d: "dir", l: "symlink", p: "fifo", c: "char", b: 
 
 /** Lists a tar state's entries (the tree its backup restores to). */
 export async function* tarStateEntries(state: ReadableStream<Uint8Array>): AsyncGenerator<StateEntry> {
-  for await (const rec of recordsOf<ParentRecord>(new TarStateReader(state, "the backup's state"))) {
+  for await (const rec of recordsOf<ParentRecord>(new TarStateReader(state, OWN_STATE))) {
     const size = rec.kind === "f" ? Number(tailFields(rec.tail, 0)[1]) : 0;
     yield { path: rec.path === "." ? "" : rec.path, type: TAR_TYPES[rec.kind], size };
   }

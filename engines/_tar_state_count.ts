@@ -4,15 +4,12 @@
  * to count them cost ~40 MiB of garbage.
  * @module
  */
-import { FrostError } from "../base/errors.ts";
 import type { EntryCounter } from "./engine.ts";
-import { checkStateHeaderBytes } from "./_tar_state.ts";
+import { OWN_STATE, StateHeaderGatherer } from "./_tar_state.ts";
 
 const NL = 0x0a;
 /** `[".",`: how the root's record (path ".") starts; no other path is written as `"."`. */
 const ROOT = [0x5b, 0x22, 0x2e, 0x22, 0x2c];
-/** A header line longer than this is not a frost tar state's. */
-const HEADER_MAX = 4096;
 
 /**
  * Counts the records of a tar state (one per non-empty line after the header line but a version 2 state's
@@ -20,7 +17,7 @@ const HEADER_MAX = 4096;
  * chunk.
  */
 export class TarStateCounter implements EntryCounter {
-  #header: number[] | undefined = [];
+  #header = new StateHeaderGatherer(OWN_STATE);
   #count = 0;
   #root = 0;
   /** Bytes of the current line so far, and its first bytes. */
@@ -29,25 +26,20 @@ export class TarStateCounter implements EntryCounter {
 
   push(chunk: Uint8Array): void {
     let i = 0;
+    if (!this.#header.done && (i = this.#header.take(chunk)) < 0) return;
     while (i < chunk.length) {
       const nl = chunk.indexOf(NL, i);
       const end = nl < 0 ? chunk.length : nl;
-      if (this.#header) {
-        if (this.#header.length + end - i > HEADER_MAX) throw notAState();
-        for (let j = i; j < end; j++) this.#header.push(chunk[j]!);
-        if (nl >= 0) this.#checkHeader();
-      } else {
-        for (let j = i; j < end && this.#lineStart.length < ROOT.length; j++) this.#lineStart.push(chunk[j]!);
-        this.#lineLength += end - i;
-        if (nl >= 0) this.#endLine();
-      }
+      for (let j = i; j < end && this.#lineStart.length < ROOT.length; j++) this.#lineStart.push(chunk[j]!);
+      this.#lineLength += end - i;
       if (nl < 0) break;
+      this.#endLine();
       i = nl + 1;
     }
   }
 
   end(): { count: number; nonRoot: number } {
-    if (this.#header) this.#checkHeader();
+    this.#header.end();
     this.#endLine();
     return { count: this.#count, nonRoot: this.#count - this.#root };
   }
@@ -63,15 +55,4 @@ export class TarStateCounter implements EntryCounter {
     this.#lineLength = 0;
     this.#lineStart.length = 0;
   }
-
-  /** The same checks as the state reader's: a frost tar state of the version this code reads. */
-  #checkHeader(): void {
-    const header = this.#header!;
-    this.#header = undefined;
-    checkStateHeaderBytes(header, "the backup's state");
-  }
-}
-
-function notAState(): FrostError {
-  return new FrostError("Cannot read the backup's state: it is not a frost tar state");
 }

@@ -6,13 +6,10 @@
 import { FrostError } from "../base/errors.ts";
 import type { StoredWholeReader } from "./engine.ts";
 import { concatBytes } from "../base/bytes.ts";
-import { checkStateHeaderBytes, parseStateTrailer } from "./_tar_state.ts";
+import { OWN_STATE, parseStateTrailer, StateHeaderGatherer } from "./_tar_state.ts";
 
 const NL = 0x0a;
 const BRACE = 0x7b;
-/** A header line longer than this is not a frost tar state's. */
-const HEADER_MAX = 4096;
-const WHOSE = "the backup's state";
 
 /**
  * Finds a tar state's trailer (its last line, when that starts with `{`) from its bytes in chunks of any
@@ -20,8 +17,7 @@ const WHOSE = "the backup's state";
  * the header's bytes, the last complete line when it may be the trailer, and the unfinished line.
  */
 export class TarStoredReader implements StoredWholeReader {
-  #header: number[] | undefined = [];
-  #version = 0;
+  #header = new StateHeaderGatherer(OWN_STATE);
   /** The last complete line, when it starts with `{`. */
   #last: Uint8Array | undefined;
   /** The bytes of the line not yet ended. */
@@ -29,15 +25,7 @@ export class TarStoredReader implements StoredWholeReader {
 
   push(chunk: Uint8Array): void {
     let i = 0;
-    if (this.#header) {
-      const nl = chunk.indexOf(NL);
-      const end = nl < 0 ? chunk.length : nl;
-      if (this.#header.length + end > HEADER_MAX) throw notAState();
-      for (let j = 0; j < end; j++) this.#header.push(chunk[j]!);
-      if (nl < 0) return;
-      this.#checkHeader();
-      i = nl + 1;
-    }
+    if (!this.#header.done && (i = this.#header.take(chunk)) < 0) return;
     const rest = chunk.subarray(i);
     const last = rest.lastIndexOf(NL);
     if (last < 0) {
@@ -53,28 +41,18 @@ export class TarStoredReader implements StoredWholeReader {
   }
 
   end(): ReadonlySet<string> | undefined {
-    if (this.#header) this.#checkHeader();
+    this.#header.end();
     if (this.#open.length > 0) {
       const line = concatBytes(this.#open);
       this.#last = line[0] === BRACE ? line : undefined;
     }
-    if (this.#version < 2 || !this.#last) return undefined;
+    if (this.#header.version < 2 || !this.#last) return undefined;
     let text: string;
     try {
       text = new TextDecoder("utf-8", { fatal: true }).decode(this.#last);
     } catch {
-      throw new FrostError(`Cannot read ${WHOSE}: it is not valid UTF-8`);
+      throw new FrostError(`Cannot read ${OWN_STATE}: it is not valid UTF-8`);
     }
-    return new Set(parseStateTrailer(text, WHOSE));
+    return new Set(parseStateTrailer(text, OWN_STATE));
   }
-
-  #checkHeader(): void {
-    const header = this.#header!;
-    this.#header = undefined;
-    this.#version = checkStateHeaderBytes(header, WHOSE).version;
-  }
-}
-
-function notAState(): FrostError {
-  return new FrostError(`Cannot read ${WHOSE}: it is not a frost tar state`);
 }

@@ -16,7 +16,7 @@ import {
   TarReader,
 } from "./_tar_read.ts";
 import { decodeName } from "./_names.ts";
-import { MORE, TarStateReader } from "./_tar_state.ts";
+import { MORE, OWN_STATE, TarStateReader } from "./_tar_state.ts";
 import { collectYoung, relieveMemory } from "../base/memory.ts";
 
 /** One entry of the replayed tree. */
@@ -562,7 +562,7 @@ export interface StateMarks {
  */
 export async function markTarState(tree: Tree, state: ReadableStream<Uint8Array>): Promise<StateMarks> {
   const out: StateMarks = { entries: 0, missing: 0, firstMissing: "" };
-  const reader = new TarStateReader(state);
+  const reader = new TarStateReader(state, OWN_STATE);
   await reader.open();
   try {
     for (;;) {

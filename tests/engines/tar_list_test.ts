@@ -129,6 +129,18 @@ test("markTarState() marks a state's entries in the tree and counts those it doe
   }
 });
 
+test("markTarState() names the backup's own state, not a parent's, when it is not a state", async () => {
+  const streamOf = (text: string) => new Blob([text]).stream();
+  await assert.rejects(
+    markTarState(new Tree(), streamOf('{"format":"frost-tar-state","version":1,"started":"0"}\n[1,2]\n')),
+    /^FrostError: Cannot read the backup's state: line 2 is not a state record/,
+  );
+  await assert.rejects(
+    markTarState(new Tree(), streamOf("GNU tar-1.34-2\n")),
+    /^FrostError: Cannot read the backup's state: it is not a frost tar state/,
+  );
+});
+
 test("Tree keeps thousands of entries straight through deletions, renames and re-added names", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "frost-tree-many-"));
   try {
