@@ -141,14 +141,7 @@ export class Tree {
     return out;
   }
 
-  #hash(parent: number, name: string): number {
-    let h = (parent ^ 0x811c9dc5) >>> 0;
-    h = Math.imul(h, 0x01000193);
-    for (let k = 0; k < name.length; k++) h = Math.imul(h ^ name.charCodeAt(k), 0x01000193);
-    return h >>> 0;
-  }
-
-  /** `#hash(parent, name of i)`, from the names buffer. */
+  /** The hash of child name `i` of `parent` (as `#childIn` makes it for a name), from the names buffer. */
   #hashOf(parent: number, i: number): number {
     let h = (parent ^ 0x811c9dc5) >>> 0;
     h = Math.imul(h, 0x01000193);
@@ -167,12 +160,7 @@ export class Tree {
 
   /** The child `name` of directory `dir`, or NONE. */
   #child(dir: number, name: string): number {
-    const mask = this.#table.length - 1;
-    for (let slot = this.#hash(dir, name) & mask;; slot = (slot + 1) & mask) {
-      const i = this.#table[slot]!;
-      if (i === NONE) return NONE;
-      if (i !== GONE && this.#parentOf[i] === dir && this.#named(i, name)) return i;
-    }
+    return this.#childIn(dir, name, 0, name.length);
   }
 
   /**
