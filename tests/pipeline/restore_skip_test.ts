@@ -25,6 +25,34 @@ function nextId(): string {
   return new Date(idClock).toISOString().replace(/[-:]/g, "").replace(/(\.\d{3})Z$/, "$1Z");
 }
 
+/** Backs `src` up onto `storage` as the next level of `chain` (level 0 when empty), zstd, in segments of
+ * `segmentSize` bytes, and adds its manifest to `chain`. */
+async function appendLevel(
+  storage: MemoryStorage,
+  chain: Manifest[],
+  src: string,
+  name: string,
+  segmentSize: number,
+): Promise<void> {
+  const parent = chain.at(-1) ?? null;
+  chain.push(
+    await runBackup({
+      storage,
+      engine: tarEngine,
+      source: src,
+      hostname: "h",
+      name,
+      id: nextId(),
+      level: parent ? parent.level + 1 : 0,
+      parent,
+      compression: "zstd",
+      segmentSize,
+      queueSize: 2,
+      frostVersion: "test",
+    }),
+  );
+}
+
 describe("runRestore() of a chain that stores a large file at every level", () => {
   let work: string;
   let src: string;
@@ -38,23 +66,7 @@ describe("runRestore() of a chain that stores a large file at every level", () =
     fs.writeFileSync(path.join(src, "small"), "small\n");
     for (const seed of [1, 2, 3]) {
       fs.writeFileSync(path.join(src, "big"), pseudoRandom(SIZE, seed));
-      const parent = chain.at(-1) ?? null;
-      chain.push(
-        await runBackup({
-          storage,
-          engine: tarEngine,
-          source: src,
-          hostname: "h",
-          name: "n",
-          id: nextId(),
-          level: parent ? parent.level + 1 : 0,
-          parent,
-          compression: "zstd",
-          segmentSize: 256 * 1024,
-          queueSize: 2,
-          frostVersion: "test",
-        }),
-      );
+      await appendLevel(storage, chain, src, "n", 256 * 1024);
     }
   });
   after(() => cleanup(work));
@@ -128,23 +140,7 @@ describe("runRestore() of a chain whose skipped files' data spans frames at odd 
       for (const [name, size] of Object.entries(SMALL)) {
         fs.writeFileSync(path.join(src, name), pseudoRandom(size + k, round + name.charCodeAt(0)));
       }
-      const parent = chain.at(-1) ?? null;
-      chain.push(
-        await runBackup({
-          storage,
-          engine: tarEngine,
-          source: src,
-          hostname: "h",
-          name: "odd",
-          id: nextId(),
-          level: parent ? parent.level + 1 : 0,
-          parent,
-          compression: "zstd",
-          segmentSize: 300_001,
-          queueSize: 2,
-          frostVersion: "test",
-        }),
-      );
+      await appendLevel(storage, chain, src, "odd", 300_001);
     }
   });
   after(() => cleanup(work));
