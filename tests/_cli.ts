@@ -87,6 +87,16 @@ export function frost(args: string[], options: RunOptions = {}): Promise<RunResu
 }
 
 /** Makes a fresh temporary directory (removed by `cleanup`). */
+/** Whether strace is installed and may trace here (containers often forbid ptrace). */
+export function hasStrace(): boolean {
+  try {
+    execFileSync("strace", ["-f", "-qq", "-o", "/dev/null", "true"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function tempDir(label: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `frost-${label}-`));
 }

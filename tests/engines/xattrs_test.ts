@@ -11,7 +11,7 @@ import path from "node:path";
 import process from "node:process";
 import crypto from "node:crypto";
 import { execFileSync, execSync, spawnSync } from "node:child_process";
-import { cleanup, frost, frostCommand, tempDir } from "../_cli.ts";
+import { cleanup, frost, frostCommand, hasStrace, tempDir } from "../_cli.ts";
 import { tarRestore } from "../../engines/tar_restore.ts";
 import { rsyncBackup } from "../../engines/rsync_backup.ts";
 import { rsyncRestore } from "../../engines/rsync_restore.ts";
@@ -659,15 +659,6 @@ describe("the xattr addon is loaded on first use", {
     }
   });
 });
-
-function hasStrace(): boolean {
-  try {
-    execFileSync("strace", ["-f", "-qq", "-o", "/dev/null", "true"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe("the binary where its xattr addon cannot be unpacked", {
   skip: process.env.FROST_BIN === undefined &&

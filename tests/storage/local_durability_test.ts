@@ -10,17 +10,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { frostCommand } from "../_cli.ts";
-
-/** Whether strace is installed and may trace here (containers often forbid ptrace). */
-function hasStrace(): boolean {
-  try {
-    execFileSync("strace", ["-f", "-qq", "-o", "/dev/null", "true"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { frostCommand, hasStrace } from "../_cli.ts";
 
 /** One traced call: its name, the paths it names (fds resolved by `strace -y`), its result. */
 interface Call {
