@@ -137,9 +137,10 @@ function restoreStep(
  */
 const RECENTLY_DELETED_S = 35;
 
-/** Where restored trees wait, renamed (one cheap call), until `clearRestored` deletes them at a set's end. */
-function restoredGrave(ctx: ToolContext): string {
-  return path.join(path.dirname(ctx.work), "restored");
+/** Where restored trees wait in the bench's work folder (`work`, the tools' folders' parent), renamed (one
+ * cheap call), until `clearRestored` deletes them at a set's end. */
+function restoredGrave(work: string): string {
+  return path.join(work, "restored");
 }
 
 let setAsideCount = 0;
@@ -147,7 +148,7 @@ let setAsideCount = 0;
 /** Moves a checked restored tree out of the way instead of deleting it between timed steps (see above). */
 function setAside(ctx: ToolContext, target: string): void {
   if (!fs.existsSync(target)) return;
-  const grave = restoredGrave(ctx);
+  const grave = restoredGrave(path.dirname(ctx.work));
   fs.mkdirSync(grave, { recursive: true });
   fs.renameSync(target, path.join(grave, String(++setAsideCount)));
 }
@@ -158,7 +159,7 @@ function setAside(ctx: ToolContext, target: string): void {
  * so no restore is timed within `RECENTLY_DELETED_S` of deleting a big tree.
  */
 export function clearRestored(work: string): void {
-  const grave = path.join(work, "restored");
+  const grave = restoredGrave(work);
   if (!fs.existsSync(grave)) return;
   fs.rmSync(grave, { recursive: true, force: true });
   syncDisks();
